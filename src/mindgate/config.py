@@ -1,0 +1,415 @@
+"""The whole configuration as pydantic models.
+
+The top level is mem0-shaped (``embedder`` / ``llm`` / ``vector_store``, each ``{"provider", "config"}``)
+so a mem0 user's dict works unchanged; mindgate's own sections are ``providers`` (named endpoints),
+``routing``, ``gateway`` and ``memory``.
+
+Sources, later wins: defaults < YAML file (``--config`` / ``MINDGATE_CONFIG``) or dict < environment
+(``MINDGATE_<SECTION>__<KEY>...``, e.g. ``MINDGATE_LLM__CONFIG__MODEL=qwen2.5-7b-instruct``).
+Every validation failure becomes a :class:`~mindgate.errors.ConfigurationError` that names the key path
+and the valid choices; nothing unknown is silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mindgate.errors import ConfigurationError
+
+log = logging.getLogger("mindgate.config")
+
+ChatProviderName = Literal[
+    "auto", "lmstudio", "ollama", "openai", "azure_openai", "gemini", "vertexai", "together",
+    "huggingface", "openai_compatible", "local",
+]
+EmbedderProviderName = Literal[
+    "lmstudio", "ollama", "openai", "azure_openai", "gemini", "vertexai", "together",
+    "huggingface", "openai_compatible", "local",
+]
+StoreProviderName = Literal["sqlite", "pgvector"]
+STORE_TAGS = get_args(StoreProviderName)
+
+# Which ``*_base_url`` key belongs to which provider (mem0 names them per provider).
+BASE_URL_KEYS: dict[str, tuple[str, ...]] = {
+    "lmstudio": ("lmstudio_base_url", "base_url"),
+    "ollama": ("ollama_base_url", "base_url"),
+    "openai": ("openai_base_url", "base_url"),
+    "together": ("base_url",),
+    "huggingface": ("huggingface_base_url", "base_url"),
+    "openai_compatible": ("base_url", "openai_base_url"),
+    "azure_openai": (),
+    "gemini": ("base_url",),
+    "vertexai": ("base_url",),
+    "local": (),
+    "auto": (),
+}
+_ALL_BASE_URL_KEYS = ("lmstudio_base_url", "ollama_base_url", "openai_base_url", "huggingface_base_url",
+                      "base_url")
+
+
+def mindgate_home() -> Path:
+    """``MINDGATE_HOME`` or ``~/.mindgate``: where the embedded store and state live."""
+    return Path(os.environ.get("MINDGATE_HOME") or Path.home() / ".mindgate").expanduser()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class AzureKwargs(_Strict):
+    """mem0's ``azure_kwargs``; each falls back to the usual ``AZURE_OPENAI_*`` variable."""
+
+    api_key: str | None = Field(default=None, repr=False)
+    azure_deployment: str | None = None
+    azure_endpoint: str | None = None
+    api_version: str | None = None
+    default_headers: dict[str, str] | None = None
+
+
+class ProviderConfig(_Strict):
+    """Settings of one chat model or embedder (mem0's key names)."""
+
+    model: str | None = None
+    api_key: str | None = Field(default=None, repr=False)
+    embedding_dims: int | None = Field(default=None, gt=0)
+    base_url: str | None = None
+    lmstudio_base_url: str | None = None
+    ollama_base_url: str | None = None
+    openai_base_url: str | None = None
+    huggingface_base_url: str | None = None
+    azure_kwargs: AzureKwargs | None = None
+    vertex_credentials_json: str | None = None
+    project: str | None = None
+    location: str | None = None
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    timeout: float = Field(default=120.0, gt=0, description="seconds for a whole request")
+    connect_timeout: float = Field(default=3.0, gt=0, description="seconds to establish a connection")
+    headers: dict[str, str] = Field(default_factory=dict)
+    model_path: str | None = Field(default=None, description="local engine: a GGUF file or model folder")
+    n_ctx: int | None = Field(default=None, gt=0, description="local engine: context length")
+    n_threads: int | None = Field(default=None, gt=0, description="local engine: CPU threads")
+    device: str | None = Field(default=None, description="sentence-transformers device (cpu, cuda, mps)")
+    batch_size: int = Field(default=64, gt=0, description="embedding batch size")
+    ttl: int | None = Field(default=None, gt=0, description="seconds an idle JIT-loaded model stays loaded")
+
+    def base_url_for(self, provider: str) -> str | None:
+        for key in BASE_URL_KEYS.get(provider, ()):
+            value = getattr(self, key)
+            if value:
+                return str(value).rstrip("/")
+        return None
+
+
+class _ProviderSection(_Strict):
+    config: ProviderConfig = Field(default_factory=ProviderConfig)
+
+    @model_validator(mode="after")
+    def _base_url_key_matches_provider(self) -> _ProviderSection:
+        provider = getattr(self, "provider")  # noqa: B009 - defined on subclasses
+        allowed = BASE_URL_KEYS.get(provider, ())
+        for key in _ALL_BASE_URL_KEYS:
+            if getattr(self.config, key) and key not in allowed:
+                choices = ", ".join(allowed) if allowed else "none (this provider takes no base URL)"
+                raise ValueError(f"`{key}` is not used by provider {provider!r}; use one of: {choices}")
+        return self
+
+
+class LLMSection(_ProviderSection):
+    provider: ChatProviderName = "auto"
+
+
+class EmbedderSection(_ProviderSection):
+    provider: EmbedderProviderName = "local"
+
+
+class SQLiteStoreConfig(_Strict):
+    path: str | None = Field(default=None, description="database file; default MINDGATE_HOME/<collection>.db")
+    collection_name: str = Field(default="memory", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    embedding_model_dims: int | None = Field(default=None, gt=0)
+    busy_timeout_ms: int = Field(default=30_000, gt=0)
+
+    def resolved_path(self) -> Path:
+        if self.path:
+            return Path(self.path).expanduser()
+        return mindgate_home() / f"{self.collection_name}.db"
+
+
+class PgVectorStoreConfig(_Strict):
+    dsn: str | None = Field(default=None, repr=False)
+    connection_string: str | None = Field(default=None, repr=False, description="mem0's name for dsn")
+    host: str | None = None
+    port: int | None = None
+    dbname: str | None = None
+    user: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    collection_name: str = Field(default="memory", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+    embedding_model_dims: int | None = Field(default=None, gt=0)
+    minconn: int = Field(default=1, ge=0)
+    maxconn: int = Field(default=8, gt=0)
+    hnsw: bool = True
+    connect_timeout: float = Field(default=5.0, gt=0)
+
+
+class SQLiteStoreSection(_Strict):
+    provider: Literal["sqlite"] = "sqlite"
+    config: SQLiteStoreConfig = Field(default_factory=SQLiteStoreConfig)
+
+
+class PgVectorStoreSection(_Strict):
+    provider: Literal["pgvector"]
+    config: PgVectorStoreConfig = Field(default_factory=PgVectorStoreConfig)
+
+
+VectorStoreSection = Annotated[SQLiteStoreSection | PgVectorStoreSection, Field(discriminator="provider")]
+
+
+class EndpointConfig(_Strict):
+    """A named endpoint under ``providers:``, e.g. a LAN LM Studio."""
+
+    provider: ChatProviderName
+    config: ProviderConfig = Field(default_factory=ProviderConfig)
+
+
+class TargetConfig(_Strict):
+    """One step of a fallback chain: an endpoint (a name under ``providers:`` or a provider name)."""
+
+    endpoint: str
+    model: str | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    first_token_timeout: float | None = Field(default=None, gt=0)
+    context_length: int | None = Field(default=None, gt=0)
+
+
+class ChainConfig(_Strict):
+    targets: list[TargetConfig] = Field(min_length=1)
+    retries: int = Field(default=2, ge=0, le=10)
+    backoff_base: float = Field(default=0.25, ge=0)
+    backoff_max: float = Field(default=8.0, ge=0)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown: float = Field(default=30.0, gt=0)
+
+
+class SemanticRouteConfig(_Strict):
+    name: str
+    utterances: list[str] = Field(min_length=1)
+    target: str = Field(description="a chain name, or endpoint[:model]")
+    threshold: float = Field(default=0.5, ge=-1, le=1)
+
+
+class RoutingConfig(_Strict):
+    chains: dict[str, ChainConfig] = Field(default_factory=dict)
+    default: str = Field(default="auto", description="chain used when no route matches")
+    routes: list[SemanticRouteConfig] = Field(default_factory=list)
+    health_check_interval: float | None = Field(default=None, gt=0)
+
+
+class ApiKeyConfig(_Strict):
+    """A gateway API key: give ``key`` (plain, hashed on load) or ``key_sha256``."""
+
+    name: str = "default"
+    key: str | None = Field(default=None, repr=False)
+    key_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    users: list[str] | None = Field(default=None, description="users this key may act for; None = any")
+    models: list[str] | None = None
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ApiKeyConfig:
+        if not (self.key or self.key_sha256):
+            raise ValueError("an API key needs `key` or `key_sha256`")
+        return self
+
+
+class GatewayConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8741, ge=0, le=65535)
+    allow_remote: bool = Field(default=False, description="must be true to bind a non-loopback host")
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    cors_origins: list[str] = Field(default_factory=list)
+    memory: bool = Field(default=True, description="memory-augmented chat when a request names a user")
+    log_contents: bool = False
+
+
+class MemorySettings(_Strict):
+    custom_instructions: str | None = Field(default=None, description="extra fact-extraction guidance")
+    similar_memories: int = Field(default=5, ge=0, le=50, description="existing memories shown to the LLM")
+    search_limit: int = Field(default=10, gt=0)
+    candidates: int = Field(default=50, gt=0, description="per-retriever candidates before fusion")
+    rrf_k: int = Field(default=60, gt=0)
+    recency_half_life_days: float | None = Field(default=None, gt=0)
+    inject_limit: int = Field(default=5, ge=0)
+    inject_token_budget: int = Field(default=512, ge=0)
+
+
+class MindgateConfig(_Strict):
+    """The whole configuration."""
+
+    version: str | None = Field(default=None, description="accepted for mem0 compatibility")
+    embedder: EmbedderSection = Field(default_factory=EmbedderSection)
+    llm: LLMSection = Field(default_factory=LLMSection)
+    vector_store: VectorStoreSection = Field(default_factory=SQLiteStoreSection)
+    providers: dict[str, EndpointConfig] = Field(default_factory=dict)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    custom_fact_extraction_prompt: str | None = Field(default=None, description="mem0's name")
+    history_db_path: str | None = Field(default=None, description="mem0's; history lives in the store")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _store_provider_default(cls, data: Any) -> Any:
+        store = data.get("vector_store") if isinstance(data, dict) else None
+        if isinstance(store, dict) and "provider" not in store:
+            data = {**data, "vector_store": {**store, "provider": "sqlite"}}
+        return data
+
+    @field_validator("providers")
+    @classmethod
+    def _endpoint_names(cls, value: dict[str, EndpointConfig]) -> dict[str, EndpointConfig]:
+        for name in value:
+            if name in get_args(ChatProviderName):
+                raise ValueError(f"endpoint name {name!r} shadows the provider of the same name; rename it")
+        return value
+
+    @model_validator(mode="after")
+    def _mem0_aliases(self) -> MindgateConfig:
+        if self.custom_fact_extraction_prompt and not self.memory.custom_instructions:
+            self.memory.custom_instructions = self.custom_fact_extraction_prompt
+        if self.history_db_path:
+            log.warning("history_db_path is not used: mindgate keeps history in the memory store, written in "
+                        "the same transaction as each change")
+        return self
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None = None, *, env: bool = True) -> MindgateConfig:
+        """Validate a mem0-shaped dict, applying ``MINDGATE_*`` overrides when ``env`` is true."""
+        merged: dict[str, Any] = dict(data or {})
+        if env:
+            merged = _deep_merge(merged, _env_overrides(os.environ))
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as exc:
+            raise _configuration_error(exc, cls) from None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], *, env: bool = True) -> MindgateConfig:
+        file = Path(path).expanduser()
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read config file {file}: {exc.strerror}",
+                                     hint="pass an existing YAML file with --config or MINDGATE_CONFIG") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"config file {file} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigurationError(f"config file {file} must hold a mapping at the top level, "
+                                     f"not {type(data).__name__}")
+        return cls.from_dict(data, env=env)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> MindgateConfig:
+        """``path``, else ``MINDGATE_CONFIG``, else defaults; environment overrides applied."""
+        path = path or os.environ.get("MINDGATE_CONFIG")
+        return cls.from_file(path) if path else cls.from_dict({})
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_ENV_IGNORED = {"MINDGATE_HOME", "MINDGATE_CONFIG"}
+
+
+def _env_overrides(environ: os._Environ[str] | dict[str, str]) -> dict[str, Any]:
+    """``MINDGATE_A__B__C=value`` -> ``{"a": {"b": {"c": value}}}``; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith("MINDGATE_") or name in _ENV_IGNORED:
+            continue
+        path = [part.lower() for part in name[len("MINDGATE_"):].split("__")]
+        if not all(path):
+            raise ConfigurationError(f"environment variable {name} has an empty key segment",
+                                     hint="separate nested keys with a double underscore, "
+                                          "e.g. MINDGATE_LLM__CONFIG__MODEL")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def _configuration_error(exc: ValidationError, model: type[BaseModel]) -> ConfigurationError:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "function-before"))]
+        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "vector_store" and p in STORE_TAGS)]
+        path = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            tag = err["loc"][1] if len(err["loc"]) > 1 and err["loc"][0] == "vector_store" else None
+            valid = _fields_at(model, loc[:-1], str(tag) if tag else None)
+            close = difflib.get_close_matches(loc[-1], valid, n=1)
+            did_you_mean = f" (did you mean `{close[0]}`?)" if close else ""
+            lines.append(f"{path}: unknown key{did_you_mean}; valid keys: {', '.join(valid)}")
+        elif err["type"] == "union_tag_invalid":
+            lines.append(f"{path}.provider: {err['input'].get('provider')!r} is not a valid choice; "
+                         f"valid providers: {', '.join(STORE_TAGS)}")
+        elif err["type"] == "literal_error":
+            lines.append(f"{path}: {err['input']!r} is not a valid choice; {err['msg'].replace('Input', 'it')}")
+        else:
+            lines.append(f"{path}: {err['msg']} (got {err.get('input')!r})")
+    return ConfigurationError("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+def _fields_at(model: type[BaseModel], loc: list[str], tag: str | None = None) -> list[str]:
+    """Field names of the model found by walking ``loc`` (best effort, for error messages)."""
+    current: Any = model
+    for part in loc:
+        if current is SQLiteStoreSection and tag == "pgvector":
+            current = PgVectorStoreSection
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(part)
+            if field is None:
+                return []
+            current = _model_in(field.annotation)
+        elif current is not None:
+            # a dict[str, Model] value: the key is a free name, the model follows
+            continue
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,242 @@
+"""The store contract every memory backend (SQLite, pgvector) implements.
+
+Semantics both stores share (one contract test suite checks them on both):
+
+* **Scope.** Every record has a :class:`Scope` (user_id / agent_id / run_id, at least one set). Its
+  ``partition`` is the most specific owner: ``user:<id>`` if a user is set, else ``agent:<id>``, else
+  ``run:<id>``. Vectors and indexes are partitioned by it, and it leads every key, so a deployment can
+  distribute the tables by it. A read with scope S sees the live records whose partition equals S's
+  partition and whose other ids equal those S gives (ids S leaves out are not constrained).
+* **Transactions.** :meth:`MemoryStore.apply` writes a batch of changes (row, vector, full-text row and
+  one history row per change) in ONE transaction: all of it is stored or none of it.
+* **Dedupe.** An ADD whose ``hash`` equals a live record's in the same exact scope (``Scope.key``) is not
+  stored; its result is ``NONE`` with the existing id. A unique constraint enforces it, not a read.
+* **Soft delete.** DELETE marks the record deleted (reads no longer see it) and writes a history row;
+  :meth:`MemoryStore.history` still shows everything.
+* **Embedder identity.** :meth:`MemoryStore.open` records the embedder identity on first use and raises
+  :class:`~mindgate.errors.EmbedderMismatchError` (naming ``mindgate reindex``) when it differs later.
+* **Scores.** ``vector_search`` returns cosine similarity in [-1, 1] (higher is closer);
+  ``text_search`` returns a BM25-style relevance (higher is better, scale store-specific).
+
+Stores are synchronous and thread-safe; async callers run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from mindgate.errors import ScopeError
+from mindgate.memory.filters import Filter
+from mindgate.providers.base import EmbedderIdentity, Vector
+
+Event = Literal["ADD", "UPDATE", "DELETE", "NONE"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def content_hash(text: str) -> str:
+    """Hash of normalised text (NFKC, case-folded, whitespace collapsed): equal facts collide."""
+    norm = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
+    return hashlib.sha256(norm.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Scope:
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("user_id", "agent_id", "run_id"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > 256):
+                raise ScopeError(f"{name} must be a non-empty string of at most 256 characters, got {value!r}")
+        if not (self.user_id or self.agent_id or self.run_id):
+            raise ScopeError("no scope given: pass at least one of user_id, agent_id or run_id",
+                             hint='e.g. memory.add(messages, user_id="alice")')
+
+    @property
+    def partition(self) -> str:
+        if self.user_id:
+            return f"user:{self.user_id}"
+        if self.agent_id:
+            return f"agent:{self.agent_id}"
+        return f"run:{self.run_id}"
+
+    @property
+    def key(self) -> str:
+        """The exact scope, canonical (for the dedupe constraint)."""
+        return "\x1f".join(v or "" for v in (self.user_id, self.agent_id, self.run_id))
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("user_id", self.user_id), ("agent_id", self.agent_id),
+                                  ("run_id", self.run_id)) if v}
+
+
+@dataclass
+class MemoryRecord:
+    id: str
+    memory: str
+    hash: str
+    scope: Scope
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime | None = None
+
+    def to_result(self, score: float | None = None) -> dict[str, Any]:
+        """mem0's result item shape."""
+        out: dict[str, Any] = {"id": self.id, "memory": self.memory, "hash": self.hash,
+                               "metadata": self.metadata or None,
+                               "created_at": self.created_at.isoformat(),
+                               "updated_at": self.updated_at.isoformat() if self.updated_at else None}
+        out.update(self.scope.as_dict())
+        if score is not None:
+            out["score"] = score
+        return out
+
+
+@dataclass
+class HistoryRecord:
+    id: str
+    memory_id: str
+    event: Literal["ADD", "UPDATE", "DELETE"]
+    old_memory: str | None
+    new_memory: str | None
+    created_at: datetime
+    actor: str | None = None
+
+    def to_result(self) -> dict[str, Any]:
+        return {"id": self.id, "memory_id": self.memory_id, "event": self.event,
+                "old_memory": self.old_memory, "new_memory": self.new_memory,
+                "created_at": self.created_at.isoformat(), "actor": self.actor,
+                "is_deleted": self.event == "DELETE"}
+
+
+@dataclass
+class AddChange:
+    record: MemoryRecord
+    vector: Vector
+    actor: str | None = None
+
+
+@dataclass
+class UpdateChange:
+    """Replace a live record's text (and vector); ``metadata`` None keeps the old metadata."""
+
+    id: str
+    scope: Scope
+    memory: str
+    vector: Vector
+    metadata: dict[str, Any] | None = None
+    actor: str | None = None
+
+
+@dataclass
+class DeleteChange:
+    id: str
+    scope: Scope
+    actor: str | None = None
+
+
+Change = AddChange | UpdateChange | DeleteChange
+
+
+@dataclass
+class ChangeResult:
+    id: str
+    memory: str
+    event: Event
+    previous_memory: str | None = None
+
+    def to_result(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "memory": self.memory, "event": self.event}
+        if self.previous_memory is not None:
+            out["previous_memory"] = self.previous_memory
+        return out
+
+
+class MemoryStore(ABC):
+    """A memory backend. See the module docstring for the semantics every method must keep."""
+
+    @abstractmethod
+    def open(self, identity: EmbedderIdentity) -> None:
+        """Create or migrate the schema; record ``identity`` or check it against the recorded one."""
+
+    @abstractmethod
+    def apply(self, changes: Sequence[Change]) -> list[ChangeResult]:
+        """Write all changes in one transaction. An UPDATE/DELETE of an id that is not live in the
+        given scope raises :class:`~mindgate.errors.NotFoundError` and nothing is written."""
+
+    @abstractmethod
+    def get(self, memory_id: str, scope: Scope | None = None) -> MemoryRecord | None:
+        """The live record, or None (also when ``scope`` is given and the record is outside it)."""
+
+    @abstractmethod
+    def list(self, scope: Scope, flt: Filter | None = None, *, limit: int = 100,
+             offset: int = 0) -> list[MemoryRecord]:
+        """Live records in scope, newest first (created_at DESC, id)."""
+
+    @abstractmethod
+    def count(self, scope: Scope, flt: Filter | None = None) -> int:
+        """Number of live records in scope matching ``flt``."""
+
+    @abstractmethod
+    def vector_search(self, scope: Scope, vector: Vector, k: int,
+                      flt: Filter | None = None) -> list[tuple[MemoryRecord, float]]:
+        """Up to ``k`` live records by cosine similarity, best first."""
+
+    @abstractmethod
+    def text_search(self, scope: Scope, query: str, k: int,
+                    flt: Filter | None = None) -> list[tuple[MemoryRecord, float]]:
+        """Up to ``k`` live records by full-text relevance, best first. Query text is never parsed as
+        query syntax (quotes, operators and SQL-looking text are searched as words)."""
+
+    @abstractmethod
+    def history(self, memory_id: str) -> list[HistoryRecord]:
+        """Every change to ``memory_id`` (also after it was deleted), oldest first."""
+
+    @abstractmethod
+    def delete_scope(self, scope: Scope, actor: str | None = None) -> int:
+        """Soft-delete every live record in scope (with history rows) in one transaction; returns count."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Drop every record, vector and history row and the recorded identity."""
+
+    @abstractmethod
+    def iter_records(self, *, include_deleted: bool = False,
+                     batch_size: int = 1000) -> Iterator[MemoryRecord]:
+        """Every record in id order (for reindex and migration)."""
+
+    @abstractmethod
+    def iter_history(self, *, batch_size: int = 1000) -> Iterator[HistoryRecord]:
+        """Every history row in id order (for migration)."""
+
+    @abstractmethod
+    def reindex_pending(self, identity: EmbedderIdentity, *, limit: int) -> list[MemoryRecord]:
+        """Up to ``limit`` live records whose vectors were not yet written by ``identity``
+        (the resumable work list of ``mindgate reindex``)."""
+
+    @abstractmethod
+    def write_vectors(self, identity: EmbedderIdentity, items: Sequence[tuple[str, Vector]]) -> None:
+        """Store vectors made by ``identity`` for the given ids, in one transaction. When no record is
+        pending any more, ``identity`` becomes the store's recorded identity."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close connections."""
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,226 @@
+"""The two model interfaces every provider implements: :class:`ChatModel` and :class:`Embedder`.
+
+Contracts:
+
+* Messages are OpenAI chat messages (``{"role", "content", ...}`` dicts); the OpenAI wire format is the
+  lingua franca, so tools, ``tool_choice`` and ``response_format`` use OpenAI's shapes everywhere.
+* Async first: subclasses implement the ``a*`` methods. The sync methods are a thin facade over them
+  (:mod:`mindgate._sync`), so there is one implementation, not twins.
+* Errors are :mod:`mindgate.errors` classes; a provider never returns an empty result for a failure.
+* Embeddings are ``float32`` numpy arrays: ``(n, dims)`` for a batch, ``(dims,)`` for one text.
+  ``dims`` is probed from the model (one embedding call, cached), never guessed, and checked against a
+  configured ``embedding_dims``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mindgate._sync import iterate_sync, run_sync
+from mindgate.errors import ConfigurationError
+
+Message = dict[str, Any]
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class ChatResponse:
+    """A finished completion. ``raw`` is the OpenAI-shaped response body."""
+
+    content: str | None
+    model: str
+    finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChatChunk:
+    """One streamed delta. ``raw`` is the OpenAI ``chat.completion.chunk`` object; ``wire`` holds the
+    SSE ``data:`` payload exactly as the upstream sent it, when there was one (for pass-through)."""
+
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+    wire: bytes | None = None
+
+
+CHAT_OPTIONS = frozenset({
+    "tools", "tool_choice", "response_format", "temperature", "max_tokens", "top_p", "stop", "seed",
+    "presence_penalty", "frequency_penalty", "parallel_tool_calls", "logit_bias", "user", "n",
+})
+
+
+class ChatModel(ABC):
+    """A chat model on some provider.
+
+    ``complete``/``acomplete`` take OpenAI options (``tools``, ``tool_choice``, ``response_format``,
+    ``temperature``, ``max_tokens``, ...). Structured output goes through
+    :func:`mindgate.providers.structured.complete_json`, which picks the strongest mode the endpoint takes.
+    """
+
+    provider: str = "base"
+
+    def __init__(self, model: str, *, defaults: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.defaults = dict(defaults or {})
+
+    @property
+    def endpoint_key(self) -> str:
+        """Identifies the serving endpoint, for remembering what it accepts (e.g. structured-output mode)."""
+        return f"{self.provider}:{self.model}"
+
+    @property
+    def context_length(self) -> int | None:
+        """The model's context window in tokens, when known without a call."""
+        return None
+
+    def _options(self, options: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(options) - CHAT_OPTIONS
+        if unknown:
+            raise ConfigurationError(f"unknown chat option(s): {', '.join(sorted(unknown))}",
+                                     hint=f"valid options: {', '.join(sorted(CHAT_OPTIONS))}")
+        merged = {**self.defaults, **{k: v for k, v in options.items() if v is not None}}
+        return merged
+
+    @abstractmethod
+    async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
+        """One completion."""
+
+    @abstractmethod
+    def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
+        """Stream a completion as chunks; errors before or during the stream raise."""
+
+    async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
+        """Tokens the prompt takes with the model's own tokenizer, or None when it is not reachable."""
+        return None
+
+    async def aclose(self) -> None:
+        """Release connections or in-process resources."""
+
+    def complete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
+        return run_sync(self.acomplete(messages, **options))
+
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[ChatChunk]:
+        return iterate_sync(self.astream(messages, **options))
+
+    def count_tokens(self, messages: Sequence[Message]) -> int | None:
+        return run_sync(self.acount_tokens(messages))
+
+    def close(self) -> None:
+        run_sync(self.aclose())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.provider}:{self.model}>"
+
+
+@dataclass(frozen=True)
+class EmbedderIdentity:
+    """What a store records about the embedder that wrote its vectors."""
+
+    provider: str
+    model: str
+    dims: int
+
+    def describe(self) -> str:
+        return f"{self.provider}:{self.model} ({self.dims} dims)"
+
+
+class Embedder(ABC):
+    """An embedding model. Subclasses implement :meth:`_embed_batch`; the rest is shared."""
+
+    provider: str = "base"
+
+    def __init__(self, model: str, *, embedding_dims: int | None = None, batch_size: int = 64) -> None:
+        self.model = model
+        self.configured_dims = embedding_dims
+        self.batch_size = batch_size
+        self._dims: int | None = None
+
+    @abstractmethod
+    async def _embed_batch(self, texts: Sequence[str]) -> Vector:
+        """Embed at most ``batch_size`` texts; returns float32 ``(len(texts), dims)``."""
+
+    async def aembed_batch(self, texts: Sequence[str]) -> Vector:
+        """Embed any number of texts, in batches of ``batch_size``; order is kept."""
+        if isinstance(texts, str):
+            raise TypeError("aembed_batch takes a list of strings; use aembed for one text")
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self._dims or self.configured_dims or 0), dtype=np.float32)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ConfigurationError(f"embedding input {i} is {type(text).__name__}, not a string",
+                                         hint="pass text; token arrays are not accepted")
+        parts = [await self._embed_batch(texts[i:i + self.batch_size])
+                 for i in range(0, len(texts), self.batch_size)]
+        vectors = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self._check_dims(int(vectors.shape[1]))
+        return vectors
+
+    async def aembed(self, text: str) -> Vector:
+        vectors = await self.aembed_batch([text])
+        return vectors[0]
+
+    async def adims(self) -> int:
+        """The model's output dimension, probed with one embedding call and cached."""
+        if self._dims is None:
+            await self.aembed_batch(["dimension probe"])
+        assert self._dims is not None
+        return self._dims
+
+    async def aidentity(self) -> EmbedderIdentity:
+        return EmbedderIdentity(self.provider, self.model, await self.adims())
+
+    def _check_dims(self, dims: int) -> None:
+        if self._dims is None:
+            if self.configured_dims is not None and self.configured_dims != dims:
+                raise ConfigurationError(
+                    f"embedder {self.provider}:{self.model} returns {dims}-dimensional vectors but "
+                    f"embedding_dims is set to {self.configured_dims}",
+                    hint=f"set embedding_dims to {dims} or remove it (mindgate probes the dimension)")
+            self._dims = dims
+        elif dims != self._dims:
+            raise ConfigurationError(f"embedder {self.provider}:{self.model} changed its output from "
+                                     f"{self._dims} to {dims} dimensions between calls",
+                                     hint="the server swapped the model; pin the model id")
+
+    async def aclose(self) -> None:
+        """Release connections or in-process resources."""
+
+    def embed_batch(self, texts: Sequence[str]) -> Vector:
+        return run_sync(self.aembed_batch(texts))
+
+    def embed(self, text: str) -> Vector:
+        return run_sync(self.aembed(text))
+
+    def dims(self) -> int:
+        return self._dims if self._dims is not None else run_sync(self.adims())
+
+    def identity(self) -> EmbedderIdentity:
+        return EmbedderIdentity(self.provider, self.model, self.dims())
+
+    def close(self) -> None:
+        run_sync(self.aclose())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.provider}:{self.model}>"
