@@ -160,20 +160,30 @@ class Embedder(ABC):
     async def _embed_batch(self, texts: Sequence[str]) -> Vector:
         """Embed at most ``batch_size`` texts; returns float32 ``(len(texts), dims)``."""
 
-    async def aembed_batch(self, texts: Sequence[str]) -> Vector:
-        """Embed any number of texts, in batches of ``batch_size``; order is kept."""
+    def _validated(self, texts: Sequence[str]) -> list[str]:
         if isinstance(texts, str):
-            raise TypeError("aembed_batch takes a list of strings; use aembed for one text")
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, self._dims or self.configured_dims or 0), dtype=np.float32)
-        for i, text in enumerate(texts):
+            raise TypeError("embed_batch takes a list of strings; use embed for one text")
+        out = list(texts)
+        for i, text in enumerate(out):
             if not isinstance(text, str):
                 raise ConfigurationError(f"embedding input {i} is {type(text).__name__}, not a string",
                                          hint="pass text; token arrays are not accepted")
+        return out
+
+    def _empty(self) -> Vector:
+        return np.zeros((0, self._dims or self.configured_dims or 0), dtype=np.float32)
+
+    async def _embed_all(self, texts: list[str]) -> Vector:
         parts = [await self._embed_batch(texts[i:i + self.batch_size])
                  for i in range(0, len(texts), self.batch_size)]
-        vectors = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    async def aembed_batch(self, texts: Sequence[str]) -> Vector:
+        """Embed any number of texts (in batches of ``batch_size``); order is kept."""
+        valid = self._validated(texts)
+        if not valid:
+            return self._empty()
+        vectors = await self._embed_all(valid)
         self._check_dims(int(vectors.shape[1]))
         return vectors
 

@@ -1,0 +1,267 @@
+"""The in-process engine: llama.cpp (``llama_cpp.Llama``) on a GGUF for chat, sentence-transformers for
+embeddings. Needs no server, no key and no network; the defaults are the models shipped in PyPI packages
+(see :mod:`mindgate._assets`).
+
+Heavy libraries are imported on first use, so ``import mindgate`` stays light. A ``Llama`` is not
+thread-safe: calls are serialised by a lock taken in the worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mindgate._assets import (
+    DEFAULT_CHAT_MODEL,
+    DEFAULT_EMBEDDING_MODEL,
+    default_embedder_path,
+    default_gguf_path,
+)
+from mindgate.config import ProviderConfig
+from mindgate.errors import ConfigurationError, ProviderError
+from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
+from mindgate.providers.openai_compat import sampling_defaults
+
+_PACKAGED_EMBEDDER_NAMES = {DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}",
+                            "all-minilm-l6-v2"}
+_DONE = object()
+
+
+def _default_threads() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+class LlamaCppChatModel(ChatModel):
+    """Chat with a GGUF model in this process. ``model_path`` None means the shipped SmolLM2-135M."""
+
+    provider = "local"
+
+    def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
+                 defaults: dict[str, Any] | None = None) -> None:
+        path = Path(model_path).expanduser() if model_path else default_gguf_path()
+        if not path.is_file():
+            raise ConfigurationError(f"GGUF model file not found: {path}",
+                                     hint="set `model_path` to a .gguf file, or leave it out for the shipped "
+                                          "SmolLM2-135M-Instruct")
+        super().__init__(DEFAULT_CHAT_MODEL if model_path is None else path.stem, defaults=defaults)
+        self.model_path = path
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or _default_threads()
+        self._llama: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def endpoint_key(self) -> str:
+        return f"local:{self.model_path}"
+
+    @property
+    def context_length(self) -> int | None:
+        return self.n_ctx
+
+    @property
+    def loaded(self) -> bool:
+        return self._llama is not None
+
+    def _ensure_loaded(self) -> Any:
+        if self._llama is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError:
+                raise ConfigurationError("the local chat engine needs llama-cpp-python",
+                                         hint="pip install 'mindgate[local]'") from None
+            try:
+                self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                    n_threads_batch=self.n_threads, verbose=False)
+            except (ValueError, RuntimeError) as exc:
+                raise ProviderError(f"llama.cpp could not load {self.model_path}: {exc}", provider="local",
+                                    retryable=False, hint="check that the file is a valid GGUF model") from None
+        return self._llama
+
+    def unload(self) -> None:
+        """Free the model's memory; the next call loads it again."""
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
+
+    def _kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
+        opts = self._options(options)
+        opts.pop("user", None)
+        opts.pop("parallel_tool_calls", None)
+        fmt = opts.get("response_format")
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            # llama-cpp-python constrains JSON output through json_object + schema (a grammar).
+            opts["response_format"] = {"type": "json_object", "schema": fmt.get("json_schema", {}).get("schema")}
+        return opts
+
+    def _complete_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            llama = self._ensure_loaded()
+            try:
+                return dict(llama.create_chat_completion(messages=messages, **kwargs))
+            except ValueError as exc:
+                raise _local_error(exc, self.n_ctx) from None
+
+    async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
+        if not messages:
+            raise ConfigurationError("messages is empty", hint="pass at least one message")
+        data = await asyncio.to_thread(self._complete_blocking, list(messages), self._kwargs(options))
+        data["model"] = self.model
+        choice = data["choices"][0]
+        message = choice.get("message") or {}
+        usage = data.get("usage") or {}
+        return ChatResponse(content=message.get("content"), model=self.model,
+                            finish_reason=choice.get("finish_reason"),
+                            tool_calls=list(message.get("tool_calls") or []),
+                            usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+                            raw=data)
+
+    def _stream_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            llama = self._ensure_loaded()
+            try:
+                yield from llama.create_chat_completion(messages=messages, stream=True, **kwargs)
+            except ValueError as exc:
+                raise _local_error(exc, self.n_ctx) from None
+
+    async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
+        if not messages:
+            raise ConfigurationError("messages is empty", hint="pass at least one message")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        kwargs = self._kwargs(options)
+
+        def hand_over(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the consumer's loop is gone
+                stop.set()
+
+        def produce() -> None:
+            try:
+                for event in self._stream_blocking(list(messages), kwargs):
+                    if stop.is_set():
+                        return
+                    hand_over(event)
+                hand_over(_DONE)
+            except Exception as exc:  # re-raised by the consumer
+                hand_over(exc)
+
+        loop.run_in_executor(None, produce)
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, Exception):
+                    raise item
+                item["model"] = self.model
+                choice = (item.get("choices") or [{}])[0]
+                delta = choice.get("delta") or {}
+                yield ChatChunk(content=delta.get("content"), tool_calls=list(delta.get("tool_calls") or []),
+                                finish_reason=choice.get("finish_reason"), raw=item)
+        finally:
+            stop.set()
+
+    def _count_blocking(self, messages: Sequence[Message]) -> int:
+        with self._lock:
+            llama = self._ensure_loaded()
+            total = 2
+            for message in messages:
+                content = message.get("content") or ""
+                if not isinstance(content, str):
+                    content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+                total += 4 + len(llama.tokenize(content.encode("utf-8"), add_bos=False, special=True))
+            return total
+
+    async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
+        """Prompt tokens with the model's own tokenizer, plus 4 per message and 2 for the reply's
+        template (SmolLM2's ChatML framing takes 3-5 per message)."""
+        return await asyncio.to_thread(self._count_blocking, messages)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.unload)
+
+
+def _local_error(exc: ValueError, n_ctx: int) -> Exception:
+    from mindgate.errors import ContextOverflowError
+
+    text = str(exc)
+    if "context window" in text or "exceed" in text:
+        return ContextOverflowError(f"the prompt does not fit the local model's context ({text})",
+                                    available=n_ctx, hint="shorten the conversation or raise `n_ctx`")
+    return ProviderError(f"the local engine rejected the request: {text}", provider="local", status_code=400,
+                         retryable=False)
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """sentence-transformers in this process. ``model`` None (or all-MiniLM-L6-v2) is the shipped
+    MiniLM; any other value is a local folder, or a name already in the local model cache."""
+
+    provider = "local"
+
+    def __init__(self, model: str | None = None, *, device: str | None = None, embedding_dims: int | None = None,
+                 batch_size: int = 64, provider: str = "local") -> None:
+        name = model or DEFAULT_EMBEDDING_MODEL
+        super().__init__(DEFAULT_EMBEDDING_MODEL if name in _PACKAGED_EMBEDDER_NAMES else name,
+                         embedding_dims=embedding_dims, batch_size=batch_size)
+        self.provider = provider
+        self.source = str(default_embedder_path()) if name in _PACKAGED_EMBEDDER_NAMES else name
+        self.device = device or "cpu"
+        self._st: Any = None
+        self._load_lock = threading.Lock()
+
+    def _model(self) -> Any:
+        if self._st is None:
+            with self._load_lock:
+                if self._st is None:
+                    try:
+                        from sentence_transformers import SentenceTransformer
+                    except ImportError:
+                        raise ConfigurationError("the local embedder needs sentence-transformers",
+                                                 hint="pip install 'mindgate[local]'") from None
+                    try:
+                        self._st = SentenceTransformer(self.source, device=self.device, local_files_only=True)
+                    except (OSError, ValueError) as exc:
+                        raise ConfigurationError(
+                            f"cannot load the sentence-transformers model {self.source!r}: {exc}",
+                            hint="give a local model folder; mindgate never downloads weights") from None
+        return self._st
+
+    def encode(self, texts: list[str]) -> Vector:
+        """Blocking encode of any number of texts (sentence-transformers batches internally)."""
+        vectors = self._model().encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                       show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+    async def _embed_batch(self, texts: Sequence[str]) -> Vector:
+        return await asyncio.to_thread(self.encode, list(texts))
+
+    async def _embed_all(self, texts: list[str]) -> Vector:
+        return await asyncio.to_thread(self.encode, texts)
+
+    def embed_batch(self, texts: Sequence[str]) -> Vector:
+        # Blocking callers skip the event-loop hop: the work is CPU-bound in this thread anyway.
+        valid = self._validated(texts)
+        if not valid:
+            return self._empty()
+        vectors = self.encode(valid)
+        self._check_dims(int(vectors.shape[1]))
+        return vectors
+
+
+def chat_model(config: ProviderConfig) -> LlamaCppChatModel:
+    return LlamaCppChatModel(config.model_path, n_ctx=config.n_ctx or 4096, n_threads=config.n_threads,
+                             defaults={**sampling_defaults(config), **config.model_kwargs})
+
+
+def embedder(config: ProviderConfig) -> SentenceTransformerEmbedder:
+    if config.model_kwargs:
+        raise ConfigurationError("model_kwargs is not used by the local embedder",
+                                 hint="remove it, or use `device` / `batch_size`")
+    return SentenceTransformerEmbedder(config.model_path or config.model, device=config.device,
+                                       embedding_dims=config.embedding_dims, batch_size=config.batch_size)

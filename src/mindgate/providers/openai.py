@@ -1,0 +1,40 @@
+"""OpenAI itself (and, through ``openai_base_url``, proxies that speak its API)."""
+
+from __future__ import annotations
+
+from mindgate.config import ProviderConfig
+from mindgate.providers.openai_compat import (
+    OpenAICompatChatModel,
+    OpenAICompatEmbedder,
+    ServerProfile,
+    client_from_config,
+    sampling_defaults,
+)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_CHAT_MODEL = "gpt-4o-mini"
+DEFAULT_EMBEDDING_MODEL = "text-embedding-3-small"
+
+PROFILE = ServerProfile(
+    provider="openai",
+    display="OpenAI",
+    start_hint="check your network connection or `openai_base_url`",
+    key_env="OPENAI_API_KEY",
+    model_hint="use a model id your account can access",
+)
+
+
+def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
+    client = client_from_config(config, PROFILE, default_base_url=DEFAULT_BASE_URL, require_key=True)
+    return OpenAICompatChatModel(client, config.model or DEFAULT_CHAT_MODEL, defaults=sampling_defaults(config),
+                                 extra_body=config.model_kwargs)
+
+
+def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
+    client = client_from_config(config, PROFILE, default_base_url=DEFAULT_BASE_URL, require_key=True)
+    extra = dict(config.model_kwargs)
+    if config.embedding_dims and "dimensions" not in extra:
+        extra["dimensions"] = config.embedding_dims  # text-embedding-3 models can shorten their output
+    return OpenAICompatEmbedder(client, config.model or DEFAULT_EMBEDDING_MODEL,
+                                embedding_dims=config.embedding_dims, batch_size=config.batch_size,
+                                extra_body=extra)

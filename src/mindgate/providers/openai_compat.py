@@ -1,0 +1,390 @@
+"""The shared HTTP client for every OpenAI-compatible server, and the chat/embedding models over it.
+
+Most providers are a :class:`ServerProfile` (how to name the server, how to start it, which key variable
+it uses, which quirks it has) plus, at most, a few overridden hooks. The client pools connections
+(one ``httpx.AsyncClient`` per event loop), applies connect and request timeouts, streams SSE, and maps
+every failure to :mod:`mindgate.errors` with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from mindgate.config import BASE_URL_KEYS, ProviderConfig
+from mindgate.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    MindgateError,
+    ModelNotFoundError,
+    NetworkError,
+    ProviderError,
+    RateLimitError,
+)
+from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    """What differs between OpenAI-compatible servers, as data."""
+
+    provider: str
+    display: str
+    start_hint: str | None = None
+    key_env: str | None = None
+    model_hint: str = "pick one of the models the server lists"
+    structured_modes: tuple[str, ...] = ("json_schema", "json_object", "text")
+    accepts_token_input: bool = True
+
+
+GENERIC = ServerProfile("openai_compatible", "the OpenAI-compatible server",
+                        start_hint="start the server or fix base_url")
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), or OpenAI's ``retry-after-ms``."""
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def server_message(body: str) -> str:
+    """The human part of an error body: OpenAI's ``error.message``, Ollama's ``error``, FastAPI's
+    ``detail``, or the text itself (shortened)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:500]
+    if isinstance(data, dict):
+        err = data.get("error", data.get("detail", data.get("message")))
+        if isinstance(err, dict):
+            err = err.get("message") or err.get("msg") or json.dumps(err)
+        if isinstance(err, list):
+            err = "; ".join(str(e.get("msg", e)) if isinstance(e, dict) else str(e) for e in err)
+        if err:
+            return str(err)[:500]
+    return body.strip()[:500]
+
+
+class OpenAICompatClient:
+    """Pooled HTTP access to one OpenAI-compatible server at ``base_url`` (ending in ``/v1`` or similar).
+
+    Requests go to ``base_url + path``; ``params`` are added to every request (Azure's api-version).
+    """
+
+    def __init__(self, base_url: str, *, profile: ServerProfile = GENERIC, api_key: str | None = None,
+                 headers: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
+                 timeout: float = 120.0, connect_timeout: float = 3.0, auth_header: str = "Authorization",
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base URL {base_url!r} for {profile.display} must start with http:// "
+                                     "or https://", hint="e.g. http://localhost:1234/v1")
+        self.base_url = base_url.rstrip("/")
+        self.profile = profile
+        self.params = dict(params or {})
+        self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self.headers = {"Accept": "application/json", **(headers or {})}
+        if api_key:
+            self.headers[auth_header] = f"Bearer {api_key}" if auth_header == "Authorization" else api_key
+        self._transport = transport
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None or client.is_closed:
+            for stale in [lp for lp in self._clients if lp.is_closed()]:
+                del self._clients[stale]
+            client = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, params=self.params,
+                                       timeout=self.timeout, transport=self._transport,
+                                       limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+            self._clients[loop] = client
+        return client
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        client = self._clients.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    # -- requests ------------------------------------------------------------------------------------
+
+    async def request_json(self, method: str, path: str, body: Any = None, *,
+                           model: str | None = None, timeout: float | None = None) -> Any:
+        """Send a request and return the decoded JSON body; failures raise mindgate errors."""
+        try:
+            response = await self._client().request(
+                method, path, json=body, timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
+        except httpx.HTTPError as exc:
+            raise self.network_error(exc, path) from None
+        if response.status_code >= 400:
+            await self.raise_for_status(response.status_code, response.text, response.headers, model=model)
+        try:
+            return response.json()
+        except ValueError:
+            raise ProviderError(f"{self.profile.display} at {self.url(path)} answered with invalid JSON: "
+                                f"{response.text[:200]!r}", provider=self.profile.provider,
+                                status_code=response.status_code, retryable=True) from None
+
+    async def stream_sse(self, path: str, body: Any, *, model: str | None = None
+                         ) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
+        """POST ``body`` and yield ``(raw data payload, decoded event)`` for each SSE ``data:`` line until
+        ``[DONE]``. A connection cut before ``[DONE]`` raises :class:`NetworkError` (never a silent end)."""
+        client = self._client()
+        try:
+            async with client.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    text = (await response.aread()).decode("utf-8", "replace")
+                    await self.raise_for_status(response.status_code, text, response.headers, model=model)
+                done = False
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        done = True
+                        break
+                    try:
+                        event = json.loads(payload)
+                    except ValueError:
+                        raise ProviderError(f"{self.profile.display} sent a malformed stream event: "
+                                            f"{payload[:200]!r}", provider=self.profile.provider,
+                                            retryable=True) from None
+                    if isinstance(event, dict) and "error" in event:
+                        raise ProviderError(f"{self.profile.display} reported an error mid-stream: "
+                                            f"{server_message(payload)}", provider=self.profile.provider)
+                    yield payload.encode("utf-8"), event
+                if not done:
+                    raise NetworkError(f"{self.profile.display} at {self.url(path)} ended the stream "
+                                       "before [DONE]", url=self.url(path),
+                                       hint="the server may have crashed or restarted; retry the request")
+        except httpx.HTTPError as exc:
+            raise self.network_error(exc, path) from None
+
+    async def list_models(self) -> list[str]:
+        data = await self.request_json("GET", "/models", timeout=10.0)
+        items = data.get("data", []) if isinstance(data, dict) else []
+        return [str(item["id"]) for item in items if isinstance(item, dict) and "id" in item]
+
+    # -- error mapping -------------------------------------------------------------------------------
+
+    def network_error(self, exc: httpx.HTTPError, path: str) -> NetworkError:
+        url = self.url(path)
+        display = self.profile.display
+        if isinstance(exc, httpx.ConnectTimeout):
+            return NetworkError(f"{display} is not reachable at {self.base_url} (connect timed out after "
+                                f"{self.timeout.connect}s)", url=url, hint=self.profile.start_hint)
+        if isinstance(exc, httpx.TimeoutException):
+            return NetworkError(f"{display} at {url} did not answer within {self.timeout.read}s", url=url,
+                                hint="raise `timeout` in the provider config or use a smaller model")
+        if isinstance(exc, httpx.ConnectError):
+            return NetworkError(f"{display} is not reachable at {self.base_url}", url=url,
+                                hint=self.profile.start_hint)
+        return NetworkError(f"{display} at {url} dropped the connection ({type(exc).__name__}: {exc})",
+                            url=url, hint="the server may have crashed or restarted; retry the request")
+
+    async def raise_for_status(self, status: int, body: str, headers: Mapping[str, str], *,
+                               model: str | None) -> None:
+        display, provider = self.profile.display, self.profile.provider
+        message = server_message(body)
+        where = f"{display} at {self.base_url}"
+        if status in (401, 403):
+            key_hint = (f"set {self.profile.key_env} or `api_key` in the provider config"
+                        if self.profile.key_env else "set `api_key` in the provider config")
+            raise AuthenticationError(f"{where} rejected the API key (HTTP {status}: {message})",
+                                      provider=provider, status_code=status, body=body, hint=key_hint,
+                                      retryable=False)
+        if status == 429:
+            raise RateLimitError(f"{where} is rate limiting requests (HTTP 429: {message})",
+                                 retry_after=retry_after_seconds(headers), provider=provider,
+                                 status_code=status, body=body, hint="slow down or retry after the delay")
+        if model and _mentions_missing_model(status, message):
+            available = await self._available_models()
+            listing = ", ".join(available) if available else "none"
+            raise ModelNotFoundError(f"model {model!r} is not available on {where} ({message})",
+                                     available=available, provider=provider, status_code=status, body=body,
+                                     hint=f"{self.profile.model_hint}; the server has: {listing}")
+        raise ProviderError(f"{where} answered HTTP {status}: {message}", provider=provider,
+                            status_code=status, body=body)
+
+    async def _available_models(self) -> list[str]:
+        try:
+            return await self.list_models()
+        except MindgateError:
+            return []
+
+
+def _mentions_missing_model(status: int, message: str) -> bool:
+    text = message.lower()
+    return status == 404 or ("model" in text and any(w in text for w in (
+        "not found", "does not exist", "not exist", "no such", "unknown model", "invalid model", "not loaded",
+        "no models loaded", "model_not_found")))
+
+
+def parse_chat_response(data: dict[str, Any], fallback_model: str) -> ChatResponse:
+    choice = (data.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    usage = data.get("usage") or {}
+    return ChatResponse(content=message.get("content"), model=str(data.get("model") or fallback_model),
+                        finish_reason=choice.get("finish_reason"), tool_calls=list(message.get("tool_calls") or []),
+                        usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
+                        raw=data)
+
+
+def parse_chat_chunk(event: dict[str, Any], wire: bytes | None = None) -> ChatChunk:
+    choices = event.get("choices") or []
+    choice = choices[0] if choices else {}
+    delta = choice.get("delta") or {}
+    usage = event.get("usage")
+    return ChatChunk(content=delta.get("content"), tool_calls=list(delta.get("tool_calls") or []),
+                     finish_reason=choice.get("finish_reason"),
+                     usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+                     if usage else None, raw=event, wire=wire)
+
+
+class OpenAICompatChatModel(ChatModel):
+    """Chat over ``POST {base_url}/chat/completions``."""
+
+    def __init__(self, client: OpenAICompatClient, model: str, *, defaults: dict[str, Any] | None = None,
+                 extra_body: dict[str, Any] | None = None, context_length: int | None = None) -> None:
+        super().__init__(model, defaults=defaults)
+        self.client = client
+        self.provider = client.profile.provider
+        self.extra_body = dict(extra_body or {})
+        self._context_length = context_length
+
+    @property
+    def endpoint_key(self) -> str:
+        return f"{self.provider}:{self.client.base_url}:{self.model}"
+
+    @property
+    def context_length(self) -> int | None:
+        return self._context_length
+
+    @property
+    def structured_modes(self) -> tuple[str, ...]:
+        return self.client.profile.structured_modes
+
+    def _body(self, messages: Sequence[Message], options: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+        if not messages:
+            raise ConfigurationError("messages is empty", hint="pass at least one message")
+        body = {**self.extra_body, "model": self.model, "messages": list(messages), **self._options(options)}
+        if stream:
+            body["stream"] = True
+        return body
+
+    async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
+        body = self._body(messages, options, stream=False)
+        data = await self.client.request_json("POST", "/chat/completions", body, model=self.model)
+        if not isinstance(data, dict) or not data.get("choices"):
+            raise ProviderError(f"{self.client.profile.display} returned a completion without choices: "
+                                f"{str(data)[:200]}", provider=self.provider, retryable=True)
+        return parse_chat_response(data, self.model)
+
+    async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
+        body = self._body(messages, options, stream=True)
+        async for wire, event in self.client.stream_sse("/chat/completions", body, model=self.model):
+            yield parse_chat_chunk(event, wire)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class OpenAICompatEmbedder(Embedder):
+    """Embeddings over ``POST {base_url}/embeddings`` (string inputs only)."""
+
+    def __init__(self, client: OpenAICompatClient, model: str, *, embedding_dims: int | None = None,
+                 batch_size: int = 64, extra_body: dict[str, Any] | None = None) -> None:
+        super().__init__(model, embedding_dims=embedding_dims, batch_size=batch_size)
+        self.client = client
+        self.provider = client.profile.provider
+        self.extra_body = dict(extra_body or {})
+
+    async def _embed_batch(self, texts: Sequence[str]) -> Vector:
+        body = {**self.extra_body, "model": self.model, "input": list(texts)}
+        data = await self.client.request_json("POST", "/embeddings", body, model=self.model)
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list) or len(items) != len(texts):
+            raise ProviderError(f"{self.client.profile.display} returned {len(items or [])} embeddings for "
+                                f"{len(texts)} inputs", provider=self.provider, retryable=True)
+        items = sorted(items, key=lambda item: int(item.get("index", 0)))
+        try:
+            vectors = np.asarray([item["embedding"] for item in items], dtype=np.float32)
+        except (KeyError, TypeError, ValueError):
+            raise ProviderError(f"{self.client.profile.display} returned embeddings in an unexpected shape "
+                                "(expected data[].embedding as a list of floats)",
+                                provider=self.provider, retryable=False) from None
+        if vectors.ndim != 2:
+            raise ProviderError(f"{self.client.profile.display} returned per-token vectors, not one vector per "
+                                "input: it is not serving an embedding model here",
+                                provider=self.provider, retryable=False,
+                                hint="point the embedder at an embedding model (e.g. LM Studio's "
+                                     "text-embedding-nomic-embed-text-v1.5)")
+        return vectors
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def client_from_config(config: ProviderConfig, profile: ServerProfile, *, default_base_url: str | None,
+                       api_key_env: str | None = None, require_key: bool = False) -> OpenAICompatClient:
+    """Build a client from a provider config: base URL from the provider's mem0 key (or the default),
+    API key from the config or the profile's environment variable."""
+    base_url = config.base_url_for(profile.provider) or default_base_url
+    if not base_url:
+        keys = " or ".join(f"`{k}`" for k in BASE_URL_KEYS.get(profile.provider, ("base_url",)))
+        raise ConfigurationError(f"provider {profile.provider!r} needs a base URL", hint=f"set {keys}")
+    env_name = api_key_env or profile.key_env
+    api_key = config.api_key or (os.environ.get(env_name) if env_name else None)
+    if require_key and not api_key:
+        raise ConfigurationError(f"provider {profile.provider!r} needs an API key",
+                                 hint=f"set {env_name} or `api_key` in the provider config")
+    return OpenAICompatClient(base_url, profile=profile, api_key=api_key, headers=config.headers,
+                              timeout=config.timeout, connect_timeout=config.connect_timeout)
+
+
+def sampling_defaults(config: ProviderConfig) -> dict[str, Any]:
+    """mem0's sampling keys (temperature, max_tokens, top_p) as chat-option defaults."""
+    return {k: v for k, v in (("temperature", config.temperature), ("max_tokens", config.max_tokens),
+                              ("top_p", config.top_p)) if v is not None}
+
+
+def require_model(config: ProviderConfig, provider: str, example: str) -> str:
+    if not config.model:
+        raise ConfigurationError(f"provider {provider!r} needs a model", hint=f'set `model`, e.g. "{example}"')
+    return config.model
+
+
+def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
+    client = client_from_config(config, GENERIC, default_base_url=None, api_key_env="OPENAI_API_KEY")
+    return OpenAICompatChatModel(client, require_model(config, "openai_compatible", "llama-3.1-8b"),
+                                 defaults=sampling_defaults(config), extra_body=config.model_kwargs)
+
+
+def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
+    client = client_from_config(config, GENERIC, default_base_url=None, api_key_env="OPENAI_API_KEY")
+    return OpenAICompatEmbedder(client, require_model(config, "openai_compatible", "bge-small-en-v1.5"),
+                                embedding_dims=config.embedding_dims, batch_size=config.batch_size,
+                                extra_body=config.model_kwargs)
