@@ -177,8 +177,10 @@ class MemoryStore(ABC):
         given scope raises :class:`~mindgate.errors.NotFoundError` and nothing is written."""
 
     @abstractmethod
-    def get(self, memory_id: str, scope: Scope | None = None) -> MemoryRecord | None:
-        """The live record, or None (also when ``scope`` is given and the record is outside it)."""
+    def get(self, memory_id: str, scope: Scope | None = None, *,
+            include_deleted: bool = False) -> MemoryRecord | None:
+        """The live record (or a soft-deleted one too, with ``include_deleted``), or None; also None when
+        ``scope`` is given and the record is outside it (same read semantics as every scoped read)."""
 
     @abstractmethod
     def list(self, scope: Scope, flt: Filter | None = None, *, limit: int = 100,
