@@ -248,7 +248,7 @@ class MemorySettings(_Strict):
     search_limit: int = Field(default=10, gt=0)
     candidates: int = Field(default=50, gt=0, description="per-retriever candidates before fusion")
     rrf_k: int = Field(default=60, gt=0)
-    recency_half_life_days: float | None = Field(default=None, gt=0)
+    recency: bool = Field(default=False, description="rank newer memories higher among relevant ones")
     inject_limit: int = Field(default=5, ge=0)
     inject_token_budget: int = Field(default=512, ge=0)
 

@@ -1,0 +1,138 @@
+"""Validation of what callers hand to the Memory API: messages, scopes, metadata, mem0 v2 filters."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from mindgate.errors import InvalidRequestError
+from mindgate.memory.stores.base import Scope
+
+ROLES = ("system", "user", "assistant", "tool", "developer")
+MAX_TEXT_CHARS = 100_000
+MAX_METADATA_BYTES = 64 * 1024
+SCOPE_KEYS = ("user_id", "agent_id", "run_id")
+
+
+def normalize_messages(messages: Any) -> list[dict[str, Any]]:
+    """A string, one message dict, or a list of message dicts -> a list of ``{"role", "content", ...}``
+    with string content. Keeps caller ids (``id`` / ``message_id`` / ``turn_id``) for provenance."""
+    if isinstance(messages, str):
+        items: list[Any] = [{"role": "user", "content": messages}]
+    elif isinstance(messages, dict):
+        items = [messages]
+    elif isinstance(messages, list):
+        items = messages
+    else:
+        raise InvalidRequestError(f"messages must be a string, a message dict or a list of them, "
+                                  f"got {type(messages).__name__}")
+    if not items:
+        raise InvalidRequestError("messages is empty", hint="pass at least one message")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidRequestError(f"message {i} must be a dict with role and content, got {type(item).__name__}")
+        role = item.get("role", "user")
+        if role not in ROLES:
+            raise InvalidRequestError(f"message {i} has unknown role {role!r}", hint=f"roles: {', '.join(ROLES)}")
+        content = _text_of(item.get("content"), i)
+        message: dict[str, Any] = {"role": role, "content": content}
+        for key in ("id", "message_id", "turn_id", "name"):
+            if item.get(key) is not None:
+                message[key] = item[key]
+        out.append(message)
+    return out
+
+
+def _text_of(content: Any, index: int) -> str:
+    if isinstance(content, str):
+        text = content
+    elif isinstance(content, list):  # OpenAI content parts: keep the text parts
+        text = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    elif content is None:
+        text = ""
+    else:
+        raise InvalidRequestError(f"message {index} content must be a string or a list of content parts, "
+                                  f"got {type(content).__name__}")
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidRequestError(f"message {index} is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}",
+                                  hint="split it into several messages")
+    return text
+
+
+def message_ref(message: dict[str, Any]) -> Any:
+    """The caller's identifier of a message, when it gave one."""
+    for key in ("id", "message_id", "turn_id"):
+        if message.get(key) is not None:
+            return message[key]
+    return None
+
+
+def validate_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidRequestError(f"metadata must be a dict, got {type(metadata).__name__}")
+    for key in metadata:
+        if not isinstance(key, str) or not key:
+            raise InvalidRequestError(f"metadata keys must be non-empty strings, got {key!r}")
+        if key in SCOPE_KEYS:
+            raise InvalidRequestError(f"metadata may not contain {key!r}", hint=f"pass {key}= as an argument instead")
+    try:
+        encoded = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"metadata must be JSON-serialisable with finite numbers: {exc}") from None
+    if len(encoded) > MAX_METADATA_BYTES:
+        raise InvalidRequestError(f"metadata is {len(encoded)} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
+    return dict(metadata)
+
+
+def scope_from(user_id: str | None, agent_id: str | None, run_id: str | None,
+               filters: dict[str, Any] | None = None) -> tuple[Scope, dict[str, Any] | None]:
+    """The scope from keyword ids, or from mem0 v2 ``filters`` that carry them (top level or inside a
+    top-level AND). Returns the scope and the remaining metadata filters."""
+    ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
+    rest = dict(filters) if filters else None
+    if rest:
+        for key in SCOPE_KEYS:
+            if key in rest:
+                _merge_id(ids, key, rest.pop(key))
+        if isinstance(rest.get("AND"), list):
+            remaining = []
+            for clause in rest["AND"]:
+                if isinstance(clause, dict) and len(clause) == 1 and next(iter(clause)) in SCOPE_KEYS:
+                    key, value = next(iter(clause.items()))
+                    _merge_id(ids, key, value)
+                else:
+                    remaining.append(clause)
+            if remaining:
+                rest["AND"] = remaining
+            else:
+                del rest["AND"]
+    return Scope(**ids), (rest or None)
+
+
+def _merge_id(ids: dict[str, Any], key: str, value: Any) -> None:
+    if isinstance(value, dict):
+        if set(value) != {"eq"}:
+            raise InvalidRequestError(f"filters.{key} must be an exact id (or {{'eq': id}})")
+        value = value["eq"]
+    if ids[key] is not None and ids[key] != value:
+        raise InvalidRequestError(f"{key} is given twice with different values ({ids[key]!r} and {value!r})")
+    ids[key] = value
+
+
+def check_limit(name: str, value: Any, *, maximum: int = 10_000) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+        raise InvalidRequestError(f"{name} must be an integer between 1 and {maximum}, got {value!r}")
+    return value
+
+
+def check_threshold(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value <= 1:
+        raise InvalidRequestError(f"threshold must be a number between 0 and 1, got {value!r}")
+    return float(value)

@@ -1,0 +1,403 @@
+"""The Memory API (mem0 v1 shapes; mem0 v2's ``filters=`` accepted too).
+
+:class:`AsyncMemory` is the one implementation; :class:`Memory` is its synchronous facade, generated
+method by method (no copy-pasted twin). Every read and write is scoped by at least one of user_id /
+agent_id / run_id; every change is one store transaction that also writes its history row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from mindgate._sync import run_sync
+from mindgate.config import MemorySettings, MindgateConfig
+from mindgate.errors import ConfigurationError, InvalidRequestError, NotFoundError
+from mindgate.memory.extraction import DECISION_SCHEMA, Decision, build_messages, decisions_validator
+from mindgate.memory.filters import parse_filters
+from mindgate.memory.inputs import (
+    check_limit,
+    check_threshold,
+    message_ref,
+    normalize_messages,
+    scope_from,
+    validate_metadata,
+)
+from mindgate.memory.retrieval import Hit, SearchMode, fuse, single
+from mindgate.memory.stores import create_store
+from mindgate.memory.stores.base import (
+    AddChange,
+    Change,
+    ChangeResult,
+    DeleteChange,
+    MemoryRecord,
+    MemoryStore,
+    Scope,
+    UpdateChange,
+    content_hash,
+    utcnow,
+)
+from mindgate.providers import chat_model_from_section, create_embedder
+from mindgate.providers.base import ChatModel, Embedder, EmbedderIdentity
+from mindgate.providers.structured import complete_json
+
+P = ParamSpec("P")
+T = TypeVar("T")
+ProgressCallback = Callable[[int, int], None]
+
+_QUERY_CHARS = 2000  # how much of a conversation is embedded to find similar memories
+
+
+def _optional_scope(user_id: str | None, agent_id: str | None, run_id: str | None) -> Scope | None:
+    return Scope(user_id, agent_id, run_id) if (user_id or agent_id or run_id) else None
+
+
+class AsyncMemory:
+    """Long-term memory over an :class:`Embedder`, a :class:`MemoryStore` and (for ``infer=True``) a
+    :class:`ChatModel`, which is created on first use so that ``infer=False`` never needs one."""
+
+    def __init__(self, *, embedder: Embedder, store: MemoryStore, llm: ChatModel | Callable[[], ChatModel] | None = None,
+                 settings: MemorySettings | None = None, expected_dims: int | None = None) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.settings = settings or MemorySettings()
+        self._llm = llm
+        self._expected_dims = expected_dims
+        self._opened = False
+        self._open_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | MindgateConfig | None = None) -> AsyncMemory:
+        """Build from a mem0-shaped dict (or a :class:`MindgateConfig`); ``None`` means embedded defaults."""
+        cfg = config if isinstance(config, MindgateConfig) else MindgateConfig.from_dict(config or {})
+        embedder = create_embedder(cfg.embedder.provider, cfg.embedder.config)
+        store = create_store(cfg.vector_store)
+        return cls(embedder=embedder, store=store, llm=lambda: chat_model_from_section(cfg.llm), settings=cfg.memory,
+                   expected_dims=cfg.vector_store.config.embedding_model_dims)
+
+    @property
+    def llm(self) -> ChatModel:
+        if self._llm is None:
+            raise ConfigurationError("add(infer=True) needs a chat model and none is configured",
+                                     hint="configure `llm`, or call add(..., infer=False)")
+        if not isinstance(self._llm, ChatModel):
+            self._llm = self._llm()
+        return self._llm
+
+    async def _ready(self) -> None:
+        if self._opened:
+            return
+        identity = await self.embedder.aidentity()
+        if self._expected_dims is not None and self._expected_dims != identity.dims:
+            raise ConfigurationError(
+                f"vector_store.config.embedding_model_dims is {self._expected_dims} but the embedder "
+                f"{identity.describe()} produces {identity.dims}",
+                hint=f"set embedding_model_dims to {identity.dims} or remove it (mindgate probes it)")
+        await asyncio.to_thread(self._open_once, identity)
+
+    def _open_once(self, identity: EmbedderIdentity) -> None:
+        with self._open_lock:
+            if not self._opened:
+                self.store.open(identity)
+                self._opened = True
+
+    async def _apply(self, changes: list[Change]) -> list[ChangeResult]:
+        return await asyncio.to_thread(self.store.apply, changes) if changes else []
+
+    # -- writes ----------------------------------------------------------------------------------------
+
+    async def add(self, messages: Any, *, user_id: str | None = None, agent_id: str | None = None,
+                  run_id: str | None = None, metadata: dict[str, Any] | None = None, infer: bool = True,
+                  ) -> dict[str, Any]:
+        """Remember ``messages`` (a string, a message dict, or a list of them) in the given scope.
+
+        ``infer=True``: one LLM call extracts facts and decides ADD/UPDATE/DELETE/NONE against the most
+        similar existing memories. ``infer=False``: each non-system message is stored as it is.
+        Returns ``{"results": [{"id", "memory", "event"}, ...]}`` (NONE for facts already known).
+        """
+        scope = Scope(user_id, agent_id, run_id)
+        conversation = normalize_messages(messages)
+        meta = validate_metadata(metadata)
+        await self._ready()
+        if infer:
+            results = await self._add_inferred(conversation, scope, meta)
+        else:
+            results = await self._add_raw(conversation, scope, meta)
+        return {"results": [r.to_result() for r in results]}
+
+    async def _add_raw(self, conversation: list[dict[str, Any]], scope: Scope,
+                       meta: dict[str, Any]) -> list[ChangeResult]:
+        kept = [m for m in conversation if m["role"] != "system" and m["content"].strip()]
+        if not kept:
+            raise InvalidRequestError("nothing to store: every message is empty or a system message")
+        vectors = await self.embedder.aembed_batch([m["content"] for m in kept])
+        now = utcnow()
+        changes: list[Change] = []
+        for message, vector in zip(kept, vectors, strict=True):
+            record_meta = {**meta, "role": message["role"]}
+            if (ref := message_ref(message)) is not None:
+                record_meta["source_message_ids"] = [ref]
+            record = MemoryRecord(id=str(uuid.uuid4()), memory=message["content"], hash=content_hash(message["content"]),
+                                  scope=scope, metadata=record_meta, created_at=now)
+            changes.append(AddChange(record, vector, actor="api"))
+        return await self._apply(changes)
+
+    async def _add_inferred(self, conversation: list[dict[str, Any]], scope: Scope,
+                            meta: dict[str, Any]) -> list[ChangeResult]:
+        spoken = [m["content"] for m in conversation if m["role"] in ("user", "assistant") and m["content"].strip()]
+        if not spoken:
+            raise InvalidRequestError("nothing to learn from: no user or assistant message has text")
+        existing: list[MemoryRecord] = []
+        if self.settings.similar_memories:
+            hits = await self._search_hits(scope, "\n".join(spoken)[-_QUERY_CHARS:], None,
+                                           self.settings.similar_memories, "hybrid")
+            existing = [h.record for h in hits]
+        llm = self.llm
+        prompt = build_messages(conversation, existing, custom_instructions=self.settings.custom_instructions)
+        decisions: list[Decision] = await complete_json(
+            llm, prompt, DECISION_SCHEMA, name="memory_decisions",
+            validate=decisions_validator(existing, len(conversation)), temperature=0.0, max_tokens=1024)
+        return await self._apply_decisions(decisions, conversation, scope, meta, actor=f"llm:{llm.model}")
+
+    async def _apply_decisions(self, decisions: list[Decision], conversation: list[dict[str, Any]], scope: Scope,
+                               meta: dict[str, Any], *, actor: str) -> list[ChangeResult]:
+        to_embed = [d.text for d in decisions if d.event in ("ADD", "UPDATE") and d.text]
+        vectors = iter(await self.embedder.aembed_batch(to_embed)) if to_embed else iter(())
+        now = utcnow()
+        changes: list[Change] = []
+        unchanged: list[ChangeResult] = []
+        touched: set[str] = set()
+        for decision in decisions:
+            target = decision.target
+            if target is not None and target.id in touched:
+                continue  # one change per memory per add(); later decisions on it are ignored
+            if decision.event == "ADD" and decision.text:
+                record_meta = dict(meta)
+                refs = [r for s in decision.sources if (r := message_ref(conversation[s - 1])) is not None]
+                if refs:
+                    record_meta["source_message_ids"] = refs
+                record = MemoryRecord(id=str(uuid.uuid4()), memory=decision.text, hash=content_hash(decision.text),
+                                      scope=scope, metadata=record_meta, created_at=now)
+                changes.append(AddChange(record, next(vectors), actor=actor))
+            elif decision.event == "UPDATE" and target is not None and decision.text:
+                vector = next(vectors)
+                touched.add(target.id)
+                if content_hash(decision.text) == target.hash:
+                    unchanged.append(ChangeResult(target.id, target.memory, "NONE"))
+                else:
+                    changes.append(UpdateChange(target.id, target.scope, decision.text, vector, actor=actor))
+            elif decision.event == "DELETE" and target is not None:
+                touched.add(target.id)
+                changes.append(DeleteChange(target.id, target.scope, actor=actor))
+            elif decision.event == "NONE" and target is not None:
+                touched.add(target.id)
+                unchanged.append(ChangeResult(target.id, target.memory, "NONE"))
+        return [*await self._apply(changes), *unchanged]
+
+    async def update(self, memory_id: str, data: str, *, metadata: dict[str, Any] | None = None,
+                     user_id: str | None = None, agent_id: str | None = None,
+                     run_id: str | None = None) -> dict[str, Any]:
+        """Replace a memory's text (and metadata, when given). With a scope, the memory must be in it."""
+        if not isinstance(data, str) or not data.strip():
+            raise InvalidRequestError("update needs the new memory text as a non-empty string")
+        meta = validate_metadata(metadata) if metadata is not None else None
+        await self._ready()
+        record = await self._get_record(memory_id, _optional_scope(user_id, agent_id, run_id))
+        vector = await self.embedder.aembed(data)
+        [result] = await self._apply([UpdateChange(record.id, record.scope, data, vector, meta, actor="api")])
+        return {"message": "Memory updated successfully!", **result.to_result()}
+
+    async def delete(self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
+                     run_id: str | None = None) -> dict[str, Any]:
+        """Soft-delete one memory (history keeps it). With a scope, the memory must be in it."""
+        await self._ready()
+        record = await self._get_record(memory_id, _optional_scope(user_id, agent_id, run_id))
+        await self._apply([DeleteChange(record.id, record.scope, actor="api")])
+        return {"message": "Memory deleted successfully!", "id": record.id}
+
+    async def delete_all(self, *, user_id: str | None = None, agent_id: str | None = None,
+                         run_id: str | None = None) -> dict[str, Any]:
+        """Soft-delete every memory in the scope, in one transaction."""
+        scope = Scope(user_id, agent_id, run_id)
+        await self._ready()
+        count = await asyncio.to_thread(self.store.delete_scope, scope, "api")
+        return {"message": f"{count} memories deleted", "deleted": count}
+
+    async def reset(self) -> None:
+        """Delete everything, history included (not a soft delete)."""
+        await asyncio.to_thread(self.store.reset)
+        self._opened = False
+
+    # -- reads -----------------------------------------------------------------------------------------
+
+    async def _get_record(self, memory_id: str, scope: Scope | None) -> MemoryRecord:
+        if not isinstance(memory_id, str) or not memory_id:
+            raise InvalidRequestError(f"memory_id must be a non-empty string, got {memory_id!r}")
+        record = await asyncio.to_thread(self.store.get, memory_id, scope)
+        if record is None:
+            raise NotFoundError(f"memory {memory_id!r} not found" + (" in this scope" if scope else ""),
+                                hint="list memories with get_all() to see valid ids")
+        return record
+
+    async def get(self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
+                  run_id: str | None = None) -> dict[str, Any] | None:
+        """One live memory, or None (also when a scope is given and the memory is outside it)."""
+        if not isinstance(memory_id, str) or not memory_id:
+            raise InvalidRequestError(f"memory_id must be a non-empty string, got {memory_id!r}")
+        await self._ready()
+        record = await asyncio.to_thread(self.store.get, memory_id, _optional_scope(user_id, agent_id, run_id))
+        return record.to_result() if record else None
+
+    async def get_all(self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None,
+                      filters: dict[str, Any] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """Live memories in scope, newest first, with metadata filters and paging."""
+        scope, rest = scope_from(user_id, agent_id, run_id, filters)
+        flt = parse_filters(rest)
+        check_limit("limit", limit)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidRequestError(f"offset must be a non-negative integer, got {offset!r}")
+        await self._ready()
+        records = await asyncio.to_thread(self.store.list, scope, flt, limit=limit, offset=offset)
+        return {"results": [r.to_result() for r in records]}
+
+    async def count(self, *, user_id: str | None = None, agent_id: str | None = None, run_id: str | None = None,
+                    filters: dict[str, Any] | None = None) -> int:
+        scope, rest = scope_from(user_id, agent_id, run_id, filters)
+        flt = parse_filters(rest)
+        await self._ready()
+        return await asyncio.to_thread(self.store.count, scope, flt)
+
+    async def search(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
+                     run_id: str | None = None, filters: dict[str, Any] | None = None, limit: int = 10,
+                     threshold: float | None = None, mode: SearchMode = "hybrid") -> dict[str, Any]:
+        """Memories in scope relevant to ``query``, best first.
+
+        ``mode="hybrid"`` (default) fuses vector and full-text ranks (see :mod:`.retrieval` for what
+        ``score`` means; ``threshold`` applies to it); ``"vector"`` / ``"text"`` use one retriever, with
+        its raw score.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidRequestError("query must be a non-empty string")
+        if mode not in ("hybrid", "vector", "text"):
+            raise InvalidRequestError(f"mode must be hybrid, vector or text, got {mode!r}")
+        scope, rest = scope_from(user_id, agent_id, run_id, filters)
+        flt = parse_filters(rest)
+        check_limit("limit", limit, maximum=1000)
+        minimum = check_threshold(threshold)
+        await self._ready()
+        hits = await self._search_hits(scope, query, flt, limit, mode)
+        if minimum is not None:
+            hits = [h for h in hits if h.score >= minimum]
+        return {"results": [h.to_result() for h in hits[:limit]]}
+
+    async def _search_hits(self, scope: Scope, query: str, flt: Any, limit: int, mode: SearchMode) -> list[Hit]:
+        k = max(self.settings.candidates, limit)
+        vector_hits: list[tuple[MemoryRecord, float]] = []
+        text_hits: list[tuple[MemoryRecord, float]] = []
+        if mode in ("hybrid", "vector"):
+            vector = await self.embedder.aembed(query)
+            vector_job = asyncio.to_thread(self.store.vector_search, scope, vector, k, flt)
+        if mode == "hybrid":
+            vector_hits, text_hits = await asyncio.gather(
+                vector_job, asyncio.to_thread(self.store.text_search, scope, query, k, flt))
+            return fuse(vector_hits, text_hits, rrf_k=self.settings.rrf_k, recency=self.settings.recency)[:limit]
+        if mode == "vector":
+            return single(await vector_job, "vector")[:limit]
+        return single(await asyncio.to_thread(self.store.text_search, scope, query, k, flt), "text")[:limit]
+
+    async def history(self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
+                      run_id: str | None = None) -> list[dict[str, Any]]:
+        """Every change to a memory, oldest first (deleted memories too). With a scope, the memory must be
+        in it; without one, an unknown id has an empty history (mem0's behaviour)."""
+        scope = _optional_scope(user_id, agent_id, run_id)
+        await self._ready()
+        if scope is not None:
+            record = await asyncio.to_thread(self.store.get, memory_id, scope, include_deleted=True)
+            if record is None:
+                raise NotFoundError(f"memory {memory_id!r} not found in this scope")
+        rows = await asyncio.to_thread(self.store.history, memory_id)
+        return [row.to_result() for row in rows]
+
+    # -- maintenance -----------------------------------------------------------------------------------
+
+    async def reindex(self, *, batch_size: int = 256, progress: ProgressCallback | None = None) -> int:
+        """Re-embed every live memory with the configured embedder (after changing embedders).
+
+        Resumable: an interrupted run continues where it stopped; no memory is lost, because vectors of
+        the new embedder are written beside the old ones and swapped in when all are done.
+        Returns the number of memories re-embedded by this call.
+        """
+        identity = await self.embedder.aidentity()
+        done = 0
+        while True:
+            pending = await asyncio.to_thread(self.store.reindex_pending, identity, limit=batch_size)
+            if not pending:
+                break
+            vectors = await self.embedder.aembed_batch([r.memory for r in pending])
+            await asyncio.to_thread(self.store.write_vectors, identity,
+                                    [(r.id, v) for r, v in zip(pending, vectors, strict=True)])
+            done += len(pending)
+            if progress:
+                progress(done, len(pending))
+        self._opened = False
+        return done
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.store.close)
+        await self.embedder.aclose()
+        if isinstance(self._llm, ChatModel):
+            await self._llm.aclose()
+
+
+def _facade(method: Callable[Concatenate[AsyncMemory, P], Awaitable[T]]) -> Callable[Concatenate[Memory, P], T]:
+    @functools.wraps(method)
+    def call(self: Memory, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(method(self.aio, *args, **kwargs))  # type: ignore[arg-type]
+
+    return call
+
+
+class Memory:
+    """The synchronous Memory API: the same methods as :class:`AsyncMemory`, blocking."""
+
+    def __init__(self, aio: AsyncMemory | None = None) -> None:
+        self.aio = aio or AsyncMemory.from_config(None)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | MindgateConfig | None = None) -> Memory:
+        return cls(AsyncMemory.from_config(config))
+
+    @property
+    def embedder(self) -> Embedder:
+        return self.aio.embedder
+
+    @property
+    def store(self) -> MemoryStore:
+        return self.aio.store
+
+    @property
+    def llm(self) -> ChatModel:
+        return self.aio.llm
+
+    add = _facade(AsyncMemory.add)
+    search = _facade(AsyncMemory.search)
+    get = _facade(AsyncMemory.get)
+    get_all = _facade(AsyncMemory.get_all)
+    count = _facade(AsyncMemory.count)
+    update = _facade(AsyncMemory.update)
+    delete = _facade(AsyncMemory.delete)
+    delete_all = _facade(AsyncMemory.delete_all)
+    history = _facade(AsyncMemory.history)
+    reset = _facade(AsyncMemory.reset)
+    reindex = _facade(AsyncMemory.reindex)
+    close = _facade(AsyncMemory.close)
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
