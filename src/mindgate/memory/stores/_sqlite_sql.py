@@ -1,0 +1,145 @@
+"""SQL building blocks of the SQLite store: filters, scope predicates, full-text queries, row mapping.
+
+Filters compile to SQL over the JSON ``metadata`` column and agree with
+:func:`mindgate.memory.filters.matches` (the reference semantics): ``json_type`` tells JSON ``true``
+from the number 1 and a missing key from ``null``, and every leaf yields 0 or 1, never NULL, so
+``NOT`` inverts exactly like Python's ``not``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from mindgate.errors import InvalidRequestError
+from mindgate.memory.filters import And, Condition, Filter, Not, Or
+from mindgate.memory.stores.base import MemoryRecord, Scope
+
+RECORD_COLUMNS = "m.rowid, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, " \
+                 "m.created_at, m.updated_at"
+MAX_QUERY_TOKENS = 64
+_NUMERIC = "('integer','real')"
+
+
+def scope_sql(scope: Scope, *, include_deleted: bool = False) -> tuple[str, list[Any]]:
+    """Predicate on ``m`` for the live (or also deleted) records a read with ``scope`` sees."""
+    sql = ["m.partition = ?"] if include_deleted else ["m.partition = ?", "m.deleted_at IS NULL"]
+    params: list[Any] = [scope.partition]
+    for column, value in (("user_id", scope.user_id), ("agent_id", scope.agent_id), ("run_id", scope.run_id)):
+        if value is not None:
+            sql.append(f"m.{column} = ?")
+            params.append(value)
+    return " AND ".join(sql), params
+
+
+def filter_sql(flt: Filter, column: str = "m.metadata") -> tuple[str, list[Any]]:
+    """SQL expression (0 or 1) true where ``matches(flt, metadata)`` is."""
+    params: list[Any] = []
+    return _compile(flt, column, params), params
+
+
+def _compile(flt: Filter, col: str, params: list[Any]) -> str:
+    if isinstance(flt, And):
+        return "(" + " AND ".join(_compile(f, col, params) for f in flt.items) + ")"
+    if isinstance(flt, Or):
+        return "(" + " OR ".join(_compile(f, col, params) for f in flt.items) + ")"
+    if isinstance(flt, Not):
+        return f"(NOT {_compile(flt.item, col, params)})"
+    return f"coalesce({_condition(flt, col, params)}, 0)"
+
+
+def _condition(c: Condition, col: str, params: list[Any]) -> str:
+    path = f'$."{c.field}"'  # the field regex excludes '"', and a dot is part of the key, not nesting
+    typ = f"json_type({col}, '{path}')"
+    val = f"json_extract({col}, '{path}')"
+    op = c.op
+    if op in ("eq", "ne"):
+        sql = _equals(typ, val, c.value, params)
+        return sql if op == "eq" else f"NOT coalesce({sql}, 0)"
+    if op in ("in", "nin"):
+        sql = "(" + " OR ".join(f"coalesce({_equals(typ, val, v, params)}, 0)" for v in c.value) + ")"
+        return sql if op == "in" else f"NOT {sql}"
+    if op in ("contains", "icontains"):
+        return _contains(c, col, path, typ, val, params)
+    cmp = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+    params.append(c.value)
+    kind = f"{typ} IN {_NUMERIC}" if isinstance(c.value, int | float) else f"{typ} = 'text'"
+    return f"({kind} AND {val} {cmp} ?)"
+
+
+def _equals(typ: str, val: str, value: Any, params: list[Any]) -> str:
+    if value is None:
+        return f"({typ} = 'null')"
+    if isinstance(value, bool):
+        return f"({typ} = '{'true' if value else 'false'}')"
+    params.append(value)
+    if isinstance(value, int | float):
+        return f"({typ} IN {_NUMERIC} AND {val} = ?)"
+    return f"({typ} = 'text' AND {val} = ?)"
+
+
+def _contains(c: Condition, col: str, path: str, typ: str, val: str, params: list[Any]) -> str:
+    fold = "mg_lower" if c.op == "icontains" else ""
+    needle = str(c.value).lower() if c.op == "icontains" else str(c.value)
+    # A string contains the needle as a substring; a list contains an element equal to the value
+    # (numbers compare as numbers) or a string element equal to the needle (folded for icontains).
+    text = f"instr({fold}({val}), ?) > 0" if fold else f"instr({val}, ?) > 0"
+    element = "(e.type = 'text' AND " + (f"{fold}(e.value)" if fold else "e.value") + " = ?)"
+    params.extend([needle, needle])
+    if isinstance(c.value, int | float):
+        params.append(c.value)
+        element = f"({element} OR (e.type IN {_NUMERIC} AND e.value = ?))"
+    return (f"(({typ} = 'text' AND {text}) OR ({typ} = 'array' AND EXISTS "
+            f"(SELECT 1 FROM json_each({col}, '{path}') AS e WHERE {element})))")
+
+
+def fts_query(partition: str, tokens: Sequence[str]) -> str | None:
+    """An FTS5 query for ``tokens`` (any of them) inside ``partition``; None when there are no tokens.
+
+    Every token is a quoted string, so user text is never FTS5 syntax.
+    """
+    seen = list(dict.fromkeys(t for t in tokens if t))[:MAX_QUERY_TOKENS]
+    if not seen:
+        return None
+    words = " OR ".join('"' + t.replace('"', '""') + '"' for t in seen)
+    return f'part : "{partition_token(partition)}" AND memory : ({words})'
+
+
+def partition_token(partition: str) -> str:
+    """One FTS token standing for a partition (digits only, so no tokenizer or stemmer changes it)."""
+    return "p" + str(int(hashlib.sha256(partition.encode("utf-8")).hexdigest()[:15], 16))
+
+
+def iso(ts: datetime) -> str:
+    """Fixed-width UTC text, so that text order is time order (naive datetimes are taken as UTC)."""
+    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+
+
+def metadata_json(metadata: dict[str, Any] | None) -> str:
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, dict):
+        raise InvalidRequestError(f"metadata must be an object, got {type(metadata).__name__}")
+    try:
+        return json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"metadata is not JSON-serialisable: {exc}",
+                                  hint="use strings, finite numbers, booleans, null, lists and objects") from exc
+
+
+def to_record(row: Sequence[Any]) -> MemoryRecord:
+    """A MemoryRecord from a row selected with :data:`RECORD_COLUMNS`."""
+    _rowid, id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated = row
+    return MemoryRecord(id=id_, memory=memory, hash=hash_,
+                        scope=Scope(user_id=user_id, agent_id=agent_id, run_id=run_id),
+                        metadata=json.loads(metadata), created_at=datetime.fromisoformat(created),
+                        updated_at=datetime.fromisoformat(updated) if updated else None)
+
+
+def similarity(distance: float) -> float:
+    """sqlite-vec's cosine distance as cosine similarity, clamped to [-1, 1]."""
+    return max(-1.0, min(1.0, 1.0 - distance))
