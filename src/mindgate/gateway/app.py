@@ -1,0 +1,106 @@
+"""The FastAPI app factory: :func:`create_app` wires the config's chat models, embedder and memory into
+the OpenAI-compatible routes, the memory REST API and the operational endpoints.
+
+Dependencies are injectable (``chat``, ``embedder``, ``memory``) so tests and embedding applications can
+pass their own; whatever the factory builds itself it also closes on shutdown. Middleware, outermost
+first: observability (request id, access log, metrics), CORS (only when origins are configured), the body
+size limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from mindgate import __version__
+from mindgate.config import MindgateConfig
+from mindgate.gateway import routes_health, routes_memory, routes_openai
+from mindgate.gateway.auth import KeyRing
+from mindgate.gateway.limits import BodySizeLimit
+from mindgate.gateway.memory_chat import MemoryWriter
+from mindgate.gateway.observability import Observability
+from mindgate.gateway.responses import install_error_handlers
+from mindgate.gateway.state import Gateway
+from mindgate.gateway.targets import ChatTargets
+from mindgate.memory.memory import AsyncMemory
+from mindgate.providers.base import ChatModel, Embedder
+
+log = logging.getLogger("mindgate.gateway")
+
+
+def default_chat(config: MindgateConfig) -> ChatTargets:
+    """The chat models named by the config: the routing default and every named chain."""
+    from mindgate.providers import chat_model_from_section
+
+    return ChatTargets(chat_model_from_section(config.llm))
+
+
+def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | None = None,
+                  embedder: Embedder | None = None, memory: AsyncMemory | None = None) -> Gateway:
+    owned: list[Any] = []
+    if memory is None:
+        memory = AsyncMemory.from_config(config)
+        owned.append(memory)
+    if embedder is None:
+        embedder = memory.embedder
+    if chat is None:
+        targets = default_chat(config)
+        owned.append(targets)
+    else:
+        targets = chat if isinstance(chat, ChatTargets) else ChatTargets(chat)
+    keys = KeyRing(config.gateway.api_keys)
+    gateway = Gateway(config=config, targets=targets, embedder=embedder, memory=memory, keys=keys, owned=owned)
+    if config.gateway.memory:
+        gateway.writer = MemoryWriter(memory, gateway.metrics)
+    return gateway
+
+
+async def _warm_up(gateway: Gateway) -> None:
+    """Load the embedder and open the store before the first request (errors show in /readyz)."""
+    try:
+        await gateway.memory.count(user_id=routes_health.PROBE_USER)
+    except Exception as exc:
+        log.error("memory is not usable: %s", exc)
+
+
+def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTargets | None = None,
+               embedder: Embedder | None = None, memory: AsyncMemory | None = None,
+               warm_up: bool = True) -> FastAPI:
+    """The gateway as an ASGI app. ``chat`` may be one :class:`ChatModel` (serving every model name) or
+    :class:`ChatTargets`; anything not given is built from ``config`` (embedded defaults when None)."""
+    config = config or MindgateConfig.load()
+    gateway = build_gateway(config, chat=chat, embedder=embedder, memory=memory)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if gateway.writer is not None:
+            gateway.writer.start()
+        if warm_up:
+            warm = asyncio.get_running_loop().create_task(_warm_up(gateway))
+        try:
+            yield
+        finally:
+            if warm_up and not warm.done():
+                warm.cancel()
+            await gateway.aclose()
+
+    app = FastAPI(title="mindgate", version=__version__, lifespan=lifespan,
+                  description="OpenAI-compatible model gateway with long-term memory.")
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    app.include_router(routes_openai.router)
+    app.include_router(routes_memory.router)
+    app.include_router(routes_health.router)
+    app.add_middleware(BodySizeLimit, max_bytes=config.gateway.max_body_bytes)
+    if config.gateway.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=config.gateway.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After"])
+    app.add_middleware(Observability, metrics=gateway.metrics)
+    return app
+

@@ -1,0 +1,115 @@
+"""Every error the gateway sends is OpenAI's error body with the right status.
+
+:func:`install_error_handlers` maps :class:`~mindgate.errors.MindgateError` (its ``http_status`` and
+``to_openai()``), FastAPI's validation errors (400, not FastAPI's 422 body), Starlette's HTTP errors
+(unknown route 404, wrong method 405) and anything unexpected (500, logged with the request id; bad input
+never lands here because it is validated first).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from mindgate.errors import MindgateError, RateLimitError, RoutingError
+
+log = logging.getLogger("mindgate.gateway")
+
+_HTTP_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "invalid_request"),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", "forbidden"),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+    415: ("invalid_request_error", "unsupported_media_type"),
+    429: ("rate_limit_error", "rate_limit_exceeded"),
+}
+
+
+class JSONBytes(Response):
+    """A JSON response rendered with compact separators (no pretty-printing, no re-validation)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        if isinstance(content, bytes):
+            return content
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def error_body(message: str, *, error_type: str, code: str | None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(status: int, message: str, *, code: str | None = None, param: str | None = None,
+                   headers: Mapping[str, str] | None = None) -> JSONBytes:
+    """An OpenAI-shaped error for an HTTP status (type and default code derived from the status)."""
+    error_type, default_code = _HTTP_ERRORS.get(status, ("server_error" if status >= 500 else
+                                                         "invalid_request_error", None))
+    return JSONBytes(error_body(message, error_type=error_type, code=code or default_code, param=param),
+                     status_code=status, headers=dict(headers or {}))
+
+
+def mindgate_error_response(exc: MindgateError) -> JSONBytes:
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None) if isinstance(exc, RateLimitError | RoutingError) else None
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(retry_after)))
+    return JSONBytes(exc.to_openai(), status_code=exc.http_status, headers=headers)
+
+
+def _location(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts)
+
+
+def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
+    """One readable line for a list of pydantic errors, and the first offending parameter."""
+    lines = []
+    for err in list(errors)[:5]:
+        where = _location(err.get("loc", ()))
+        msg = str(err.get("msg", "invalid value"))
+        if err.get("type") == "json_invalid":
+            lines.append("the request body is not valid JSON")
+        elif err.get("type") == "missing":
+            lines.append(f"`{where}` is required")
+        else:
+            lines.append(f"`{where or 'body'}`: {msg}")
+    first = _location(errors[0].get("loc", ())) if errors else None
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(lines) + more, first or None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(MindgateError)
+    async def _mindgate(request: Request, exc: MindgateError) -> Response:
+        return mindgate_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        message, param = validation_message(exc.errors())
+        return error_response(400, f"invalid request: {message}", param=param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and exc.detail == "Not Found":
+            message = f"unknown route {request.method} {request.url.path}; see /docs for the API"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return error_response(exc.status_code, message, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        request_id = request.scope.get("state", {}).get("request_id")
+        log.exception("unhandled error in %s %s (request %s)", request.method, request.url.path, request_id)
+        return error_response(500, f"internal error ({type(exc).__name__}); request id {request_id}")

@@ -1,0 +1,183 @@
+"""Request bodies of the HTTP API as pydantic models (they are also the OpenAPI schema).
+
+Chat and embedding requests follow OpenAI's shapes. Unknown fields are rejected with a 400 that names
+them, so a misspelt option never silently does nothing; OpenAI fields mindgate accepts but does not
+forward are listed explicitly and documented as such.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ScopeId = Field(default=None, min_length=1, max_length=256)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChatMessage(BaseModel):
+    """An OpenAI chat message; fields beyond these (e.g. ``refusal``) are passed through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _schema_present(self) -> ResponseFormat:
+        if self.type == "json_schema" and not isinstance(self.json_schema, dict):
+            raise ValueError('response_format of type "json_schema" needs a `json_schema` object')
+        return self
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(_Body):
+    """``POST /v1/chat/completions``. ``memory`` (mindgate's extension) turns memory-augmented chat off
+    with ``false``. Accepted but not forwarded: ``stream_options``, ``store``, ``metadata``,
+    ``service_tier``, ``logprobs: false``."""
+
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_completion_tokens: int | None = Field(default=None, gt=0)
+    n: int | None = Field(default=None, ge=1, le=8)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    user: str | None = Field(default=None, max_length=256)
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    stream_options: StreamOptions | None = None
+    store: bool | None = None
+    metadata: dict[str, str] | None = None
+    service_tier: str | None = None
+    logprobs: Literal[False] | None = None
+    memory: bool | None = None
+
+    @model_validator(mode="after")
+    def _stop_size(self) -> ChatCompletionRequest:
+        if isinstance(self.stop, list) and len(self.stop) > 4:
+            raise ValueError("`stop` takes at most 4 sequences")
+        return self
+
+    def chat_options(self) -> dict[str, Any]:
+        """The options every :class:`~mindgate.providers.base.ChatModel` takes, from this request."""
+        opts: dict[str, Any] = {}
+        for name in ("temperature", "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
+                     "logit_bias", "user", "tool_choice", "parallel_tool_calls"):
+            value = getattr(self, name)
+            if value is not None:
+                opts[name] = value
+        max_tokens = self.max_completion_tokens or self.max_tokens
+        if max_tokens is not None:
+            opts["max_tokens"] = max_tokens
+        if self.tools is not None:
+            opts["tools"] = [t.model_dump(exclude_none=True) for t in self.tools]
+        if self.response_format is not None:
+            opts["response_format"] = self.response_format.model_dump(exclude_none=True)
+        return opts
+
+    def message_dicts(self) -> list[dict[str, Any]]:
+        return [m.model_dump(exclude_none=True) for m in self.messages]
+
+
+class EmbeddingRequest(_Body):
+    """``POST /v1/embeddings``. Token arrays are part of OpenAI's schema but rejected with a 400 here
+    (the embedders take text)."""
+
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, gt=0)
+    user: str | None = Field(default=None, max_length=256)
+
+
+class ScopeFields(_Body):
+    user_id: str | None = ScopeId
+    agent_id: str | None = ScopeId
+    run_id: str | None = ScopeId
+
+    def scope(self) -> dict[str, str]:
+        return {k: v for k, v in (("user_id", self.user_id), ("agent_id", self.agent_id),
+                                  ("run_id", self.run_id)) if v is not None}
+
+
+class MemoryAddRequest(ScopeFields):
+    """``POST /v1/memories`` (mem0's shape): a string or a list of chat messages."""
+
+    messages: str | list[ChatMessage]
+    metadata: dict[str, Any] | None = None
+    infer: bool = True
+
+    def message_payload(self) -> str | list[dict[str, Any]]:
+        if isinstance(self.messages, str):
+            return self.messages
+        return [m.model_dump(exclude_none=True) for m in self.messages]
+
+
+class MemorySearchRequest(ScopeFields):
+    """``POST /v1/memories/search``."""
+
+    query: str = Field(min_length=1, max_length=10_000)
+    filters: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=1000)
+    threshold: float | None = Field(default=None, ge=-1, le=1)
+
+
+class MemoryUpdateRequest(_Body):
+    """``PUT /v1/memories/{id}``: the new text as ``text`` (mem0 platform) or ``data`` (mem0 OSS)."""
+
+    text: str | None = Field(default=None, min_length=1, max_length=100_000)
+    data: str | None = Field(default=None, min_length=1, max_length=100_000)
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_text(self) -> MemoryUpdateRequest:
+        if (self.text is None) == (self.data is None):
+            raise ValueError("give the new memory text as exactly one of `text` or `data`")
+        return self
+
+    @property
+    def new_text(self) -> str:
+        return self.text if self.text is not None else str(self.data)
