@@ -1,0 +1,83 @@
+"""JSON over HTTP for the management drivers, with every failure mapped to :mod:`mindgate.errors`.
+
+:class:`Unsupported` means "this server does not have that endpoint" (HTTP 404/405, or LM Studio's
+HTTP 200 ``{"error": "Unexpected endpoint or method. ..."}``); drivers catch it to fall back to an older API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from mindgate.errors import AuthenticationError, ModelNotFoundError, NetworkError, ProviderError
+from mindgate.models.records import Endpoint
+
+DISPLAY = {"lmstudio": "LM Studio", "ollama": "Ollama", "openai_compatible": "the OpenAI-compatible server",
+           "local": "the local engine"}
+START_HINT = {
+    "lmstudio": "start it with `lms server start` (or the Developer tab of the LM Studio app), or fix its URL",
+    "ollama": "start it with `ollama serve`, or fix its URL",
+    "openai_compatible": "start the server, or fix its base_url",
+}
+
+
+class Unsupported(Exception):
+    """The server does not implement the endpoint that was called."""
+
+
+def client_for(endpoint: Endpoint) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=httpx.Timeout(endpoint.timeout, connect=endpoint.connect_timeout),
+                             headers=endpoint.headers())
+
+
+def _error_text(data: Any, fallback: str) -> str:
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            return str(error.get("message") or error)
+        if error:
+            return str(error)
+    return fallback
+
+
+async def request_json(client: httpx.AsyncClient, endpoint: Endpoint, method: str, url: str, *,
+                       json: Any = None, timeout: float | None = None, model: str | None = None) -> Any:
+    """The JSON body of a successful response; raises mindgate errors (or :class:`Unsupported`)."""
+    name = DISPLAY[endpoint.provider]
+    try:
+        response = await client.request(method, url, json=json,
+                                         timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
+    except httpx.TimeoutException:
+        raise NetworkError(f"{name} at {endpoint.url} ({endpoint.name}) did not answer {method} {url} in time",
+                           url=url, hint=START_HINT.get(endpoint.provider)) from None
+    except httpx.HTTPError as exc:
+        raise NetworkError(f"cannot reach {name} at {endpoint.url} ({endpoint.name}): {exc}", url=url,
+                           hint=START_HINT.get(endpoint.provider)) from None
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    text = _error_text(data, response.text[:300])
+    if "Unexpected endpoint" in text or (response.status_code in (404, 405) and model is None):
+        raise Unsupported(f"{method} {url}: {text}")
+    if response.status_code in (401, 403):
+        raise AuthenticationError(f"{name} at {endpoint.url} rejected the API key: {text}",
+                                  provider=endpoint.provider, status_code=response.status_code,
+                                  hint="set `api_key` for this endpoint")
+    if response.status_code == 404 and model is not None:
+        raise ModelNotFoundError(f"{name} at {endpoint.url} has no model {model!r}: {text}",
+                                 provider=endpoint.provider, status_code=404,
+                                 hint="see `mindgate models list` for the models it has")
+    if not response.is_success:
+        raise ProviderError(f"{name} at {endpoint.url} answered {method} {url} with HTTP "
+                            f"{response.status_code}: {text}", provider=endpoint.provider,
+                            status_code=response.status_code, body=response.text[:2000])
+    if data is None:
+        raise ProviderError(f"{name} at {endpoint.url} answered {method} {url} with a body that is not JSON",
+                            provider=endpoint.provider, status_code=response.status_code,
+                            body=response.text[:2000])
+    if isinstance(data, dict) and data.get("error"):
+        raise ProviderError(f"{name} at {endpoint.url} answered {method} {url} with an error: {text}",
+                            provider=endpoint.provider, status_code=response.status_code, retryable=False)
+    return data

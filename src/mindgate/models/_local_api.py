@@ -1,0 +1,73 @@
+"""The in-process engine as a managed endpoint: its models are GGUF files (``model_path``: a file or a
+folder of ``.gguf`` files; by default the shipped SmolLM2), described from their headers, loaded into the
+process-wide :class:`~mindgate.models.local_pool.LocalModelPool`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from mindgate._assets import DEFAULT_CHAT_MODEL, default_gguf_path
+from mindgate.errors import ConfigurationError
+from mindgate.models._driver import Driver
+from mindgate.models.gguf_info import read_gguf_info
+from mindgate.models.local_pool import LocalModelPool
+from mindgate.models.records import Capabilities, Endpoint, LoadedInstance, ModelInfo, ModelState, ModelType
+
+
+def model_files(endpoint: Endpoint) -> list[tuple[str, Path]]:
+    """``(model id, file)`` for each GGUF model the endpoint offers."""
+    if not endpoint.model_path:
+        try:
+            return [(DEFAULT_CHAT_MODEL, default_gguf_path())]
+        except ConfigurationError:
+            return []
+    root = Path(endpoint.model_path).expanduser()
+    if root.is_dir():
+        return [(f.stem, f) for f in sorted(root.glob("*.gguf"))]
+    if root.is_file():
+        return [(root.stem, root)]
+    raise ConfigurationError(f"local model_path {root} does not exist",
+                             hint="set model_path to a .gguf file or a folder of them")
+
+
+class LocalDriver(Driver):
+    def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient, pool: LocalModelPool) -> None:
+        super().__init__(endpoint, client)
+        self.pool = pool
+
+    def _describe(self, model_id: str, path: Path) -> ModelInfo:
+        info = read_gguf_info(path)
+        resolved = path.resolve()
+        instances = tuple(LoadedInstance(i.id, i.n_ctx, ttl=i.ttl) for i in self.pool.instances()
+                          if i.path == resolved)
+        return ModelInfo(
+            provider="local", endpoint=self.endpoint.name, id=model_id,
+            type=ModelType.EMBEDDING if info.is_embedding else ModelType.LLM,
+            state=ModelState.LOADED if instances else ModelState.NOT_LOADED,
+            max_context_length=info.context_length,
+            loaded_context_length=max(i.context_length or 0 for i in instances) if instances else None,
+            size_bytes=info.size_bytes, quantization=info.quantization, capabilities=Capabilities(vision=False),
+            source="local GGUF metadata", architecture=info.architecture, instances=instances, path=str(path),
+            kv_elements_per_token=info.kv_bytes_per_token)
+
+    async def list_models(self) -> tuple[list[ModelInfo], str]:
+        files = await asyncio.to_thread(model_files, self.endpoint)
+        return [await asyncio.to_thread(self._describe, i, f) for i, f in files], "GGUF metadata"
+
+    async def load(self, model: ModelInfo, *, context_length: int | None, ttl: float | None) -> LoadedInstance:
+        n_ctx = context_length or self.endpoint.n_ctx or min(model.max_context_length or 4096, 4096)
+        instance = await self.pool.aload(model.path, n_ctx=n_ctx, ttl=ttl)
+        return LoadedInstance(instance.id, instance.n_ctx, ttl=instance.ttl)
+
+    async def unload(self, model: ModelInfo, instance_ids: Sequence[str]) -> list[str]:
+        resolved = Path(str(model.path)).resolve()
+        done = []
+        for instance in self.pool.instances():
+            if instance.path == resolved and (not instance_ids or instance.id in instance_ids):
+                done += [i.id for i in await self.pool.aunload(instance.path, n_ctx=instance.n_ctx)]
+        return done
