@@ -233,6 +233,31 @@ class MemoryStore(ABC):
         """Store vectors made by ``identity`` for the given ids, in one transaction. When no record is
         pending any more, ``identity`` becomes the store's recorded identity."""
 
+    # -- migration between stores (``mindgate migrate``); optional: a store that lacks them cannot be
+    # -- a migration source (the first two) or target (the last two).
+
+    def recorded_identity(self) -> EmbedderIdentity | None:
+        """The recorded embedder identity (None for a new store); works before :meth:`open`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot report its embedder identity, so it cannot "
+                                  "be a migration source")
+
+    def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[str, Vector]]:
+        """``(id, vector)`` of every record that has a vector (deleted ones included), in the same id order
+        as :meth:`iter_records`, so records can be copied without re-embedding."""
+        raise NotImplementedError(f"{type(self).__name__} cannot export its vectors, so it cannot be a "
+                                  "migration source")
+
+    def import_records(self, items: Sequence[tuple[MemoryRecord, Vector | None, bool]]) -> None:
+        """Upsert ``(record, vector, deleted)`` items exactly as given (ids, timestamps, soft-deleted state;
+        no history rows) in one transaction; importing the same items again changes nothing."""
+        raise NotImplementedError(f"{type(self).__name__} cannot import records, so it cannot be a "
+                                  "migration target")
+
+    def import_history(self, items: Sequence[HistoryRecord]) -> None:
+        """Insert history rows exactly as given (after their records), skipping ids already present."""
+        raise NotImplementedError(f"{type(self).__name__} cannot import history, so it cannot be a "
+                                  "migration target")
+
     @abstractmethod
     def close(self) -> None:
         """Close connections."""

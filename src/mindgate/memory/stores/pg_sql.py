@@ -1,0 +1,124 @@
+"""SQL building blocks of the pgvector store: scope predicates, metadata filters, full-text queries.
+
+Filters compile to SQL over the ``jsonb`` ``metadata`` column and agree with
+:func:`mindgate.memory.filters.matches` (the reference semantics): ``jsonb_typeof`` tells ``true`` from
+1 and a missing key (SQL NULL) from JSON ``null``; every leaf is true or false, never NULL, so ``NOT``
+inverts exactly like Python's ``not``. Field names and values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from mindgate.errors import InvalidRequestError
+from mindgate.memory.filters import And, Condition, Filter, Not, Or
+from mindgate.memory.stores.base import Scope
+from mindgate.memory.stores.pg_schema import TEXT_CONFIG
+
+MAX_QUERY_WORDS = 64
+_WORD = re.compile(r"\w+")
+_CMP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+Fragment = tuple[sql.Composable, list[Any]]
+
+
+def scope_sql(scope: Scope, *, live: bool = True) -> Fragment:
+    """Predicate on ``m`` for the records a read with ``scope`` sees (live ones unless ``live`` is false)."""
+    parts = ["m.partition = %s"]
+    params: list[Any] = [scope.partition]
+    for column, value in (("user_id", scope.user_id), ("agent_id", scope.agent_id), ("run_id", scope.run_id)):
+        if value is not None:
+            parts.append(f"m.{column} = %s")
+            params.append(value)
+    if live:
+        parts.append("m.deleted_at IS NULL")
+    return sql.SQL(" AND ".join(parts)), params
+
+
+def filter_sql(flt: Filter) -> Fragment:
+    """Boolean SQL expression over ``m.metadata`` that is true where ``matches(flt, metadata)`` is."""
+    params: list[Any] = []
+    return sql.SQL(_compile(flt, params)), params
+
+
+def _compile(flt: Filter, params: list[Any]) -> str:
+    if isinstance(flt, And):
+        return "(" + " AND ".join(_compile(f, params) for f in flt.items) + ")"
+    if isinstance(flt, Or):
+        return "(" + " OR ".join(_compile(f, params) for f in flt.items) + ")"
+    if isinstance(flt, Not):
+        return f"(NOT {_compile(flt.item, params)})"
+    return _condition(flt, params)
+
+
+def _condition(c: Condition, params: list[Any]) -> str:
+    op = c.op
+    if op in ("eq", "ne"):
+        params.extend([c.field, Jsonb(c.value)])
+        sql_ = "coalesce(m.metadata -> %s = %s::jsonb, false)"
+        return sql_ if op == "eq" else f"(NOT {sql_})"
+    if op in ("in", "nin"):
+        params.extend([c.field, [Jsonb(v) for v in c.value]])
+        sql_ = "coalesce(m.metadata -> %s = ANY(%s::jsonb[]), false)"
+        return sql_ if op == "in" else f"(NOT {sql_})"
+    if op in ("contains", "icontains"):
+        return _contains(c, params)
+    return _compare(c, params)
+
+
+def _compare(c: Condition, params: list[Any]) -> str:
+    cmp = _CMP[c.op]
+    if isinstance(c.value, str):
+        params.extend([c.field, c.field, c.value])
+        return (f"(CASE WHEN jsonb_typeof(m.metadata -> %s) = 'string' "
+                f"THEN (m.metadata ->> %s) COLLATE \"C\" {cmp} %s::text COLLATE \"C\" ELSE false END)")
+    # A JSON number written with a fraction or exponent is a float to Python: compare as float8; an
+    # integer compares exactly as numeric (Decimal(float) is the float's exact value).
+    params.extend([c.field, c.field, c.field, float(c.value), c.field, Decimal(c.value)])
+    return (f"(CASE WHEN jsonb_typeof(m.metadata -> %s) = 'number' THEN "
+            f"CASE WHEN (m.metadata ->> %s) ~ '[.eE]' THEN (m.metadata ->> %s)::float8 {cmp} %s::float8 "
+            f"ELSE (m.metadata ->> %s)::numeric {cmp} %s::numeric END ELSE false END)")
+
+
+def _contains(c: Condition, params: list[Any]) -> str:
+    fold = "lower" if c.op == "icontains" else ""
+    needle = str(c.value)
+    # A string holds the needle as a substring; a list holds an element equal to the value (numbers as
+    # numbers) or a string element equal to the needle (both folded for icontains).
+    params.extend([c.field, c.field, needle, c.field, Jsonb(c.value), needle])
+    return (f"(CASE jsonb_typeof(m.metadata -> %s) "
+            f"WHEN 'string' THEN strpos({fold}(m.metadata ->> %s), {fold}(%s::text)) > 0 "
+            f"WHEN 'array' THEN EXISTS (SELECT 1 FROM jsonb_array_elements(m.metadata -> %s) AS e(v) "
+            f"WHERE e.v = %s::jsonb OR (jsonb_typeof(e.v) = 'string' AND {fold}(e.v #>> '{{}}') = {fold}(%s::text))) "
+            f"ELSE false END)")
+
+
+def text_query(query: str) -> Fragment | None:
+    """A tsquery matching any word of ``query`` (None when it has none). Each word goes through
+    ``plainto_tsquery``, so user text is never tsquery syntax."""
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))[:MAX_QUERY_WORDS]
+    if not words:
+        return None
+    one = f"plainto_tsquery('{TEXT_CONFIG}', %s)"
+    return sql.SQL("(" + " || ".join([one] * len(words)) + ")"), words
+
+
+def metadata_jsonb(metadata: dict[str, Any] | None) -> Jsonb:
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise InvalidRequestError(f"metadata must be an object, got {type(metadata).__name__}")
+    try:
+        text = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"metadata is not JSON-serialisable: {exc}",
+                                  hint="use strings, finite numbers, booleans, null, lists and objects") from exc
+    if "\x00" in text or "\\u0000" in text:
+        raise InvalidRequestError("metadata contains a NUL character, which PostgreSQL cannot store",
+                                  hint="remove \\u0000 from metadata strings")
+    return Jsonb(metadata, dumps=lambda _obj: text)
