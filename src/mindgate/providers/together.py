@@ -1,0 +1,84 @@
+"""Together AI (``https://api.together.xyz/v1``, OpenAI-compatible; key ``TOGETHER_API_KEY``).
+
+Documented quirks handled: ``GET /models`` answers a bare JSON array (not ``{"data": [...]}``); a model that
+is not served serverlessly is HTTP 400 with code ``model_not_available`` (or ``dedicated_endpoint_not_running``),
+which becomes a :class:`ModelNotFoundError` listing (some of) the models Together serves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+from mindgate.config import ProviderConfig
+from mindgate.errors import ConfigurationError, ModelNotFoundError
+from mindgate.providers.openai_compat import (
+    OpenAICompatChatModel,
+    OpenAICompatClient,
+    OpenAICompatEmbedder,
+    ServerProfile,
+    sampling_defaults,
+    server_message,
+)
+
+DEFAULT_BASE_URL = "https://api.together.xyz/v1"
+DEFAULT_CHAT_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
+DEFAULT_EMBEDDING_MODEL = "togethercomputer/m2-bert-80M-8k-retrieval"
+_UNSERVED_CODES = frozenset({"model_not_available", "dedicated_endpoint_not_running"})
+_LISTED = 20
+
+PROFILE = ServerProfile(
+    provider="together",
+    display="Together AI",
+    start_hint="check your network connection or `base_url`",
+    key_env="TOGETHER_API_KEY",
+    model_hint="use a serverless model id from Together's model list",
+)
+
+
+class TogetherClient(OpenAICompatClient):
+    async def list_models(self) -> list[str]:
+        data = await self.request_json("GET", "/models", timeout=10.0)
+        items = data if isinstance(data, list) else data.get("data", []) if isinstance(data, dict) else []
+        return [str(item["id"]) for item in items if isinstance(item, dict) and "id" in item]
+
+    async def raise_for_status(self, status: int, body: str, headers: Mapping[str, str], *,
+                               model: str | None) -> None:
+        if model and _error_code(body) in _UNSERVED_CODES:
+            available = await self._available_models()
+            shown = ", ".join(available[:_LISTED]) + (f" and {len(available) - _LISTED} more"
+                                                       if len(available) > _LISTED else "")
+            raise ModelNotFoundError(f"model {model!r} is not available on Together AI ({server_message(body)})",
+                                     available=available, provider="together", status_code=status, body=body,
+                                     hint=f"{PROFILE.model_hint}; it lists: {shown or 'none'}")
+        await super().raise_for_status(status, body, headers, model=model)
+
+
+def _error_code(body: str) -> object:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
+
+
+def _client(config: ProviderConfig) -> TogetherClient:
+    api_key = config.api_key or os.environ.get("TOGETHER_API_KEY")
+    if not api_key:
+        raise ConfigurationError("provider 'together' needs an API key",
+                                 hint="set TOGETHER_API_KEY or `api_key` in the provider config")
+    return TogetherClient(config.base_url_for("together") or DEFAULT_BASE_URL, profile=PROFILE, api_key=api_key,
+                          headers=config.headers, timeout=config.timeout, connect_timeout=config.connect_timeout)
+
+
+def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
+    return OpenAICompatChatModel(_client(config), config.model or DEFAULT_CHAT_MODEL,
+                                 defaults=sampling_defaults(config), extra_body=config.model_kwargs)
+
+
+def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
+    return OpenAICompatEmbedder(_client(config), config.model or DEFAULT_EMBEDDING_MODEL,
+                                embedding_dims=config.embedding_dims, batch_size=config.batch_size,
+                                extra_body=config.model_kwargs)
