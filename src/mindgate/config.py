@@ -181,13 +181,29 @@ class EndpointConfig(_Strict):
 
 
 class TargetConfig(_Strict):
-    """One step of a fallback chain: an endpoint (a name under ``providers:`` or a provider name)."""
+    """One step of a fallback chain: an endpoint (a name under ``providers:`` or a provider name).
+
+    A plain string is shorthand for ``endpoint[:model]``, e.g. ``"lan:qwen2.5-7b-instruct"`` or
+    ``"ollama:llama3.2:latest"`` (split at the first colon)."""
 
     endpoint: str
     model: str | None = None
+    name: str | None = Field(default=None, description="shown in status; default endpoint[:model]")
     timeout: float | None = Field(default=None, gt=0)
     first_token_timeout: float | None = Field(default=None, gt=0)
     context_length: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            endpoint, _, model = data.partition(":")
+            return {"endpoint": endpoint, "model": model or None}
+        return data
+
+    @property
+    def display_name(self) -> str:
+        return self.name or (f"{self.endpoint}:{self.model}" if self.model else self.endpoint)
 
 
 class ChainConfig(_Strict):

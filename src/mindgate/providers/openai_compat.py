@@ -308,8 +308,33 @@ class OpenAICompatChatModel(ChatModel):
         async for wire, event in self.client.stream_sse("/chat/completions", body, model=self.model):
             yield parse_chat_chunk(event, wire)
 
+    async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
+        """Prompt tokens from the llama.cpp server's ``POST /extras/tokenize`` (at the server root), over the
+        messages in ChatML framing: exact for ChatML models, an overcount for others. None when the server
+        has no such endpoint, remembered per server so it is asked once."""
+        from mindgate.context.tokens import chatml_prompt
+
+        root = self.client.base_url.removesuffix("/v1")
+        if root in _NO_TOKENIZE_ENDPOINT:
+            return None
+        try:
+            data = await self.client.request_json("POST", f"{root}/extras/tokenize",
+                                                  {"input": chatml_prompt(messages)}, timeout=10.0)
+        except ProviderError as exc:
+            if exc.status_code is None or exc.status_code >= 500 or exc.status_code == 429:
+                raise
+            data = None
+        tokens = data.get("tokens") if isinstance(data, dict) else None
+        if not isinstance(tokens, list):  # 4xx, or LM Studio's HTTP 200 "Unexpected endpoint" body
+            _NO_TOKENIZE_ENDPOINT.add(root)
+            return None
+        return len(tokens)
+
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+_NO_TOKENIZE_ENDPOINT: set[str] = set()
 
 
 class OpenAICompatEmbedder(Embedder):

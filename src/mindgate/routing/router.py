@@ -1,0 +1,475 @@
+"""A fallback chain that is itself a :class:`~mindgate.providers.base.ChatModel`.
+
+A :class:`Router` holds an ordered list of :class:`Target` (a chat model plus its timeouts and context
+size). For each request it walks the chain:
+
+1. a target whose context window cannot hold the prompt plus ``max_tokens`` is skipped without a call
+   (a free byte bound first; the model's tokenizer or the calibrated estimate only near the limit);
+2. a target whose circuit breaker is open is skipped; a half-open one gets this request as its one probe;
+3. the call runs under the target's timeout (streams: time to first token, then the longest silence
+   between chunks); retryable failures are retried with backoff (:mod:`mindgate.routing.retry`), then the
+   next target is tried; a plain client error (HTTP 4xx) is raised at once.
+
+Nothing fits -> :class:`~mindgate.errors.ContextOverflowError` with sizes. Every target open or failed ->
+:class:`~mindgate.errors.RoutingError` naming each target's state and when it will be tried again.
+A stream that fails before its first chunk falls back like a completion; one that fails later raises
+:class:`~mindgate.routing.retry.StreamInterruptedError`: an answer is never silently cut short.
+
+The router keeps per-target counters (requests, successes, errors by kind, latency p50/p99 over the last
+1024 answers, to the first token for streams) that :meth:`Router.status` reports, and can probe targets in
+the background (``health_check_interval``). The router adds a few microseconds per request (see
+``bench/router.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mindgate.context.tokens import TokenCounter, byte_bound
+from mindgate.errors import ConfigurationError, ContextOverflowError, MindgateError, RoutingError
+from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
+from mindgate.routing.breaker import BreakerState, CircuitBreaker
+from mindgate.routing.retry import (
+    ErrorKind,
+    RetryPolicy,
+    StreamInterruptedError,
+    TargetTimeoutError,
+    Verdict,
+    classify,
+)
+
+if TYPE_CHECKING:
+    from mindgate.config import MindgateConfig
+
+HealthCheck = Callable[[], Awaitable[Any]]
+LATENCY_SAMPLES = 1024
+
+
+@dataclass
+class Target:
+    """One step of a chain. ``timeout`` bounds a whole completion and, for streams, each silence between
+    chunks after the first; ``first_token_timeout`` bounds a stream's first chunk (default: ``timeout``).
+    ``context_length`` overrides the model's own (None: the model's, else unchecked).
+    ``health_check`` is an async callable that raises when the target is down (default: list the server's
+    models for OpenAI-compatible servers, the model's own ``ahealth_check`` when it has one).
+    ``breaker_failures`` / ``breaker_cooldown`` override the router's for this target (e.g. 1 failure for
+    a local server that is simply not running)."""
+
+    model: ChatModel
+    name: str = ""
+    timeout: float | None = None
+    first_token_timeout: float | None = None
+    context_length: int | None = None
+    health_check: HealthCheck | None = None
+    breaker_failures: int | None = None
+    breaker_cooldown: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = f"{self.model.provider}:{self.model.model}"
+        for key in ("timeout", "first_token_timeout", "context_length", "breaker_failures", "breaker_cooldown"):
+            value = getattr(self, key)
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"target {self.name!r}: {key} must be positive, got {value}")
+
+    @property
+    def context_window(self) -> int | None:
+        return self.context_length or self.model.context_length
+
+
+@dataclass
+class _Slot:
+    """A target and what the router knows about it."""
+
+    target: Target
+    breaker: CircuitBreaker
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    errors: Counter[str] = field(default_factory=Counter)
+    requests: int = 0
+    successes: int = 0
+    last_error: str | None = None
+
+    def succeeded(self, seconds: float) -> None:
+        self.successes += 1
+        self.latencies.append(seconds)
+        self.breaker.record_success()
+
+    def failed(self, verdict: Verdict, exc: BaseException) -> None:
+        self.errors[verdict.kind.value] += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if verdict.breaker_failure:
+            self.breaker.record_failure()
+        else:
+            self.breaker.release()
+
+    def describe(self) -> str:
+        state = self.breaker.state
+        if state is BreakerState.OPEN:
+            return (f"open after {self.breaker.failures} failure(s), retried in {self.breaker.retry_in():.1f}s"
+                    + (f" (last: {self.last_error})" if self.last_error else ""))
+        return state.value.replace("_", "-")
+
+
+@dataclass
+class _Outcome:
+    """Why one target did not answer this request."""
+
+    slot: _Slot
+    reason: str  # "context", "open", "failed"
+    detail: str = ""
+    needed: int | None = None
+    exc: BaseException | None = None
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Router(ChatModel):
+    """A chain of targets, tried in order; see the module docstring for the contract.
+
+    ``Router([target_or_model, ...], name="default", retry=RetryPolicy(retries=2), breaker_failures=3,
+    breaker_cooldown=30.0, health_check_interval=None)``; plain chat models become targets with no
+    timeouts. ``Router.from_config(chain_name, config)`` builds one from the ``routing:`` section.
+    """
+
+    provider = "router"
+
+    def __init__(self, targets: Sequence[Target | ChatModel], *, name: str = "chain", retry: RetryPolicy | None = None,
+                 breaker_failures: int = 3, breaker_cooldown: float = 30.0,
+                 health_check_interval: float | None = None, counter: TokenCounter | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(name)
+        if not targets:
+            raise ConfigurationError(f"routing chain {name!r} has no targets", hint="give at least one target")
+        self.retry = retry or RetryPolicy()
+        self.health_check_interval = health_check_interval
+        self.counter = counter or TokenCounter()
+        self._slots: list[_Slot] = []
+        seen: set[str] = set()
+        for item in targets:
+            target = item if isinstance(item, Target) else Target(item)
+            if target.name in seen:
+                raise ConfigurationError(f"routing chain {name!r} names target {target.name!r} twice",
+                                         hint="give each target a distinct name")
+            seen.add(target.name)
+            breaker = CircuitBreaker(target.breaker_failures or breaker_failures,
+                                     target.breaker_cooldown or breaker_cooldown, clock=clock)
+            self._slots.append(_Slot(target, breaker))
+        self._health_task: asyncio.Task[None] | None = None
+
+    # -- construction from config --------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, chain: str, config: MindgateConfig) -> Router:
+        """The chain named ``chain`` under ``routing.chains``; ``auto`` (when not defined there) is the
+        embedded default chain of :mod:`mindgate.providers.auto`."""
+        from mindgate.routing.chains import router_from_config
+
+        return router_from_config(chain, config)
+
+    # -- ChatModel surface ---------------------------------------------------------------------------
+
+    @property
+    def targets(self) -> list[Target]:
+        return [slot.target for slot in self._slots]
+
+    @property
+    def endpoint_key(self) -> str:
+        return f"router:{self.model}"
+
+    @property
+    def context_length(self) -> int | None:
+        """The largest context any target offers; None when some target's is unknown."""
+        sizes = [slot.target.context_window for slot in self._slots]
+        return None if any(s is None for s in sizes) else max(s for s in sizes if s is not None)
+
+    async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
+        self._ensure_health_checks()
+        outcomes: list[_Outcome] = []
+        max_tokens = self._max_tokens(options)
+        for slot in self._slots:
+            if not await self._admit(slot, messages, max_tokens, outcomes):
+                continue
+            attempt = 0
+            while True:
+                slot.requests += 1
+                start = time.perf_counter()
+                try:
+                    if slot.target.timeout is None:
+                        response = await slot.target.model.acomplete(messages, **options)
+                    else:
+                        async with asyncio.timeout(slot.target.timeout):
+                            response = await slot.target.model.acomplete(messages, **options)
+                except asyncio.CancelledError:
+                    slot.breaker.release()
+                    raise
+                except TimeoutError:
+                    exc: Exception = TargetTimeoutError(
+                        f"target {slot.target.name!r} did not answer within {slot.target.timeout}s",
+                        url=slot.target.name, hint="raise the target's `timeout` or use a faster model")
+                    if await self._retry_after_failure(slot, exc, attempt, outcomes):
+                        attempt += 1
+                        continue
+                    break
+                except Exception as error:  # classified: retried, re-routed or raised
+                    if await self._retry_after_failure(slot, error, attempt, outcomes):
+                        attempt += 1
+                        continue
+                    break
+                slot.succeeded(time.perf_counter() - start)
+                return response
+        raise self._exhausted(outcomes, messages, max_tokens)
+
+    async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
+        self._ensure_health_checks()
+        outcomes: list[_Outcome] = []
+        max_tokens = self._max_tokens(options)
+        for slot in self._slots:
+            if not await self._admit(slot, messages, max_tokens, outcomes):
+                continue
+            attempt = 0
+            while True:
+                slot.requests += 1
+                start = time.perf_counter()
+                stream = slot.target.model.astream(messages, **options)
+                try:
+                    first = await self._next(slot, stream, first=True)
+                except StopAsyncIteration:
+                    slot.succeeded(time.perf_counter() - start)
+                    return
+                except asyncio.CancelledError:
+                    slot.breaker.release()
+                    await _aclose(stream)
+                    raise
+                except Exception as error:  # classified: retried, re-routed or raised
+                    await _aclose(stream)
+                    if await self._retry_after_failure(slot, error, attempt, outcomes):
+                        attempt += 1
+                        continue
+                    break
+                slot.succeeded(time.perf_counter() - start)
+                try:
+                    yield first
+                    chunks = 1
+                    while True:
+                        try:
+                            chunk = await self._next(slot, stream, first=False)
+                        except StopAsyncIteration:
+                            return
+                        except Exception as error:
+                            raise self._interrupted(slot, error, chunks) from error
+                        yield chunk
+                        chunks += 1
+                finally:
+                    await _aclose(stream)
+        raise self._exhausted(outcomes, messages, max_tokens)
+
+    async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
+        """Tokens by the first reachable target's tokenizer (None when none has one)."""
+        for slot in self._slots:
+            try:
+                tokens = await slot.target.model.acount_tokens(messages)
+            except MindgateError:
+                continue
+            if tokens is not None:
+                return tokens
+        return None
+
+    async def aclose(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+            self._health_task = None
+        for slot in self._slots:
+            with contextlib.suppress(MindgateError):
+                await slot.target.model.aclose()
+
+    # -- status and health ---------------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        """One dict per target: name, provider, model, state (closed/open/half_open), failures
+        (consecutive), retry_at (Unix time an open breaker lets a probe through) and retry_in (seconds),
+        context_length, requests, successes, errors (by kind), latency_ms (p50, p99, samples), last_error."""
+        now = time.time()
+        rows = []
+        for slot in self._slots:
+            state = slot.breaker.state
+            retry_in = slot.breaker.retry_in() if state is BreakerState.OPEN else 0.0
+            samples = list(slot.latencies)
+            rows.append({
+                "name": slot.target.name,
+                "provider": slot.target.model.provider,
+                "model": slot.target.model.model,
+                "state": state.value,
+                "failures": slot.breaker.failures,
+                "retry_at": now + retry_in if state is BreakerState.OPEN else None,
+                "retry_in": round(retry_in, 3) if state is BreakerState.OPEN else None,
+                "context_length": slot.target.context_window,
+                "requests": slot.requests,
+                "successes": slot.successes,
+                "errors": dict(slot.errors),
+                "latency_ms": {
+                    "p50": round(_percentile(samples, 0.50) * 1000, 3) if samples else None,
+                    "p99": round(_percentile(samples, 0.99) * 1000, 3) if samples else None,
+                    "samples": len(samples),
+                },
+                "last_error": slot.last_error,
+            })
+        return rows
+
+    async def ahealth_check(self) -> list[dict[str, Any]]:
+        """Probe every target that has a health check, at once: success closes its breaker, failure opens
+        it. Targets without one (the in-process engine) are left as they are. Returns :meth:`status`."""
+        await asyncio.gather(*(self._probe(slot) for slot in self._slots))
+        return self.status()
+
+    def health_check(self) -> list[dict[str, Any]]:
+        from mindgate._sync import run_sync
+
+        return run_sync(self.ahealth_check())
+
+    async def _probe(self, slot: _Slot) -> None:
+        check = _health_check_for(slot.target)
+        if check is None:
+            return
+        try:
+            async with asyncio.timeout(min(slot.target.timeout or 5.0, 5.0)):
+                await check()
+        except (MindgateError, TimeoutError, OSError) as exc:
+            slot.last_error = f"health check: {type(exc).__name__}: {exc}"
+            slot.breaker.force_open()
+        else:
+            slot.breaker.record_success()
+
+    def _ensure_health_checks(self) -> None:
+        if self.health_check_interval is None:
+            return
+        task = self._health_task
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            self._health_task = asyncio.get_running_loop().create_task(self._health_loop())
+
+    async def _health_loop(self) -> None:
+        assert self.health_check_interval is not None
+        while True:
+            await asyncio.sleep(self.health_check_interval)
+            await self.ahealth_check()
+
+    # -- the walk ------------------------------------------------------------------------------------
+
+    def _max_tokens(self, options: dict[str, Any]) -> int:
+        """The output the context must leave room for: ``max_tokens`` (else the first target's default, else
+        one token: a request that leaves no room at all is what cannot work)."""
+        value = options.get("max_tokens") or self._slots[0].target.model.defaults.get("max_tokens")
+        return int(value) if value else 1
+
+    async def _admit(self, slot: _Slot, messages: Sequence[Message], max_tokens: int,
+                     outcomes: list[_Outcome]) -> bool:
+        """Whether the request may go to ``slot``: it fits the context and the breaker lets it through."""
+        window = slot.target.context_window
+        if window is not None and byte_bound(messages) + max_tokens > window:
+            counted = await self.counter.count(messages, slot.target.model)
+            if counted.tokens + max_tokens > window:
+                how = "counted" if counted.exact else "estimated"
+                outcomes.append(_Outcome(slot, "context", f"needs {counted.tokens} prompt ({how}) + {max_tokens} "
+                                                          f"output tokens, context is {window}",
+                                         needed=counted.tokens + max_tokens))
+                return False
+        if not slot.breaker.allow():
+            outcomes.append(_Outcome(slot, "open", slot.describe()))
+            return False
+        return True
+
+    async def _retry_after_failure(self, slot: _Slot, exc: Exception, attempt: int,
+                                   outcomes: list[_Outcome]) -> bool:
+        """Record a failed attempt; True when the same target should be tried again (after the backoff,
+        already slept), False to move on. Raises ``exc`` itself when no other target can help."""
+        verdict = classify(exc)
+        slot.failed(verdict, exc)
+        if not verdict.fall_back:
+            raise exc
+        if verdict.retry:
+            delay = self.retry.delay(attempt, exc)
+            if delay is not None and slot.breaker.allow():
+                await asyncio.sleep(delay)
+                return True
+        outcomes.append(_Outcome(slot, "failed", f"{type(exc).__name__}: {exc}", exc=exc))
+        return False
+
+    async def _next(self, slot: _Slot, stream: AsyncIterator[ChatChunk], *, first: bool) -> ChatChunk:
+        limit = (slot.target.first_token_timeout or slot.target.timeout) if first else slot.target.timeout
+        if limit is None:
+            return await anext(stream)
+        try:
+            async with asyncio.timeout(limit):
+                return await anext(stream)
+        except TimeoutError:
+            what = "its first token" if first else "the next chunk"
+            raise TargetTimeoutError(f"target {slot.target.name!r} did not send {what} within {limit}s",
+                                     url=slot.target.name,
+                                     hint="raise the target's `first_token_timeout`/`timeout` or use a faster "
+                                          "model") from None
+
+    def _interrupted(self, slot: _Slot, error: Exception, chunks: int) -> StreamInterruptedError:
+        verdict = classify(error)
+        slot.failed(Verdict(ErrorKind.INTERRUPTED, False, False, verdict.breaker_failure), error)
+        return StreamInterruptedError(
+            f"the stream from target {slot.target.name!r} broke after {chunks} chunk(s); the answer is "
+            f"incomplete ({type(error).__name__}: {error})", chunks=chunks, provider=slot.target.model.provider,
+            hint="retry the request")
+
+    def _exhausted(self, outcomes: list[_Outcome], messages: Sequence[Message], max_tokens: int) -> MindgateError:
+        if outcomes and all(o.reason == "context" or (o.exc is not None and classify(o.exc).kind is ErrorKind.CONTEXT)
+                            for o in outcomes):
+            sizes = [o.slot.target.context_window or 0 for o in outcomes]
+            needed = max((o.needed for o in outcomes if o.needed is not None),
+                         default=self.counter.estimate(messages) + max_tokens)
+            listing = "; ".join(f"{o.slot.target.name}: {o.detail}" for o in outcomes)
+            return ContextOverflowError(
+                f"the request fits no target of chain {self.model!r} ({listing})", needed=needed,
+                available=max(sizes) if sizes else None,
+                hint="shorten the conversation (e.g. a sliding window or summarization), lower max_tokens, or add "
+                     "a target with a larger context")
+        waits = [o.slot.breaker.retry_in() for o in outcomes if o.slot.breaker.state is BreakerState.OPEN]
+        retry_after = round(min(waits), 3) if waits else None
+        every_open = all(o.reason == "open" for o in outcomes)
+        head = (f"every target of chain {self.model!r} is unavailable (circuit open)" if every_open
+                else f"no target of chain {self.model!r} could answer")
+        parts = []
+        for o in outcomes:
+            if o.reason == "open":
+                parts.append(f"{o.slot.target.name}: {o.detail}")
+            elif o.reason == "context":
+                parts.append(f"{o.slot.target.name}: skipped, {o.detail}")
+            else:
+                parts.append(f"{o.slot.target.name}: failed with {o.detail}; breaker {o.slot.describe()}")
+        hint = (f"the next target is retried in {retry_after:.1f}s; start the servers or add a target"
+                if retry_after is not None else "check the targets' servers, or add a target to the chain")
+        error = RoutingError(f"{head}: " + " | ".join(parts), retry_after=retry_after, hint=hint)
+        error.__cause__ = next((o.exc for o in reversed(outcomes) if o.exc is not None), None)
+        return error
+
+
+def _health_check_for(target: Target) -> HealthCheck | None:
+    if target.health_check is not None:
+        return target.health_check
+    own = getattr(target.model, "ahealth_check", None)
+    if callable(own):
+        return own
+    client = getattr(target.model, "client", None)
+    list_models = getattr(client, "list_models", None)
+    return list_models if callable(list_models) else None
+
+
+async def _aclose(stream: AsyncIterator[ChatChunk]) -> None:
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        # a broken stream may fail again while closing; its error was already handled
+        with contextlib.suppress(Exception):
+            await close()
