@@ -224,9 +224,12 @@ class OllamaFake(OpenAISurface, FakeServer):
         if m is None:
             return self._not_found(name)
         try:
-            runner = await self._load(m, body)
+            unloading = parse_keep_alive(body.get("keep_alive")) == 0
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
+        if m.is_embedding and not unloading:
+            return JSONResponse({"error": f'"{m.name}" does not support generate'}, status_code=400)
+        runner = await self._load(m, body)
         chat = request.url.path == "/api/chat"
         messages = body.get("messages") or []
         prompt = body.get("prompt") or ""
@@ -235,8 +238,6 @@ class OllamaFake(OpenAISurface, FakeServer):
             reason = "load" if runner is not None else "unload"
             empty = {"message": {"role": "assistant", "content": ""}} if chat else {"response": ""}
             return JSONResponse({**base, **empty, "done": True, "done_reason": reason})
-        if m.is_embedding:
-            return JSONResponse({"error": f'"{m.name}" does not support generate'}, status_code=400)
         text = self.answer_for({"messages": messages if chat else [{"role": "user", "content": prompt}]})
         stats = {"total_duration": 1_000_000, "load_duration": 1_000, "prompt_eval_count": count_tokens(
             json.dumps(messages) if chat else prompt), "eval_count": count_tokens(text)}
