@@ -10,6 +10,8 @@ the same collection, or ``pg_store_factory(maxconn=2)``.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,15 +24,18 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def pg_server() -> Iterator[Any]:
     pgserver = pytest.importorskip("pgserver", reason="pgserver (a dev dependency) runs the PostgreSQL tests")
     pytest.importorskip("psycopg", reason="the pgvector store needs the `postgres` extra (psycopg)")
-    pgdata: Path = tmp_path_factory.mktemp("pgdata")
+    # Not under pytest's basetemp: when run as root, pgserver runs postgres as another user, and pytest
+    # makes /tmp/pytest-of-<user> private (0700) again whenever another session starts.
+    pgdata = Path(tempfile.mkdtemp(prefix="mindgate-pg-"))
     server = pgserver.get_server(pgdata, cleanup_mode="delete")
     try:
         yield server
     finally:
         server.cleanup()
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ swaps the columns in one transaction; until then searches keep using the old vec
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,9 @@ from psycopg import sql
 from mindgate.errors import StoreError
 from mindgate.providers.base import EmbedderIdentity
 
+log = logging.getLogger("mindgate.memory.pgvector")
 TEXT_CONFIG = "english"
+HNSW_MAX_DIMS = 2000
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,12 @@ def install_identity(conn: psycopg.Connection[Any], tables: Tables, identity: Em
 
 
 def create_hnsw(conn: psycopg.Connection[Any], tables: Tables) -> None:
-    """Create the HNSW index unless it exists."""
+    """Create the HNSW index unless it exists (or the vectors are too wide for one: exact search then)."""
+    dims = embedding_dims(conn, tables)
+    if dims is not None and dims > HNSW_MAX_DIMS:
+        log.warning("pgvector's HNSW index takes at most %d dims; %r vectors have %d, so vector search scans "
+                    "exactly", HNSW_MAX_DIMS, tables.prefix, dims)
+        return
     if not has_index(conn, tables, "mem_hnsw"):
         conn.execute(sql.SQL("CREATE INDEX {hnsw} ON {memories} USING hnsw (embedding vector_cosine_ops) "
                              "WHERE deleted_at IS NULL").format(**tables.names()))

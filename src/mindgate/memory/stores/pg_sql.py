@@ -1,4 +1,5 @@
-"""SQL building blocks of the pgvector store: scope predicates, metadata filters, full-text queries.
+"""SQL building blocks of the pgvector store: scope predicates, metadata filters, full-text queries,
+input checks and row mapping.
 
 Filters compile to SQL over the ``jsonb`` ``metadata`` column and agree with
 :func:`mindgate.memory.filters.matches` (the reference semantics): ``jsonb_typeof`` tells ``true`` from
@@ -9,18 +10,34 @@ inverts exactly like Python's ``not``. Field names and values are always bound p
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from mindgate.errors import InvalidRequestError
 from mindgate.memory.filters import And, Condition, Filter, Not, Or
-from mindgate.memory.stores.base import Scope
+from mindgate.memory.stores.base import (
+    AddChange,
+    Change,
+    DeleteChange,
+    HistoryRecord,
+    MemoryRecord,
+    Scope,
+    UpdateChange,
+)
 from mindgate.memory.stores.pg_schema import TEXT_CONFIG
+from mindgate.providers.base import EmbedderIdentity, Vector
 
+COLUMNS = sql.SQL("m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at")
+HISTORY_COLUMNS = sql.SQL("id, memory_id, event, old_memory, new_memory, created_at, actor")
+MAX_DIMS = 16000  # pgvector's limit for the vector type
 MAX_QUERY_WORDS = 64
 _WORD = re.compile(r"\w+")
 _CMP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -122,3 +139,97 @@ def metadata_jsonb(metadata: dict[str, Any] | None) -> Jsonb:
         raise InvalidRequestError("metadata contains a NUL character, which PostgreSQL cannot store",
                                   hint="remove \\u0000 from metadata strings")
     return Jsonb(metadata, dumps=lambda _obj: text)
+
+
+# -- input checks ------------------------------------------------------------------------------------
+
+
+def check_identity(identity: EmbedderIdentity) -> None:
+    if not isinstance(identity, EmbedderIdentity) or isinstance(identity.dims, bool) \
+            or not isinstance(identity.dims, int) or not 0 < identity.dims <= MAX_DIMS:
+        raise InvalidRequestError(f"invalid embedder identity {identity!r}",
+                                  hint=f"pass an EmbedderIdentity with 1 to {MAX_DIMS} dims")
+
+
+def check_count(name: str, value: int, minimum: int = 0) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidRequestError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_vector(vector: Vector, dims: int, what: str) -> np.ndarray[Any, Any]:
+    """``vector`` as float32, after checking it has ``dims`` finite values, not all zero."""
+    arr = np.asarray(vector, dtype=np.float32)
+    if arr.ndim != 1 or arr.shape[0] != dims:
+        raise InvalidRequestError(f"{what} has shape {arr.shape}, but the store's embedder makes "
+                                  f"{dims}-dimensional vectors",
+                                  hint="embed with the embedder the store was opened with")
+    if not np.isfinite(arr).all() or not np.any(arr):
+        raise InvalidRequestError(f"{what} is zero or not finite",
+                                  hint="cosine similarity needs a non-zero, finite vector")
+    return arr
+
+
+def check_record(rec: MemoryRecord) -> None:
+    if not isinstance(rec.scope, Scope):
+        raise InvalidRequestError(f"record {rec.id!r} has no Scope")
+    if not isinstance(rec.id, str) or not rec.id or not isinstance(rec.memory, str):
+        raise InvalidRequestError(f"a memory needs a non-empty string id and string text, got {rec.id!r}")
+    _no_nul(rec.id, rec.memory)
+
+
+def check_change(change: Change) -> None:
+    """Reject what is not a change, or what PostgreSQL cannot store (NUL characters)."""
+    if isinstance(change, AddChange):
+        check_record(change.record)
+    elif isinstance(change, UpdateChange):
+        if not isinstance(change.memory, str):
+            raise InvalidRequestError(f"the new text of memory {change.id!r} is not a string")
+        _no_nul(change.memory)
+    elif not isinstance(change, DeleteChange):
+        raise InvalidRequestError(f"unknown change {type(change).__name__}",
+                                  hint="pass AddChange, UpdateChange or DeleteChange objects")
+
+
+def _no_nul(*texts: str) -> None:
+    if any("\x00" in t for t in texts):
+        raise InvalidRequestError("a memory text contains a NUL character, which PostgreSQL cannot store",
+                                  hint="remove \\x00 from the text")
+
+
+# -- row mapping ---------------------------------------------------------------------------------------
+
+
+def utc(ts: datetime | None) -> datetime | None:
+    """Naive datetimes are taken as UTC."""
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+def to_record(row: Sequence[Any]) -> MemoryRecord:
+    """A MemoryRecord from a row that starts with :data:`COLUMNS`."""
+    id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated = row[:9]
+    return MemoryRecord(id=id_, memory=memory, hash=hash_,
+                        scope=Scope(user_id=user_id, agent_id=agent_id, run_id=run_id),
+                        metadata=metadata if isinstance(metadata, dict) else {},
+                        created_at=created.astimezone(UTC),
+                        updated_at=updated.astimezone(UTC) if updated else None)
+
+
+def to_history(row: Sequence[Any]) -> HistoryRecord:
+    """A HistoryRecord from a row of :data:`HISTORY_COLUMNS`."""
+    id_, memory_id, event, old, new, created, actor = row
+    return HistoryRecord(id=id_, memory_id=memory_id, event=event, old_memory=old, new_memory=new,
+                         created_at=created.astimezone(UTC), actor=actor)
+
+
+def to_vector(value: Any) -> Vector:
+    arr = value.to_numpy() if hasattr(value, "to_numpy") else value
+    return np.asarray(arr, dtype=np.float32)
+
+
+def similarity(distance: float | None) -> float:
+    """pgvector's cosine distance as cosine similarity in [-1, 1]."""
+    if distance is None or math.isnan(distance):
+        return -1.0
+    return max(-1.0, min(1.0, 1.0 - float(distance)))

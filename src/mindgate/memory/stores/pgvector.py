@@ -8,20 +8,23 @@ creates the pgvector extension if it can, and applies pending schema migrations.
 Vector search asks the HNSW index first (approximate, fast on large partitions) and falls back to an
 exact scan of the partition when the index returns fewer than ``k`` rows (a small partition or a
 selective filter, where post-filtering an approximate scan loses results).
+
+Soft-deleted records keep their vectors (so a migration copies them). An UPDATE whose new text equals
+another live fact in the same exact scope merges into it: the updated record is deleted, as in the
+SQLite store. A reindex stages the new vectors in ``embedding_next`` and swaps them in when done.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from mindgate.config import PgVectorStoreConfig
@@ -48,17 +51,33 @@ from mindgate.memory.stores.pg_connect import (
     ensure_vector_extension,
     make_pool,
 )
-from mindgate.memory.stores.pg_sql import filter_sql, metadata_jsonb, scope_sql, text_query
+from mindgate.memory.stores.pg_sql import (
+    COLUMNS,
+    HISTORY_COLUMNS,
+    check_change,
+    check_count,
+    check_identity,
+    check_record,
+    check_vector,
+    filter_sql,
+    metadata_jsonb,
+    scope_sql,
+    similarity,
+    text_query,
+    to_history,
+    to_record,
+    to_vector,
+    utc,
+)
 from mindgate.providers.base import EmbedderIdentity, Vector
 
-Records = list[MemoryRecord]  # aliases: inside the class, `list` is the list() method
+# Aliases: inside the class, `list` is the list() method.
+Records = list[MemoryRecord]
 Scored = list[tuple[MemoryRecord, float]]
 Histories = list[HistoryRecord]
-COLUMNS = sql.SQL("m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at")
+Results = list[ChangeResult]
 # Writes insert their history row in the same statement, from a data-modifying CTE: "{hist} SELECT ...".
 _HIST = "INSERT INTO {} (partition, id, memory_id, event, old_memory, new_memory, created_at, actor)"
-_REINDEX_HINT = "run `mindgate reindex` to re-embed the memories with the configured embedder, " \
-                "or configure the embedder the store was built with"
 
 
 class PgVectorStore(MemoryStore):
@@ -73,7 +92,6 @@ class PgVectorStore(MemoryStore):
         self._pool: ConnectionPool | None = None
         self._connect_lock = threading.Lock()
         self._identity: EmbedderIdentity | None = None
-        self._recorded = False  # whether self._identity is known to be the recorded one (reset clears it)
 
     @property
     def collection(self) -> str:
@@ -111,6 +129,7 @@ class PgVectorStore(MemoryStore):
     # -- identity ------------------------------------------------------------------------------------
 
     def open(self, identity: EmbedderIdentity) -> None:
+        check_identity(identity)
         dims = self.config.embedding_model_dims
         if dims is not None and dims != identity.dims:
             raise ConfigurationError(f"vector_store.config.embedding_model_dims is {dims} but the embedder "
@@ -123,107 +142,120 @@ class PgVectorStore(MemoryStore):
             if current is None:
                 schema.install_identity(conn, self._tables, identity, hnsw=self.config.hnsw)
             elif current != identity:
-                staging = schema.read_identity(conn, self._tables, "next")
-                extra = " (a reindex to it is in progress)" if staging == identity else ""
-                raise EmbedderMismatchError(
-                    f"the {self.collection!r} collection holds vectors made by {current.describe()}, but the "
-                    f"configured embedder is {identity.describe()}{extra}", hint=_REINDEX_HINT)
+                raise self._mismatch(conn, current, identity)
             elif self.config.hnsw:
                 schema.create_hnsw(conn, self._tables)
-        self._identity, self._recorded = identity, True
+        self._identity = identity
+
+    def _mismatch(self, conn: psycopg.Connection[Any], recorded: EmbedderIdentity,
+                  configured: EmbedderIdentity) -> EmbedderMismatchError:
+        staging = schema.read_identity(conn, self._tables, "next")
+        extra = " (a reindex to it is in progress)" if staging == configured else ""
+        return EmbedderMismatchError(
+            f"the {self.collection!r} collection holds vectors made by {recorded.describe()}, but the embedder "
+            f"now configured is {configured.describe()}{extra}",
+            hint="run `mindgate reindex` to re-embed every memory with the new embedder, "
+                 "or configure the old embedder again")
 
     def recorded_identity(self) -> EmbedderIdentity | None:
         with self._tx() as cur:
             return schema.read_identity(cur.connection, self._tables)
 
-    def _check_vector(self, vector: Vector, dims: int | None, what: str) -> np.ndarray[Any, Any]:
-        arr = np.asarray(vector, dtype=np.float32)
-        if arr.ndim != 1 or (dims is not None and arr.shape[0] != dims):
-            raise InvalidRequestError(f"{what} has shape {arr.shape}, but the store holds {dims}-dim vectors",
-                                      hint="embed with the embedder the store was opened with")
-        if not np.isfinite(arr).all():
-            raise InvalidRequestError(f"{what} contains NaN or infinite values")
-        return arr
-
     def _require_open(self) -> EmbedderIdentity:
         if self._identity is None:
-            raise StoreError("the pgvector store is not open", hint="call open(embedder_identity) first")
+            raise StoreError(f"the pgvector store {self.collection!r} was not opened",
+                             hint="call store.open(embedder_identity) first")
         return self._identity
+
+    def _writable(self, cur: psycopg.Cursor[Any]) -> EmbedderIdentity:
+        """This store's identity, checked against the recorded one inside the write's transaction (another
+        process may have reindexed); recorded again when reset() dropped it."""
+        identity = self._require_open()
+        conn = cur.connection
+        current = schema.read_identity(conn, self._tables)
+        if current is None:
+            schema.lock(conn, self._tables)
+            current = schema.read_identity(conn, self._tables)
+            if current is None:
+                schema.install_identity(conn, self._tables, identity, hnsw=self.config.hnsw)
+                return identity
+        if current != identity:
+            raise self._mismatch(conn, current, identity)
+        return identity
 
     # -- writes --------------------------------------------------------------------------------------
 
-    def apply(self, changes: Sequence[Change]) -> list[ChangeResult]:
+    def apply(self, changes: Sequence[Change]) -> Results:
+        for change in changes:
+            check_change(change)
         if not changes:
             return []
         identity = self._require_open()
         vectors = [None if isinstance(c, DeleteChange) else
-                   self._check_vector(c.vector, identity.dims, f"the vector of memory {_id_of(c)!r}") for c in changes]
-        for change in changes:
-            _check_text(change)
+                   check_vector(c.vector, identity.dims, f"the vector of memory {_id_of(c)!r}") for c in changes]
+        metadata = [metadata_jsonb(c.record.metadata) if isinstance(c, AddChange) else
+                    metadata_jsonb(c.metadata) if isinstance(c, UpdateChange) and c.metadata is not None else None
+                    for c in changes]
         now = utcnow()
         with self._tx() as cur:
-            if not self._recorded:  # reset() dropped the identity: record it again before writing
-                schema.lock(cur.connection, self._tables)
-                if schema.read_identity(cur.connection, self._tables) is None:
-                    schema.install_identity(cur.connection, self._tables, identity, hnsw=self.config.hnsw)
-            results = [self._apply_one(cur, change, vector, now)
-                       for change, vector in zip(changes, vectors, strict=True)]
-        self._recorded = True
-        return results
+            self._writable(cur)
+            return [self._apply_one(cur, *item, now) for item in zip(changes, vectors, metadata, strict=True)]
 
-    def _apply_one(self, cur: psycopg.Cursor[Any], change: Change, vector: np.ndarray[Any, Any] | None,
+    def _apply_one(self, cur: psycopg.Cursor[Any], change: Change, vector: Any, metadata: Jsonb | None,
                    now: datetime) -> ChangeResult:
         if isinstance(change, AddChange):
-            return self._add(cur, change, vector, now)
+            return self._add(cur, change, vector, metadata, now)
         where, params = scope_sql(change.scope)
-        if isinstance(change, UpdateChange):
-            cur.execute(self._q(
-                "WITH old AS (SELECT m.partition, m.id, m.memory FROM {memories} m WHERE m.id = %s AND {} FOR UPDATE), "
-                "upd AS (UPDATE {memories} t SET memory = %s, hash = %s, embedding = %s, embedding_next = NULL, "
-                "metadata = coalesce(%s, t.metadata), updated_at = %s FROM old "
-                "WHERE t.partition = old.partition AND t.id = old.id RETURNING t.partition, t.id, old.memory AS prev) "
-                "{hist} SELECT partition, gen_random_uuid()::text, id, 'UPDATE', prev, %s, %s, %s FROM upd "
-                "RETURNING old_memory",
-                where),
-                [change.id, *params, change.memory, content_hash(change.memory), vector,
-                 None if change.metadata is None else metadata_jsonb(change.metadata), now,
-                 change.memory, now, change.actor])
-            row = cur.fetchone()
-            if row is None:
-                raise _not_found(change.id, change.scope)
-            return ChangeResult(change.id, change.memory, "UPDATE", previous_memory=row[0])
+        new_hash = content_hash(change.memory) if isinstance(change, UpdateChange) else ""
+        # Does the new text equal another live fact in the same exact scope? Then the update merges into
+        # it: this record is deleted (the unique constraint still guards against a racing writer).
         cur.execute(self._q(
-            "WITH del AS (UPDATE {memories} m SET deleted_at = %s WHERE m.id = %s AND {} "
-            "RETURNING m.partition, m.id, m.memory) "
-            "{hist} SELECT partition, gen_random_uuid()::text, id, 'DELETE', memory, NULL, %s, %s FROM del "
-            "RETURNING old_memory",
-            where), [now, change.id, *params, now, change.actor])
+            "SELECT m.partition, m.memory, EXISTS (SELECT 1 FROM {memories} o WHERE o.partition = m.partition "
+            "AND o.scope_key = m.scope_key AND o.hash = %s AND o.deleted_at IS NULL AND o.id <> m.id) "
+            "FROM {memories} m WHERE m.id = %s AND {} FOR UPDATE", where), [new_hash, change.id, *params])
         row = cur.fetchone()
         if row is None:
-            raise _not_found(change.id, change.scope)
-        return ChangeResult(change.id, row[0], "DELETE")
+            raise NotFoundError(f"memory {change.id!r} not found in scope {change.scope.as_dict()}",
+                                hint="check the id and pass the scope it was stored under; nothing was changed")
+        partition, old, clash = row
+        if isinstance(change, UpdateChange) and not clash:
+            cur.execute(self._q(
+                "WITH upd AS (UPDATE {memories} SET memory = %s, hash = %s, embedding = %s, embedding_next = NULL, "
+                "metadata = coalesce(%s, metadata), updated_at = %s WHERE partition = %s AND id = %s "
+                "RETURNING partition, id) "
+                "{hist} SELECT partition, gen_random_uuid()::text, id, 'UPDATE', %s, %s, %s, %s FROM upd"),
+                [change.memory, new_hash, vector, metadata, now, partition, change.id,
+                 old, change.memory, now, change.actor])
+            return ChangeResult(change.id, change.memory, "UPDATE", previous_memory=old)
+        cur.execute(self._q(
+            "WITH del AS (UPDATE {memories} SET deleted_at = %s WHERE partition = %s AND id = %s "
+            "RETURNING partition, id) "
+            "{hist} SELECT partition, gen_random_uuid()::text, id, 'DELETE', %s, NULL, %s, %s FROM del"),
+            [now, partition, change.id, old, now, change.actor])
+        return ChangeResult(change.id, old, "DELETE")
 
-    def _add(self, cur: psycopg.Cursor[Any], change: AddChange, vector: Any, now: datetime) -> ChangeResult:
+    def _add(self, cur: psycopg.Cursor[Any], change: AddChange, vector: Any, metadata: Jsonb | None,
+             now: datetime) -> ChangeResult:
         rec, scope = change.record, change.record.scope
         cur.execute(self._q(
             "WITH ins AS (INSERT INTO {memories} (partition, id, scope_key, user_id, agent_id, run_id, memory, hash, "
             "metadata, created_at, updated_at, embedding) "
-            "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s WHERE NOT EXISTS "
-            "(SELECT 1 FROM {memories} WHERE id = %s) "
+            "SELECT %s, %s, %s, %s::text, %s::text, %s::text, %s, %s, %s::jsonb, %s::timestamptz, %s::timestamptz, "
+            "%s WHERE NOT EXISTS (SELECT 1 FROM {memories} WHERE id = %s) "
             "ON CONFLICT (partition, scope_key, hash) WHERE deleted_at IS NULL DO NOTHING "
             "RETURNING partition, id, memory) "
             "{hist} SELECT partition, gen_random_uuid()::text, id, 'ADD', NULL, memory, %s, %s FROM ins "
             "RETURNING memory_id"),
             [scope.partition, rec.id, scope.key, scope.user_id, scope.agent_id, scope.run_id, rec.memory, rec.hash,
-             metadata_jsonb(rec.metadata), _utc(rec.created_at), _utc(rec.updated_at), vector, rec.id,
-             now, change.actor])
+             metadata, utc(rec.created_at), utc(rec.updated_at), vector, rec.id, now, change.actor])
         if cur.fetchone() is not None:
             return ChangeResult(rec.id, rec.memory, "ADD")
         cur.execute(self._q("SELECT id, memory FROM {memories} WHERE partition = %s AND scope_key = %s AND hash = %s "
                             "AND deleted_at IS NULL"), [scope.partition, scope.key, rec.hash])
         existing = cur.fetchone()
         if existing is None:
-            raise StoreError(f"memory id {rec.id!r} already exists", hint="give every new memory a fresh id")
+            raise InvalidRequestError(f"a memory with id {rec.id!r} already exists",
+                                      hint="give each new memory a fresh id; nothing was stored")
         return ChangeResult(existing[0], existing[1], "NONE")
 
     def delete_scope(self, scope: Scope, actor: str | None = None) -> int:
@@ -242,7 +274,6 @@ class PgVectorStore(MemoryStore):
             cur.execute(self._q("TRUNCATE {history}, {memories}"))
             cur.execute(self._q("DELETE FROM {embedder}"))
             cur.execute(self._q("DROP INDEX IF EXISTS {pending}"))
-        self._recorded = False
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -256,27 +287,20 @@ class PgVectorStore(MemoryStore):
             cur.execute(self._q("SELECT {} FROM {memories} m WHERE m.id = %s AND {} LIMIT 1", COLUMNS, where),
                         [memory_id, *params])
             row = cur.fetchone()
-        return _record(row) if row else None
-
-    def _where(self, scope: Scope, flt: Filter | None) -> tuple[sql.Composable, list[Any]]:
-        where, params = scope_sql(scope)
-        if flt is None:
-            return where, params
-        fsql, fparams = filter_sql(flt)
-        return sql.SQL("{} AND {}").format(where, fsql), [*params, *fparams]
+        return to_record(row) if row else None
 
     def list(self, scope: Scope, flt: Filter | None = None, *, limit: int = 100,
              offset: int = 0) -> Records:
-        if limit < 0 or offset < 0:
-            raise InvalidRequestError(f"limit and offset must not be negative (got {limit}, {offset})")
-        where, params = self._where(scope, flt)
+        check_count("limit", limit)
+        check_count("offset", offset)
+        where, params = _where(scope, flt)
         with self._tx() as cur:
             cur.execute(self._q("SELECT {} FROM {memories} m WHERE {} ORDER BY m.created_at DESC, m.id "
                                 "LIMIT %s OFFSET %s", COLUMNS, where), [*params, limit, offset])
-            return [_record(r) for r in cur.fetchall()]
+            return [to_record(r) for r in cur.fetchall()]
 
     def count(self, scope: Scope, flt: Filter | None = None) -> int:
-        where, params = self._where(scope, flt)
+        where, params = _where(scope, flt)
         with self._tx() as cur:
             cur.execute(self._q("SELECT count(*) FROM {memories} m WHERE {}", where), params)
             row = cur.fetchone()
@@ -284,12 +308,17 @@ class PgVectorStore(MemoryStore):
 
     def vector_search(self, scope: Scope, vector: Vector, k: int,
                       flt: Filter | None = None) -> Scored:
-        if k <= 0:
+        check_count("k", k)
+        if k == 0:
             return []
-        identity = self._require_open()
-        query = self._check_vector(vector, identity.dims, "the query vector")
-        where, params = self._where(scope, flt)
+        where, params = _where(scope, flt)
         with self._tx() as cur:
+            current = schema.read_identity(cur.connection, self._tables)
+            if current is None:
+                return []
+            if self._identity is not None and current != self._identity:
+                raise self._mismatch(cur.connection, current, self._identity)
+            query = check_vector(vector, current.dims, "the query vector")
             rows: list[Any] = []
             if self.config.hnsw:
                 cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(1000, max(40, 2 * k)))])
@@ -297,39 +326,41 @@ class PgVectorStore(MemoryStore):
                                     "AND m.embedding IS NOT NULL ORDER BY m.embedding <=> %s LIMIT %s",
                                     COLUMNS, where), [query, *params, query, k])
                 rows = cur.fetchall()
-            if len(rows) < k:  # exact: "+ 0" keeps the planner off the index, which cannot post-filter
-                cur.execute(self._q("SELECT {}, m.embedding <=> %s AS d FROM {memories} m WHERE {} "
+            if len(rows) < k:  # exact: "+ 0" keeps the planner off the index, which cannot pre-filter
+                cur.execute(self._q("SELECT {}, m.embedding <=> %s FROM {memories} m WHERE {} "
                                     "AND m.embedding IS NOT NULL ORDER BY (m.embedding <=> %s) + 0, m.id LIMIT %s",
                                     COLUMNS, where), [query, *params, query, k])
                 rows = cur.fetchall()
-        return [(_record(r), _similarity(r[-1])) for r in rows]
+        return [(to_record(r), similarity(r[-1])) for r in rows]
 
     def text_search(self, scope: Scope, query: str, k: int,
                     flt: Filter | None = None) -> Scored:
+        check_count("k", k)
+        if not isinstance(query, str):
+            raise InvalidRequestError(f"a text query must be a string, got {type(query).__name__}")
         tsq = text_query(query)
-        if k <= 0 or tsq is None:
+        if k == 0 or tsq is None:
             return []
         qsql, qparams = tsq
-        where, params = self._where(scope, flt)
+        where, params = _where(scope, flt)
         with self._tx() as cur:
             cur.execute(self._q("SELECT {}, ts_rank_cd(m.tsv, q.q, 1) AS rank FROM {memories} m, (SELECT {} AS q) q "
                                 "WHERE m.tsv @@ q.q AND {} ORDER BY rank DESC, m.id LIMIT %s",
                                 COLUMNS, qsql, where), [*qparams, *params, k])
-            return [(_record(r), float(r[-1])) for r in cur.fetchall()]
+            return [(to_record(r), float(r[-1])) for r in cur.fetchall()]
 
     def history(self, memory_id: str) -> Histories:
         with self._tx() as cur:
-            cur.execute(self._q("SELECT id, memory_id, event, old_memory, new_memory, created_at, actor "
-                                "FROM {history} WHERE memory_id = %s ORDER BY created_at, seq"), [memory_id])
-            return [_history(r) for r in cur.fetchall()]
+            cur.execute(self._q("SELECT {} FROM {history} WHERE memory_id = %s ORDER BY created_at, seq",
+                                HISTORY_COLUMNS), [memory_id])
+            return [to_history(r) for r in cur.fetchall()]
 
     # -- bulk iteration (reindex, migration) ---------------------------------------------------------
 
     def _pages(self, template: str, batch_size: int, *parts: sql.Composable) -> Iterator[Any]:
-        """Rows of ``template`` (which has ``id > %s ... ORDER BY id LIMIT %s``) page by page, each page
-        in its own short transaction; the id is the first column."""
-        if batch_size <= 0:
-            raise InvalidRequestError(f"batch_size must be positive, got {batch_size}")
+        """Rows of ``template`` (with ``id > %s ... ORDER BY id LIMIT %s``) page by page, each page in its
+        own short transaction; the id is the first column."""
+        check_count("batch_size", batch_size, minimum=1)
         after = ""
         while True:
             with self._tx() as cur:
@@ -345,62 +376,70 @@ class PgVectorStore(MemoryStore):
         live = sql.SQL("" if include_deleted else "AND m.deleted_at IS NULL")
         for row in self._pages("SELECT {} FROM {memories} m WHERE m.id > %s {} ORDER BY m.id LIMIT %s",
                                batch_size, COLUMNS, live):
-            yield _record(row)
+            yield to_record(row)
 
     def iter_history(self, *, batch_size: int = 1000) -> Iterator[HistoryRecord]:
-        for row in self._pages("SELECT id, memory_id, event, old_memory, new_memory, created_at, actor "
-                               "FROM {history} WHERE id > %s ORDER BY id LIMIT %s", batch_size):
-            yield _history(row)
+        for row in self._pages("SELECT {} FROM {history} WHERE id > %s ORDER BY id LIMIT %s",
+                               batch_size, HISTORY_COLUMNS):
+            yield to_history(row)
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[str, Vector]]:
         for row in self._pages("SELECT m.id, m.embedding FROM {memories} m WHERE m.id > %s "
                                "AND m.embedding IS NOT NULL ORDER BY m.id LIMIT %s", batch_size):
-            yield row[0], _vector(row[1])
+            yield row[0], to_vector(row[1])
 
     # -- reindex -------------------------------------------------------------------------------------
 
     def reindex_pending(self, identity: EmbedderIdentity, *, limit: int) -> Records:
+        """Starts the reindex to ``identity`` (staging) on first call; swaps it in when nothing is left."""
+        check_identity(identity)
+        check_count("limit", limit, minimum=1)
         with self._tx() as cur:
             conn = cur.connection
-            if schema.read_identity(conn, self._tables) == identity:
-                missing = sql.SQL("AND m.embedding IS NULL")
-            elif schema.read_identity(conn, self._tables, "next") == identity:
-                missing = sql.SQL("AND m.embedding_next IS NULL")
-            else:
-                missing = sql.SQL("")
-            cur.execute(self._q("SELECT {} FROM {memories} m WHERE m.deleted_at IS NULL {} ORDER BY m.id LIMIT %s",
-                                COLUMNS, missing), [max(limit, 0)])
-            return [_record(r) for r in cur.fetchall()]
+            current = schema.read_identity(conn, self._tables)
+            if current is None:
+                return []
+            if current == identity:  # only records stored without a vector (e.g. migrated deleted ones)
+                cur.execute(self._q("SELECT {} FROM {memories} m WHERE m.deleted_at IS NULL "
+                                    "AND m.embedding IS NULL ORDER BY m.id LIMIT %s", COLUMNS), [limit])
+                return [to_record(r) for r in cur.fetchall()]
+            schema.lock(conn, self._tables)
+            schema.begin_reindex(conn, self._tables, identity)
+            cur.execute(self._q("SELECT {} FROM {memories} m WHERE m.deleted_at IS NULL "
+                                "AND m.embedding_next IS NULL ORDER BY m.id LIMIT %s", COLUMNS), [limit])
+            rows = [to_record(r) for r in cur.fetchall()]
+            if not rows:
+                self._finish_reindex(cur, identity)
+        return rows
 
     def write_vectors(self, identity: EmbedderIdentity, items: Sequence[tuple[str, Vector]]) -> None:
-        rows = [(self._check_vector(v, identity.dims, f"the vector of memory {i!r}"), i) for i, v in items]
+        check_identity(identity)
+        rows = [(check_vector(v, identity.dims, f"the vector of memory {i!r}"), i) for i, v in items]
         with self._tx() as cur:
             conn = cur.connection
             schema.lock(conn, self._tables)
-            current = schema.read_identity(conn, self._tables)
-            if current is None:
-                schema.install_identity(conn, self._tables, identity, hnsw=self.config.hnsw)
-                current = identity
-            if current == identity:
+            if schema.read_identity(conn, self._tables) == identity:
                 cur.executemany(self._q("UPDATE {memories} SET embedding = %s WHERE id = %s"), rows)
                 return
-            schema.begin_reindex(conn, self._tables, identity)
+            if schema.read_identity(conn, self._tables, "next") != identity:
+                raise StoreError(f"no reindex to {identity.describe()} is in progress in {self.collection!r}",
+                                 hint="call reindex_pending(identity, limit=...) first")
             cur.executemany(self._q("UPDATE {memories} SET embedding_next = %s WHERE id = %s "
                                     "AND deleted_at IS NULL"), rows)
-            if self._pending_next(cur):
-                return
-            # Looks done: block writers (readers go on), check again, then swap the vectors in.
-            cur.execute(self._q("LOCK TABLE {memories} IN EXCLUSIVE MODE"))
-            if self._pending_next(cur):
-                return
-            schema.finish_reindex(conn, self._tables, identity, hnsw=self.config.hnsw)
-        self._identity, self._recorded = identity, True
+            self._finish_reindex(cur, identity)
 
-    def _pending_next(self, cur: psycopg.Cursor[Any]) -> bool:
-        cur.execute(self._q("SELECT EXISTS (SELECT 1 FROM {memories} WHERE deleted_at IS NULL "
-                            "AND embedding_next IS NULL)"))
-        row = cur.fetchone()
-        return bool(row and row[0])
+    def _finish_reindex(self, cur: psycopg.Cursor[Any], identity: EmbedderIdentity) -> None:
+        """Swap the staged vectors in if no live record lacks one (caller holds the schema lock)."""
+        pending = self._q("SELECT EXISTS (SELECT 1 FROM {memories} WHERE deleted_at IS NULL "
+                          "AND embedding_next IS NULL)")
+        if cur.execute(pending).fetchone() != (False,):
+            return
+        # Looks done: block writers (readers go on), check again, then swap.
+        cur.execute(self._q("LOCK TABLE {memories} IN EXCLUSIVE MODE"))
+        if cur.execute(pending).fetchone() != (False,):
+            return
+        schema.finish_reindex(cur.connection, self._tables, identity, hnsw=self.config.hnsw)
+        self._identity = identity
 
     # -- migration target ----------------------------------------------------------------------------
 
@@ -409,12 +448,14 @@ class PgVectorStore(MemoryStore):
         now = utcnow()
         rows = []
         for rec, vector, deleted in items:
-            vec = None if vector is None else self._check_vector(vector, identity.dims, f"the vector of {rec.id!r}")
+            check_record(rec)
+            vec = None if vector is None else check_vector(vector, identity.dims, f"the vector of {rec.id!r}")
             s = rec.scope
             rows.append([s.partition, rec.id, s.key, s.user_id, s.agent_id, s.run_id, rec.memory, rec.hash,
-                         metadata_jsonb(rec.metadata), _utc(rec.created_at), _utc(rec.updated_at),
+                         metadata_jsonb(rec.metadata), utc(rec.created_at), utc(rec.updated_at),
                          now if deleted else None, vec])
         with self._tx() as cur:
+            self._writable(cur)
             cur.executemany(self._q(
                 "INSERT INTO {memories} AS t (partition, id, scope_key, user_id, agent_id, run_id, memory, hash, "
                 "metadata, created_at, updated_at, deleted_at, embedding) "
@@ -428,7 +469,7 @@ class PgVectorStore(MemoryStore):
                 "embedding = excluded.embedding, embedding_next = NULL"), rows)
 
     def import_history(self, items: Sequence[HistoryRecord]) -> None:
-        rows = [[h.id, h.memory_id, h.event, h.old_memory, h.new_memory, _utc(h.created_at), h.actor, h.memory_id]
+        rows = [[h.id, h.memory_id, h.event, h.old_memory, h.new_memory, utc(h.created_at), h.actor, h.memory_id]
                 for h in items]
         with self._tx() as cur:
             cur.executemany(self._q(
@@ -436,51 +477,13 @@ class PgVectorStore(MemoryStore):
                 "ON CONFLICT (partition, id) DO NOTHING"), rows)
 
 
+def _where(scope: Scope, flt: Filter | None) -> tuple[sql.Composable, list[Any]]:
+    where, params = scope_sql(scope)
+    if flt is None:
+        return where, params
+    fsql, fparams = filter_sql(flt)
+    return sql.SQL("{} AND {}").format(where, fsql), [*params, *fparams]
+
+
 def _id_of(change: Change) -> str:
     return change.record.id if isinstance(change, AddChange) else change.id
-
-
-def _check_text(change: Change) -> None:
-    text = change.record.memory if isinstance(change, AddChange) else getattr(change, "memory", "")
-    if "\x00" in text or "\x00" in _id_of(change):
-        raise InvalidRequestError(f"memory {_id_of(change)!r} contains a NUL character, which PostgreSQL "
-                                  "cannot store", hint="remove \\x00 from the text")
-
-
-def _not_found(memory_id: str, scope: Scope) -> NotFoundError:
-    return NotFoundError(f"memory {memory_id!r} not found in scope {scope.as_dict()}",
-                         hint="check the id and the user_id / agent_id / run_id it was stored under; "
-                              "nothing was written")
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
-
-
-def _record(row: Sequence[Any]) -> MemoryRecord:
-    id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated = row[:9]
-    return MemoryRecord(id=id_, memory=memory, hash=hash_,
-                        scope=Scope(user_id=user_id, agent_id=agent_id, run_id=run_id),
-                        metadata=metadata if isinstance(metadata, dict) else {},
-                        created_at=created.astimezone(UTC),
-                        updated_at=updated.astimezone(UTC) if updated else None)
-
-
-def _history(row: Sequence[Any]) -> HistoryRecord:
-    id_, memory_id, event, old, new, created, actor = row
-    return HistoryRecord(id=id_, memory_id=memory_id, event=event, old_memory=old, new_memory=new,
-                         created_at=created.astimezone(UTC), actor=actor)
-
-
-def _vector(value: Any) -> Vector:
-    arr = value.to_numpy() if hasattr(value, "to_numpy") else value
-    return np.asarray(arr, dtype=np.float32)
-
-
-def _similarity(distance: float | None) -> float:
-    """pgvector's cosine distance as cosine similarity in [-1, 1]."""
-    if distance is None or math.isnan(distance):
-        return -1.0
-    return max(-1.0, min(1.0, 1.0 - float(distance)))
