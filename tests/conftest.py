@@ -16,7 +16,7 @@ for _name in [n for n in os.environ if n.startswith("MINDGATE_")]:
 
 import pytest  # noqa: E402
 
-pytest_plugins = ["fixtures_servers", "fixtures_pg", "fixtures_fakes", "fixtures_models"]
+pytest_plugins = ["fixtures_servers", "fixtures_pg", "fixtures_fakes", "fixtures_models", "fixtures_gateway"]
 
 
 @pytest.fixture(autouse=True)

@@ -27,18 +27,11 @@ from mindgate.gateway.memory_chat import MemoryWriter
 from mindgate.gateway.observability import Observability
 from mindgate.gateway.responses import install_error_handlers
 from mindgate.gateway.state import Gateway
-from mindgate.gateway.targets import ChatTargets
+from mindgate.gateway.targets import ChatTargets, build_targets
 from mindgate.memory.memory import AsyncMemory
 from mindgate.providers.base import ChatModel, Embedder
 
 log = logging.getLogger("mindgate.gateway")
-
-
-def default_chat(config: MindgateConfig) -> ChatTargets:
-    """The chat models named by the config: the routing default and every named chain."""
-    from mindgate.providers import chat_model_from_section
-
-    return ChatTargets(chat_model_from_section(config.llm))
 
 
 def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | None = None,
@@ -50,7 +43,7 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
     if embedder is None:
         embedder = memory.embedder
     if chat is None:
-        targets = default_chat(config)
+        targets = build_targets(config)
         owned.append(targets)
     else:
         targets = chat if isinstance(chat, ChatTargets) else ChatTargets(chat)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +19,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from mindgate.errors import MindgateError, RateLimitError, RoutingError
+from mindgate.errors import (
+    AuthenticationError,
+    MindgateError,
+    ProviderError,
+    RateLimitError,
+    RoutingError,
+    StructuredOutputError,
+)
 
 log = logging.getLogger("mindgate.gateway")
 
@@ -32,6 +40,9 @@ _HTTP_ERRORS: dict[int, tuple[str, str]] = {
     415: ("invalid_request_error", "unsupported_media_type"),
     429: ("rate_limit_error", "rate_limit_exceeded"),
 }
+
+
+_CALLER_STATUSES = frozenset({400, 404, 413, 422})
 
 
 class JSONBytes(Response):
@@ -58,12 +69,30 @@ def error_response(status: int, message: str, *, code: str | None = None, param:
                      status_code=status, headers=dict(headers or {}))
 
 
+def status_of(exc: MindgateError) -> tuple[int, dict[str, Any]]:
+    """The status and body the gateway's client gets for ``exc``.
+
+    An upstream's 4xx that is the caller's doing (a prompt over the context, a schema the server
+    rejects) is a 400 for the caller, not a 502; an upstream rejecting the *gateway's* credentials is a
+    502 (the caller's own key is fine; the gateway's configuration is not)."""
+    body = exc.to_openai()
+    if isinstance(exc, ProviderError) and exc.provider != "mindgate":
+        if isinstance(exc, AuthenticationError):
+            body["error"].update(type="api_error", code="upstream_authentication_failed")
+            return 502, body
+        if type(exc) in (ProviderError, StructuredOutputError) and exc.status_code in _CALLER_STATUSES:
+            body["error"].update(type="invalid_request_error", code="upstream_rejected_request")
+            return 400, body
+    return exc.http_status, body
+
+
 def mindgate_error_response(exc: MindgateError) -> JSONBytes:
     headers: dict[str, str] = {}
     retry_after = getattr(exc, "retry_after", None) if isinstance(exc, RateLimitError | RoutingError) else None
     if retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(retry_after)))
-    return JSONBytes(exc.to_openai(), status_code=exc.http_status, headers=headers)
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    status, body = status_of(exc)
+    return JSONBytes(body, status_code=status, headers=headers)
 
 
 def _location(loc: Sequence[Any]) -> str:

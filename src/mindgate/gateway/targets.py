@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mindgate.config import MindgateConfig
+from mindgate.providers import chat_model_from_section
 from mindgate.providers.base import ChatModel
 
 DEFAULT_NAME = "auto"
@@ -42,3 +44,8 @@ class ChatTargets:
     async def aclose(self) -> None:
         for model in self.all().values():
             await model.aclose()
+
+
+def build_targets(config: MindgateConfig) -> ChatTargets:
+    """The chat models the config names: the routing default and every named chain."""
+    return ChatTargets(chat_model_from_section(config.llm))

@@ -1,0 +1,154 @@
+"""The ``mindgate`` command.
+
+``mindgate serve`` starts the gateway; ``mindgate chat`` is an interactive chat with memory;
+``mindgate memory ...`` reads and writes memories; ``mindgate reindex`` re-embeds them; ``models``,
+``doctor``, ``routes`` and ``migrate`` come from the model-management, routing and store packages.
+Every failure is printed as one line (what was wrong and what to do) with exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import sys
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from mindgate import __version__
+from mindgate.config import MindgateConfig
+from mindgate.errors import MindgateError
+from mindgate.memory import commands as memory_commands
+
+app = typer.Typer(name="mindgate", help="Local-first model gateway with long-term memory for AI agents.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(memory_commands.app, name="memory")
+app.command("reindex")(memory_commands.reindex_command)
+
+err_console = Console(stderr=True)
+ConfigOpt = memory_commands.ConfigOpt
+
+
+def _mount_optional() -> None:
+    """Sub-commands from packages still being written (imported normally once they exist)."""
+    for module, attr, name, kind in (("mindgate.models.commands", "app", "models", "typer"),
+                                     ("mindgate.models.commands", "doctor", "doctor", "command"),
+                                     ("mindgate.routing.commands", "app", "routes", "typer"),
+                                     ("mindgate.memory.commands_migrate", "migrate_command", "migrate", "command")):
+        try:
+            target = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        if kind == "typer":
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+
+
+_mount_optional()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mindgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="print the version and exit")] = False) -> None:
+    """Local-first model gateway with long-term memory for AI agents."""
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(help="address to bind (default: gateway.host, 127.0.0.1)")] = None,
+          port: Annotated[int | None, typer.Option(min=0, max=65535, help="port (default: gateway.port, 8741)")] = None,
+          config: ConfigOpt = None,
+          allow_remote: Annotated[bool, typer.Option("--allow-remote",
+                                                     help="allow binding a non-loopback address")] = False,
+          log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info") -> None:
+    """Start the OpenAI-compatible gateway with memory (http://127.0.0.1:8741/v1 by default)."""
+    from mindgate.gateway.server import serve as run_server
+
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter(f"{log_level!r} is not one of debug, info, warning, error", param_hint="--log-level")
+    run_server(MindgateConfig.load(config), host=host, port=port, allow_remote=allow_remote,
+               log_level=log_level.lower())
+
+
+@app.command()
+def chat(user: Annotated[str | None, typer.Option("--user", "-u", help="remember and recall for this user")] = None,
+         agent: Annotated[str | None, typer.Option("--agent", "-a", help="agent_id scope")] = None,
+         system: Annotated[str | None, typer.Option("--system", "-s", help="a system prompt")] = None,
+         memory: Annotated[bool, typer.Option(help="use long-term memory (needs --user)")] = True,
+         max_tokens: Annotated[int | None, typer.Option(min=1, help="limit each answer")] = None,
+         config: ConfigOpt = None) -> None:
+    """Chat interactively with streaming answers and long-term memory (talks to the models directly)."""
+    from mindgate.cli_chat import ChatSession, run_interactive
+    from mindgate.gateway.memory_chat import ChatScope
+    from mindgate.gateway.server import configure_logging
+    from mindgate.gateway.targets import build_targets
+    from mindgate.memory.memory import AsyncMemory
+
+    configure_logging("warning")
+    cfg = MindgateConfig.load(config)
+    use_memory = memory and user is not None
+    console = Console()
+    if memory and user is None:
+        console.print("[dim]no --user given: chatting without long-term memory[/dim]")
+    targets = build_targets(cfg)
+    store = AsyncMemory.from_config(cfg) if use_memory else None
+    scope = ChatScope(user, agent) if use_memory and user else None
+    options: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
+    session = ChatSession(targets.default, store, scope, cfg.memory, system=system, options=options)
+
+    async def main() -> None:
+        try:
+            await run_interactive(session, console)
+        finally:
+            if store is not None:
+                await store.close()
+            await targets.aclose()
+
+    asyncio.run(main())
+
+
+def _print_error(exc: BaseException) -> None:
+    err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mindgate`` script: runs the command, turns errors into one line and exit 1."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result = app(args=argv, prog_name="mindgate", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except MindgateError as exc:
+        _print_error(exc)
+        return 1
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except OSError as exc:
+        _print_error(exc)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
