@@ -28,7 +28,7 @@ from mindgate._sync import run_sync
 from mindgate.config import MindgateConfig, ProviderConfig
 from mindgate.errors import ConfigurationError, MindgateError, ModelNotFoundError, ProviderError
 from mindgate.models._driver import Driver
-from mindgate.models._http import client_for
+from mindgate.models._http import DISPLAY, Unsupported, client_for
 from mindgate.models._lmstudio_api import LMStudioDriver
 from mindgate.models._local_api import LocalDriver
 from mindgate.models._ollama_api import OllamaDriver, full_name
@@ -197,9 +197,15 @@ class ModelCatalog:
             async with client_for(endpoint) as client:
                 models, api = await self.driver(endpoint, client).list_models()
         except Exception as exc:  # any failure marks this endpoint unreachable, never the whole listing
-            error = exc if isinstance(exc, MindgateError) else ProviderError(
-                f"endpoint {endpoint.name!r} gave an answer mindgate cannot read: {exc!r}",
-                provider=endpoint.provider, retryable=False)
+            if isinstance(exc, MindgateError):
+                error = exc
+            elif isinstance(exc, Unsupported):
+                error = ProviderError(f"endpoint {endpoint.name!r} does not look like {DISPLAY[endpoint.provider]}: "
+                                      f"{exc}", provider=endpoint.provider, retryable=False,
+                                      hint="check the endpoint's provider and URL")
+            else:
+                error = ProviderError(f"endpoint {endpoint.name!r} gave an answer mindgate cannot read: {exc!r}",
+                                      provider=endpoint.provider, retryable=False)
             self._errors[endpoint.name] = error
             status = EndpointStatus(endpoint, False, error=str(error),
                                     latency_s=round(time.monotonic() - started, 4))
