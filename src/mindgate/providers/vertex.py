@@ -126,21 +126,27 @@ class VertexClient(GoogleClient):
 
 
 def _load_credentials(source: str) -> tuple[Any, str | None]:
+    """google-auth credentials from a service-account or authorized-user JSON (a path or the JSON itself)."""
     try:
-        import google.auth
-        import google.auth.exceptions
+        from google.oauth2 import credentials as user_credentials
+        from google.oauth2 import service_account
     except ImportError:
         raise ConfigurationError("Vertex AI credentials files need the google-auth package",
                                  hint=f"pip install google-auth, or set {TOKEN_ENV} to an access token") from None
     try:
-        if source.lstrip().startswith("{"):
-            credentials, project = google.auth.load_credentials_from_dict(json.loads(source), scopes=SCOPES)
+        text = source if source.lstrip().startswith("{") else Path(source).expanduser().read_text(encoding="utf-8")
+        info = json.loads(text)
+        kind = info.get("type") if isinstance(info, dict) else None
+        if kind == "service_account":
+            credentials = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
+        elif kind == "authorized_user":
+            credentials = user_credentials.Credentials.from_authorized_user_info(info, scopes=SCOPES)
         else:
-            credentials, project = google.auth.load_credentials_from_file(os.path.expanduser(source), scopes=SCOPES)
-    except (ValueError, google.auth.exceptions.DefaultCredentialsError) as exc:
+            raise ValueError(f"credential type {kind!r} is not supported (use service_account or authorized_user)")
+    except (OSError, ValueError) as exc:
         raise ConfigurationError(f"cannot load Vertex AI credentials from {source[:200]!r}: {exc}",
                                  hint="give the path of a service-account or authorized-user JSON file") from None
-    return credentials, project
+    return credentials, info.get("project_id") or info.get("quota_project_id")
 
 
 def _adc_file() -> str | None:
