@@ -89,11 +89,11 @@ class Connections:
         self._migrated = False
 
     def get(self) -> apsw.Connection:
+        if self._closed:
+            raise StoreError(f"the memory store {self.path} is closed", hint="open a new store object")
         conn: apsw.Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
-        if self._closed:
-            raise StoreError(f"the memory store {self.path} is closed", hint="open a new store object")
         conn = self._connect()
         self._local.conn = conn
         with self._lock:
