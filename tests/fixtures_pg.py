@@ -3,9 +3,9 @@
 ``pg_server`` starts one server per session in a temp dir, listening only on a unix socket there (no
 TCP port at all), with trust auth for the ``postgres`` superuser; it is stopped and deleted at the end.
 ``pg_store_factory()`` returns a fresh, empty, NOT yet opened :class:`PgVectorStore` on it (tables named
-by a unique ``collection_name``), and drops that collection's tables after the test. Pass config
-fields to override, e.g. ``pg_store_factory(collection_name=store.collection)`` for a second handle on
-the same collection, or ``pg_store_factory(maxconn=2)``.
+by a unique ``collection_name``), and drops that collection's tables after the test.
+``pg_store_factory(reopen=store)`` returns a second store object on the same collection; other keyword
+arguments override config fields, e.g. ``pg_store_factory(maxconn=2)``.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def pg_store_factory(pg_dsn: str) -> Iterator[Callable[..., PgVectorStore]]:
 
     stores: list[PgVectorStore] = []
 
-    def make(**overrides: Any) -> PgVectorStore:
-        fields: dict[str, Any] = {"dsn": pg_dsn, "collection_name": f"t{uuid.uuid4().hex[:12]}", **overrides}
+    def make(reopen: PgVectorStore | None = None, **overrides: Any) -> PgVectorStore:
+        name = reopen.collection if reopen is not None else f"t{uuid.uuid4().hex[:12]}"
+        fields: dict[str, Any] = {"dsn": pg_dsn, "collection_name": name, **overrides}
         store = PgVectorStore(PgVectorStoreConfig(**fields))
         stores.append(store)
         return store

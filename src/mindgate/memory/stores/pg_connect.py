@@ -28,7 +28,11 @@ MIN_HNSW_VERSION = (0, 5, 0)
 
 
 def build_conninfo(cfg: PgVectorStoreConfig) -> str:
-    """One libpq conninfo string from ``dsn`` / ``connection_string`` and the separate keys (which win)."""
+    """One libpq conninfo string from ``dsn`` / ``connection_string`` and the separate keys (which win);
+    connections show up in ``pg_stat_activity`` as ``mindgate:<collection_name>``."""
+    if cfg.minconn > cfg.maxconn:
+        raise ConfigurationError(f"vector_store.config.minconn ({cfg.minconn}) is larger than maxconn "
+                                 f"({cfg.maxconn})", hint="make minconn <= maxconn")
     if cfg.dsn and cfg.connection_string and cfg.dsn != cfg.connection_string:
         raise ConfigurationError("vector_store.config has both `dsn` and `connection_string`",
                                  hint="give one of them (connection_string is mem0's name for dsn)")
@@ -40,7 +44,7 @@ def build_conninfo(cfg: PgVectorStoreConfig) -> str:
                                  hint="set vector_store.config.dsn (" + _DSN_HINT + ") or host/port/dbname/user")
     try:
         return pg_conninfo.make_conninfo(dsn, **keys, connect_timeout=max(1, math.ceil(cfg.connect_timeout)),
-                                         application_name="mindgate")
+                                         application_name=f"mindgate:{cfg.collection_name}")
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(f"invalid PostgreSQL DSN ({_redact(str(exc), dsn)})", hint=_DSN_HINT) from None
 
@@ -112,9 +116,6 @@ def ensure_vector_extension(conn: psycopg.Connection[Any], *, hnsw: bool) -> tup
 
 
 def make_pool(conninfo: str, cfg: PgVectorStoreConfig, name: str) -> ConnectionPool:
-    if cfg.minconn > cfg.maxconn:
-        raise ConfigurationError(f"vector_store.config.minconn ({cfg.minconn}) is larger than maxconn "
-                                 f"({cfg.maxconn})", hint="make minconn <= maxconn")
     from pgvector.psycopg import register_vector
 
     pool: ConnectionPool = ConnectionPool(
