@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import sys
 from typing import Annotated, Any
 
@@ -23,11 +24,16 @@ from mindgate import __version__
 from mindgate.config import MindgateConfig
 from mindgate.errors import MindgateError
 from mindgate.memory import commands as memory_commands
+from mindgate.memory.commands_migrate import migrate_command
+from mindgate.models import commands as models_commands
 
 app = typer.Typer(name="mindgate", help="Local-first model gateway with long-term memory for AI agents.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(memory_commands.app, name="memory")
 app.command("reindex")(memory_commands.reindex_command)
+app.add_typer(models_commands.app, name="models")
+app.command("doctor")(models_commands.doctor)
+app.command("migrate")(migrate_command)
 
 err_console = Console(stderr=True)
 ConfigOpt = memory_commands.ConfigOpt
@@ -35,10 +41,7 @@ ConfigOpt = memory_commands.ConfigOpt
 
 def _mount_optional() -> None:
     """Sub-commands from packages still being written (imported normally once they exist)."""
-    for module, attr, name, kind in (("mindgate.models.commands", "app", "models", "typer"),
-                                     ("mindgate.models.commands", "doctor", "doctor", "command"),
-                                     ("mindgate.routing.commands", "app", "routes", "typer"),
-                                     ("mindgate.memory.commands_migrate", "migrate_command", "migrate", "command")):
+    for module, attr, name, kind in (("mindgate.routing.commands", "app", "routes", "typer"),):
         try:
             target = getattr(importlib.import_module(module), attr)
         except ModuleNotFoundError as exc:
@@ -126,6 +129,7 @@ def _print_error(exc: BaseException) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mindgate`` script: runs the command, turns errors into one line and exit 1."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no progress bars from loading the embedder
     try:
         result = app(args=argv, prog_name="mindgate", standalone_mode=False)
     except click.exceptions.UsageError as exc:

@@ -29,6 +29,8 @@ from mindgate.gateway.responses import install_error_handlers
 from mindgate.gateway.state import Gateway
 from mindgate.gateway.targets import ChatTargets, build_targets
 from mindgate.memory.memory import AsyncMemory
+from mindgate.memory.stores import create_store
+from mindgate.providers import chat_model_from_section, create_embedder
 from mindgate.providers.base import ChatModel, Embedder
 
 log = logging.getLogger("mindgate.gateway")
@@ -36,17 +38,31 @@ log = logging.getLogger("mindgate.gateway")
 
 def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | None = None,
                   embedder: Embedder | None = None, memory: AsyncMemory | None = None) -> Gateway:
+    """Build what is not given from ``config``, sharing one embedder (memory, embeddings, semantic routes)
+    and, when the config's ``llm`` is what the default chain serves, one chat model (chat and memory
+    extraction), so no model is loaded twice."""
     owned: list[Any] = []
-    if memory is None:
-        memory = AsyncMemory.from_config(config)
-        owned.append(memory)
     if embedder is None:
-        embedder = memory.embedder
+        if memory is not None:
+            embedder = memory.embedder
+        else:
+            embedder = create_embedder(config.embedder.provider, config.embedder.config)
+            owned.append(embedder)
     if chat is None:
-        targets = build_targets(config)
+        targets = build_targets(config, embedder)
         owned.append(targets)
     else:
         targets = chat if isinstance(chat, ChatTargets) else ChatTargets(chat)
+    if memory is None:
+        shares_llm = config.routing.default == "auto" and "auto" not in config.routing.chains
+        default = targets.default
+
+        def llm() -> ChatModel:
+            return default if shares_llm else chat_model_from_section(config.llm)
+
+        memory = AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm,
+                             settings=config.memory, expected_dims=config.vector_store.config.embedding_model_dims)
+        owned.append(memory)
     keys = KeyRing(config.gateway.api_keys)
     gateway = Gateway(config=config, targets=targets, embedder=embedder, memory=memory, keys=keys, owned=owned)
     if config.gateway.memory:
@@ -55,7 +71,9 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
 
 
 async def _warm_up(gateway: Gateway) -> None:
-    """Load the embedder and open the store before the first request (errors show in /readyz)."""
+    """Load the embedder, open the store and list the model catalog before the first request (errors are
+    logged and show in /readyz)."""
+    gateway.targets.refresh_catalog(force=True)
     try:
         await gateway.memory.count(user_id=routes_health.PROBE_USER)
     except Exception as exc:

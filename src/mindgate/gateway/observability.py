@@ -54,8 +54,9 @@ class Histogram:
         self.n += 1
 
 
-def _labels(**labels: Any) -> str:
-    inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
+def labels(**values: Any) -> str:
+    """Prometheus label set text, escaped: ``{a="1",b="2"}`` (empty string for none)."""
+    inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in values.items())
     return "{" + inner + "}" if inner else ""
 
 
@@ -95,7 +96,7 @@ class Metrics:
         add("# HELP mindgate_requests_total HTTP requests by route template, method and status.")
         add("# TYPE mindgate_requests_total counter")
         for (route, method, status), n in sorted(self.requests.items()):
-            add(f"mindgate_requests_total{_labels(route=route, method=method, status=status)} {n}")
+            add(f"mindgate_requests_total{labels(route=route, method=method, status=status)} {n}")
         add("# HELP mindgate_request_duration_seconds Time from request to last response byte.")
         add("# TYPE mindgate_request_duration_seconds histogram")
         for route, h in sorted(self.latency.items()):
@@ -103,29 +104,29 @@ class Metrics:
             for bound, count in zip((*h.buckets, float("inf")), h.counts, strict=True):
                 cumulative += count
                 le = "+Inf" if bound == float("inf") else repr(bound)
-                add(f"mindgate_request_duration_seconds_bucket{_labels(route=route, le=le)} {cumulative}")
-            add(f"mindgate_request_duration_seconds_sum{_labels(route=route)} {h.total:.6f}")
-            add(f"mindgate_request_duration_seconds_count{_labels(route=route)} {h.n}")
+                add(f"mindgate_request_duration_seconds_bucket{labels(route=route, le=le)} {cumulative}")
+            add(f"mindgate_request_duration_seconds_sum{labels(route=route)} {h.total:.6f}")
+            add(f"mindgate_request_duration_seconds_count{labels(route=route)} {h.n}")
         add("# HELP mindgate_chat_completions_total Chat completions by requested model and streaming.")
         add("# TYPE mindgate_chat_completions_total counter")
         for (model, stream), n in sorted(self.chats.items()):
-            add(f"mindgate_chat_completions_total{_labels(model=model, stream=str(stream).lower())} {n}")
+            add(f"mindgate_chat_completions_total{labels(model=model, stream=str(stream).lower())} {n}")
         add("# HELP mindgate_tokens_total Tokens reported by upstream models (or estimated when not reported).")
         add("# TYPE mindgate_tokens_total counter")
         for (model, kind), n in sorted(self.tokens.items()):
-            add(f"mindgate_tokens_total{_labels(model=model, kind=kind)} {n}")
+            add(f"mindgate_tokens_total{labels(model=model, kind=kind)} {n}")
         add("# HELP mindgate_upstream_errors_total Failed model calls by error code.")
         add("# TYPE mindgate_upstream_errors_total counter")
         for code, n in sorted(self.upstream_errors.items()):
-            add(f"mindgate_upstream_errors_total{_labels(code=code)} {n}")
+            add(f"mindgate_upstream_errors_total{labels(code=code)} {n}")
         add("# HELP mindgate_rate_limited_total Requests refused with 429 by API key name.")
         add("# TYPE mindgate_rate_limited_total counter")
         for key, n in sorted(self.rate_limited.items()):
-            add(f"mindgate_rate_limited_total{_labels(key=key)} {n}")
+            add(f"mindgate_rate_limited_total{labels(key=key)} {n}")
         add("# HELP mindgate_memory_writes_total Background memory writes after chats, by outcome.")
         add("# TYPE mindgate_memory_writes_total counter")
         for outcome, n in sorted(self.memory_writes.items()):
-            add(f"mindgate_memory_writes_total{_labels(outcome=outcome)} {n}")
+            add(f"mindgate_memory_writes_total{labels(outcome=outcome)} {n}")
         out.extend(extra)
         add("# HELP mindgate_start_time_seconds Unix time the gateway started.")
         add("# TYPE mindgate_start_time_seconds gauge")

@@ -17,6 +17,7 @@ import psutil
 from fastapi import APIRouter, Request
 from starlette.responses import PlainTextResponse, Response
 
+from mindgate.gateway.observability import labels
 from mindgate.gateway.responses import JSONBytes
 from mindgate.gateway.state import Gateway, gateway_of
 from mindgate.providers.base import ChatModel
@@ -46,13 +47,15 @@ async def _check(coro: Any) -> str | None:
 
 
 async def chat_problem(model: ChatModel) -> str | None:
-    """Why ``model`` cannot serve now, or None when it can."""
-    status = getattr(model, "status", None)
-    if callable(status):
-        targets = status().get("targets", [])
-        if any(t.get("state") != "open" for t in targets):
+    """Why ``model`` cannot serve now, or None when it can. A router probes its targets (closing or
+    opening their breakers) and is usable while any target's breaker is not open."""
+    probe = getattr(model, "ahealth_check", None)
+    if callable(probe) and hasattr(model, "status"):
+        problem = await _check(probe())
+        rows = model.status()  # type: ignore[attr-defined]
+        if any(row.get("state") != "open" for row in rows):
             return None
-        return "every target's circuit breaker is open"
+        return problem or "; ".join(f"{row['name']}: {row.get('last_error') or row['state']}" for row in rows)
     client = getattr(model, "client", None)
     if client is not None and hasattr(client, "list_models"):
         return await _check(client.list_models())
@@ -76,18 +79,48 @@ async def readyz(request: Request) -> Response:
     return JSONBytes({"status": "ready"})
 
 
-def _gauge(name: str, help_text: str, samples: Iterable[tuple[str, float]]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def router_metrics(models: dict[str, ChatModel]) -> list[str]:
+    """Per-target series of every router: breaker state, requests, successes, errors by kind, and
+    fallbacks (answers served by a target after the chain's first)."""
+    state, requests, successes, errors, fallbacks = [], [], [], [], []
+    for chain, model in models.items():
+        status = getattr(model, "status", None)
+        if not callable(status):
+            continue
+        rows = status()
+        for row in rows:
+            target = labels(chain=chain, target=row["name"])
+            state.append((target, _STATES.get(row["state"], -1)))
+            requests.append((target, row["requests"]))
+            successes.append((target, row["successes"]))
+            for kind, count in sorted(row.get("errors", {}).items()):
+                errors.append((labels(chain=chain, target=row["name"], kind=kind), count))
+        fallbacks.append((labels(chain=chain), sum(row["successes"] for row in rows[1:])))
+    out = _series("mindgate_breaker_state", "gauge", "Circuit breaker per target: 0 closed, 1 half-open, 2 open.",
+                  state)
+    out += _series("mindgate_target_requests_total", "counter", "Calls made to each routing target.", requests)
+    out += _series("mindgate_target_successes_total", "counter", "Successful calls per routing target.", successes)
+    out += _series("mindgate_target_errors_total", "counter", "Failed calls per routing target by kind.", errors)
+    out += _series("mindgate_fallbacks_total", "counter", "Answers served by a fallback target (not the "
+                   "chain's first).", fallbacks)
+    return out
+
+
+def _series(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float]]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     lines.extend(f"{name}{labels} {value}" for labels, value in samples)
     return lines
 
 
 def _extra_metrics(gateway: Gateway) -> list[str]:
-    out: list[str] = []
-    out += _gauge("mindgate_process_resident_memory_bytes", "Resident memory of the gateway process.",
-                  [("", _process.memory_info().rss)])
+    out = router_metrics(gateway.targets.all())
+    out += _series("mindgate_process_resident_memory_bytes", "gauge", "Resident memory of the gateway process.",
+                   [("", _process.memory_info().rss)])
     pending = gateway.writer.pending if gateway.writer is not None else 0
-    out += _gauge("mindgate_memory_write_queue", "Turns waiting to be remembered.", [("", pending)])
+    out += _series("mindgate_memory_write_queue", "gauge", "Turns waiting to be remembered.", [("", pending)])
     return out
 
 

@@ -49,7 +49,7 @@ async def list_models(request: Request) -> Response:
     """The model names requests may use (OpenAI list shape, with a ``mindgate`` object of extra fields)."""
     gateway = gateway_of(request)
     principal = gateway.authenticate(request)
-    models = [m for m in gateway.targets.listing() if principal is None or principal.allows_model(m["id"])]
+    models = [m for m in await gateway.targets.listing() if principal is None or principal.allows_model(m["id"])]
     return JSONBytes({"object": "list", "data": models})
 
 
@@ -57,7 +57,7 @@ async def list_models(request: Request) -> Response:
 async def retrieve_model(model_id: str, request: Request) -> Response:
     gateway = gateway_of(request)
     principal = gateway.authenticate(request)
-    for model in gateway.targets.listing():
+    for model in await gateway.targets.listing():
         if model["id"] == model_id and (principal is None or principal.allows_model(model_id)):
             return JSONBytes(model)
     raise ModelNotFoundError(f"model {model_id!r} is not served by this gateway", provider="mindgate",
@@ -76,8 +76,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         principal.check_model(body.model)
     scope = chat_scope(request.headers, body.user, body.memory, principal, enabled=gateway.writer is not None)
     gateway.admit(principal, uses_tokens=True)
-    model = gateway.targets.resolve(body.model)
     messages = body.message_dicts()
+    model = await gateway.targets.resolve(body.model, messages)
     options = body.chat_options()
     injected: list[str] = []
     if scope is not None:

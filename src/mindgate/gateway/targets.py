@@ -1,51 +1,178 @@
 """Which chat model serves a request's ``model`` field.
 
-A name of a routing chain (``routing.chains``) gets that chain; ``auto`` (and any name the gateway does
-not know) gets the default chain, so an OpenAI SDK client written for another model works by changing
-only its ``base_url``; the response's ``model`` field says which model answered.
+In order: the name of a routing chain gets that chain; the id of a model the catalog found on a managed
+endpoint (LM Studio, Ollama, an OpenAI-compatible server) gets that model on that endpoint, behind a
+one-target router (breaker and status like any chain); anything else (``auto``, or a name written for
+another provider, such as ``gpt-4o-mini``) goes through the semantic routes when there are any, and
+otherwise to the default chain. So an OpenAI SDK client works by changing only its ``base_url``, and the
+response's ``model`` field says which model answered.
+
+The catalog is read in the background (at start-up and when a request names a model not seen yet, at
+most every ``CATALOG_REFRESH`` seconds), never on a request's path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from mindgate.config import MindgateConfig
+from mindgate.config import MindgateConfig, TargetConfig
+from mindgate.models.catalog import ModelCatalog, ModelInfo, ModelType
 from mindgate.providers import chat_model_from_section
-from mindgate.providers.base import ChatModel
+from mindgate.providers.base import ChatModel, Embedder, Message
+from mindgate.routing.chains import resolve_route_target, target_model
+from mindgate.routing.router import Router
 
-DEFAULT_NAME = "auto"
+if TYPE_CHECKING:
+    from mindgate.routing.semantic import SemanticRouter
+
+log = logging.getLogger("mindgate.gateway")
+
+CATALOG_REFRESH = 30.0
+_ROUTABLE_PROVIDERS = ("lmstudio", "ollama", "openai_compatible")
 
 
 class ChatTargets:
-    """The default chat model and the named ones (chains), by the name a request gives."""
+    """The default chat model, the named chains, and (from config) catalog models and semantic routes."""
 
-    def __init__(self, default: ChatModel, named: Mapping[str, ChatModel] | None = None,
-                 default_name: str = DEFAULT_NAME) -> None:
+    def __init__(self, default: ChatModel, named: Mapping[str, ChatModel] | None = None, *,
+                 default_name: str = "auto", config: MindgateConfig | None = None,
+                 catalog: ModelCatalog | None = None, semantic: SemanticRouter | None = None) -> None:
         self.default = default
         self.default_name = default_name
         self.named = dict(named or {})
-
-    def resolve(self, name: str) -> ChatModel:
-        return self.named.get(name, self.default)
+        self.config = config
+        self.catalog = catalog
+        self.semantic = semantic
+        self._by_model: dict[str, ChatModel] = {}
+        self._by_route: dict[str, ChatModel] = {}
+        self._refreshed = 0.0
+        self._refresh: asyncio.Task[Any] | None = None
 
     def all(self) -> dict[str, ChatModel]:
-        return {self.default_name: self.default, **self.named}
+        """Every chat model built so far, by name (chains, then models and routes used so far)."""
+        return {self.default_name: self.default, **self.named, **self._by_model, **self._by_route}
 
-    def listing(self) -> list[dict[str, Any]]:
-        """OpenAI model objects for the names requests may use, with mindgate's extra fields."""
+    async def resolve(self, name: str, messages: Sequence[Message]) -> ChatModel:
+        """The chat model for a request naming ``name`` (see the module docstring)."""
+        if name == self.default_name:
+            return await self._routed(messages)
+        chain = self.named.get(name)
+        if chain is not None:
+            return chain
+        model = self._catalog_model(name)
+        return model if model is not None else await self._routed(messages)
+
+    async def _routed(self, messages: Sequence[Message]) -> ChatModel:
+        if self.semantic is None or not self.semantic.routes or self.config is None:
+            return self.default
+        match = await self.semantic.aroute(messages)
+        if match.route is None or match.target == self.default_name:
+            return self.default
+        if match.target in self.named:
+            return self.named[match.target]
+        model = self._by_route.get(match.target)
+        if model is None:
+            model = self._by_route[match.target] = resolve_route_target(match.target, self.config)
+        return model
+
+    def _catalog_model(self, name: str) -> ChatModel | None:
+        if self.catalog is None or self.config is None:
+            return None
+        model = self._by_model.get(name)
+        if model is not None:
+            return model
+        found = [m for m in self.catalog.cached_models() if _routable(m) and (m.id == name or
+                                                                             any(i.id == name for i in m.instances))]
+        if not found:
+            self.refresh_catalog()
+            return None
+        info = found[0]
+        chat = target_model(TargetConfig(endpoint=info.endpoint, model=info.id), self.config)
+        model = self._by_model[name] = Router([chat], name=name)
+        return model
+
+    def refresh_catalog(self, *, force: bool = False) -> None:
+        """List the catalog in the background (at most every ``CATALOG_REFRESH`` seconds unless forced)."""
+        if self.catalog is None or (self._refresh is not None and not self._refresh.done()):
+            return
+        if not force and time.monotonic() - self._refreshed < CATALOG_REFRESH:
+            return
+        self._refreshed = time.monotonic()
+        self._refresh = asyncio.get_running_loop().create_task(self._list_catalog())
+
+    async def _list_catalog(self) -> None:
+        assert self.catalog is not None
+        try:
+            await self.catalog.alist(refresh=True)
+        except Exception as exc:  # a listing failure must not break serving; the next refresh retries
+            log.warning("listing the model catalog failed: %s", exc)
+
+    async def listing(self) -> list[dict[str, Any]]:
+        """OpenAI model objects for the names requests may use (chains first, then the catalog's chat
+        models), each with a ``mindgate`` object of extra fields."""
         out = []
-        for name, model in self.all().items():
+        for name, model in {self.default_name: self.default, **self.named}.items():
             out.append({"id": name, "object": "model", "created": 0, "owned_by": "mindgate",
-                        "mindgate": {"kind": "route", "provider": model.provider, "model": model.model,
+                        "mindgate": {"kind": "chain", "provider": model.provider, "model": model.model,
                                      "default": name == self.default_name}})
+        if self.catalog is not None:
+            seen = {entry["id"] for entry in out}
+            for info in await self._catalog_models():
+                if info.id in seen or info.type is ModelType.EMBEDDING:
+                    continue
+                seen.add(info.id)
+                out.append({"id": info.id, "object": "model", "created": 0, "owned_by": info.provider,
+                            "mindgate": {"kind": "model", "endpoint": info.endpoint, "provider": info.provider,
+                                         "state": info.state.value, "type": info.type.value,
+                                         "max_context_length": info.max_context_length,
+                                         "loaded_context_length": info.loaded_context_length,
+                                         "size_bytes": info.size_bytes, "quantization": info.quantization,
+                                         "routable": _routable(info)}})
         return out
 
+    async def _catalog_models(self) -> list[ModelInfo]:
+        """The catalog's models: the cached listing (refreshed in the background when stale), or a first
+        listing awaited when there is none yet."""
+        assert self.catalog is not None
+        if self._refresh is not None and not self._refresh.done() and not self.catalog.cached_models():
+            await asyncio.shield(self._refresh)
+        if self._refreshed == 0.0:
+            self._refreshed = time.monotonic()
+            return list((await self.catalog.alist()).models)
+        self.refresh_catalog()
+        return self.catalog.cached_models()
+
     async def aclose(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
         for model in self.all().values():
             await model.aclose()
 
 
-def build_targets(config: MindgateConfig) -> ChatTargets:
-    """The chat models the config names: the routing default and every named chain."""
-    return ChatTargets(chat_model_from_section(config.llm))
+def _routable(info: ModelInfo) -> bool:
+    return info.provider in _ROUTABLE_PROVIDERS and info.type is not ModelType.EMBEDDING
+
+
+def build_targets(config: MindgateConfig, embedder: Embedder | None = None) -> ChatTargets:
+    """The chat models the config names.
+
+    The default is the chain ``routing.default``; when that is the built-in ``auto`` and the mem0-style
+    ``llm`` section names a provider, that provider's model is the default (so a mem0 config serves the
+    model it names). Every chain under ``routing.chains`` is served by its name."""
+    default_name = config.routing.default
+    if default_name == "auto" and "auto" not in config.routing.chains and config.llm.provider != "auto":
+        default: ChatModel = Router([chat_model_from_section(config.llm)], name="auto")
+    else:
+        default = Router.from_config(default_name, config)
+    named = {name: Router.from_config(name, config) for name in config.routing.chains if name != default_name}
+    semantic = None
+    if config.routing.routes:
+        from mindgate.routing.semantic import SemanticRouter
+
+        semantic = SemanticRouter.from_config(config, embedder)
+    return ChatTargets(default, named, default_name=default_name, config=config,
+                       catalog=ModelCatalog.from_config(config), semantic=semantic)
