@@ -1,0 +1,124 @@
+"""The in-process engine for real: llama.cpp on the shipped SmolLM2 GGUF and sentence-transformers on the shipped
+MiniLM. Format-level assertions only (never what a 135M model says)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mindgate._sync import run_sync
+from mindgate.config import ProviderConfig
+from mindgate.errors import ConfigurationError, ContextOverflowError
+from mindgate.providers import create_chat_model, create_embedder
+from mindgate.providers.local import LlamaCppChatModel, SentenceTransformerEmbedder
+from mindgate.providers.structured import complete_json, learned_mode
+
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the current weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_complete(smollm: LlamaCppChatModel) -> None:
+    response = smollm.complete(MESSAGES, max_tokens=8, temperature=0)
+    assert isinstance(response.content, str) and response.content
+    assert response.finish_reason in {"stop", "length"}
+    assert 0 < response.usage.completion_tokens <= 8
+    assert response.model == "SmolLM2-135M-Instruct" and response.raw["object"] == "chat.completion"
+
+
+def test_stream(smollm: LlamaCppChatModel) -> None:
+    chunks = list(smollm.stream(MESSAGES, max_tokens=8, temperature=0))
+    assert "".join(c.content or "" for c in chunks)
+    assert chunks[-1].finish_reason in {"stop", "length"}
+    assert all(c.raw["object"] == "chat.completion.chunk" for c in chunks)
+
+
+def test_json_object_output_parses(smollm: LlamaCppChatModel) -> None:
+    # json_object as structured.py sends it: with a schema, which llama.cpp turns into a grammar
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    response = smollm.complete([{"role": "user", "content": "Is the sky blue? Answer in JSON."}],
+                               response_format={"type": "json_object", "schema": schema}, max_tokens=40,
+                               temperature=0)
+    assert response.finish_reason == "stop"
+    assert isinstance(json.loads(response.content or "")["ok"], bool)
+
+
+def test_structured_output_with_a_schema(smollm: LlamaCppChatModel) -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "sunny": {"type": "boolean"}},
+              "required": ["city", "sunny"]}
+    result = run_sync(complete_json(smollm, [{"role": "user", "content": "Describe Paris weather."}], schema,
+                                    max_tokens=60, temperature=0))
+    assert isinstance(result["city"], str) and isinstance(result["sunny"], bool)
+    assert learned_mode(smollm.endpoint_key) == "json_schema"
+
+
+def test_forced_tool_call(smollm: LlamaCppChatModel) -> None:
+    response = smollm.complete([{"role": "user", "content": "Weather in Rome?"}], tools=[WEATHER_TOOL],
+                               tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                               max_tokens=40, temperature=0)
+    [call] = response.tool_calls
+    assert call["function"]["name"] == "get_weather"
+    assert isinstance(json.loads(call["function"]["arguments"]), dict)
+
+
+def test_count_tokens_uses_the_model_tokenizer(smollm: LlamaCppChatModel) -> None:
+    short = smollm.count_tokens([{"role": "user", "content": "hi"}])
+    long = smollm.count_tokens([{"role": "user", "content": "hi " * 50}])
+    assert short is not None and long is not None and 0 < short < long
+    assert long - short >= 45
+
+
+def test_context_overflow_is_a_clear_error() -> None:
+    small = LlamaCppChatModel(n_ctx=128, n_threads=1)
+    try:
+        with pytest.raises(ContextOverflowError) as info:
+            small.complete([{"role": "user", "content": "word " * 400}], max_tokens=4)
+        assert info.value.available == 128 and "n_ctx" in str(info.value)
+    finally:
+        small.close()
+
+
+def test_registry_builds_the_local_engine_and_rejects_a_missing_file(tmp_path: Path) -> None:
+    model = create_chat_model("local", ProviderConfig(n_ctx=512, n_threads=1, temperature=0.3))
+    assert isinstance(model, LlamaCppChatModel) and model.context_length == 512 and not model.loaded
+    assert model.defaults == {"temperature": 0.3}
+    with pytest.raises(ConfigurationError, match="GGUF model file not found"):
+        create_chat_model("local", ProviderConfig(model_path=str(tmp_path / "missing.gguf")))
+
+
+def test_embedder_shapes_dims_and_batch_order(minilm: SentenceTransformerEmbedder) -> None:
+    texts = ["first sentence", "a second, longer sentence about cats", "third", "fourth one here"]
+    batch = minilm.embed_batch(texts)
+    assert batch.shape == (4, 384) and batch.dtype == np.float32
+    singles = np.stack([minilm.embed(t) for t in texts])
+    assert np.allclose(batch, singles, atol=1e-5)
+    assert minilm.embed("x").shape == (384,)
+    assert minilm.dims() == 384
+    assert np.allclose(run_sync(minilm.aembed_batch(texts)), batch, atol=1e-5)
+    assert minilm.embed_batch([]).shape == (0, 384)
+
+
+def test_embedder_small_batches_keep_order(minilm: SentenceTransformerEmbedder) -> None:
+    texts = [f"sentence number {i}" for i in range(7)]
+    small = SentenceTransformerEmbedder(batch_size=2)
+    small._st = minilm._st  # same loaded weights, different batching
+    assert np.allclose(small.embed_batch(texts), minilm.embed_batch(texts), atol=1e-5)
+
+
+def test_embedder_rejects_non_strings(minilm: SentenceTransformerEmbedder) -> None:
+    with pytest.raises(ConfigurationError, match="embedding input 1 is int, not a string"):
+        minilm.embed_batch(["ok", 42])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="list of strings"):
+        minilm.embed_batch("not a list")
+
+
+def test_embedder_dims_mismatch(minilm: SentenceTransformerEmbedder) -> None:
+    emb = create_embedder("local", ProviderConfig(embedding_dims=1536))
+    assert isinstance(emb, SentenceTransformerEmbedder)
+    emb._st = minilm._st
+    with pytest.raises(ConfigurationError, match="returns 384-dimensional vectors but embedding_dims is set to 1536"):
+        emb.embed("x")

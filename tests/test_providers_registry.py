@@ -1,0 +1,55 @@
+"""The provider registry: names, errors, and light imports."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from mindgate.config import ProviderConfig
+from mindgate.errors import ConfigurationError
+from mindgate.providers import MODULES, create_chat_model, create_embedder
+
+ADAPTERS = [name for name in MODULES if name != "auto"]
+
+
+def test_unknown_provider_lists_the_valid_ones() -> None:
+    with pytest.raises(ConfigurationError, match="unknown provider 'openai-ish'") as info:
+        create_chat_model("openai-ish", ProviderConfig())
+    for name in ("lmstudio", "ollama", "azure_openai", "gemini", "vertexai", "together", "huggingface", "local"):
+        assert name in str(info.value)
+    with pytest.raises(ConfigurationError, match="valid providers: lmstudio"):
+        create_embedder("lm_studio", ProviderConfig())
+
+
+def test_the_embedder_has_no_auto_provider() -> None:
+    with pytest.raises(ConfigurationError, match="no `auto` provider"):
+        create_embedder("auto")
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_every_adapter_module_exposes_both_factories(name: str) -> None:
+    module = importlib.import_module(MODULES[name])
+    assert callable(module.chat_model) and callable(module.embedder)
+
+
+def test_adapter_imports_are_light() -> None:
+    """Importing every adapter pulls in neither torch, llama.cpp nor google-auth, and opens no connection."""
+    code = ("import sys, importlib; from mindgate.providers import MODULES\n"
+            "[importlib.import_module(MODULES[n]) for n in MODULES if n != 'auto']\n"
+            "heavy = [m for m in ('torch', 'llama_cpp', 'sentence_transformers', 'google.auth') if m in sys.modules]\n"
+            "print(','.join(heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(("provider", "config", "named"), [
+    ("openai_compatible", {}, "base_url"),
+    ("lmstudio", {}, "needs a model"),
+    ("ollama", {}, "needs a model"),
+])
+def test_missing_required_settings_are_named(provider: str, config: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        create_chat_model(provider, ProviderConfig(**config))
