@@ -23,6 +23,7 @@ Stores are synchronous and thread-safe; async callers run them in a worker threa
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import re
 import unicodedata
@@ -193,17 +194,17 @@ class MemoryStore(ABC):
 
     @abstractmethod
     def vector_search(self, scope: Scope, vector: Vector, k: int,
-                      flt: Filter | None = None) -> list[tuple[MemoryRecord, float]]:
+                      flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
         """Up to ``k`` live records by cosine similarity, best first."""
 
     @abstractmethod
     def text_search(self, scope: Scope, query: str, k: int,
-                    flt: Filter | None = None) -> list[tuple[MemoryRecord, float]]:
+                    flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
         """Up to ``k`` live records by full-text relevance, best first. Query text is never parsed as
         query syntax (quotes, operators and SQL-looking text are searched as words)."""
 
     @abstractmethod
-    def history(self, memory_id: str) -> list[HistoryRecord]:
+    def history(self, memory_id: str) -> builtins.list[HistoryRecord]:
         """Every change to ``memory_id`` (also after it was deleted), oldest first."""
 
     @abstractmethod
@@ -224,7 +225,7 @@ class MemoryStore(ABC):
         """Every history row in id order (for migration)."""
 
     @abstractmethod
-    def reindex_pending(self, identity: EmbedderIdentity, *, limit: int) -> list[MemoryRecord]:
+    def reindex_pending(self, identity: EmbedderIdentity, *, limit: int) -> builtins.list[MemoryRecord]:
         """Up to ``limit`` live records whose vectors were not yet written by ``identity``
         (the resumable work list of ``mindgate reindex``)."""
 
