@@ -1,15 +1,17 @@
-"""The provider registry: names, errors, and light imports."""
+"""The provider registry (names, errors, light imports) and what every HTTP adapter shares."""
 
 from __future__ import annotations
 
 import importlib
 import subprocess
 import sys
+import time
 
 import pytest
 
-from mindgate.config import ProviderConfig
-from mindgate.errors import ConfigurationError
+from fixtures_servers import free_port
+from mindgate.config import AzureKwargs, ProviderConfig
+from mindgate.errors import ConfigurationError, NetworkError
 from mindgate.providers import MODULES, create_chat_model, create_embedder
 
 ADAPTERS = [name for name in MODULES if name != "auto"]
@@ -53,3 +55,23 @@ def test_adapter_imports_are_light() -> None:
 def test_missing_required_settings_are_named(provider: str, config: dict[str, object], named: str) -> None:
     with pytest.raises(ConfigurationError, match=named):
         create_chat_model(provider, ProviderConfig(**config))
+
+
+@pytest.mark.parametrize("provider", ["openai", "azure_openai", "gemini", "vertexai", "together", "huggingface"])
+def test_cloud_adapters_fail_fast_on_a_closed_port(provider: str) -> None:
+    root = f"http://127.0.0.1:{free_port()}"
+    settings: dict[str, object] = {  # per provider: where the closed port goes, and a key
+        "openai": {"openai_base_url": root, "api_key": "k"},
+        "azure_openai": {"azure_kwargs": AzureKwargs(api_key="k", azure_endpoint=root, azure_deployment="d",
+                                                     api_version="2024-10-21")},
+        "gemini": {"base_url": root, "api_key": "k"},
+        "vertexai": {"base_url": root, "api_key": "token", "project": "p"},
+        "together": {"base_url": root, "api_key": "k"},
+        "huggingface": {"huggingface_base_url": root},
+    }[provider]
+    model = create_chat_model(provider, ProviderConfig(model="m", connect_timeout=1.0, **settings))
+    started = time.monotonic()
+    with pytest.raises(NetworkError) as info:
+        model.complete([{"role": "user", "content": "hi"}])
+    assert time.monotonic() - started < 3
+    assert info.value.url.startswith(root) and root in str(info.value) and "is not reachable" in str(info.value)

@@ -325,6 +325,8 @@ class OllamaChatModel(ChatModel):
             first = False
             if message.get("content"):
                 delta["content"] = message["content"]
+            if message.get("thinking"):
+                delta["reasoning_content"] = message["thinking"]
             calls = _openai_tool_calls(message.get("tool_calls"), indexed=True, start=tool_index)
             if calls:
                 delta["tool_calls"] = calls
