@@ -96,7 +96,10 @@ def mindgate_error_response(exc: MindgateError) -> JSONBytes:
 
 
 def _location(loc: Sequence[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    """``("body", "messages", 0, "role")`` -> ``messages.0.role`` (the first item says where it was sent)."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        parts = parts[1:]
     return ".".join(parts)
 
 
