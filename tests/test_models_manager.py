@@ -12,6 +12,7 @@ import pytest
 
 from fakes import LMStudioFake, LMStudioModel, OllamaFake, OllamaModel
 from mindgate._assets import DEFAULT_CHAT_MODEL
+from mindgate.config import TargetConfig
 from mindgate.errors import ConfigurationError, ProviderError, ResourceError
 from mindgate.models import (
     Endpoint,
@@ -204,6 +205,8 @@ def test_select_picks_the_best_candidate_that_fits(lmstudio_fake: LMStudioFake, 
     manager.load(QWEN)
     loaded = manager.select(["giant-405b", QWEN])
     assert loaded.already_loaded and loaded.model.id == QWEN
+    route = [TargetConfig(endpoint="lm", model="giant-405b"), TargetConfig(endpoint="ol", model="llama3.2")]
+    assert manager.select(route).model.id == "llama3.2:latest"
     embedding = manager.select(["llama3.2", "nomic-embed-text"], model_type=ModelType.EMBEDDING)
     assert embedding.model.id == "nomic-embed-text:latest"
     with pytest.raises(ResourceError, match=r"giant-405b does not fit: needs .* free"):

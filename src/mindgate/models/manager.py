@@ -25,7 +25,7 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mindgate._sync import run_sync
 from mindgate.config import MindgateConfig
@@ -85,7 +85,14 @@ class FitReport:
                 f"{format_bytes(self.free_bytes)} free")
 
 
-Candidate = str | tuple[str, str] | Any
+class RouteTarget(Protocol):
+    """Anything naming an endpoint and a model, e.g. :class:`mindgate.config.TargetConfig`."""
+
+    endpoint: str
+    model: str | None
+
+
+Candidate = str | tuple[str, str] | RouteTarget
 
 
 def adequate_instance(model: ModelInfo, context_length: int | None) -> LoadedInstance | None:
@@ -194,11 +201,10 @@ class ModelManager:
             return None, candidate
         if isinstance(candidate, tuple):
             return candidate[0], candidate[1]
-        model = getattr(candidate, "model", None)
-        if not model:
+        if not candidate.model:
             raise ConfigurationError(f"candidate {candidate!r} names no model",
                                      hint="give a model id, (endpoint, model), or a target with `model` set")
-        return getattr(candidate, "endpoint", None), str(model)
+        return candidate.endpoint, candidate.model
 
     # -- load / unload -----------------------------------------------------------------------------
 
