@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from collections.abc import AsyncGenerator, Generator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,20 +74,21 @@ class GoogleAuthToken:
 
     def __init__(self, credentials: Any) -> None:
         self.credentials = credentials
-        self._lock = asyncio.Lock()
+        self._lock = threading.Lock()  # a thread lock: callers may run on different event loops
 
     async def token(self) -> str:
-        async with self._lock:
-            if not self.credentials.valid:
-                await asyncio.to_thread(self._refresh)
-            return str(self.credentials.token)
+        if not self.credentials.valid:
+            await asyncio.to_thread(self._refresh)
+        return str(self.credentials.token)
 
     def _refresh(self) -> None:
         import google.auth.exceptions
         import google.auth.transport.requests
 
         try:
-            self.credentials.refresh(google.auth.transport.requests.Request())
+            with self._lock:
+                if not self.credentials.valid:
+                    self.credentials.refresh(google.auth.transport.requests.Request())
         except google.auth.exceptions.TransportError as exc:
             raise NetworkError(f"cannot reach Google's token endpoint to refresh Vertex AI credentials: {exc}",
                                url=str(getattr(self.credentials, "_token_uri", "")),
