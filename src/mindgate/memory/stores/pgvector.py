@@ -5,9 +5,9 @@ Same contract as the SQLite store (see :mod:`mindgate.memory.stores.base`); the 
 runs in one transaction on one pooled connection, so the store is thread-safe. The first call connects,
 creates the pgvector extension if it can, and applies pending schema migrations.
 
-Vector search asks the HNSW index first (approximate, fast on large partitions) and falls back to an
-exact scan of the partition when the index returns fewer than ``k`` rows (a small partition or a
-selective filter, where post-filtering an approximate scan loses results).
+Vector search scans a small partition exactly; in a large one it asks the HNSW index first (approximate)
+and falls back to an exact scan when the index returns fewer than ``k`` rows (a selective filter, where
+post-filtering an approximate scan loses results).
 
 Soft-deleted records keep their vectors (so a migration copies them). An UPDATE whose new text equals
 another live fact in the same exact scope merges into it: the updated record is deleted, as in the
@@ -76,6 +76,9 @@ Records = list[MemoryRecord]
 Scored = list[tuple[MemoryRecord, float]]
 Histories = list[HistoryRecord]
 Results = list[ChangeResult]
+# Up to this many live records a partition is searched exactly: faster than an HNSW scan that then
+# filters out other partitions' rows.
+EXACT_SCAN_MAX = 1000
 # Writes insert their history row in the same statement, from a data-modifying CTE: "{hist} SELECT ...".
 _HIST = "INSERT INTO {} (partition, id, memory_id, event, old_memory, new_memory, created_at, actor)"
 
@@ -320,7 +323,7 @@ class PgVectorStore(MemoryStore):
                 raise self._mismatch(cur.connection, current, self._identity)
             query = check_vector(vector, current.dims, "the query vector")
             rows: list[Any] = []
-            if self.config.hnsw:
+            if self.config.hnsw and not self._small_partition(cur, scope):
                 cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(1000, max(40, 2 * k)))])
                 cur.execute(self._q("SELECT {}, m.embedding <=> %s FROM {memories} m WHERE {} "
                                     "AND m.embedding IS NOT NULL ORDER BY m.embedding <=> %s LIMIT %s",
@@ -332,6 +335,13 @@ class PgVectorStore(MemoryStore):
                                     COLUMNS, where), [query, *params, query, k])
                 rows = cur.fetchall()
         return [(to_record(r), similarity(r[-1])) for r in rows]
+
+    def _small_partition(self, cur: psycopg.Cursor[Any], scope: Scope) -> bool:
+        """Whether the scope's partition holds at most EXACT_SCAN_MAX live records (counted no further)."""
+        cur.execute(self._q("SELECT count(*) FROM (SELECT 1 FROM {memories} WHERE partition = %s "
+                            "AND deleted_at IS NULL LIMIT %s) s"), [scope.partition, EXACT_SCAN_MAX + 1])
+        row = cur.fetchone()
+        return bool(row and row[0] <= EXACT_SCAN_MAX)
 
     def text_search(self, scope: Scope, query: str, k: int,
                     flt: Filter | None = None) -> Scored:
