@@ -238,7 +238,7 @@ def _openai_tool_calls(calls: Any, *, indexed: bool, start: int = 0) -> list[dic
     return out
 
 
-def _finish_reason(done_reason: Any, has_tool_calls: bool) -> str | None:
+def _finish_reason(done_reason: Any, has_tool_calls: bool) -> str:
     if has_tool_calls:
         return "tool_calls"
     return "length" if done_reason == "length" else "stop"
