@@ -50,6 +50,8 @@ def migrate_command(
     counts and checksums. Safe to re-run."""
     console = Console(stderr=True)
     try:
+        if from_ == to:
+            raise ConfigurationError("--from and --to name the same store", hint="migrate into another one")
         source = store_from_url(from_, collection=collection, must_exist=True)
         target = store_from_url(to, collection=collection, must_exist=False)
         with source, target, Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),

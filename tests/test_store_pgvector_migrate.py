@@ -1,0 +1,197 @@
+"""``mindgate migrate`` into PostgreSQL: every memory (soft-deleted ones too), its vector and all history
+are copied without re-embedding, counts and checksums are verified, and running it again (also after
+an interruption) converges to the same state. Real stores on a real server (pgserver)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("psycopg", reason="the pgvector store needs the `postgres` extra (psycopg)")
+
+import psycopg
+import typer
+from psycopg import sql
+from typer.testing import CliRunner
+
+from mindgate.errors import EmbedderMismatchError, StoreError
+from mindgate.memory.commands_migrate import migrate_command
+from mindgate.memory.migrate import digest, export_records, migrate
+from mindgate.memory.stores.base import (
+    AddChange,
+    DeleteChange,
+    MemoryRecord,
+    MemoryStore,
+    Scope,
+    UpdateChange,
+    content_hash,
+)
+from mindgate.memory.stores.pgvector import PgVectorStore
+from mindgate.memory.stores.sqlite import SQLiteStore
+from mindgate.providers.base import EmbedderIdentity
+
+IDENT = EmbedderIdentity("test", "unit-vectors", 8)
+SCOPES = [Scope(user_id="alice"), Scope(user_id="bob", agent_id="helper"), Scope(agent_id="helper"),
+          Scope(run_id="run-1")]
+Factory = Callable[..., PgVectorStore]
+
+
+def embed(text: str) -> np.ndarray:
+    v = np.random.default_rng(abs(hash(text)) % 2**32).standard_normal(8).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def populate(store: MemoryStore, n: int = 24) -> None:
+    """Facts in four kinds of scope with varied metadata, then updates, deletes and a scope wipe."""
+    store.open(IDENT)
+    changes = []
+    for i in range(n):
+        text = f"fact {i}: ünïcode, quotes ' \" and % signs"
+        meta = {"i": i, "ratio": i / 7, "tags": ["a", str(i)], "nested": {"ok": i % 2 == 0}, "none": None}
+        changes.append(AddChange(MemoryRecord(id=f"m{i:03d}", memory=text, hash=content_hash(text),
+                                              scope=SCOPES[i % 4], metadata=meta), embed(text), actor="seed"))
+    store.apply(changes)
+    store.apply([UpdateChange(f"m{i:03d}", SCOPES[i % 4], f"fact {i}, corrected", embed(f"fact {i}, corrected"),
+                              metadata={"corrected": True}) for i in (0, 1, 2)])
+    store.apply([DeleteChange(f"m{i:03d}", SCOPES[i % 4], actor="cleanup") for i in (4, 5)])
+    store.delete_scope(Scope(run_id="run-1"))
+
+
+def snapshot(store: MemoryStore) -> list[tuple[Any, ...]]:
+    """Everything a user can read back, per record, deleted ones included."""
+    out = []
+    for rec, vector, deleted in export_records(store):
+        out.append((rec.id, rec.memory, rec.hash, rec.scope, rec.metadata, rec.created_at, rec.updated_at, deleted,
+                    None if vector is None else vector.tobytes(),
+                    [h.to_result() for h in store.history(rec.id)]))
+    return out
+
+
+@pytest.fixture
+def source(pg_store_factory: Factory) -> PgVectorStore:
+    store = pg_store_factory()
+    populate(store)
+    return store
+
+
+def test_migrate_copies_everything_and_verifies_it(source: PgVectorStore, pg_store_factory: Factory) -> None:
+    target = pg_store_factory()
+    events: list[tuple[str, int, int]] = []
+    report = migrate(source, target, progress=lambda *e: events.append(e), batch_size=5)
+
+    assert (report.records, report.deleted, report.vectors, report.history) == (24, 8, 24, 35)
+    assert report.identity == IDENT and target.recorded_identity() == IDENT
+    assert report.checksum == digest(source).checksum == digest(target).checksum
+    assert snapshot(target) == snapshot(source)
+    assert {phase for phase, _, _ in events} == {"records", "history", "verify"}
+    assert ("records", 24, 24) in events and ("history", 35, 35) in events and ("verify", 59, 59) in events
+    query = embed("fact 9: ünïcode, quotes ' \" and % signs")
+    for scope in SCOPES:
+        assert [(r.id, round(s, 5)) for r, s in target.vector_search(scope, query, 5)] == \
+            [(r.id, round(s, 5)) for r, s in source.vector_search(scope, query, 5)]
+        assert [r.id for r, _ in target.text_search(scope, "corrected quotes", 5)] == \
+            [r.id for r, _ in source.text_search(scope, "corrected quotes", 5)]
+
+
+def test_running_it_again_changes_nothing(source: PgVectorStore, pg_store_factory: Factory) -> None:
+    target = pg_store_factory()
+    first = migrate(source, target)
+    before = snapshot(target)
+    second = migrate(source, target)
+    assert (second.records, second.history, second.checksum) == (first.records, first.history, first.checksum)
+    assert snapshot(target) == before
+
+
+def test_an_interrupted_migration_completes_when_run_again(source: PgVectorStore, pg_store_factory: Factory) -> None:
+    target = pg_store_factory()
+    target.open(IDENT)
+    target.import_records(list(export_records(source))[:10])  # as if the first run died after a batch
+    target.import_history(list(source.iter_history())[:4])
+    assert digest(target).records == 10
+    report = migrate(source, target)
+    assert report.records == 24 and snapshot(target) == snapshot(source)
+
+
+def test_a_target_holding_other_memories_fails_verification(source: PgVectorStore, pg_store_factory: Factory) -> None:
+    target = pg_store_factory()
+    target.open(IDENT)
+    target.apply([AddChange(MemoryRecord(id="zzz-foreign", memory="not from the source",
+                                         hash=content_hash("not from the source"), scope=Scope(user_id="eve")),
+                            embed("foreign"))])
+    with pytest.raises(StoreError, match=r"records: source 24, target 25.*history: source 35, target 36"):
+        migrate(source, target)
+
+
+def test_a_target_with_another_embedder_is_refused(source: PgVectorStore, pg_store_factory: Factory) -> None:
+    target = pg_store_factory()
+    target.open(EmbedderIdentity("test", "other", 4))
+    with pytest.raises(EmbedderMismatchError):
+        migrate(source, target)
+    assert sum(1 for _ in target.iter_records(include_deleted=True)) == 0
+
+
+def test_a_source_that_was_never_used_is_refused(pg_store_factory: Factory) -> None:
+    with pytest.raises(StoreError, match="no recorded embedder"):
+        migrate(pg_store_factory(), pg_store_factory())
+
+
+def test_sqlite_to_pgvector(tmp_path: Path, pg_store_factory: Factory) -> None:
+    if SQLiteStore.iter_vectors is MemoryStore.iter_vectors or \
+            SQLiteStore.recorded_identity is MemoryStore.recorded_identity:
+        pytest.skip("SQLiteStore does not implement iter_vectors() / recorded_identity() yet")
+    sqlite = SQLiteStore(tmp_path / "memory.db")
+    populate(sqlite)
+    target = pg_store_factory()
+    report = migrate(sqlite, target)
+    assert report.records == 24 and report.history == 35
+    assert report.checksum == digest(target).checksum
+
+
+# -- the CLI command -------------------------------------------------------------------------------
+
+@pytest.fixture
+def other_database(pg_dsn: str) -> Iterator[str]:
+    """A postgresql:// URL of a second, empty database on the session's server."""
+    name = f"mg_cli_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    host = psycopg.conninfo.conninfo_to_dict(pg_dsn)["host"]
+    yield f"postgresql://postgres@/{name}?host={host}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    app.command("migrate")(migrate_command)
+    return app
+
+
+def test_the_command_copies_between_databases_and_reports(source: PgVectorStore, pg_dsn: str,
+                                                          other_database: str) -> None:
+    host = psycopg.conninfo.conninfo_to_dict(pg_dsn)["host"]
+    result = CliRunner().invoke(cli(), ["migrate", "--from", f"postgresql://postgres@/postgres?host={host}",
+                                        "--to", other_database, "--collection", source.collection])
+    assert result.exit_code == 0, result.output
+    assert "copy verified" in result.output and "checksum" in result.output
+    copied = PgVectorStore(source.config.model_copy(update={"dsn": other_database}))
+    try:
+        assert snapshot(copied) == snapshot(source)
+    finally:
+        copied.close()
+
+
+@pytest.mark.parametrize(("source_url", "message"), [
+    ("sqlite:/no/such/dir/memory.db", "there is no SQLite store at /no/such/dir/memory.db"),
+    ("mysql://root@localhost/db", "unknown store 'mysql'"),
+])
+def test_the_command_explains_a_bad_source(source_url: str, message: str, other_database: str) -> None:
+    result = CliRunner().invoke(cli(), ["migrate", "--from", source_url, "--to", other_database])
+    assert result.exit_code == 1
+    assert "migration failed" in result.output and message in result.output.replace("\n", "")
