@@ -84,7 +84,7 @@ def test_context_overflow_is_a_clear_error() -> None:
 
 def test_registry_builds_the_local_engine_and_rejects_a_missing_file(tmp_path: Path) -> None:
     model = create_chat_model("local", ProviderConfig(n_ctx=512, n_threads=1, temperature=0.3))
-    assert isinstance(model, LlamaCppChatModel) and model.context_length == 512 and not model.loaded
+    assert isinstance(model, LlamaCppChatModel) and model.context_length == 512
     assert model.defaults == {"temperature": 0.3}
     with pytest.raises(ConfigurationError, match="GGUF model file not found"):
         create_chat_model("local", ProviderConfig(model_path=str(tmp_path / "missing.gguf")))

@@ -12,6 +12,7 @@ import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from mindgate._assets import (
     default_gguf_path,
 )
 from mindgate.config import ProviderConfig
-from mindgate.errors import ConfigurationError, ProviderError
+from mindgate.errors import ConfigurationError, ContextOverflowError, ProviderError
+from mindgate.models.local_pool import default_pool
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
 from mindgate.providers.openai_compat import sampling_defaults
 
@@ -53,8 +55,6 @@ class LlamaCppChatModel(ChatModel):
         self.model_path = path
         self.n_ctx = n_ctx
         self.n_threads = n_threads or _default_threads()
-        self._llama: Any = None
-        self._lock = threading.Lock()
 
     @property
     def endpoint_key(self) -> str:
@@ -66,29 +66,21 @@ class LlamaCppChatModel(ChatModel):
 
     @property
     def loaded(self) -> bool:
-        return self._llama is not None
+        return default_pool().find(self.model_path, n_ctx=self.n_ctx) is not None
 
-    def _ensure_loaded(self) -> Any:
-        if self._llama is None:
-            try:
-                from llama_cpp import Llama
-            except ImportError:
-                raise ConfigurationError("the local chat engine needs llama-cpp-python",
-                                         hint="pip install 'mindgate[local]'") from None
-            try:
-                self._llama = Llama(model_path=str(self.model_path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                    n_threads_batch=self.n_threads, verbose=False)
-            except (ValueError, RuntimeError) as exc:
-                raise ProviderError(f"llama.cpp could not load {self.model_path}: {exc}", provider="local",
-                                    retryable=False, hint="check that the file is a valid GGUF model") from None
-        return self._llama
+    @contextmanager
+    def _llama(self) -> Iterator[Any]:
+        """Exclusive use of the loaded model, from the process-wide pool (loads on first use)."""
+        try:
+            with default_pool().lease(self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads) as llama:
+                yield llama
+        except ImportError:
+            raise ConfigurationError("the local chat engine needs llama-cpp-python",
+                                     hint="pip install 'mindgate[local]'") from None
 
     def unload(self) -> None:
         """Free the model's memory; the next call loads it again."""
-        with self._lock:
-            if self._llama is not None:
-                self._llama.close()
-                self._llama = None
+        default_pool().unload(self.model_path, n_ctx=self.n_ctx)
 
     def _kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
         opts = self._options(options)
@@ -101,8 +93,8 @@ class LlamaCppChatModel(ChatModel):
         return opts
 
     def _complete_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            llama = self._ensure_loaded()
+        with self._llama() as llama:
+            self._check_declared_context(llama, messages)
             try:
                 return dict(llama.create_chat_completion(messages=messages, **kwargs))
             except ValueError as exc:
@@ -123,8 +115,8 @@ class LlamaCppChatModel(ChatModel):
                             raw=data)
 
     def _stream_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        with self._lock:
-            llama = self._ensure_loaded()
+        with self._llama() as llama:
+            self._check_declared_context(llama, messages)
             try:
                 yield from llama.create_chat_completion(messages=messages, stream=True, **kwargs)
             except ValueError as exc:
@@ -167,16 +159,27 @@ class LlamaCppChatModel(ChatModel):
         finally:
             stop.set()
 
+    def _check_declared_context(self, llama: Any, messages: Sequence[Message]) -> None:
+        """The pool may lend an instance with a larger context than this model declares; keep the
+        declared window (llama.cpp checks it itself when the sizes are equal)."""
+        if llama.n_ctx() > self.n_ctx and (needed := self._count_with(llama, messages)) > self.n_ctx:
+            raise ContextOverflowError(f"the prompt needs about {needed} tokens; the local model's context is "
+                                       f"{self.n_ctx}", needed=needed, available=self.n_ctx,
+                                       hint="shorten the conversation or raise `n_ctx`")
+
     def _count_blocking(self, messages: Sequence[Message]) -> int:
-        with self._lock:
-            llama = self._ensure_loaded()
-            total = 2
-            for message in messages:
-                content = message.get("content") or ""
-                if not isinstance(content, str):
-                    content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-                total += 4 + len(llama.tokenize(content.encode("utf-8"), add_bos=False, special=True))
-            return total
+        with self._llama() as llama:
+            return self._count_with(llama, messages)
+
+    @staticmethod
+    def _count_with(llama: Any, messages: Sequence[Message]) -> int:
+        total = 2
+        for message in messages:
+            content = message.get("content") or ""
+            if not isinstance(content, str):
+                content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+            total += 4 + len(llama.tokenize(content.encode("utf-8"), add_bos=False, special=True))
+        return total
 
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
         """Prompt tokens with the model's own tokenizer, plus 4 per message and 2 for the reply's
@@ -188,8 +191,6 @@ class LlamaCppChatModel(ChatModel):
 
 
 def _local_error(exc: ValueError, n_ctx: int) -> Exception:
-    from mindgate.errors import ContextOverflowError
-
     text = str(exc)
     if "context window" in text or "exceed" in text:
         return ContextOverflowError(f"the prompt does not fit the local model's context ({text})",
