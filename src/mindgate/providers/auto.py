@@ -5,7 +5,7 @@ A :class:`~mindgate.routing.router.Router` over:
 1. LM Studio on ``localhost:1234`` -- the configured ``model``, else the first non-embedding id its
    ``/v1/models`` lists;
 2. Ollama on ``localhost:11434`` (or ``OLLAMA_HOST``) -- the configured ``model`` when it has it, else the
-   first non-embedding model ``/api/tags`` lists, spoken to through its OpenAI-compatible ``/v1``;
+   first non-embedding model ``/api/tags`` lists (chat through :mod:`mindgate.providers.ollama`);
 3. OpenAI, only when ``OPENAI_API_KEY`` is set;
 4. the in-process llama.cpp engine (SmolLM2-135M-Instruct unless ``model_path`` says otherwise).
 
@@ -16,7 +16,6 @@ nothing running pays one refused connection per server and then answers from the
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -26,7 +25,7 @@ from mindgate.errors import ModelNotFoundError
 from mindgate.providers import lmstudio
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.providers.local import LlamaCppChatModel
-from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient, ServerProfile, sampling_defaults
+from mindgate.providers.openai_compat import OpenAICompatClient, sampling_defaults
 from mindgate.routing.retry import RetryPolicy
 from mindgate.routing.router import Router, Target
 
@@ -35,9 +34,6 @@ OLLAMA_URL = "http://localhost:11434"
 LOCAL_CONNECT_TIMEOUT = 0.4
 LOCAL_BREAKER_COOLDOWN = 15.0
 
-OLLAMA_PROFILE = ServerProfile(
-    provider="ollama", display="Ollama", start_hint="start it with `ollama serve`",
-    model_hint="pull one with `ollama pull MODEL`", structured_modes=("json_schema", "json_object", "text"))
 _EMBEDDING_FAMILIES = {"bert", "nomic-bert"}
 
 
@@ -134,9 +130,14 @@ def ollama_target(config: ProviderConfig, url: str | None = None) -> Target:
     connect_timeout = min(config.connect_timeout, LOCAL_CONNECT_TIMEOUT)
 
     async def resolve() -> ChatModel:
-        client = OpenAICompatClient(f"{root}/v1", profile=OLLAMA_PROFILE, timeout=config.timeout,
-                                    connect_timeout=connect_timeout)
-        tags = await client.request_json("GET", f"{root}/api/tags", timeout=5.0)
+        from mindgate.providers import ollama
+
+        client = ollama.OllamaClient(root, profile=ollama.PROFILE, timeout=config.timeout,
+                                     connect_timeout=connect_timeout)
+        try:
+            tags = await client.request_json("GET", "/api/tags", timeout=5.0)
+        finally:
+            await client.aclose()
         entries = tags.get("models", []) if isinstance(tags, dict) else []
         names = [str(m.get("name") or m.get("model")) for m in entries
                  if isinstance(m, dict) and not _is_embedding(str(m.get("name", "")))
@@ -146,13 +147,9 @@ def ollama_target(config: ProviderConfig, url: str | None = None) -> Target:
                                      hint="pull one with `ollama pull llama3.2`")
         wanted = config.model
         model = next((n for n in names if wanted and n in (wanted, f"{wanted}:latest")), names[0])
-        if importlib.util.find_spec("mindgate.providers.ollama") is not None:
-            from mindgate.providers import create_chat_model
-
-            settings = config.model_copy(update={"model": model, "ollama_base_url": root,
-                                                 "connect_timeout": connect_timeout})
-            return create_chat_model("ollama", settings)
-        return OpenAICompatChatModel(client, model, defaults=sampling_defaults(config), extra_body=config.model_kwargs)
+        settings = config.model_copy(update={"model": model, "ollama_base_url": root,
+                                             "connect_timeout": connect_timeout})
+        return ollama.chat_model(settings)
 
     return Target(LazyChatModel("ollama", root, resolve), name="ollama", breaker_failures=1,
                   breaker_cooldown=LOCAL_BREAKER_COOLDOWN)
