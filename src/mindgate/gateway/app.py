@@ -20,7 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from mindgate import __version__
 from mindgate.config import MindgateConfig
-from mindgate.gateway import routes_health, routes_memory, routes_openai
+from mindgate.gateway import routes_health, routes_memory, routes_openai, ui
 from mindgate.gateway.auth import KeyRing
 from mindgate.gateway.limits import BodySizeLimit
 from mindgate.gateway.memory_chat import MemoryWriter
@@ -108,6 +108,7 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     app.include_router(routes_openai.router)
     app.include_router(routes_memory.router)
     app.include_router(routes_health.router)
+    ui.install(app)  # the /ui dashboard (gateway/ui.py)
     app.add_middleware(BodySizeLimit, max_bytes=config.gateway.max_body_bytes)
     if config.gateway.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.gateway.cors_origins, allow_methods=["*"],

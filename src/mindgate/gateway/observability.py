@@ -76,6 +76,8 @@ class Metrics:
         self.rate_limited: Counter[str] = Counter()
         self.upstream_errors: Counter[str] = Counter()
         self.started = time.time()
+        # called as observer(route, method, status, seconds) after each request (e.g. the /ui time series)
+        self.observers: list[Callable[[str, str, int, float], None]] = []
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests[(route, method, status)] += 1
@@ -83,6 +85,8 @@ class Metrics:
         if histogram is None:
             histogram = self.latency[route] = Histogram()
         histogram.observe(seconds)
+        for observer in self.observers:
+            observer(route, method, status, seconds)
 
     def observe_tokens(self, model: str, prompt: int, completion: int) -> None:
         if prompt:
