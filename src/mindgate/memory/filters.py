@@ -107,13 +107,18 @@ def _field_conditions(field: str, value: Any) -> list[Filter]:
         elif name in ("contains", "icontains"):
             if not isinstance(operand, (str, int, float)) or isinstance(operand, bool):
                 raise FilterError(f"operator {name!r} on {field!r} takes a string or number, got {operand!r}")
-            out.append(Condition(field, name, operand))
+            out.append(Condition(field, name, _scalar(field, name, operand)))
         else:
             out.append(Condition(field, name, _scalar(field, name, operand)))
     return out
 
 
 def _scalar(field: str, op: str, value: Any) -> Scalar:
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        raise FilterError(f"filter value for {field!r} ({op}) is outside the 64-bit integer range: {value}")
+    if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
+        raise FilterError(f"filter value for {field!r} ({op}) holds a lone surrogate: {value!r}",
+                          hint="send proper UTF-8 text")
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):

@@ -12,6 +12,7 @@ from mindgate.memory.stores.base import Scope
 ROLES = ("system", "user", "assistant", "tool", "developer")
 MAX_TEXT_CHARS = 100_000
 MAX_METADATA_BYTES = 64 * 1024
+MAX_METADATA_DEPTH = 32
 SCOPE_KEYS = ("user_id", "agent_id", "run_id")
 
 
@@ -40,9 +41,35 @@ def normalize_messages(messages: Any) -> list[dict[str, Any]]:
         message: dict[str, Any] = {"role": role, "content": content}
         for key in ("id", "message_id", "turn_id", "name"):
             if item.get(key) is not None:
-                message[key] = item[key]
+                message[key] = _message_ref(item[key], i, key)
         out.append(message)
     return out
+
+
+def _message_ref(value: Any, index: int, key: str) -> str | int:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
+        return value
+    if isinstance(value, str) and len(value) <= 1024:
+        return check_text(f"message {index} {key}", value)
+    raise InvalidRequestError(f"message {index} {key} must be a string (at most 1024 characters) or a 64-bit "
+                              f"integer, got {type(value).__name__}")
+
+
+def check_text(what: str, text: str) -> str:
+    """``text`` itself, or :class:`InvalidRequestError` when it cannot be stored as UTF-8 (lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(f"{what} is not valid Unicode: it holds a lone surrogate ({text[exc.start]!r} at "
+                                  f"position {exc.start})",
+                                  hint="send proper UTF-8 text; U+D800-U+DFFF alone cannot be stored") from None
+    return text
+
+
+def check_memory_id(memory_id: Any) -> str:
+    if not isinstance(memory_id, str) or not memory_id:
+        raise InvalidRequestError(f"memory_id must be a non-empty string, got {memory_id!r}")
+    return check_text("memory_id", memory_id)
 
 
 def _text_of(content: Any, index: int) -> str:
@@ -58,7 +85,7 @@ def _text_of(content: Any, index: int) -> str:
     if len(text) > MAX_TEXT_CHARS:
         raise InvalidRequestError(f"message {index} is {len(text)} characters long; the limit is {MAX_TEXT_CHARS}",
                                   hint="split it into several messages")
-    return text
+    return check_text(f"message {index}", text)
 
 
 def message_ref(message: dict[str, Any]) -> Any:
@@ -79,13 +106,25 @@ def validate_metadata(metadata: Any) -> dict[str, Any]:
             raise InvalidRequestError(f"metadata keys must be non-empty strings, got {key!r}")
         if key in SCOPE_KEYS:
             raise InvalidRequestError(f"metadata may not contain {key!r}", hint=f"pass {key}= as an argument instead")
+    if _depth(metadata) > MAX_METADATA_DEPTH:
+        raise InvalidRequestError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels",
+                                  hint="flatten it; filters address top-level keys")
     try:
-        encoded = json.dumps(metadata, allow_nan=False)
+        encoded = json.dumps(metadata, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidRequestError(f"metadata must be JSON-serialisable with finite numbers: {exc}") from None
-    if len(encoded) > MAX_METADATA_BYTES:
-        raise InvalidRequestError(f"metadata is {len(encoded)} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
+    size = len(check_text("metadata", encoded).encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise InvalidRequestError(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
     return dict(metadata)
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    """How deeply dicts and lists nest in ``value`` (a scalar: 0), counted no further than past the limit."""
+    if not isinstance(value, dict | list) or level > MAX_METADATA_DEPTH:
+        return level
+    items = value.values() if isinstance(value, dict) else value
+    return max([level + 1, *(_depth(v, level + 1) for v in items)])
 
 
 def scope_from(user_id: str | None, agent_id: str | None, run_id: str | None,

@@ -21,6 +21,8 @@ from mindgate.memory.extraction import DECISION_SCHEMA, Decision, build_messages
 from mindgate.memory.filters import parse_filters
 from mindgate.memory.inputs import (
     check_limit,
+    check_memory_id,
+    check_text,
     check_threshold,
     message_ref,
     normalize_messages,
@@ -204,6 +206,7 @@ class AsyncMemory:
         """Replace a memory's text (and metadata, when given). With a scope, the memory must be in it."""
         if not isinstance(data, str) or not data.strip():
             raise InvalidRequestError("update needs the new memory text as a non-empty string")
+        check_text("the new memory text", data)
         meta = validate_metadata(metadata) if metadata is not None else None
         await self._ready()
         record = await self._get_record(memory_id, _optional_scope(user_id, agent_id, run_id))
@@ -235,8 +238,7 @@ class AsyncMemory:
     # -- reads -----------------------------------------------------------------------------------------
 
     async def _get_record(self, memory_id: str, scope: Scope | None) -> MemoryRecord:
-        if not isinstance(memory_id, str) or not memory_id:
-            raise InvalidRequestError(f"memory_id must be a non-empty string, got {memory_id!r}")
+        check_memory_id(memory_id)
         record = await asyncio.to_thread(self.store.get, memory_id, scope)
         if record is None:
             raise NotFoundError(f"memory {memory_id!r} not found" + (" in this scope" if scope else ""),
@@ -246,8 +248,7 @@ class AsyncMemory:
     async def get(self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
                   run_id: str | None = None) -> dict[str, Any] | None:
         """One live memory, or None (also when a scope is given and the memory is outside it)."""
-        if not isinstance(memory_id, str) or not memory_id:
-            raise InvalidRequestError(f"memory_id must be a non-empty string, got {memory_id!r}")
+        check_memory_id(memory_id)
         await self._ready()
         record = await asyncio.to_thread(self.store.get, memory_id, _optional_scope(user_id, agent_id, run_id))
         return record.to_result() if record else None
@@ -258,8 +259,8 @@ class AsyncMemory:
         scope, rest = scope_from(user_id, agent_id, run_id, filters)
         flt = parse_filters(rest)
         check_limit("limit", limit)
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            raise InvalidRequestError(f"offset must be a non-negative integer, got {offset!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**63:
+            raise InvalidRequestError(f"offset must be a non-negative 64-bit integer, got {offset!r}")
         await self._ready()
         records = await asyncio.to_thread(self.store.list, scope, flt, limit=limit, offset=offset)
         return {"results": [r.to_result() for r in records]}
@@ -282,6 +283,7 @@ class AsyncMemory:
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidRequestError("query must be a non-empty string")
+        check_text("query", query)
         if mode not in ("hybrid", "vector", "text"):
             raise InvalidRequestError(f"mode must be hybrid, vector or text, got {mode!r}")
         scope, rest = scope_from(user_id, agent_id, run_id, filters)
@@ -313,6 +315,7 @@ class AsyncMemory:
                       run_id: str | None = None) -> list[dict[str, Any]]:
         """Every change to a memory, oldest first (deleted memories too). With a scope, the memory must be
         in it; without one, an unknown id has an empty history (mem0's behaviour)."""
+        check_memory_id(memory_id)
         scope = _optional_scope(user_id, agent_id, run_id)
         await self._ready()
         if scope is not None:

@@ -264,6 +264,16 @@ def parse_chat_chunk(event: dict[str, Any], wire: bytes | None = None) -> ChatCh
                      if usage else None, raw=event, wire=wire)
 
 
+def _malformed(data: Any, part: str) -> bool:
+    """Whether a completion (``part="message"``) or chunk (``"delta"``) is not OpenAI-shaped where the parsers
+    look: ``choices`` a list of objects whose ``message``/``delta`` and ``usage`` are objects when present."""
+    if not isinstance(data, dict):
+        return True
+    choices = data.get("choices") or []
+    return not isinstance(choices, list) or not isinstance(data.get("usage") or {}, dict) or any(
+        not isinstance(c, dict) or not isinstance(c.get(part) or {}, dict) for c in choices)
+
+
 class OpenAICompatChatModel(ChatModel):
     """Chat over ``POST {base_url}/chat/completions``."""
 
@@ -301,11 +311,17 @@ class OpenAICompatChatModel(ChatModel):
         if not isinstance(data, dict) or not data.get("choices"):
             raise ProviderError(f"{self.client.profile.display} returned a completion without choices: "
                                 f"{str(data)[:200]}", provider=self.provider, retryable=True)
+        if _malformed(data, "message"):
+            raise ProviderError(f"{self.client.profile.display} returned a malformed completion: {str(data)[:200]}",
+                                provider=self.provider, retryable=True)
         return parse_chat_response(data, self.model)
 
     async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
         body = self._body(messages, options, stream=True)
         async for wire, event in self.client.stream_sse("/chat/completions", body, model=self.model):
+            if _malformed(event, "delta"):
+                raise ProviderError(f"{self.client.profile.display} sent a malformed stream event: {wire[:200]!r}",
+                                    provider=self.provider, retryable=True)
             yield parse_chat_chunk(event, wire)
 
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:

@@ -61,6 +61,9 @@ class Scope:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > 256):
                 raise ScopeError(f"{name} must be a non-empty string of at most 256 characters, got {value!r}")
+            if value is not None and any(c < " " or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in value):
+                # control characters would make Scope.key ambiguous (it joins ids with \x1f)
+                raise ScopeError(f"{name} must not contain control characters or lone surrogates, got {value!r}")
         if not (self.user_id or self.agent_id or self.run_id):
             raise ScopeError("no scope given: pass at least one of user_id, agent_id or run_id",
                              hint='e.g. memory.add(messages, user_id="alice")')
