@@ -185,6 +185,9 @@ def test_the_command_copies_between_databases_and_reports(source: PgVectorStore,
         assert snapshot(copied) == snapshot(source)
     finally:
         copied.close()
+    with psycopg.connect(other_database) as conn:  # copied without the HNSW index, which is built at the end
+        index = conn.execute("SELECT to_regclass(%s)", [f'"{source.collection}_mem_hnsw"']).fetchone()
+    assert index is not None and index[0] is not None
 
 
 @pytest.mark.parametrize(("source_url", "message"), [
