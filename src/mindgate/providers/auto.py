@@ -102,7 +102,10 @@ def lmstudio_target(config: ProviderConfig, url: str = LMSTUDIO_URL) -> Target:
                                     connect_timeout=min(config.connect_timeout, LOCAL_CONNECT_TIMEOUT))
         model = config.model
         if not model:
-            listed = await client.list_models()
+            # not client.list_models(): its per-request timeout would replace the short connect timeout
+            data = await client.request_json("GET", "/models")
+            items = data.get("data", []) if isinstance(data, dict) else []
+            listed = [str(m["id"]) for m in items if isinstance(m, dict) and "id" in m]
             chat = [m for m in listed if not _is_embedding(m)]
             if not chat:
                 raise ModelNotFoundError(f"LM Studio at {url} lists no chat model", available=listed,
@@ -135,7 +138,7 @@ def ollama_target(config: ProviderConfig, url: str | None = None) -> Target:
         client = ollama.OllamaClient(root, profile=ollama.PROFILE, timeout=config.timeout,
                                      connect_timeout=connect_timeout)
         try:
-            tags = await client.request_json("GET", "/api/tags", timeout=5.0)
+            tags = await client.request_json("GET", "/api/tags")
         finally:
             await client.aclose()
         entries = tags.get("models", []) if isinstance(tags, dict) else []

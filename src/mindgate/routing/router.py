@@ -374,7 +374,9 @@ class Router(ChatModel):
         """Whether the request may go to ``slot``: it fits the context and the breaker lets it through."""
         window = slot.target.context_window
         if window is not None and byte_bound(messages) + max_tokens > window:
-            counted = await self.counter.count(messages, slot.target.model)
+            # an open target's tokenizer is not asked: its server is likely down
+            model = None if slot.breaker.state is BreakerState.OPEN else slot.target.model
+            counted = await self.counter.count(messages, model)
             if counted.tokens + max_tokens > window:
                 how = "counted" if counted.exact else "estimated"
                 outcomes.append(_Outcome(slot, "context", f"needs {counted.tokens} prompt ({how}) + {max_tokens} "

@@ -1,0 +1,149 @@
+"""The `auto` chat provider: LM Studio, then Ollama, then OpenAI (with a key), then the in-process engine.
+
+LM Studio and Ollama cannot run here: their contract fakes (tests/fakes/) stand in; the in-process engine is
+the real llama.cpp on the shipped SmolLM2.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from fakes import LMStudioFake, LMStudioModel
+from fakes.ollama_chat import OllamaChatFake
+from mindgate.config import MindgateConfig, ProviderConfig
+from mindgate.errors import ConfigurationError
+from mindgate.providers import create_chat_model
+from mindgate.providers.auto import auto_router, ollama_url
+from mindgate.routing import Router
+from routing_helpers import closed_port_url
+
+ASK = [{"role": "user", "content": "Say hello."}]
+LOCAL = ProviderConfig(n_ctx=512, n_threads=1)
+
+
+def row(router: Router, name: str) -> dict[str, Any]:
+    return next(r for r in router.status() if r["name"] == name)
+
+
+@pytest.fixture
+def ollama_chat_fake() -> Iterator[OllamaChatFake]:
+    fake = OllamaChatFake().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def blackhole() -> Iterator[str]:
+    """A loopback port whose accept queue is full: new connections are never completed (a connect timeout)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        for filler in fillers:
+            filler.close()
+        server.close()
+
+
+def test_lmstudio_first_with_the_first_chat_model_it_lists(lmstudio_fake: LMStudioFake) -> None:
+    router = auto_router(LOCAL, lmstudio_url=f"{lmstudio_fake.base_url}/v1", ollama_url=closed_port_url(),
+                         use_openai=False)
+    assert [t.name for t in router.targets] == ["lmstudio", "ollama", "local"]
+    assert lmstudio_fake.requests == []  # nothing is looked up before first use
+    listed = httpx.get(f"{lmstudio_fake.base_url}/v1/models").json()["data"]
+    first_chat = next(m["id"] for m in listed if "embed" not in m["id"])
+
+    response = router.complete(ASK, max_tokens=8)
+    assert response.content == "echo: Say hello."
+    chat = lmstudio_fake.requests_to("/v1/chat/completions")
+    assert len(chat) == 1 and chat[0].json["model"] == first_chat
+    assert row(router, "lmstudio")["model"] == first_chat and row(router, "lmstudio")["state"] == "closed"
+    assert row(router, "ollama")["requests"] == 0
+
+
+def test_configured_model_is_used_on_lmstudio(lmstudio_fake: LMStudioFake) -> None:
+    router = auto_router(ProviderConfig(model="llama-3.2-1b-instruct", n_ctx=512, n_threads=1),
+                         lmstudio_url=f"{lmstudio_fake.base_url}/v1", ollama_url=closed_port_url(), use_openai=False)
+    router.complete(ASK, max_tokens=8)
+    assert lmstudio_fake.requests_to("/v1/models") == []  # a configured model needs no listing
+    assert lmstudio_fake.requests_to("/v1/chat/completions")[-1].json["model"].startswith("llama-3.2-1b-instruct")
+
+
+def test_lmstudio_with_only_embedding_models_falls_through_to_ollama(ollama_chat_fake: OllamaChatFake) -> None:
+    embeddings_only = LMStudioFake(models=[LMStudioModel("text-embedding-nomic-embed-text-v1.5", type="embedding",
+                                                         embedding_dims=768)]).start()
+    try:
+        router = auto_router(LOCAL, lmstudio_url=f"{embeddings_only.base_url}/v1",
+                             ollama_url=ollama_chat_fake.base_url, use_openai=False)
+        response = router.complete(ASK, max_tokens=8)
+        assert response.content
+        assert embeddings_only.requests_to("/v1/chat/completions") == []
+        assert row(router, "lmstudio")["errors"] == {"model_not_found": 1}
+        chat = ollama_chat_fake.requests_to("/api/chat")
+        assert len(chat) == 1 and chat[0].json["model"] == "llama3.2:latest"  # first non-embedding tag
+    finally:
+        embeddings_only.stop()
+
+
+def test_nothing_running_answers_from_the_in_process_engine_and_skips_servers_after() -> None:
+    router = auto_router(LOCAL, lmstudio_url=closed_port_url(), ollama_url=closed_port_url(), use_openai=False)
+    response = router.complete(ASK, max_tokens=8)
+    assert response.content is not None and response.model == "SmolLM2-135M-Instruct"
+    for name in ("lmstudio", "ollama"):
+        assert row(router, name)["state"] == "open" and row(router, name)["errors"] == {"network": 1}
+    attempts = [r["requests"] for r in router.status()]
+    start = time.perf_counter()
+    router.complete(ASK, max_tokens=4)
+    elapsed = time.perf_counter() - start
+    after = [r["requests"] for r in router.status()]
+    assert after[:2] == attempts[:2] and after[2] == attempts[2] + 1  # the breakers remember
+    assert elapsed < 5.0
+    router.close()
+
+
+def test_unreachable_local_server_costs_at_most_the_short_connect_timeout(
+        blackhole: str, ollama_chat_fake: OllamaChatFake) -> None:
+    router = auto_router(LOCAL, lmstudio_url=blackhole, ollama_url=ollama_chat_fake.base_url, use_openai=False)
+    start = time.perf_counter()
+    assert router.complete(ASK, max_tokens=4).content
+    assert 0.4 <= time.perf_counter() - start < 2.0
+    lmstudio = row(router, "lmstudio")
+    assert lmstudio["state"] == "open"
+    assert "connect timed out after 0.4s" in lmstudio["last_error"]
+
+
+def test_openai_joins_the_chain_only_with_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert [t.name for t in auto_router(LOCAL).targets] == ["lmstudio", "ollama", "local"]
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert [t.name for t in auto_router(LOCAL).targets] == ["lmstudio", "ollama", "openai", "local"]
+
+
+def test_ollama_host_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "0.0.0.0:11500")
+    assert ollama_url() == "http://127.0.0.1:11500"
+    monkeypatch.setenv("OLLAMA_HOST", "http://gpu-box:11434/")
+    assert ollama_url() == "http://gpu-box:11434"
+
+
+def test_auto_is_what_the_registry_and_the_default_chain_build() -> None:
+    model = create_chat_model("auto", ProviderConfig(n_ctx=512))
+    assert isinstance(model, Router) and model.model == "auto"
+    assert isinstance(Router.from_config("auto", MindgateConfig.from_dict({}, env=False)), Router)
+    with pytest.raises(ConfigurationError, match="no routing chain named 'nope'"):
+        Router.from_config("nope", MindgateConfig.from_dict({}, env=False))
