@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -200,14 +201,19 @@ class PgVectorStore(MemoryStore):
                     metadata_jsonb(c.metadata) if isinstance(c, UpdateChange) and c.metadata is not None else None
                     for c in changes]
         now = utcnow()
+        add_ids = [c.record.id for c in changes if isinstance(c, AddChange)]
         with self._tx() as cur:
             self._writable(cur)
-            return [self._apply_one(cur, *item, now) for item in zip(changes, vectors, metadata, strict=True)]
+            taken: set[str] = set()
+            if add_ids:  # ids are unique across partitions; one (multi-shard) lookup per batch
+                cur.execute(self._q("SELECT id FROM {memories} WHERE id = ANY(%s)"), [add_ids])
+                taken = {r[0] for r in cur.fetchall()}
+            return [self._apply_one(cur, *item, now, taken) for item in zip(changes, vectors, metadata, strict=True)]
 
     def _apply_one(self, cur: psycopg.Cursor[Any], change: Change, vector: Any, metadata: Jsonb | None,
-                   now: datetime) -> ChangeResult:
+                   now: datetime, taken: set[str]) -> ChangeResult:
         if isinstance(change, AddChange):
-            return self._add(cur, change, vector, metadata, now)
+            return self._add(cur, change, vector, metadata, now, taken)
         where, params = scope_sql(change.scope)
         new_hash = content_hash(change.memory) if isinstance(change, UpdateChange) else ""
         # Does the new text equal another live fact in the same exact scope? Then the update merges into
@@ -238,27 +244,30 @@ class PgVectorStore(MemoryStore):
         return ChangeResult(change.id, old, "DELETE")
 
     def _add(self, cur: psycopg.Cursor[Any], change: AddChange, vector: Any, metadata: Jsonb | None,
-             now: datetime) -> ChangeResult:
+             now: datetime, taken: set[str]) -> ChangeResult:
         rec, scope = change.record, change.record.scope
-        cur.execute(self._q(
-            "WITH ins AS (INSERT INTO {memories} (partition, id, scope_key, user_id, agent_id, run_id, memory, hash, "
-            "metadata, created_at, updated_at, embedding) "
-            "SELECT %s, %s, %s, %s::text, %s::text, %s::text, %s, %s, %s::jsonb, %s::timestamptz, %s::timestamptz, "
-            "%s WHERE NOT EXISTS (SELECT 1 FROM {memories} WHERE id = %s) "
-            "ON CONFLICT (partition, scope_key, hash) WHERE deleted_at IS NULL DO NOTHING "
-            "RETURNING partition, id, memory) "
-            "{hist} SELECT partition, gen_random_uuid()::text, id, 'ADD', NULL, memory, %s, %s FROM ins "
-            "RETURNING memory_id"),
-            [scope.partition, rec.id, scope.key, scope.user_id, scope.agent_id, scope.run_id, rec.memory, rec.hash,
-             metadata, utc(rec.created_at), utc(rec.updated_at), vector, rec.id, now, change.actor])
-        if cur.fetchone() is not None:
-            return ChangeResult(rec.id, rec.memory, "ADD")
+        if rec.id not in taken:
+            try:
+                cur.execute(self._q(
+                    "WITH ins AS (INSERT INTO {memories} (partition, id, scope_key, user_id, agent_id, run_id, "
+                    "memory, hash, metadata, created_at, updated_at, embedding) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (partition, scope_key, hash) WHERE deleted_at IS NULL DO NOTHING "
+                    "RETURNING partition, id, memory) "
+                    "{hist} SELECT partition, gen_random_uuid()::text, id, 'ADD', NULL, memory, %s, %s FROM ins "
+                    "RETURNING memory_id"),
+                    [scope.partition, rec.id, scope.key, scope.user_id, scope.agent_id, scope.run_id, rec.memory,
+                     rec.hash, metadata, utc(rec.created_at), utc(rec.updated_at), vector, now, change.actor])
+            except pg_errors.UniqueViolation:  # the primary key: the same id earlier in this batch
+                raise _id_taken(rec.id) from None
+            if cur.fetchone() is not None:
+                return ChangeResult(rec.id, rec.memory, "ADD")
+        # The fact is already stored live in this exact scope (a retried ADD lands here too): NONE.
         cur.execute(self._q("SELECT id, memory FROM {memories} WHERE partition = %s AND scope_key = %s AND hash = %s "
                             "AND deleted_at IS NULL"), [scope.partition, scope.key, rec.hash])
         existing = cur.fetchone()
         if existing is None:
-            raise InvalidRequestError(f"a memory with id {rec.id!r} already exists",
-                                      hint="give each new memory a fresh id; nothing was stored")
+            raise _id_taken(rec.id)
         return ChangeResult(existing[0], existing[1], "NONE")
 
     def delete_scope(self, scope: Scope, actor: str | None = None) -> int:
@@ -493,6 +502,11 @@ def _where(scope: Scope, flt: Filter | None) -> tuple[sql.Composable, list[Any]]
         return where, params
     fsql, fparams = filter_sql(flt)
     return sql.SQL("{} AND {}").format(where, fsql), [*params, *fparams]
+
+
+def _id_taken(memory_id: str) -> InvalidRequestError:
+    return InvalidRequestError(f"a memory with id {memory_id!r} already exists",
+                               hint="give each new memory a fresh id; nothing was stored")
 
 
 def _id_of(change: Change) -> str:
