@@ -179,3 +179,10 @@ def test_without_hnsw_no_index_is_built_and_search_is_exact(pg_store_factory: Fa
     query = unit(1, seed=8)[0]
     assert [r.id for r, _ in store.vector_search(Scope(user_id="u"), query, 3)] == \
         [f"v{i:05d}" for i in np.argsort(-(vectors @ query))[:3]]
+
+
+def test_size_counts_tables_and_indexes(two_partitions: tuple[PgVectorStore, np.ndarray, np.ndarray],
+                                        admin: psycopg.Connection[Any]) -> None:
+    store = two_partitions[0]
+    heap = admin.execute("SELECT pg_relation_size(%s::regclass)", [f'"{store.collection}_memories"']).fetchone()
+    assert heap is not None and store.size_bytes() > 2 * heap[0] > 2007 * 8 * 4

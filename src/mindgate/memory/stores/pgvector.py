@@ -124,6 +124,15 @@ class PgVectorStore(MemoryStore):
     def _q(self, template: str, *parts: sql.Composable) -> sql.Composed:
         return sql.SQL(template).format(*parts, **self._names)
 
+    def size_bytes(self) -> int:
+        """Disk space of this collection's tables with their indexes and TOAST data."""
+        with self._tx() as cur:
+            cur.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                        "WHERE c.relkind = 'r' AND c.relname = ANY(%s) AND pg_table_is_visible(c.oid)",
+                        [[f"{self.collection}_{t}" for t in ("memories", "history", "embedder", "schema_version")]])
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
     def close(self) -> None:
         with self._connect_lock:
             if self._pool is not None:
