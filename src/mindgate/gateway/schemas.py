@@ -7,27 +7,91 @@ forward are listed explicitly and documented as such.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 ScopeId = Field(default=None, min_length=1, max_length=256)
+TokenId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ChatMessage(BaseModel):
-    """An OpenAI chat message; fields beyond these (e.g. ``refusal``) are passed through."""
+class TextPart(_Body):
+    type: Literal["text"]
+    text: str
 
-    model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[dict[str, Any]] | None = None
+class ImageURL(_Body):
+    url: str = Field(min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(_Body):
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+Content = str | Annotated[list[ContentPart], Field(min_length=1)]
+TextContent = str | Annotated[list[TextPart], Field(min_length=1)]
+
+
+class FunctionCall(_Body):
+    name: str = Field(min_length=1, max_length=64)
+    arguments: str
+
+
+class ToolCall(_Body):
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class SystemMessage(_Body):
+    role: Literal["system", "developer"]
+    content: TextContent
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    tool_call_id: str | None = None
+
+
+class UserMessage(_Body):
+    role: Literal["user"]
+    content: Content
+    name: str | None = None
+
+
+class AssistantMessage(_Body):
+    role: Literal["assistant"]
+    content: TextContent | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    refusal: str | None = None
+
+    @model_validator(mode="after")
+    def _says_something(self) -> AssistantMessage:
+        if self.content is None and not self.tool_calls:
+            raise ValueError("an assistant message needs `content` or `tool_calls`")
+        return self
+
+
+class ToolMessage(_Body):
+    role: Literal["tool"]
+    content: TextContent
+    tool_call_id: str = Field(min_length=1)
+
+
+class FunctionMessage(_Body):
+    """OpenAI's deprecated function-result message."""
+
+    role: Literal["function"]
+    content: str
+    name: str = Field(min_length=1, max_length=64)
+
+
+ChatMessage = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage | FunctionMessage,
+                        Field(discriminator="role")]
 
 
 class FunctionDefinition(BaseModel):
@@ -79,10 +143,10 @@ class ChatCompletionRequest(_Body):
     max_completion_tokens: int | None = Field(default=None, gt=0)
     n: int | None = Field(default=None, ge=1, le=8)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[TokenId, Annotated[float, Field(ge=-100, le=100)]] | None = None
     user: str | None = Field(default=None, max_length=256)
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
@@ -119,7 +183,16 @@ class ChatCompletionRequest(_Body):
         return opts
 
     def message_dicts(self) -> list[dict[str, Any]]:
-        return [m.model_dump(exclude_none=True) for m in self.messages]
+        """The messages as dicts; content made only of text parts becomes one string (lossless, and the
+        form every server accepts: several reject part lists outside user messages)."""
+        return [_flatten(m.model_dump(exclude_none=True)) for m in self.messages]
+
+
+def _flatten(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    if isinstance(content, list) and all(part.get("type") == "text" for part in content):
+        message["content"] = "\n".join(part["text"] for part in content)
+    return message
 
 
 class EmbeddingRequest(_Body):
