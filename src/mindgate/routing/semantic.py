@@ -59,7 +59,8 @@ class SemanticRoute:
 
 @dataclass(frozen=True)
 class RouteMatch:
-    """Where a request goes: ``route`` is the matched route's name, None for the default."""
+    """Where a request goes: ``route`` is the matched route's name, None for the default; ``score`` is the best
+    route's cosine similarity and ``scores`` every route's (rounded to 4 places)."""
 
     route: str | None
     target: str
@@ -177,8 +178,9 @@ class SemanticRouter:
         passing = np.where(scores >= self._thresholds, scores, -np.inf)
         best = int(np.argmax(passing))
         if not np.isfinite(passing[best]):
-            return RouteMatch(None, self.default, float(scores.max()), by_name)
-        return RouteMatch(self.routes[best].name, self.routes[best].target, float(scores[best]), by_name)
+            return RouteMatch(None, self.default, max(by_name.values()), by_name)
+        route = self.routes[best]
+        return RouteMatch(route.name, route.target, by_name[route.name], by_name)
 
     def route(self, query: str | Sequence[Message]) -> RouteMatch:
         return run_sync(self.aroute(query))
