@@ -1,0 +1,107 @@
+"""Request ids, structured access logs without message contents, Prometheus metrics, health and readiness."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
+from fixtures_servers import free_port
+from mindgate.config import MindgateConfig
+from mindgate.gateway.app import create_app
+from mindgate.memory.memory import AsyncMemory
+from mindgate.routing.router import Router
+
+Serve = Callable[[Any], GatewayServer]
+MakeMemory = Callable[..., AsyncMemory]
+SECRET = "my passport number is X1234567"
+
+
+@pytest.fixture
+def gateway(serve_gateway: Serve, llama_proxy: RecordingProxy, memory_factory: MakeMemory) -> GatewayServer:
+    chat = llama_chat(f"{llama_proxy.base_url}/v1")
+    return serve_gateway(create_app(MindgateConfig.from_dict({"gateway": {"memory": False}}), chat=chat,
+                                    memory=memory_factory(chat)))
+
+
+def test_request_ids(gateway: GatewayServer) -> None:
+    with gateway.http() as http:
+        made = http.get("/healthz").headers["x-request-id"]
+        assert len(made) == 32 and made != http.get("/healthz").headers["x-request-id"]
+        assert http.get("/healthz", headers={"X-Request-Id": "trace-abc.1"}).headers["x-request-id"] == "trace-abc.1"
+        bad = http.get("/healthz", headers={"X-Request-Id": "no spaces; or <tags>"}).headers["x-request-id"]
+        assert bad != "no spaces; or <tags>" and len(bad) == 32
+        assert http.get("/v1/nope").headers["x-request-id"]  # errors carry one too
+
+
+def test_access_log_is_json_without_message_contents(gateway: GatewayServer, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="mindgate.access"):
+        raw = gateway.openai().chat.completions.with_raw_response.create(
+            model="smollm2", messages=[{"role": "user", "content": SECRET}], max_tokens=4, user="zoe")
+        gateway.openai().embeddings.create(model="e", input=SECRET)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "mindgate.access"]
+    chat = next(line for line in lines if line["request_id"] == raw.headers["x-request-id"])
+    assert chat["route"] == "/v1/chat/completions" and chat["status"] == 200 and chat["model"] == "smollm2"
+    assert chat["completion_tokens"] > 0 and chat["duration_ms"] > 0
+    assert any(line["route"] == "/v1/embeddings" for line in lines)
+    assert "X1234567" not in caplog.text  # no message contents in any log line
+
+
+def test_metrics(gateway: GatewayServer) -> None:
+    client = gateway.openai()
+    client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+    list(client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}],
+                                        max_tokens=3, stream=True))
+    with gateway.http() as http:
+        http.get("/v1/unknown")
+        text = http.get("/metrics").text
+    assert 'mindgate_requests_total{route="/v1/chat/completions",method="POST",status="200"} 2' in text
+    assert 'mindgate_requests_total{route="unmatched",method="GET",status="404"} 1' in text
+    assert 'mindgate_chat_completions_total{model="smollm2",stream="true"} 1' in text
+    assert 'mindgate_request_duration_seconds_count{route="/v1/chat/completions"} 2' in text
+    completion = [line for line in text.splitlines() if line.startswith('mindgate_tokens_total{model="smollm2"')]
+    assert len(completion) == 2 and all(float(line.rsplit(" ", 1)[1]) > 0 for line in completion)
+    assert "mindgate_process_resident_memory_bytes " in text
+
+
+def test_router_breakers_and_fallbacks_in_metrics_and_readiness(serve_gateway: Serve, llama_proxy: RecordingProxy,
+                                                                memory_factory: MakeMemory) -> None:
+    dead = llama_chat(f"http://127.0.0.1:{free_port()}/v1")
+    dead.model = "down"
+    router = Router([dead, llama_chat(f"{llama_proxy.base_url}/v1")], name="main", breaker_failures=1)
+    server = serve_gateway(create_app(MindgateConfig.from_dict({}), chat=router, memory=memory_factory()))
+    answer = server.openai().chat.completions.create(model="main", messages=[{"role": "user", "content": "Hi"}],
+                                                     max_tokens=3)
+    assert answer.choices[0].message.content is not None  # served by the second target
+    with server.http() as http:
+        text = http.get("/metrics").text
+        ready = http.get("/readyz")
+    assert 'mindgate_breaker_state{chain="auto",target="openai_compatible:down"} 2' in text
+    assert 'mindgate_breaker_state{chain="auto",target="openai_compatible:smollm2"} 0' in text
+    assert 'mindgate_fallbacks_total{chain="auto"} 1' in text
+    assert 'mindgate_target_errors_total{chain="auto",target="openai_compatible:down",kind="network"}' in text
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
+def test_readiness_fails_when_no_chat_target_is_usable(serve_gateway: Serve, memory_factory: MakeMemory) -> None:
+    dead = llama_chat(f"http://127.0.0.1:{free_port()}/v1")
+    server = serve_gateway(create_app(MindgateConfig.from_dict({}), chat=Router([dead], breaker_failures=1),
+                                      memory=memory_factory()))
+    with server.http() as http:
+        assert http.get("/healthz").status_code == 200
+        ready = http.get("/readyz")
+    assert ready.status_code == 503
+    assert "not reachable" in ready.json()["problems"]["chat"]
+
+
+def test_metrics_need_a_key_when_keys_are_configured(serve_gateway: Serve, llama_proxy: RecordingProxy,
+                                                     memory_factory: MakeMemory) -> None:
+    config = MindgateConfig.from_dict({"gateway": {"api_keys": [{"key": "sk-ops"}]}})
+    server = serve_gateway(create_app(config, chat=llama_chat(f"{llama_proxy.base_url}/v1"), memory=memory_factory()))
+    with server.http() as http:
+        assert http.get("/metrics").status_code == 401
+        assert http.get("/metrics", headers={"Authorization": "Bearer sk-ops"}).status_code == 200
