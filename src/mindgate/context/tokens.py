@@ -54,13 +54,13 @@ _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def message_text(message: Message) -> str:
-    """Everything in a message that reaches the model as text: content (string or text parts), a tool
-    call's name and arguments, and a ``name`` field."""
+    """Everything in a message that reaches the model as text: content (string or text parts; image parts
+    are not counted), a tool call's name and arguments, and a ``name`` field."""
     content = message.get("content")
     if isinstance(content, str):
         text = content
     elif isinstance(content, list):
-        text = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        text = " ".join(str(part["text"]) for part in content if isinstance(part, dict) and "text" in part)
     else:
         text = ""
     tool_calls = message.get("tool_calls")
