@@ -29,6 +29,7 @@ import apsw
 import sqlite_vec
 
 from mindgate.errors import StoreError
+from mindgate.memory.stores import _sqlite_text
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
@@ -120,6 +121,7 @@ class Connections:
             conn.execute("PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY; "
                          "PRAGMA cache_size=-32768; PRAGMA mmap_size=1073741824")
             conn.create_scalar_function("mg_lower", _lower, 1, deterministic=True)  # type: ignore[arg-type]
+            _sqlite_text.register(conn)
         except apsw.Error as exc:
             conn.close()
             raise translate(exc, self.path, self.busy_timeout_ms) from exc

@@ -8,7 +8,6 @@ from the number 1 and a missing key from ``null``, and every leaf yields 0 or 1,
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,7 +19,6 @@ from mindgate.memory.stores.base import MemoryRecord, Scope
 
 RECORD_COLUMNS = "m.rowid, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, " \
                  "m.created_at, m.updated_at"
-MAX_QUERY_TOKENS = 64
 _NUMERIC = "('integer','real')"
 
 
@@ -96,21 +94,13 @@ def _contains(c: Condition, col: str, path: str, typ: str, val: str, params: lis
             f"(SELECT 1 FROM json_each({col}, '{path}') AS e WHERE {element})))")
 
 
-def fts_query(partition: str, tokens: Sequence[str]) -> str | None:
-    """An FTS5 query for ``tokens`` (any of them) inside ``partition``; None when there are no tokens.
-
-    Every token is a quoted string, so user text is never FTS5 syntax.
-    """
-    seen = list(dict.fromkeys(t for t in tokens if t))[:MAX_QUERY_TOKENS]
-    if not seen:
-        return None
-    words = " OR ".join('"' + t.replace('"', '""') + '"' for t in seen)
-    return f'part : "{partition_token(partition)}" AND memory : ({words})'
+SLOT_BITS = 32
 
 
-def partition_token(partition: str) -> str:
-    """One FTS token standing for a partition (digits only, so no tokenizer or stemmer changes it)."""
-    return "p" + str(int(hashlib.sha256(partition.encode("utf-8")).hexdigest()[:15], 16))
+def slot_range(slot: int) -> tuple[int, int]:
+    """The rowid range [lo, hi] of the partition with ``slot`` (see ``partitions`` in the schema)."""
+    lo = slot << SLOT_BITS
+    return lo, lo + (1 << SLOT_BITS) - 1
 
 
 def iso(ts: datetime) -> str:

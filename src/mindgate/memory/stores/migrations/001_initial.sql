@@ -2,8 +2,16 @@
 -- Vector tables (vec0, one per embedder "vector space") are created by the store at run time, because
 -- their dimension comes from the embedder; vector_spaces records which one is active.
 
+-- Each partition owns the rowid range [slot << 32, (slot + 1) << 32): its records are contiguous in
+-- every rowid-keyed structure, so a full-text search reads only its partition's part of the index.
+-- Slots are never reused (reset() keeps this table), so a cached slot never goes stale.
+CREATE TABLE partitions (
+    slot      INTEGER PRIMARY KEY AUTOINCREMENT,
+    partition TEXT NOT NULL UNIQUE
+);
+
 CREATE TABLE memories (
-    rowid      INTEGER PRIMARY KEY,          -- internal key shared with the vector and full-text rows
+    rowid      INTEGER PRIMARY KEY,          -- (partition slot << 32) + n; shared with vector and FTS rows
     id         TEXT NOT NULL UNIQUE,         -- public id
     partition  TEXT NOT NULL,                -- Scope.partition: user:<id> | agent:<id> | run:<id>
     scope_key  TEXT NOT NULL,                -- Scope.key: the exact scope, for the dedupe constraint
@@ -46,10 +54,9 @@ CREATE TABLE vector_spaces (
 );
 CREATE UNIQUE INDEX vector_spaces_state ON vector_spaces (state);
 
--- Full text of live records only. `part` holds one token derived from the partition, so a search
--- narrows to its partition inside the index; bm25() gives that column weight 0.
+-- Full text of live records only (ranked by the store's own partition-local BM25, not bm25()).
 CREATE VIRTUAL TABLE memories_fts USING fts5 (
-    part, memory,
+    memory,
     content = '', contentless_delete = 1,
     tokenize = 'porter unicode61 remove_diacritics 2'
 );

@@ -1,0 +1,244 @@
+"""Memory store benchmark: search latency and add throughput at growing sizes, spread over many scopes.
+
+For each size (the store grows from one size to the next) it prints:
+
+* add throughput with the embedding step excluded: batched ``apply()`` of random unit vectors (this is
+  also how the store is built, so the build time is reported too);
+* search latency p50/p95 inside one random scope: ``vector_search`` (k=10), the same with a metadata
+  filter, and ``text_search`` (k=10);
+* add throughput with the embedding step included (the real MiniLM embedder): embed a batch, then
+  ``apply()`` it, versus raw embedding of the same texts; the ratio is the target figure.
+
+Targets on 2 cores: in-scope search p50 <= 2 ms at 1M stored (embedding excluded); add throughput with
+embedding >= 90% of raw embedding throughput.
+
+Usage: python bench/store.py [--sizes 10000,100000,1000000] [--store sqlite] [--scopes 1000]
+       [--no-embedder] [--dir PATH] [--keep]
+A store is made by a small factory keyed by name (``STORES``); add one there to bench another backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+
+from mindgate.memory.filters import parse_filters
+from mindgate.memory.stores.base import AddChange, MemoryRecord, MemoryStore, Scope, content_hash
+from mindgate.providers.base import EmbedderIdentity
+
+DIMS = 384
+IDENTITY = EmbedderIdentity("bench", "all-MiniLM-L6-v2-or-random", DIMS)
+
+
+def _sqlite(workdir: Path) -> MemoryStore:
+    from mindgate.memory.stores.sqlite import SQLiteStore
+
+    return SQLiteStore(workdir / "bench.db")
+
+
+STORES: dict[str, Callable[[Path], MemoryStore]] = {"sqlite": _sqlite}
+
+SUBJECTS = ["I", "my sister", "the agent", "our team", "Alice", "Bob", "my manager", "the kids", "grandma",
+            "my partner"]
+VERBS = ["moved to", "prefers", "is allergic to", "works at", "visited", "wrote about", "bought", "hates",
+         "is learning", "plans a trip to", "cooked", "talked about"]
+OBJECTS = ["Berlin", "green tea", "peanuts", "a small startup", "the Louvre", "vector databases", "jazz", "sushi",
+           "Python", "the mountains", "a red bicycle", "oat milk", "Tokyo", "chess", "the dentist", "yoga"]
+WHEN = ["last week", "yesterday", "in March", "every Sunday", "since 2019", "this morning", "on her birthday",
+        "after work"]
+
+
+def text(i: int, rng: np.random.Generator) -> str:
+    s, v, o, w = (int(x) for x in rng.integers(0, [len(SUBJECTS), len(VERBS), len(OBJECTS), len(WHEN)]))
+    return f"{SUBJECTS[s]} {VERBS[v]} {OBJECTS[o]} {WHEN[w]} (note {i})"
+
+
+def scope_of(i: int, scopes: int) -> Scope:
+    return Scope(user_id=f"user-{i % scopes:05d}")
+
+
+def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, DIMS)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def changes(start: int, texts: Sequence[str], vectors: np.ndarray, scopes: int) -> list[AddChange]:
+    return [AddChange(MemoryRecord(id=f"m{start + j:09d}", memory=t, hash=content_hash(t),
+                                   scope=scope_of(start + j, scopes), metadata={"n": (start + j) % 10}),
+                      vectors[j]) for j, t in enumerate(texts)]
+
+
+def grow(store: MemoryStore, start: int, stop: int, scopes: int, batch: int,
+         rng: np.random.Generator) -> tuple[float, float]:
+    """Add records start..stop-1 in batches; returns (wall, process CPU) seconds spent in apply()."""
+    spent = cpu = 0.0
+    for lo in range(start, stop, batch):
+        hi = min(stop, lo + batch)
+        batch_changes = changes(lo, [text(i, rng) for i in range(lo, hi)], unit_vectors(rng, hi - lo), scopes)
+        t0, c0 = time.perf_counter(), time.process_time()
+        store.apply(batch_changes)
+        spent, cpu = spent + time.perf_counter() - t0, cpu + time.process_time() - c0
+    return spent, cpu
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples)
+    return {"p50_ms": round(statistics.median(ms), 3), "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 3)}
+
+
+def search_latency(store: MemoryStore, scopes: int, queries: int, rng: np.random.Generator) -> dict[str, Any]:
+    flt = parse_filters({"n": {"gte": 5}})
+    kinds: dict[str, Callable[[Scope, np.ndarray, str], object]] = {
+        "vector": lambda s, v, q: store.vector_search(s, v, 10),
+        "vector+filter": lambda s, v, q: store.vector_search(s, v, 10, flt),
+        "text": lambda s, v, q: store.text_search(s, q, 10),
+    }
+    out: dict[str, Any] = {}
+    for name, fn in kinds.items():
+        samples = []
+        for i in range(queries + 20):
+            scope = scope_of(int(rng.integers(0, scopes)), scopes)
+            vec = unit_vectors(rng, 1)[0]
+            query = f"{OBJECTS[int(rng.integers(0, len(OBJECTS)))]} {VERBS[int(rng.integers(0, len(VERBS)))]}"
+            t0 = time.perf_counter()
+            fn(scope, vec, query)
+            if i >= 20:  # the first queries warm caches
+                samples.append(time.perf_counter() - t0)
+        out[name] = percentiles(samples)
+    return out
+
+
+class Embedding:
+    """The real MiniLM embedder (mindgate's, or sentence-transformers directly if that is missing)."""
+
+    def __init__(self, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        try:
+            from mindgate.providers.local import SentenceTransformerEmbedder
+
+            embedder = SentenceTransformerEmbedder()
+            self.embed: Callable[[list[str]], np.ndarray] = embedder.embed_batch
+            self.name = "mindgate SentenceTransformerEmbedder"
+        except ImportError:
+            from sentence_transformers import SentenceTransformer
+
+            from mindgate._assets import default_embedder_path
+
+            model = SentenceTransformer(str(default_embedder_path()), device="cpu", local_files_only=True)
+            self.embed = lambda texts: np.asarray(model.encode(texts, batch_size=64), dtype=np.float32)
+            self.name = "sentence-transformers"
+        self.embed(["warm-up"] * 64)
+
+
+def add_with_embedding(store: MemoryStore, emb: Embedding, start: int, n: int, scopes: int, batch: int,
+                       rounds: int, rng: np.random.Generator) -> dict[str, Any]:
+    """Raw embedding vs embed-then-apply on the same fresh texts, ``rounds`` times; medians."""
+    raw, incl, apply_share = [], [], []
+    for r in range(rounds):
+        lo = start + r * n
+        texts = [text(i, rng) for i in range(lo, lo + n)]
+        t0 = time.perf_counter()
+        for j in range(0, n, batch):
+            emb.embed(texts[j:j + batch])
+        raw.append(n / (time.perf_counter() - t0))
+        applying = 0.0
+        t0 = time.perf_counter()
+        for j in range(0, n, batch):
+            vectors = emb.embed(texts[j:j + batch])
+            t1 = time.perf_counter()
+            store.apply(changes(lo + j, texts[j:j + batch], vectors, scopes))
+            applying += time.perf_counter() - t1
+        total = time.perf_counter() - t0
+        incl.append(n / total)
+        apply_share.append(applying / total)
+    raw_rate, incl_rate = statistics.median(raw), statistics.median(incl)
+    return {"raw_embed_per_s": round(raw_rate, 1), "add_with_embed_per_s": round(incl_rate, 1),
+            "ratio": round(incl_rate / raw_rate, 3), "apply_share": round(statistics.median(apply_share), 3)}
+
+
+def disk_bytes(store: MemoryStore) -> int | None:
+    path = getattr(store, "path", None)
+    if not isinstance(path, Path) or not path.exists():
+        return None
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--store", default="sqlite", choices=sorted(STORES))
+    parser.add_argument("--scopes", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=1000, help="records per apply() while building")
+    parser.add_argument("--queries", type=int, default=300, help="timed queries per search kind and size")
+    parser.add_argument("--no-embedder", action="store_true", help="skip the embedding-included figures")
+    parser.add_argument("--embed-texts", type=int, default=640, help="texts per embedding-included round")
+    parser.add_argument("--embed-batch", type=int, default=64)
+    parser.add_argument("--embed-rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    parser.add_argument("--dir", type=Path, default=None, help="where the store lives (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the store files")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="mindgate-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    store = STORES[args.store](workdir)
+    store.open(IDENTITY)
+    emb = None if args.no_embedder else Embedding(args.threads)
+    rng = np.random.default_rng(42)
+    rows: list[dict[str, Any]] = []
+    stored, extra = 0, 10**8  # embedding-included records get ids far above the built ones
+    try:
+        for size in sizes:
+            seconds, cpu = grow(store, stored, size, args.scopes, args.batch, rng)
+            row: dict[str, Any] = {"size": size, "added": size - stored, "build_s": round(seconds, 1),
+                                   "build_cpu_s": round(cpu, 1),
+                                   "add_per_s": round((size - stored) / seconds, 1) if seconds else None}
+            stored = size
+            row["search"] = search_latency(store, args.scopes, args.queries, rng)
+            if emb is not None:
+                row["embedding"] = add_with_embedding(store, emb, extra, args.embed_texts, args.scopes,
+                                                      args.embed_batch, args.embed_rounds, rng)
+                extra += args.embed_texts * args.embed_rounds
+            row["disk_mb"] = round(b / 2**20, 1) if (b := disk_bytes(store)) else None
+            rows.append(row)
+            print_row(row, header=len(rows) == 1)
+    finally:
+        store.close()
+        if not args.keep and args.dir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps({"bench": "store", "store": args.store, "scopes": args.scopes, "dims": DIMS,
+                      "batch": args.batch, "threads": args.threads, "cpus": os.cpu_count(),
+                      "embedder": emb.name if emb else None, "results": rows}))
+
+
+def print_row(row: dict[str, Any], header: bool) -> None:
+    if header:
+        print(f"{'size':>9} {'add/s':>9} {'build s':>8} {'cpu s':>7} {'vec p50/p95 ms':>15} {'vec+flt p50/p95':>16} "
+              f"{'text p50/p95':>14} {'embed/s':>8} {'add+emb/s':>9} {'ratio':>6} {'disk MB':>8}")
+    s, e = row["search"], row.get("embedding") or {}
+
+    def pair(d: dict[str, float]) -> str:
+        return f"{d['p50_ms']:.2f}/{d['p95_ms']:.2f}"
+
+    print(f"{row['size']:>9} {row['add_per_s']:>9} {row['build_s']:>8} {row['build_cpu_s']:>7} {pair(s['vector']):>15} "
+          f"{pair(s['vector+filter']):>16} {pair(s['text']):>14} {e.get('raw_embed_per_s', '-'):>8} "
+          f"{e.get('add_with_embed_per_s', '-'):>9} {e.get('ratio', '-'):>6} {row['disk_mb']!s:>8}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

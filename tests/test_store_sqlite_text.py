@@ -1,0 +1,76 @@
+"""The SQLite store's full-text ranking: BM25 with statistics taken inside the partition."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mindgate.memory.stores._sqlite_text import K1, B, bm25
+from mindgate.memory.stores.base import AddChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores.sqlite import SQLiteStore
+from mindgate.providers.base import EmbedderIdentity
+
+ALICE, BOB = Scope(user_id="alice"), Scope(user_id="bob")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "text.db")
+    s.open(EmbedderIdentity("test", "text", 4))
+    yield s
+    s.close()
+
+
+def put(store: SQLiteStore, scope: Scope, *texts: str) -> None:
+    rng = np.random.default_rng(len(texts))
+    store.apply([AddChange(MemoryRecord(id=f"{scope.partition}-{i}-{t}", memory=t, hash=content_hash(t),
+                                        scope=scope), rng.standard_normal(4).astype(np.float32))
+                 for i, t in enumerate(texts)])
+
+
+def ranked(store: SQLiteStore, scope: Scope, query: str) -> list[str]:
+    return [r.memory for r, _ in store.text_search(scope, query, 10)]
+
+
+def test_document_frequency_is_counted_inside_the_partition(store: SQLiteStore) -> None:
+    put(store, ALICE, "coffee every morning", "coffee with oat milk", "coffee at work", "green tea at night")
+    put(store, BOB, *[f"tea number {i}" for i in range(50)], "coffee once")
+    # globally "tea" is common and "coffee" rare; among alice's memories it is the other way round
+    assert ranked(store, ALICE, "coffee tea")[0] == "green tea at night"
+    assert ranked(store, BOB, "coffee tea")[0] == "coffee once"
+
+
+def test_term_frequency_and_length_normalisation(store: SQLiteStore) -> None:
+    put(store, ALICE, "jazz jazz jazz club", "jazz club tonight", "a very long sentence that mentions jazz only once "
+        "among many other words about the weather and the city", "nothing relevant here")
+    order = ranked(store, ALICE, "jazz")
+    assert order[0] == "jazz jazz jazz club" and order[1] == "jazz club tonight" and len(order) == 3
+
+
+def test_stemming_and_diacritics(store: SQLiteStore) -> None:
+    put(store, ALICE, "He runs every day", "Café au lait in Zürich", "nothing here")
+    assert ranked(store, ALICE, "running") == ["He runs every day"]
+    assert ranked(store, ALICE, "cafe zurich") == ["Café au lait in Zürich"]
+
+
+def test_bm25_matches_the_formula() -> None:
+    # two phrases; rows: (rowid, "length avg tf0 tf1")
+    candidates = [(1, "4 5.0 2 0"), (2, "8 5.0 1 1"), (3, "5 5.0 0 1")]
+    n = 10
+    idf = [math.log(1 + (n - df + 0.5) / (df + 0.5)) for df in (2, 2)]
+
+    def score(length: int, tfs: list[int]) -> float:
+        norm = K1 * (1 - B + B * length / 5.0)
+        return sum(w * tf * (K1 + 1) / (tf + norm) for w, tf in zip(idf, tfs, strict=True) if tf)
+
+    expected = sorted([(1, score(4, [2, 0])), (2, score(8, [1, 1])), (3, score(5, [0, 1]))],
+                      key=lambda item: -item[1])
+    got = bm25(candidates, n)
+    assert [r for r, _ in got] == [r for r, _ in expected]
+    for (_, a), (_, b) in zip(got, expected, strict=True):
+        assert a == pytest.approx(b)
+    assert bm25([], 5) == []
