@@ -10,9 +10,19 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from ui_harness import MOBILE, add_memories, browser, dashboard, get_json, page_factory, screenshot, sign_in
+from ui_harness import (
+    MOBILE,
+    add_memories,
+    browser,
+    dashboard,
+    get_json,
+    gguf_header_read,
+    page_factory,
+    screenshot,
+    sign_in,
+)
 
-__all__ = ["browser", "dashboard", "page_factory"]
+__all__ = ["browser", "dashboard", "gguf_header_read", "page_factory"]
 
 ALICE = [
     "Alice is allergic to peanuts",

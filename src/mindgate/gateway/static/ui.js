@@ -334,6 +334,10 @@
 
   // ---- models ----------------------------------------------------------------------------------------
   function enterModels() {
+    if (!$("models-table").tBodies[0].rows.length) {
+      $("models-empty").textContent = "Asking every endpoint for its models…";
+      $("models-empty").hidden = false;
+    }
     loadModels(false).catch(fail);
     poll("models", tickModels, () => (state.jobs.size ? POLL.job : POLL.models));
   }
@@ -396,7 +400,7 @@
     const title = fit.error || (fit.free_bytes !== null && fit.free_bytes !== undefined
       ? `${need} at ${fit.context_length} tokens; ${fmtBytes(fit.free_bytes)} free` : "memory of another machine is not visible here");
     const verdict = fit.fits === true ? badge("fits", "ok") : fit.fits === false ? badge("too big", "bad") : badge("unknown");
-    return h("span", { title }, verdict, need ? h("div", { class: "job" }, need) : null);
+    return h("span", { title }, verdict, need ? h("div", { class: "sub" }, need) : null);
   }
   function contextText(model) {
     if (model.loaded_context_length && model.max_context_length) {
@@ -425,7 +429,8 @@
     $("models-table").tBodies[0].replaceChildren(...models.map((m) => h("tr",
       { "data-model": m.id, "data-endpoint": m.endpoint, "data-state": m.state },
       cell("Model", m.id, "id lead"),
-      cell("Endpoint", h("span", null, m.endpoint, " ", h("span", { class: "muted" }, `(${m.provider})`))),
+      cell("Endpoint", h("span", null, m.endpoint,
+        m.provider !== m.endpoint ? h("span", { class: "muted" }, ` (${m.provider})`) : null)),
       cell("Type", m.type),
       cell("State", badge(m.state, stateKind[m.state])),
       cell("Context", contextText(m), "num"),
@@ -433,6 +438,7 @@
       cell("Quant.", m.quantization || "–"),
       cell("Fits", fitCell(m)),
       cell("", actionCell(m, canManage), "act"))));
+    $("models-empty").textContent = "No models found on any endpoint.";
     $("models-empty").hidden = models.length > 0;
   }
   async function loadModel(model) {
@@ -470,7 +476,7 @@
           return h("tr", { "data-target": t.name, "data-state": t.state || "direct" },
             cell("Target", h("span", null, t.name, h("div", { class: "muted" }, `${t.provider} · ${t.model}`)), "lead"),
             cell("Breaker", h("span", null, badge(text, kind),
-              t.state === "open" && t.retry_in !== null ? h("div", { class: "job" }, `retry in ${Math.ceil(t.retry_in)} s`) : null)),
+              t.state === "open" && t.retry_in !== null ? h("div", { class: "sub" }, `retry in ${Math.ceil(t.retry_in)} s`) : null)),
             cell("Requests", fmtInt(t.requests), "num"),
             cell("OK", fmtInt(t.successes), "num"),
             cell("Errors", h("span", { title: errors.map(([k, n]) => `${k}: ${n}`).join(", ") || "none" },
