@@ -24,8 +24,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/mindgate serve
 
-test: $(STAMP)
+test: $(STAMP) /usr/bin/chromium
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+# The dashboard's browser tests (tests/test_ui_*.py) drive Debian's Chromium through Playwright's Python
+# driver; no browser is ever downloaded. Installed only when missing.
+/usr/bin/chromium:
+	$$([ "$$(id -u)" = 0 ] || echo sudo) sh -c 'apt-get update -qq && apt-get install -y -qq chromium chromium-driver'
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
