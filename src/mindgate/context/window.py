@@ -158,7 +158,7 @@ class Summarizer:
         overhead = self.estimator.text_tokens(_SUMMARY_SYSTEM) + 64
         return max(128, context - overhead - 2 * self.max_summary_tokens)
 
-    def _chunks(self, turns: Sequence[Message]) -> list[int]:
+    def chunk_ends(self, turns: Sequence[Message]) -> list[int]:
         """End indexes of greedy chunks (deterministic for a given prefix, so cached chunks stay valid)."""
         budget = self._chunk_budget()
         ends: list[int] = []
@@ -176,7 +176,7 @@ class Summarizer:
         """A summary of ``turns`` (oldest first), built chunk by chunk on the previous chunk's summary."""
         summary = ""
         start = 0
-        for end in self._chunks(turns):
+        for end in self.chunk_ends(turns):
             key = _digest(turns[:end])
             cached = self._cache.get(key)
             if cached is None:
@@ -203,10 +203,9 @@ class Summarizer:
         return self._capped(text)
 
     def _capped(self, text: str) -> str:
-        tokens = self.estimator.text_tokens(text)
-        if tokens <= self.max_summary_tokens:
-            return text
-        return text[: max(1, len(text) * self.max_summary_tokens // tokens)].rstrip() + " ..."
+        while (tokens := self.estimator.text_tokens(text)) > self.max_summary_tokens:
+            text = text[: max(1, len(text) * self.max_summary_tokens // tokens - 8)].rstrip() + " ..."
+        return text
 
 
 @dataclass
