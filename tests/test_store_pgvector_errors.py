@@ -174,7 +174,13 @@ def test_text_postgres_cannot_store_is_rejected_before_writing(pg_store_factory:
         _add(store, "nul \x00 inside")
     with pytest.raises(InvalidRequestError, match="not JSON-serialisable"):
         _add(store, "bad metadata", metadata={"x": float("nan")})
+    with pytest.raises(InvalidRequestError, match="lone surrogate"):
+        _add(store, "half a pair \ud800")
+    with pytest.raises(InvalidRequestError, match="metadata holds a lone surrogate"):
+        _add(store, "fine text", metadata={"x": "\udfff"})
     assert store.count(Scope(user_id="u")) == 0
+    _add(store, "surrogates in a query are not an error")
+    assert len(store.text_search(Scope(user_id="u"), "query \ud800 error", 5)) == 1
 
 
 def test_a_schema_newer_than_this_mindgate_is_refused(pg_store_factory: Factory, pg_dsn: str) -> None:

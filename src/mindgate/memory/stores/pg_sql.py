@@ -118,6 +118,7 @@ def _contains(c: Condition, params: list[Any]) -> str:
 def text_query(query: str) -> Fragment | None:
     """A tsquery matching any word of ``query`` (None when it has none). Each word goes through
     ``plainto_tsquery``, so user text is never tsquery syntax."""
+    query = query.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate becomes "?", not an error
     words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))[:MAX_QUERY_WORDS]
     if not words:
         return None
@@ -138,6 +139,7 @@ def metadata_jsonb(metadata: dict[str, Any] | None) -> Jsonb:
     if "\x00" in text or "\\u0000" in text:
         raise InvalidRequestError("metadata contains a NUL character, which PostgreSQL cannot store",
                                   hint="remove \\u0000 from metadata strings")
+    _utf8("metadata", text)
     return Jsonb(metadata, dumps=lambda _obj: text)
 
 
@@ -194,6 +196,16 @@ def _no_nul(*texts: str) -> None:
     if any("\x00" in t for t in texts):
         raise InvalidRequestError("a memory text contains a NUL character, which PostgreSQL cannot store",
                                   hint="remove \\x00 from the text")
+    for text in texts:
+        _utf8("a memory text", text)
+
+
+def _utf8(what: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequestError(f"{what} holds a lone surrogate, which is not valid UTF-8",
+                                  hint="send proper UTF-8 text") from None
 
 
 # -- row mapping ---------------------------------------------------------------------------------------
