@@ -35,8 +35,8 @@ def _closed_port() -> int:
 
 
 def _add(store: PgVectorStore, text: str, **record: Any) -> None:
-    rec = MemoryRecord(id=uuid.uuid4().hex, memory=text, hash=content_hash(text), scope=Scope(user_id="u"),
-                       **record)
+    record.setdefault("hash", content_hash(text))
+    rec = MemoryRecord(id=uuid.uuid4().hex, memory=text, scope=Scope(user_id="u"), **record)
     store.apply([AddChange(rec, np.ones(8, dtype=np.float32))])
 
 
@@ -175,7 +175,7 @@ def test_text_postgres_cannot_store_is_rejected_before_writing(pg_store_factory:
     with pytest.raises(InvalidRequestError, match="not JSON-serialisable"):
         _add(store, "bad metadata", metadata={"x": float("nan")})
     with pytest.raises(InvalidRequestError, match="lone surrogate"):
-        _add(store, "half a pair \ud800")
+        _add(store, "half a pair \ud800", hash="h")
     with pytest.raises(InvalidRequestError, match="metadata holds a lone surrogate"):
         _add(store, "fine text", metadata={"x": "\udfff"})
     assert store.count(Scope(user_id="u")) == 0
