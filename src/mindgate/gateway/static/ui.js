@@ -510,9 +510,9 @@
     const recent = [...pts].reverse().find((p) => p.p50_ms !== null);
     const stat = (label, value) => h("div", { class: "card stat" }, h("div", { class: "value" }, value),
       h("div", { class: "label" }, label));
+    const latest = recent ? `${fmtMs(recent.p50_ms).replace(" ms", "")} / ${fmtMs(recent.p99_ms)}` : "–";
     $("traffic-totals").replaceChildren(stat("requests", fmtInt(sum("requests"))), stat("fallbacks", fmtInt(sum("fallbacks"))),
-      stat("5xx errors", fmtInt(sum("errors"))), stat("latest p50", fmtMs(recent ? recent.p50_ms : null)),
-      stat("latest p99", fmtMs(recent ? recent.p99_ms : null)));
+      stat("5xx errors", fmtInt(sum("errors"))), stat("latest p50 / p99", latest));
     chart($("chart-requests"), pts, {
       bars: [{ key: "requests", color: "#8fa9f0", label: "requests" }, { key: "fallbacks", color: "#d9822b", label: "fallbacks" }],
       integer: true, empty: "No API requests in the last hour", unit: "" });
@@ -529,12 +529,13 @@
   function chart(container, points, spec) {
     const width = Math.max(280, container.clientWidth || 600);
     const height = width < 600 ? 190 : 230;
-    const m = { top: 12, right: 14, bottom: 26, left: 52 };
-    const w = width - m.left - m.right, hgt = height - m.top - m.bottom;
     const keys = [...(spec.bars || []), ...(spec.lines || [])].map((x) => x.key);
     const max = Math.max(0, ...points.flatMap((p) => keys.map((k) => p[k] || 0)));
     const step = niceStep(max / 4, spec.integer);
     const top = Math.max(step, Math.ceil(max / step) * step);
+    const tickLabel = (v) => (spec.integer ? fmtInt(v) : (v < 10 ? Number(v.toFixed(2)) : Math.round(v)) + spec.unit);
+    const m = { top: 12, right: 14, bottom: 26, left: 14 + 7 * String(tickLabel(top)).length };
+    const w = width - m.left - m.right, hgt = height - m.top - m.bottom;
     const y = (v) => m.top + hgt - (v / top) * hgt;
     const slot = w / points.length;
     const x = (i) => m.left + i * slot;
@@ -543,8 +544,7 @@
     const grid = s("g", { class: "grid" }), axis = s("g", { class: "axis" });
     for (let v = 0; v <= top + step / 2; v += step) {
       grid.append(s("line", { x1: m.left, x2: width - m.right, y1: y(v), y2: y(v) }));
-      const label = spec.integer ? fmtInt(v) : (v < 10 ? Number(v.toFixed(2)) : Math.round(v)) + spec.unit;
-      axis.append(s("text", { x: m.left - 6, y: y(v) + 4, "text-anchor": "end" }, String(label)));
+      axis.append(s("text", { x: m.left - 6, y: y(v) + 4, "text-anchor": "end" }, String(tickLabel(v))));
     }
     axis.append(s("line", { x1: m.left, x2: width - m.right, y1: y(0), y2: y(0) }));
     const every = width < 600 ? 20 : 10;
@@ -573,9 +573,13 @@
         const v = p[line.key];
         if (v === null || v === undefined) { d += " "; return; }
         const prev = i > 0 ? points[i - 1][line.key] : null;
+        const next = i + 1 < points.length ? points[i + 1][line.key] : null;
+        const joined = (prev !== null && prev !== undefined) || (next !== null && next !== undefined);
         d += `${prev === null || prev === undefined ? "M" : "L"}${(x(i) + slot / 2).toFixed(1)},${y(v).toFixed(1)}`;
-        series.append(s("circle", { cx: x(i) + slot / 2, cy: y(v), r: 2.5, fill: line.color, "data-key": line.key },
-          s("title", null, `${fmtClock(new Date(p.t * 1000))} · ${line.label} ${fmtMs(v)}`)));
+        // dots mark each minute where there is room, and always a minute with no neighbour to join
+        series.append(s("circle", { cx: x(i) + slot / 2, cy: y(v), r: slot >= 8 || !joined ? 2.5 : 1.2,
+          fill: line.color, "data-key": line.key },
+        s("title", null, `${fmtClock(new Date(p.t * 1000))} · ${line.label} ${fmtMs(v)}`)));
       });
       if (d.trim()) series.prepend(s("path", { d: d.trim(), fill: "none", stroke: line.color, "stroke-width": 2 }));
     }
