@@ -35,7 +35,8 @@ def _closed_port() -> int:
 
 
 def _add(store: PgVectorStore, text: str, **record: Any) -> None:
-    record.setdefault("hash", content_hash(text))
+    if "hash" not in record:
+        record["hash"] = content_hash(text)
     rec = MemoryRecord(id=uuid.uuid4().hex, memory=text, scope=Scope(user_id="u"), **record)
     store.apply([AddChange(rec, np.ones(8, dtype=np.float32))])
 
