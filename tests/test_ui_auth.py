@@ -92,6 +92,7 @@ def test_every_page_asks_for_a_key(dashboard: Any, page_factory: Any) -> None:
             expect(page.locator(f"#page-{other}")).to_be_hidden()
         expect(page.locator("#nav")).to_be_hidden()
     assert failed and all("/ui/api/session" in url for url in failed)
+    expect(page.locator("#login-error")).to_have_text("")
     screenshot(page, "login-desktop")
 
     # a wrong key is refused with the gateway's message and nothing is shown

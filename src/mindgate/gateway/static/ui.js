@@ -103,7 +103,7 @@
     try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
     if (!response.ok) {
       const message = (data && data.error && data.error.message) || `HTTP ${response.status} from ${path}`;
-      if (response.status === 401) showLogin(message);
+      if (response.status === 401) showLogin(key ? message : "");  // no key yet: just ask for one
       throw new ApiError(response.status, message);
     }
     return data;
