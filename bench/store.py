@@ -12,7 +12,7 @@ For each size (the store grows from one size to the next) it prints:
 Targets on 2 cores: in-scope search p50 <= 2 ms at 1M stored (embedding excluded); add throughput with
 embedding >= 90% of raw embedding throughput.
 
-Usage: python bench/store.py [--sizes 10000,100000,1000000] [--store sqlite] [--scopes 1000]
+Usage: python bench/store.py [--sizes 10000,100000,1000000] [--store sqlite|pgvector] [--scopes 1000]
        [--no-embedder] [--dir PATH] [--keep]
 A store is made by a small factory keyed by name (``STORES``); add one there to bench another backend.
 """
@@ -48,7 +48,23 @@ def _sqlite(workdir: Path) -> MemoryStore:
     return SQLiteStore(workdir / "bench.db")
 
 
-STORES: dict[str, Callable[[Path], MemoryStore]] = {"sqlite": _sqlite}
+def _pgvector(workdir: Path) -> MemoryStore:
+    """PostgreSQL + pgvector at MINDGATE_BENCH_PG_DSN (collection ``bench``, emptied first), else a
+    throwaway PostgreSQL 16 from pgserver on a unix socket (stopped and deleted at exit)."""
+    from mindgate.config import PgVectorStoreConfig
+    from mindgate.memory.stores.pgvector import PgVectorStore
+
+    dsn = os.environ.get("MINDGATE_BENCH_PG_DSN")
+    if not dsn:
+        import pgserver
+
+        dsn = pgserver.get_server(tempfile.mkdtemp(prefix="mindgate-bench-pg-"), cleanup_mode="delete").get_uri()
+    store = PgVectorStore(PgVectorStoreConfig(dsn=dsn, collection_name="bench"))
+    store.reset()
+    return store
+
+
+STORES: dict[str, Callable[[Path], MemoryStore]] = {"sqlite": _sqlite, "pgvector": _pgvector}
 
 SUBJECTS = ["I", "my sister", "the agent", "our team", "Alice", "Bob", "my manager", "the kids", "grandma",
             "my partner"]
@@ -171,6 +187,8 @@ def add_with_embedding(store: MemoryStore, emb: Embedding, start: int, n: int, s
 
 
 def disk_bytes(store: MemoryStore) -> int | None:
+    if hasattr(store, "size_bytes"):  # pgvector: tables, indexes and TOAST
+        return int(store.size_bytes())
     path = getattr(store, "path", None)
     if not isinstance(path, Path) or not path.exists():
         return None
