@@ -49,6 +49,10 @@ class ScriptedServer(OpenAISurface, FakeServer):
         return Starlette(routes=[Route("/v1/chat/completions", self._chat, methods=["POST"]),
                                  Route("/v1/models", self._models, methods=["GET"])])
 
+    def start(self, timeout: float = 10.0) -> ScriptedServer:
+        super().start(timeout)
+        return self
+
     @property
     def chat_requests(self) -> int:
         return len(self.requests_to("/v1/chat/completions"))

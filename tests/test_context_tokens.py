@@ -50,7 +50,7 @@ def sessions() -> list[list[dict[str, str]]]:
         questions = json.loads(file.read())
     out = [[{"role": t["role"], "content": t["content"]} for t in session]
            for question in questions[::5] for session in question["haystack_sessions"]]
-    return out[:120]
+    return out[:80]
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_unreachable_server_is_estimated_but_asked_again_later() -> None:
 
 
 def test_estimate_error_on_real_chat_turns(tokenizer: Any, sessions: list[list[dict[str, str]]]) -> None:
-    turns = [t["content"] for s in sessions for t in s if t["content"].strip()][:1500]
+    turns = [t["content"] for s in sessions for t in s if t["content"].strip()][:800]
     real = [real_count(tokenizer, t) for t in turns]
     raw = [DEFAULT_ESTIMATOR.raw_text_tokens(t) for t in turns]
     with_margin = [DEFAULT_ESTIMATOR.text_tokens(t) for t in turns]

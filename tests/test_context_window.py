@@ -107,13 +107,13 @@ def test_sliding_window_invariants(messages: list[Message], budget: int) -> None
 
 
 def test_tool_call_group_at_the_cut_is_kept_whole_or_dropped_whole() -> None:
-    call = {"role": "assistant", "content": None, "tool_calls": [
+    call: Message = {"role": "assistant", "content": None, "tool_calls": [
         {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Oslo\"}"}}]}
-    messages = [{"role": "system", "content": "Be brief."},
-                {"role": "user", "content": "Weather in Oslo? " * 20},
-                call, {"role": "tool", "tool_call_id": "c1", "content": "12C and rain " * 20},
-                {"role": "assistant", "content": "It is 12C and raining."},
-                {"role": "user", "content": "Thanks!"}]
+    messages: list[Message] = [{"role": "system", "content": "Be brief."},
+                               {"role": "user", "content": "Weather in Oslo? " * 20},
+                               call, {"role": "tool", "tool_call_id": "c1", "content": "12C and rain " * 20},
+                               {"role": "assistant", "content": "It is 12C and raining."},
+                               {"role": "user", "content": "Thanks!"}]
     kept = sliding_window(messages, tokens(messages) - 1, count)
     assert kept == [messages[0], messages[-1]]  # the window cannot start at the call or the tool result
 

@@ -33,7 +33,8 @@ def row(router: Router, name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def ollama_chat_fake() -> Iterator[OllamaChatFake]:
-    fake = OllamaChatFake().start()
+    fake = OllamaChatFake()
+    fake.start()
     yield fake
     fake.stop()
 

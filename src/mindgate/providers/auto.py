@@ -45,8 +45,8 @@ class LazyChatModel(ChatModel):
     """
 
     def __init__(self, provider: str, url: str, resolve: Callable[[], Awaitable[ChatModel]], *,
-                 model: str | None = None) -> None:
-        super().__init__(model or "(first listed)")
+                 model: str | None = None, defaults: dict[str, Any] | None = None) -> None:
+        super().__init__(model or "(first listed)", defaults=defaults)
         self.provider = provider
         self.url = url
         self._resolve = resolve
@@ -114,8 +114,8 @@ def lmstudio_target(config: ProviderConfig, url: str = LMSTUDIO_URL) -> Target:
         extra = {**({"ttl": config.ttl} if config.ttl else {}), **config.model_kwargs}
         return lmstudio.LMStudioChatModel(client, model, defaults=sampling_defaults(config), extra_body=extra)
 
-    return Target(LazyChatModel("lmstudio", url, resolve, model=config.model), name="lmstudio",
-                  breaker_failures=1, breaker_cooldown=LOCAL_BREAKER_COOLDOWN)
+    return Target(LazyChatModel("lmstudio", url, resolve, model=config.model, defaults=sampling_defaults(config)),
+                  name="lmstudio", breaker_failures=1, breaker_cooldown=LOCAL_BREAKER_COOLDOWN)
 
 
 def ollama_url() -> str:
@@ -154,8 +154,8 @@ def ollama_target(config: ProviderConfig, url: str | None = None) -> Target:
                                              "connect_timeout": connect_timeout})
         return ollama.chat_model(settings)
 
-    return Target(LazyChatModel("ollama", root, resolve), name="ollama", breaker_failures=1,
-                  breaker_cooldown=LOCAL_BREAKER_COOLDOWN)
+    return Target(LazyChatModel("ollama", root, resolve, defaults=sampling_defaults(config)), name="ollama",
+                  breaker_failures=1, breaker_cooldown=LOCAL_BREAKER_COOLDOWN)
 
 
 def openai_target(config: ProviderConfig) -> Target:
