@@ -227,3 +227,13 @@ def test_switching_the_reindex_target_starts_over(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="reindex_pending"):
         store.write_vectors(first, [(done[0].id, np.ones(5, np.float32))])
     store.close()
+
+
+def test_every_connection_gets_the_durability_settings(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "m.db")
+    conn = store._db.get()
+    assert conn.execute("PRAGMA journal_mode").fetchall() == [("wal",)]
+    assert conn.execute("PRAGMA synchronous").fetchall() == [(2,)]  # FULL
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchall() == [(10000,)]
+    assert conn.execute("PRAGMA busy_timeout").fetchall() == [(30000,)]
+    store.close()
