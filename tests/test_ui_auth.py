@@ -135,7 +135,16 @@ def test_user_bound_key(dashboard: Any, page_factory: Any, lmstudio_fake: Any) -
     add_memories(dashboard, ["Alice drinks black tea"], user_id="alice")
     add_memories(dashboard, ["Bob's door code is 4711"], user_id="bob")
     page = page_factory()
-    sign_in(page, dashboard, key=ALICE_KEY)
+    # the admin looks at bob's memories and signs out: nothing of them stays in the page
+    sign_in(page, dashboard)
+    page.fill("#scope-id", "bob")
+    page.click("#scope-form button[type=submit]")
+    expect(page.locator("#mem-table tbody")).to_contain_text("4711")
+    page.click("#logout")
+    expect(page.locator("#login")).to_be_visible()
+    assert "4711" not in page.content()
+    page.fill("#login-key", ALICE_KEY)
+    page.click("#login-form button[type=submit]")
     # a key bound to one user opens that user's memories
     expect(page.locator("#scope-id")).to_have_value("alice")
     expect(page.locator("#mem-table tbody tr")).to_have_count(1)

@@ -210,7 +210,8 @@ async def load_model(body: ModelAction, request: Request) -> Response:
     _, principal = _authenticated(request)
     _may_manage(principal, body.model)
     state = ui_state(request)
-    state.manager.catalog.endpoint(body.endpoint)  # an unknown endpoint is a 400 now, not a failed job later
+    # an unknown endpoint (400) or model (404) is refused now rather than reported by a failed job later
+    await state.manager.catalog.aresolve(body.model, endpoint=body.endpoint)
     job = state.start_load(body.endpoint, body.model, body.context_length)
     return JSONBytes(job.to_dict(), status_code=202)
 

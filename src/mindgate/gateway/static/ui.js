@@ -133,8 +133,18 @@
     stopPolling();
     state.page = null;
     state.session = null;
+    state.scope = null;
+    state.jobs.clear();
     sessionStorage.removeItem(KEY);
+    sessionStorage.removeItem(SCOPE);
     hidePages();
+    for (const id of ["mem-table", "models-table", "hist-table"]) $(id).tBodies[0].replaceChildren();
+    for (const id of ["chains", "routes", "gauges", "endpoints", "traffic-totals", "chart-requests", "chart-latency"]) {
+      $(id).replaceChildren();  // nothing from the previous key stays in the page
+    }
+    $("mem-body").hidden = true;
+    $("mem-hint").hidden = false;
+    $("scope-id").value = "";
     const dialog = $("mem-dialog");
     if (dialog.open) dialog.close();
     $("booting").hidden = true;
@@ -182,8 +192,8 @@
     if (!state.scope) {
       const saved = sessionStorage.getItem(SCOPE);
       const users = state.session.users;
-      if (saved) state.scope = JSON.parse(saved);
-      else if (users && users.length === 1) state.scope = { kind: "user_id", id: users[0] };
+      try { state.scope = saved ? JSON.parse(saved) : null; } catch (_) { state.scope = null; }
+      if (!state.scope && users && users.length === 1) state.scope = { kind: "user_id", id: users[0] };
     }
     if (state.scope) {
       $("scope-kind").value = state.scope.kind;
