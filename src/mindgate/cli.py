@@ -15,7 +15,6 @@ import os
 import sys
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -129,13 +128,10 @@ def _print_error(exc: BaseException) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mindgate`` script: runs the command, turns errors into one line and exit 1."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no progress bars from loading the embedder
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no progress bar from loading the embedder
     try:
         result = app(args=argv, prog_name="mindgate", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         return 1
     except KeyboardInterrupt:
@@ -144,9 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     except MindgateError as exc:
         _print_error(exc)
         return 1
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors (exit 2) and other command-line errors
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            _print_error(exc)
+        return int(exc.exit_code)
     except OSError as exc:
         _print_error(exc)
         return 1

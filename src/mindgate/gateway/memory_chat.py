@@ -235,12 +235,15 @@ class MemoryWriter:
         """Drain the queue (up to ``drain_timeout``), then stop the worker; leftovers are logged."""
         if self._task is None:
             return
+        if self.pending:
+            log.info("remembering %d pending turn(s) before stopping (up to %.0fs)", self.pending,
+                     self.drain_timeout)
         try:
             await asyncio.wait_for(self._queue.join(), self.drain_timeout)
         except TimeoutError:
-            self.metrics.memory_writes["dropped"] += self._queue.qsize()
+            self.metrics.memory_writes["dropped"] += self.pending
             log.error("shutting down with %d turn(s) not yet remembered (drain timed out after %.0fs)",
-                      self._queue.qsize(), self.drain_timeout)
+                      self.pending, self.drain_timeout)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

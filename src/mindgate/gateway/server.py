@@ -8,6 +8,7 @@ used when installed. uvicorn's access log is off: the gateway writes its own (JS
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import ipaddress
 import logging
@@ -86,4 +87,6 @@ def serve(config: MindgateConfig, *, host: str | None = None, port: int | None =
              host if ":" not in host else f"[{host}]", port)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, workers=1, access_log=False,
                                            log_level=log_level, server_header=False, **uvicorn_options()))
-    server.run()
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises SIGINT after a graceful shutdown
+        server.run()
+    log.info("mindgate gateway stopped")

@@ -14,6 +14,7 @@ most every ``CATALOG_REFRESH`` seconds), never on a request's path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mindgate.gateway")
 
 CATALOG_REFRESH = 30.0
+FIRST_LISTING_WAIT = 2.0
 _ROUTABLE_PROVIDERS = ("lmstudio", "ollama", "openai_compatible")
 
 
@@ -135,15 +137,16 @@ class ChatTargets:
         return out
 
     async def _catalog_models(self) -> list[ModelInfo]:
-        """The catalog's models: the cached listing (refreshed in the background when stale), or a first
-        listing awaited when there is none yet."""
+        """The catalog's cached models; when there are none yet, the first listing is waited for, at most
+        ``FIRST_LISTING_WAIT`` seconds (a slow endpoint never holds up ``/v1/models`` for long)."""
         assert self.catalog is not None
-        if self._refresh is not None and not self._refresh.done() and not self.catalog.cached_models():
-            await asyncio.shield(self._refresh)
-        if self._refreshed == 0.0:
-            self._refreshed = time.monotonic()
-            return list((await self.catalog.alist()).models)
-        self.refresh_catalog()
+        if not self.catalog.cached_models():
+            self.refresh_catalog(force=self._refresh is None)
+            if self._refresh is not None and not self._refresh.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._refresh), FIRST_LISTING_WAIT)
+        else:
+            self.refresh_catalog()
         return self.catalog.cached_models()
 
     async def aclose(self) -> None:

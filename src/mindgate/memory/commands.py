@@ -78,17 +78,17 @@ def _scope_text(item: dict[str, Any]) -> str:
 
 def memory_table(items: Sequence[dict[str, Any]], *, title: str, score: bool = False) -> Table:
     table = Table(title=title, show_lines=False, expand=False)
-    table.add_column("id", style="cyan", no_wrap=True)
-    table.add_column("memory", overflow="fold")
+    table.add_column("id", style="cyan", overflow="fold", min_width=8)
+    table.add_column("memory", overflow="fold", min_width=24, ratio=3)
     if score:
         table.add_column("score", justify="right")
     table.add_column("scope", style="magenta")
-    table.add_column("updated", style="dim", no_wrap=True)
+    table.add_column("updated (UTC)", style="dim", overflow="fold")
     for item in items:
         row = [str(item.get("id")), str(item.get("memory", ""))]
         if score:
             row.append(f"{float(item.get('score') or 0):.3f}")
-        row += [_scope_text(item), str(item.get("updated_at") or item.get("created_at") or "")[:19]]
+        row += [_scope_text(item), str(item.get("updated_at") or item.get("created_at") or "")[:16].replace("T", " ")]
         table.add_row(*row)
     return table
 
@@ -141,7 +141,8 @@ def list_(user: UserOpt = None, agent: AgentOpt = None, run: RunOpt = None, filt
     if as_json:
         print_json(result)
     else:
-        console.print(memory_table(result["results"], title=f"{len(result['results'])} memories"))
+        count = len(result["results"])
+        console.print(memory_table(result["results"], title=f"{count} {'memory' if count == 1 else 'memories'}"))
 
 
 @app.command()
