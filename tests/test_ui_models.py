@@ -3,11 +3,15 @@ server that is down and the in-process engine; load and unload buttons with prog
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from fakes.lmstudio import LMStudioModel
+from mindgate.gateway import ui_api
+from mindgate.models.resources import GPUInfo, snapshot
 from ui_harness import MOBILE, browser, dashboard, get_json, gguf_header_read, page_factory, screenshot, sign_in
 
 __all__ = ["browser", "dashboard", "gguf_header_read", "page_factory"]
@@ -70,4 +74,20 @@ def test_models_mobile(dashboard: Any, page_factory: Any) -> None:
     expect(_row(page, SMALL)).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= MOBILE["width"]
     screenshot(page, "models-mobile")
+    assert page.js_errors == []
+
+
+def test_vram_gauge_per_gpu(dashboard: Any, page_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine has no NVIDIA GPU, so the page's resources snapshot is given one: what is tested is how
+    the page shows VRAM per GPU, not NVML's reading."""
+    gpu = GPUInfo(0, "NVIDIA H100 80GB HBM3", 80 * 2**30, 60 * 2**30)
+    monkeypatch.setattr(ui_api, "snapshot", lambda: dataclasses.replace(snapshot(), gpus=(gpu,)))
+    page = page_factory()
+    sign_in(page, dashboard, route="models")
+    vram = page.locator("#gauges .gauge").nth(1)
+    expect(vram).to_contain_text("VRAM · GPU 0")
+    expect(vram).to_contain_text("NVIDIA H100 80GB HBM3")
+    expect(vram).to_contain_text("60.0 GiB free")
+    expect(vram).to_contain_text("of 80.0 GiB (25% used)")
+    expect(vram.locator(".bar > span")).to_have_attribute("style", "width: 25%;")
     assert page.js_errors == []
