@@ -51,7 +51,7 @@ def _filters(raw: str | None) -> dict[str, Any] | None:
         raise InvalidRequestError(f"`filters` is {len(raw)} characters; the limit is {MAX_FILTER_CHARS}")
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the JSON decoder goes
         raise InvalidRequestError("`filters` must be a JSON object",
                                   hint='e.g. filters={"category": "movies"} (URL-encoded)') from None
     if not isinstance(value, dict):

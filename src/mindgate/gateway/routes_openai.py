@@ -41,6 +41,16 @@ def _json(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _check_unicode(what: str, value: Any) -> None:
+    """A lone surrogate (an unpaired ``\\udXXX`` escape in the request JSON) can be neither sent upstream nor
+    embedded: a 400 naming it, not a 500 from deep inside an encoder."""
+    try:
+        _json(value)
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(f"{what} holds a lone surrogate (\\u{ord(exc.object[exc.start]):04x})",
+                                  hint="send proper UTF-8 text; U+D800-U+DFFF alone is not a character") from None
+
+
 # -- models ----------------------------------------------------------------------------------------------
 
 
@@ -77,6 +87,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     scope = chat_scope(request.headers, body.user, body.memory, principal, enabled=gateway.writer is not None)
     gateway.admit(principal, uses_tokens=True)
     messages = body.message_dicts()
+    _check_unicode("the request", [messages, body.chat_options()])
     model = await gateway.targets.resolve(body.model, messages)
     options = body.chat_options()
     injected: list[str] = []
@@ -217,6 +228,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
     if principal is not None:
         principal.check_model(body.model)
     texts = _texts(body.input)
+    _check_unicode("`input`", texts)
     gateway.admit(principal, uses_tokens=True)
     embedder = gateway.embedder
     vectors = await embedder.aembed_batch(texts)

@@ -43,7 +43,7 @@ def validate_path(path: Path | str) -> Path:
 
     Raises StoreError when the path is a directory, its parent is not a directory, or it is not writable.
     """
-    if str(path) in ("", ":memory:") or str(path).startswith("file:"):
+    if str(path) in ("", ":memory:") or str(path).startswith("file:") or "\x00" in str(path):
         raise StoreError(f"the SQLite store needs a file path, got {str(path)!r}",
                          hint="pass a file path, e.g. a file in a temporary directory")
     p = Path(path).expanduser().absolute()
