@@ -93,10 +93,11 @@ def chat(user: Annotated[str | None, typer.Option("--user", "-u", help="remember
          config: ConfigOpt = None) -> None:
     """Chat interactively with streaming answers and long-term memory (talks to the models directly)."""
     from mindgate.cli_chat import ChatSession, run_interactive
+    from mindgate.gateway.app import memory_for
     from mindgate.gateway.memory_chat import ChatScope
     from mindgate.gateway.server import configure_logging
     from mindgate.gateway.targets import build_targets
-    from mindgate.memory.memory import AsyncMemory
+    from mindgate.providers import create_embedder
 
     configure_logging("warning")
     cfg = MindgateConfig.load(config)
@@ -104,8 +105,9 @@ def chat(user: Annotated[str | None, typer.Option("--user", "-u", help="remember
     console = Console()
     if memory and user is None:
         console.print("[dim]no --user given: chatting without long-term memory[/dim]")
-    targets = build_targets(cfg)
-    store = AsyncMemory.from_config(cfg) if use_memory else None
+    embedder = create_embedder(cfg.embedder.provider, cfg.embedder.config)
+    targets = build_targets(cfg, embedder)
+    store = memory_for(cfg, embedder, targets) if use_memory else None
     scope = ChatScope(user, agent) if use_memory and user else None
     options: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
     session = ChatSession(targets.default, store, scope, cfg.memory, system=system, options=options)
@@ -114,9 +116,9 @@ def chat(user: Annotated[str | None, typer.Option("--user", "-u", help="remember
         try:
             await run_interactive(session, console)
         finally:
+            await targets.aclose()
             if store is not None:
                 await store.close()
-            await targets.aclose()
 
     asyncio.run(main())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -41,6 +42,8 @@ class ChatSession:
         self.history: list[dict[str, Any]] = []
         self.pending: set[asyncio.Task[None]] = set()
         self.failures = 0
+        self.remembered = 0
+        self.events: Counter[str] = Counter()
 
     def _prompt(self) -> list[dict[str, Any]]:
         recent = self.history[-self.max_messages:]
@@ -67,10 +70,22 @@ class ChatSession:
     async def _remember(self, turn: list[dict[str, Any]]) -> None:
         assert self.memory is not None and self.scope is not None
         try:
-            await self.memory.add(turn, **self.scope.kwargs(), infer=True)
+            result = await self.memory.add(turn, **self.scope.kwargs(), infer=True)
         except Exception as exc:  # reported, and counted for the goodbye message
             self.failures += 1
             log.error("remembering a turn failed: %s", exc)
+            return
+        self.remembered += 1
+        self.events.update(item["event"] for item in result["results"])
+
+    def summary(self) -> str:
+        """What happened to memory in this session, e.g. ``memory: 2 turns remembered (1 added, ...)``."""
+        changes = ", ".join(f"{self.events[e]} {word}" for e, word in (("ADD", "added"), ("UPDATE", "updated"),
+                                                                        ("DELETE", "deleted")) if self.events[e])
+        text = f"memory: {self.remembered} turn(s) remembered ({changes or 'nothing new'})"
+        if self.failures:
+            text += f"; {self.failures} turn(s) could not be remembered (see the log above)"
+        return text
 
     async def memories(self) -> list[str]:
         if self.memory is None or self.scope is None:
@@ -112,5 +127,5 @@ async def run_interactive(session: ChatSession, console: Console,
         if session.pending:
             with console.status("saving memories...", spinner="dots"):
                 await session.finish()
-        if session.failures:
-            console.print(f"[red]{session.failures} turn(s) could not be remembered (see the log above)[/red]")
+        if session.memory is not None and (session.remembered or session.failures):
+            console.print(session.summary(), style="red" if session.failures else "dim", markup=False)

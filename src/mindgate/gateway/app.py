@@ -36,6 +36,19 @@ from mindgate.providers.base import ChatModel, Embedder
 log = logging.getLogger("mindgate.gateway")
 
 
+def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets) -> AsyncMemory:
+    """The configured memory over ``embedder``. Its LLM (for ``add(infer=True)``) is the default chat model
+    when the config's ``llm`` section is what that chain serves, so the model is not loaded twice."""
+    shares_llm = config.routing.default == "auto" and "auto" not in config.routing.chains
+    default = targets.default
+
+    def llm() -> ChatModel:
+        return default if shares_llm else chat_model_from_section(config.llm)
+
+    return AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm, settings=config.memory,
+                       expected_dims=config.vector_store.config.embedding_model_dims)
+
+
 def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | None = None,
                   embedder: Embedder | None = None, memory: AsyncMemory | None = None) -> Gateway:
     """Build what is not given from ``config``, sharing one embedder (memory, embeddings, semantic routes)
@@ -54,14 +67,7 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
     else:
         targets = chat if isinstance(chat, ChatTargets) else ChatTargets(chat)
     if memory is None:
-        shares_llm = config.routing.default == "auto" and "auto" not in config.routing.chains
-        default = targets.default
-
-        def llm() -> ChatModel:
-            return default if shares_llm else chat_model_from_section(config.llm)
-
-        memory = AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm,
-                             settings=config.memory, expected_dims=config.vector_store.config.embedding_model_dims)
+        memory = memory_for(config, embedder, targets)
         owned.append(memory)
     keys = KeyRing(config.gateway.api_keys)
     gateway = Gateway(config=config, targets=targets, embedder=embedder, memory=memory, keys=keys, owned=owned)
