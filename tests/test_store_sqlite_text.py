@@ -74,3 +74,23 @@ def test_bm25_matches_the_formula() -> None:
     for (_, a), (_, b) in zip(got, expected, strict=True):
         assert a == pytest.approx(b)
     assert bm25([], 5) == []
+
+
+def test_a_partition_created_in_a_rolled_back_batch_is_not_remembered(tmp_path: Path) -> None:
+    from mindgate.errors import NotFoundError
+    from mindgate.memory.stores.base import DeleteChange
+
+    first, second = SQLiteStore(tmp_path / "shared.db"), SQLiteStore(tmp_path / "shared.db")
+    for s in (first, second):
+        s.open(EmbedderIdentity("test", "text", 4))
+    p, q = Scope(user_id="p"), Scope(user_id="q")
+    with pytest.raises(NotFoundError):
+        first.apply([AddChange(MemoryRecord(id="x", memory="xylophone", hash=content_hash("xylophone"), scope=p),
+                               np.ones(4, np.float32)), DeleteChange("missing", p)])
+    put(second, q, "yodel")  # may reuse the rowid slot the rolled-back batch had taken
+    put(first, p, "zither")
+    for s in (first, second):
+        assert ranked(s, p, "zither") == ["zither"] and ranked(s, q, "yodel") == ["yodel"]
+        assert ranked(s, q, "zither") == [] and ranked(s, p, "yodel xylophone") == []
+    first.close()
+    second.close()

@@ -30,7 +30,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,17 @@ class _Space:
     @property
     def table(self) -> str:
         return f"memories_vec_{self.gen}"
+
+
+@dataclass
+class _Txn:
+    """One apply() transaction: its connection, timestamp, vector spaces and partitions it created."""
+
+    conn: apsw.Connection
+    now: str
+    active: _Space
+    staging: _Space | None
+    new_slots: dict[str, int] = field(default_factory=dict)
 
 
 class SQLiteStore(MemoryStore):
@@ -140,11 +151,12 @@ class SQLiteStore(MemoryStore):
         prepared = [self._prepare(change) for change in changes]
         if not prepared:
             return []
-        now = iso(utcnow())
         with self._db.write() as conn:
             active = self._writable_space(conn)
-            staging = _space(conn, "staging")
-            return [self._apply_one(conn, change, blob, now, active, staging) for change, blob in prepared]
+            txn = _Txn(conn, iso(utcnow()), active, _space(conn, "staging"))
+            results = [self._apply_one(txn, change, blob) for change, blob in prepared]
+        self._slots.update(txn.new_slots)  # committed now; a rolled-back slot must never be cached
+        return results
 
     def _prepare(self, change: Change) -> tuple[Change, bytes | None]:
         if isinstance(change, AddChange):
@@ -172,11 +184,11 @@ class SQLiteStore(MemoryStore):
                              hint="call store.open(embedder_identity) before writing")
         return _vector_blob(vector, identity.dims)
 
-    def _apply_one(self, conn: apsw.Connection, change: Change, blob: bytes | None, now: str,
-                   active: _Space, staging: _Space | None) -> ChangeResult:
+    def _apply_one(self, txn: _Txn, change: Change, blob: bytes | None) -> ChangeResult:
+        conn, now, active, staging = txn.conn, txn.now, txn.active, txn.staging
         if isinstance(change, AddChange):
             assert blob is not None
-            return self._add(conn, change, blob, now, active)
+            return self._add(txn, change, blob)
         assert isinstance(change, UpdateChange | DeleteChange)
         where, params = scope_sql(change.scope)
         row = _one(conn, f"SELECT m.rowid, m.memory, m.partition, m.scope_key FROM memories m "
@@ -209,13 +221,11 @@ class SQLiteStore(MemoryStore):
         conn.execute(_HISTORY_INSERT, (_new_id(), change.id, "DELETE", old, None, now, change.actor))
         return ChangeResult(change.id, old, "DELETE")
 
-    def _add(self, conn: apsw.Connection, change: AddChange, blob: bytes, now: str,
-             active: _Space) -> ChangeResult:
+    def _add(self, txn: _Txn, change: AddChange, blob: bytes) -> ChangeResult:
+        conn, now, active = txn.conn, txn.now, txn.active
         rec = change.record
         scope = rec.scope
-        slot = self._slot(conn, scope.partition, create=True)
-        assert slot is not None
-        lo, hi = slot_range(slot)
+        lo, hi = slot_range(self._write_slot(txn, scope.partition))
         try:
             inserted = _one(conn, "INSERT INTO memories (rowid, id, partition, scope_key, user_id, agent_id, run_id, "
                                   "memory, hash, metadata, created_at, updated_at, vec_gen) "
@@ -239,16 +249,23 @@ class SQLiteStore(MemoryStore):
         conn.execute(_HISTORY_INSERT, (_new_id(), rec.id, "ADD", None, rec.memory, now, change.actor))
         return ChangeResult(rec.id, rec.memory, "ADD")
 
-    def _slot(self, conn: apsw.Connection, partition: str, *, create: bool) -> int | None:
-        """The partition's rowid slot; slots are permanent, so they are cached."""
+    def _slot(self, conn: apsw.Connection, partition: str) -> int | None:
+        """The partition's committed rowid slot, or None; slots are permanent, so they are cached."""
         slot = self._slots.get(partition)
         if slot is None:
             row = _one(conn, "SELECT slot FROM partitions WHERE partition = ?", (partition,))
-            if row is None and create:
-                row = _one(conn, "INSERT INTO partitions (partition) VALUES (?) RETURNING slot", (partition,))
             if row is None:
                 return None
             slot = self._slots[partition] = int(row[0])
+        return slot
+
+    def _write_slot(self, txn: _Txn, partition: str) -> int:
+        """The partition's slot, created in this transaction when new (cached only after the commit)."""
+        slot = txn.new_slots.get(partition) or self._slot(txn.conn, partition)
+        if slot is None:
+            slot = int(_one(txn.conn, "INSERT INTO partitions (partition) VALUES (?) RETURNING slot",
+                            (partition,))[0])
+            txn.new_slots[partition] = slot
         return slot
 
     def delete_scope(self, scope: Scope, actor: str | None = None) -> int:
@@ -335,7 +352,7 @@ class SQLiteStore(MemoryStore):
             return []
         with self._db.read() as conn:
             tokens = query_tokens(conn, query)
-            slot = self._slot(conn, scope.partition, create=False)
+            slot = self._slot(conn, scope.partition)
             if not tokens or slot is None:
                 return []
             lo, hi = slot_range(slot)
