@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from mindgate.errors import InvalidRequestError
+from mindgate.errors import FilterError, InvalidRequestError
 from mindgate.memory.stores.base import Scope
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
@@ -132,6 +132,9 @@ def scope_from(user_id: str | None, agent_id: str | None, run_id: str | None,
     """The scope from keyword ids, or from mem0 v2 ``filters`` that carry them (top level or inside a
     top-level AND). Returns the scope and the remaining metadata filters."""
     ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
+    if filters is not None and not isinstance(filters, dict):
+        raise FilterError(f"filters must be a dict, got {type(filters).__name__}",
+                          hint='e.g. {"category": "movies"} or {"AND": [...]}')
     rest = dict(filters) if filters else None
     if rest:
         for key in SCOPE_KEYS:
