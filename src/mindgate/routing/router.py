@@ -211,8 +211,8 @@ class Router(ChatModel):
                 except asyncio.CancelledError:
                     slot.breaker.release()
                     raise
-                except TimeoutError:
-                    exc: Exception = TargetTimeoutError(
+                except TimeoutError as timeout:
+                    exc: Exception = timeout if slot.target.timeout is None else TargetTimeoutError(
                         f"target {slot.target.name!r} did not answer within {slot.target.timeout}s",
                         url=slot.target.name, hint="raise the target's `timeout` or use a faster model")
                     if await self._retry_after_failure(slot, exc, attempt, outcomes):
