@@ -6,7 +6,7 @@ another exception and never a hang. What is stored reads back equal, reads never
 store passes its integrity and consistency checks afterwards (``bench/crash.py``'s ``store_problems``).
 
 Real parts: the shipped MiniLM embedder and SQLite. The examples are derandomized so that CI is
-repeatable; ``MINDGATE_FUZZ_EXAMPLES=2000`` runs a longer, random search.
+repeatable; ``FUZZ_EXAMPLES=2000`` runs a longer, random search.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from test_reliability_crash import load_bench
 
 crash = load_bench("crash")
 
-LONG = "MINDGATE_FUZZ_EXAMPLES" in os.environ
-EXAMPLES = int(os.environ.get("MINDGATE_FUZZ_EXAMPLES", "200"))
+LONG = "FUZZ_EXAMPLES" in os.environ
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not LONG, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
