@@ -134,9 +134,10 @@ class OpenAICompatClient:
     async def request_json(self, method: str, path: str, body: Any = None, *,
                            model: str | None = None, timeout: float | None = None) -> Any:
         """Send a request and return the decoded JSON body; failures raise mindgate errors."""
+        per_request = httpx.USE_CLIENT_DEFAULT if timeout is None else httpx.Timeout(timeout,
+                                                                                         connect=self.timeout.connect)
         try:
-            response = await self._client().request(
-                method, path, json=body, timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
+            response = await self._client().request(method, path, json=body, timeout=per_request)
         except httpx.HTTPError as exc:
             raise self.network_error(exc, path) from None
         if response.status_code >= 400:
