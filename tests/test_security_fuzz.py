@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from mindgate.errors import MindgateError
 from mindgate.memory.filters import OPERATORS
 from mindgate.memory.memory import AsyncMemory, Memory
+from mindgate.memory.stores.base import content_hash
 from mindgate.memory.stores.sqlite import SQLiteStore
 from mindgate.providers.base import Embedder
 from test_reliability_crash import load_bench
@@ -123,9 +124,10 @@ def test_add_accepts_or_refuses_clearly_and_reads_back_what_it_stored(memory: Me
     assert isinstance(meta, dict | None)
     expected = stored_texts(value)
     for item in result["results"]:
-        assert item["event"] in ("ADD", "NONE") and item["memory"] in expected
-        if item["event"] != "ADD":
+        if item["event"] == "NONE":  # a duplicate (same text up to case, width and spacing) of a stored memory
+            assert content_hash(item["memory"]) in {content_hash(t) for t in expected}
             continue
+        assert item["event"] == "ADD" and item["memory"] in expected
         got = memory.get(item["id"], **scope)
         assert got is not None and got["memory"] == item["memory"]
         assert {k: got.get(k) for k in scope} == scope
