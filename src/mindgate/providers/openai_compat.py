@@ -161,12 +161,12 @@ class OpenAICompatClient:
                     await self.raise_for_status(response.status_code, text, response.headers, model=model)
                 done = False
                 async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
+                    if done or not line.startswith("data:"):
+                        continue  # after [DONE], read to the end so the connection goes back to the pool
                     payload = line[5:].strip()
                     if payload == "[DONE]":
                         done = True
-                        break
+                        continue
                     try:
                         event = json.loads(payload)
                     except ValueError:
