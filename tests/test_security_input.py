@@ -1,8 +1,9 @@
 """Bad input over HTTP that schema-driven fuzzing (tests/test_gateway_fuzz.py) does not generate: bodies over
 the size limit (declared and chunked), JSON nested too deep, invalid UTF-8, NaN/Infinity, lone surrogate
 escapes, integers past 64 bits, control characters in ids, unknown filter operators, SQL- and FTS5-looking
-values, path traversal in ids. Every answer is a clear OpenAI-shaped 4xx (never a 5xx or a hang), and the
-store passes its integrity and consistency checks afterwards.
+values, path traversal in ids, an embedding server answering NaN. Every answer is a clear OpenAI-shaped 4xx
+(5xx only for the broken upstream: 502 naming it), never a hang, and the store passes its integrity and
+consistency checks afterwards.
 
 Real parts: the gateway under uvicorn, the real MiniLM embedder and SQLite, the real llama.cpp server.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,12 @@ import pytest
 
 from fixtures_gateway import GatewayServer, llama_chat
 from mindgate.config import MindgateConfig
+from mindgate.errors import ProviderError
 from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.memory.memory import AsyncMemory, Memory
 from mindgate.memory.stores.sqlite import SQLiteStore
 from mindgate.providers.base import Embedder
+from mindgate.providers.openai_compat import OpenAICompatClient, OpenAICompatEmbedder
 from test_reliability_crash import load_bench
 
 crash = load_bench("crash")
@@ -257,3 +262,51 @@ def test_the_store_is_intact_after_all_the_bad_input(gateway: GatewayServer, db:
     assert len(rows) >= 3  # the memories the tests above stored
     with gateway.http() as client:
         assert client.get("/readyz").status_code == 200
+
+
+class _BadEmbeddings(BaseHTTPRequestHandler):
+    """An OpenAI-compatible embeddings endpoint whose vectors hold NaN/Infinity (a broken model server;
+    Python's JSON parser, like many, accepts those literals)."""
+
+    def do_POST(self) -> None:
+        count = len(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["input"])
+        row = "[" + ", ".join(["0.5", "NaN", "Infinity"] * 4) + "]"
+        body = ('{"object": "list", "model": "broken", "data": ['
+                + ", ".join(f'{{"object": "embedding", "index": {i}, "embedding": {row}}}' for i in range(count))
+                + "]}").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_an_embedder_returning_nan_is_an_upstream_error_and_stores_nothing(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BadEmbeddings)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    embedder = OpenAICompatEmbedder(OpenAICompatClient(f"http://127.0.0.1:{server.server_port}/v1"), "broken")
+    store = SQLiteStore(tmp_path / "nan.db")
+    app = create_app(MindgateConfig.from_dict({"gateway": {"memory": False}}),
+                     memory=AsyncMemory(embedder=embedder, store=store), embedder=embedder, warm_up=False)
+    gateway = GatewayServer(app).start()
+    try:
+        with gateway.http() as client:
+            added = client.post("/v1/memories", json={"messages": "I like tea", "user_id": "u", "infer": False})
+            assert_clear_error(added, 502, "NaN or infinity", "broken")
+            embedded = client.post("/v1/embeddings", json={"model": "broken", "input": "hi"})
+            assert_clear_error(embedded, 502, "NaN or infinity")  # never NaN in a JSON answer
+        with pytest.raises(ProviderError, match="NaN or infinity"):
+            Memory(AsyncMemory(embedder=embedder, store=store)).add("I like tea", user_id="u", infer=False)
+    finally:
+        gateway.stop()
+        server.shutdown()
+        server.server_close()
+    conn = apsw.Connection(str(tmp_path / "nan.db"), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        assert conn.execute("SELECT count(*) FROM memories").fetchall() == [(0,)]
+    finally:
+        conn.close()
+    store.close()

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mindgate._sync import iterate_sync, run_sync
-from mindgate.errors import ConfigurationError
+from mindgate.errors import ConfigurationError, ProviderError
 
 Message = dict[str, Any]
 Vector = npt.NDArray[np.float32]
@@ -185,6 +185,10 @@ class Embedder(ABC):
             return self._empty()
         vectors = await self._embed_all(valid)
         self._check_dims(int(vectors.shape[1]))
+        if not np.isfinite(vectors).all():
+            raise ProviderError(f"embedder {self.provider}:{self.model} returned vectors holding NaN or infinity",
+                                provider=self.provider, retryable=False,
+                                hint="the embedding model or server is faulty; nothing was stored")
         return vectors
 
     async def aembed(self, text: str) -> Vector:
