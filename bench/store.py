@@ -92,7 +92,8 @@ def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def changes(start: int, texts: Sequence[str], vectors: np.ndarray, scopes: int) -> list[AddChange]:
     return [AddChange(MemoryRecord(id=f"m{start + j:09d}", memory=t, hash=content_hash(t),
-                                   scope=scope_of(start + j, scopes), metadata={"n": (start + j) % 10}),
+                                   scope=scope_of(start + j, scopes),
+                                   metadata={"n": (start + j) // scopes % 10}),
                       vectors[j]) for j, t in enumerate(texts)]
 
 

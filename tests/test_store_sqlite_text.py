@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mindgate.errors import NotFoundError
 from mindgate.memory.stores._sqlite_text import K1, B, bm25
-from mindgate.memory.stores.base import AddChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores.base import AddChange, DeleteChange, MemoryRecord, Scope, content_hash
 from mindgate.memory.stores.sqlite import SQLiteStore
 from mindgate.providers.base import EmbedderIdentity
 
@@ -58,8 +59,8 @@ def test_stemming_and_diacritics(store: SQLiteStore) -> None:
 
 
 def test_bm25_matches_the_formula() -> None:
-    # two phrases; rows: (rowid, "length avg tf0 tf1")
-    candidates = [(1, "4 5.0 2 0"), (2, "8 5.0 1 1"), (3, "5 5.0 0 1")]
+    # two phrases; rows: (rowid, "average-length length tf0 tf1")
+    candidates = [(1, "5.0 4 2 0"), (2, "5.0 8 1 1"), (3, "5.0 5 0 1")]
     n = 10
     idf = [math.log(1 + (n - df + 0.5) / (df + 0.5)) for df in (2, 2)]
 
@@ -77,9 +78,6 @@ def test_bm25_matches_the_formula() -> None:
 
 
 def test_a_partition_created_in_a_rolled_back_batch_is_not_remembered(tmp_path: Path) -> None:
-    from mindgate.errors import NotFoundError
-    from mindgate.memory.stores.base import DeleteChange
-
     first, second = SQLiteStore(tmp_path / "shared.db"), SQLiteStore(tmp_path / "shared.db")
     for s in (first, second):
         s.open(EmbedderIdentity("test", "text", 4))

@@ -22,9 +22,13 @@ RECORD_COLUMNS = "m.rowid, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_
 _NUMERIC = "('integer','real')"
 
 
-def scope_sql(scope: Scope, *, include_deleted: bool = False) -> tuple[str, list[Any]]:
-    """Predicate on ``m`` for the live (or also deleted) records a read with ``scope`` sees."""
-    sql = ["m.partition = ?"] if include_deleted else ["m.partition = ?", "m.deleted_at IS NULL"]
+def scope_sql(scope: Scope, *, include_deleted: bool = False, partition_index: bool = True) -> tuple[str, list[Any]]:
+    """Predicate on ``m`` for the live (or also deleted) records a read with ``scope`` sees.
+
+    ``partition_index=False`` keeps SQLite from using the partition index (for a rowid-range scan).
+    """
+    partition = "m.partition = ?" if partition_index else "+m.partition = ?"
+    sql = [partition] if include_deleted else [partition, "m.deleted_at IS NULL"]
     params: list[Any] = [scope.partition]
     for column, value in (("user_id", scope.user_id), ("agent_id", scope.agent_id), ("run_id", scope.run_id)):
         if value is not None:

@@ -43,10 +43,13 @@ def register(conn: apsw.Connection) -> None:
 
 
 def _term_stats(api: apsw.FTS5ExtensionApi, *args: apsw.SQLiteValue) -> str:
-    # "<row length> <table average length> <tf of phrase 0> <tf of phrase 1> ..."
-    rows = api.row_count or 1
-    tfs = " ".join(str(len(api.phrase_locations(i)[0])) for i in range(api.phrase_count))
-    return f"{api.column_size(0)} {api.column_total_size(0) / rows} {tfs}"
+    # "<table average length> <row length> <tf of phrase 0> <tf of phrase 1> ..."; the average is
+    # the same for every row of a query, so it is formatted once per query (aux data).
+    average = api.aux_data
+    if average is None:
+        average = api.aux_data = str(api.column_total_size(0) / (api.row_count or 1))
+    tfs = " ".join(str(len(api.phrase_column_offsets(i, 0))) for i in range(api.phrase_count))
+    return f"{average} {api.column_size(0)} {tfs}"
 
 
 def bm25(candidates: Sequence[tuple[int, str]], documents: int) -> list[tuple[int, float]]:
@@ -57,18 +60,24 @@ def bm25(candidates: Sequence[tuple[int, str]], documents: int) -> list[tuple[in
     """
     if not candidates:
         return []
-    parsed: list[tuple[int, int, float, list[int]]] = []
-    for rowid, stats in candidates:
-        fields = stats.split()
-        parsed.append((rowid, int(fields[0]), float(fields[1]) or 1.0, [int(t) for t in fields[2:]]))
-    n = max(documents, len(parsed))
-    phrases = len(parsed[0][3])
-    df = [sum(1 for p in parsed if p[3][i]) for i in range(phrases)]
-    idf = [math.log(1.0 + (n - d + 0.5) / (d + 0.5)) for d in df]
+    rows = [(rowid, stats.split()) for rowid, stats in candidates]
+    average = float(rows[0][1][0]) or 1.0
+    phrases = range(2, len(rows[0][1]))
+    df = dict.fromkeys(phrases, 0)
+    for _, fields in rows:
+        for i in phrases:
+            if fields[i] != "0":
+                df[i] += 1
+    n = max(documents, len(rows))
+    idf = {i: math.log(1.0 + (n - d + 0.5) / (d + 0.5)) for i, d in df.items()}
     scored: list[tuple[int, float]] = []
-    for rowid, length, avg, tfs in parsed:
-        norm = K1 * (1.0 - B + B * length / avg)
-        score = sum(w * tf * (K1 + 1.0) / (tf + norm) for w, tf in zip(idf, tfs, strict=True) if tf)
+    for rowid, fields in rows:
+        norm = K1 * (1.0 - B + B * int(fields[1]) / average)
+        score = 0.0
+        for i in phrases:
+            if fields[i] != "0":
+                tf = int(fields[i])
+                score += idf[i] * tf * (K1 + 1.0) / (tf + norm)
         scored.append((rowid, score))
     scored.sort(key=lambda item: (-item[1], item[0]))
     return scored

@@ -336,9 +336,14 @@ class SQLiteStore(MemoryStore):
                    "AND v.part = ?")
             params: list[Any] = [blob, min(k, MAX_K), scope.partition]
             if flt is not None or len(scope.as_dict()) > 1:
-                where, extra = _where(scope, flt)
-                sql += f" AND v.rowid IN (SELECT m.rowid FROM memories m WHERE {where})"
-                params += extra
+                slot = self._slot(conn, scope.partition)
+                if slot is None:
+                    return []
+                # the partition's rows are contiguous: read them by rowid range, not through the
+                # partition index and one table lookup per row
+                where, extra = _where(scope, flt, partition_index=False)
+                sql += f" AND v.rowid IN (SELECT m.rowid FROM memories m WHERE m.rowid BETWEEN ? AND ? AND {where})"
+                params += [*slot_range(slot), *extra]
             hits = _all(conn, sql, params)
             records = _records_by_rowid(conn, [h[0] for h in hits])
         return [(records[rowid], similarity(dist)) for rowid, dist in hits if rowid in records]
@@ -506,8 +511,8 @@ def _records_by_rowid(conn: apsw.Connection, rowids: Sequence[int]) -> dict[int,
     return {int(r[0]): to_record(r) for r in rows}
 
 
-def _where(scope: Scope, flt: Filter | None) -> tuple[str, list[Any]]:
-    where, params = scope_sql(scope)
+def _where(scope: Scope, flt: Filter | None, *, partition_index: bool = True) -> tuple[str, list[Any]]:
+    where, params = scope_sql(scope, partition_index=partition_index)
     if flt is not None:
         fsql, fparams = filter_sql(flt)
         where, params = f"{where} AND {fsql}", params + fparams
