@@ -202,3 +202,24 @@ def test_in_process_engine_behind_the_gateway(serve_gateway: Serve, smollm: Any,
     assert chunks and time.monotonic() - started < 60
     assert "".join(c.choices[0].delta.content or "" for c in chunks).strip()
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_a_client_that_disconnects_stops_the_upstream_stream(serve_gateway: Serve, llama_server: Any,
+                                                             memory_factory: Callable[..., AsyncMemory]) -> None:
+    server = serve_gateway(create_app(MindgateConfig.from_dict({}), chat=llama_chat(llama_server.base_url),
+                                      memory=memory_factory()))
+    body = {"model": "gone", "stream": True, "max_tokens": 600, "temperature": 1.0,
+            "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}]}
+    with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, timeout=120) as response:
+        for index, _ in enumerate(response.iter_lines()):
+            if index == 6:
+                break  # the client goes away after a few events
+    deadline = time.monotonic() + 8
+    completion = None
+    while completion is None and time.monotonic() < deadline:
+        for line in httpx.get(f"{server.base_url}/metrics").text.splitlines():
+            if line.startswith('mindgate_tokens_total{model="gone",kind="completion"}'):
+                completion = float(line.rsplit(" ", 1)[1])
+        time.sleep(0.1)
+    # the relay stopped pulling (and closed the upstream stream) right away, not after 600 tokens
+    assert completion is not None and completion < 100

@@ -8,10 +8,11 @@ never lands here because it is validated first).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -54,6 +55,50 @@ class JSONBytes(Response):
         if isinstance(content, bytes):
             return content
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class EventStream(Response):
+    """A ``text/event-stream`` response that stops pulling from ``source`` (closing it, so its cleanup runs)
+    as soon as the client disconnects. Lighter than Starlette's StreamingResponse: two plain asyncio
+    tasks per stream instead of an anyio task group."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, source: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> None:
+        self.source = source
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        pump = asyncio.ensure_future(self._pump(send))
+        watch = asyncio.ensure_future(self._watch(receive))
+        try:
+            await asyncio.wait((pump, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, watch):
+                task.cancel()
+            await asyncio.gather(pump, watch, return_exceptions=True)
+        if not pump.cancelled() and pump.exception() is not None:
+            raise pump.exception()  # type: ignore[misc]
+        if self.background is not None:
+            await self.background()
+
+    async def _pump(self, send: Any) -> None:
+        try:
+            async for chunk in self.source:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            aclose = getattr(self.source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    @staticmethod
+    async def _watch(receive: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
 
 def error_body(message: str, *, error_type: str, code: str | None, param: str | None = None) -> dict[str, Any]:

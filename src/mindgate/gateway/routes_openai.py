@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from mindgate.errors import InvalidRequestError, MindgateError, ModelNotFoundError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.memory_chat import ChatScope, chat_scope, estimate_tokens, inject_memories, new_turn, text_of
 from mindgate.gateway.observability import annotate, request_id
-from mindgate.gateway.responses import JSONBytes
+from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from mindgate.gateway.state import Gateway, gateway_of
 from mindgate.providers.base import ChatChunk, ChatModel
@@ -189,7 +189,7 @@ async def _stream(gateway: Gateway, request: Request, body: ChatCompletionReques
             if finished and scope is not None and gateway.writer is not None:
                 gateway.writer.submit(new_turn(body.message_dicts(), text), scope, rid)
 
-    return StreamingResponse(relay(), media_type="text/event-stream", headers={**_SSE_HEADERS, **headers})
+    return EventStream(relay(), headers={**_SSE_HEADERS, **headers})  # type: ignore[return-value]
 
 
 async def _close(chunks: AsyncIterator[ChatChunk]) -> None:

@@ -1,0 +1,280 @@
+"""Gateway overhead: the same load sent straight to an upstream and through ``mindgate serve``, in one run.
+
+Three processes on loopback: a minimal fast OpenAI-compatible upstream (raw asyncio, canned answers, this
+file's ``--upstream`` mode), the real gateway started with ``mindgate serve`` and a config whose ``llm``
+is that upstream (so requests go through the real route, router and provider client, with access logging
+on, written to a file), and this load generator (httpx, async). For 1, 32 and 256 concurrent clients,
+non-streaming and streaming (8 content chunks), it reports requests/s and p50/p99 latency direct and
+through the gateway, the p50 overhead and the throughput ratio; then the gateway's RSS over a long run.
+
+Targets (2 cores): p50 overhead <= 1 ms at 32 clients, throughput >= 80% of direct, RSS growth < 10%.
+
+Usage: python bench/gateway.py [--requests 2000] [--rss-requests 5000] (``--rss-requests 50000`` for the
+full memory run). Prints a table, then JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+CONTENT_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+PROMPT = [{"role": "user", "content": "Say something short about the sea."}]
+STREAM_CHUNKS = 8
+
+
+# -- the upstream ------------------------------------------------------------------------------------------
+
+
+def _http(status: str, content_type: bytes, body: bytes) -> bytes:
+    return (b"HTTP/1.1 " + status.encode() + b"\r\ncontent-type: " + content_type + b"\r\ncontent-length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def _canned() -> tuple[bytes, bytes, bytes]:
+    completion = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "bench",
+                  "choices": [{"index": 0, "message": {"role": "assistant", "content": "The sea is wide and deep."},
+                               "finish_reason": "stop"}],
+                  "usage": {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}}
+    events = []
+    for i in range(STREAM_CHUNKS):
+        delta = {"role": "assistant", "content": ""} if i == 0 else {"content": f" word{i}"}
+        events.append({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0, "model": "bench",
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+    events.append({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0, "model": "bench",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    sse = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    models = {"object": "list", "data": [{"id": "bench", "object": "model", "created": 0, "owned_by": "bench"}]}
+    return (_http("200 OK", b"application/json", json.dumps(completion).encode()),
+            _http("200 OK", b"text/event-stream", sse),
+            _http("200 OK", b"application/json", json.dumps(models).encode()))
+
+
+class Upstream(asyncio.Protocol):
+    """HTTP/1.1 keep-alive, one canned answer per request: as little work per request as Python allows."""
+
+    COMPLETION, STREAM, MODELS = _canned()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            match = CONTENT_LENGTH.search(self.buffer, 0, end)
+            length = int(match.group(1)) if match else 0
+            if len(self.buffer) < end + 4 + length:
+                return
+            head, body = self.buffer[:end], self.buffer[end + 4:end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length:]
+            if head.startswith(b"GET"):
+                self.transport.write(self.MODELS)
+            elif b'"stream":true' in body or b'"stream": true' in body:
+                self.transport.write(self.STREAM)
+            else:
+                self.transport.write(self.COMPLETION)
+
+
+def run_upstream(port: int) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(Upstream, "127.0.0.1", port, backlog=1024))
+    print("ready", flush=True)
+    loop.run_until_complete(server.serve_forever())
+
+
+# -- processes ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{process.args} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout}s")
+
+
+def start_processes(workdir: Path) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], str, str]:
+    up_port, gw_port = free_port(), free_port()
+    upstream = subprocess.Popen([sys.executable, __file__, "--upstream", str(up_port)], stdout=subprocess.PIPE)
+    assert upstream.stdout is not None
+    upstream.stdout.readline()
+    config = workdir / "bench.yaml"
+    config.write_text(json.dumps({
+        "llm": {"provider": "openai_compatible",
+                "config": {"base_url": f"http://127.0.0.1:{up_port}/v1", "model": "bench"}},
+        "vector_store": {"config": {"path": str(workdir / "memory.db")}},
+    }))
+    env = {**os.environ, "MINDGATE_HOME": str(workdir), "HF_HUB_OFFLINE": "1"}
+    log = (workdir / "gateway.log").open("wb")
+    gateway = subprocess.Popen([sys.executable, "-m", "mindgate.cli", "serve", "--port", str(gw_port),
+                                "--config", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    wait_http(f"http://127.0.0.1:{gw_port}/readyz", gateway)
+    return upstream, gateway, f"http://127.0.0.1:{up_port}/v1", f"http://127.0.0.1:{gw_port}/v1"
+
+
+# -- load ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def load(base: str, *, clients: int, requests: int, stream: bool) -> Result:
+    body = {"model": "bench", "messages": PROMPT, "max_tokens": 16, "stream": stream}
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+        async def one() -> None:
+            nonlocal errors
+            started = time.perf_counter()
+            if stream:
+                async with client.stream("POST", "/chat/completions", json=body) as response:
+                    async for _ in response.aiter_bytes():
+                        pass
+            else:
+                response = await client.post("/chat/completions", json=body)
+                await response.aread()
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                errors += 1
+
+        per_client = max(1, requests // clients)
+
+        async def worker(n: int) -> None:
+            for _ in range(n):
+                await one()
+
+        await asyncio.gather(*(worker(2) for _ in range(clients)))  # warm-up: connections open
+        latencies.clear()
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(per_client) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    return Result(len(latencies), round(elapsed, 3), round(len(latencies) / elapsed, 1),
+                  round(_percentile(latencies, 0.50) * 1000, 3), round(_percentile(latencies, 0.99) * 1000, 3),
+                  errors)
+
+
+async def rss_run(base: str, gateway_pid: int, requests: int) -> dict[str, float]:
+    process = psutil.Process(gateway_pid)
+    await load(base, clients=32, requests=2000, stream=False)  # settle caches and pools first
+    before = process.memory_info().rss
+    half = requests // 2
+    await load(base, clients=32, requests=half, stream=False)
+    await load(base, clients=32, requests=requests - half, stream=True)
+    after = process.memory_info().rss
+    return {"requests": requests, "rss_before_mb": round(before / 2**20, 1), "rss_after_mb": round(after / 2**20, 1),
+            "growth_pct": round((after - before) / before * 100, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per scenario and side")
+    parser.add_argument("--rss-requests", type=int, default=5000, help="requests for the RSS measurement")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 32, 256])
+    parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.upstream:
+        run_upstream(args.upstream)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="mindgate-bench-") as tmp:
+        upstream, gateway, direct, through = start_processes(Path(tmp))
+        try:
+            rows = []
+            for stream in (False, True):
+                for clients in args.clients:
+                    requests = args.requests if clients > 1 else max(200, args.requests // 4)
+                    runs = {"direct": [], "gateway": []}  # type: dict[str, list[Result]]
+                    for _ in range(2):  # alternate sides so drift hits both alike; keep the better run
+                        runs["direct"].append(asyncio.run(load(direct, clients=clients, requests=requests,
+                                                                stream=stream)))
+                        runs["gateway"].append(asyncio.run(load(through, clients=clients, requests=requests,
+                                                                 stream=stream)))
+                    best_direct = max(runs["direct"], key=lambda r: r.rps)
+                    best_gateway = max(runs["gateway"], key=lambda r: r.rps)
+                    rows.append({"stream": stream, "clients": clients, "direct": asdict(best_direct),
+                                 "gateway": asdict(best_gateway),
+                                 "p50_overhead_ms": round(best_gateway.p50_ms - best_direct.p50_ms, 3),
+                                 "throughput_ratio": round(best_gateway.rps / best_direct.rps, 3)})
+            memory = asyncio.run(rss_run(through, gateway.pid, args.rss_requests))
+        finally:
+            gateway.terminate()
+            upstream.terminate()
+            gateway.wait(timeout=60)
+            upstream.wait(timeout=10)
+
+    header = f"{'mode':<8}{'clients':>8}{'direct rps':>12}{'gw rps':>10}{'ratio':>8}{'direct p50':>12}" \
+             f"{'gw p50':>9}{'overhead':>10}{'direct p99':>12}{'gw p99':>9}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        d, g = row["direct"], row["gateway"]
+        print(f"{'stream' if row['stream'] else 'json':<8}{row['clients']:>8}{d['rps']:>12.0f}{g['rps']:>10.0f}"
+              f"{row['throughput_ratio']:>8.2f}{d['p50_ms']:>11.2f}m{g['p50_ms']:>8.2f}m"
+              f"{row['p50_overhead_ms']:>9.2f}m{d['p99_ms']:>11.2f}m{g['p99_ms']:>8.2f}m")
+    print(f"\nRSS over {memory['requests']} requests: {memory['rss_before_mb']} MB -> {memory['rss_after_mb']} MB "
+          f"({memory['growth_pct']:+.2f}%)")
+    summary = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "scenarios": rows, "rss": memory,
+               "uvloop": _installed("uvloop"), "httptools": _installed("httptools"),
+               "targets": {"p50_overhead_ms_at_32": 1.0, "throughput_ratio": 0.8, "rss_growth_pct": 10.0}}
+    print(json.dumps(summary, indent=2))
+    errors = sum(row["direct"]["errors"] + row["gateway"]["errors"] for row in rows)
+    if errors:
+        print(f"warning: {errors} requests failed", file=sys.stderr)
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+if __name__ == "__main__":
+    main()
