@@ -7,7 +7,7 @@ session recall@5/@10 (share of evidence sessions among the sessions of the top-k
 recall@5/@10 (share of ``has_answer`` turns in the top-k), and search latency p50/p95. Abstention
 questions (no evidence) are skipped. Fusion's gain is printed as a ratio over each single retriever.
 
-Usage: python bench/retrieval.py [--data PATH] [--questions N] [--store sqlite|pgvector --dsn DSN]
+Usage: python bench/retrieval.py [--data PATH] [--questions N] [--db FILE] [--store sqlite|pgvector --dsn DSN]
 """
 
 from __future__ import annotations
@@ -33,9 +33,22 @@ KS = (5, 10)
 
 
 def load(path: Path, limit: int | None) -> list[dict[str, Any]]:
+    """Non-abstention questions; with ``limit``, a sample stratified by question_type (round robin in file
+    order), so a small run still covers every type."""
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         questions = [q for q in json.load(fh) if not q["question_id"].endswith("_abs")]
-    return questions[:limit] if limit else questions
+    if not limit or limit >= len(questions):
+        return questions
+    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for q in questions:
+        by_type[q["question_type"]].append(q)
+    queues = [list(reversed(v)) for _, v in sorted(by_type.items())]
+    sample: list[dict[str, Any]] = []
+    while len(sample) < limit:
+        for queue in queues:
+            if queue and len(sample) < limit:
+                sample.append(queue.pop())
+    return sample
 
 
 async def ingest(memory: Any, question: dict[str, Any]) -> int:
@@ -79,16 +92,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     questions = load(Path(args.data), args.questions)
-    workdir = tempfile.mkdtemp(prefix="mindgate-bench-")
+    db_path = args.db or f"{tempfile.mkdtemp(prefix='mindgate-bench-')}/lme.db"
     store: dict[str, Any] = ({"provider": "pgvector", "config": {"dsn": args.dsn, "collection_name": "bench_lme"}}
-                             if args.store == "pgvector" else
-                             {"provider": "sqlite", "config": {"path": f"{workdir}/lme.db"}})
+                             if args.store == "pgvector" else {"provider": "sqlite", "config": {"path": db_path}})
     memory = AsyncMemory.from_config({"vector_store": store})
-    await memory.reset()
     t0 = time.perf_counter()
     stored = 0
     for n, q in enumerate(questions, 1):
-        stored += await ingest(memory, q)
+        existing = await memory.count(user_id=q["question_id"])
+        stored += existing or await ingest(memory, q)  # --db: questions already stored are reused
         print(f"\ringested {n}/{len(questions)} questions ({stored} memories)", end="", file=sys.stderr)
     ingest_s = time.perf_counter() - t0
     print(file=sys.stderr)
@@ -109,12 +121,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await memory.close()
 
     metrics = [f"{kind}@{k}" for kind in ("session", "turn") for k in KS]
-    groups = sorted({q["question_type"] for q in questions}) + ["overall"]
+    groups = [*sorted({q["question_type"] for q in questions}), "overall"]
     table: dict[str, Any] = {}
     for mode in MODES:
         table[mode] = {g: {m: round(statistics.fmean(v), 4) if (v := scores[mode][g][m]) else None for m in metrics}
                        for g in groups}
-        table[mode]["latency_ms"] = {"p50": round(pct(latency[mode], 0.5), 2), "p95": round(pct(latency[mode], 0.95), 2)}
+        table[mode]["latency_ms"] = {"p50": round(pct(latency[mode], 0.5), 2),
+                                     "p95": round(pct(latency[mode], 0.95), 2)}
     return {"bench": "retrieval", "data": Path(args.data).name, "questions": len(questions), "memories": stored,
             "store": args.store, "ingest_s": round(ingest_s, 1), "results": table,
             "gain": {f"hybrid/{m}": {metric: round(table["hybrid"]["overall"][metric] / b, 3)
@@ -146,6 +159,7 @@ def main() -> None:
     parser.add_argument("--store", choices=("sqlite", "pgvector"), default="sqlite")
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN for --store pgvector")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--db", default=None, help="SQLite file to keep (and reuse on later runs) the ingested turns")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     print_table(report)
