@@ -50,7 +50,8 @@ def _sqlite(workdir: Path) -> MemoryStore:
 
 def _pgvector(workdir: Path) -> MemoryStore:
     """PostgreSQL + pgvector at MINDGATE_BENCH_PG_DSN (collection ``bench``, emptied first), else a
-    throwaway PostgreSQL 16 from pgserver on a unix socket (stopped and deleted at exit)."""
+    throwaway PostgreSQL 16 from pgserver on a unix socket (stopped and deleted at exit).
+    MINDGATE_BENCH_PG_HNSW=0 benches it without the HNSW index (exact search only)."""
     from mindgate.config import PgVectorStoreConfig
     from mindgate.memory.stores.pgvector import PgVectorStore
 
@@ -59,7 +60,8 @@ def _pgvector(workdir: Path) -> MemoryStore:
         import pgserver
 
         dsn = pgserver.get_server(tempfile.mkdtemp(prefix="mindgate-bench-pg-"), cleanup_mode="delete").get_uri()
-    store = PgVectorStore(PgVectorStoreConfig(dsn=dsn, collection_name="bench"))
+    hnsw = os.environ.get("MINDGATE_BENCH_PG_HNSW", "1") != "0"
+    store = PgVectorStore(PgVectorStoreConfig(dsn=dsn, collection_name="bench", hnsw=hnsw))
     store.reset()
     return store
 
