@@ -158,11 +158,20 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    server_cpu_us: float = 0.0  # CPU time the server process used per request (robust to a busy machine)
 
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measured(base: str, server: psutil.Process, *, clients: int, requests: int, stream: bool) -> Result:
+    """:func:`load`, plus the server process's CPU time per request."""
+    before = sum(server.cpu_times()[:2])
+    result = asyncio.run(load(base, clients=clients, requests=requests, stream=stream))
+    result.server_cpu_us = round((sum(server.cpu_times()[:2]) - before) / max(1, result.requests) * 1e6, 1)
+    return result
 
 
 async def load(base: str, *, clients: int, requests: int, stream: bool) -> Result:
@@ -174,13 +183,17 @@ async def load(base: str, *, clients: int, requests: int, stream: bool) -> Resul
         async def one() -> None:
             nonlocal errors
             started = time.perf_counter()
-            if stream:
-                async with client.stream("POST", "/chat/completions", json=body) as response:
-                    async for _ in response.aiter_bytes():
-                        pass
-            else:
-                response = await client.post("/chat/completions", json=body)
-                await response.aread()
+            try:
+                if stream:
+                    async with client.stream("POST", "/chat/completions", json=body) as response:
+                        async for _ in response.aiter_bytes():
+                            pass
+                else:
+                    response = await client.post("/chat/completions", json=body)
+                    await response.aread()
+            except httpx.HTTPError:
+                errors += 1
+                return
             latencies.append(time.perf_counter() - started)
             if response.status_code != 200:
                 errors += 1
@@ -226,6 +239,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="mindgate-bench-") as tmp:
         upstream, gateway, direct, through = start_processes(Path(tmp))
+        up_proc, gw_proc = psutil.Process(upstream.pid), psutil.Process(gateway.pid)
         try:
             rows = []
             for stream in (False, True):
@@ -233,10 +247,10 @@ def main() -> None:
                     requests = args.requests if clients > 1 else max(200, args.requests // 4)
                     runs = {"direct": [], "gateway": []}  # type: dict[str, list[Result]]
                     for _ in range(2):  # alternate sides so drift hits both alike; keep the better run
-                        runs["direct"].append(asyncio.run(load(direct, clients=clients, requests=requests,
-                                                                stream=stream)))
-                        runs["gateway"].append(asyncio.run(load(through, clients=clients, requests=requests,
-                                                                 stream=stream)))
+                        runs["direct"].append(measured(direct, up_proc, clients=clients, requests=requests,
+                                                       stream=stream))
+                        runs["gateway"].append(measured(through, gw_proc, clients=clients, requests=requests,
+                                                        stream=stream))
                     best_direct = max(runs["direct"], key=lambda r: r.rps)
                     best_gateway = max(runs["gateway"], key=lambda r: r.rps)
                     rows.append({"stream": stream, "clients": clients, "direct": asdict(best_direct),
@@ -251,17 +265,18 @@ def main() -> None:
             upstream.wait(timeout=10)
 
     header = f"{'mode':<8}{'clients':>8}{'direct rps':>12}{'gw rps':>10}{'ratio':>8}{'direct p50':>12}" \
-             f"{'gw p50':>9}{'overhead':>10}{'direct p99':>12}{'gw p99':>9}"
+             f"{'gw p50':>9}{'overhead':>10}{'direct p99':>12}{'gw p99':>9}{'gw cpu/req':>12}"
     print(header)
     print("-" * len(header))
     for row in rows:
         d, g = row["direct"], row["gateway"]
         print(f"{'stream' if row['stream'] else 'json':<8}{row['clients']:>8}{d['rps']:>12.0f}{g['rps']:>10.0f}"
               f"{row['throughput_ratio']:>8.2f}{d['p50_ms']:>11.2f}m{g['p50_ms']:>8.2f}m"
-              f"{row['p50_overhead_ms']:>9.2f}m{d['p99_ms']:>11.2f}m{g['p99_ms']:>8.2f}m")
+              f"{row['p50_overhead_ms']:>9.2f}m{d['p99_ms']:>11.2f}m{g['p99_ms']:>8.2f}m{g['server_cpu_us']:>10.0f}us")
     print(f"\nRSS over {memory['requests']} requests: {memory['rss_before_mb']} MB -> {memory['rss_after_mb']} MB "
           f"({memory['growth_pct']:+.2f}%)")
-    summary = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "scenarios": rows, "rss": memory,
+    summary = {"cpus": os.cpu_count(), "load_average": os.getloadavg(), "python": sys.version.split()[0],
+               "scenarios": rows, "rss": memory,
                "uvloop": _installed("uvloop"), "httptools": _installed("httptools"),
                "targets": {"p50_overhead_ms_at_32": 1.0, "throughput_ratio": 0.8, "rss_growth_pct": 10.0}}
     print(json.dumps(summary, indent=2))

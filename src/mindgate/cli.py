@@ -9,7 +9,6 @@ Every failure is printed as one line (what was wrong and what to do) with exit c
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import sys
@@ -25,6 +24,7 @@ from mindgate.errors import MindgateError
 from mindgate.memory import commands as memory_commands
 from mindgate.memory.commands_migrate import migrate_command
 from mindgate.models import commands as models_commands
+from mindgate.routing import commands as routing_commands
 
 app = typer.Typer(name="mindgate", help="Local-first model gateway with long-term memory for AI agents.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -33,27 +33,10 @@ app.command("reindex")(memory_commands.reindex_command)
 app.add_typer(models_commands.app, name="models")
 app.command("doctor")(models_commands.doctor)
 app.command("migrate")(migrate_command)
+app.add_typer(routing_commands.app, name="routes")
 
 err_console = Console(stderr=True)
 ConfigOpt = memory_commands.ConfigOpt
-
-
-def _mount_optional() -> None:
-    """Sub-commands from packages still being written (imported normally once they exist)."""
-    for module, attr, name, kind in (("mindgate.routing.commands", "app", "routes", "typer"),):
-        try:
-            target = getattr(importlib.import_module(module), attr)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        if kind == "typer":
-            app.add_typer(target, name=name)
-        else:
-            app.command(name)(target)
-
-
-_mount_optional()
 
 
 def _version(value: bool) -> None:
