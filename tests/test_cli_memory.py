@@ -18,6 +18,9 @@ from mindgate.cli import main
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
+    # in this process an earlier test may have imported transformers with its loading bar on (the console
+    # script turns it off before importing; test_the_console_script_prints_one_line_errors checks that)
+    err = "".join(line for line in err.splitlines(keepends=True) if "Loading weights" not in line)
     return code, out, err
 
 
@@ -92,5 +95,9 @@ def test_the_console_script_prints_one_line_errors(tmp_path: Path) -> None:
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.startswith("error: cannot read config file") and "Traceback" not in done.stderr
+    missing = subprocess.run([str(script), "memory", "get", "nope", "-u", "ana"], capture_output=True, text=True,
+                             env=env, timeout=300)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: memory 'nope' not found")
+    assert missing.stderr.count("\n") <= 2
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True, env=env, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("mindgate ")

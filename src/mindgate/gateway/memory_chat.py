@@ -19,7 +19,7 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from mindgate.config import MemorySettings
 from mindgate.errors import MindgateError
@@ -36,6 +36,26 @@ _OFF = {"off", "false", "0", "no", "disabled"}
 INJECT_HEADER = "Relevant long-term memories about the user (from earlier conversations):"
 
 
+class ScopeArgs(TypedDict, total=False):
+    """The scope keyword arguments of the Memory API."""
+
+    user_id: str
+    agent_id: str
+    run_id: str
+
+
+def scope_args(user_id: str | None, agent_id: str | None, run_id: str | None) -> ScopeArgs:
+    """The ids that are set, as Memory API keyword arguments."""
+    out = ScopeArgs()
+    if user_id is not None:
+        out["user_id"] = user_id
+    if agent_id is not None:
+        out["agent_id"] = agent_id
+    if run_id is not None:
+        out["run_id"] = run_id
+    return out
+
+
 @dataclass(frozen=True)
 class ChatScope:
     """Whose memories a chat reads and writes."""
@@ -44,13 +64,8 @@ class ChatScope:
     agent_id: str | None = None
     run_id: str | None = None
 
-    def kwargs(self) -> dict[str, str]:
-        out = {"user_id": self.user_id}
-        if self.agent_id:
-            out["agent_id"] = self.agent_id
-        if self.run_id:
-            out["run_id"] = self.run_id
-        return out
+    def kwargs(self) -> ScopeArgs:
+        return scope_args(self.user_id, self.agent_id or None, self.run_id or None)
 
 
 def chat_scope(headers: Mapping[str, str], body_user: str | None, body_memory: bool | None,

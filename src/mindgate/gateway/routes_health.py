@@ -52,7 +52,7 @@ async def chat_problem(model: ChatModel) -> str | None:
     probe = getattr(model, "ahealth_check", None)
     if callable(probe) and hasattr(model, "status"):
         problem = await _check(probe())
-        rows = model.status()  # type: ignore[attr-defined]
+        rows = model.status()
         if any(row.get("state") != "open" for row in rows):
             return None
         return problem or "; ".join(f"{row['name']}: {row.get('last_error') or row['state']}" for row in rows)

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from mindgate.errors import InvalidRequestError, NotFoundError
 from mindgate.gateway.auth import Principal
+from mindgate.gateway.memory_chat import ScopeArgs, scope_args
 from mindgate.gateway.observability import annotate
 from mindgate.gateway.responses import JSONBytes
 from mindgate.gateway.schemas import MemoryAddRequest, MemorySearchRequest, MemoryUpdateRequest
@@ -36,12 +37,12 @@ def _acting(request: Request) -> tuple[Gateway, Principal | None]:
 
 
 def _scope(principal: Principal | None, user_id: str | None, agent_id: str | None,
-           run_id: str | None) -> dict[str, str]:
+           run_id: str | None) -> ScopeArgs:
     """The scope arguments for a call, after checking the key may act for the user."""
     if principal is not None and principal.users is not None:
         user_id = user_id or principal.sole_user
         principal.check_user(user_id)
-    return {k: v for k, v in (("user_id", user_id), ("agent_id", agent_id), ("run_id", run_id)) if v is not None}
+    return scope_args(user_id, agent_id, run_id)
 
 
 def _filters(raw: str | None) -> dict[str, Any] | None:

@@ -189,7 +189,7 @@ async def _stream(gateway: Gateway, request: Request, body: ChatCompletionReques
             if finished and scope is not None and gateway.writer is not None:
                 gateway.writer.submit(new_turn(body.message_dicts(), text), scope, rid)
 
-    return EventStream(relay(), headers={**_SSE_HEADERS, **headers})  # type: ignore[return-value]
+    return EventStream(relay(), headers={**_SSE_HEADERS, **headers})
 
 
 async def _close(chunks: AsyncIterator[ChatChunk]) -> None:

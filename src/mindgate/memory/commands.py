@@ -8,7 +8,7 @@ prints them as one line and exits 1.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -51,7 +51,7 @@ def open_memory(config: Path | None) -> Iterator[Memory]:
         memory.close()
 
 
-def _scope(user: str | None, agent: str | None, run: str | None) -> dict[str, str]:
+def _scope(user: str | None, agent: str | None, run: str | None) -> dict[str, Any]:
     return {k: v for k, v in (("user_id", user), ("agent_id", agent), ("run_id", run)) if v is not None}
 
 
@@ -60,7 +60,7 @@ def _json_object(raw: str | None, option: str) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise InvalidRequestError(f"{option} is not valid JSON ({exc.msg})",
                                   hint=f'e.g. {option} \'{{"category": "music"}}\'') from None
     if not isinstance(value, dict):
@@ -72,7 +72,7 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-def _scope_text(item: dict[str, Any]) -> str:
+def _scope_text(item: Mapping[str, Any]) -> str:
     return " ".join(f"{k.split('_')[0]}={item[k]}" for k in ("user_id", "agent_id", "run_id") if item.get(k))
 
 
