@@ -35,7 +35,7 @@ them, and a writer then starts in about a second instead of loading torch and Mi
 Usage::
 
     python bench/crash.py                      # CI-sized: 8 rounds (two of each mode)
-    python bench/crash.py --kills 200          # the longer setting (~15 min on 2 cores)
+    python bench/crash.py --kills 200          # the longer setting (~16 min on 2 cores)
     python bench/crash.py --kills 4 --json     # JSON only (the CI test runs this)
 
 Options: ``--procs 2 --threads 3 --min-delay 0.05 --max-delay 1.5 --embedder hash|minilm --seed 1 --dir PATH --keep``.

@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import socket
 import struct
@@ -412,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--healthy-url", help="an OpenAI-compatible server serving model `smollm2`")
     parser.add_argument("--json", action="store_true", help="print only the JSON")
     opts = parser.parse_args(argv)
+    logging.getLogger("mindgate").setLevel(logging.ERROR)  # the table reports each failure; no log line per request
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from crash import HashEmbedder
