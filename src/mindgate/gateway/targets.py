@@ -1,6 +1,6 @@
 """Which chat model serves a request's ``model`` field.
 
-In order: the name of a routing chain gets that chain; the id of a model the catalog found on a managed
+In order: the name of a routing chain (the default chain included) gets that chain; the id of a model the catalog found on a managed
 endpoint (LM Studio, Ollama, an OpenAI-compatible server) gets that model on that endpoint, behind a
 one-target router (breaker and status like any chain); anything else (``auto``, or a name written for
 another provider, such as ``gpt-4o-mini``) goes through the semantic routes when there are any, and
@@ -60,8 +60,8 @@ class ChatTargets:
 
     async def resolve(self, name: str, messages: Sequence[Message]) -> ChatModel:
         """The chat model for a request naming ``name`` (see the module docstring)."""
-        if name == self.default_name:
-            return await self._routed(messages)
+        if name == self.default_name and name != "auto":
+            return self.default  # the default chain named explicitly: pinned, like any chain
         chain = self.named.get(name)
         if chain is not None:
             return chain
