@@ -79,3 +79,22 @@ def test_serve_refuses_a_public_address_without_the_flag(tmp_path: Path) -> None
     assert done.returncode == 1
     assert "refusing to bind 0.0.0.0" in done.stderr and "--allow-remote" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_hash_key_prints_the_digest_the_config_takes(tmp_path: Path) -> None:
+    from mindgate.gateway.auth import KeyRing, hash_key
+
+    key = "sk-mindgate-0123456789abcdef"
+    done = subprocess.run([str(Path(sys.executable).with_name("mindgate")), "hash-key"], input=f"{key}\n{key}\n",
+                          capture_output=True, text=True, env={**os.environ, "MINDGATE_HOME": str(tmp_path)},
+                          timeout=60)
+    assert done.returncode == 0
+    digest = done.stdout.strip().rsplit(":", 1)[-1].strip()  # after the (unechoed) prompts
+    assert digest == hash_key(key) and key not in done.stdout
+    from mindgate.config import MindgateConfig
+
+    ring = KeyRing(MindgateConfig.from_dict({"gateway": {"api_keys": [{"key_sha256": digest}]}}).gateway.api_keys)
+    assert ring.authenticate(f"Bearer {key}") is not None
+    short = subprocess.run([str(Path(sys.executable).with_name("mindgate")), "hash-key", "--key", "short"],
+                           capture_output=True, text=True, timeout=60)
+    assert short.returncode == 2 and "16 characters" in short.stderr

@@ -67,6 +67,18 @@ def serve(host: Annotated[str | None, typer.Option(help="address to bind (defaul
                log_level=log_level.lower())
 
 
+@app.command("hash-key")
+def hash_key_command(key: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+                                                      help="the API key (asked for when not given)")]) -> None:
+    """Print the SHA-256 digest of an API key, for ``gateway.api_keys[].key_sha256`` (the config then holds no
+    secret)."""
+    from mindgate.gateway.auth import hash_key
+
+    if len(key) < 16:
+        raise typer.BadParameter("use at least 16 characters (e.g. `openssl rand -hex 24`)", param_hint="--key")
+    typer.echo(hash_key(key))
+
+
 @app.command()
 def chat(user: Annotated[str | None, typer.Option("--user", "-u", help="remember and recall for this user")] = None,
          agent: Annotated[str | None, typer.Option("--agent", "-a", help="agent_id scope")] = None,
