@@ -87,9 +87,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     scope = chat_scope(request.headers, body.user, body.memory, principal, enabled=gateway.writer is not None)
     gateway.admit(principal, uses_tokens=True)
     messages = body.message_dicts()
-    _check_unicode("the request", [messages, body.chat_options()])
-    model = await gateway.targets.resolve(body.model, messages)
     options = body.chat_options()
+    _check_unicode("the request", [messages, options])
+    model = await gateway.targets.resolve(body.model, messages)
     injected: list[str] = []
     if scope is not None:
         messages, injected = await _with_memories(gateway, messages, scope)
