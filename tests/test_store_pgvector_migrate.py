@@ -141,9 +141,6 @@ def test_a_source_that_was_never_used_is_refused(pg_store_factory: Factory) -> N
 
 
 def test_sqlite_to_pgvector(tmp_path: Path, pg_store_factory: Factory) -> None:
-    if SQLiteStore.iter_vectors is MemoryStore.iter_vectors or \
-            SQLiteStore.recorded_identity is MemoryStore.recorded_identity:
-        pytest.skip("SQLiteStore does not implement iter_vectors() / recorded_identity() yet")
     sqlite = SQLiteStore(tmp_path / "memory.db")
     populate(sqlite)
     target = pg_store_factory()

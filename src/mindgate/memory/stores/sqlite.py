@@ -412,6 +412,28 @@ class SQLiteStore(MemoryStore):
                 return
             after = rows[-1][0]
 
+    def recorded_identity(self) -> EmbedderIdentity | None:
+        with self._db.read() as conn:
+            active = _space(conn, "active")
+        return active.identity if active else None
+
+    def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[str, Vector]]:
+        """Live records' vectors of the active space (deleted records keep none), in id order."""
+        _check_count("batch_size", batch_size, minimum=1)
+        with self._db.read() as conn:
+            active = _space(conn, "active")
+        if active is None:
+            return
+        after = ""
+        while True:
+            with self._db.read() as conn:
+                rows = _all(conn, f"SELECT m.id, v.embedding FROM memories m JOIN {active.table} v "
+                                  "ON v.rowid = m.rowid WHERE m.id > ? ORDER BY m.id LIMIT ?", (after, batch_size))
+            yield from ((memory_id, np.frombuffer(blob, dtype=np.float32).copy()) for memory_id, blob in rows)
+            if len(rows) < batch_size:
+                return
+            after = rows[-1][0]
+
     # -- reindex ---------------------------------------------------------------------------------
 
     def reindex_pending(self, identity: EmbedderIdentity, *, limit: int) -> builtins.list[MemoryRecord]:
