@@ -6,12 +6,12 @@ this load generator, which keeps ``--concurrency`` requests in flight (httpx, as
 (40%), streamed chats (20%), memory adds (10%), memory searches (20%) and memory lists (10%), over 50
 users. Every ``--interval`` seconds it records requests, errors (non-2xx, transport errors, a stream
 without ``[DONE]``), p50/p99/max latency, and the gateway's RSS, USS, open files and threads, plus the
-store's size on disk.
+store's size on disk, and the machine's load average (other work on the machine shows there).
 
 The verdicts at the end compare the steady part of the run (after the first interval, the warm-up):
 
 * errors: none at all, and no interval has more than the first;
-* memory: RSS growth from the first steady interval to the last, in MB and per minute (the SQLite file
+* memory: RSS over the run, and its growth over the second half, in MB and per minute (the SQLite file
   is mmapped, so file pages the gateway touched count towards RSS: the store's growth is printed beside);
 * latency: the worst interval p99 over the median interval p99.
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import statistics
@@ -216,7 +217,7 @@ def process_sample(pid: int, db: Path) -> Any:
         store = sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
         return {"rss_mb": full.rss / 2**20, "uss_mb": full.uss / 2**20, "open_files": proc.num_fds(),
                 "threads": proc.num_threads(), "store_mb": store / 2**20,
-                "gateway_cpu": proc.cpu_percent(), "client_cpu": me.cpu_percent()}
+                "gateway_cpu": proc.cpu_percent(), "client_cpu": me.cpu_percent(), "load1": os.getloadavg()[0]}
 
     return sample
 
@@ -239,8 +240,10 @@ def summarize(intervals: list[Interval], samples: list[dict[str, Any]], opts: ar
                      "error_samples": slot.error_samples})
     steady = rows[1:] if len(rows) > 2 else rows
     p99s = [r["p99_ms"] for r in steady]
-    minutes = (steady[-1]["end_s"] - steady[0]["end_s"]) / 60 if len(steady) > 1 else 0.0
-    growth = steady[-1]["rss_mb"] - steady[0]["rss_mb"] if steady else 0.0
+    half = steady[len(steady) // 2:]  # the trend that matters is the late one, after caches have settled
+    minutes = (half[-1]["end_s"] - half[0]["end_s"]) / 60 if len(half) > 1 else 0.0
+    growth = half[-1]["rss_mb"] - half[0]["rss_mb"] if half else 0.0
+    rss = [r["rss_mb"] for r in steady]
     total_errors = sum(r["errors"] for r in rows)
     by_kind: dict[str, list[float]] = {}
     for slot in intervals:
@@ -252,12 +255,12 @@ def summarize(intervals: list[Interval], samples: list[dict[str, Any]], opts: ar
         "requests": sum(r["requests"] for r in rows), "errors": total_errors,
         "rps_mean": round(statistics.mean(r["rps"] for r in steady), 1) if steady else 0.0,
         "errors_growing": any(r["errors"] > rows[0]["errors"] for r in rows[1:]),
-        "rss_first_steady_mb": steady[0]["rss_mb"] if steady else None,
-        "rss_last_mb": steady[-1]["rss_mb"] if steady else None,
-        "rss_growth_mb": round(growth, 1),
-        "rss_growth_mb_per_min": round(growth / minutes, 2) if minutes else None,
-        "uss_growth_mb": round(steady[-1]["uss_mb"] - steady[0]["uss_mb"], 1) if steady else None,
-        "store_growth_mb": round(steady[-1]["store_mb"] - steady[0]["store_mb"], 1) if steady else None,
+        "rss_first_steady_mb": rss[0] if rss else None, "rss_min_mb": min(rss, default=None),
+        "rss_max_mb": max(rss, default=None), "rss_last_mb": rss[-1] if rss else None,
+        "rss_second_half_growth_mb": round(growth, 1),
+        "rss_second_half_growth_mb_per_min": round(growth / minutes, 2) if minutes else None,
+        "uss_second_half_growth_mb": round(half[-1]["uss_mb"] - half[0]["uss_mb"], 1) if half else None,
+        "store_second_half_growth_mb": round(half[-1]["store_mb"] - half[0]["store_mb"], 1) if half else None,
         "p99_median_ms": round(statistics.median(p99s), 2) if p99s else None,
         "p99_worst_over_median": round(max(p99s) / statistics.median(p99s), 2) if p99s else None,
         "by_kind": {k: {"requests": len(v), "p50_ms": round(percentile(v, 0.5) * 1000, 2),
@@ -268,15 +271,16 @@ def summarize(intervals: list[Interval], samples: list[dict[str, Any]], opts: ar
 
 def print_table(summary: dict[str, Any]) -> None:
     cols = ["end_s", "requests", "rps", "errors", "p50_ms", "p99_ms", "max_ms", "rss_mb", "uss_mb", "open_files",
-            "threads", "store_mb", "gateway_cpu", "client_cpu"]
+            "threads", "store_mb", "gateway_cpu", "client_cpu", "load1"]
     print("".join(f"{c:>12}" for c in cols))
     for row in summary["intervals"]:
         print("".join(f"{row[c]:>12}" for c in cols))
     print(f"\n{summary['requests']} requests, {summary['errors']} errors (growing: {summary['errors_growing']}), "
           f"{summary['rps_mean']} req/s at concurrency {summary['concurrency']}")
-    print(f"RSS {summary['rss_first_steady_mb']} -> {summary['rss_last_mb']} MB after warm-up "
-          f"({summary['rss_growth_mb']:+} MB, {summary['rss_growth_mb_per_min']} MB/min; USS "
-          f"{summary['uss_growth_mb']:+} MB; store on disk {summary['store_growth_mb']:+} MB)")
+    print(f"RSS after warm-up: first {summary['rss_first_steady_mb']}, min {summary['rss_min_mb']}, max "
+          f"{summary['rss_max_mb']}, last {summary['rss_last_mb']} MB; second half "
+          f"{summary['rss_second_half_growth_mb']:+} MB ({summary['rss_second_half_growth_mb_per_min']} MB/min; USS "
+          f"{summary['uss_second_half_growth_mb']:+} MB; store on disk {summary['store_second_half_growth_mb']:+} MB)")
     print(f"p99 per interval: median {summary['p99_median_ms']} ms, worst/median {summary['p99_worst_over_median']}")
     print("by kind: " + ", ".join(f"{k} {v['requests']} req p50 {v['p50_ms']} ms p99 {v['p99_ms']} ms"
                                   for k, v in summary["by_kind"].items()))
