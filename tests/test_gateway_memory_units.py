@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mindgate.errors import PermissionDeniedError
+from mindgate.errors import InvalidRequestError, PermissionDeniedError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.memory_chat import (
     INJECT_HEADER,
@@ -26,6 +26,8 @@ def test_scope_from_header_or_user_field_and_switches() -> None:
     assert chat_scope({}, "ann", False, None, enabled=True) is None
     assert chat_scope({"x-mindgate-memory": "OFF"}, "ann", None, None, enabled=True) is None
     assert chat_scope({}, "ann", None, None, enabled=False) is None
+    with pytest.raises(InvalidRequestError, match="x-mindgate-user"):
+        chat_scope({"x-mindgate-user": "u" * 300}, None, None, None, enabled=True)
 
 
 def test_scope_respects_the_keys_users() -> None:

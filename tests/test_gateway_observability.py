@@ -53,17 +53,21 @@ def test_access_log_is_json_without_message_contents(gateway: GatewayServer, cap
 
 def test_metrics(gateway: GatewayServer) -> None:
     client = gateway.openai()
-    client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
-    list(client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": "Hi"}],
+    client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}], max_tokens=3)
+    list(client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "Hi"}],
                                         max_tokens=3, stream=True))
+    for name in ("made-up-1", "made-up-2"):  # names the gateway does not know share one bounded label
+        client.chat.completions.create(model=name, messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
     with gateway.http() as http:
         http.get("/v1/unknown")
         text = http.get("/metrics").text
-    assert 'mindgate_requests_total{route="/v1/chat/completions",method="POST",status="200"} 2' in text
+    assert 'mindgate_requests_total{route="/v1/chat/completions",method="POST",status="200"} 4' in text
     assert 'mindgate_requests_total{route="unmatched",method="GET",status="404"} 1' in text
-    assert 'mindgate_chat_completions_total{model="smollm2",stream="true"} 1' in text
-    assert 'mindgate_request_duration_seconds_count{route="/v1/chat/completions"} 2' in text
-    completion = [line for line in text.splitlines() if line.startswith('mindgate_tokens_total{model="smollm2"')]
+    assert 'mindgate_chat_completions_total{model="auto",stream="true"} 1' in text
+    assert 'mindgate_chat_completions_total{model="other",stream="false"} 2' in text
+    assert "made-up" not in text
+    assert 'mindgate_request_duration_seconds_count{route="/v1/chat/completions"} 4' in text
+    completion = [line for line in text.splitlines() if line.startswith('mindgate_tokens_total{model="auto"')]
     assert len(completion) == 2 and all(float(line.rsplit(" ", 1)[1]) > 0 for line in completion)
     assert "mindgate_process_resident_memory_bytes " in text
 

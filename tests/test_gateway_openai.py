@@ -218,7 +218,7 @@ def test_a_client_that_disconnects_stops_the_upstream_stream(serve_gateway: Serv
     completion = None
     while completion is None and time.monotonic() < deadline:
         for line in httpx.get(f"{server.base_url}/metrics").text.splitlines():
-            if line.startswith('mindgate_tokens_total{model="gone",kind="completion"}'):
+            if line.startswith('mindgate_tokens_total{model="other",kind="completion"}'):
                 completion = float(line.rsplit(" ", 1)[1])
         time.sleep(0.1)
     # the relay stopped pulling (and closed the upstream stream) right away, not after 600 tokens

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from mindgate.config import MemorySettings
-from mindgate.errors import MindgateError
+from mindgate.errors import InvalidRequestError, MindgateError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.observability import Metrics
 
@@ -33,6 +33,7 @@ AGENT_HEADER = "x-mindgate-agent"
 RUN_HEADER = "x-mindgate-run"
 SWITCH_HEADER = "x-mindgate-memory"
 _OFF = {"off", "false", "0", "no", "disabled"}
+MAX_ID = 256
 INJECT_HEADER = "Relevant long-term memories about the user (from earlier conversations):"
 
 
@@ -75,7 +76,11 @@ def chat_scope(headers: Mapping[str, str], body_user: str | None, body_memory: b
     The acting user (header first, then ``user``; a key bound to one user acts for it by default) is
     checked against the key's users even when memory is off: a key never acts for another user.
     """
-    user = headers.get(USER_HEADER) or body_user
+    user = (headers.get(USER_HEADER) or "").strip() or body_user
+    for name, value in ((USER_HEADER, user), (AGENT_HEADER, headers.get(AGENT_HEADER)),
+                        (RUN_HEADER, headers.get(RUN_HEADER))):
+        if value is not None and len(value) > MAX_ID:
+            raise InvalidRequestError(f"{name} is {len(value)} characters long; the limit is {MAX_ID}")
     if principal is not None:
         if user is None:
             user = principal.sole_user
@@ -84,7 +89,9 @@ def chat_scope(headers: Mapping[str, str], body_user: str | None, body_memory: b
     switched_off = body_memory is False or headers.get(SWITCH_HEADER, "").strip().lower() in _OFF
     if not enabled or switched_off or not user:
         return None
-    return ChatScope(user[:256], headers.get(AGENT_HEADER) or None, headers.get(RUN_HEADER) or None)
+    agent = (headers.get(AGENT_HEADER) or "").strip() or None
+    run = (headers.get(RUN_HEADER) or "").strip() or None
+    return ChatScope(user, agent, run)
 
 
 def text_of(content: Any) -> str:

@@ -95,10 +95,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         messages, injected = await _with_memories(gateway, messages, scope)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
              user=scope.user_id if scope else None, memories=len(injected))
-    gateway.metrics.chats[(body.model, body.stream)] += 1
+    label = gateway.targets.label(body.model)
+    gateway.metrics.chats[(label, body.stream)] += 1
     headers = {"X-Mindgate-Memories": str(len(injected))} if scope is not None else {}
     if body.stream:
-        return await _stream(gateway, request, body, model, messages, options, scope, principal, headers)
+        return await _stream(gateway, request, body, model, messages, options, scope, principal, headers, label)
     try:
         response = await model.acomplete(messages, **options)
     except MindgateError as exc:
@@ -107,7 +108,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     prompt, completion = response.usage.prompt_tokens, response.usage.completion_tokens
     if not (prompt or completion):
         prompt, completion = _estimate(messages), estimate_tokens(response.content or "")
-    gateway.charge(principal, body.model, prompt, completion)
+    gateway.charge(principal, label, prompt, completion)
     annotate(request.scope, prompt_tokens=prompt, completion_tokens=completion, served_by=response.model)
     payload = response.raw or _completion_body(response.content, response.model, response.finish_reason)
     background = None
@@ -144,7 +145,7 @@ def _frame(chunk: ChatChunk) -> bytes:
 
 async def _stream(gateway: Gateway, request: Request, body: ChatCompletionRequest, model: ChatModel,
                   messages: list[dict[str, Any]], options: dict[str, Any], scope: ChatScope | None,
-                  principal: Principal | None, headers: dict[str, str]) -> Response:
+                  principal: Principal | None, headers: dict[str, str], label: str) -> Response:
     chunks = aiter(model.astream(messages, **options))
     try:
         first: ChatChunk | None = await anext(chunks)
@@ -185,7 +186,7 @@ async def _stream(gateway: Gateway, request: Request, body: ChatCompletionReques
             text = "".join(parts)
             if not (prompt or completion):
                 prompt, completion = _estimate(messages), estimate_tokens(text) if text else 0
-            gateway.charge(principal, body.model, prompt, completion)
+            gateway.charge(principal, label, prompt, completion)
             if finished and scope is not None and gateway.writer is not None:
                 gateway.writer.submit(new_turn(body.message_dicts(), text), scope, rid)
 

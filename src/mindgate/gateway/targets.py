@@ -1,11 +1,11 @@
 """Which chat model serves a request's ``model`` field.
 
-In order: the name of a routing chain (the default chain included) gets that chain; the id of a model the catalog found on a managed
-endpoint (LM Studio, Ollama, an OpenAI-compatible server) gets that model on that endpoint, behind a
-one-target router (breaker and status like any chain); anything else (``auto``, or a name written for
-another provider, such as ``gpt-4o-mini``) goes through the semantic routes when there are any, and
-otherwise to the default chain. So an OpenAI SDK client works by changing only its ``base_url``, and the
-response's ``model`` field says which model answered.
+In order: the name of a routing chain (the default chain included) gets that chain; the id of a model
+the catalog found on a managed endpoint (LM Studio, Ollama, an OpenAI-compatible server) gets that model
+on that endpoint, behind a one-target router (breaker and status like any chain); anything else
+(``auto``, or a name written for another provider, such as ``gpt-4o-mini``) goes through the semantic
+routes when there are any, and otherwise to the default chain. So an OpenAI SDK client works by
+changing only its ``base_url``, and the response's ``model`` field says which model answered.
 
 The catalog is read in the background (at start-up and when a request names a model not seen yet, at
 most every ``CATALOG_REFRESH`` seconds), never on a request's path.
@@ -57,6 +57,11 @@ class ChatTargets:
     def all(self) -> dict[str, ChatModel]:
         """Every chat model built so far, by name (chains, then models and routes used so far)."""
         return {self.default_name: self.default, **self.named, **self._by_model, **self._by_route}
+
+    def label(self, name: str) -> str:
+        """``name`` when it names a chain or a model served so far, else ``other``: a bounded metrics label
+        (clients choose model names freely)."""
+        return name if name in self.all() else "other"
 
     async def resolve(self, name: str, messages: Sequence[Message]) -> ChatModel:
         """The chat model for a request naming ``name`` (see the module docstring)."""
