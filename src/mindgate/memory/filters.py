@@ -159,8 +159,8 @@ def matches(flt: Filter | None, metadata: dict[str, Any]) -> bool:
         return False
     if actual is None or isinstance(actual, bool) or isinstance(value, bool):
         return False
-    if isinstance(actual, (int, float)) and isinstance(value, (int, float)) or \
-            isinstance(actual, str) and isinstance(value, str):
+    if (isinstance(actual, (int, float)) and isinstance(value, (int, float))) or \
+            (isinstance(actual, str) and isinstance(value, str)):
         return {"gt": actual > value, "gte": actual >= value, "lt": actual < value,
                 "lte": actual <= value}[op]
     return False
