@@ -7,7 +7,6 @@ import asyncio
 import gzip
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,9 @@ from mindgate.context.tokens import (
     message_text,
 )
 from routing_helpers import ScriptedServer, chat_model, closed_port_url
+from shared_data import LONGMEMEVAL_ORACLE, shared_file
 
-LONGMEMEVAL = Path("/work/shared/data/longmemeval/longmemeval_oracle.json.gz")
+LONGMEMEVAL = shared_file(LONGMEMEVAL_ORACLE)
 CONVERSATION = [{"role": "system", "content": "You are a concise assistant."},
                 {"role": "user", "content": "I moved to Lisbon in March and I'm learning Portuguese."},
                 {"role": "assistant", "content": "Boa sorte! How are the lessons going so far?"},

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,10 +27,11 @@ from mindgate.context.window import (
 from mindgate.errors import ConfigurationError, ContextOverflowError
 from mindgate.providers.local import LlamaCppChatModel
 from routing_helpers import chat_model
+from shared_data import LONGMEMEVAL_ORACLE, shared_file
 
 Message = dict[str, Any]
 count = DEFAULT_ESTIMATOR.message_tokens
-LONGMEMEVAL = Path("/work/shared/data/longmemeval/longmemeval_oracle.json.gz")
+LONGMEMEVAL = shared_file(LONGMEMEVAL_ORACLE)
 
 # -- conversations for the properties ---------------------------------------------------------------------
 

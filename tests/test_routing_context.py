@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import gzip
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +14,9 @@ from fixtures_servers import LlamaServer
 from mindgate.errors import ContextOverflowError
 from mindgate.routing import Router, Target
 from routing_helpers import ScriptedServer, chat_model
+from shared_data import LONGMEMEVAL_ORACLE, shared_file
 
-LONGMEMEVAL = Path("/work/shared/data/longmemeval/longmemeval_oracle.json.gz")
+LONGMEMEVAL = shared_file(LONGMEMEVAL_ORACLE)
 
 
 @functools.cache
