@@ -92,7 +92,8 @@ def test_scope_semantics_follow_the_partition(memory: Memory) -> None:
     memory.add("Alice's run note.", user_id="alice", run_id="r1", infer=False)
     memory.add("Butler's own note.", agent_id="butler", infer=False)
     assert len(memory.get_all(user_id="alice")["results"]) == 2
-    assert [r["memory"] for r in memory.get_all(user_id="alice", agent_id="butler")["results"]] == ["Alice prefers tea."]
+    both = memory.get_all(user_id="alice", agent_id="butler")["results"]
+    assert [r["memory"] for r in both] == ["Alice prefers tea."]
     assert [r["memory"] for r in memory.get_all(agent_id="butler")["results"]] == ["Butler's own note."]
     with pytest.raises(ScopeError, match="user_id, agent_id or run_id"):
         memory.get_all()
@@ -104,12 +105,13 @@ def test_scope_semantics_follow_the_partition(memory: Memory) -> None:
 
 def test_filters_and_paging(memory: Memory) -> None:
     for i in range(6):
-        memory.add(f"Note number {i} about films.", user_id="u", metadata={"n": i, "kind": "even" if i % 2 == 0 else "odd"},
-                   infer=False)
+        kind = "even" if i % 2 == 0 else "odd"
+        memory.add(f"Note number {i} about films.", user_id="u", metadata={"n": i, "kind": kind}, infer=False)
     odd = memory.get_all(user_id="u", filters={"kind": "odd"})["results"]
     assert sorted(r["metadata"]["n"] for r in odd) == [1, 3, 5]
     complex_filter = {"OR": [{"n": {"gte": 4}}, {"AND": [{"kind": "even"}, {"NOT": {"n": {"in": [0]}}}]}]}
-    assert sorted(r["metadata"]["n"] for r in memory.get_all(user_id="u", filters=complex_filter)["results"]) == [2, 4, 5]
+    matching = memory.get_all(user_id="u", filters=complex_filter)["results"]
+    assert sorted(r["metadata"]["n"] for r in matching) == [2, 4, 5]
     found = memory.search("films", filters={"AND": [{"user_id": "u"}, {"n": {"lt": 2}}]})["results"]
     assert sorted(r["metadata"]["n"] for r in found) == [0, 1]
     page1 = memory.get_all(user_id="u", limit=4)["results"]

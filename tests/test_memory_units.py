@@ -88,7 +88,8 @@ def test_messages_normalise_from_every_accepted_shape() -> None:
         [{"role": "assistant", "content": "ok", "id": 7}]
     parts = [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}]}]
     assert normalize_messages(parts)[0]["content"] == "a"
-    for bad, fragment in [([], "empty"), (42, "must be a string"), ([{"role": "robot", "content": "x"}], "unknown role"),
+    for bad, fragment in [([], "empty"), (42, "must be a string"),
+                          ([{"role": "robot", "content": "x"}], "unknown role"),
                           (["x"], "must be a dict"), ([{"role": "user", "content": 5}], "content must be")]:
         with pytest.raises(InvalidRequestError, match=fragment):
             normalize_messages(bad)
@@ -139,7 +140,7 @@ def test_decisions_map_short_ids_back_and_reject_unknown_ones() -> None:
     assert [(d.event, d.target.id if d.target else None, d.sources) for d in decisions] == \
         [("UPDATE", "id1", [2]), ("ADD", None, [])]
     assert validate([{"event": "DELETE", "id": 0}])[0].target is existing[0]
-    with pytest.raises(ValueError, match="existing memory ids are 0..1"):
+    with pytest.raises(ValueError, match=r"existing memory ids are 0\.\.1"):
         validate({"memory": [{"event": "DELETE", "id": 5}]})
     with pytest.raises(ValueError, match="without a text"):
         validate({"memory": [{"event": "ADD", "text": "  "}]})

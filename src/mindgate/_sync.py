@@ -46,7 +46,8 @@ def iterate_sync(agen: AsyncIterator[T]) -> Iterator[T]:
     try:
         while True:
             try:
-                yield asyncio.run_coroutine_threadsafe(agen.__anext__(), loop).result()
+                step: Coroutine[Any, Any, T] = agen.__anext__()  # type: ignore[assignment]
+                yield asyncio.run_coroutine_threadsafe(step, loop).result()
             except StopAsyncIteration:
                 return
     finally:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from mindgate.errors import FilterError
 
 OPERATORS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte", "contains", "icontains")
 LOGICAL = ("AND", "OR", "NOT")
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 _FIELD = re.compile(r"^[A-Za-z0-9_\-.]{1,128}$")
 MAX_DEPTH = 16
 
@@ -49,7 +49,7 @@ class Not:
     item: Filter
 
 
-Filter = Union[Condition, And, Or, Not]
+Filter = Condition | And | Or | Not
 
 
 def parse_filters(raw: dict[str, Any] | None) -> Filter | None:
@@ -159,11 +159,15 @@ def matches(flt: Filter | None, metadata: dict[str, Any]) -> bool:
         return False
     if actual is None or isinstance(actual, bool) or isinstance(value, bool):
         return False
-    if (isinstance(actual, (int, float)) and isinstance(value, (int, float))) or \
-            (isinstance(actual, str) and isinstance(value, str)):
-        return {"gt": actual > value, "gte": actual >= value, "lt": actual < value,
-                "lte": actual <= value}[op]
+    if isinstance(actual, (int, float)) and isinstance(value, (int, float)):
+        return _compare(op, float(actual), float(value))
+    if isinstance(actual, str) and isinstance(value, str):
+        return _compare(op, actual, value)
     return False
+
+
+def _compare(op: str, actual: Any, value: Any) -> bool:
+    return bool({"gt": actual > value, "gte": actual >= value, "lt": actual < value, "lte": actual <= value}[op])
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -62,8 +62,9 @@ class AsyncMemory:
     """Long-term memory over an :class:`Embedder`, a :class:`MemoryStore` and (for ``infer=True``) a
     :class:`ChatModel`, which is created on first use so that ``infer=False`` never needs one."""
 
-    def __init__(self, *, embedder: Embedder, store: MemoryStore, llm: ChatModel | Callable[[], ChatModel] | None = None,
-                 settings: MemorySettings | None = None, expected_dims: int | None = None) -> None:
+    def __init__(self, *, embedder: Embedder, store: MemoryStore,
+                 llm: ChatModel | Callable[[], ChatModel] | None = None, settings: MemorySettings | None = None,
+                 expected_dims: int | None = None) -> None:
         self.embedder = embedder
         self.store = store
         self.settings = settings or MemorySettings()
@@ -143,8 +144,9 @@ class AsyncMemory:
             record_meta = {**meta, "role": message["role"]}
             if (ref := message_ref(message)) is not None:
                 record_meta["source_message_ids"] = [ref]
-            record = MemoryRecord(id=str(uuid.uuid4()), memory=message["content"], hash=content_hash(message["content"]),
-                                  scope=scope, metadata=record_meta, created_at=now)
+            record = MemoryRecord(id=str(uuid.uuid4()), memory=message["content"],
+                                  hash=content_hash(message["content"]), scope=scope, metadata=record_meta,
+                                  created_at=now)
             changes.append(AddChange(record, vector, actor="api"))
         return await self._apply(changes)
 

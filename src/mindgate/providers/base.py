@@ -114,7 +114,7 @@ class ChatModel(ABC):
         """Tokens the prompt takes with the model's own tokenizer, or None when it is not reachable."""
         return None
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op unless a provider holds resources
         """Release connections or in-process resources."""
 
     def complete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
@@ -218,7 +218,7 @@ class Embedder(ABC):
                                      f"{self._dims} to {dims} dimensions between calls",
                                      hint="the server swapped the model; pin the model id")
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op unless a provider holds resources
         """Release connections or in-process resources."""
 
     def embed_batch(self, texts: Sequence[str]) -> Vector:
