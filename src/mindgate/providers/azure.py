@@ -14,11 +14,9 @@ code ``DeploymentNotFound``; the data-plane API cannot list deployments, so that
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from mindgate.config import AzureKwargs, ProviderConfig
 from mindgate.errors import ConfigurationError, ModelNotFoundError, ProviderError
@@ -27,6 +25,7 @@ from mindgate.providers.openai_compat import (
     OpenAICompatClient,
     OpenAICompatEmbedder,
     ServerProfile,
+    error_code,
     sampling_defaults,
     server_message,
 )
@@ -122,7 +121,7 @@ class AzureClient(OpenAICompatClient):
         if status == 404:
             message = server_message(body)
             s = self.settings
-            if _error_code(body) == "DeploymentNotFound":
+            if error_code(body) == "DeploymentNotFound":
                 raise ModelNotFoundError(f"deployment {s.deployment!r} does not exist on Azure OpenAI at "
                                          f"{s.endpoint} ({message})", provider=PROFILE.provider, status_code=404,
                                          body=body, hint="check the deployment name under Deployments in the "
@@ -134,15 +133,6 @@ class AzureClient(OpenAICompatClient):
                                 hint="check azure_endpoint (https://RESOURCE.openai.azure.com, no path) and "
                                      "api_version (e.g. 2024-10-21)")
         await super().raise_for_status(status, body, headers, model=model)
-
-
-def _error_code(body: str) -> Any:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    error = data.get("error") if isinstance(data, dict) else None
-    return error.get("code") if isinstance(error, dict) else None
 
 
 def _client(config: ProviderConfig, role: str) -> AzureClient:

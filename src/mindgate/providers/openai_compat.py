@@ -85,6 +85,16 @@ def server_message(body: str) -> str:
     return body.strip()[:500]
 
 
+def error_code(body: str) -> Any:
+    """OpenAI's machine-readable ``error.code`` from an error body, or None."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
+
+
 class OpenAICompatClient:
     """Pooled HTTP access to one OpenAI-compatible server at ``base_url`` (ending in ``/v1`` or similar).
 

@@ -7,7 +7,6 @@ which becomes a :class:`ModelNotFoundError` listing (some of) the models Togethe
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 
@@ -18,6 +17,7 @@ from mindgate.providers.openai_compat import (
     OpenAICompatClient,
     OpenAICompatEmbedder,
     ServerProfile,
+    error_code,
     sampling_defaults,
     server_message,
 )
@@ -45,7 +45,7 @@ class TogetherClient(OpenAICompatClient):
 
     async def raise_for_status(self, status: int, body: str, headers: Mapping[str, str], *,
                                model: str | None) -> None:
-        if model and _error_code(body) in _UNSERVED_CODES:
+        if model and error_code(body) in _UNSERVED_CODES:
             available = await self._available_models()
             shown = ", ".join(available[:_LISTED]) + (f" and {len(available) - _LISTED} more"
                                                        if len(available) > _LISTED else "")
@@ -53,15 +53,6 @@ class TogetherClient(OpenAICompatClient):
                                      available=available, provider="together", status_code=status, body=body,
                                      hint=f"{PROFILE.model_hint}; it lists: {shown or 'none'}")
         await super().raise_for_status(status, body, headers, model=model)
-
-
-def _error_code(body: str) -> object:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    error = data.get("error") if isinstance(data, dict) else None
-    return error.get("code") if isinstance(error, dict) else None
 
 
 def _client(config: ProviderConfig) -> TogetherClient:
