@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from mindgate.errors import ScopeError
+from mindgate.errors import InvalidRequestError, ScopeError
 from mindgate.memory.filters import Filter
 from mindgate.providers.base import EmbedderIdentity, Vector
 
@@ -48,6 +48,20 @@ def content_hash(text: str) -> str:
     """Hash of normalised text (NFKC, case-folded, whitespace collapsed): equal facts collide."""
     norm = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
     return hashlib.sha256(norm.encode("utf-8")).hexdigest()
+
+
+def check_identity(identity: EmbedderIdentity, max_dims: int) -> None:
+    """A store's guard on the identity it is handed (1 to ``max_dims`` integer dims)."""
+    if not isinstance(identity, EmbedderIdentity) or isinstance(identity.dims, bool) \
+            or not isinstance(identity.dims, int) or not 0 < identity.dims <= max_dims:
+        raise InvalidRequestError(f"invalid embedder identity {identity!r}",
+                                  hint=f"pass an EmbedderIdentity with 1 to {max_dims} dims")
+
+
+def check_count(name: str, value: int, minimum: int = 0) -> None:
+    """A store's guard on an integer argument (limit, offset, k, batch size)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidRequestError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True)

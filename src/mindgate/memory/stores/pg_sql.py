@@ -33,7 +33,7 @@ from mindgate.memory.stores.base import (
     UpdateChange,
 )
 from mindgate.memory.stores.pg_schema import TEXT_CONFIG
-from mindgate.providers.base import EmbedderIdentity, Vector
+from mindgate.providers.base import Vector
 
 COLUMNS = sql.SQL("m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at")
 HISTORY_COLUMNS = sql.SQL("id, memory_id, event, old_memory, new_memory, created_at, actor")
@@ -144,18 +144,6 @@ def metadata_jsonb(metadata: dict[str, Any] | None) -> Jsonb:
 
 
 # -- input checks ------------------------------------------------------------------------------------
-
-
-def check_identity(identity: EmbedderIdentity) -> None:
-    if not isinstance(identity, EmbedderIdentity) or isinstance(identity.dims, bool) \
-            or not isinstance(identity.dims, int) or not 0 < identity.dims <= MAX_DIMS:
-        raise InvalidRequestError(f"invalid embedder identity {identity!r}",
-                                  hint=f"pass an EmbedderIdentity with 1 to {MAX_DIMS} dims")
-
-
-def check_count(name: str, value: int, minimum: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidRequestError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def check_vector(vector: Vector, dims: int, what: str) -> np.ndarray[Any, Any]:

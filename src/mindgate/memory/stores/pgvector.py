@@ -42,6 +42,8 @@ from mindgate.memory.stores.base import (
     MemoryStore,
     Scope,
     UpdateChange,
+    check_count,
+    check_identity,
     content_hash,
     utcnow,
 )
@@ -55,9 +57,8 @@ from mindgate.memory.stores.pg_connect import (
 from mindgate.memory.stores.pg_sql import (
     COLUMNS,
     HISTORY_COLUMNS,
+    MAX_DIMS,
     check_change,
-    check_count,
-    check_identity,
     check_record,
     check_vector,
     filter_sql,
@@ -142,7 +143,7 @@ class PgVectorStore(MemoryStore):
     # -- identity ------------------------------------------------------------------------------------
 
     def open(self, identity: EmbedderIdentity) -> None:
-        check_identity(identity)
+        check_identity(identity, MAX_DIMS)
         dims = self.config.embedding_model_dims
         if dims is not None and dims != identity.dims:
             raise ConfigurationError(f"vector_store.config.embedding_model_dims is {dims} but the embedder "
@@ -420,7 +421,7 @@ class PgVectorStore(MemoryStore):
 
     def reindex_pending(self, identity: EmbedderIdentity, *, limit: int) -> Records:
         """Starts the reindex to ``identity`` (staging) on first call; swaps it in when nothing is left."""
-        check_identity(identity)
+        check_identity(identity, MAX_DIMS)
         check_count("limit", limit, minimum=1)
         with self._tx() as cur:
             conn = cur.connection
@@ -441,7 +442,7 @@ class PgVectorStore(MemoryStore):
         return rows
 
     def write_vectors(self, identity: EmbedderIdentity, items: Sequence[tuple[str, Vector]]) -> None:
-        check_identity(identity)
+        check_identity(identity, MAX_DIMS)
         rows = [(check_vector(v, identity.dims, f"the vector of memory {i!r}"), i) for i, v in items]
         with self._tx() as cur:
             conn = cur.connection

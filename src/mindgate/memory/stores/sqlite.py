@@ -62,6 +62,8 @@ from mindgate.memory.stores.base import (
     MemoryStore,
     Scope,
     UpdateChange,
+    check_count,
+    check_identity,
     content_hash,
     utcnow,
 )
@@ -117,7 +119,7 @@ class SQLiteStore(MemoryStore):
     # -- identity --------------------------------------------------------------------------------
 
     def open(self, identity: EmbedderIdentity) -> None:
-        _check_identity(identity)
+        check_identity(identity, MAX_DIMS)
         with self._db.read() as conn:
             active = _space(conn, "active")
         if active is None:
@@ -306,8 +308,8 @@ class SQLiteStore(MemoryStore):
 
     def list(self, scope: Scope, flt: Filter | None = None, *, limit: int = 100,
              offset: int = 0) -> builtins.list[MemoryRecord]:
-        _check_count("limit", limit)
-        _check_count("offset", offset)
+        check_count("limit", limit)
+        check_count("offset", offset)
         where, params = _where(scope, flt)
         with self._db.read() as conn:
             rows = _all(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE {where} "
@@ -322,7 +324,7 @@ class SQLiteStore(MemoryStore):
 
     def vector_search(self, scope: Scope, vector: Vector, k: int,
                       flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
-        _check_count("k", k)
+        check_count("k", k)
         if k == 0:
             return []
         with self._db.read() as conn:
@@ -350,7 +352,7 @@ class SQLiteStore(MemoryStore):
 
     def text_search(self, scope: Scope, query: str, k: int,
                     flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
-        _check_count("k", k)
+        check_count("k", k)
         if not isinstance(query, str):
             raise InvalidRequestError(f"a text query must be a string, got {type(query).__name__}")
         if k == 0:
@@ -387,7 +389,7 @@ class SQLiteStore(MemoryStore):
 
     def iter_records(self, *, include_deleted: bool = False,
                      batch_size: int = 1000) -> Iterator[MemoryRecord]:
-        _check_count("batch_size", batch_size, minimum=1)
+        check_count("batch_size", batch_size, minimum=1)
         live = "" if include_deleted else "AND m.deleted_at IS NULL"
         after = ""
         while True:
@@ -400,7 +402,7 @@ class SQLiteStore(MemoryStore):
             after = rows[-1][1]
 
     def iter_history(self, *, batch_size: int = 1000) -> Iterator[HistoryRecord]:
-        _check_count("batch_size", batch_size, minimum=1)
+        check_count("batch_size", batch_size, minimum=1)
         after = ""
         while True:
             with self._db.read() as conn:
@@ -419,7 +421,7 @@ class SQLiteStore(MemoryStore):
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[str, Vector]]:
         """Live records' vectors of the active space (deleted records keep none), in id order."""
-        _check_count("batch_size", batch_size, minimum=1)
+        check_count("batch_size", batch_size, minimum=1)
         with self._db.read() as conn:
             active = _space(conn, "active")
         if active is None:
@@ -437,8 +439,8 @@ class SQLiteStore(MemoryStore):
     # -- reindex ---------------------------------------------------------------------------------
 
     def reindex_pending(self, identity: EmbedderIdentity, *, limit: int) -> builtins.list[MemoryRecord]:
-        _check_identity(identity)
-        _check_count("limit", limit, minimum=1)
+        check_identity(identity, MAX_DIMS)
+        check_count("limit", limit, minimum=1)
         with self._db.write() as conn:
             active = _space(conn, "active")
             if active is None or active.identity == identity:
@@ -456,7 +458,7 @@ class SQLiteStore(MemoryStore):
         return [to_record(r) for r in rows]
 
     def write_vectors(self, identity: EmbedderIdentity, items: Sequence[tuple[str, Vector]]) -> None:
-        _check_identity(identity)
+        check_identity(identity, MAX_DIMS)
         blobs = [(memory_id, _vector_blob(vec, identity.dims)) for memory_id, vec in items]
         with self._db.write() as conn:
             active, staging = _space(conn, "active"), _space(conn, "staging")
@@ -551,18 +553,6 @@ def _vector_blob(vector: Vector, dims: int, what: str = "vector") -> bytes:
         raise InvalidRequestError(f"the {what} is zero or not finite",
                                   hint="cosine similarity needs a non-zero, finite vector")
     return arr.astype("<f4", copy=False).tobytes()
-
-
-def _check_identity(identity: EmbedderIdentity) -> None:
-    if not isinstance(identity, EmbedderIdentity) or isinstance(identity.dims, bool) \
-            or not isinstance(identity.dims, int) or not 0 < identity.dims <= MAX_DIMS:
-        raise InvalidRequestError(f"invalid embedder identity {identity!r}",
-                                  hint=f"pass an EmbedderIdentity with 1 to {MAX_DIMS} dims")
-
-
-def _check_count(name: str, value: int, minimum: int = 0) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidRequestError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _history(row: Sequence[Any]) -> HistoryRecord:
