@@ -30,7 +30,7 @@ test: $(STAMP) /usr/bin/chromium
 # The dashboard's browser tests (tests/test_ui_*.py) drive Debian's Chromium through Playwright's Python
 # driver; no browser is ever downloaded. Installed only when missing.
 /usr/bin/chromium:
-	$$([ "$$(id -u)" = 0 ] || echo sudo) sh -c 'apt-get update -qq && apt-get install -y -qq chromium chromium-driver'
+	$$([ "$$(id -u)" = 0 ] || echo sudo) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver'
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
