@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
+
 from mindgate.errors import InvalidRequestError, ScopeError
 from mindgate.memory.filters import Filter
 from mindgate.providers.base import EmbedderIdentity, Vector
@@ -62,6 +64,19 @@ def check_count(name: str, value: int, minimum: int = 0) -> None:
     """A store's guard on an integer argument (limit, offset, k, batch size)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidRequestError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_vector(vector: Vector, dims: int, what: str) -> Vector:
+    """A store's guard on a vector: it as float32, after checking it has ``dims`` finite values, not all zero."""
+    arr = np.asarray(vector, dtype=np.float32)
+    if arr.ndim != 1 or arr.shape[0] != dims:
+        raise InvalidRequestError(f"{what} has shape {arr.shape}, but the store's embedder makes "
+                                  f"{dims}-dimensional vectors",
+                                  hint="embed with the embedder the store was opened with")
+    if not np.isfinite(arr).all() or not np.any(arr):
+        raise InvalidRequestError(f"{what} is zero or not finite",
+                                  hint="cosine similarity needs a non-zero, finite vector")
+    return arr
 
 
 @dataclass(frozen=True)

@@ -146,17 +146,6 @@ def metadata_jsonb(metadata: dict[str, Any] | None) -> Jsonb:
 # -- input checks ------------------------------------------------------------------------------------
 
 
-def check_vector(vector: Vector, dims: int, what: str) -> np.ndarray[Any, Any]:
-    """``vector`` as float32, after checking it has ``dims`` finite values, not all zero."""
-    arr = np.asarray(vector, dtype=np.float32)
-    if arr.ndim != 1 or arr.shape[0] != dims:
-        raise InvalidRequestError(f"{what} has shape {arr.shape}, but the store's embedder makes "
-                                  f"{dims}-dimensional vectors",
-                                  hint="embed with the embedder the store was opened with")
-    if not np.isfinite(arr).all() or not np.any(arr):
-        raise InvalidRequestError(f"{what} is zero or not finite",
-                                  hint="cosine similarity needs a non-zero, finite vector")
-    return arr
 
 
 def check_record(rec: MemoryRecord) -> None:

@@ -44,6 +44,7 @@ from mindgate.memory.stores.base import (
     UpdateChange,
     check_count,
     check_identity,
+    check_vector,
     content_hash,
     utcnow,
 )
@@ -60,7 +61,6 @@ from mindgate.memory.stores.pg_sql import (
     MAX_DIMS,
     check_change,
     check_record,
-    check_vector,
     filter_sql,
     metadata_jsonb,
     scope_sql,

@@ -64,6 +64,7 @@ from mindgate.memory.stores.base import (
     UpdateChange,
     check_count,
     check_identity,
+    check_vector,
     content_hash,
     utcnow,
 )
@@ -544,15 +545,7 @@ def _where(scope: Scope, flt: Filter | None, *, partition_index: bool = True) ->
 
 
 def _vector_blob(vector: Vector, dims: int, what: str = "vector") -> bytes:
-    arr = np.asarray(vector, dtype=np.float32)
-    if arr.ndim != 1 or arr.shape[0] != dims:
-        raise InvalidRequestError(f"the {what} has shape {arr.shape}, but the store's embedder makes "
-                                  f"{dims}-dimensional vectors",
-                                  hint="embed with the embedder the store was opened with")
-    if not np.isfinite(arr).all() or not np.any(arr):
-        raise InvalidRequestError(f"the {what} is zero or not finite",
-                                  hint="cosine similarity needs a non-zero, finite vector")
-    return arr.astype("<f4", copy=False).tobytes()
+    return check_vector(vector, dims, f"the {what}").astype("<f4", copy=False).tobytes()
 
 
 def _history(row: Sequence[Any]) -> HistoryRecord:
