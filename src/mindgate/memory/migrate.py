@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -88,6 +88,23 @@ class Digest:
         return hashlib.sha256(f"{self._records_sum:064x}:{self._history_sum:064x}".encode()).hexdigest()
 
 
+def _copy_in_batches(items: Iterable[T], batch_size: int, account: Callable[[T], None],
+                     write: Callable[[list[T]], None], reported: Callable[[], None]) -> None:
+    """Account for each item, write them ``batch_size`` at a time, and report progress after each write."""
+    reported()
+    batch: list[T] = []
+    for item in items:
+        account(item)
+        batch.append(item)
+        if len(batch) >= batch_size:
+            write(batch)
+            batch = []
+            reported()
+    if batch:
+        write(batch)
+    reported()
+
+
 def migrate(source: MemoryStore, target: MemoryStore, *, progress: Progress | None = None,
             batch_size: int = 500) -> MigrationReport:
     """Copy ``source`` into ``target`` and verify the copy; see the module docstring."""
@@ -103,31 +120,10 @@ def migrate(source: MemoryStore, target: MemoryStore, *, progress: Progress | No
     total_history = sum(1 for _ in source.iter_history(batch_size=batch_size))
 
     expected = Digest()
-    batch: list[Exported] = []
-    report("records", 0, total_records)
-    for item in export_records(source, batch_size):
-        expected.add_record(*item)
-        batch.append(item)
-        if len(batch) >= batch_size:
-            target.import_records(batch)
-            batch = []
-            report("records", expected.records, total_records)
-    if batch:
-        target.import_records(batch)
-    report("records", expected.records, total_records)
-
-    history: list[HistoryRecord] = []
-    report("history", 0, total_history)
-    for h in source.iter_history(batch_size=batch_size):
-        expected.add_history(h)
-        history.append(h)
-        if len(history) >= batch_size:
-            target.import_history(history)
-            history = []
-            report("history", expected.history, total_history)
-    if history:
-        target.import_history(history)
-    report("history", expected.history, total_history)
+    _copy_in_batches(export_records(source, batch_size), batch_size, lambda item: expected.add_record(*item),
+                     target.import_records, lambda: report("records", expected.records, total_records))
+    _copy_in_batches(source.iter_history(batch_size=batch_size), batch_size, expected.add_history,
+                     target.import_history, lambda: report("history", expected.history, total_history))
 
     actual = digest(target, batch_size, lambda done: report("verify", done, total_records + total_history))
     if actual.counts() != expected.counts() or actual.checksum != expected.checksum:
