@@ -1,8 +1,9 @@
 """The ``mindgate`` command.
 
 ``mindgate serve`` starts the gateway; ``mindgate chat`` is an interactive chat with memory;
-``mindgate memory ...`` reads and writes memories; ``mindgate reindex`` re-embeds them; ``models``,
-``doctor``, ``routes`` and ``migrate`` come from the model-management, routing and store packages.
+``mindgate memory ...`` reads and writes memories; ``mindgate mcp`` serves them to MCP hosts on stdio;
+``mindgate reindex`` re-embeds them; ``models``, ``doctor``, ``routes`` and ``migrate`` come from the
+model-management, routing and store packages.
 Every failure is printed as one line (what was wrong and what to do) with exit code 1, never a traceback.
 """
 
@@ -21,6 +22,7 @@ from rich.text import Text
 from mindgate import __version__
 from mindgate.config import MindgateConfig
 from mindgate.errors import MindgateError
+from mindgate.mcp.commands import mcp_command
 from mindgate.memory import commands as memory_commands
 from mindgate.memory.commands_migrate import migrate_command
 from mindgate.models import commands as models_commands
@@ -34,6 +36,7 @@ app.add_typer(models_commands.app, name="models")
 app.command("doctor")(models_commands.doctor)
 app.command("migrate")(migrate_command)
 app.add_typer(routing_commands.app, name="routes")
+app.command("mcp")(mcp_command)
 
 err_console = Console(stderr=True)
 ConfigOpt = memory_commands.ConfigOpt

@@ -1,5 +1,6 @@
 """The FastAPI app factory: :func:`create_app` wires the config's chat models, embedder and memory into
-the OpenAI-compatible routes, the memory REST API and the operational endpoints.
+the OpenAI-compatible routes, the memory REST API, ``/mcp`` (memory as an MCP server) and the operational
+endpoints.
 
 Dependencies are injectable (``chat``, ``embedder``, ``memory``) so tests and embedding applications can
 pass their own; whatever the factory builds itself it also closes on shutdown. Middleware, outermost
@@ -12,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from mindgate import __version__
 from mindgate.config import MindgateConfig
 from mindgate.gateway import routes_health, routes_memory, routes_openai, ui
 from mindgate.gateway.auth import KeyRing
 from mindgate.gateway.limits import BodySizeLimit
+from mindgate.gateway.mcp_http import McpEndpoint
 from mindgate.gateway.observability import Metrics, Observability
 from mindgate.gateway.responses import install_error_handlers
 from mindgate.gateway.state import Gateway
@@ -78,6 +81,7 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     :class:`ChatTargets`; anything not given is built from ``config`` (embedded defaults when None)."""
     config = config or MindgateConfig.load()
     gateway = build_gateway(config, chat=chat, embedder=embedder, memory=memory)
+    mcp = McpEndpoint(gateway) if config.gateway.mcp else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,7 +90,10 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
         if warm_up:
             warm = asyncio.get_running_loop().create_task(_warm_up(gateway))
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                if mcp is not None:
+                    await stack.enter_async_context(mcp.running())
+                yield
         finally:
             if warm_up and not warm.done():
                 warm.cancel()
@@ -99,6 +106,8 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     app.include_router(routes_openai.router)
     app.include_router(routes_memory.router)
     app.include_router(routes_health.router)
+    if mcp is not None:
+        app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))
     ui.install(app)  # the /ui dashboard (gateway/ui.py)
     app.add_middleware(BodySizeLimit, max_bytes=config.gateway.max_body_bytes)
     if config.gateway.cors_origins:
