@@ -257,6 +257,9 @@ class GatewayConfig(_Strict):
     memory: bool = Field(default=True, description="memory-augmented chat when a request names a user")
     mcp: bool = Field(default=True, description="serve memory as an MCP server (streamable HTTP) at /mcp")
     log_contents: bool = False
+    store_responses: bool = Field(default=True, description="keep /v1/responses answers sent with store: true")
+    response_retention_days: float | None = Field(default=30.0, gt=0,
+                                                  description="days a stored response is kept; null: forever")
 
 
 class MemorySettings(_Strict):

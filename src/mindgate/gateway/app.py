@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from mindgate import __version__
 from mindgate.config import MindgateConfig
-from mindgate.gateway import routes_health, routes_memory, routes_openai, ui
+from mindgate.gateway import routes_health, routes_memory, routes_openai, routes_responses, ui
 from mindgate.gateway.auth import KeyRing
 from mindgate.gateway.limits import BodySizeLimit
 from mindgate.gateway.mcp_http import McpEndpoint
@@ -31,6 +31,7 @@ from mindgate.gateway.responses import install_error_handlers
 from mindgate.gateway.state import Gateway
 from mindgate.memory.memory import AsyncMemory
 from mindgate.pipeline.build import memory_for, pipeline_for
+from mindgate.pipeline.conversations import ResponseLog
 from mindgate.providers import create_embedder
 from mindgate.providers.base import ChatModel, Embedder
 from mindgate.routing.targets import ChatTargets, build_targets
@@ -60,8 +61,11 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
         owned.append(memory)
     metrics = Metrics()
     pipeline = pipeline_for(config, targets, memory if config.gateway.memory else None, counters=metrics)
+    responses = ResponseLog(memory.store, config.gateway.response_retention_days) \
+        if config.gateway.store_responses else None
     return Gateway(config=config, targets=targets, embedder=embedder, memory=memory,
-                   keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, owned=owned)
+                   keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, responses=responses,
+                   owned=owned)
 
 
 async def _warm_up(gateway: Gateway) -> None:
@@ -104,6 +108,7 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(routes_openai.router)
+    app.include_router(routes_responses.router)
     app.include_router(routes_memory.router)
     app.include_router(routes_health.router)
     if mcp is not None:

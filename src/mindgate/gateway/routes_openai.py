@@ -9,7 +9,6 @@ status; an error after it ends the stream with an SSE error event and ``[DONE]``
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -22,13 +21,13 @@ from starlette.responses import Response
 
 from mindgate.context.tokens import DEFAULT_ESTIMATOR
 from mindgate.errors import InvalidRequestError, MindgateError, ModelNotFoundError
-from mindgate.gateway.auth import Principal
 from mindgate.gateway.observability import annotate, request_id
 from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from mindgate.gateway.scoping import requested_scope
-from mindgate.gateway.state import Gateway, gateway_of
-from mindgate.pipeline.core import ChatRequest, ChatStream, UsageSink
+from mindgate.gateway.state import gateway_of
+from mindgate.gateway.wire import SSE_HEADERS, charger, check_unicode, json_bytes, stream_failure
+from mindgate.pipeline.core import ChatRequest, ChatStream
 from mindgate.providers.base import ChatChunk
 
 log = logging.getLogger("mindgate.gateway")
@@ -36,21 +35,6 @@ router = APIRouter()
 
 MAX_EMBEDDING_INPUTS = 2048
 _DONE = b"data: [DONE]\n\n"
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _json(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _check_unicode(what: str, value: Any) -> None:
-    """A lone surrogate (an unpaired ``\\udXXX`` escape in the request JSON) can be neither sent upstream nor
-    embedded: a 400 naming it, not a 500 from deep inside an encoder."""
-    try:
-        _json(value)
-    except UnicodeEncodeError as exc:
-        raise InvalidRequestError(f"{what} holds a lone surrogate (\\u{ord(exc.object[exc.start]):04x})",
-                                  hint="send proper UTF-8 text; U+D800-U+DFFF alone is not a character") from None
 
 
 # -- models ----------------------------------------------------------------------------------------------
@@ -92,9 +76,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     gateway.admit(principal, uses_tokens=True)
     messages = body.message_dicts()
     options = body.chat_options()
-    _check_unicode("the request", [messages, options])
+    check_unicode("the request", [messages, options])
     chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope),
-                       on_usage=_charger(gateway, principal))
+                       on_usage=charger(gateway, principal))
     prepared = await pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
              user=scope.user_id if scope else None, memories=len(prepared.memories))
@@ -102,7 +86,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     headers = {"X-Mindgate-Memories": str(len(prepared.memories))} if scope is not None else {}
     if body.stream:
         stream = await pipeline.stream(prepared)
-        return EventStream(_relay(stream, chat.request_id), headers={**_SSE_HEADERS, **headers})
+        return EventStream(_relay(stream, chat.request_id), headers={**SSE_HEADERS, **headers})
     result = await pipeline.complete(prepared)
     response = result.response
     annotate(request.scope, prompt_tokens=result.usage.prompt_tokens,
@@ -112,12 +96,6 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     return JSONBytes(payload, headers=headers, background=background)
 
 
-def _charger(gateway: Gateway, principal: Principal | None) -> UsageSink:
-    def charge(label: str, prompt: int, completion: int) -> None:
-        gateway.charge(principal, label, prompt, completion)
-    return charge
-
-
 def _completion_body(content: str | None, model: str, finish_reason: str | None) -> dict[str, Any]:
     return {"object": "chat.completion", "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
@@ -125,7 +103,7 @@ def _completion_body(content: str | None, model: str, finish_reason: str | None)
 
 
 def _frame(chunk: ChatChunk) -> bytes:
-    return b"data: " + (chunk.wire if chunk.wire is not None else _json(chunk.raw)) + b"\n\n"
+    return b"data: " + (chunk.wire if chunk.wire is not None else json_bytes(chunk.raw)) + b"\n\n"
 
 
 async def _relay(stream: ChatStream, rid: str | None) -> AsyncIterator[bytes]:
@@ -136,18 +114,12 @@ async def _relay(stream: ChatStream, rid: str | None) -> AsyncIterator[bytes]:
         yield _DONE
     except MindgateError as exc:
         log.warning("stream of request %s failed mid-way: %s", rid, exc)
-        yield b"data: " + _json(exc.to_openai()) + b"\n\n" + _DONE
+        yield b"data: " + json_bytes(exc.to_openai()) + b"\n\n" + _DONE
     except Exception as exc:
         log.error("stream of request %s failed mid-way", rid, exc_info=sys.exc_info())
-        yield b"data: " + _json(stream_failure(exc, rid)) + b"\n\n" + _DONE
+        yield b"data: " + json_bytes(stream_failure(exc, rid)) + b"\n\n" + _DONE
     finally:
         await stream.aclose()
-
-
-def stream_failure(exc: BaseException, rid: str | None) -> dict[str, Any]:
-    """OpenAI's error body for an unexpected failure in the middle of a stream."""
-    return {"error": {"message": f"the stream failed: {type(exc).__name__}; request id {rid}",
-                      "type": "server_error", "param": None, "code": "stream_failed"}}
 
 
 # -- embeddings ------------------------------------------------------------------------------------------
@@ -177,7 +149,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
     if principal is not None:
         principal.check_model(body.model)
     texts = _texts(body.input)
-    _check_unicode("`input`", texts)
+    check_unicode("`input`", texts)
     gateway.admit(principal, uses_tokens=True)
     embedder = gateway.embedder
     vectors = await embedder.aembed_batch(texts)

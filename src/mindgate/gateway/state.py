@@ -14,6 +14,7 @@ from mindgate.gateway.auth import KeyRing, Principal
 from mindgate.gateway.limits import RateLimiter
 from mindgate.gateway.observability import Metrics
 from mindgate.memory.memory import AsyncMemory
+from mindgate.pipeline.conversations import ResponseLog
 from mindgate.pipeline.core import Pipeline
 from mindgate.pipeline.remember import MemoryWriter
 from mindgate.providers.base import Embedder
@@ -34,6 +35,7 @@ class Gateway:
     pipeline: Pipeline
     limiter: RateLimiter = field(default_factory=RateLimiter)
     metrics: Metrics = field(default_factory=Metrics)
+    responses: ResponseLog | None = None
     owned: list[Any] = field(default_factory=list)
 
     @property
@@ -58,6 +60,8 @@ class Gateway:
     async def aclose(self) -> None:
         if self.writer is not None:
             await self.writer.stop()
+        if self.responses is not None:
+            await self.responses.aclose()
         for component in reversed(self.owned):
             try:
                 await component.aclose() if hasattr(component, "aclose") else await component.close()

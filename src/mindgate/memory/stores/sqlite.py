@@ -41,6 +41,7 @@ import numpy as np
 from mindgate.errors import EmbedderMismatchError, InvalidRequestError, NotFoundError, StoreError
 from mindgate.memory.filters import Filter
 from mindgate.memory.stores._sqlite_conn import Connections, validate_path
+from mindgate.memory.stores._sqlite_responses import SQLiteResponses
 from mindgate.memory.stores._sqlite_sql import (
     RECORD_COLUMNS,
     filter_sql,
@@ -98,7 +99,7 @@ class _Txn:
     new_slots: dict[str, int] = field(default_factory=dict)
 
 
-class SQLiteStore(MemoryStore):
+class SQLiteStore(SQLiteResponses, MemoryStore):
     """A memory store in one SQLite file at ``path`` (its directory is created when missing).
 
     ``busy_timeout_ms`` is how long a write waits for another writer's lock before failing with a
