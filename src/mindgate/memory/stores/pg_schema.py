@@ -11,7 +11,8 @@ Layout (``<c>`` is ``collection_name``)::
 
 ``partition`` (:attr:`Scope.partition`) leads every primary key, unique index and foreign key, so
 ``<c>_memories`` and ``<c>_history`` can be distributed (co-located) by it on Citus; ``schema_version``
-and ``embedder`` are tiny reference tables. Text columns that are keys use the "C" collation: byte
+and ``embedder`` are tiny reference tables; ``<c>_responses`` is keyed by its own id alone (it is never
+joined with memories), so it can be distributed by id. Text columns that are keys use the "C" collation: byte
 order is code-point order, the same order Python and SQLite sort ids in.
 
 ``embedding`` is typed ``vector(<dims>)`` once an identity is recorded (HNSW needs a fixed dimension).
