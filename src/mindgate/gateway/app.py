@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from mindgate import __version__
 from mindgate.config import MindgateConfig
-from mindgate.gateway import routes_health, routes_memory, routes_openai, routes_responses, ui
+from mindgate.gateway import routes_completions, routes_health, routes_memory, routes_openai, routes_responses, ui
 from mindgate.gateway.auth import KeyRing
 from mindgate.gateway.limits import BodySizeLimit
 from mindgate.gateway.mcp_http import McpEndpoint
@@ -109,6 +109,7 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     install_error_handlers(app)
     app.include_router(routes_openai.router)
     app.include_router(routes_responses.router)
+    app.include_router(routes_completions.router)
     app.include_router(routes_memory.router)
     app.include_router(routes_health.router)
     if mcp is not None:

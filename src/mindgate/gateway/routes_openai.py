@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,7 +29,7 @@ from mindgate.gateway.scoping import requested_scope
 from mindgate.gateway.state import gateway_of
 from mindgate.gateway.wire import SSE_HEADERS, charger, check_unicode, json_bytes, stream_failure
 from mindgate.pipeline.core import ChatRequest, ChatStream
-from mindgate.providers.base import ChatChunk
+from mindgate.providers.base import ChatChunk, Usage
 
 log = logging.getLogger("mindgate.gateway")
 router = APIRouter()
@@ -86,7 +87,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     headers = {"X-Mindgate-Memories": str(len(prepared.memories))} if scope is not None else {}
     if body.stream:
         stream = await pipeline.stream(prepared)
-        return EventStream(_relay(stream, chat.request_id), headers={**SSE_HEADERS, **headers})
+        return EventStream(_relay(stream, chat.request_id, include_usage=body.include_usage),
+                           headers={**SSE_HEADERS, **headers})
     result = await pipeline.complete(prepared)
     response = result.response
     annotate(request.scope, prompt_tokens=result.usage.prompt_tokens,
@@ -102,15 +104,29 @@ def _completion_body(content: str | None, model: str, finish_reason: str | None)
                          "finish_reason": finish_reason}]}
 
 
+def _usage_chunk(stream: ChatStream) -> dict[str, Any]:
+    last = stream.last.raw if stream.last is not None else {}
+    usage = stream.usage or Usage()
+    return {"id": last.get("id", "chatcmpl-mindgate"), "object": "chat.completion.chunk",
+            "created": last.get("created", int(time.time())), "model": last.get("model", stream.prepared.model.model),
+            "choices": [], "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                                     "total_tokens": usage.total_tokens}}
+
+
 def _frame(chunk: ChatChunk) -> bytes:
     return b"data: " + (chunk.wire if chunk.wire is not None else json_bytes(chunk.raw)) + b"\n\n"
 
 
-async def _relay(stream: ChatStream, rid: str | None) -> AsyncIterator[bytes]:
-    """The chunks as SSE frames and ``[DONE]``; a failure mid-way ends the stream with an error event."""
+async def _relay(stream: ChatStream, rid: str | None, *, include_usage: bool) -> AsyncIterator[bytes]:
+    """The chunks as SSE frames and ``[DONE]``; a failure mid-way ends the stream with an error event.
+    With ``include_usage``, a usage chunk (OpenAI's: empty ``choices``) ends the answer when the upstream
+    sent none: its counts are the upstream's when it reported them, else estimated."""
     try:
         async for chunk in stream:
             yield _frame(chunk)
+        if include_usage and not stream.upstream_usage:
+            await stream.aclose()
+            yield b"data: " + json_bytes(_usage_chunk(stream)) + b"\n\n"
         yield _DONE
     except MindgateError as exc:
         log.warning("stream of request %s failed mid-way: %s", rid, exc)

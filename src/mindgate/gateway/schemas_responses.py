@@ -1,7 +1,8 @@
-"""``POST /v1/responses`` request body (OpenAI's Responses API). Known fields are validated; unknown ones
-are accepted and ignored with a debug log (a gateway is never stricter than the servers behind it).
-Items, tools and ``text.format`` are checked field by field in :mod:`mindgate.gateway.openai_responses`,
-where a 400 can name exactly what is wrong."""
+"""Request bodies of ``POST /v1/responses`` (OpenAI's Responses API) and ``POST /v1/completions``. Known
+fields are validated; unknown ones are accepted (a gateway is never stricter than the servers behind it):
+ignored with a debug log on responses, passed on to the upstream on completions. Response items, tools
+and ``text.format`` are checked field by field in :mod:`mindgate.gateway.openai_responses`, where a 400
+can name exactly what is wrong."""
 
 from __future__ import annotations
 
@@ -56,3 +57,51 @@ class ResponsesRequest(BaseModel):
                                         "previous_response_id", "reasoning", "store", "temperature", "text",
                                         "tool_choice", "tools", "top_p", "truncation", "user", "metadata"},
                                exclude_none=True)
+
+
+class CompletionRequest(BaseModel):
+    """``POST /v1/completions`` (OpenAI's legacy text completion). Token-id prompts are a 400 (the
+    targets take text). Unknown top-level fields are passed on like chat's (``model_extra``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    prompt: str | list[str] | list[int] | list[list[int]]
+    max_tokens: int | None = Field(default=16, gt=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = Field(default=None, ge=1, le=8)
+    best_of: int | None = Field(default=None, ge=1, le=8)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    echo: bool | None = None
+    suffix: str | None = None
+    user: str | None = Field(default=None, max_length=256)
+
+    @model_validator(mode="after")
+    def _shape(self) -> CompletionRequest:
+        if isinstance(self.stop, list) and len(self.stop) > 4:
+            raise ValueError("`stop` takes at most 4 sequences")
+        if isinstance(self.prompt, list) and not self.prompt:
+            raise ValueError("`prompt` is an empty list")
+        return self
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream and (self.stream_options or {}).get("include_usage"))
+
+    def text_options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {name: getattr(self, name) for name in (
+            "max_tokens", "temperature", "top_p", "n", "best_of", "stop", "seed", "presence_penalty",
+            "frequency_penalty", "logit_bias", "logprobs", "echo", "suffix", "user") if getattr(self, name) is not None}
+        if self.model_extra:
+            opts["extra_body"] = {k: v for k, v in self.model_extra.items() if v is not None}
+        if self.include_usage:
+            opts["stream_options"] = {"include_usage": True}
+        return opts

@@ -38,6 +38,8 @@ PROFILE = ServerProfile(
                "developer settings",
     structured_modes=("json_schema", "text"),
     accepts_token_input=False,
+    passes_extras=True,  # ttl, draft_model, top_k, min_p, repeat_penalty
+    text_completions=True,
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from mindgate._assets import (
     default_gguf_path,
 )
 from mindgate.config import ProviderConfig
-from mindgate.errors import ConfigurationError, ContextOverflowError, ProviderError
+from mindgate.errors import ConfigurationError, ContextOverflowError, InvalidRequestError, ProviderError
 from mindgate.models.local_pool import default_pool
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
 from mindgate.providers.openai_compat import sampling_defaults
@@ -33,6 +33,10 @@ from mindgate.providers.openai_compat import sampling_defaults
 _PACKAGED_EMBEDDER_NAMES = {DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}",
                             "all-minilm-l6-v2"}
 _DONE = object()
+
+
+LLAMA_SAMPLING = frozenset({"top_k", "min_p", "typical_p", "repeat_penalty", "tfs_z", "mirostat_mode",
+                            "mirostat_tau", "mirostat_eta"})
 
 
 def _default_threads() -> int:
@@ -43,6 +47,7 @@ class LlamaCppChatModel(ChatModel):
     """Chat with a GGUF model in this process. ``model_path`` None means the shipped SmolLM2-135M."""
 
     provider = "local"
+    accepts_extras = True  # llama.cpp's own sampling options; others dropped with a debug log
 
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
                  defaults: dict[str, Any] | None = None) -> None:
@@ -83,7 +88,7 @@ class LlamaCppChatModel(ChatModel):
         default_pool().unload(self.model_path, n_ctx=self.n_ctx)
 
     def _kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
-        opts = self._options(options)
+        opts = {**self._options(options), **self._extras(options, LLAMA_SAMPLING)}
         opts.pop("user", None)
         opts.pop("parallel_tool_calls", None)
         fmt = opts.get("response_format")
@@ -125,39 +130,55 @@ class LlamaCppChatModel(ChatModel):
     async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
         if not messages:
             raise ConfigurationError("messages is empty", hint="pass at least one message")
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
         kwargs = self._kwargs(options)
+        async for item in _pumped(lambda: self._stream_blocking(list(messages), kwargs)):
+            item["model"] = self.model
+            choice = (item.get("choices") or [{}])[0]
+            delta = choice.get("delta") or {}
+            yield ChatChunk(content=delta.get("content"), tool_calls=list(delta.get("tool_calls") or []),
+                            finish_reason=choice.get("finish_reason"), raw=item)
 
-        def hand_over(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the consumer's loop is gone
-                stop.set()
+    # -- raw text completion ---------------------------------------------------------------------
 
-        def produce() -> None:
-            try:
-                for event in self._stream_blocking(list(messages), kwargs):
-                    if stop.is_set():
-                        return
-                    hand_over(event)
-                hand_over(_DONE)
-            except Exception as exc:  # re-raised by the consumer
-                hand_over(exc)
+    @property
+    def text_completions(self) -> bool:
+        return True
 
-        loop.run_in_executor(None, produce)
-        try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, Exception):
-                    raise item
-                item["model"] = self.model
-                choice = (item.get("choices") or [{}])[0]
-                delta = choice.get("delta") or {}
-                yield ChatChunk(content=delta.get("content"), tool_calls=list(delta.get("tool_calls") or []),
-                                finish_reason=choice.get("finish_reason"), raw=item)
-        finally:
-            stop.set()
+    def _text_kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
+        opts = {**self._text_options(options), **self._extras(options, LLAMA_SAMPLING)}
+        opts.pop("user", None)
+        if opts.pop("n", 1) != 1 or opts.pop("best_of", 1) != 1:
+            raise InvalidRequestError("the local engine returns one completion per request; n and best_of must be 1",
+                                      hint="send several requests instead")
+        return opts
+
+    async def atext_complete(self, prompt: str, **options: Any) -> dict[str, Any]:
+        kwargs = self._text_kwargs(options)
+
+        def run() -> dict[str, Any]:
+            with self._llama() as llama:
+                try:
+                    data = dict(llama.create_completion(prompt=prompt, **kwargs))
+                except ValueError as exc:
+                    raise _local_error(exc, self.n_ctx) from None
+            data["model"] = self.model
+            return data
+
+        return await asyncio.to_thread(run)
+
+    async def atext_stream(self, prompt: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        kwargs = self._text_kwargs(options)
+
+        def produce() -> Iterator[dict[str, Any]]:
+            with self._llama() as llama:
+                try:
+                    yield from llama.create_completion(prompt=prompt, stream=True, **kwargs)
+                except ValueError as exc:
+                    raise _local_error(exc, self.n_ctx) from None
+
+        async for item in _pumped(produce):
+            item["model"] = self.model
+            yield item
 
     def _check_declared_context(self, llama: Any, messages: Sequence[Message]) -> None:
         """The pool may lend an instance with a larger context than this model declares; keep the
@@ -188,6 +209,38 @@ class LlamaCppChatModel(ChatModel):
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.unload)
+
+
+async def _pumped(blocking: Callable[[], Iterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """Items of a blocking iterator (run in a worker thread) as they come; stops the thread when closed."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()
+
+    def hand_over(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the consumer's loop is gone
+            stop.set()
+
+    def produce() -> None:
+        try:
+            for event in blocking():
+                if stop.is_set():
+                    return
+                hand_over(event)
+            hand_over(_DONE)
+        except Exception as exc:  # re-raised by the consumer
+            hand_over(exc)
+
+    loop.run_in_executor(None, produce)
+    try:
+        while (item := await queue.get()) is not _DONE:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def _local_error(exc: ValueError, n_ctx: int) -> Exception:
