@@ -26,30 +26,16 @@ from mindgate.gateway import routes_health, routes_memory, routes_openai, ui
 from mindgate.gateway.auth import KeyRing
 from mindgate.gateway.limits import BodySizeLimit
 from mindgate.gateway.mcp_http import McpEndpoint
-from mindgate.gateway.memory_chat import MemoryWriter
-from mindgate.gateway.observability import Observability
+from mindgate.gateway.observability import Metrics, Observability
 from mindgate.gateway.responses import install_error_handlers
 from mindgate.gateway.state import Gateway
-from mindgate.gateway.targets import ChatTargets, build_targets
 from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.stores import create_store
-from mindgate.providers import chat_model_from_section, create_embedder
+from mindgate.pipeline.build import memory_for, pipeline_for
+from mindgate.providers import create_embedder
 from mindgate.providers.base import ChatModel, Embedder
+from mindgate.routing.targets import ChatTargets, build_targets
 
 log = logging.getLogger("mindgate.gateway")
-
-
-def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets) -> AsyncMemory:
-    """The configured memory over ``embedder``. Its LLM (for ``add(infer=True)``) is the default chat model
-    when the config's ``llm`` section is what that chain serves, so the model is not loaded twice."""
-    shares_llm = config.routing.default == "auto" and "auto" not in config.routing.chains
-    default = targets.default
-
-    def llm() -> ChatModel:
-        return default if shares_llm else chat_model_from_section(config.llm)
-
-    return AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm, settings=config.memory,
-                       expected_dims=config.vector_store.config.embedding_model_dims)
 
 
 def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | None = None,
@@ -72,11 +58,10 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
     if memory is None:
         memory = memory_for(config, embedder, targets)
         owned.append(memory)
-    keys = KeyRing(config.gateway.api_keys)
-    gateway = Gateway(config=config, targets=targets, embedder=embedder, memory=memory, keys=keys, owned=owned)
-    if config.gateway.memory:
-        gateway.writer = MemoryWriter(memory, gateway.metrics)
-    return gateway
+    metrics = Metrics()
+    pipeline = pipeline_for(config, targets, memory if config.gateway.memory else None, counters=metrics)
+    return Gateway(config=config, targets=targets, embedder=embedder, memory=memory,
+                   keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, owned=owned)
 
 
 async def _warm_up(gateway: Gateway) -> None:

@@ -23,11 +23,12 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.datastructures import Headers
 
 from mindgate.errors import InvalidRequestError, MindgateError, PermissionDeniedError
-from mindgate.gateway.memory_chat import chat_scope
 from mindgate.gateway.observability import annotate
 from mindgate.gateway.responses import mindgate_error_response
+from mindgate.gateway.scoping import requested_scope
 from mindgate.mcp.server import memory_server
 from mindgate.mcp.tools import MemoryTools, ScopeArgs
+from mindgate.pipeline.scope import resolve_scope
 
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
@@ -92,7 +93,7 @@ class McpEndpoint:
         check_origin(headers, gateway.config.gateway.cors_origins)
         principal = gateway.keys.authenticate(headers.get("authorization"))
         gateway.admit(principal)
-        memory = chat_scope(headers, None, None, principal, enabled=True)
+        memory = resolve_scope(requested_scope(headers, None, None), principal, enabled=True)
         annotate(scope, key=principal.name if principal else None, user=memory.user_id if memory else None)
         if memory is None:
             raise InvalidRequestError("/mcp acts for one user and this request names none",
