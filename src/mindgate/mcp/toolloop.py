@@ -24,11 +24,16 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mindgate.config import ToolLoopSettings
-from mindgate.mcp.toolbox import Toolbox, ToolRecord
-from mindgate.providers.base import ChatChunk, ChatResponse, Message, Usage
+from mindgate.mcp.client import ToolServers
+from mindgate.mcp.toolbox import Toolbox, ToolRecord, build_toolbox
+from mindgate.mcp.tools import MemoryTools, ScopeArgs
+from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message, Usage
+
+if TYPE_CHECKING:
+    from mindgate.pipeline.core import ChatRequest
 
 Complete = Callable[[list[Message], dict[str, Any]], Awaitable[ChatResponse]]
 Stream = Callable[[list[Message], dict[str, Any]], AsyncIterator[ChatChunk]]
@@ -253,3 +258,54 @@ def _trace_chunk(template: dict[str, Any], first_id: str | None, record: ToolRec
            "choices": [{"index": 0, "delta": {}, "finish_reason": None}],
            "mindgate": {"tool_call": record.as_dict()}}
     return ChatChunk(raw=raw)
+
+
+# -- the pipeline's call stage ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolRequest:
+    """What one request opted into (the route builds it; ``request.stage_options["tools"]``).
+
+    ``servers``: configured server names, already checked against the API key; ``key_tools``: the key's
+    ``server.tool`` allowlist (None: all); ``memory_scope``: offer ``search_memory`` over this scope."""
+
+    servers: tuple[str, ...] = ()
+    key_tools: tuple[str, ...] | None = None
+    memory_scope: ScopeArgs | None = None
+
+
+class ToolLoopCall:
+    """The pipeline's call stage (:class:`~mindgate.pipeline.stages.ModelCall`) with the server-side tool
+    loop: a request without a :class:`ToolRequest` (or whose tools all failed to start) is one direct
+    call, as before."""
+
+    def __init__(self, servers: ToolServers | None, memory: MemoryTools | None, settings: ToolLoopSettings) -> None:
+        self.servers = servers
+        self.memory = memory
+        self.settings = settings
+
+    async def _toolbox(self, request: ChatRequest, options: dict[str, Any]) -> Toolbox | None:
+        spec = request.stage_options.get("tools")
+        if not isinstance(spec, ToolRequest):
+            return None
+        client = [t.get("function", {}).get("name", "") for t in options.get("tools") or [] if isinstance(t, dict)]
+        return await build_toolbox(self.servers, spec.servers, key_tools=spec.key_tools,
+                                   memory=self.memory if spec.memory_scope else None,
+                                   memory_scope=spec.memory_scope, client_tools=client)
+
+    async def complete(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
+                       request: ChatRequest) -> ChatResponse:
+        box = await self._toolbox(request, options)
+        if box is None:
+            return await model.acomplete(messages, **options)
+        return await complete_with_tools(lambda m, o: model.acomplete(m, **o), messages, options, box,
+                                         self.settings)
+
+    async def stream(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
+                     request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        box = await self._toolbox(request, options)
+        chunks = model.astream(messages, **options) if box is None else stream_with_tools(
+            lambda m, o: model.astream(m, **o), messages, options, box, self.settings)
+        async for chunk in chunks:
+            yield chunk
