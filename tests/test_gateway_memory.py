@@ -14,6 +14,7 @@ import pytest
 
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from fixtures_servers import free_port
+from metrics_helpers import sample
 from mindgate.config import MindgateConfig
 from mindgate.gateway.app import create_app
 from mindgate.gateway.memory_chat import INJECT_HEADER
@@ -48,12 +49,7 @@ def _extraction_requests(proxy: RecordingProxy) -> list[dict[str, Any]]:
 
 
 def _metric(server: GatewayServer, name: str, **labels: str) -> float:
-    text = httpx.get(f"{server.base_url}/metrics").text
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return sample(httpx.get(f"{server.base_url}/metrics").text, name, **labels) or 0.0
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 180.0) -> None:

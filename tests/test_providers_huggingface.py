@@ -43,7 +43,7 @@ def test_model_kwargs_reach_sentence_transformers() -> None:
 
 
 def test_local_model_rejects_unknown_model_kwargs_and_absent_weights() -> None:
-    with pytest.raises(ConfigurationError, match="token.*never downloads weights"):
+    with pytest.raises(ConfigurationError, match=r"token.*never downloads weights"):
         create_embedder("huggingface", ProviderConfig(model_kwargs={"token": "hf_x"}))
     emb = create_embedder("huggingface", ProviderConfig(model="multi-qa-MiniLM-L6-cos-v1"))
     with pytest.raises(ConfigurationError, match="never downloads weights"):
