@@ -17,9 +17,10 @@ from fixtures_servers import free_port
 from metrics_helpers import sample
 from mindgate.config import MindgateConfig
 from mindgate.gateway.app import create_app
-from mindgate.gateway.memory_chat import INJECT_HEADER
 from mindgate.memory.extraction import SYSTEM_PROMPT
 from mindgate.memory.memory import AsyncMemory
+from mindgate.pipeline import INJECT_HEADER
+from mindgate.routing.retry import RetryPolicy
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]
@@ -173,9 +174,9 @@ def test_a_failed_background_write_is_logged_and_counted(serve_gateway: Serve, l
     dead_llm = llama_chat(f"http://127.0.0.1:{free_port()}/v1")  # memory extraction cannot reach its model
     app = create_app(MindgateConfig.from_dict({}), chat=llama_chat(f"{llama_proxy.base_url}/v1"),
                      memory=memory_factory(dead_llm))
-    app.state.gateway.writer.backoff = 0.01
+    app.state.gateway.writer.retry = RetryPolicy(retries=2, backoff_base=0.01, backoff_max=0.05)
     server = serve_gateway(app)
-    with caplog.at_level(logging.ERROR, logger="mindgate.gateway.memory"):
+    with caplog.at_level(logging.ERROR, logger="mindgate.pipeline.memory"):
         raw = server.openai().chat.completions.with_raw_response.create(
             model="smollm2", messages=[{"role": "user", "content": "I like tea."}], user="frank", max_tokens=4)
         assert raw.parse().choices[0].message.content is not None  # the answer is not held up by the failure
