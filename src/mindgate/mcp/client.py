@@ -28,17 +28,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CONNECTION_CLOSED, CallToolResult
 
 from mindgate.config import McpServerConfig
-from mindgate.errors import MindgateError
+from mindgate.errors import MindgateError, ToolServerError
 
 log = logging.getLogger("mindgate.mcp.client")
-
-
-class ToolServerError(MindgateError):
-    """A tool server could not be started, reached, or answer in time."""
-
-    http_status = 502
-    error_type = "api_error"
-    code = "tool_server_error"
 
 
 @dataclass(frozen=True)
