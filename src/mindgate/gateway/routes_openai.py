@@ -28,6 +28,8 @@ from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from mindgate.gateway.state import Gateway, gateway_of
 from mindgate.providers.base import ChatChunk, ChatModel
+from mindgate.routing.trace import HEADER as ROUTE_HEADER
+from mindgate.routing.trace import RouteTrace, tracing
 
 log = logging.getLogger("mindgate.gateway")
 router = APIRouter()
@@ -101,10 +103,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     if body.stream:
         return await _stream(gateway, request, body, model, messages, options, scope, principal, headers, label)
     try:
-        response = await model.acomplete(messages, **options)
+        with tracing() as trace:
+            response = await model.acomplete(messages, **options)
     except MindgateError as exc:
         gateway.metrics.upstream_errors[exc.code or type(exc).__name__] += 1
         raise
+    _route_header(headers, trace)
     prompt, completion = response.usage.prompt_tokens, response.usage.completion_tokens
     if not (prompt or completion):
         prompt, completion = _estimate(messages), estimate_tokens(response.content or "")
@@ -129,6 +133,13 @@ async def _with_memories(gateway: Gateway, messages: list[dict[str, Any]],
         return messages, []
 
 
+def _route_header(headers: dict[str, str], trace: RouteTrace) -> None:
+    """``X-Mindgate-Route``: the target that answered and why (skipped targets with their reasons)."""
+    value = trace.header()
+    if value is not None:
+        headers[ROUTE_HEADER] = value
+
+
 def _estimate(messages: list[dict[str, Any]]) -> int:
     return sum(estimate_tokens(text_of(m.get("content"))) + 4 for m in messages)
 
@@ -148,12 +159,14 @@ async def _stream(gateway: Gateway, request: Request, body: ChatCompletionReques
                   principal: Principal | None, headers: dict[str, str], label: str) -> Response:
     chunks = aiter(model.astream(messages, **options))
     try:
-        first: ChatChunk | None = await anext(chunks)
+        with tracing() as trace:
+            first: ChatChunk | None = await anext(chunks)
     except StopAsyncIteration:
         first = None
     except MindgateError as exc:
         gateway.metrics.upstream_errors[exc.code or type(exc).__name__] += 1
         raise
+    _route_header(headers, trace)
     rid = request_id(request.scope)
 
     async def relay() -> AsyncIterator[bytes]:
