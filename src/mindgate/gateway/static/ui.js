@@ -377,7 +377,7 @@
       h("tbody", null, data.loaded.map((m) => h("tr", { "data-instance": m.instance },
         cell("Instance", m.instance, "lead"), cell("Memory (est.)", fmtBytes(m.held_bytes), "num"),
         cell("Idle", `${Math.round(m.idle_s)} s`, "num"),
-        cell("State", m.in_use ? badge("in use", "ok") : m.pinned ? badge("pinned", "info") : badge("idle")))))
+        cell("State", m.in_use ? badge("in use", "ok") : m.pinned ? badge("pinned", "info") : badge("idle"))))))
       : h("p", { class: "muted" }, "No in-process model is loaded."));
     for (const t of data.tiers) {
       parts.push(h("p", { class: "tier", "data-chain": t.chain }, h("strong", null, `${t.chain}: `),
