@@ -80,10 +80,19 @@ class Verdict:
         return f"{self.action} ({self.reason})" if self.reason else self.action
 
 
+_shapes: dict[tuple[int, int, int, int], fit.ModelShape] = {}
+
+
 @lru_cache(maxsize=64)
 def _local_shape(path: Path) -> fit.ModelShape:
-    """The GGUF's shape, read once per file (the request path makes no system call for it)."""
-    return fit.ModelShape.from_gguf(read_gguf_info(path))
+    """The GGUF's shape, looked up once per path (the request path makes no system call for it) and read
+    once per file: hard links and other names of one file share the (slow) header read."""
+    stat = path.stat()
+    identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    shape = _shapes.get(identity)
+    if shape is None:
+        shape = _shapes[identity] = fit.ModelShape.from_gguf(read_gguf_info(path))
+    return shape
 
 
 @lru_cache(maxsize=64)
