@@ -30,8 +30,9 @@ from mindgate.gateway.state import Gateway
 from mindgate.gateway.targets import ChatTargets, build_targets
 from mindgate.memory.memory import AsyncMemory
 from mindgate.memory.stores import create_store
-from mindgate.providers import chat_model_from_section, create_embedder
+from mindgate.providers import create_embedder
 from mindgate.providers.base import ChatModel, Embedder
+from mindgate.routing.chains import chat_model_for
 
 log = logging.getLogger("mindgate.gateway")
 
@@ -43,7 +44,7 @@ def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets)
     default = targets.default
 
     def llm() -> ChatModel:
-        return default if shares_llm else chat_model_from_section(config.llm)
+        return default if shares_llm else chat_model_for(config.llm, config)
 
     return AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm, settings=config.memory,
                        expected_dims=config.vector_store.config.embedding_model_dims)
