@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from mindgate.config import MindgateConfig
-from mindgate.errors import RateLimitError
+from mindgate.errors import TooManyRequestsError
 from mindgate.gateway.auth import KeyRing, Principal
 from mindgate.gateway.limits import RateLimiter
 from mindgate.gateway.observability import Metrics
@@ -47,7 +47,7 @@ class Gateway:
     def admit(self, principal: Principal | None, *, uses_tokens: bool = False) -> None:
         try:
             self.limiter.admit(principal, uses_tokens=uses_tokens)
-        except RateLimitError:
+        except TooManyRequestsError:
             self.metrics.rate_limited[principal.name if principal else "-"] += 1
             raise
 
