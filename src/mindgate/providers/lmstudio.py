@@ -37,7 +37,7 @@ from mindgate.models import _lmstudio_sdk as sdk
 from mindgate.models._http import client_for
 from mindgate.models._lmstudio_api import OPENAI, LMStudioDriver, single_flight
 from mindgate.models.records import Endpoint, ModelInfo, ModelState
-from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message
+from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, chatml_prompt
 from mindgate.providers.lazy import LazyChatModel, LazyEmbedder
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
@@ -164,8 +164,6 @@ class LMStudioChatModel(OpenAICompatChatModel):
         """Prompt tokens by the loaded model's tokenizer through the SDK (ChatML framing); None without it."""
         if not await sdk.usable(self.endpoint):
             return None
-        from mindgate.context.tokens import chatml_prompt
-
         await self._ensure_loaded()
         try:
             return await self._tokens.count(self.model, chatml_prompt(messages))
