@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mindgate._env import environment_overrides
 from mindgate._mem0_compat import normalize as normalize_mem0
@@ -101,7 +101,8 @@ class ProviderConfig(_Strict):
     n_threads: int | None = Field(default=None, gt=0, description="local engine: CPU threads")
     device: str | None = Field(default=None, description="sentence-transformers device (cpu, cuda, mps)")
     batch_size: int = Field(default=64, gt=0, description="embedding batch size")
-    ttl: int | None = Field(default=None, gt=0, description="seconds an idle JIT-loaded model stays loaded")
+    ttl: int | None = Field(default=None, gt=0, description="seconds an idle model stays loaded (LM Studio's JIT "
+                            "ttl, Ollama's keep_alive, the local engine's idle TTL)")
     endpoints: list[str] = Field(default_factory=list, description="auto only: endpoint names (under providers:) "
                                                                     "or server URLs tried first, in order")
 
@@ -199,6 +200,8 @@ class TargetConfig(_Strict):
     timeout: float | None = Field(default=None, gt=0)
     first_token_timeout: float | None = Field(default=None, gt=0)
     context_length: int | None = Field(default=None, gt=0)
+    min_free_memory: ByteSize | None = Field(default=None, description="tiers: free memory this target needs, "
+                                             "e.g. 6GiB; list a chain's targets large to small")
 
     @model_validator(mode="before")
     @classmethod
@@ -234,6 +237,23 @@ class RoutingConfig(_Strict):
     default: str = Field(default="auto", description="chain used when no route matches")
     routes: list[SemanticRouteConfig] = Field(default_factory=list)
     health_check_interval: float | None = Field(default=None, gt=0)
+
+
+class ResourcesConfig(_Strict):
+    """How mindgate watches the machine's memory and switches models by it."""
+
+    sample_interval: float = Field(default=1.0, gt=0, le=3600, description="seconds between background readings "
+                                   "of free RAM/VRAM")
+    fit_routing: bool = Field(default=True, description="before routing to a local model that is not loaded, "
+                              "check that it fits free memory")
+    evict_idle: bool = Field(default=True, description="unload idle models, least recently used first, to make "
+                             "room for a model that does not fit")
+    pinned: list[str] = Field(default_factory=list, description="models or instances never unloaded to make room")
+    reserve: ByteSize = Field(default=ByteSize(0), description="memory always left free, e.g. 512MiB")
+    tier_hysteresis: float = Field(default=0.15, ge=0, le=4, description="a larger tier comes back only when its "
+                                   "min_free_memory is exceeded by this fraction")
+    tier_recover_after: float = Field(default=30.0, ge=0, description="seconds that margin must hold before "
+                                      "going back up a tier")
 
 
 class ApiKeyConfig(_Strict):
@@ -298,6 +318,7 @@ class MindgateConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     mcp: McpSettings = Field(default_factory=McpSettings)
 
     @model_validator(mode="before")

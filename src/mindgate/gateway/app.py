@@ -112,7 +112,7 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     app.add_middleware(BodySizeLimit, max_bytes=config.gateway.max_body_bytes)
     if config.gateway.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.gateway.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After"])
+                           allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After", "X-Mindgate-Route"])
     app.add_middleware(Observability, metrics=gateway.metrics)
     return app
 

@@ -30,6 +30,7 @@ from mindgate.gateway.scoping import requested_scope
 from mindgate.gateway.state import Gateway, gateway_of
 from mindgate.pipeline.core import ChatRequest, ChatStream, UsageSink
 from mindgate.providers.base import ChatChunk
+from mindgate.routing.trace import HEADER as ROUTE_HEADER
 
 log = logging.getLogger("mindgate.gateway")
 router = APIRouter()
@@ -102,8 +103,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     headers = {"X-Mindgate-Memories": str(len(prepared.memories))} if scope is not None else {}
     if body.stream:
         stream = await pipeline.stream(prepared)
+        if stream.route is not None:
+            headers[ROUTE_HEADER] = stream.route
         return EventStream(_relay(stream, chat.request_id), headers={**_SSE_HEADERS, **headers})
     result = await pipeline.complete(prepared)
+    if result.route is not None:
+        headers[ROUTE_HEADER] = result.route
     response = result.response
     annotate(request.scope, prompt_tokens=result.usage.prompt_tokens,
              completion_tokens=result.usage.completion_tokens, served_by=response.model)

@@ -30,6 +30,7 @@ from mindgate.providers.base import ChatModel
 from mindgate.providers.lazy import LazyChatModel
 from mindgate.providers.local import LlamaCppChatModel
 from mindgate.providers.openai_compat import sampling_defaults
+from mindgate.routing.placement import Placement, shared_placement
 from mindgate.routing.retry import RetryPolicy
 from mindgate.routing.router import Router, Target
 
@@ -153,22 +154,23 @@ def openai_target(config: ProviderConfig) -> Target:
 
 def local_target(config: ProviderConfig) -> Target:
     model = LlamaCppChatModel(config.model_path, n_ctx=config.n_ctx or 4096, n_threads=config.n_threads,
-                              defaults={**sampling_defaults(config), **config.model_kwargs})
+                              defaults={**sampling_defaults(config), **config.model_kwargs}, ttl=config.ttl)
     return Target(model, name="local")
 
 
 def auto_router(config: ProviderConfig | None = None, *, lmstudio_url: str | None = None,
                 ollama_url: str | None = None, use_openai: bool | None = None, extra: Sequence[Target] = (),
-                health_check_interval: float | None = None) -> Router:
+                health_check_interval: float | None = None, placement: Placement | None = None) -> Router:
     """The ``auto`` chain: ``extra`` targets first, then the defaults of the module docstring. ``use_openai``
-    None means "when OPENAI_API_KEY is set"; the URLs override the config's (for tests and odd ports)."""
+    None means "when OPENAI_API_KEY is set"; the URLs override the config's (for tests and odd ports);
+    ``placement`` admits the local engine by fit."""
     config = config or ProviderConfig()
     targets = [*extra, lmstudio_target(config, lmstudio_url), ollama_target(config, ollama_url)]
     if use_openai if use_openai is not None else bool(os.environ.get("OPENAI_API_KEY")):
         targets.append(openai_target(config))
     targets.append(local_target(config))
     return Router(targets, name="auto", retry=RetryPolicy(retries=1, backoff_base=0.25, backoff_max=4.0),
-                  health_check_interval=health_check_interval)
+                  health_check_interval=health_check_interval, placement=placement)
 
 
 def auto_from_config(config: MindgateConfig, settings: ProviderConfig | None = None) -> Router:
@@ -186,4 +188,5 @@ def auto_from_config(config: MindgateConfig, settings: ProviderConfig | None = N
             raise ConfigurationError(f"auto endpoint {entry!r} is neither a name under `providers:` nor a URL",
                                      hint=f"endpoints defined: {', '.join(sorted(config.providers)) or 'none'}; "
                                           "or give a server URL such as http://100.64.1.2:1234/v1")
-    return auto_router(settings, extra=extra, health_check_interval=config.routing.health_check_interval)
+    return auto_router(settings, extra=extra, health_check_interval=config.routing.health_check_interval,
+                       placement=shared_placement(config.resources))
