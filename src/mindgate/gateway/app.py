@@ -3,8 +3,8 @@ the OpenAI-compatible routes, the memory REST API and the operational endpoints.
 
 Dependencies are injectable (``chat``, ``embedder``, ``memory``) so tests and embedding applications can
 pass their own; whatever the factory builds itself it also closes on shutdown. Middleware, outermost
-first: observability (request id, access log, metrics), CORS (only when origins are configured), the body
-size limit.
+first: observability (request id, access log, metrics), CORS (only when origins are configured), the guard
+(authentication, per-key request limits and the body limits, before any body byte is read: :mod:`.guard`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mindgate import __version__
 from mindgate.config import MindgateConfig
 from mindgate.gateway import routes_health, routes_memory, routes_openai, ui
 from mindgate.gateway.auth import KeyRing
-from mindgate.gateway.limits import BodySizeLimit
+from mindgate.gateway.guard import Guard
 from mindgate.gateway.memory_chat import MemoryWriter
 from mindgate.gateway.observability import Observability
 from mindgate.gateway.responses import install_error_handlers
@@ -36,10 +36,23 @@ from mindgate.providers.base import ChatModel, Embedder
 log = logging.getLogger("mindgate.gateway")
 
 
+def _shares_llm(config: MindgateConfig) -> bool:
+    """Whether the config's ``llm`` section is what the default chain serves."""
+    return config.routing.default == "auto" and "auto" not in config.routing.chains
+
+
+def memory_model_name(config: MindgateConfig, targets: ChatTargets) -> str:
+    """The name memory extraction's model goes by for key bindings: the default chain's when memory shares
+    it, else the ``llm`` section's model (or its provider's name when it names no model)."""
+    if _shares_llm(config):
+        return targets.default_name
+    return config.llm.config.model or config.llm.provider
+
+
 def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets) -> AsyncMemory:
     """The configured memory over ``embedder``. Its LLM (for ``add(infer=True)``) is the default chat model
     when the config's ``llm`` section is what that chain serves, so the model is not loaded twice."""
-    shares_llm = config.routing.default == "auto" and "auto" not in config.routing.chains
+    shares_llm = _shares_llm(config)
     default = targets.default
 
     def llm() -> ChatModel:
@@ -70,7 +83,8 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
         memory = memory_for(config, embedder, targets)
         owned.append(memory)
     keys = KeyRing(config.gateway.api_keys)
-    gateway = Gateway(config=config, targets=targets, embedder=embedder, memory=memory, keys=keys, owned=owned)
+    gateway = Gateway(config=config, targets=targets, embedder=embedder, memory=memory, keys=keys, owned=owned,
+                      memory_model=memory_model_name(config, targets))
     if config.gateway.memory:
         gateway.writer = MemoryWriter(memory, gateway.metrics)
     return gateway
@@ -107,15 +121,19 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
                 warm.cancel()
             await gateway.aclose()
 
+    docs = config.gateway.docs
     app = FastAPI(title="mindgate", version=__version__, lifespan=lifespan,
-                  description="OpenAI-compatible model gateway with long-term memory.")
+                  description="OpenAI-compatible model gateway with long-term memory.",
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(routes_openai.router)
     app.include_router(routes_memory.router)
     app.include_router(routes_health.router)
     ui.install(app)  # the /ui dashboard (gateway/ui.py)
-    app.add_middleware(BodySizeLimit, max_bytes=config.gateway.max_body_bytes)
+    app.add_middleware(Guard, gateway=gateway, max_body_bytes=config.gateway.max_body_bytes,
+                       body_timeout_s=config.gateway.body_timeout_s)
     if config.gateway.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.gateway.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -25,6 +25,7 @@ from mindgate.config import MemorySettings
 from mindgate.errors import InvalidRequestError, MindgateError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.observability import Metrics
+from mindgate.providers.base import ChatModel
 
 log = logging.getLogger("mindgate.gateway.memory")
 
@@ -34,6 +35,7 @@ RUN_HEADER = "x-mindgate-run"
 SWITCH_HEADER = "x-mindgate-memory"
 _OFF = {"off", "false", "0", "no", "disabled"}
 MAX_ID = 256
+LLMFor = Callable[[ChatModel], ChatModel]
 INJECT_HEADER = "Relevant long-term memories about the user (from earlier conversations):"
 
 
@@ -174,6 +176,7 @@ class _Job:
     messages: list[dict[str, Any]]
     scope: ChatScope
     request_id: str | None
+    llm_for: LLMFor | None = None
 
 
 class MemoryWriter:
@@ -203,13 +206,16 @@ class MemoryWriter:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="mindgate-memory-writer")
 
-    def submit(self, messages: list[dict[str, Any]], scope: ChatScope, request_id: str | None = None) -> bool:
-        """Queue one turn; False (logged, counted) when there is nothing to remember or the queue is full."""
+    def submit(self, messages: list[dict[str, Any]], scope: ChatScope, request_id: str | None = None, *,
+               llm_for: LLMFor | None = None) -> bool:
+        """Queue one turn; False (logged, counted) when there is nothing to remember or the queue is full.
+        ``llm_for`` turns the memory's LLM into the one to use for this turn (the gateway wraps it for the
+        calling key: :mod:`mindgate.gateway.on_behalf`)."""
         if not messages:
             return False
         self.start()
         try:
-            self._queue.put_nowait(_Job(messages, scope, request_id))
+            self._queue.put_nowait(_Job(messages, scope, request_id, llm_for))
         except asyncio.QueueFull:
             self.metrics.memory_writes["dropped"] += 1
             log.error("memory write queue is full (%d); the turn of request %s for user %s was not remembered",
@@ -231,7 +237,8 @@ class MemoryWriter:
     async def _write(self, job: _Job) -> None:
         for attempt in range(self.retries + 1):
             try:
-                result = await self.memory.add(job.messages, **job.scope.kwargs(), infer=True)
+                llm = job.llm_for(self.memory.llm) if job.llm_for is not None else None
+                result = await self.memory.add(job.messages, **job.scope.kwargs(), infer=True, llm=llm)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -22,8 +22,17 @@ from starlette.responses import Response
 
 from mindgate.errors import InvalidRequestError, MindgateError, ModelNotFoundError
 from mindgate.gateway.auth import Principal
-from mindgate.gateway.memory_chat import ChatScope, chat_scope, estimate_tokens, inject_memories, new_turn, text_of
+from mindgate.gateway.memory_chat import (
+    ChatScope,
+    LLMFor,
+    chat_scope,
+    estimate_tokens,
+    inject_memories,
+    new_turn,
+    text_of,
+)
 from mindgate.gateway.observability import annotate, request_id
+from mindgate.gateway.on_behalf import on_behalf
 from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from mindgate.gateway.state import Gateway, gateway_of
@@ -98,8 +107,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     label = gateway.targets.label(body.model)
     gateway.metrics.chats[(label, body.stream)] += 1
     headers = {"X-Mindgate-Memories": str(len(injected))} if scope is not None else {}
+    remember, llm_for = _writer_llm(gateway, principal, scope, headers)
+    remember = remember and gateway.writer is not None
     if body.stream:
-        return await _stream(gateway, request, body, model, messages, options, scope, principal, headers, label)
+        return await _stream(gateway, request, body, model, messages, options, scope if remember else None,
+                             principal, headers, label, llm_for)
     try:
         response = await model.acomplete(messages, **options)
     except MindgateError as exc:
@@ -112,10 +124,25 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     annotate(request.scope, prompt_tokens=prompt, completion_tokens=completion, served_by=response.model)
     payload = response.raw or _completion_body(response.content, response.model, response.finish_reason)
     background = None
-    if scope is not None and gateway.writer is not None:
+    if remember and scope is not None and gateway.writer is not None:
         background = BackgroundTask(gateway.writer.submit, new_turn(body.message_dicts(), response.content),
-                                    scope, request_id(request.scope))
+                                    scope, request_id(request.scope), llm_for=llm_for)
     return JSONBytes(payload, headers=headers, background=background)
+
+
+def _writer_llm(gateway: Gateway, principal: Principal | None, scope: ChatScope | None,
+                headers: dict[str, str]) -> tuple[bool, LLMFor | None]:
+    """Whether the turn is remembered after this chat, and how the background write gets its LLM: wrapped
+    for the key (bound and charged: :mod:`.on_behalf`; None when auth is off). A key that may not use the
+    memory model is answered, but its turn is not remembered and ``X-Mindgate-Memory-Write`` says so."""
+    if scope is None:
+        return False, None
+    if principal is None:
+        return True, None
+    if not principal.allows_model(gateway.memory_model):
+        headers["X-Mindgate-Memory-Write"] = f"skipped: key may not use model {gateway.memory_model}"
+        return False, None
+    return True, lambda llm: on_behalf(gateway, principal, llm, gateway.memory_model, enforce=False)
 
 
 async def _with_memories(gateway: Gateway, messages: list[dict[str, Any]],
@@ -145,7 +172,8 @@ def _frame(chunk: ChatChunk) -> bytes:
 
 async def _stream(gateway: Gateway, request: Request, body: ChatCompletionRequest, model: ChatModel,
                   messages: list[dict[str, Any]], options: dict[str, Any], scope: ChatScope | None,
-                  principal: Principal | None, headers: dict[str, str], label: str) -> Response:
+                  principal: Principal | None, headers: dict[str, str], label: str,
+                  llm_for: LLMFor | None) -> Response:
     chunks = aiter(model.astream(messages, **options))
     try:
         first: ChatChunk | None = await anext(chunks)
@@ -188,7 +216,7 @@ async def _stream(gateway: Gateway, request: Request, body: ChatCompletionReques
                 prompt, completion = _estimate(messages), estimate_tokens(text) if text else 0
             gateway.charge(principal, label, prompt, completion)
             if finished and scope is not None and gateway.writer is not None:
-                gateway.writer.submit(new_turn(body.message_dicts(), text), scope, rid)
+                gateway.writer.submit(new_turn(body.message_dicts(), text), scope, rid, llm_for=llm_for)
 
     return EventStream(relay(), headers={**_SSE_HEADERS, **headers})
 
