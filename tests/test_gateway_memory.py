@@ -16,9 +16,9 @@ from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from fixtures_servers import free_port
 from mindgate.config import MindgateConfig
 from mindgate.gateway.app import create_app
-from mindgate.gateway.memory_chat import INJECT_HEADER
 from mindgate.memory.extraction import SYSTEM_PROMPT
 from mindgate.memory.memory import AsyncMemory
+from mindgate.pipeline import INJECT_HEADER
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]
@@ -179,7 +179,7 @@ def test_a_failed_background_write_is_logged_and_counted(serve_gateway: Serve, l
                      memory=memory_factory(dead_llm))
     app.state.gateway.writer.backoff = 0.01
     server = serve_gateway(app)
-    with caplog.at_level(logging.ERROR, logger="mindgate.gateway.memory"):
+    with caplog.at_level(logging.ERROR, logger="mindgate.pipeline.memory"):
         raw = server.openai().chat.completions.with_raw_response.create(
             model="smollm2", messages=[{"role": "user", "content": "I like tea."}], user="frank", max_tokens=4)
         assert raw.parse().choices[0].message.content is not None  # the answer is not held up by the failure

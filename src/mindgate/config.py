@@ -2,7 +2,7 @@
 
 The top level is mem0-shaped (``embedder`` / ``llm`` / ``vector_store``, each ``{"provider", "config"}``)
 so a mem0 user's dict works unchanged; mindgate's own sections are ``providers`` (named endpoints),
-``routing``, ``gateway`` and ``memory``.
+``routing``, ``gateway``, ``memory`` and ``mcp`` (the stdio memory server).
 
 Sources, later wins: defaults < YAML file (``--config`` / ``MINDGATE_CONFIG``) or dict < environment
 (``MINDGATE_<SECTION>__<KEY>...``, e.g. ``MINDGATE_LLM__CONFIG__MODEL=qwen2.5-7b-instruct``).
@@ -255,6 +255,7 @@ class GatewayConfig(_Strict):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
     memory: bool = Field(default=True, description="memory-augmented chat when a request names a user")
+    mcp: bool = Field(default=True, description="serve memory as an MCP server (streamable HTTP) at /mcp")
     log_contents: bool = False
     docs: bool = Field(default=True, description="serve /docs, /redoc and /openapi.json (behind the API keys)")
     keep_alive_s: float = Field(default=65.0, gt=0, le=3600,
@@ -278,6 +279,16 @@ class MemorySettings(_Strict):
     inject_token_budget: int = Field(default=512, ge=0)
 
 
+class McpSettings(_Strict):
+    """``mindgate mcp`` (memory as an MCP server on stdio): whose memories it serves when the command line
+    names no scope (``--user`` / ``--agent`` / ``--run`` win over these)."""
+
+    user_id: str | None = Field(default=None, min_length=1, max_length=256)
+    agent_id: str | None = Field(default=None, min_length=1, max_length=256)
+    run_id: str | None = Field(default=None, min_length=1, max_length=256)
+    read_only: bool = Field(default=False, description="offer only the tools that do not change memory")
+
+
 class MindgateConfig(_Strict):
     """The whole configuration."""
 
@@ -289,6 +300,7 @@ class MindgateConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
     custom_fact_extraction_prompt: str | None = Field(default=None, description="mem0's name")
     history_db_path: str | None = Field(default=None, description="mem0's; history lives in the store")
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.state import Gateway
+from mindgate.pipeline.remember import LLMFor
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 
 
@@ -103,3 +104,18 @@ def on_behalf(gateway: Gateway, principal: Principal | None, model: ChatModel, n
         return model
     principal.check_model(name)
     return OnBehalf(model, gateway=gateway, principal=principal, name=name, enforce=enforce)
+
+
+def memory_writes(gateway: Gateway, principal: Principal | None,
+                  headers: dict[str, str]) -> tuple[bool, LLMFor | None]:
+    """For a chat request (any API): whether its turn may be written to memory, and the ``memory_llm`` of
+    its :class:`~mindgate.pipeline.core.ChatRequest` (the memory's LLM wrapped for the key, charged but not
+    refused, since the request was admitted). A key that may not use the memory model is answered, but
+    its turn is not remembered and ``X-Mindgate-Memory-Write`` (added to ``headers``) says why."""
+    if principal is None:
+        return True, None
+    name = gateway.memory_model
+    if not principal.allows_model(name):
+        headers["X-Mindgate-Memory-Write"] = f"skipped: key may not use model {name}"
+        return False, None
+    return True, lambda llm: OnBehalf(llm, gateway=gateway, principal=principal, name=name, enforce=False)

@@ -12,11 +12,12 @@ from mindgate.config import MindgateConfig
 from mindgate.errors import RateLimitError
 from mindgate.gateway.auth import KeyRing, Principal
 from mindgate.gateway.limits import RateLimiter
-from mindgate.gateway.memory_chat import MemoryWriter
 from mindgate.gateway.observability import Metrics
-from mindgate.gateway.targets import ChatTargets
 from mindgate.memory.memory import AsyncMemory
+from mindgate.pipeline.core import Pipeline
+from mindgate.pipeline.remember import MemoryWriter
 from mindgate.providers.base import Embedder
+from mindgate.routing.targets import ChatTargets
 
 log = logging.getLogger("mindgate.gateway")
 
@@ -32,12 +33,17 @@ class Gateway:
     embedder: Embedder
     memory: AsyncMemory
     keys: KeyRing
+    pipeline: Pipeline
     limiter: RateLimiter = field(default_factory=RateLimiter)
     metrics: Metrics = field(default_factory=Metrics)
-    writer: MemoryWriter | None = None
     owned: list[Any] = field(default_factory=list)
     # the model name memory extraction runs under: what a key must be allowed to use for infer=true
     memory_model: str = "auto"
+
+    @property
+    def writer(self) -> MemoryWriter | None:
+        """The pipeline's background memory writer (None when memory-augmented chat is off)."""
+        return self.pipeline.writer
 
     def authenticate(self, request: Request) -> Principal | None:
         """The request's principal. The guard (:mod:`.guard`) authenticated every non-public request before

@@ -30,7 +30,7 @@ from mindgate.routing.router import Router
 if TYPE_CHECKING:
     from mindgate.routing.semantic import SemanticRouter
 
-log = logging.getLogger("mindgate.gateway")
+log = logging.getLogger("mindgate.routing")
 
 CATALOG_REFRESH = 30.0
 FIRST_LISTING_WAIT = 2.0
