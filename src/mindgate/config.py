@@ -13,7 +13,6 @@ and the valid choices; nothing unknown is silently ignored.
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -21,9 +20,9 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mindgate._env import environment_overrides
+from mindgate._mem0_compat import normalize as normalize_mem0
 from mindgate.errors import ConfigurationError
-
-log = logging.getLogger("mindgate.config")
 
 ChatProviderName = Literal[
     "auto", "lmstudio", "ollama", "openai", "azure_openai", "gemini", "vertexai", "together",
@@ -95,6 +94,8 @@ class ProviderConfig(_Strict):
     timeout: float = Field(default=120.0, gt=0, description="seconds for a whole request")
     connect_timeout: float = Field(default=3.0, gt=0, description="seconds to establish a connection")
     headers: dict[str, str] = Field(default_factory=dict)
+    http_client_proxies: str | dict[str, str] | None = Field(
+        default=None, description="mem0's: a proxy URL for every request, or {scheme: proxy URL}")
     model_path: str | None = Field(default=None, description="local engine: a GGUF file or model folder")
     n_ctx: int | None = Field(default=None, gt=0, description="local engine: context length")
     n_threads: int | None = Field(default=None, gt=0, description="local engine: CPU threads")
@@ -152,6 +153,7 @@ class PgVectorStoreConfig(_Strict):
     dbname: str | None = None
     user: str | None = None
     password: str | None = Field(default=None, repr=False)
+    sslmode: str | None = Field(default=None, description="libpq sslmode, e.g. require")
     collection_name: str = Field(default="memory", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
     embedding_model_dims: int | None = Field(default=None, gt=0)
     minconn: int = Field(default=1, ge=0)
@@ -301,8 +303,6 @@ class MindgateConfig(_Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
-    custom_fact_extraction_prompt: str | None = Field(default=None, description="mem0's name")
-    history_db_path: str | None = Field(default=None, description="mem0's; history lives in the store")
 
     @model_validator(mode="before")
     @classmethod
@@ -320,23 +320,16 @@ class MindgateConfig(_Strict):
                 raise ValueError(f"endpoint name {name!r} shadows the provider of the same name; rename it")
         return value
 
-    @model_validator(mode="after")
-    def _mem0_aliases(self) -> MindgateConfig:
-        if self.custom_fact_extraction_prompt and not self.memory.custom_instructions:
-            self.memory.custom_instructions = self.custom_fact_extraction_prompt
-        if self.history_db_path:
-            log.warning("history_db_path is not used: mindgate keeps history in the memory store, written in "
-                        "the same transaction as each change")
-        return self
-
     # -- loading -----------------------------------------------------------------------------------
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None = None, *, env: bool = True) -> MindgateConfig:
-        """Validate a mem0-shaped dict, applying ``MINDGATE_*`` overrides when ``env`` is true."""
+        """Validate a mem0-shaped dict (mem0's key names mapped by :mod:`mindgate._mem0_compat`), applying
+        ``MINDGATE_*`` overrides when ``env`` is true."""
         merged: dict[str, Any] = dict(data or {})
         if env:
-            merged = _deep_merge(merged, _env_overrides(os.environ))
+            merged = _deep_merge(merged, environment_overrides(cls.model_fields))
+        merged = normalize_mem0(merged)
         try:
             return cls.model_validate(merged)
         except ValidationError as exc:
@@ -373,31 +366,6 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value
-    return out
-
-
-_ENV_IGNORED = {"MINDGATE_HOME", "MINDGATE_CONFIG"}
-
-
-def _env_overrides(environ: os._Environ[str] | dict[str, str]) -> dict[str, Any]:
-    """``MINDGATE_A__B__C=value`` -> ``{"a": {"b": {"c": value}}}``; values parsed as YAML scalars."""
-    out: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if not name.startswith("MINDGATE_") or name in _ENV_IGNORED:
-            continue
-        path = [part.lower() for part in name[len("MINDGATE_"):].split("__")]
-        if not all(path):
-            raise ConfigurationError(f"environment variable {name} has an empty key segment",
-                                     hint="separate nested keys with a double underscore, "
-                                          "e.g. MINDGATE_LLM__CONFIG__MODEL")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
     return out
 
 

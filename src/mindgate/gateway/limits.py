@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 
-from mindgate.errors import RateLimitError
+from mindgate.errors import TooManyRequestsError
 from mindgate.gateway.auth import Principal
 
 
@@ -71,7 +71,7 @@ class RateLimiter:
         return bucket
 
     def admit_request(self, principal: Principal | None) -> None:
-        """Count one request against ``principal``'s requests per minute; a 429 :class:`RateLimitError`
+        """Count one request against ``principal``'s requests per minute; a 429 :class:`TooManyRequestsError`
         when over. The gateway's guard calls it once per request, before the body is read."""
         if principal is not None and principal.requests_per_minute:
             wait = self._bucket(self._requests, principal.name, principal.requests_per_minute).take()
@@ -90,8 +90,7 @@ class RateLimiter:
             self._bucket(self._tokens, principal.name, principal.tokens_per_minute).charge(tokens)
 
 
-def _limited(principal: Principal, what: str, limit: int, wait: float) -> RateLimitError:
+def _limited(principal: Principal, what: str, limit: int, wait: float) -> TooManyRequestsError:
     seconds = max(1, math.ceil(wait))
-    return RateLimitError(f"API key {principal.name!r} is over its limit of {limit} {what} per minute",
-                          retry_after=seconds, provider="mindgate", status_code=429, retryable=True,
-                          hint=f"retry after {seconds}s")
+    return TooManyRequestsError(f"API key {principal.name!r} is over its limit of {limit} {what} per minute",
+                                retry_after=seconds, hint=f"retry after {seconds}s")

@@ -21,7 +21,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from mindgate.context.tokens import DEFAULT_ESTIMATOR
-from mindgate.errors import InvalidRequestError, MindgateError, ModelNotFoundError
+from mindgate.errors import InvalidRequestError, MindgateError, ModelNotServedError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.observability import annotate, request_id
 from mindgate.gateway.on_behalf import memory_writes
@@ -73,8 +73,8 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
     for model in await gateway.targets.listing():
         if model["id"] == model_id and (principal is None or principal.allows_model(model_id)):
             return JSONBytes(model)
-    raise ModelNotFoundError(f"model {model_id!r} is not served by this gateway", provider="mindgate",
-                             status_code=404, hint="GET /v1/models lists the names it serves")
+    raise ModelNotServedError(f"model {model_id!r} is not served by this gateway",
+                              hint="GET /v1/models lists the names it serves")
 
 
 # -- chat ------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from mindgate.config import MindgateConfig
-from mindgate.errors import RateLimitError
+from mindgate.errors import TooManyRequestsError
 from mindgate.gateway.auth import KeyRing, Principal
 from mindgate.gateway.limits import RateLimiter
 from mindgate.gateway.observability import Metrics
@@ -58,7 +58,7 @@ class Gateway:
         """Count one request against the key's requests per minute (the guard does, for every route)."""
         try:
             self.limiter.admit_request(principal)
-        except RateLimitError:
+        except TooManyRequestsError:
             self.metrics.rate_limited[principal.name if principal else "-"] += 1
             raise
 
@@ -69,7 +69,7 @@ class Gateway:
             return
         try:
             self.limiter.check_tokens(principal)
-        except RateLimitError:
+        except TooManyRequestsError:
             self.metrics.rate_limited[principal.name if principal else "-"] += 1
             raise
 

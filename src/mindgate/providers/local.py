@@ -230,13 +230,14 @@ class SentenceTransformerEmbedder(Embedder):
     provider = "local"
 
     def __init__(self, model: str | None = None, *, device: str | None = None, embedding_dims: int | None = None,
-                 batch_size: int = 64, provider: str = "local") -> None:
+                 batch_size: int = 64, provider: str = "local", options: dict[str, Any] | None = None) -> None:
         name = model or DEFAULT_EMBEDDING_MODEL
         super().__init__(DEFAULT_EMBEDDING_MODEL if name in _PACKAGED_EMBEDDER_NAMES else name,
                          embedding_dims=embedding_dims, batch_size=batch_size)
         self.provider = provider
         self.source = str(default_embedder_path()) if name in _PACKAGED_EMBEDDER_NAMES else name
         self.device = device or "cpu"
+        self.options = dict(options or {})
         self._st: Any = None
         self._load_lock = threading.Lock()
 
@@ -250,8 +251,9 @@ class SentenceTransformerEmbedder(Embedder):
                         raise ConfigurationError("the local embedder needs sentence-transformers",
                                                  hint="pip install 'mindgate[local]'") from None
                     try:
-                        self._st = SentenceTransformer(self.source, device=self.device, local_files_only=True)
-                    except (OSError, ValueError) as exc:
+                        self._st = SentenceTransformer(self.source, device=self.device, local_files_only=True,
+                                                       **self.options)
+                    except (OSError, ValueError, TypeError) as exc:
                         raise ConfigurationError(
                             f"cannot load the sentence-transformers model {self.source!r}: {exc}",
                             hint="give a local model folder; mindgate never downloads weights") from None

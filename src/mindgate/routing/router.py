@@ -13,7 +13,7 @@ size). For each request it walks the chain:
 Nothing fits -> :class:`~mindgate.errors.ContextOverflowError` with sizes. Every target open or failed ->
 :class:`~mindgate.errors.RoutingError` naming each target's state and when it will be tried again.
 A stream that fails before its first chunk falls back like a completion; one that fails later raises
-:class:`~mindgate.routing.retry.StreamInterruptedError`: an answer is never silently cut short.
+:class:`~mindgate.errors.StreamInterruptedError`: an answer is never silently cut short.
 
 The router keeps per-target counters (requests, successes, errors by kind, latency p50/p99 over the last
 1024 answers, to the first token for streams) that :meth:`Router.status` reports, and can probe targets in
@@ -32,14 +32,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mindgate.context.tokens import TokenCounter, byte_bound
-from mindgate.errors import ConfigurationError, ContextOverflowError, MindgateError, RoutingError
+from mindgate.errors import (
+    ConfigurationError,
+    ContextOverflowError,
+    MindgateError,
+    RoutingError,
+    StreamInterruptedError,
+    TargetTimeoutError,
+)
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.routing.breaker import BreakerState, CircuitBreaker
 from mindgate.routing.retry import (
     ErrorKind,
     RetryPolicy,
-    StreamInterruptedError,
-    TargetTimeoutError,
     Verdict,
     classify,
 )

@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from mindgate.config import PgVectorStoreConfig
-from mindgate.errors import ConfigurationError, EmbedderMismatchError, InvalidRequestError, NotFoundError, StoreError
+from mindgate.errors import EmbedderMismatchError, InvalidRequestError, NotFoundError, StoreError
 from mindgate.memory.filters import Filter
 from mindgate.memory.stores import pg_schema as schema
 from mindgate.memory.stores.base import (
@@ -144,11 +144,6 @@ class PgVectorStore(MemoryStore):
 
     def open(self, identity: EmbedderIdentity) -> None:
         check_identity(identity, MAX_DIMS)
-        dims = self.config.embedding_model_dims
-        if dims is not None and dims != identity.dims:
-            raise ConfigurationError(f"vector_store.config.embedding_model_dims is {dims} but the embedder "
-                                     f"{identity.describe()} makes {identity.dims}-dim vectors",
-                                     hint="remove embedding_model_dims or make it match the embedder")
         with self._tx() as cur:
             conn = cur.connection
             schema.lock(conn, self._tables)

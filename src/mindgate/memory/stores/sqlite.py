@@ -41,6 +41,7 @@ import numpy as np
 from mindgate.errors import EmbedderMismatchError, InvalidRequestError, NotFoundError, StoreError
 from mindgate.memory.filters import Filter
 from mindgate.memory.stores._sqlite_conn import Connections, validate_path
+from mindgate.memory.stores._sqlite_import import import_history, import_record
 from mindgate.memory.stores._sqlite_sql import (
     RECORD_COLUMNS,
     filter_sql,
@@ -388,7 +389,7 @@ class SQLiteStore(MemoryStore):
     def history(self, memory_id: str) -> builtins.list[HistoryRecord]:
         with self._db.read() as conn:
             rows = _all(conn, "SELECT id, memory_id, event, old_memory, new_memory, created_at, actor "
-                                "FROM history WHERE memory_id = ? ORDER BY seq", (memory_id,))
+                                "FROM history WHERE memory_id = ? ORDER BY created_at, seq", (memory_id,))
         return [_history(r) for r in rows]
 
     def iter_records(self, *, include_deleted: bool = False,
@@ -439,6 +440,24 @@ class SQLiteStore(MemoryStore):
             if len(rows) < batch_size:
                 return
             after = rows[-1][0]
+
+    # -- migration target ------------------------------------------------------------------------
+
+    def import_records(self, items: Sequence[tuple[MemoryRecord, Vector | None, bool]]) -> None:
+        prepared = [(rec, None if vector is None or deleted else self._blob(vector), deleted)
+                    for rec, vector, deleted in items]
+        with self._db.write() as conn:
+            active = self._writable_space(conn)
+            txn = _Txn(conn, iso(utcnow()), active, _space(conn, "staging"))
+            tables = [s.table for s in (active, txn.staging) if s is not None]
+            for item in prepared:
+                import_record(conn, item, now=txn.now, tables=tables, active_table=active.table,
+                              active_gen=active.gen, slot_of=lambda partition: self._write_slot(txn, partition))
+        self._slots.update(txn.new_slots)
+
+    def import_history(self, items: Sequence[HistoryRecord]) -> None:
+        with self._db.write() as conn:
+            import_history(conn, items)
 
     # -- reindex ---------------------------------------------------------------------------------
 
