@@ -13,10 +13,10 @@ import pytest
 from fixtures_gateway import GatewayServer
 from mindgate.config import MindgateConfig
 from mindgate.gateway.app import create_app
-from mindgate.routing.targets import ChatTargets
 from mindgate.memory.memory import AsyncMemory
 from mindgate.providers.local import LlamaCppChatModel
 from mindgate.routing.router import Router
+from mindgate.routing.targets import ChatTargets
 
 Serve = Callable[..., GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]
