@@ -29,8 +29,10 @@ from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from mindgate.gateway.scoping import requested_scope
 from mindgate.gateway.state import Gateway, gateway_of
+from mindgate.gateway.tool_options import tool_stage_options
 from mindgate.pipeline.core import ChatRequest, ChatStream, UsageSink
 from mindgate.providers.base import ChatChunk
+from mindgate.routing.trace import HEADER as ROUTE_HEADER
 
 log = logging.getLogger("mindgate.gateway")
 router = APIRouter()
@@ -96,7 +98,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     _check_unicode("the request", [messages, options])
     headers: dict[str, str] = {}
     remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
-    chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope),
+    stage_options = tool_stage_options(gateway.config, principal, body.mindgate, request.headers, body.model, scope)
+    chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
                        on_usage=_charger(gateway, principal), remember=remember, memory_llm=memory_llm)
     prepared = await pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
@@ -106,8 +109,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         headers["X-Mindgate-Memories"] = str(len(prepared.memories))
     if body.stream:
         stream = await pipeline.stream(prepared)
+        if stream.route is not None:
+            headers[ROUTE_HEADER] = stream.route
         return EventStream(_relay(stream, chat.request_id), headers={**_SSE_HEADERS, **headers})
     result = await pipeline.complete(prepared)
+    if result.route is not None:
+        headers[ROUTE_HEADER] = result.route
     response = result.response
     annotate(request.scope, prompt_tokens=result.usage.prompt_tokens,
              completion_tokens=result.usage.completion_tokens, served_by=response.model)

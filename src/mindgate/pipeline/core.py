@@ -21,6 +21,8 @@
    reports none, go to the request's ``on_usage`` callback (rate limits, metrics) exactly once.
 
 :meth:`Pipeline.prepare` runs stages 2-4; :meth:`Pipeline.complete` and :meth:`Pipeline.stream` run 5-7.
+The call records where the chain sent the request and why (:mod:`mindgate.routing.trace`) in
+``ChatResult.route`` / ``ChatStream.route`` (the gateway's ``X-Mindgate-Route`` header).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from mindgate.pipeline.remember import LLMFor, MemoryWriter, new_turn
 from mindgate.pipeline.scope import Acting, ChatScope, RequestedScope, resolve_scope
 from mindgate.pipeline.stages import ContextFitter, DirectCall, KeepContext, ModelCall
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message, Usage
+from mindgate.routing.trace import tracing
 
 log = logging.getLogger("mindgate.pipeline")
 
@@ -76,7 +79,8 @@ class ChatRequest:
     ``messages`` are OpenAI chat messages as the client sent them (memories are added to a copy);
     ``options`` are :class:`~mindgate.providers.base.ChatModel` options, validated by the caller;
     ``stage_options`` holds per-request options for pluggable stages, keyed by stage (``"fit"``,
-    ``"tools"``), so an API route passes what its request asked for without the pipeline knowing routes.
+    ``"tools"``), so an API route passes what its request asked for without the pipeline knowing routes;
+    ``"recall": False`` skips memory injection (the model gets a ``search_memory`` tool instead).
     """
 
     model: str
@@ -103,13 +107,15 @@ class Prepared:
 
 @dataclass
 class ChatResult:
-    """A finished answer. ``usage`` is the upstream's or, when it reported none, estimated."""
+    """A finished answer. ``usage`` is the upstream's or, when it reported none, estimated; ``route`` says
+    which target answered and why (None when no router was involved)."""
 
     response: ChatResponse
     usage: Usage
     memories: list[str]
     estimated: bool
     _remember: Callable[[], object] | None = None
+    route: str | None = None
 
     def remember(self) -> None:
         """Queue the new turn for the memory writer (run it once the answer has reached the client)."""
@@ -151,7 +157,7 @@ class Pipeline:
         model = await self.targets.resolve(request.model, request.messages)
         messages: list[Message] = request.messages
         memories: list[str] = []
-        if request.scope is not None and self.remembers:
+        if request.scope is not None and self.remembers and request.stage_options.get("recall", True):
             messages, memories = await self._recall(messages, request.scope)
         messages = await self.fitter.fit(messages, model, request)
         return Prepared(request, model, messages, memories, self.targets.label(request.model))
@@ -168,7 +174,8 @@ class Pipeline:
         """Stages 5-7 for one finished answer."""
         request = prepared.request
         try:
-            response = await self.caller.complete(prepared.model, prepared.messages, request.options, request)
+            with tracing() as trace:
+                response = await self.caller.complete(prepared.model, prepared.messages, request.options, request)
         except MindgateError as exc:
             self.counters.upstream_errors[exc.code or type(exc).__name__] += 1
             raise
@@ -181,7 +188,7 @@ class Pipeline:
 
             def remember() -> None:
                 writer.submit(turn, scope, request.request_id, llm_for=request.memory_llm)
-        return ChatResult(response, usage, prepared.memories, estimated, remember)
+        return ChatResult(response, usage, prepared.memories, estimated, remember, trace.header())
 
     async def stream(self, prepared: Prepared) -> ChatStream:
         """Stages 5-7 for a streamed answer. The first chunk is awaited here, so an upstream failure
@@ -218,6 +225,7 @@ class ChatStream:
         self.estimated = False
         self.finished = False
         self._closed = False
+        self.route: str | None = None
 
     @property
     def memories(self) -> list[str]:
@@ -229,7 +237,9 @@ class ChatStream:
 
     async def start(self) -> None:
         try:
-            self._first = await anext(self._chunks)
+            with tracing() as trace:
+                self._first = await anext(self._chunks)
+            self.route = trace.header()
         except StopAsyncIteration:
             self._first = None
             self._end()
