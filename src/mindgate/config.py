@@ -291,6 +291,15 @@ class GatewayConfig(_Strict):
     memory: bool = Field(default=True, description="memory-augmented chat when a request names a user")
     mcp: bool = Field(default=True, description="serve memory as an MCP server (streamable HTTP) at /mcp")
     log_contents: bool = False
+    docs: bool = Field(default=True, description="serve /docs, /redoc and /openapi.json (behind the API keys)")
+    keep_alive_s: float = Field(default=65.0, gt=0, le=3600,
+                                description="idle keep-alive; above client pools' expiry (5 s for httpx)")
+    header_timeout_s: float = Field(default=10.0, gt=0, le=600,
+                                    description="time a connection has to send a request's complete headers")
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600,
+                                  description="time an admitted request has to send its complete body")
+    max_connections: int = Field(default=512, gt=0, le=1_000_000,
+                                 description="open connections beyond this are answered 503 with Retry-After")
 
 
 class MemorySettings(_Strict):

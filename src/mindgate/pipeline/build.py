@@ -14,10 +14,23 @@ from mindgate.routing.chains import chat_model_for
 from mindgate.routing.targets import ChatTargets
 
 
+def _shares_llm(config: MindgateConfig) -> bool:
+    """Whether the config's ``llm`` section is what the default chain serves."""
+    return config.routing.default == "auto" and "auto" not in config.routing.chains
+
+
+def memory_model_name(config: MindgateConfig, targets: ChatTargets) -> str:
+    """The name memory extraction's model goes by for API-key bindings: the default chain's when memory
+    shares it, else the ``llm`` section's model (or its provider's name when it names no model)."""
+    if _shares_llm(config):
+        return targets.default_name
+    return config.llm.config.model or config.llm.provider
+
+
 def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets) -> AsyncMemory:
     """The configured memory over ``embedder``. Its LLM (for ``add(infer=True)``) is the default chat model
     when the config's ``llm`` section is what that chain serves, so the model is not loaded twice."""
-    shares_llm = config.routing.default == "auto" and "auto" not in config.routing.chains
+    shares_llm = _shares_llm(config)
     default = targets.default
 
     def llm() -> ChatModel:
