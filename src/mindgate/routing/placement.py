@@ -23,6 +23,7 @@ the placement recognises a chat model by its ``model_path`` and ``n_ctx`` (the l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -50,6 +51,10 @@ class Footprint:
     loaded: bool
     group: str = ""
     gpu: bool = False
+
+
+_Described = tuple[Footprint, Footprint, Path, int, LocalModelPool]
+"""A local model's footprint when not loaded and when loaded, its resolved path, context and pool."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,10 @@ class Verdict:
         return f"{self.action} ({self.reason})" if self.reason else self.action
 
 
+_LOADED = Verdict(True, "loaded")
+_UNKNOWN = Verdict(True, "unknown", "memory need not known here")
+
+
 _shapes: dict[tuple[int, int, int, int], fit.ModelShape] = {}
 
 
@@ -95,9 +104,6 @@ def _local_shape(path: Path) -> fit.ModelShape:
     return shape
 
 
-@lru_cache(maxsize=64)
-def _resolved(path: Path) -> Path:
-    return path.resolve()
 
 
 class Placement:
@@ -117,19 +123,34 @@ class Placement:
         self._pending: list[tuple[float, int]] = []  # (time.time(), bytes taken (+) or given back (-))
         self._pending_lock = threading.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
+        self._known: dict[int, tuple[Any, _Described | None]] = {}
 
     # -- what a model needs and holds ------------------------------------------------------------------
 
     def footprint(self, model: Any) -> Footprint | None:
-        """The model's need on this machine; None when it is not a model of this machine's engine."""
+        """The model's need on this machine; None when it is not a model of this machine's engine. What
+        does not change (path, estimate) is worked out once per model; per call only the pool is asked."""
+        described = self._described(model)
+        if described is None:
+            return None
+        unloaded, loaded, resolved, n_ctx, pool = described
+        return loaded if pool.holds(resolved, n_ctx) else unloaded
+
+    def _described(self, model: Any) -> _Described | None:
+        known = self._known.get(id(model))
+        if known is None or known[0] is not model:
+            known = self._known[id(model)] = (model, self._describe(model))
+        return known[1]
+
+    def _describe(self, model: Any) -> _Described | None:
         path, n_ctx = getattr(model, "model_path", None), getattr(model, "n_ctx", None)
         if getattr(model, "provider", None) != "local" or not isinstance(path, Path) or not isinstance(n_ctx, int):
             return None
         pool: LocalModelPool = getattr(model, "pool", None) or self.pool
-        resolved = _resolved(path)
+        resolved = path.resolve()
         estimate = fit.estimate(_local_shape(resolved), n_ctx)
-        loaded = pool.holds(resolved, n_ctx)
-        return Footprint(f"{resolved}@ctx{n_ctx}", f"{path.stem}@ctx{n_ctx}", estimate, loaded, str(resolved))
+        unloaded = Footprint(f"{resolved}@ctx{n_ctx}", f"{path.stem}@ctx{n_ctx}", estimate, False, str(resolved))
+        return unloaded, dataclasses.replace(unloaded, loaded=True), resolved, n_ctx, pool
 
     def held_bytes(self, model: Any) -> int:
         """Memory ``model`` holds now (its estimate when loaded, else 0): free to itself, never counted twice."""
@@ -171,16 +192,16 @@ class Placement:
     # -- admission -----------------------------------------------------------------------------------
 
     async def admit(self, model: Any, *, target: str, chain: str) -> Verdict:
-        footprint = self.footprint(model) if self.check_fit else None
-        if footprint is None:
-            return Verdict(True, "unknown", "memory need not known here")
-        if footprint.loaded:
-            return Verdict(True, "loaded")
+        described = self._described(model) if self.check_fit else None
+        if described is None:
+            return _UNKNOWN
+        unloaded, _, resolved, n_ctx, pool = described
+        if pool.holds(resolved, n_ctx):
+            return _LOADED
         async with self._lock():
-            footprint = self.footprint(model) or footprint  # another request may have loaded it meanwhile
-            if footprint.loaded:
-                return Verdict(True, "loaded")
-            return await self._place(footprint, target, chain)
+            if pool.holds(resolved, n_ctx):  # another request loaded it meanwhile
+                return _LOADED
+            return await self._place(unloaded, target, chain)
 
     def _lock(self) -> asyncio.Lock:
         key = id(asyncio.get_running_loop())
