@@ -33,7 +33,7 @@ from mindgate.pipeline.scope import resolve_scope
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
 
-    from mindgate.gateway.limits import Receive, Scope, Send
+    from mindgate.gateway.guard import Receive, Scope, Send
     from mindgate.gateway.state import Gateway
 
 log = logging.getLogger("mindgate.gateway.mcp")

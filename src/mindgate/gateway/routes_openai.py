@@ -24,6 +24,7 @@ from mindgate.context.tokens import DEFAULT_ESTIMATOR
 from mindgate.errors import InvalidRequestError, MindgateError, ModelNotServedError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.observability import annotate, request_id
+from mindgate.gateway.on_behalf import memory_writes
 from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from mindgate.gateway.scoping import requested_scope
@@ -95,14 +96,17 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     messages = body.message_dicts()
     options = body.chat_options()
     _check_unicode("the request", [messages, options])
+    headers: dict[str, str] = {}
+    remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
     stage_options = tool_stage_options(gateway.config, principal, body.mindgate, request.headers, body.model, scope)
     chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
-                       on_usage=_charger(gateway, principal))
+                       on_usage=_charger(gateway, principal), remember=remember, memory_llm=memory_llm)
     prepared = await pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
              user=scope.user_id if scope else None, memories=len(prepared.memories))
     gateway.metrics.chats[(prepared.label, body.stream)] += 1
-    headers = {"X-Mindgate-Memories": str(len(prepared.memories))} if scope is not None else {}
+    if scope is not None:
+        headers["X-Mindgate-Memories"] = str(len(prepared.memories))
     if body.stream:
         stream = await pipeline.stream(prepared)
         if stream.route is not None:

@@ -37,7 +37,7 @@ from mindgate.config import MemorySettings
 from mindgate.context.tokens import DEFAULT_ESTIMATOR, TokenEstimator
 from mindgate.errors import MindgateError
 from mindgate.pipeline.recall import inject_memories
-from mindgate.pipeline.remember import MemoryWriter, new_turn
+from mindgate.pipeline.remember import LLMFor, MemoryWriter, new_turn
 from mindgate.pipeline.scope import Acting, ChatScope, RequestedScope, resolve_scope
 from mindgate.pipeline.stages import ContextFitter, DirectCall, KeepContext, ModelCall
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message, Usage
@@ -90,6 +90,8 @@ class ChatRequest:
     request_id: str | None = None
     stage_options: dict[str, Any] = field(default_factory=dict)
     on_usage: UsageSink | None = None
+    remember: bool = True  # False: the turn is not written to memory (the key may not use the memory model)
+    memory_llm: LLMFor | None = None  # the model the memory write uses, wrapped for the calling key
 
 
 @dataclass
@@ -181,11 +183,11 @@ class Pipeline:
         if request.on_usage is not None:
             request.on_usage(prepared.label, usage.prompt_tokens, usage.completion_tokens)
         remember = None
-        if request.scope is not None and self.writer is not None:
+        if request.scope is not None and self.writer is not None and request.remember:
             writer, turn, scope = self.writer, new_turn(request.messages, response.content), request.scope
 
             def remember() -> None:
-                writer.submit(turn, scope, request.request_id)
+                writer.submit(turn, scope, request.request_id, llm_for=request.memory_llm)
         return ChatResult(response, usage, prepared.memories, estimated, remember, trace.header())
 
     async def stream(self, prepared: Prepared) -> ChatStream:
@@ -278,8 +280,9 @@ class ChatStream:
         self.finished = True
         request = self.prepared.request
         writer = self.pipeline.writer
-        if request.scope is not None and writer is not None:
-            writer.submit(new_turn(request.messages, self.text), request.scope, request.request_id)
+        if request.scope is not None and writer is not None and request.remember:
+            writer.submit(new_turn(request.messages, self.text), request.scope, request.request_id,
+                          llm_for=request.memory_llm)
 
     async def aclose(self) -> None:
         """Close the upstream stream and report usage (idempotent)."""

@@ -9,6 +9,7 @@ thread-safe: calls are serialised by a lock taken in the worker thread, never on
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -28,11 +29,13 @@ from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ContextOverflowError, ProviderError
 from mindgate.models.local_pool import LocalModelPool, default_pool
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
+from mindgate.providers.local_requests import check_logit_bias, check_options, prepare_messages
 from mindgate.providers.openai_compat import sampling_defaults
 
 _PACKAGED_EMBEDDER_NAMES = {DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}",
                             "all-minilm-l6-v2"}
 _DONE = object()
+log = logging.getLogger("mindgate.providers")
 
 
 def _default_threads() -> int:
@@ -90,7 +93,7 @@ class LlamaCppChatModel(ChatModel):
         self.pool.unload(self.model_path, n_ctx=self.n_ctx)
 
     def _kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
-        opts = self._options(options)
+        opts = check_options(self.endpoint_key, self._options(options))
         opts.pop("user", None)
         opts.pop("parallel_tool_calls", None)
         fmt = opts.get("response_format")
@@ -99,18 +102,28 @@ class LlamaCppChatModel(ChatModel):
             opts["response_format"] = {"type": "json_object", "schema": fmt.get("json_schema", {}).get("schema")}
         return opts
 
+    def _prepared(self, llama: Any, messages: list[Message], kwargs: dict[str, Any]) -> dict[str, Any]:
+        self._check_declared_context(llama, messages)
+        if "logit_bias" in kwargs:
+            kwargs = {**kwargs, "logit_bias": check_logit_bias(self.endpoint_key, kwargs["logit_bias"],
+                                                               llama.n_vocab())}
+        return kwargs
+
     def _complete_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> dict[str, Any]:
         with self._llama() as llama:
-            self._check_declared_context(llama, messages)
+            kwargs = self._prepared(llama, messages, kwargs)
             try:
                 return dict(llama.create_chat_completion(messages=messages, **kwargs))
             except ValueError as exc:
                 raise _local_error(exc, self.n_ctx) from None
+            except (TypeError, KeyError, AttributeError, IndexError) as exc:
+                raise _engine_failure(exc, self.endpoint_key) from None
 
     async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
         if not messages:
             raise ConfigurationError("messages is empty", hint="pass at least one message")
-        data = await asyncio.to_thread(self._complete_blocking, list(messages), self._kwargs(options))
+        kwargs = self._kwargs(options)
+        data = await asyncio.to_thread(self._complete_blocking, prepare_messages(self.endpoint_key, messages), kwargs)
         data["model"] = self.model
         choice = data["choices"][0]
         message = choice.get("message") or {}
@@ -123,11 +136,13 @@ class LlamaCppChatModel(ChatModel):
 
     def _stream_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
         with self._llama() as llama:
-            self._check_declared_context(llama, messages)
+            kwargs = self._prepared(llama, messages, kwargs)
             try:
                 yield from llama.create_chat_completion(messages=messages, stream=True, **kwargs)
             except ValueError as exc:
                 raise _local_error(exc, self.n_ctx) from None
+            except (TypeError, KeyError, AttributeError, IndexError) as exc:
+                raise _engine_failure(exc, self.endpoint_key) from None
 
     async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
         if not messages:
@@ -136,6 +151,7 @@ class LlamaCppChatModel(ChatModel):
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
         kwargs = self._kwargs(options)
+        prepared = prepare_messages(self.endpoint_key, messages)
 
         def hand_over(item: Any) -> None:
             try:
@@ -145,7 +161,7 @@ class LlamaCppChatModel(ChatModel):
 
         def produce() -> None:
             try:
-                for event in self._stream_blocking(list(messages), kwargs):
+                for event in self._stream_blocking(prepared, kwargs):
                     if stop.is_set():
                         return
                     hand_over(event)
@@ -195,6 +211,14 @@ class LlamaCppChatModel(ChatModel):
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.unload)
+
+
+def _engine_failure(exc: Exception, target: str) -> ProviderError:
+    """llama.cpp failing on a request it was handed (a bug or a shape it does not take): logged with its
+    traceback; the caller gets the kind only. Not retryable, so it neither trips a breaker nor moves on."""
+    log.error("the local engine %s failed on a request", target, exc_info=exc)
+    return ProviderError(f"the local engine {target} could not process this request ({type(exc).__name__}; "
+                         "details in the gateway log)", provider="local", status_code=500, retryable=False)
 
 
 def _local_error(exc: ValueError, n_ctx: int) -> Exception:

@@ -52,7 +52,7 @@ from mindgate.memory.stores._sqlite_sql import (
     slot_range,
     to_record,
 )
-from mindgate.memory.stores._sqlite_text import STATS_FUNCTION, bm25, match_expression, query_tokens
+from mindgate.memory.stores._sqlite_text import STATS_FUNCTION, bm25, match_expression, prune, query_tokens
 from mindgate.memory.stores.base import (
     AddChange,
     Change,
@@ -364,6 +364,9 @@ class SQLiteStore(MemoryStore):
             tokens = query_tokens(conn, query)
             slot = self._slot(conn, scope.partition)
             if not tokens or slot is None:
+                return []
+            tokens = prune(conn, tokens)
+            if not tokens:
                 return []
             lo, hi = slot_range(slot)
             candidates = _all(conn, f"SELECT rowid, {STATS_FUNCTION}(memories_fts) FROM memories_fts "
