@@ -186,6 +186,11 @@ class ModelCatalog:
         else:
             self._cache.pop(endpoint, None)
 
+    def listed_at(self, endpoint: str) -> float | None:
+        """When ``endpoint`` was last listed (``time.monotonic()``), None when never."""
+        cached = self._cache.get(endpoint)
+        return cached[0] if cached else None
+
     def cached_models(self) -> list[ModelInfo]:
         """Models from the cached listings, however old (no network)."""
         return [m for _, models, _ in self._cache.values() for m in models]

@@ -183,5 +183,7 @@ def build_targets(config: MindgateConfig, embedder: Embedder | None = None) -> C
         from mindgate.routing.semantic import SemanticRouter
 
         semantic = SemanticRouter.from_config(config, embedder)
-    return ChatTargets(default, named, default_name=default_name, config=config,
-                       catalog=ModelCatalog.from_config(config), semantic=semantic)
+    catalog = ModelCatalog.from_config(config)
+    shared_placement(config.resources).attach(catalog)
+    return ChatTargets(default, named, default_name=default_name, config=config, catalog=catalog,
+                       semantic=semantic)
