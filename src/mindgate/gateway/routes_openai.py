@@ -21,15 +21,18 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from mindgate.context.tokens import DEFAULT_ESTIMATOR
-from mindgate.errors import InvalidRequestError, MindgateError, ModelNotFoundError
+from mindgate.errors import InvalidRequestError, MindgateError, ModelNotServedError
 from mindgate.gateway.observability import annotate, request_id
+from mindgate.gateway.on_behalf import memory_writes
 from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from mindgate.gateway.scoping import requested_scope
 from mindgate.gateway.state import gateway_of
+from mindgate.gateway.tool_options import tool_stage_options
 from mindgate.gateway.wire import SSE_HEADERS, charger, check_unicode, json_bytes, stream_failure
 from mindgate.pipeline.core import ChatRequest, ChatStream
 from mindgate.providers.base import ChatChunk, Usage
+from mindgate.routing.trace import HEADER as ROUTE_HEADER
 
 log = logging.getLogger("mindgate.gateway")
 router = APIRouter()
@@ -57,8 +60,8 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
     for model in await gateway.targets.listing():
         if model["id"] == model_id and (principal is None or principal.allows_model(model_id)):
             return JSONBytes(model)
-    raise ModelNotFoundError(f"model {model_id!r} is not served by this gateway", provider="mindgate",
-                             status_code=404, hint="GET /v1/models lists the names it serves")
+    raise ModelNotServedError(f"model {model_id!r} is not served by this gateway",
+                              hint="GET /v1/models lists the names it serves")
 
 
 # -- chat ------------------------------------------------------------------------------------------------
@@ -78,18 +81,29 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     messages = body.message_dicts()
     options = body.chat_options()
     check_unicode("the request", [messages, options])
-    chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope),
-                       on_usage=charger(gateway, principal))
+    headers: dict[str, str] = {}
+    remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
+    stage_options = tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope)
+    # with gateway-run tools, each model call of the loop is charged on behalf of the key as it happens
+    charged_per_call = "tools" in stage_options and principal is not None
+    chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
+                       on_usage=None if charged_per_call else charger(gateway, principal), remember=remember,
+                       memory_llm=memory_llm)
     prepared = await pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
              user=scope.user_id if scope else None, memories=len(prepared.memories))
     gateway.metrics.chats[(prepared.label, body.stream)] += 1
-    headers = {"X-Mindgate-Memories": str(len(prepared.memories))} if scope is not None else {}
+    if scope is not None:
+        headers["X-Mindgate-Memories"] = str(len(prepared.memories))
     if body.stream:
         stream = await pipeline.stream(prepared)
+        if stream.route is not None:
+            headers[ROUTE_HEADER] = stream.route
         return EventStream(_relay(stream, chat.request_id, include_usage=body.include_usage),
                            headers={**SSE_HEADERS, **headers})
     result = await pipeline.complete(prepared)
+    if result.route is not None:
+        headers[ROUTE_HEADER] = result.route
     response = result.response
     annotate(request.scope, prompt_tokens=result.usage.prompt_tokens,
              completion_tokens=result.usage.completion_tokens, served_by=response.model)

@@ -23,6 +23,7 @@ from starlette.responses import Response
 from mindgate.errors import InvalidRequestError, MindgateError, NotFoundError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.observability import annotate, request_id
+from mindgate.gateway.on_behalf import memory_writes
 from mindgate.gateway.openai_responses import (
     chat_tool_choice,
     chat_tools,
@@ -134,13 +135,16 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
         raise InvalidRequestError("`input` is empty", hint="send at least one input item")
     options, stage_options = _options(body)
     check_unicode("the request", [messages, options])
+    headers: dict[str, str] = {}
+    remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
     chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
-                       charger(gateway, principal))
+                       charger(gateway, principal), remember=remember, memory_llm=memory_llm)
     prepared = await gateway.pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
              user=scope.user_id if scope else None, memories=len(prepared.memories))
     gateway.metrics.chats[(prepared.label, body.stream)] += 1
-    headers = {"X-Mindgate-Memories": str(len(prepared.memories))} if scope is not None else {}
+    if scope is not None:
+        headers["X-Mindgate-Memories"] = str(len(prepared.memories))
     if body.stream:
         stream = await gateway.pipeline.stream(prepared)
         return EventStream(_events(gateway, turn, stream, chat.request_id), headers={**SSE_HEADERS, **headers})

@@ -129,12 +129,21 @@ class StreamOptions(BaseModel):
     include_usage: bool | None = None
 
 
+class MindgateOptions(_Body):
+    """``mindgate``: the gateway's own per-request options (other clients' fields never land here)."""
+
+    mcp_servers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]] | None = Field(
+        default=None, max_length=16, description="configured MCP tool servers whose tools the gateway runs")
+    memory_mode: Literal["inject", "tool"] | None = None
+
+
 class ChatCompletionRequest(BaseModel):
     """``POST /v1/chat/completions``. ``memory`` (mindgate's extension) turns memory-augmented chat off
-    with ``false``. Accepted but not forwarded: ``store``, ``metadata``, ``service_tier``,
-    ``logprobs: false``. ``stream_options.include_usage`` is honoured on every target (usage computed when
-    the upstream reports none). Unknown top-level fields (``top_k``, ``min_p``, ``repeat_penalty``,
-    ``ttl``, ``draft_model``, ...) are kept in ``model_extra`` and passed on (see :meth:`chat_options`)."""
+    with ``false``; ``mindgate`` holds the gateway's other per-request options (MCP tools, memory mode).
+    Accepted but not forwarded: ``store``, ``metadata``, ``service_tier``, ``logprobs: false``.
+    ``stream_options.include_usage`` is honoured on every target (usage computed when the upstream reports
+    none). Unknown top-level fields (``top_k``, ``min_p``, ``repeat_penalty``, ``ttl``, ``draft_model``,
+    ...) are kept in ``model_extra`` and passed on (see :meth:`chat_options`); known fields stay validated."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -162,6 +171,7 @@ class ChatCompletionRequest(BaseModel):
     service_tier: str | None = None
     logprobs: Literal[False] | None = None
     memory: bool | None = None
+    mindgate: MindgateOptions | None = None
 
     @model_validator(mode="after")
     def _stop_size(self) -> ChatCompletionRequest:

@@ -21,6 +21,8 @@
    reports none, go to the request's ``on_usage`` callback (rate limits, metrics) exactly once.
 
 :meth:`Pipeline.prepare` runs stages 2-4; :meth:`Pipeline.complete` and :meth:`Pipeline.stream` run 5-7.
+The call records where the chain sent the request and why (:mod:`mindgate.routing.trace`) in
+``ChatResult.route`` / ``ChatStream.route`` (the gateway's ``X-Mindgate-Route`` header).
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ from mindgate.config import MemorySettings
 from mindgate.context.tokens import DEFAULT_ESTIMATOR, TokenEstimator
 from mindgate.errors import MindgateError
 from mindgate.pipeline.recall import inject_memories
-from mindgate.pipeline.remember import MemoryWriter, new_turn
+from mindgate.pipeline.remember import LLMFor, MemoryWriter, new_turn
 from mindgate.pipeline.scope import Acting, ChatScope, RequestedScope, resolve_scope
 from mindgate.pipeline.stages import ContextFitter, DirectCall, KeepContext, ModelCall
 from mindgate.pipeline.text import TextRequest, TextStream, complete_text, stream_text
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message, Usage
+from mindgate.routing.trace import tracing
 
 log = logging.getLogger("mindgate.pipeline")
 
@@ -77,7 +80,8 @@ class ChatRequest:
     ``messages`` are OpenAI chat messages as the client sent them (memories are added to a copy);
     ``options`` are :class:`~mindgate.providers.base.ChatModel` options, validated by the caller;
     ``stage_options`` holds per-request options for pluggable stages, keyed by stage (``"fit"``,
-    ``"tools"``), so an API route passes what its request asked for without the pipeline knowing routes.
+    ``"tools"``), so an API route passes what its request asked for without the pipeline knowing routes;
+    ``"recall": False`` skips memory injection (the model gets a ``search_memory`` tool instead).
     """
 
     model: str
@@ -87,6 +91,8 @@ class ChatRequest:
     request_id: str | None = None
     stage_options: dict[str, Any] = field(default_factory=dict)
     on_usage: UsageSink | None = None
+    remember: bool = True  # False: the turn is not written to memory (the key may not use the memory model)
+    memory_llm: LLMFor | None = None  # the model the memory write uses, wrapped for the calling key
 
 
 @dataclass
@@ -102,13 +108,15 @@ class Prepared:
 
 @dataclass
 class ChatResult:
-    """A finished answer. ``usage`` is the upstream's or, when it reported none, estimated."""
+    """A finished answer. ``usage`` is the upstream's or, when it reported none, estimated; ``route`` says
+    which target answered and why (None when no router was involved)."""
 
     response: ChatResponse
     usage: Usage
     memories: list[str]
     estimated: bool
     _remember: Callable[[], object] | None = None
+    route: str | None = None
 
     def remember(self) -> None:
         """Queue the new turn for the memory writer (run it once the answer has reached the client)."""
@@ -150,7 +158,7 @@ class Pipeline:
         model = await self.targets.resolve(request.model, request.messages)
         messages: list[Message] = request.messages
         memories: list[str] = []
-        if request.scope is not None and self.remembers:
+        if request.scope is not None and self.remembers and request.stage_options.get("recall", True):
             messages, memories = await self._recall(messages, request.scope)
         messages = await self.fitter.fit(messages, model, request)
         return Prepared(request, model, messages, memories, self.targets.label(request.model))
@@ -167,7 +175,8 @@ class Pipeline:
         """Stages 5-7 for one finished answer."""
         request = prepared.request
         try:
-            response = await self.caller.complete(prepared.model, prepared.messages, request.options, request)
+            with tracing() as trace:
+                response = await self.caller.complete(prepared.model, prepared.messages, request.options, request)
         except MindgateError as exc:
             self.counters.upstream_errors[exc.code or type(exc).__name__] += 1
             raise
@@ -175,12 +184,12 @@ class Pipeline:
         if request.on_usage is not None:
             request.on_usage(prepared.label, usage.prompt_tokens, usage.completion_tokens)
         remember = None
-        if request.scope is not None and self.writer is not None:
+        if request.scope is not None and self.writer is not None and request.remember:
             writer, turn, scope = self.writer, new_turn(request.messages, response.content), request.scope
 
             def remember() -> None:
-                writer.submit(turn, scope, request.request_id)
-        return ChatResult(response, usage, prepared.memories, estimated, remember)
+                writer.submit(turn, scope, request.request_id, llm_for=request.memory_llm)
+        return ChatResult(response, usage, prepared.memories, estimated, remember, trace.header())
 
     async def stream(self, prepared: Prepared) -> ChatStream:
         """Stages 5-7 for a streamed answer. The first chunk is awaited here, so an upstream failure
@@ -226,6 +235,7 @@ class ChatStream:
         self.estimated = False
         self.finished = False
         self._closed = False
+        self.route: str | None = None
 
     @property
     def memories(self) -> list[str]:
@@ -237,7 +247,9 @@ class ChatStream:
 
     async def start(self) -> None:
         try:
-            self._first = await anext(self._chunks)
+            with tracing() as trace:
+                self._first = await anext(self._chunks)
+            self.route = trace.header()
         except StopAsyncIteration:
             self._first = None
             self._end()
@@ -284,8 +296,9 @@ class ChatStream:
         self.finished = True
         request = self.prepared.request
         writer = self.pipeline.writer
-        if request.scope is not None and writer is not None:
-            writer.submit(new_turn(request.messages, self.text), request.scope, request.request_id)
+        if request.scope is not None and writer is not None and request.remember:
+            writer.submit(new_turn(request.messages, self.text), request.scope, request.request_id,
+                          llm_for=request.memory_llm)
 
     async def aclose(self) -> None:
         """Close the upstream stream and report usage (idempotent)."""

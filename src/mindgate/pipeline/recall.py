@@ -11,25 +11,16 @@ from typing import Any
 from mindgate.config import MemorySettings
 from mindgate.context.tokens import DEFAULT_ESTIMATOR, TokenEstimator
 from mindgate.pipeline.scope import ChatScope
+from mindgate.providers.base import content_text
 
 Message = dict[str, Any]
 INJECT_HEADER = "Relevant long-term memories about the user (from earlier conversations):"
 
 
-def text_of(content: Any) -> str:
-    """The text of a message's content (string, or the text parts of a content-part list)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content
-                        if isinstance(p, dict) and p.get("type") in ("text", "input_text", "output_text"))
-    return ""
-
-
 def last_user_text(messages: Sequence[Message]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
-            return text_of(message.get("content"))
+            return content_text(message.get("content"))
     return ""
 
 

@@ -9,15 +9,20 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mindgate.errors import MindgateError
-from mindgate.pipeline.recall import text_of
 from mindgate.pipeline.scope import ChatScope
+from mindgate.providers.base import ChatModel, content_text
+from mindgate.routing.retry import RetryPolicy
 
 log = logging.getLogger("mindgate.pipeline.memory")
+
+LLMFor = Callable[[ChatModel], ChatModel]
+"""Turns the memory's LLM into the one a write uses (the gateway wraps it for the calling API key, so the
+key's model binding and token limit cover the extraction call: :mod:`mindgate.gateway.on_behalf`)."""
 
 
 def new_turn(messages: Sequence[Mapping[str, Any]], answer: str | None) -> list[dict[str, Any]]:
@@ -27,8 +32,8 @@ def new_turn(messages: Sequence[Mapping[str, Any]], answer: str | None) -> list[
     for index, message in enumerate(messages):
         if message.get("role") == "assistant":
             start = index + 1
-    turn = [{"role": "user", "content": text_of(m.get("content"))}
-            for m in messages[start:] if m.get("role") == "user" and text_of(m.get("content")).strip()]
+    turn = [{"role": "user", "content": content_text(m.get("content"))}
+            for m in messages[start:] if m.get("role") == "user" and content_text(m.get("content")).strip()]
     if turn and answer:
         turn.append({"role": "assistant", "content": answer})
     return turn
@@ -39,6 +44,7 @@ class _Job:
     messages: list[dict[str, Any]]
     scope: ChatScope
     request_id: str | None
+    llm_for: LLMFor | None = None
 
 
 class MemoryWriter:
@@ -46,7 +52,8 @@ class MemoryWriter:
 
     Outcomes are counted in ``counts`` (``queued``, ``ok``, ``failed``, ``dropped``; the gateway passes its
     ``mindgate_memory_writes_total`` counter) and the memory events of successful writes in ``events``
-    (``ADD``, ``UPDATE``, ...). Failures are retried (``retries`` times, with backoff) and then logged at
+    (``ADD``, ``UPDATE``, ...). Failures are retried (``retries`` times, with the routers' jittered backoff,
+:class:`~mindgate.routing.retry.RetryPolicy`) and then logged at
     ERROR with the request id; a full queue is logged and counted as ``dropped``. :meth:`stop` drains
     what is queued before returning (within ``drain_timeout``)."""
 
@@ -55,8 +62,7 @@ class MemoryWriter:
         self.memory = memory
         self.counts: Counter[str] = counts if counts is not None else Counter()
         self.events: Counter[str] = Counter()
-        self.retries = retries
-        self.backoff = backoff
+        self.retry = RetryPolicy(retries=retries, backoff_base=backoff, backoff_max=max(backoff * 2 ** retries, 1.0))
         self.drain_timeout = drain_timeout
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=max_queue)
         self._task: asyncio.Task[None] | None = None
@@ -71,13 +77,15 @@ class MemoryWriter:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="mindgate-memory-writer")
 
-    def submit(self, messages: list[dict[str, Any]], scope: ChatScope, request_id: str | None = None) -> bool:
-        """Queue one turn; False (logged, counted) when there is nothing to remember or the queue is full."""
+    def submit(self, messages: list[dict[str, Any]], scope: ChatScope, request_id: str | None = None, *,
+               llm_for: LLMFor | None = None) -> bool:
+        """Queue one turn; False (logged, counted) when there is nothing to remember or the queue is full.
+        ``llm_for`` picks the model the write's extraction uses (the memory's own LLM when None)."""
         if not messages:
             return False
         self.start()
         try:
-            self._queue.put_nowait(_Job(messages, scope, request_id))
+            self._queue.put_nowait(_Job(messages, scope, request_id, llm_for))
         except asyncio.QueueFull:
             self.counts["dropped"] += 1
             log.error("memory write queue is full (%d); the turn of request %s for user %s was not remembered",
@@ -97,15 +105,17 @@ class MemoryWriter:
                 self._queue.task_done()
 
     async def _write(self, job: _Job) -> None:
-        for attempt in range(self.retries + 1):
+        for attempt in range(self.retry.retries + 1):
             try:
-                result = await self.memory.add(job.messages, **job.scope.kwargs(), infer=True)
+                llm = job.llm_for(self.memory.llm) if job.llm_for is not None else None
+                result = await self.memory.add(job.messages, **job.scope.kwargs(), infer=True, llm=llm)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 retryable = isinstance(exc, MindgateError) and getattr(exc, "retryable", True) is not False
-                if retryable and attempt < self.retries:
-                    await asyncio.sleep(self.backoff * 2 ** attempt)
+                delay = self.retry.delay(attempt, exc) if retryable else None
+                if delay is not None:
+                    await asyncio.sleep(delay)
                     continue
                 self.counts["failed"] += 1
                 log.error("remembering the turn of request %s for user %s failed after %d attempt(s): %s",
