@@ -300,6 +300,8 @@ class GatewayConfig(_Strict):
                                   description="time an admitted request has to send its complete body")
     max_connections: int = Field(default=512, gt=0, le=1_000_000,
                                  description="open connections beyond this are answered 503 with Retry-After")
+    allow_any_model: bool = Field(default=False, description="without API keys, let requests name (and so "
+                                  "load) any downloaded model, not only loaded ones and those the config names")
     store_responses: bool = Field(default=True, description="keep /v1/responses answers sent with store: true")
     response_retention_days: float | None = Field(default=30.0, gt=0,
                                                   description="days a stored response is kept; null: forever")
@@ -362,6 +364,8 @@ class MindgateConfig(_Strict):
 
     version: str | None = Field(default=None, description="accepted for mem0 compatibility")
     embedder: EmbedderSection = Field(default_factory=EmbedderSection)
+    embedders: dict[str, EmbedderSection] = Field(
+        default_factory=dict, description="more embedders, by name, for /v1/embeddings requests naming them")
     llm: LLMSection = Field(default_factory=LLMSection)
     vector_store: VectorStoreSection = Field(default_factory=SQLiteStoreSection)
     providers: dict[str, EndpointConfig] = Field(default_factory=dict)
