@@ -9,6 +9,7 @@ user, so it is refused (403) to keys bound to users; a key bound to models may l
   load in progress, the endpoints' reachability, and free RAM/VRAM;
 * ``POST /ui/api/models/load`` ``{endpoint, model, context_length?}``: starts a load in the background
   (202 with the job); ``GET /ui/api/models/jobs/{id}``: its progress; ``POST /ui/api/models/unload``;
+* ``GET /ui/api/scopes``: the memory scopes that exist (users, agents, runs) with their counts;
 * ``GET /ui/api/routing``: every chain's targets with breaker state, counters and latency;
 * ``GET /ui/api/timeseries``: the last hour of API traffic per minute (:mod:`.ui_timeseries`).
 """
@@ -41,6 +42,7 @@ router = APIRouter(prefix="/ui/api", tags=["ui"], include_in_schema=False)
 
 JOBS_KEPT = 50
 JOB_RETENTION_S = 600.0
+SCOPES_LISTED = 500
 
 
 @dataclass
@@ -258,3 +260,14 @@ async def timeseries(request: Request) -> Response:
     """Requests, 5xx, latency p50/p99 and fallbacks per minute over the last hour."""
     _authenticated(request)
     return JSONBytes(ui_state(request).series.snapshot())
+
+
+@router.get("/scopes")
+async def scopes(request: Request) -> Response:
+    """The scopes that hold live memories (users, agents, runs) with their counts, largest first. A key
+    bound to users sees only those users' scopes."""
+    gateway, principal = _authenticated(request)
+    rows = (await gateway.memory.scopes(limit=SCOPES_LISTED))["results"]
+    if principal is not None and principal.users is not None:
+        rows = [r for r in rows if r["kind"] == "user_id" and r["id"] in principal.users]
+    return JSONBytes({"scopes": rows, "limit": SCOPES_LISTED})

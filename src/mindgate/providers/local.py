@@ -27,6 +27,7 @@ from mindgate._assets import (
 from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ContextOverflowError, ProviderError
 from mindgate.models.local_pool import default_pool
+from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex, vocabulary
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
 from mindgate.providers.openai_compat import sampling_defaults
 
@@ -95,10 +96,27 @@ class LlamaCppChatModel(ChatModel):
     def _complete_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> dict[str, Any]:
         with self._llama() as llama:
             self._check_declared_context(llama, messages)
+            kwargs = self._fast_constraint(llama, kwargs)
             try:
                 return dict(llama.create_chat_completion(messages=messages, **kwargs))
             except ValueError as exc:
                 raise _local_error(exc, self.n_ctx) from None
+
+    def _fast_constraint(self, llama: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Greedy JSON-schema answers through :class:`SchemaConstraint` instead of llama.cpp's grammar,
+        which checks the whole vocabulary at every step; other requests are passed on unchanged."""
+        fmt = kwargs.get("response_format")
+        schema = fmt.get("schema") if isinstance(fmt, dict) else None
+        if not isinstance(schema, dict) or kwargs.get("temperature") != 0 or kwargs.get("logits_processor"):
+            return kwargs
+        try:
+            pattern = schema_regex(schema)
+        except Unsupported:
+            return kwargs
+        constraint = SchemaConstraint(pattern, vocabulary(llama, str(self.model_path)), llama.token_eos(),
+                                      frequency_penalty=float(kwargs.get("frequency_penalty") or 0.0))
+        rest = {k: v for k, v in kwargs.items() if k not in ("response_format", "frequency_penalty")}
+        return {**rest, "logits_processor": [constraint]}
 
     async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
         if not messages:
