@@ -1,9 +1,11 @@
 """Retrieval quality on LongMemEval (shared/data/longmemeval): today's RRF vs calibrated convex fusion,
 dense-only and BM25-only, in one run over the same stored turns.
 
-Each question gets its own scope (user_id = question id); every haystack turn is stored by its own
-``add(infer=False)`` call in conversation order (metadata: session id and date; the turn's id as
-provenance). ``--db`` keeps the store so later runs skip the ingest.
+Each question gets its own scope (user_id = question id); every haystack turn is stored with
+``add(infer=False)`` in conversation order (metadata: session id and date; the turn's id as provenance),
+one call per session (its turns embedded in one batch), or one per turn with ``--per-message`` (the same
+records; vectors equal up to float rounding, several times slower to build). ``--db`` keeps the store so
+later runs skip the ingest.
 
 Per question the candidates (``memory.candidates`` per retriever) are fetched once through the store and
 fused by every method in Python with :func:`mindgate.memory.retrieval.fuse`, so the comparison is exact
@@ -22,7 +24,7 @@ abstention questions (no evidence) are skipped. Then ``search()`` latency throug
 default settings: p50/p95 on first sight of a question (query embedding included) and repeated (the
 query embedding comes from the cache).
 
-Usage: python bench/retrieval.py [--data PATH] [--questions N] [--db FILE] [--calibrate]
+Usage: python bench/retrieval.py [--data PATH] [--questions N] [--db FILE] [--calibrate] [--per-message]
        [--store sqlite|pgvector --dsn DSN]
 """
 
@@ -68,18 +70,20 @@ def load(path: Path, limit: int | None) -> list[dict[str, Any]]:
     return sample
 
 
-async def ingest(memory: Any, question: dict[str, Any]) -> int:
-    """Every non-empty turn by its own ``add`` call, in conversation order, with its session and date."""
+async def ingest(memory: Any, question: dict[str, Any], per_message: bool) -> int:
+    """Every non-empty turn in conversation order, with its session and date: by its own ``add`` call
+    (``per_message``), or one ``add`` per session (the same stored records and vectors, embedded in
+    batches, so several times faster to build)."""
     scope = question["question_id"]
     stored = 0
     for sid, date, session in zip(question["haystack_session_ids"], question["haystack_dates"],
                                   question["haystack_sessions"], strict=True):
-        for i, turn in enumerate(session):
-            if turn.get("content", "").strip():
-                message = {"role": turn["role"], "content": turn["content"], "id": f"{sid}#{i}"}
-                result = await memory.add(message, user_id=scope, metadata={"session_id": sid, "date": date},
-                                          infer=False)
-                stored += len(result["results"])
+        turns = [{"role": t["role"], "content": t["content"], "id": f"{sid}#{i}"}
+                 for i, t in enumerate(session) if t.get("content", "").strip()]
+        meta = {"session_id": sid, "date": date}
+        for batch in ([[t] for t in turns] if per_message else [turns] if turns else []):
+            result = await memory.add(batch, user_id=scope, metadata=meta, infer=False)
+            stored += len(result["results"])
     return stored
 
 
@@ -138,7 +142,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stored = 0
     for n, q in enumerate(questions, 1):
         existing = await memory.count(user_id=q["question_id"])
-        stored += existing or await ingest(memory, q)  # --db: questions already stored are reused
+        stored += existing or await ingest(memory, q, args.per_message)  # --db: questions already stored are reused
         print(f"\ringested {n}/{len(questions)} questions ({stored} memories)", end="", file=sys.stderr)
     ingest_s = time.perf_counter() - t0
     print(file=sys.stderr)
@@ -231,6 +235,7 @@ def main() -> None:
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN for --store pgvector")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--db", default=None, help="SQLite file to keep (and reuse on later runs) the ingested turns")
+    parser.add_argument("--per-message", action="store_true", help="store each turn by its own add() call")
     parser.add_argument("--calibrate", action="store_true", help="fit alpha on half the questions, test on the rest")
     args = parser.parse_args()
     report = asyncio.run(run(args))

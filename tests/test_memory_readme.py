@@ -1,6 +1,7 @@
 """README's Python quickstart, run as written on the embedded defaults (MiniLM, SQLite under an isolated
 MINDGATE_HOME, the `auto` chat chain falling back to the in-process SmolLM2), in a fresh interpreter the
-way a new user runs it. Its last line is ``add(..., infer=True)``: it must succeed, with valid events."""
+way a new user runs it. Its last line is ``add(..., infer=True)``: it must succeed, report valid events,
+and the store must hold what it reported."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def test_readme_python_quickstart_runs_on_embedded_defaults(tmp_path: Path) -> N
     lines = done.stdout.splitlines()
     assert lines[0] == "I live in Paris and I love jazz."  # the search printed the stored memory
     added = ast.literal_eval(lines[1])  # what add(infer=True) returned
-    assert set(added) == {"results"} and added["results"], added
+    assert set(added) == {"results"} and isinstance(added["results"], list), added  # what a 135M model
+    # decides varies (bench/extraction.py measures it); that the call works and reports what it did is fixed
     for item in added["results"]:
         assert item["event"] in ("ADD", "UPDATE", "DELETE", "NONE") and item["memory"].strip()
     stored = json.loads(next(line for line in lines if line.startswith("STORED="))[len("STORED="):])

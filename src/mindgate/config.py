@@ -265,7 +265,7 @@ class MemorySettings(_Strict):
     similar_memories: int = Field(default=5, ge=0, le=50, description="existing memories shown to the LLM")
     search_limit: int = Field(default=10, gt=0)
     candidates: int = Field(default=50, gt=0, description="per-retriever candidates before fusion")
-    fusion: Literal["convex", "rrf"] = Field(default="convex", description="how vector and text ranks are fused")
+    fusion: Literal["convex", "rrf"] = Field(default="rrf", description="how vector and text ranks are fused")
     fusion_alpha: float = Field(default=FUSION_ALPHA, ge=0, le=1, description="convex fusion: weight of the "
                                 "vector score (calibrated on held-out LongMemEval questions)")
     rrf_k: int = Field(default=60, gt=0)
