@@ -87,6 +87,7 @@ class UIState:
         self.series = TrafficSeries(fallback_total=router_fallbacks(gateway.targets.all))
         self.jobs: dict[str, LoadJob] = {}
         self.download_errors: dict[str, str] = {}
+        self.download_starting: dict[str, str] = {}
         self._downloads: set[asyncio.Task[Any]] = set()
         self._manager: ModelManager | None = None
 
@@ -128,14 +129,25 @@ class UIState:
                 self.download_errors[model] = str(exc)
 
         self.download_errors.pop(model, None)
+        self.download_starting[model] = endpoint or ""
         task = asyncio.get_running_loop().create_task(run())
         self._downloads.add(task)
         task.add_done_callback(self._downloads.discard)
 
     def downloads(self) -> list[dict[str, Any]]:
-        if self._manager is None:
-            return []
-        return [{**d.to_dict(), "error": self.download_errors.get(d.model)} for d in self.manager.downloads()]
+        """Downloads started here: the server's latest report for each, or ``starting`` until there is one."""
+        reported = self.manager.downloads() if self._manager is not None else []
+        out = [{**d.to_dict(), "error": self.download_errors.get(d.model)} for d in reported]
+        for model, endpoint in list(self.download_starting.items()):
+            if any(d.model == model for d in reported):
+                del self.download_starting[model]
+            elif model in self.download_errors:  # failed before the server reported anything
+                out.append({"model": model, "endpoint": endpoint, "status": "failed", "done": True,
+                            "fraction": None, "error": self.download_errors[model]})
+            else:
+                out.append({"model": model, "endpoint": endpoint, "status": "starting", "done": False,
+                            "fraction": None, "error": None})
+        return out
 
     def running_job(self, endpoint: str, model: str) -> LoadJob | None:
         return next((j for j in self.jobs.values() if not j.done and j.endpoint == endpoint and j.model == model),

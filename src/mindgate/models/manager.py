@@ -333,7 +333,8 @@ class ModelManager:
 
     async def adownload(self, model_id: str, *, endpoint: str | None = None, quantization: str | None = None,
                         job_id: str | None = None, progress: DownloadCallback | None = None) -> DownloadProgress:
-        """Download ``model_id`` onto ``endpoint``'s server (default: the first LM Studio or Ollama endpoint),
+        """Download ``model_id`` onto ``endpoint``'s server (default: the first LM Studio endpoint, else the first
+        Ollama one),
         or follow its download job ``job_id`` (LM Studio); returns the final state. A failed download raises
         ProviderError with the server's reason."""
         target = self._download_endpoint(endpoint)
@@ -365,9 +366,10 @@ class ModelManager:
     def _download_endpoint(self, name: str | None) -> Endpoint:
         if name is not None:
             return self.catalog.endpoint(name)
-        for endpoint in self.catalog.endpoints:
-            if endpoint.provider in ("lmstudio", "ollama"):
-                return endpoint
+        for provider in ("lmstudio", "ollama"):
+            for endpoint in self.catalog.endpoints:
+                if endpoint.provider == provider:
+                    return endpoint
         raise ConfigurationError("no LM Studio or Ollama endpoint is configured to download to",
                                  hint="configure one under `providers:`, or pass --endpoint")
 

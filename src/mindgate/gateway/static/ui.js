@@ -367,6 +367,7 @@
     renderGauges(data.resources);
     renderEndpoints(data.endpoints);
     renderModels(data.models, data.can_manage);
+    renderDownloadTargets(data.endpoints);
     renderDownloads(data.downloads || []);
     renderSwitching(await api("GET", "/ui/api/resources"));
   }
@@ -402,8 +403,17 @@
     return h("div", { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0,
       "aria-valuemax": 100 }, bar);
   }
+  function renderDownloadTargets(endpoints) {
+    const select = $("download-endpoint");
+    const targets = [...endpoints.filter((e) => e.provider === "lmstudio"),
+      ...endpoints.filter((e) => e.provider === "ollama")];
+    const chosen = select.value;
+    select.replaceChildren(...targets.map((e) => h("option", { value: e.endpoint }, `${e.endpoint} (${e.provider})`)));
+    if (targets.some((e) => e.endpoint === chosen)) select.value = chosen;
+    $("download-form").hidden = !targets.length;
+  }
   function renderDownloads(downloads) {
-    state.downloading = downloads.some((d) => !d.done);
+    state.downloading = downloads.some((d) => !d.done || d.status === "starting");
     $("downloads").replaceChildren(...downloads.map((d) => h("div", { class: "download", "data-download": d.model },
       h("strong", null, d.model), h("span", { class: "muted" }, d.endpoint),
       progressBar(d.fraction),
@@ -414,9 +424,10 @@
     event.preventDefault();
     const model = $("download-model").value.trim();
     if (!model) return;
-    await api("POST", "/ui/api/models/download", { model });
+    await api("POST", "/ui/api/models/download", { model, endpoint: $("download-endpoint").value || null });
     $("download-model").value = "";
     toast(`Downloading ${model}…`);
+    state.downloading = true;
     await loadModels(false);
     poll("models", tickModels, () => (state.jobs.size || state.downloading ? POLL.job : POLL.models));
   }
