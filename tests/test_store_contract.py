@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mindgate.errors import EmbedderMismatchError, FilterError, InvalidRequestError, NotFoundError
-from mindgate.memory.filters import Filter, matches, parse_filters
+from mindgate.memory.filters import MAX_TERMS, MAX_VALUES, Filter, matches, parse_filters
 from mindgate.memory.stores.base import (
     AddChange,
     DeleteChange,
@@ -581,3 +581,17 @@ def test_reindex_of_an_empty_store_switches_identity(store: MemoryStore) -> None
     store.open(new)
     with pytest.raises(EmbedderMismatchError):
         store.open(IDENT)
+
+
+def test_filters_at_their_size_limits_compile_within_the_databases_limits(filtered: MemoryStore) -> None:
+    # an `in` list of MAX_VALUES values is one bound array (an OR chain of 994 hit SQLite's depth limit)
+    many = [f"value-{i}" for i in range(MAX_VALUES - 2)] + ["music", 5]
+    assert store_matches(filtered, parse_filters({"cat": {"in": many}})) == {k: {"music"} for k in
+                                                                             ("list", "vector", "text")}
+    assert store_matches(filtered, parse_filters({"rating": {"nin": many}}))["list"] == set(DATA) - {"music"}
+    ors = {"OR": [{"cat": f"value-{i}"} for i in range(MAX_TERMS - 1)] + [{"cat": "film"}]}
+    assert store_matches(filtered, parse_filters(ors))["list"] == {"film"}
+    with pytest.raises(FilterError, match=f"limit is {MAX_TERMS}"):
+        parse_filters({"OR": [{"cat": f"v{i}"} for i in range(MAX_TERMS + 1)]})
+    with pytest.raises(FilterError, match=f"limit is {MAX_VALUES}"):
+        parse_filters({"cat": {"in": list(range(MAX_VALUES + 1))}})

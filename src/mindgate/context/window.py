@@ -27,8 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from mindgate.context.tokens import DEFAULT_ESTIMATOR, TokenCounter, TokenEstimator, message_text
+from mindgate.context.tokens import DEFAULT_ESTIMATOR, TokenCounter, TokenEstimator
 from mindgate.errors import ConfigurationError, ContextOverflowError
+from mindgate.providers.base import message_text
 
 if TYPE_CHECKING:
     from mindgate.providers.base import ChatModel

@@ -1,10 +1,11 @@
 """The FastAPI app factory: :func:`create_app` wires the config's chat models, embedder and memory into
-the OpenAI-compatible routes, the memory REST API and the operational endpoints.
+the OpenAI-compatible routes, the memory REST API, ``/mcp`` (memory as an MCP server) and the operational
+endpoints.
 
 Dependencies are injectable (``chat``, ``embedder``, ``memory``) so tests and embedding applications can
 pass their own; whatever the factory builds itself it also closes on shutdown. Middleware, outermost
-first: observability (request id, access log, metrics), CORS (only when origins are configured), the body
-size limit.
+first: observability (request id, access log, metrics), CORS (only when origins are configured), the guard
+(authentication, per-key request limits and the body limits, before any body byte is read: :mod:`.guard`).
 """
 
 from __future__ import annotations
@@ -12,41 +13,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from mindgate import __version__
 from mindgate.config import MindgateConfig
 from mindgate.gateway import routes_health, routes_memory, routes_openai, ui
 from mindgate.gateway.auth import KeyRing
-from mindgate.gateway.limits import BodySizeLimit
-from mindgate.gateway.memory_chat import MemoryWriter
-from mindgate.gateway.observability import Observability
+from mindgate.gateway.guard import Guard
+from mindgate.gateway.mcp_http import McpEndpoint
+from mindgate.gateway.observability import Metrics, Observability
 from mindgate.gateway.responses import install_error_handlers
 from mindgate.gateway.state import Gateway
-from mindgate.gateway.targets import ChatTargets, build_targets
+from mindgate.mcp.client import ToolServers, list_all
+from mindgate.mcp.toolloop import ToolLoopCall
+from mindgate.mcp.tools import MemoryTools
 from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.stores import create_store
-from mindgate.providers import chat_model_from_section, create_embedder
+from mindgate.pipeline.build import memory_for, memory_model_name, pipeline_for
+from mindgate.providers import create_embedder
 from mindgate.providers.base import ChatModel, Embedder
+from mindgate.routing.targets import ChatTargets, build_targets
 
 log = logging.getLogger("mindgate.gateway")
-
-
-def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets) -> AsyncMemory:
-    """The configured memory over ``embedder``. Its LLM (for ``add(infer=True)``) is the default chat model
-    when the config's ``llm`` section is what that chain serves, so the model is not loaded twice."""
-    shares_llm = config.routing.default == "auto" and "auto" not in config.routing.chains
-    default = targets.default
-
-    def llm() -> ChatModel:
-        return default if shares_llm else chat_model_from_section(config.llm)
-
-    return AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm, settings=config.memory,
-                       expected_dims=config.vector_store.config.embedding_model_dims)
 
 
 def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | None = None,
@@ -69,21 +61,34 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
     if memory is None:
         memory = memory_for(config, embedder, targets)
         owned.append(memory)
-    keys = KeyRing(config.gateway.api_keys)
-    gateway = Gateway(config=config, targets=targets, embedder=embedder, memory=memory, keys=keys, owned=owned)
-    if config.gateway.memory:
-        gateway.writer = MemoryWriter(memory, gateway.metrics)
-    return gateway
+    metrics = Metrics()
+    servers = ToolServers(config.mcp_servers) if config.mcp_servers else None
+    if servers is not None:
+        owned.append(servers)
+    caller = ToolLoopCall(servers, MemoryTools(memory, frozenset({"search_memory"})), config.tool_loop)
+    pipeline = pipeline_for(config, targets, memory if config.gateway.memory else None, counters=metrics,
+                            caller=caller)
+    return Gateway(config=config, targets=targets, embedder=embedder, memory=memory,
+                   keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, owned=owned,
+                   memory_model=memory_model_name(config, targets))
 
 
 async def _warm_up(gateway: Gateway) -> None:
-    """Load the embedder, open the store and list the model catalog before the first request (errors are
-    logged and show in /readyz)."""
+    """Load the embedder, open the store, list the model catalog and start the MCP tool servers before the
+    first request (errors are logged and show in /readyz; a tool server that fails is tried again on use)."""
+    caller = gateway.pipeline.caller
+    servers = caller.servers if isinstance(caller, ToolLoopCall) else None
+    starting = asyncio.get_running_loop().create_task(list_all(servers, sorted(servers.configs))) \
+        if servers is not None else None
     gateway.targets.refresh_catalog(force=True)
     try:
         await gateway.memory.count(user_id=routes_health.PROBE_USER)
     except Exception as exc:
         log.error("memory is not usable: %s", exc)
+    if starting is not None:
+        _, failures = await starting
+        for name, reason in failures.items():
+            log.error("MCP tool server %r is not usable yet: %s", name, reason)
 
 
 def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTargets | None = None,
@@ -93,6 +98,7 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     :class:`ChatTargets`; anything not given is built from ``config`` (embedded defaults when None)."""
     config = config or MindgateConfig.load()
     gateway = build_gateway(config, chat=chat, embedder=embedder, memory=memory)
+    mcp = McpEndpoint(gateway) if config.gateway.mcp else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,24 +107,33 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
         if warm_up:
             warm = asyncio.get_running_loop().create_task(_warm_up(gateway))
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                if mcp is not None:
+                    await stack.enter_async_context(mcp.running())
+                yield
         finally:
             if warm_up and not warm.done():
                 warm.cancel()
             await gateway.aclose()
 
+    docs = config.gateway.docs
     app = FastAPI(title="mindgate", version=__version__, lifespan=lifespan,
-                  description="OpenAI-compatible model gateway with long-term memory.")
+                  description="OpenAI-compatible model gateway with long-term memory.",
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(routes_openai.router)
     app.include_router(routes_memory.router)
     app.include_router(routes_health.router)
+    if mcp is not None:
+        app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))
     ui.install(app)  # the /ui dashboard (gateway/ui.py)
-    app.add_middleware(BodySizeLimit, max_bytes=config.gateway.max_body_bytes)
+    app.add_middleware(Guard, gateway=gateway, max_body_bytes=config.gateway.max_body_bytes,
+                       body_timeout_s=config.gateway.body_timeout_s)
     if config.gateway.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.gateway.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After"])
+                           allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After", "X-Mindgate-Route"])
     app.add_middleware(Observability, metrics=gateway.metrics)
     return app
 

@@ -26,7 +26,9 @@ from mindgate.errors import (
     ProviderError,
     RateLimitError,
     RoutingError,
+    StoreError,
     StructuredOutputError,
+    TooManyRequestsError,
 )
 
 log = logging.getLogger("mindgate.gateway")
@@ -37,9 +39,11 @@ _HTTP_ERRORS: dict[int, tuple[str, str]] = {
     403: ("permission_error", "forbidden"),
     404: ("invalid_request_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),
+    408: ("invalid_request_error", "request_timeout"),
     413: ("invalid_request_error", "request_too_large"),
     415: ("invalid_request_error", "unsupported_media_type"),
     429: ("rate_limit_error", "rate_limit_exceeded"),
+    503: ("server_error", "server_overloaded"),
 }
 
 
@@ -121,7 +125,7 @@ def status_of(exc: MindgateError) -> tuple[int, dict[str, Any]]:
     rejects) is a 400 for the caller, not a 502; an upstream rejecting the *gateway's* credentials is a
     502 (the caller's own key is fine; the gateway's configuration is not)."""
     body = exc.to_openai()
-    if isinstance(exc, ProviderError) and exc.provider != "mindgate":
+    if isinstance(exc, ProviderError):
         if isinstance(exc, AuthenticationError):
             body["error"].update(type="api_error", code="upstream_authentication_failed")
             return 502, body
@@ -133,11 +137,24 @@ def status_of(exc: MindgateError) -> tuple[int, dict[str, Any]]:
 
 def mindgate_error_response(exc: MindgateError) -> JSONBytes:
     headers: dict[str, str] = {}
-    retry_after = getattr(exc, "retry_after", None) if isinstance(exc, RateLimitError | RoutingError) else None
+    retry_after = (getattr(exc, "retry_after", None)
+                   if isinstance(exc, RateLimitError | RoutingError | TooManyRequestsError) else None)
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     status, body = status_of(exc)
     return JSONBytes(body, status_code=status, headers=headers)
+
+
+def store_error_response(exc: StoreError, request_id: str | None) -> JSONBytes:
+    """A store failure as the client sees it: what failed (a read or a write) and the request id, never
+    the store's path or the driver's message; those go to the log with the request id."""
+    log.error("memory store error in request %s: %s", request_id, exc)
+    operation = {"read": "a read", "write": "a write", "open": "opening the store"}.get(exc.operation or "",
+                                                                                       "a store operation")
+    hint = "nothing was changed; retry, and report it with the request id if it repeats" \
+        if exc.operation == "read" else "retry, and report it with the request id if it repeats"
+    return error_response(500, f"the memory store failed during {operation} (request id {request_id}): {hint}",
+                          code="store_error")
 
 
 def _location(loc: Sequence[Any]) -> str:
@@ -168,6 +185,8 @@ def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MindgateError)
     async def _mindgate(request: Request, exc: MindgateError) -> Response:
+        if isinstance(exc, StoreError) and exc.http_status >= 500:
+            return store_error_response(exc, request.scope.get("state", {}).get("request_id"))
         return mindgate_error_response(exc)
 
     @app.exception_handler(RequestValidationError)

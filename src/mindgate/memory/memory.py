@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -43,10 +44,11 @@ from mindgate.memory.stores.base import (
     content_hash,
     utcnow,
 )
-from mindgate.providers import chat_model_from_section, create_embedder
+from mindgate.providers import create_embedder
 from mindgate.providers.base import ChatModel, Embedder, EmbedderIdentity
 from mindgate.providers.structured import complete_json
 
+log = logging.getLogger("mindgate.memory")
 P = ParamSpec("P")
 T = TypeVar("T")
 ProgressCallback = Callable[[int, int], None]
@@ -80,7 +82,7 @@ class AsyncMemory:
         cfg = config if isinstance(config, MindgateConfig) else MindgateConfig.from_dict(config or {})
         embedder = create_embedder(cfg.embedder.provider, cfg.embedder.config)
         store = create_store(cfg.vector_store)
-        return cls(embedder=embedder, store=store, llm=lambda: chat_model_from_section(cfg.llm), settings=cfg.memory,
+        return cls(embedder=embedder, store=store, llm=lambda: _chat_model(cfg), settings=cfg.memory,
                    expected_dims=cfg.vector_store.config.embedding_model_dims)
 
     @property
@@ -97,10 +99,10 @@ class AsyncMemory:
             return
         identity = await self.embedder.aidentity()
         if self._expected_dims is not None and self._expected_dims != identity.dims:
-            raise ConfigurationError(
-                f"vector_store.config.embedding_model_dims is {self._expected_dims} but the embedder "
-                f"{identity.describe()} produces {identity.dims}",
-                hint=f"set embedding_model_dims to {identity.dims} or remove it (mindgate probes it)")
+            # the probed value wins; a store holding vectors of another size refuses to open (naming reindex)
+            log.warning("vector_store.config.embedding_model_dims is %d but the embedder %s produces %d; using %d "
+                        "(set embedding_model_dims to %d or remove it: mindgate probes it)", self._expected_dims,
+                        identity.describe(), identity.dims, identity.dims, identity.dims)
         await asyncio.to_thread(self._open_once, identity)
 
     def _open_once(self, identity: EmbedderIdentity) -> None:
@@ -116,11 +118,13 @@ class AsyncMemory:
 
     async def add(self, messages: Any, *, user_id: str | None = None, agent_id: str | None = None,
                   run_id: str | None = None, metadata: dict[str, Any] | None = None, infer: bool = True,
-                  ) -> dict[str, Any]:
+                  llm: ChatModel | None = None) -> dict[str, Any]:
         """Remember ``messages`` (a string, a message dict, or a list of them) in the given scope.
 
         ``infer=True``: one LLM call extracts facts and decides ADD/UPDATE/DELETE/NONE against the most
-        similar existing memories. ``infer=False``: each non-system message is stored as it is.
+        similar existing memories; ``llm`` replaces the configured LLM for this call (the gateway passes
+        the configured one wrapped for the calling key). ``infer=False``: each non-system message is
+        stored as it is.
         Returns ``{"results": [{"id", "memory", "event"}, ...]}`` (NONE for facts already known).
         """
         scope = Scope(user_id, agent_id, run_id)
@@ -128,7 +132,7 @@ class AsyncMemory:
         meta = validate_metadata(metadata)
         await self._ready()
         if infer:
-            results = await self._add_inferred(conversation, scope, meta)
+            results = await self._add_inferred(conversation, scope, meta, llm)
         else:
             results = await self._add_raw(conversation, scope, meta)
         return {"results": [r.to_result() for r in results]}
@@ -152,7 +156,7 @@ class AsyncMemory:
         return await self._apply(changes)
 
     async def _add_inferred(self, conversation: list[dict[str, Any]], scope: Scope,
-                            meta: dict[str, Any]) -> list[ChangeResult]:
+                            meta: dict[str, Any], llm: ChatModel | None = None) -> list[ChangeResult]:
         spoken = [m["content"] for m in conversation if m["role"] in ("user", "assistant") and m["content"].strip()]
         if not spoken:
             raise InvalidRequestError("nothing to learn from: no user or assistant message has text")
@@ -161,7 +165,7 @@ class AsyncMemory:
             hits = await self._search_hits(scope, "\n".join(spoken)[-_QUERY_CHARS:], None,
                                            self.settings.similar_memories, "hybrid")
             existing = [h.record for h in hits]
-        llm = self.llm
+        llm = llm or self.llm
         call = plan(conversation, existing, custom_instructions=self.settings.custom_instructions)
         decisions: list[Decision] = await complete_json(
             llm, call.messages, call.schema, name="memory_decisions", validate=call.validate,
@@ -427,3 +431,10 @@ class Memory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _chat_model(config: MindgateConfig) -> ChatModel:
+    """The ``llm`` section's model (the ``auto`` chain when it says ``auto``), built at first use."""
+    from mindgate.routing.chains import chat_model_for
+
+    return chat_model_for(config.llm, config)

@@ -9,6 +9,7 @@ thread-safe: calls are serialised by a lock taken in the worker thread, never on
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -26,14 +27,16 @@ from mindgate._assets import (
 )
 from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ContextOverflowError, ProviderError
-from mindgate.models.local_pool import default_pool
+from mindgate.models.local_pool import LocalModelPool, default_pool
 from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex, vocabulary
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
+from mindgate.providers.local_requests import check_logit_bias, check_options, prepare_messages
 from mindgate.providers.openai_compat import sampling_defaults
 
 _PACKAGED_EMBEDDER_NAMES = {DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}",
                             "all-minilm-l6-v2"}
 _DONE = object()
+log = logging.getLogger("mindgate.providers")
 
 
 def _default_threads() -> int:
@@ -41,12 +44,15 @@ def _default_threads() -> int:
 
 
 class LlamaCppChatModel(ChatModel):
-    """Chat with a GGUF model in this process. ``model_path`` None means the shipped SmolLM2-135M."""
+    """Chat with a GGUF model in this process. ``model_path`` None means the shipped SmolLM2-135M. ``ttl``:
+    seconds idle before the model is unloaded (None: stays loaded); ``pool``: where it is loaded (default:
+    the process-wide pool)."""
 
     provider = "local"
 
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
-                 defaults: dict[str, Any] | None = None) -> None:
+                 defaults: dict[str, Any] | None = None, ttl: float | None = None,
+                 pool: LocalModelPool | None = None) -> None:
         path = Path(model_path).expanduser() if model_path else default_gguf_path()
         if not path.is_file():
             raise ConfigurationError(f"GGUF model file not found: {path}",
@@ -56,6 +62,10 @@ class LlamaCppChatModel(ChatModel):
         self.model_path = path
         self.n_ctx = n_ctx
         self.n_threads = n_threads or _default_threads()
+        if ttl is not None and ttl <= 0:
+            raise ConfigurationError(f"ttl must be positive seconds, got {ttl}")
+        self.ttl = ttl
+        self.pool = pool or default_pool()
 
     @property
     def endpoint_key(self) -> str:
@@ -67,13 +77,13 @@ class LlamaCppChatModel(ChatModel):
 
     @property
     def loaded(self) -> bool:
-        return default_pool().find(self.model_path, n_ctx=self.n_ctx) is not None
+        return self.pool.find(self.model_path, n_ctx=self.n_ctx) is not None
 
     @contextmanager
     def _llama(self) -> Iterator[Any]:
         """Exclusive use of the loaded model, from the process-wide pool (loads on first use)."""
         try:
-            with default_pool().lease(self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads) as llama:
+            with self.pool.lease(self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads, ttl=self.ttl) as llama:
                 yield llama
         except ImportError:
             raise ConfigurationError("the local chat engine needs llama-cpp-python",
@@ -81,10 +91,10 @@ class LlamaCppChatModel(ChatModel):
 
     def unload(self) -> None:
         """Free the model's memory; the next call loads it again."""
-        default_pool().unload(self.model_path, n_ctx=self.n_ctx)
+        self.pool.unload(self.model_path, n_ctx=self.n_ctx)
 
     def _kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
-        opts = self._options(options)
+        opts = check_options(self.endpoint_key, self._options(options))
         opts.pop("user", None)
         opts.pop("parallel_tool_calls", None)
         fmt = opts.get("response_format")
@@ -93,21 +103,30 @@ class LlamaCppChatModel(ChatModel):
             opts["response_format"] = {"type": "json_object", "schema": fmt.get("json_schema", {}).get("schema")}
         return opts
 
+    def _prepared(self, llama: Any, messages: list[Message], kwargs: dict[str, Any]) -> dict[str, Any]:
+        self._check_declared_context(llama, messages)
+        if "logit_bias" in kwargs:
+            kwargs = {**kwargs, "logit_bias": check_logit_bias(self.endpoint_key, kwargs["logit_bias"],
+                                                               llama.n_vocab())}
+        return kwargs
+
     def _complete_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> dict[str, Any]:
         with self._llama() as llama:
-            self._check_declared_context(llama, messages)
-            kwargs = self._fast_constraint(llama, kwargs)
+            kwargs = self._fast_constraint(llama, self._prepared(llama, messages, kwargs))
             try:
                 return dict(llama.create_chat_completion(messages=messages, **kwargs))
             except ValueError as exc:
                 raise _local_error(exc, self.n_ctx) from None
+            except (TypeError, KeyError, AttributeError, IndexError) as exc:
+                raise _engine_failure(exc, self.endpoint_key) from None
 
     def _fast_constraint(self, llama: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Greedy JSON-schema answers through :class:`SchemaConstraint` instead of llama.cpp's grammar,
         which checks the whole vocabulary at every step; other requests are passed on unchanged."""
         fmt = kwargs.get("response_format")
         schema = fmt.get("schema") if isinstance(fmt, dict) else None
-        if not isinstance(schema, dict) or kwargs.get("temperature") != 0 or kwargs.get("logits_processor"):
+        if not isinstance(schema, dict) or kwargs.get("temperature") != 0 or kwargs.get("logits_processor") \
+                or kwargs.get("logit_bias"):
             return kwargs
         try:
             pattern = schema_regex(schema)
@@ -121,7 +140,8 @@ class LlamaCppChatModel(ChatModel):
     async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
         if not messages:
             raise ConfigurationError("messages is empty", hint="pass at least one message")
-        data = await asyncio.to_thread(self._complete_blocking, list(messages), self._kwargs(options))
+        kwargs = self._kwargs(options)
+        data = await asyncio.to_thread(self._complete_blocking, prepare_messages(self.endpoint_key, messages), kwargs)
         data["model"] = self.model
         choice = data["choices"][0]
         message = choice.get("message") or {}
@@ -134,11 +154,13 @@ class LlamaCppChatModel(ChatModel):
 
     def _stream_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
         with self._llama() as llama:
-            self._check_declared_context(llama, messages)
+            kwargs = self._prepared(llama, messages, kwargs)
             try:
                 yield from llama.create_chat_completion(messages=messages, stream=True, **kwargs)
             except ValueError as exc:
                 raise _local_error(exc, self.n_ctx) from None
+            except (TypeError, KeyError, AttributeError, IndexError) as exc:
+                raise _engine_failure(exc, self.endpoint_key) from None
 
     async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
         if not messages:
@@ -147,6 +169,7 @@ class LlamaCppChatModel(ChatModel):
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
         kwargs = self._kwargs(options)
+        prepared = prepare_messages(self.endpoint_key, messages)
 
         def hand_over(item: Any) -> None:
             try:
@@ -156,7 +179,7 @@ class LlamaCppChatModel(ChatModel):
 
         def produce() -> None:
             try:
-                for event in self._stream_blocking(list(messages), kwargs):
+                for event in self._stream_blocking(prepared, kwargs):
                     if stop.is_set():
                         return
                     hand_over(event)
@@ -208,6 +231,14 @@ class LlamaCppChatModel(ChatModel):
         await asyncio.to_thread(self.unload)
 
 
+def _engine_failure(exc: Exception, target: str) -> ProviderError:
+    """llama.cpp failing on a request it was handed (a bug or a shape it does not take): logged with its
+    traceback; the caller gets the kind only. Not retryable, so it neither trips a breaker nor moves on."""
+    log.error("the local engine %s failed on a request", target, exc_info=exc)
+    return ProviderError(f"the local engine {target} could not process this request ({type(exc).__name__}; "
+                         "details in the gateway log)", provider="local", status_code=500, retryable=False)
+
+
 def _local_error(exc: ValueError, n_ctx: int) -> Exception:
     text = str(exc)
     if "context window" in text or "exceed" in text:
@@ -224,13 +255,14 @@ class SentenceTransformerEmbedder(Embedder):
     provider = "local"
 
     def __init__(self, model: str | None = None, *, device: str | None = None, embedding_dims: int | None = None,
-                 batch_size: int = 64, provider: str = "local") -> None:
+                 batch_size: int = 64, provider: str = "local", options: dict[str, Any] | None = None) -> None:
         name = model or DEFAULT_EMBEDDING_MODEL
         super().__init__(DEFAULT_EMBEDDING_MODEL if name in _PACKAGED_EMBEDDER_NAMES else name,
                          embedding_dims=embedding_dims, batch_size=batch_size)
         self.provider = provider
         self.source = str(default_embedder_path()) if name in _PACKAGED_EMBEDDER_NAMES else name
         self.device = device or "cpu"
+        self.options = dict(options or {})
         self._st: Any = None
         self._load_lock = threading.Lock()
 
@@ -244,8 +276,9 @@ class SentenceTransformerEmbedder(Embedder):
                         raise ConfigurationError("the local embedder needs sentence-transformers",
                                                  hint="pip install 'mindgate[local]'") from None
                     try:
-                        self._st = SentenceTransformer(self.source, device=self.device, local_files_only=True)
-                    except (OSError, ValueError) as exc:
+                        self._st = SentenceTransformer(self.source, device=self.device, local_files_only=True,
+                                                       **self.options)
+                    except (OSError, ValueError, TypeError) as exc:
                         raise ConfigurationError(
                             f"cannot load the sentence-transformers model {self.source!r}: {exc}",
                             hint="give a local model folder; mindgate never downloads weights") from None
@@ -275,7 +308,7 @@ class SentenceTransformerEmbedder(Embedder):
 
 def chat_model(config: ProviderConfig) -> LlamaCppChatModel:
     return LlamaCppChatModel(config.model_path, n_ctx=config.n_ctx or 4096, n_threads=config.n_threads,
-                             defaults={**sampling_defaults(config), **config.model_kwargs})
+                             defaults={**sampling_defaults(config), **config.model_kwargs}, ttl=config.ttl)
 
 
 def embedder(config: ProviderConfig) -> SentenceTransformerEmbedder:

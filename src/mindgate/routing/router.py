@@ -6,14 +6,20 @@ size). For each request it walks the chain:
 1. a target whose context window cannot hold the prompt plus ``max_tokens`` is skipped without a call
    (a free byte bound first; the model's tokenizer or the calibrated estimate only near the limit);
 2. a target whose circuit breaker is open is skipped; a half-open one gets this request as its one probe;
-3. the call runs under the target's timeout (streams: time to first token, then the longest silence
+3. a target on this machine whose model is not loaded is admitted by fit (:mod:`mindgate.routing.placement`:
+   it fits free memory, or idle models are unloaded least recently used first to make room, or it is
+   skipped for lack of memory); a tiered chain (targets with ``min_free_memory``) starts at the largest
+   tier the machine can hold now (:mod:`mindgate.routing.tiers`);
+4. the call runs under the target's timeout (streams: time to first token, then the longest silence
    between chunks); retryable failures are retried with backoff (:mod:`mindgate.routing.retry`), then the
    next target is tried; a plain client error (HTTP 4xx) is raised at once.
 
-Nothing fits -> :class:`~mindgate.errors.ContextOverflowError` with sizes. Every target open or failed ->
+Why the request went where it went is noted in the current route trace (:mod:`mindgate.routing.trace`,
+the ``X-Mindgate-Route`` header of the gateway). Nothing fits -> :class:`~mindgate.errors.ContextOverflowError`
+with sizes. Every target open or failed ->
 :class:`~mindgate.errors.RoutingError` naming each target's state and when it will be tried again.
 A stream that fails before its first chunk falls back like a completion; one that fails later raises
-:class:`~mindgate.routing.retry.StreamInterruptedError`: an answer is never silently cut short.
+:class:`~mindgate.errors.StreamInterruptedError`: an answer is never silently cut short.
 
 The router keeps per-target counters (requests, successes, errors by kind, latency p50/p99 over the last
 1024 answers, to the first token for streams) that :meth:`Router.status` reports, and can probe targets in
@@ -32,20 +38,28 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mindgate.context.tokens import TokenCounter, byte_bound
-from mindgate.errors import ConfigurationError, ContextOverflowError, MindgateError, RoutingError
+from mindgate.errors import (
+    ConfigurationError,
+    ContextOverflowError,
+    MindgateError,
+    RoutingError,
+    StreamInterruptedError,
+    TargetTimeoutError,
+)
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.routing.breaker import BreakerState, CircuitBreaker
 from mindgate.routing.retry import (
     ErrorKind,
     RetryPolicy,
-    StreamInterruptedError,
-    TargetTimeoutError,
     Verdict,
     classify,
 )
+from mindgate.routing.tiers import DEFAULT_HYSTERESIS, DEFAULT_RECOVER_AFTER, Tier, TierPolicy
+from mindgate.routing.trace import current as current_trace
 
 if TYPE_CHECKING:
     from mindgate.config import MindgateConfig
+    from mindgate.routing.placement import Placement
 
 HealthCheck = Callable[[], Awaitable[Any]]
 LATENCY_SAMPLES = 1024
@@ -59,7 +73,8 @@ class Target:
     ``health_check`` is an async callable that raises when the target is down (default: list the server's
     models for OpenAI-compatible servers, the model's own ``ahealth_check`` when it has one).
     ``breaker_failures`` / ``breaker_cooldown`` override the router's for this target (e.g. 1 failure for
-    a local server that is simply not running)."""
+    a local server that is simply not running). ``min_free_memory`` (bytes) makes the chain tiered: see
+    :mod:`mindgate.routing.tiers`."""
 
     model: ChatModel
     name: str = ""
@@ -69,11 +84,13 @@ class Target:
     health_check: HealthCheck | None = None
     breaker_failures: int | None = None
     breaker_cooldown: float | None = None
+    min_free_memory: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             self.name = f"{self.model.provider}:{self.model.model}"
-        for key in ("timeout", "first_token_timeout", "context_length", "breaker_failures", "breaker_cooldown"):
+        for key in ("timeout", "first_token_timeout", "context_length", "breaker_failures", "breaker_cooldown",
+                    "min_free_memory"):
             value = getattr(self, key)
             if value is not None and value <= 0:
                 raise ConfigurationError(f"target {self.name!r}: {key} must be positive, got {value}")
@@ -121,7 +138,7 @@ class _Outcome:
     """Why one target did not answer this request."""
 
     slot: _Slot
-    reason: str  # "context", "open", "failed"
+    reason: str  # "context", "open", "memory", "tier", "failed"
     detail: str = ""
     needed: int | None = None
     exc: BaseException | None = None
@@ -136,8 +153,10 @@ class Router(ChatModel):
     """A chain of targets, tried in order; see the module docstring for the contract.
 
     ``Router([target_or_model, ...], name="default", retry=RetryPolicy(retries=2), breaker_failures=3,
-    breaker_cooldown=30.0, health_check_interval=None)``; plain chat models become targets with no
-    timeouts. ``Router.from_config(chain_name, config)`` builds one from the ``routing:`` section.
+    breaker_cooldown=30.0, health_check_interval=None, placement=None)``; plain chat models become targets
+    with no timeouts. ``placement`` turns on admission by fit and, for targets with ``min_free_memory``,
+    tiers (``tier_hysteresis``, ``tier_recover_after``). ``Router.from_config(chain_name, config)`` builds one
+    from the ``routing:`` section.
     """
 
     provider = "router"
@@ -145,7 +164,9 @@ class Router(ChatModel):
     def __init__(self, targets: Sequence[Target | ChatModel], *, name: str = "chain", retry: RetryPolicy | None = None,
                  breaker_failures: int = 3, breaker_cooldown: float = 30.0,
                  health_check_interval: float | None = None, counter: TokenCounter | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, placement: Placement | None = None,
+                 tier_hysteresis: float = DEFAULT_HYSTERESIS,
+                 tier_recover_after: float = DEFAULT_RECOVER_AFTER) -> None:
         super().__init__(name)
         if not targets:
             raise ConfigurationError(f"routing chain {name!r} has no targets", hint="give at least one target")
@@ -164,13 +185,24 @@ class Router(ChatModel):
                                      target.breaker_cooldown or breaker_cooldown, clock=clock)
             self._slots.append(_Slot(target, breaker))
         self._health_task: asyncio.Task[None] | None = None
+        self.placement = placement
+        self.tiers: TierPolicy | None = None
+        if any(slot.target.min_free_memory for slot in self._slots):
+            if placement is None:
+                raise ConfigurationError(f"routing chain {name!r} has tiers (min_free_memory) but no placement",
+                                         hint="build the router with placement=... (from_config does this)")
+            self.tiers = TierPolicy(name, [Tier(s.target.name, s.target.model, s.target.min_free_memory)
+                                           for s in self._slots], placement.source,
+                                    held_bytes=placement.held_bytes, pending_bytes=placement.pending_bytes,
+                                    hysteresis=tier_hysteresis, recover_after=tier_recover_after,
+                                    decisions=placement.decisions)
 
     # -- construction from config --------------------------------------------------------------------
 
     @classmethod
     def from_config(cls, chain: str, config: MindgateConfig) -> Router:
         """The chain named ``chain`` under ``routing.chains``; ``auto`` (when not defined there) is the
-        embedded default chain of :mod:`mindgate.providers.auto`."""
+        embedded default chain of :mod:`mindgate.routing.auto`."""
         from mindgate.routing.chains import router_from_config
 
         return router_from_config(chain, config)
@@ -195,7 +227,7 @@ class Router(ChatModel):
         self._ensure_health_checks()
         outcomes: list[_Outcome] = []
         max_tokens = self._max_tokens(options)
-        for slot in self._slots:
+        for slot in self._walk(outcomes):
             if not await self._admit(slot, messages, max_tokens, outcomes):
                 continue
             attempt = 0
@@ -232,7 +264,7 @@ class Router(ChatModel):
         self._ensure_health_checks()
         outcomes: list[_Outcome] = []
         max_tokens = self._max_tokens(options)
-        for slot in self._slots:
+        for slot in self._walk(outcomes):
             if not await self._admit(slot, messages, max_tokens, outcomes):
                 continue
             attempt = 0
@@ -284,6 +316,8 @@ class Router(ChatModel):
         return None
 
     async def aclose(self) -> None:
+        if self.tiers is not None:
+            self.tiers.close()
         if self._health_task is not None:
             self._health_task.cancel()
             self._health_task = None
@@ -363,6 +397,23 @@ class Router(ChatModel):
 
     # -- the walk ------------------------------------------------------------------------------------
 
+    def _walk(self, outcomes: list[_Outcome]) -> list[_Slot]:
+        """The slots to try, in order: from the current tier on (larger tiers are noted as skipped)."""
+        start = self.tiers.current if self.tiers is not None else 0
+        if not start:
+            return self._slots
+        assert self.tiers is not None
+        for slot in self._slots[:start]:
+            outcomes.append(_Outcome(slot, "tier", f"memory pressure: {self.tiers.reason}"))
+            self._note_skip(slot, f"memory pressure: {self.tiers.reason}")
+        return self._slots[start:]
+
+    @staticmethod
+    def _note_skip(slot: _Slot, reason: str) -> None:
+        trace = current_trace()
+        if trace is not None:
+            trace.skipped.append((slot.target.name, reason))
+
     def _max_tokens(self, options: dict[str, Any]) -> int:
         """The output the context must leave room for: ``max_tokens`` (else the first target's default, else
         one token: a request that leaves no room at all is what cannot work)."""
@@ -382,10 +433,24 @@ class Router(ChatModel):
                 outcomes.append(_Outcome(slot, "context", f"needs {counted.tokens} prompt ({how}) + {max_tokens} "
                                                           f"output tokens, context is {window}",
                                          needed=counted.tokens + max_tokens))
+                self._note_skip(slot, "context too small")
                 return False
         if not slot.breaker.allow():
             outcomes.append(_Outcome(slot, "open", slot.describe()))
+            self._note_skip(slot, "circuit open")
             return False
+        action = ""
+        if self.placement is not None:
+            verdict = await self.placement.admit(slot.target.model, target=slot.target.name, chain=self.model)
+            if not verdict.ok:
+                slot.breaker.release()
+                outcomes.append(_Outcome(slot, "memory", verdict.reason))
+                self._note_skip(slot, verdict.reason)
+                return False
+            action = "" if verdict.action == "unknown" else verdict.describe()
+        trace = current_trace()
+        if trace is not None:
+            trace.served, trace.action = slot.target.name, action
         return True
 
     async def _retry_after_failure(self, slot: _Slot, exc: Exception, attempt: int,
@@ -402,6 +467,7 @@ class Router(ChatModel):
                 await asyncio.sleep(delay)
                 return True
         outcomes.append(_Outcome(slot, "failed", f"{type(exc).__name__}: {exc}", exc=exc))
+        self._note_skip(slot, f"failed with {type(exc).__name__}")
         return False
 
     async def _next(self, slot: _Slot, stream: AsyncIterator[ChatChunk], *, first: bool) -> ChatChunk:
@@ -445,7 +511,7 @@ class Router(ChatModel):
                 else f"no target of chain {self.model!r} could answer")
         parts = []
         for o in outcomes:
-            if o.reason == "open":
+            if o.reason in ("open", "memory", "tier"):
                 parts.append(f"{o.slot.target.name}: {o.detail}")
             elif o.reason == "context":
                 parts.append(f"{o.slot.target.name}: skipped, {o.detail}")
@@ -453,6 +519,9 @@ class Router(ChatModel):
                 parts.append(f"{o.slot.target.name}: failed with {o.detail}; breaker {o.slot.describe()}")
         hint = (f"the next target is retried in {retry_after:.1f}s; start the servers or add a target"
                 if retry_after is not None else "check the targets' servers, or add a target to the chain")
+        if any(o.reason in ("memory", "tier") for o in outcomes):
+            hint = ("free memory (`mindgate models ps`, `mindgate models unload ID`) or add a smaller target; "
+                    + hint)
         error = RoutingError(f"{head}: " + " | ".join(parts), retry_after=retry_after, hint=hint)
         error.__cause__ = next((o.exc for o in reversed(outcomes) if o.exc is not None), None)
         return error

@@ -372,7 +372,7 @@
       $("models-empty").hidden = false;
     }
     loadModels(false).catch(fail);
-    poll("models", tickModels, () => (state.jobs.size ? POLL.job : POLL.models));
+    poll("models", tickModels, () => (state.jobs.size || state.downloading ? POLL.job : POLL.models));
   }
   async function tickModels() {
     for (const id of [...state.jobs.keys()]) {
@@ -390,6 +390,69 @@
     renderGauges(data.resources);
     renderEndpoints(data.endpoints);
     renderModels(data.models, data.can_manage);
+    renderDownloadTargets(data.endpoints);
+    renderDownloads(data.downloads || []);
+    renderSwitching(await api("GET", "/ui/api/resources"));
+  }
+  function renderSwitching(data) {
+    const parts = [h("h2", null, "Loaded in the gateway")];
+    parts.push(data.loaded.length ? h("table", { class: "table cards", id: "loaded-table" },
+      h("thead", null, h("tr", null, ["Instance", "Memory (est.)", "Idle", "State"]
+        .map((t, i) => h("th", { class: i === 1 || i === 2 ? "num" : null }, t)))),
+      h("tbody", null, data.loaded.map((m) => h("tr", { "data-instance": m.instance },
+        cell("Instance", m.instance, "lead"), cell("Memory (est.)", fmtBytes(m.held_bytes), "num"),
+        cell("Idle", `${Math.round(m.idle_s)} s`, "num"),
+        cell("State", m.in_use ? badge("in use", "ok") : m.pinned ? badge("pinned", "info") : badge("idle"))))))
+      : h("p", { class: "muted" }, "No in-process model is loaded."));
+    for (const t of data.tiers) {
+      parts.push(h("p", { class: "tier", "data-chain": t.chain }, h("strong", null, `${t.chain}: `),
+        `serving from ${t.current} · ${t.reason}`));
+    }
+    parts.push(h("h2", null, "Recent switching decisions"));
+    parts.push(data.decisions.length ? h("table", { class: "table cards", id: "decisions-table" },
+      h("thead", null, h("tr", null, ["Time", "Chain", "Action", "Target", "Why"].map((t) => h("th", null, t)))),
+      h("tbody", null, data.decisions.map((d) => h("tr", { "data-action": d.action },
+        cell("Time", `${fmtClock(new Date(d.at * 1000))}:${pad(new Date(d.at * 1000).getSeconds())}`),
+        cell("Chain", d.chain), cell("Action", badge(d.action, d.action === "skip" || d.action === "tier-down" ? "warn" : "")),
+        cell("Target", d.target, "lead"), cell("Why", d.reason, "text")))))
+      : h("p", { class: "muted" }, data.fit_routing ? "No model was loaded, unloaded or skipped for memory yet."
+        : "Routing by fit is off (resources.fit_routing)."));
+    $("switching").replaceChildren(...parts);
+  }
+  function progressBar(fraction) {
+    const pct = Math.round((fraction || 0) * 100);
+    const bar = h("span");
+    bar.style.width = `${pct}%`;
+    return h("div", { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0,
+      "aria-valuemax": 100 }, bar);
+  }
+  function renderDownloadTargets(endpoints) {
+    const select = $("download-endpoint");
+    const targets = [...endpoints.filter((e) => e.provider === "lmstudio"),
+      ...endpoints.filter((e) => e.provider === "ollama")];
+    const chosen = select.value;
+    select.replaceChildren(...targets.map((e) => h("option", { value: e.endpoint }, `${e.endpoint} (${e.provider})`)));
+    if (targets.some((e) => e.endpoint === chosen)) select.value = chosen;
+    $("download-form").hidden = !targets.length;
+  }
+  function renderDownloads(downloads) {
+    state.downloading = downloads.some((d) => !d.done || d.status === "starting");
+    $("downloads").replaceChildren(...downloads.map((d) => h("div", { class: "download", "data-download": d.model },
+      h("strong", null, d.model), h("span", { class: "muted" }, d.endpoint),
+      progressBar(d.fraction),
+      h("span", null, d.error ? `failed: ${d.error}` : d.total_bytes
+        ? `${d.status} ${fmtBytes(d.downloaded_bytes || 0)} / ${fmtBytes(d.total_bytes)}` : d.status))));
+  }
+  async function startDownload(event) {
+    event.preventDefault();
+    const model = $("download-model").value.trim();
+    if (!model) return;
+    await api("POST", "/ui/api/models/download", { model, endpoint: $("download-endpoint").value || null });
+    $("download-model").value = "";
+    toast(`Downloading ${model}…`);
+    state.downloading = true;
+    await loadModels(false);
+    poll("models", tickModels, () => (state.jobs.size || state.downloading ? POLL.job : POLL.models));
   }
   function gauge(title, free, total, detail) {
     const used = total ? 1 - free / total : 0;
@@ -410,7 +473,7 @@
       cards.push(h("div", { class: "card gauge" }, h("div", { class: "label" }, h("span", null, "VRAM")),
         h("div", { class: "value muted" }, "no GPU"),
         h("div", { class: "muted" }, res.unified_memory ? "Apple Silicon: models use the RAM above"
-          : "no NVIDIA GPU seen (NVML); models run from RAM")));
+          : res.gpu_status)));
     }
     $("gauges").replaceChildren(...cards);
     // widths are set through the CSSOM (allowed by the CSP), not inline style attributes
@@ -447,7 +510,8 @@
       const pct = Math.round((job.fraction || 0) * 100);
       const bar = h("span");
       bar.style.width = `${pct}%`;
-      return h("div", { class: "job-box" }, h("div", { class: "job" }, `${job.stage} ${pct}%`),
+      const how = job.estimated ? " (estimated)" : "";
+      return h("div", { class: "job-box" }, h("div", { class: "job" }, `${job.stage} ${pct}%${how}`),
         h("div", { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0,
           "aria-valuemax": 100 }, bar));
     }
@@ -674,6 +738,7 @@
     $("delete").addEventListener("click", () => deleteMemory().catch(fail));
     $("dlg-close").addEventListener("click", () => $("mem-dialog").close());
     $("models-refresh").addEventListener("click", () => loadModels(true).catch(fail));
+    $("download-form").addEventListener("submit", (event) => startDownload(event).catch(fail));
     window.addEventListener("hashchange", route);
     boot();
   });
