@@ -275,6 +275,8 @@ async def probe_ratelimit(base: str) -> dict[str, Any]:
     calls = [("GET", "/v1/models", None), ("GET", "/ui/api/models?refresh=true", None), ("GET", "/metrics", None),
              ("POST", "/v1/chat/completions", {"model": 1})]
     statuses = []
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers=_auth(ADMIN)) as admin:
+        await admin.get("/ui/api/models")  # the dashboard's first use builds its model manager (seconds)
     async with httpx.AsyncClient(base_url=base, timeout=30, headers=_auth(LIMITED)) as http:
         for i in range(8):
             method, path, body = calls[i % len(calls)]
