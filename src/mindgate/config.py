@@ -49,7 +49,7 @@ BASE_URL_KEYS: dict[str, tuple[str, ...]] = {
     "gemini": ("base_url",),
     "vertexai": ("base_url",),
     "local": (),
-    "auto": (),
+    "auto": ("lmstudio_base_url", "ollama_base_url"),
 }
 _ALL_BASE_URL_KEYS = ("lmstudio_base_url", "ollama_base_url", "openai_base_url", "huggingface_base_url",
                       "base_url")
@@ -105,6 +105,8 @@ class ProviderConfig(_Strict):
     batch_size: int = Field(default=64, gt=0, description="embedding batch size")
     ttl: int | None = Field(default=None, gt=0, description="seconds an idle model stays loaded (LM Studio's JIT "
                             "ttl, Ollama's keep_alive, the local engine's idle TTL)")
+    endpoints: list[str] = Field(default_factory=list, description="auto only: endpoint names (under providers:) "
+                                                                    "or server URLs tried first, in order")
 
     def base_url_for(self, provider: str) -> str | None:
         for key in BASE_URL_KEYS.get(provider, ()):
@@ -125,6 +127,9 @@ class _ProviderSection(_Strict):
             if getattr(self.config, key) and key not in allowed:
                 choices = ", ".join(allowed) if allowed else "none (this provider takes no base URL)"
                 raise ValueError(f"`{key}` is not used by provider {provider!r}; use one of: {choices}")
+        if self.config.endpoints and provider != "auto":
+            raise ValueError(f"`endpoints` belongs to the `auto` provider, not {provider!r}; "
+                             "list fallbacks in a routing chain instead")
         return self
 
 

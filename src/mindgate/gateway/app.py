@@ -29,7 +29,7 @@ from mindgate.gateway.mcp_http import McpEndpoint
 from mindgate.gateway.observability import Metrics, Observability
 from mindgate.gateway.responses import install_error_handlers
 from mindgate.gateway.state import Gateway
-from mindgate.mcp.client import ToolServers
+from mindgate.mcp.client import ToolServers, list_all
 from mindgate.mcp.toolloop import ToolLoopCall
 from mindgate.mcp.tools import MemoryTools
 from mindgate.memory.memory import AsyncMemory
@@ -74,13 +74,21 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
 
 
 async def _warm_up(gateway: Gateway) -> None:
-    """Load the embedder, open the store and list the model catalog before the first request (errors are
-    logged and show in /readyz)."""
+    """Load the embedder, open the store, list the model catalog and start the MCP tool servers before the
+    first request (errors are logged and show in /readyz; a tool server that fails is tried again on use)."""
+    caller = gateway.pipeline.caller
+    servers = caller.servers if isinstance(caller, ToolLoopCall) else None
+    starting = asyncio.get_running_loop().create_task(list_all(servers, sorted(servers.configs))) \
+        if servers is not None else None
     gateway.targets.refresh_catalog(force=True)
     try:
         await gateway.memory.count(user_id=routes_health.PROBE_USER)
     except Exception as exc:
         log.error("memory is not usable: %s", exc)
+    if starting is not None:
+        _, failures = await starting
+        for name, reason in failures.items():
+            log.error("MCP tool server %r is not usable yet: %s", name, reason)
 
 
 def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTargets | None = None,

@@ -23,6 +23,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.datastructures import Headers
 
 from mindgate.errors import InvalidRequestError, MindgateError, PermissionDeniedError
+from mindgate.gateway.guard import principal_of
 from mindgate.gateway.observability import annotate
 from mindgate.gateway.responses import mindgate_error_response
 from mindgate.gateway.scoping import requested_scope
@@ -91,8 +92,7 @@ class McpEndpoint:
         gateway = self.gateway
         headers = Headers(scope=scope)
         check_origin(headers, gateway.config.gateway.cors_origins)
-        principal = gateway.keys.authenticate(headers.get("authorization"))
-        gateway.admit(principal)
+        principal = principal_of(scope)  # authenticated and counted by the guard before any body byte
         memory = resolve_scope(requested_scope(headers, None, None), principal, enabled=True)
         annotate(scope, key=principal.name if principal else None, user=memory.user_id if memory else None)
         if memory is None:

@@ -98,9 +98,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     _check_unicode("the request", [messages, options])
     headers: dict[str, str] = {}
     remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
-    stage_options = tool_stage_options(gateway.config, principal, body.mindgate, request.headers, body.model, scope)
+    stage_options = tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope)
+    # with gateway-run tools, each model call of the loop is charged on behalf of the key as it happens
+    charged_per_call = "tools" in stage_options and principal is not None
     chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
-                       on_usage=_charger(gateway, principal), remember=remember, memory_llm=memory_llm)
+                       on_usage=None if charged_per_call else _charger(gateway, principal), remember=remember,
+                       memory_llm=memory_llm)
     prepared = await pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
              user=scope.user_id if scope else None, memories=len(prepared.memories))

@@ -268,11 +268,14 @@ class ToolRequest:
     """What one request opted into (the route builds it; ``request.stage_options["tools"]``).
 
     ``servers``: configured server names, already checked against the API key; ``key_tools``: the key's
-    ``server.tool`` allowlist (None: all); ``memory_scope``: offer ``search_memory`` over this scope."""
+    ``server.tool`` allowlist (None: all); ``memory_scope``: offer ``search_memory`` over this scope;
+    ``on_behalf``: wraps the routed model so every call of the loop is checked and charged for the API key
+    (the gateway's :func:`~mindgate.gateway.on_behalf.on_behalf`)."""
 
     servers: tuple[str, ...] = ()
     key_tools: tuple[str, ...] | None = None
     memory_scope: ScopeArgs | None = None
+    on_behalf: Callable[[ChatModel], ChatModel] | None = None
 
 
 class ToolLoopCall:
@@ -285,18 +288,20 @@ class ToolLoopCall:
         self.memory = memory
         self.settings = settings
 
-    async def _toolbox(self, request: ChatRequest, options: dict[str, Any]) -> Toolbox | None:
+    async def _toolbox(self, model: ChatModel, request: ChatRequest,
+                       options: dict[str, Any]) -> tuple[ChatModel, Toolbox | None]:
         spec = request.stage_options.get("tools")
         if not isinstance(spec, ToolRequest):
-            return None
+            return model, None
         client = [t.get("function", {}).get("name", "") for t in options.get("tools") or [] if isinstance(t, dict)]
-        return await build_toolbox(self.servers, spec.servers, key_tools=spec.key_tools,
-                                   memory=self.memory if spec.memory_scope else None,
-                                   memory_scope=spec.memory_scope, client_tools=client)
+        box = await build_toolbox(self.servers, spec.servers, key_tools=spec.key_tools,
+                                  memory=self.memory if spec.memory_scope else None,
+                                  memory_scope=spec.memory_scope, client_tools=client)
+        return (spec.on_behalf(model) if spec.on_behalf is not None else model), box
 
     async def complete(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
                        request: ChatRequest) -> ChatResponse:
-        box = await self._toolbox(request, options)
+        model, box = await self._toolbox(model, request, options)
         if box is None:
             return await model.acomplete(messages, **options)
         return await complete_with_tools(lambda m, o: model.acomplete(m, **o), messages, options, box,
@@ -304,7 +309,7 @@ class ToolLoopCall:
 
     async def stream(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
                      request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        box = await self._toolbox(request, options)
+        model, box = await self._toolbox(model, request, options)
         chunks = model.astream(messages, **options) if box is None else stream_with_tools(
             lambda m, o: model.astream(m, **o), messages, options, box, self.settings)
         async for chunk in chunks:

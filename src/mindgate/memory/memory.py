@@ -44,7 +44,7 @@ from mindgate.memory.stores.base import (
     content_hash,
     utcnow,
 )
-from mindgate.providers import chat_model_from_section, create_embedder
+from mindgate.providers import create_embedder
 from mindgate.providers.base import ChatModel, Embedder, EmbedderIdentity
 from mindgate.providers.structured import complete_json
 
@@ -81,7 +81,7 @@ class AsyncMemory:
         cfg = config if isinstance(config, MindgateConfig) else MindgateConfig.from_dict(config or {})
         embedder = create_embedder(cfg.embedder.provider, cfg.embedder.config)
         store = create_store(cfg.vector_store)
-        return cls(embedder=embedder, store=store, llm=lambda: chat_model_from_section(cfg.llm), settings=cfg.memory,
+        return cls(embedder=embedder, store=store, llm=lambda: _chat_model(cfg), settings=cfg.memory,
                    expected_dims=cfg.vector_store.config.embedding_model_dims)
 
     @property
@@ -410,3 +410,10 @@ class Memory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _chat_model(config: MindgateConfig) -> ChatModel:
+    """The ``llm`` section's model (the ``auto`` chain when it says ``auto``), built at first use."""
+    from mindgate.routing.chains import chat_model_for
+
+    return chat_model_for(config.llm, config)

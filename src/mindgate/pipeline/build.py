@@ -9,8 +9,8 @@ from mindgate.memory.stores import create_store
 from mindgate.pipeline.core import CounterSink, Pipeline
 from mindgate.pipeline.remember import MemoryWriter
 from mindgate.pipeline.stages import ModelCall
-from mindgate.providers import chat_model_from_section
 from mindgate.providers.base import ChatModel, Embedder
+from mindgate.routing.chains import chat_model_for
 from mindgate.routing.targets import ChatTargets
 
 
@@ -34,7 +34,7 @@ def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets)
     default = targets.default
 
     def llm() -> ChatModel:
-        return default if shares_llm else chat_model_from_section(config.llm)
+        return default if shares_llm else chat_model_for(config.llm, config)
 
     return AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm, settings=config.memory,
                        expected_dims=config.vector_store.config.embedding_model_dims)

@@ -202,7 +202,7 @@ class Router(ChatModel):
     @classmethod
     def from_config(cls, chain: str, config: MindgateConfig) -> Router:
         """The chain named ``chain`` under ``routing.chains``; ``auto`` (when not defined there) is the
-        embedded default chain of :mod:`mindgate.providers.auto`."""
+        embedded default chain of :mod:`mindgate.routing.auto`."""
         from mindgate.routing.chains import router_from_config
 
         return router_from_config(chain, config)

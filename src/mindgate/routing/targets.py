@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from mindgate.config import MindgateConfig, TargetConfig
 from mindgate.models.catalog import ModelCatalog, ModelInfo, ModelType
-from mindgate.providers import chat_model_from_section
 from mindgate.providers.base import ChatModel, Embedder, Message
-from mindgate.routing.chains import resolve_route_target, target_model
+from mindgate.routing.chains import chat_model_for, resolve_route_target, target_model
 from mindgate.routing.placement import shared_placement
 from mindgate.routing.router import Router
 
@@ -174,7 +173,7 @@ def build_targets(config: MindgateConfig, embedder: Embedder | None = None) -> C
     model it names). Every chain under ``routing.chains`` is served by its name."""
     default_name = config.routing.default
     if default_name == "auto" and "auto" not in config.routing.chains and config.llm.provider != "auto":
-        default: ChatModel = Router([chat_model_from_section(config.llm)], name="auto",
+        default: ChatModel = Router([chat_model_for(config.llm, config)], name="auto",
                                     placement=shared_placement(config.resources))
     else:
         default = Router.from_config(default_name, config)
@@ -184,5 +183,7 @@ def build_targets(config: MindgateConfig, embedder: Embedder | None = None) -> C
         from mindgate.routing.semantic import SemanticRouter
 
         semantic = SemanticRouter.from_config(config, embedder)
-    return ChatTargets(default, named, default_name=default_name, config=config,
-                       catalog=ModelCatalog.from_config(config), semantic=semantic)
+    catalog = ModelCatalog.from_config(config)
+    shared_placement(config.resources).attach(catalog)
+    return ChatTargets(default, named, default_name=default_name, config=config, catalog=catalog,
+                       semantic=semantic)

@@ -349,7 +349,7 @@
       $("models-empty").hidden = false;
     }
     loadModels(false).catch(fail);
-    poll("models", tickModels, () => (state.jobs.size ? POLL.job : POLL.models));
+    poll("models", tickModels, () => (state.jobs.size || state.downloading ? POLL.job : POLL.models));
   }
   async function tickModels() {
     for (const id of [...state.jobs.keys()]) {
@@ -367,6 +367,8 @@
     renderGauges(data.resources);
     renderEndpoints(data.endpoints);
     renderModels(data.models, data.can_manage);
+    renderDownloadTargets(data.endpoints);
+    renderDownloads(data.downloads || []);
     renderSwitching(await api("GET", "/ui/api/resources"));
   }
   function renderSwitching(data) {
@@ -393,6 +395,41 @@
       : h("p", { class: "muted" }, data.fit_routing ? "No model was loaded, unloaded or skipped for memory yet."
         : "Routing by fit is off (resources.fit_routing)."));
     $("switching").replaceChildren(...parts);
+  }
+  function progressBar(fraction) {
+    const pct = Math.round((fraction || 0) * 100);
+    const bar = h("span");
+    bar.style.width = `${pct}%`;
+    return h("div", { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0,
+      "aria-valuemax": 100 }, bar);
+  }
+  function renderDownloadTargets(endpoints) {
+    const select = $("download-endpoint");
+    const targets = [...endpoints.filter((e) => e.provider === "lmstudio"),
+      ...endpoints.filter((e) => e.provider === "ollama")];
+    const chosen = select.value;
+    select.replaceChildren(...targets.map((e) => h("option", { value: e.endpoint }, `${e.endpoint} (${e.provider})`)));
+    if (targets.some((e) => e.endpoint === chosen)) select.value = chosen;
+    $("download-form").hidden = !targets.length;
+  }
+  function renderDownloads(downloads) {
+    state.downloading = downloads.some((d) => !d.done || d.status === "starting");
+    $("downloads").replaceChildren(...downloads.map((d) => h("div", { class: "download", "data-download": d.model },
+      h("strong", null, d.model), h("span", { class: "muted" }, d.endpoint),
+      progressBar(d.fraction),
+      h("span", null, d.error ? `failed: ${d.error}` : d.total_bytes
+        ? `${d.status} ${fmtBytes(d.downloaded_bytes || 0)} / ${fmtBytes(d.total_bytes)}` : d.status))));
+  }
+  async function startDownload(event) {
+    event.preventDefault();
+    const model = $("download-model").value.trim();
+    if (!model) return;
+    await api("POST", "/ui/api/models/download", { model, endpoint: $("download-endpoint").value || null });
+    $("download-model").value = "";
+    toast(`Downloading ${model}…`);
+    state.downloading = true;
+    await loadModels(false);
+    poll("models", tickModels, () => (state.jobs.size || state.downloading ? POLL.job : POLL.models));
   }
   function gauge(title, free, total, detail) {
     const used = total ? 1 - free / total : 0;
@@ -450,7 +487,8 @@
       const pct = Math.round((job.fraction || 0) * 100);
       const bar = h("span");
       bar.style.width = `${pct}%`;
-      return h("div", { class: "job-box" }, h("div", { class: "job" }, `${job.stage} ${pct}%`),
+      const how = job.estimated ? " (estimated)" : "";
+      return h("div", { class: "job-box" }, h("div", { class: "job" }, `${job.stage} ${pct}%${how}`),
         h("div", { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0,
           "aria-valuemax": 100 }, bar));
     }
@@ -677,6 +715,7 @@
     $("delete").addEventListener("click", () => deleteMemory().catch(fail));
     $("dlg-close").addEventListener("click", () => $("mem-dialog").close());
     $("models-refresh").addEventListener("click", () => loadModels(true).catch(fail));
+    $("download-form").addEventListener("submit", (event) => startDownload(event).catch(fail));
     window.addEventListener("hashchange", route);
     boot();
   });
