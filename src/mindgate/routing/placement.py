@@ -23,6 +23,7 @@ catalog's background listing (size, shape, loaded or not; a load decided here co
 next listing says otherwise). Server models are checked and loaded (the server loads on first use) but never
 unloaded to make room: mindgate cannot see whether another client is using them; their own TTL (LM Studio's
 ``ttl``, Ollama's ``keep_alive``) unloads them. In-process models may be unloaded to make room for them.
+The ``auto`` chain's servers are checked from the second request on (the first one finds their model).
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ class Placement:
         """The need of an LM Studio or Ollama model on a loopback server, from the catalog's last listing;
         None when there is no catalog, the server is elsewhere, or the listing does not give the size."""
         catalog = self.catalog
+        model = getattr(model, "resolved_model", None) or model  # the auto chain's servers, once found
         provider = getattr(model, "provider", None)
         base = getattr(getattr(model, "client", None), "base_url", None)
         if catalog is None or provider not in ("lmstudio", "ollama") or not isinstance(base, str):
