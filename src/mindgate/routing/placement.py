@@ -193,6 +193,13 @@ class Placement:
         loaded = info.loaded or (assumed is not None and (listed is None or listed < assumed))
         return Footprint(key, key, fit.estimate(shape, context), loaded, key, gpu=True)
 
+    @staticmethod
+    def uses_gpu(model: Any) -> bool:
+        """Whether ``model`` may use free VRAM: LM Studio and Ollama offload to the GPU; the in-process
+        engine here runs on the CPU."""
+        model = getattr(model, "resolved_model", None) or model
+        return getattr(model, "provider", None) in ("lmstudio", "ollama")
+
     def held_bytes(self, model: Any) -> int:
         """Memory ``model`` holds now (its estimate when loaded, else 0): free to itself, never counted twice."""
         footprint = self.footprint(model) or self.server_footprint(model)
