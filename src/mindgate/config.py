@@ -36,6 +36,8 @@ EmbedderProviderName = Literal[
 ]
 StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
+# Convex fusion's vector weight, from `bench/retrieval.py --calibrate` (see docs/memory.md).
+FUSION_ALPHA = 0.5
 
 # Which ``*_base_url`` key belongs to which provider (mem0 names them per provider).
 BASE_URL_KEYS: dict[str, tuple[str, ...]] = {
@@ -312,7 +314,11 @@ class MemorySettings(_Strict):
     similar_memories: int = Field(default=5, ge=0, le=50, description="existing memories shown to the LLM")
     search_limit: int = Field(default=10, gt=0)
     candidates: int = Field(default=50, gt=0, description="per-retriever candidates before fusion")
+    fusion: Literal["convex", "rrf"] = Field(default="rrf", description="how vector and text ranks are fused")
+    fusion_alpha: float = Field(default=FUSION_ALPHA, ge=0, le=1, description="convex fusion: weight of the "
+                                "vector score (calibrated on held-out LongMemEval questions)")
     rrf_k: int = Field(default=60, gt=0)
+    query_cache: int = Field(default=1024, ge=0, description="query embeddings kept for repeated searches")
     recency: bool = Field(default=False, description="rank newer memories higher among relevant ones")
     inject_limit: int = Field(default=5, ge=0)
     inject_token_budget: int = Field(default=512, ge=0)

@@ -220,12 +220,14 @@ async def stream_with_tools(stream: Stream, messages: list[Message], options: di
             if chunk.content:
                 step.text.append(chunk.content)
             if chunk.finish_reason is not None:
-                held_finish = raw
-                continue
+                held_finish = raw  # sent once the step is known to be the last; its text and calls go now
+                if not chunk.content and not forward:
+                    continue
+                forward = forward or []
             if forward is not None:
                 if not forward and not chunk.content:
                     continue
-                choice = dict(raw["choices"][0])
+                choice = {**raw["choices"][0], "finish_reason": None}
                 choice["delta"] = {**choice.get("delta", {}), "tool_calls": forward} if forward else \
                     {k: v for k, v in choice.get("delta", {}).items() if k != "tool_calls"}
                 yield ChatChunk(content=chunk.content, tool_calls=forward, raw=_event(raw, first_id, choice))
