@@ -54,7 +54,8 @@ def _codex_home(root: Path, base_v1: str, model: str, *, trimmed: bool) -> Path:
     if trimmed:
         (home / "instructions.md").write_text("You are a terse assistant. Answer in one short sentence.\n")
         lines += [f'model_instructions_file = "{home / "instructions.md"}"', 'web_search = "disabled"',
-                  "[agents]", "enabled = false",
+                  "[agents]", "enabled = false", "[skills]", "include_instructions = false",
+                  "[skills.bundled]", "enabled = false",
                   "[features]", "goals = false", "apps = false", "view_image = false",
                   "image_generation = false", "shell_tool = false", "unified_exec = false"]
     lines += ["[analytics]", "enabled = false", "[feedback]", "enabled = false",
