@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
-import random
 import socket
 import subprocess
 import sys
@@ -67,15 +67,33 @@ def _config(db: str, max_connections: int) -> dict[str, Any]:
 # -- children --------------------------------------------------------------------------------------------
 
 
-def vocabulary(size: int = 3000, seed: int = 7) -> list[str]:
-    rng = random.Random(seed)
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    return sorted({"".join(rng.choice(letters) for _ in range(rng.randint(4, 9))) for _ in range(size)})
+LONGMEMEVAL = "data/longmemeval/longmemeval_oracle.json.gz"
+
+
+def texts(count: int) -> list[str]:
+    """``count`` memory-sized texts (about 20 words) cut from LongMemEval's conversations (shared data:
+    real English, so word frequencies and the embedder's token counts are those of real memories)."""
+    for root in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")):
+        if (root / LONGMEMEVAL).is_file():
+            path = root / LONGMEMEVAL
+            break
+    else:
+        raise SystemExit(f"shared data file {LONGMEMEVAL} not found beside the checkout or in /work/shared")
+    out: list[str] = []
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for question in json.load(handle):
+            for session in question["haystack_sessions"]:
+                for turn in session:
+                    words = str(turn["content"]).split()
+                    out.extend(" ".join(words[i:i + 20]) for i in range(0, len(words) - 10, 20))
+                    if len(out) >= count + 200:
+                        return out
+    return out
 
 
 def fill_child(db: str, count: int, embedder_kind: str) -> None:
-    """``count`` memories of one user, with Zipf-distributed words (so some words are in most memories,
-    as in real text) and unit vectors of the embedder's shape (vector search cost, not their meaning)."""
+    """``count`` memories of one user, real text (:func:`texts`) with unit vectors of the embedder's shape
+    (what vector search costs, not what the vectors mean)."""
     import numpy as np
 
     from mindgate._sync import run_sync
@@ -86,14 +104,12 @@ def fill_child(db: str, count: int, embedder_kind: str) -> None:
     identity = run_sync(embedder.aidentity())
     store = SQLiteStore(db)
     store.open(identity)
-    words = vocabulary()
-    weights = [1.0 / (rank + 1) for rank in range(len(words))]
-    rng = random.Random(11)
+    corpus = texts(count)
     vectors = np.random.default_rng(11).standard_normal((count, identity.dims)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     changes = []
     for i in range(count):
-        text = " ".join(rng.choices(words, weights, k=rng.randint(8, 20)))
+        text = corpus[i % len(corpus)]
         record = MemoryRecord(id=f"adv-{i:07d}", memory=text, hash=content_hash(text), scope=Scope(user_id=USER),
                               metadata={"i": i})
         changes.append(AddChange(record, vectors[i], actor="bench"))
@@ -275,6 +291,8 @@ async def probe_ratelimit(base: str) -> dict[str, Any]:
     calls = [("GET", "/v1/models", None), ("GET", "/ui/api/models?refresh=true", None), ("GET", "/metrics", None),
              ("POST", "/v1/chat/completions", {"model": 1})]
     statuses = []
+    async with httpx.AsyncClient(base_url=base, timeout=60, headers=_auth(ADMIN)) as admin:
+        await admin.get("/ui/api/models")  # the dashboard's first use builds its model manager (seconds)
     async with httpx.AsyncClient(base_url=base, timeout=30, headers=_auth(LIMITED)) as http:
         for i in range(8):
             method, path, body = calls[i % len(calls)]
@@ -289,12 +307,10 @@ async def probe_docs(base: str) -> dict[str, Any]:
         return {path: (await anon.get(path)).status_code for path in ("/docs", "/redoc", "/openapi.json")}
 
 
-async def probe_search(base: str, seconds: float) -> dict[str, Any]:
+async def probe_search(base: str, seconds: float, memories: int) -> dict[str, Any]:
     import httpx
 
-    rng = random.Random(5)
-    words = vocabulary()
-    query = " ".join(rng.choice(words[:400]) for _ in range(64))
+    query = " ".join(" ".join(texts(memories)[memories:]).split()[:64])  # real text, not among the memories
     body = {"query": query, "user_id": USER, "limit": 10}
     async with httpx.AsyncClient(base_url=base, timeout=60, headers=_auth(ADMIN)) as http:
         await http.post("/v1/memories/search", json=body)  # warm-up
@@ -371,7 +387,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["ratelimit"] = asyncio.run(probe_ratelimit(base))
         results["filters"] = asyncio.run(probe_filters(base, str(workdir)))
         results["unauth"] = asyncio.run(probe_unauth(base, args.unauth_mb, args.seconds))
-        results["search"] = asyncio.run(probe_search(base, args.seconds))
+        results["search"] = asyncio.run(probe_search(base, args.seconds, args.memories))
         results["loris"] = probe_loris(port, args.loris)
         results["overload"] = probe_overload(port, args.max_connections)
         results["keepalive"] = asyncio.run(probe_keepalive(base, args.gaps))

@@ -3,7 +3,8 @@ sampling extras sent through ``extra_body`` reach OpenAI-compatible upstreams an
 that reject them (the OpenAI contract fake answers unknown arguments with OpenAI's 400); ``include_usage``
 gives one usage chunk on every target; ``/v1/completions`` is served natively by the llama.cpp server
 (real), the local engine (real, in-process) and Ollama's generate API (contract fake), and is a clear 400
-for a target without raw completion."""
+for a target without raw completion; ``/v1/embeddings`` honours ``model`` with named embedders; without API
+keys only configured or loaded models are routable by name."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import openai
 import pytest
 
 from fakes.cloud import OpenAIFake
+from fakes.lmstudio import LMStudioFake
 from fakes.ollama import OllamaFake
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig, ProviderConfig
 from mindgate.gateway.app import create_app
 from mindgate.memory.memory import AsyncMemory
 from mindgate.providers import create_chat_model
-from mindgate.providers.base import ChatModel
+from mindgate.providers.base import ChatModel, Embedder
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]
@@ -132,3 +134,37 @@ def test_completions_on_ollama_generate_raw(serve_gateway: Serve, memory_factory
     assert "".join(c.choices[0].text for c in streamed if c.choices).strip()
     with pytest.raises(openai.BadRequestError, match="echo"):
         client.completions.create(model="llama3.2", prompt="x", echo=True)
+
+
+def test_embeddings_honour_model_with_named_embedders(serve_gateway: Serve, memory_factory: MakeMemory,
+                                                      minilm: Embedder) -> None:
+    config = MindgateConfig.from_dict({"gateway": {"memory": False},
+                                       "embedders": {"mini": {"provider": "local", "config": {"batch_size": 8}}}})
+    client = serve_gateway(create_app(config, chat=llama_chat("http://127.0.0.1:9/v1"), embedder=minilm,
+                                      memory=memory_factory(None))).openai()
+    named = client.embeddings.create(model="mini", input=["hello"])
+    default = client.embeddings.create(model="default", input=["hello"])
+    assert len(named.data[0].embedding) == len(default.data[0].embedding) == 384
+    with pytest.raises(openai.BadRequestError, match=r"default \(all-MiniLM-L6-v2\), mini"):
+        client.embeddings.create(model="text-embedding-3-small", input=["hello"])
+
+
+def test_only_configured_or_loaded_models_are_routable_by_name(serve_gateway: Serve, memory_factory: MakeMemory,
+                                                               lmstudio_fake: LMStudioFake) -> None:
+    def gateway(**settings: Any) -> openai.OpenAI:
+        config = MindgateConfig.from_dict({
+            "providers": {"studio": {"provider": "lmstudio", "config": {
+                "lmstudio_base_url": f"{lmstudio_fake.base_url}/v1", "model": "qwen2.5-7b-instruct"}}},
+            "gateway": {"memory": False, **settings}})
+        client = serve_gateway(create_app(config, memory=memory_factory(None))).openai()
+        listed = {m.id: m for m in client.models.list()}  # waits for the first catalog listing
+        assert "qwen2-vl-2b-instruct" in listed
+        return client
+
+    hi = [{"role": "user", "content": "Hi"}]
+    strict = gateway()
+    assert strict.chat.completions.create(model="qwen2.5-7b-instruct", messages=hi).choices  # named in config
+    with pytest.raises(openai.PermissionDeniedError, match="allow_any_model"):
+        strict.chat.completions.create(model="qwen2-vl-2b-instruct", messages=hi)  # downloaded, not loaded
+    lenient = gateway(allow_any_model=True)
+    assert lenient.chat.completions.create(model="qwen2-vl-2b-instruct", messages=hi).choices  # JIT-loaded

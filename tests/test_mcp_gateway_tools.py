@@ -209,3 +209,21 @@ def test_each_model_call_of_the_loop_is_charged_once_to_the_key(tool_gateway: Ga
         tool_gateway.openai(api_key=BUDGET).chat.completions.create(
             model="scripted", messages=ASK, extra_body={"mindgate": {"mcp_servers": ["flaky"]}})
     assert len(scripted.chat_bodies()) == 2
+
+
+def test_a_streamable_http_tool_server_another_gateways_memory(tool_gateway: GatewayServer, scripted: ScriptedChat,
+                                                               serve_gateway: Serve,
+                                                               memory_factory: Callable[..., AsyncMemory]) -> None:
+    with tool_gateway.http(LIMITED) as http:  # alice's memory on the first gateway
+        assert http.post("/v1/memories", json={"messages": "Alice drinks green tea", "infer": False}).status_code == 200
+    remote = {"url": f"{tool_gateway.base_url}/mcp", "headers": {"Authorization": f"Bearer {LIMITED}"},
+              "tools": ["search_memory"]}
+    chat = OpenAICompatChatModel(OpenAICompatClient(f"{scripted.base_url}/v1", timeout=30), "scripted")
+    second = serve_gateway(create_app(MindgateConfig.from_dict({"mcp_servers": {"alice": remote}}), chat=chat,
+                                      memory=memory_factory(), warm_up=False))
+    scripted.script = [call(("search_memory", {"query": "drink"})), say("{tool}")]
+    answer = second.openai().chat.completions.create(model="scripted", messages=ASK,
+                                                     extra_headers={"X-Mindgate-Mcp": "alice"})
+    assert [t["function"]["name"] for t in scripted.chat_bodies()[0]["tools"]] == ["search_memory"]
+    found = json.loads(answer.choices[0].message.content or "{}")
+    assert found["results"][0]["memory"] == "Alice drinks green tea"

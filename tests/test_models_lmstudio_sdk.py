@@ -9,7 +9,7 @@ import pytest
 
 from fakes import LMStudioFake
 from mindgate.config import ProviderConfig
-from mindgate.errors import ConfigurationError
+from mindgate.errors import ConfigurationError, ModelNotFoundError
 from mindgate.models import Endpoint, LoadProgress, ModelCatalog, ModelManager
 from mindgate.models.records import LoadOptions
 from mindgate.providers import create_chat_model
@@ -86,6 +86,14 @@ def test_chat_model_counts_tokens_with_the_loaded_model_and_knows_its_context(sd
     assert tokens is not None and tokens >= 7  # the fake's tokenizer counts words of the ChatML-framed prompt
     assert sdk_fake.sdk is not None and sdk_fake.sdk.calls("countTokens")
     assert model.context_length == 16384
+    model.close()
+
+
+def test_counting_never_loads_a_model(sdk_fake: LMStudioFake) -> None:
+    model = create_chat_model("lmstudio", ProviderConfig(model=QWEN, lmstudio_base_url=f"{sdk_fake.base_url}/v1"))
+    with pytest.raises(ModelNotFoundError, match="No loaded model"):  # "not now": asked again next time
+        model.count_tokens(ASK)
+    assert sdk_fake.loaded == []
     model.close()
 
 

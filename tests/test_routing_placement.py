@@ -26,7 +26,8 @@ from mindgate.models.catalog import Endpoint, ModelCatalog
 from mindgate.models.decisions import DecisionLog
 from mindgate.models.local_pool import LocalModelPool
 from mindgate.providers import create_chat_model
-from mindgate.providers.base import Embedder
+from mindgate.providers.base import ChatModel, Embedder
+from mindgate.providers.lazy import LazyChatModel
 from mindgate.providers.local import LlamaCppChatModel
 from mindgate.routing.placement import Placement
 from mindgate.routing.router import Router, Target
@@ -243,3 +244,12 @@ def test_a_loopback_lm_studio_model_is_admitted_by_fit(lmstudio_fake: LMStudioFa
     catalog.list(refresh=True)
     assert routed(router).action == "loaded"
     assert [d.action for d in placement.decisions.recent()] == ["load", "load", "skip"]
+    # the auto chain's servers are found at first use (LazyChatModel): checked once found
+    async def found() -> ChatModel:
+        return studio
+
+    lazy = LazyChatModel("lmstudio", lmstudio_fake.base_url, found)
+    assert placement.server_footprint(lazy) is None
+    asyncio.run(lazy.resolved())
+    footprint = placement.server_footprint(lazy)
+    assert footprint is not None and footprint.key == "studio:qwen2.5-7b-instruct" and footprint.gpu

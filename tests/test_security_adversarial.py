@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
+@pytest.mark.slow
 def test_the_adversarial_probes_find_nothing() -> None:
     proc = subprocess.run([sys.executable, str(BENCH / "adversarial.py"), "--memories", "300", "--gaps", "1",
                            "--loris", "8", "--max-connections", "24", "--unauth-mb", "1", "--seconds", "1",

@@ -312,6 +312,17 @@ def test_delete_scope_soft_deletes_only_what_the_scope_reads(store: MemoryStore)
     assert set(hit_ids(store.text_search(ALICE, "shared", 10))) == {"u", "ur"}
 
 
+def test_scopes_lists_live_ids_of_each_kind_with_counts(store: MemoryStore) -> None:
+    assert store.scopes() == []
+    store.apply([add("a1", ALICE), add("a2", ALICE), add("b1", BOB), add("ar", Scope(user_id="alice", run_id="r1")),
+                 add("agent", Scope(agent_id="planner"))])
+    [gone] = store.apply([add("b2", BOB)])
+    store.apply([DeleteChange(gone.id, BOB)])
+    assert store.scopes() == [("user_id", "alice", 3), ("agent_id", "planner", 1), ("run_id", "r1", 1),
+                              ("user_id", "bob", 1)]
+    assert store.scopes(limit=2) == [("user_id", "alice", 3), ("agent_id", "planner", 1)]
+
+
 def test_reset_drops_everything_including_the_identity(store: MemoryStore) -> None:
     [a] = store.apply([add("I live in Paris"), add("hi", BOB)])[:1]
     store.reset()

@@ -71,9 +71,11 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
                             caller=caller)
     responses = ResponseLog(memory.store, config.gateway.response_retention_days) \
         if config.gateway.store_responses else None
+    embedders = {name: create_embedder(section.provider, section.config) for name, section in config.embedders.items()}
+    owned.extend(embedders.values())
     return Gateway(config=config, targets=targets, embedder=embedder, memory=memory,
                    keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, responses=responses,
-                   owned=owned, memory_model=memory_model_name(config, targets))
+                   embedders=embedders, owned=owned, memory_model=memory_model_name(config, targets))
 
 
 async def _warm_up(gateway: Gateway) -> None:

@@ -173,15 +173,16 @@ def _texts(raw: str | list[str] | list[int] | list[list[int]]) -> list[str]:
 
 @router.post("/v1/embeddings", tags=["openai"])
 async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
-    """OpenAI embeddings with the configured embedder (strings only; ``float`` or ``base64``)."""
+    """OpenAI embeddings with the embedder ``model`` names (see :meth:`Gateway.embedder_for`; strings only;
+    ``float`` or ``base64``)."""
     gateway = gateway_of(request)
     principal = gateway.authenticate(request)
     if principal is not None:
         principal.check_model(body.model)
     texts = _texts(body.input)
     check_unicode("`input`", texts)
+    embedder = gateway.embedder_for(body.model)
     gateway.admit(principal, uses_tokens=True)
-    embedder = gateway.embedder
     vectors = await embedder.aembed_batch(texts)
     dims = int(vectors.shape[1])
     if body.dimensions is not None and body.dimensions != dims:

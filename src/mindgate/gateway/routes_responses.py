@@ -204,7 +204,6 @@ async def retrieve_response(response_id: str, request: Request) -> Response:
     """A stored response (its owner only)."""
     gateway = gateway_of(request)
     principal = gateway.authenticate(request)
-    gateway.admit(principal)
     found = await _log_of(gateway).load(response_id, _owner(request, principal))
     return JSONBytes(found.response)
 
@@ -213,7 +212,6 @@ async def retrieve_response(response_id: str, request: Request) -> Response:
 async def delete_response(response_id: str, request: Request) -> Response:
     gateway = gateway_of(request)
     principal = gateway.authenticate(request)
-    gateway.admit(principal)
     await _log_of(gateway).delete(response_id, _owner(request, principal))
     return JSONBytes({"id": response_id, "object": "response", "deleted": True})
 
@@ -226,7 +224,6 @@ async def list_input_items(response_id: str, request: Request,
     """The input items of a stored response (OpenAI's list shape; ``order`` desc by default)."""
     gateway = gateway_of(request)
     principal = gateway.authenticate(request)
-    gateway.admit(principal)
     found = await _log_of(gateway).load(response_id, _owner(request, principal))
     items = list(found.input_items if order == "asc" else reversed(found.input_items))
     if after is not None:

@@ -258,6 +258,7 @@ class MemorySearchRequest(ScopeFields):
     filters: dict[str, Any] | None = None
     limit: int = Field(default=10, ge=1, le=1000)
     threshold: float | None = Field(default=None, ge=-1, le=1)
+    explain: bool = Field(default=False, description="add each result's score breakdown")
 
 
 class MemoryUpdateRequest(_Body):

@@ -74,7 +74,7 @@ def _error(endpoint: Endpoint, what: str, exc: Exception) -> MindgateError:
     if isinstance(exc, MindgateError):
         return exc
     text = str(exc)
-    if "not found" in text.lower() or "no model" in text.lower():
+    if any(words in text.lower() for words in ("not found", "no model", "no loaded model")):
         return ModelNotFoundError(f"LM Studio at {endpoint.url} ({endpoint.name}): {what}: {text}",
                                   provider="lmstudio", hint="see `mindgate models list` for the models it has")
     if isinstance(exc, OSError | TimeoutError):

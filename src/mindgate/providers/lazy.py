@@ -38,6 +38,11 @@ class LazyChatModel(ChatModel):
     def structured_modes(self) -> tuple[str, ...] | None:
         return getattr(self._resolved, "structured_modes", None)
 
+    @property
+    def resolved_model(self) -> ChatModel | None:
+        """The model found at first use; None before it (no lookup is started)."""
+        return self._resolved
+
     async def resolved(self) -> ChatModel:
         if self._resolved is None:
             self._resolved = await self._resolve()

@@ -163,15 +163,15 @@ class LMStudioChatModel(OpenAICompatChatModel):
             self._context_length = info.loaded_context_length
 
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
-        """Prompt tokens by the loaded model's tokenizer through the SDK (ChatML framing); None without it."""
+        """Prompt tokens by the loaded model's tokenizer through the SDK (ChatML framing), and its loaded
+        context length on the way. None without the SDK (no tokenizer to offer); a MindgateError when the
+        model is not loaded yet (ask again later: counting never loads a model, since a router may count for
+        targets it will not use)."""
         if not await sdk.usable(self.endpoint):
             return None
-        await self._ensure_loaded()
-        try:
-            return await self._tokens.count(self.model, chatml_prompt(messages))
-        except MindgateError as exc:
-            log.info("LM Studio could not count tokens for %s: %s", self.model, exc)
-            return None
+        if self._context_length is None:
+            self._context_length = await self._tokens.context_length(self.model)
+        return await self._tokens.count(self.model, chatml_prompt(messages))
 
     async def aclose(self) -> None:
         await self._tokens.aclose()

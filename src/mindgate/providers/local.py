@@ -28,6 +28,7 @@ from mindgate._assets import (
 from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ContextOverflowError, InvalidRequestError, ProviderError
 from mindgate.models.local_pool import LocalModelPool, default_pool
+from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex, vocabulary
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
 from mindgate.providers.local_requests import check_logit_bias, check_options, prepare_messages
 from mindgate.providers.openai_compat import sampling_defaults
@@ -117,13 +118,30 @@ class LlamaCppChatModel(ChatModel):
 
     def _complete_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> dict[str, Any]:
         with self._llama() as llama:
-            kwargs = self._prepared(llama, messages, kwargs)
+            kwargs = self._fast_constraint(llama, self._prepared(llama, messages, kwargs))
             try:
                 return dict(llama.create_chat_completion(messages=messages, **kwargs))
             except ValueError as exc:
                 raise _local_error(exc, self.n_ctx) from None
             except (TypeError, KeyError, AttributeError, IndexError) as exc:
                 raise _engine_failure(exc, self.endpoint_key) from None
+
+    def _fast_constraint(self, llama: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Greedy JSON-schema answers through :class:`SchemaConstraint` instead of llama.cpp's grammar,
+        which checks the whole vocabulary at every step; other requests are passed on unchanged."""
+        fmt = kwargs.get("response_format")
+        schema = fmt.get("schema") if isinstance(fmt, dict) else None
+        if not isinstance(schema, dict) or kwargs.get("temperature") != 0 or kwargs.get("logits_processor") \
+                or kwargs.get("logit_bias"):
+            return kwargs
+        try:
+            pattern = schema_regex(schema)
+        except Unsupported:
+            return kwargs
+        constraint = SchemaConstraint(pattern, vocabulary(llama, str(self.model_path)), llama.token_eos(),
+                                      frequency_penalty=float(kwargs.get("frequency_penalty") or 0.0))
+        rest = {k: v for k, v in kwargs.items() if k not in ("response_format", "frequency_penalty")}
+        return {**rest, "logits_processor": [constraint]}
 
     async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
         if not messages:

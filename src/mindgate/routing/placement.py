@@ -23,6 +23,7 @@ catalog's background listing (size, shape, loaded or not; a load decided here co
 next listing says otherwise). Server models are checked and loaded (the server loads on first use) but never
 unloaded to make room: mindgate cannot see whether another client is using them; their own TTL (LM Studio's
 ``ttl``, Ollama's ``keep_alive``) unloads them. In-process models may be unloaded to make room for them.
+The ``auto`` chain's servers are checked from the second request on (the first one finds their model).
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ class Placement:
         """The need of an LM Studio or Ollama model on a loopback server, from the catalog's last listing;
         None when there is no catalog, the server is elsewhere, or the listing does not give the size."""
         catalog = self.catalog
+        model = getattr(model, "resolved_model", None) or model  # the auto chain's servers, once found
         provider = getattr(model, "provider", None)
         base = getattr(getattr(model, "client", None), "base_url", None)
         if catalog is None or provider not in ("lmstudio", "ollama") or not isinstance(base, str):
@@ -190,6 +192,13 @@ class Placement:
         listed = catalog.listed_at(endpoint.name)
         loaded = info.loaded or (assumed is not None and (listed is None or listed < assumed))
         return Footprint(key, key, fit.estimate(shape, context), loaded, key, gpu=True)
+
+    @staticmethod
+    def uses_gpu(model: Any) -> bool:
+        """Whether ``model`` may use free VRAM: LM Studio and Ollama offload to the GPU; the in-process
+        engine here runs on the CPU."""
+        model = getattr(model, "resolved_model", None) or model
+        return getattr(model, "provider", None) in ("lmstudio", "ollama")
 
     def held_bytes(self, model: Any) -> int:
         """Memory ``model`` holds now (its estimate when loaded, else 0): free to itself, never counted twice."""

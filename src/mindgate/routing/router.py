@@ -194,6 +194,7 @@ class Router(ChatModel):
             self.tiers = TierPolicy(name, [Tier(s.target.name, s.target.model, s.target.min_free_memory)
                                            for s in self._slots], placement.source,
                                     held_bytes=placement.held_bytes, pending_bytes=placement.pending_bytes,
+                                    uses_gpu=placement.uses_gpu,
                                     hysteresis=tier_hysteresis, recover_after=tier_recover_after,
                                     decisions=placement.decisions)
 

@@ -23,7 +23,7 @@ import apsw
 K1 = 1.2
 B = 0.75
 MAX_QUERY_TOKENS = 64
-MAX_SEARCH_TERMS = 12
+MAX_SEARCH_TERMS = 8
 STATS_FUNCTION = "mg_term_stats"
 VOCAB_TABLE = "temp.mg_fts_vocab"
 

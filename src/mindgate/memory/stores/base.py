@@ -255,6 +255,12 @@ class MemoryStore(ABC):
         """Number of live records in scope matching ``flt``."""
 
     @abstractmethod
+    def scopes(self, *, limit: int = 1000) -> builtins.list[tuple[str, str, int]]:
+        """The scopes that hold live records: ``(kind, id, count)`` with kind user_id / agent_id / run_id,
+        most records first (then kind, id); at most ``limit`` rows. A record with several ids counts
+        once under each."""
+
+    @abstractmethod
     def vector_search(self, scope: Scope, vector: Vector, k: int,
                       flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
         """Up to ``k`` live records by cosine similarity, best first."""

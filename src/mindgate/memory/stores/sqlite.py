@@ -45,6 +45,7 @@ from mindgate.memory.stores._sqlite_import import import_history, import_record
 from mindgate.memory.stores._sqlite_responses import SQLiteResponses
 from mindgate.memory.stores._sqlite_sql import (
     RECORD_COLUMNS,
+    SCOPES_SQL,
     filter_sql,
     iso,
     metadata_json,
@@ -325,6 +326,12 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         where, params = _where(scope, flt)
         with self._db.read() as conn:
             return int(_one(conn, f"SELECT count(*) FROM memories m WHERE {where}", params)[0])
+
+    def scopes(self, *, limit: int = 1000) -> builtins.list[tuple[str, str, int]]:
+        check_count("limit", limit)
+        with self._db.read() as conn:
+            rows = _all(conn, SCOPES_SQL, [limit])
+        return [(str(kind), str(scope_id), int(n)) for kind, scope_id, n in rows]
 
     def vector_search(self, scope: Scope, vector: Vector, k: int,
                       flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
