@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mindgate.gateway.openai_responses import Item, mcp_call_item, message_item, new_id
+from mindgate.gateway.openai_responses import Item, function_call_item, mcp_call_item, message_item, new_id
 from mindgate.providers.base import ChatChunk
 
 
@@ -26,9 +26,11 @@ def _json(data: Any) -> bytes:
 class ResponseEvents:
     """Turns chat chunks into Responses events (``feed``), then closes the open items (``finish``).
 
-    ``output`` holds the finished output items, in order, for the final response object."""
+    ``output`` holds the finished output items, in order, for the final response object; ``namespaces``
+    maps functions of namespace tools to their namespace (see ``ToolSet``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, namespaces: dict[str, str] | None = None) -> None:
+        self.namespaces = namespaces or {}
         self.sequence = 0
         self.output: list[Item] = []
         self._text: Item | None = None
@@ -80,8 +82,7 @@ class ResponseEvents:
         function = delta.get("function") or {}
         call = self._calls.get(position)
         if call is None:
-            call = {"type": "function_call", "id": new_id("fc"), "call_id": delta.get("id") or new_id("call"),
-                    "name": function.get("name") or "", "arguments": "", "status": "in_progress"}
+            call = function_call_item(delta.get("id"), str(function.get("name") or ""), self.namespaces)
             self._calls[position] = call
             self.output.append(call)
             out.append(self.event("response.output_item.added", output_index=len(self.output) - 1,
@@ -111,6 +112,8 @@ class ResponseEvents:
         for call in self._calls.values():
             index = self._index(call)
             call["arguments"] = call["arguments"] or "{}"
+            if call["name"] in self.namespaces:  # a name streamed in pieces is only known whole now
+                call["namespace"] = self.namespaces[call["name"]]
             out.append(self.event("response.function_call_arguments.done", item_id=call["id"], output_index=index,
                                   name=call["name"], arguments=call["arguments"]))
             call["status"] = "completed"
