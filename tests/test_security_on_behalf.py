@@ -1,14 +1,19 @@
 """A key's model binding and token limit cover the model calls made on its behalf: memory extraction for
-``POST /v1/memories`` with ``infer: true`` and the background memory write after a chat. Real llama.cpp
+``POST /v1/memories`` with ``infer: true`` (and the MCP ``add_memory`` tool with ``infer``) and the
+background memory write after a chat. Real llama.cpp
 server behind a recording proxy, real MiniLM and SQLite, real gateway over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
 
+import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig
@@ -85,3 +90,17 @@ def test_the_background_write_after_a_chat_is_charged_to_the_key(bound: GatewayS
         refused = http.post("/v1/chat/completions", json={"model": "auto", "max_tokens": 2,
                                                           "messages": [{"role": "user", "content": "Hi"}]})
         assert refused.status_code == 429, refused.text
+
+
+def test_mcp_add_memory_with_infer_follows_the_keys_binding(bound: GatewayServer,
+                                                             llama_proxy: RecordingProxy) -> None:
+    async def run() -> str:
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {CHEAP}", "X-Mindgate-User": "ana"},
+                                      timeout=120) as http, \
+                Client(streamable_http_client(f"{bound.base_url}/mcp", http_client=http)) as client:
+            result = await client.call_tool("add_memory", {"text": FACT, "infer": True})
+            assert result.is_error, result.content
+            return str(result.content[0].text)  # type: ignore[union-attr]
+
+    assert "may not use model 'auto'" in asyncio.run(run())
+    assert llama_proxy.chat_requests() == []

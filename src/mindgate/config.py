@@ -30,6 +30,8 @@ from mindgate.errors import ConfigurationError
 
 StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
+# Convex fusion's vector weight, from `bench/retrieval.py --calibrate` (see docs/memory.md).
+FUSION_ALPHA = 0.5
 
 # `auto` is a routing chain over LM Studio and Ollama (mindgate.routing.auto), not a provider; these keys
 # move its targets.
@@ -327,6 +329,11 @@ class GatewayConfig(_Strict):
                                   description="time an admitted request has to send its complete body")
     max_connections: int = Field(default=512, gt=0, le=1_000_000,
                                  description="open connections beyond this are answered 503 with Retry-After")
+    allow_any_model: bool = Field(default=False, description="without API keys, let requests name (and so "
+                                  "load) any downloaded model, not only loaded ones and those the config names")
+    store_responses: bool = Field(default=True, description="keep /v1/responses answers sent with store: true")
+    response_retention_days: float | None = Field(default=30.0, gt=0,
+                                                  description="days a stored response is kept; null: forever")
 
 
 class MemorySettings(_Strict):
@@ -334,7 +341,11 @@ class MemorySettings(_Strict):
     similar_memories: int = Field(default=5, ge=0, le=50, description="existing memories shown to the LLM")
     search_limit: int = Field(default=10, gt=0)
     candidates: int = Field(default=50, gt=0, description="per-retriever candidates before fusion")
+    fusion: Literal["convex", "rrf"] = Field(default="rrf", description="how vector and text ranks are fused")
+    fusion_alpha: float = Field(default=FUSION_ALPHA, ge=0, le=1, description="convex fusion: weight of the "
+                                "vector score (calibrated on held-out LongMemEval questions)")
     rrf_k: int = Field(default=60, gt=0)
+    query_cache: int = Field(default=1024, ge=0, description="query embeddings kept for repeated searches")
     recency: bool = Field(default=False, description="rank newer memories higher among relevant ones")
     inject_limit: int = Field(default=5, ge=0)
     inject_token_budget: int = Field(default=512, ge=0)
@@ -386,6 +397,8 @@ class MindgateConfig(_Strict):
 
     version: str | None = Field(default=None, description="accepted for mem0 compatibility")
     embedder: EmbedderSection = Field(default_factory=EmbedderSection)
+    embedders: dict[str, EmbedderSection] = Field(
+        default_factory=dict, description="more embedders, by name, for /v1/embeddings requests naming them")
     llm: LLMSection = Field(default_factory=LLMSection)
     vector_store: VectorStoreSection = Field(default_factory=SQLiteStoreSection)
     providers: dict[str, EndpointConfig] = Field(default_factory=dict)

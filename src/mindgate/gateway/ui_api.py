@@ -15,6 +15,7 @@ user, so it is refused (403) to keys bound to users; a key bound to models may l
 * ``GET /ui/api/resources``: free RAM/VRAM per device (the resource monitor's latest reading), the models
   loaded in this process with their memory estimate, tier state per chain, and the last switching
   decisions with their reasons;
+* ``GET /ui/api/scopes``: the memory scopes that exist (users, agents, runs) with their counts;
 * ``GET /ui/api/routing``: every chain's targets with breaker state, counters and latency;
 * ``GET /ui/api/timeseries``: the last hour of API traffic per minute (:mod:`.ui_timeseries`).
 """
@@ -48,6 +49,7 @@ router = APIRouter(prefix="/ui/api", tags=["ui"], include_in_schema=False)
 
 JOBS_KEPT = 50
 JOB_RETENTION_S = 600.0
+SCOPES_LISTED = 500
 
 
 @dataclass
@@ -345,3 +347,14 @@ async def timeseries(request: Request) -> Response:
     """Requests, 5xx, latency p50/p99 and fallbacks per minute over the last hour."""
     _authenticated(request)
     return JSONBytes(ui_state(request).series.snapshot())
+
+
+@router.get("/scopes")
+async def scopes(request: Request) -> Response:
+    """The scopes that hold live memories (users, agents, runs) with their counts, largest first. A key
+    bound to users sees only those users' scopes."""
+    gateway, principal = _authenticated(request)
+    rows = (await gateway.memory.scopes(limit=SCOPES_LISTED))["results"]
+    if principal is not None and principal.users is not None:
+        rows = [r for r in rows if r["kind"] == "user_id" and r["id"] in principal.users]
+    return JSONBytes({"scopes": rows, "limit": SCOPES_LISTED})

@@ -18,7 +18,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from mindgate._sync import run_sync
 from mindgate.config import MemorySettings, MindgateConfig
 from mindgate.errors import ConfigurationError, InvalidRequestError, NotFoundError
-from mindgate.memory.extraction import DECISION_SCHEMA, Decision, build_messages, decisions_validator
+from mindgate.memory.extraction import Decision, plan
 from mindgate.memory.filters import parse_filters
 from mindgate.memory.inputs import (
     check_limit,
@@ -30,7 +30,7 @@ from mindgate.memory.inputs import (
     scope_from,
     validate_metadata,
 )
-from mindgate.memory.retrieval import Hit, SearchMode, fuse, single
+from mindgate.memory.retrieval import Hit, QueryVectors, SearchMode, fuse, single
 from mindgate.memory.stores import create_store
 from mindgate.memory.stores.base import (
     AddChange,
@@ -74,6 +74,7 @@ class AsyncMemory:
         self._expected_dims = expected_dims
         self._opened = False
         self._open_lock = threading.Lock()
+        self._query_vectors = QueryVectors(self.settings.query_cache)
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | MindgateConfig | None = None) -> AsyncMemory:
@@ -165,10 +166,10 @@ class AsyncMemory:
                                            self.settings.similar_memories, "hybrid")
             existing = [h.record for h in hits]
         llm = llm or self.llm
-        prompt = build_messages(conversation, existing, custom_instructions=self.settings.custom_instructions)
+        call = plan(conversation, existing, custom_instructions=self.settings.custom_instructions)
         decisions: list[Decision] = await complete_json(
-            llm, prompt, DECISION_SCHEMA, name="memory_decisions",
-            validate=decisions_validator(existing, len(conversation)), temperature=0.0, max_tokens=1024)
+            llm, call.messages, call.schema, name="memory_decisions", validate=call.validate,
+            max_tokens=call.max_tokens, **call.options)
         return await self._apply_decisions(decisions, conversation, scope, meta, actor=f"llm:{llm.model}")
 
     async def _apply_decisions(self, decisions: list[Decision], conversation: list[dict[str, Any]], scope: Scope,
@@ -278,14 +279,24 @@ class AsyncMemory:
         await self._ready()
         return await asyncio.to_thread(self.store.count, scope, flt)
 
+    async def scopes(self, *, limit: int = 1000) -> dict[str, Any]:
+        """The scopes that hold live memories, largest first:
+        ``{"results": [{"kind": "user_id", "id": "alice", "count": 4}, ...]}``."""
+        check_limit("limit", limit, maximum=10000)
+        await self._ready()
+        rows = await asyncio.to_thread(self.store.scopes, limit=limit)
+        return {"results": [{"kind": kind, "id": scope_id, "count": n} for kind, scope_id, n in rows]}
+
     async def search(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
                      run_id: str | None = None, filters: dict[str, Any] | None = None, limit: int = 10,
-                     threshold: float | None = None, mode: SearchMode = "hybrid") -> dict[str, Any]:
+                     threshold: float | None = None, mode: SearchMode = "hybrid",
+                     explain: bool = False) -> dict[str, Any]:
         """Memories in scope relevant to ``query``, best first.
 
         ``mode="hybrid"`` (default) fuses vector and full-text ranks (see :mod:`.retrieval` for what
         ``score`` means; ``threshold`` applies to it); ``"vector"`` / ``"text"`` use one retriever, with
-        its raw score.
+        its raw score. ``explain=True`` adds to each result how its score was made (mem0 2.x's
+        option): the fusion method and, per signal, its rank, raw and normalised value and contribution.
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidRequestError("query must be a non-empty string")
@@ -300,22 +311,30 @@ class AsyncMemory:
         hits = await self._search_hits(scope, query, flt, limit, mode)
         if minimum is not None:
             hits = [h for h in hits if h.score >= minimum]
-        return {"results": [h.to_result() for h in hits[:limit]]}
+        return {"results": [h.to_result(explain) for h in hits[:limit]]}
 
     async def _search_hits(self, scope: Scope, query: str, flt: Any, limit: int, mode: SearchMode) -> list[Hit]:
         k = max(self.settings.candidates, limit)
         vector_hits: list[tuple[MemoryRecord, float]] = []
         text_hits: list[tuple[MemoryRecord, float]] = []
         if mode in ("hybrid", "vector"):
-            vector = await self.embedder.aembed(query)
+            vector = await self._query_vector(query)
             vector_job = asyncio.to_thread(self.store.vector_search, scope, vector, k, flt)
         if mode == "hybrid":
             vector_hits, text_hits = await asyncio.gather(
                 vector_job, asyncio.to_thread(self.store.text_search, scope, query, k, flt))
-            return fuse(vector_hits, text_hits, rrf_k=self.settings.rrf_k, recency=self.settings.recency)[:limit]
+            return fuse(vector_hits, text_hits, fusion=self.settings.fusion, alpha=self.settings.fusion_alpha,
+                        rrf_k=self.settings.rrf_k, recency=self.settings.recency)[:limit]
         if mode == "vector":
             return single(await vector_job, "vector")[:limit]
         return single(await asyncio.to_thread(self.store.text_search, scope, query, k, flt), "text")[:limit]
+
+    async def _query_vector(self, query: str) -> Any:
+        vector = self._query_vectors.get(query)
+        if vector is None:
+            vector = await self.embedder.aembed(query)
+            self._query_vectors.put(query, vector)
+        return vector
 
     async def history(self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
                       run_id: str | None = None) -> list[dict[str, Any]]:
@@ -350,6 +369,7 @@ class AsyncMemory:
             await asyncio.to_thread(self.store.write_vectors, identity,
                                     [(r.id, v) for r, v in zip(pending, vectors, strict=True)])
             done += len(pending)
+            self._query_vectors.clear()
             if progress:
                 progress(done, len(pending))
         self._opened = False
@@ -397,6 +417,7 @@ class Memory:
     get = _facade(AsyncMemory.get)
     get_all = _facade(AsyncMemory.get_all)
     count = _facade(AsyncMemory.count)
+    scopes = _facade(AsyncMemory.scopes)
     update = _facade(AsyncMemory.update)
     delete = _facade(AsyncMemory.delete)
     delete_all = _facade(AsyncMemory.delete_all)

@@ -295,7 +295,9 @@ def _decisions_table(decisions: list[Decision]) -> Table:
     return table
 
 
-def _probe_embedder(config: MindgateConfig) -> str:
+def _probe_embedder(config: MindgateConfig, problems: list[str]) -> str:
+    """Embed one text; a configured ``embedding_dims`` that disagrees with the probed size is a problem (the
+    probed size is used, but the config says something untrue and a store built with it would refuse)."""
     from mindgate.providers import create_embedder
 
     section = config.embedder
@@ -305,6 +307,10 @@ def _probe_embedder(config: MindgateConfig) -> str:
         dims = embedder.dims()
     finally:
         embedder.close()
+    configured = section.config.embedding_dims
+    if configured is not None and configured != dims:
+        problems.append(f"embedding_dims is set to {configured} but {section.provider}:{embedder.model} returns "
+                        f"{dims}-dimensional vectors: set it to {dims} or remove it (mindgate probes the dimension)")
     return f"{section.provider}:{embedder.model} -> {dims} dims (probed in {time.monotonic() - started:.1f}s)"
 
 
@@ -381,7 +387,7 @@ def doctor(config: ConfigOption = None,
             problems.append(f"the configured llm model {cfg.llm.config.model!r} is not on {cfg.llm.provider}")
     if probe_embedder:
         try:
-            console.print(f"embedder: {_probe_embedder(cfg)}")
+            console.print(f"embedder: {_probe_embedder(cfg, problems)}")
         except MindgateError as exc:
             problems.append(f"embedder {cfg.embedder.provider}: {exc}")
     if problems:

@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,10 @@ log = logging.getLogger("mindgate.pipeline.memory")
 LLMFor = Callable[[ChatModel], ChatModel]
 """Turns the memory's LLM into the one a write uses (the gateway wraps it for the calling API key, so the
 key's model binding and token limit cover the extraction call: :mod:`mindgate.gateway.on_behalf`)."""
+
+ACTING_LLM: ContextVar[LLMFor | None] = ContextVar("mindgate_acting_llm", default=None)
+"""For transports whose memory writes happen deep inside another library's request handling (``/mcp``):
+set for the duration of one request, read where the write is made."""
 
 
 def new_turn(messages: Sequence[Mapping[str, Any]], answer: str | None) -> list[dict[str, Any]]:

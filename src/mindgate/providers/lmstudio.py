@@ -64,6 +64,8 @@ PROFILE = ServerProfile(
     model_hint="load it with `lms load MODEL`, or enable Just-In-Time model loading in LM Studio's "
                "developer settings",
     structured_modes=("json_schema", "text"),
+    passes_extras=True,  # ttl, draft_model, top_k, min_p, repeat_penalty
+    text_completions=True,
 )
 
 

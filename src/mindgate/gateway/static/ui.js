@@ -139,7 +139,7 @@
     sessionStorage.removeItem(SCOPE);
     hidePages();
     for (const id of ["mem-table", "models-table", "hist-table"]) $(id).tBodies[0].replaceChildren();
-    for (const id of ["chains", "routes", "gauges", "endpoints", "traffic-totals", "chart-requests", "chart-latency"]) {
+    for (const id of ["scope-list", "chains", "routes", "gauges", "endpoints", "traffic-totals", "chart-requests", "chart-latency"]) {
       $(id).replaceChildren();  // nothing from the previous key stays in the page
     }
     $("mem-body").hidden = true;
@@ -188,7 +188,28 @@
   // ---- memories --------------------------------------------------------------------------------------
   const scopeParams = () => ({ [state.scope.kind]: state.scope.id });
 
+  const KIND_TITLES = { user_id: "Users", agent_id: "Agents", run_id: "Runs" };
+  async function loadScopes() {
+    const { scopes } = await api("GET", "/ui/api/scopes");
+    const groups = Object.keys(KIND_TITLES).map((kind) => {
+      const rows = scopes.filter((row) => row.kind === kind);
+      if (!rows.length) return null;
+      return h("div", { class: "scope-group", "data-kind": kind },
+        h("h2", {}, KIND_TITLES[kind]),
+        h("ul", {}, rows.map((row) => {
+          const current = state.scope && state.scope.kind === kind && state.scope.id === row.id;
+          return h("li", {}, h("button", { type: "button", class: "scope" + (current ? " active" : ""),
+            "data-kind": kind, "data-id": row.id, "aria-pressed": current ? "true" : "false",
+            onclick: () => openScope(kind, row.id).catch(fail) },
+            h("span", { class: "scope-id" }, row.id), badge(String(row.count))));
+        })));
+    });
+    const list = $("scope-list");
+    list.replaceChildren(...groups.filter(Boolean));
+    if (!scopes.length) list.append(h("p", { class: "muted" }, "No memories yet in any scope."));
+  }
   function enterMemories() {
+    loadScopes().catch(fail);
     if (!state.scope) {
       const saved = sessionStorage.getItem(SCOPE);
       const users = state.session.users;
@@ -207,7 +228,9 @@
     state.query = "";
     $("search-q").value = "";
     sessionStorage.setItem(SCOPE, JSON.stringify(state.scope));
-    return loadMemories();
+    $("scope-kind").value = kind;
+    $("scope-id").value = id;
+    return Promise.all([loadMemories(), loadScopes()]);
   }
   async function loadMemories() {
     if (!state.scope) return;
@@ -309,7 +332,7 @@
     await api("DELETE", `/v1/memories/${encodeURIComponent(state.current.id)}?${query(scopeParams())}`);
     $("mem-dialog").close();
     toast("Deleted. Its history is kept.");
-    await loadMemories();
+    await Promise.all([loadMemories(), loadScopes()]);
   }
   async function addMemory(event) {
     event.preventDefault();
@@ -321,7 +344,7 @@
     const changed = result.results.length;
     toast(changed ? `Remembered (${changed} change${changed === 1 ? "" : "s"}).` : "Nothing new to remember.");
     state.offset = 0;
-    await loadMemories();
+    await Promise.all([loadMemories(), loadScopes()]);
   }
   async function exportMemories() {
     if (!state.scope) return;

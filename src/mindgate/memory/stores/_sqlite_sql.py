@@ -141,3 +141,10 @@ def to_record(row: Sequence[Any]) -> MemoryRecord:
 def similarity(distance: float) -> float:
     """sqlite-vec's cosine distance as cosine similarity, clamped to [-1, 1]."""
     return max(-1.0, min(1.0, 1.0 - distance))
+
+
+# The scopes that hold live records, largest first (each id column grouped on its own).
+SCOPES_SQL = " UNION ALL ".join(
+    f"SELECT '{column}' AS kind, {column} AS sid, count(*) AS n FROM memories "
+    f"WHERE deleted_at IS NULL AND {column} IS NOT NULL GROUP BY {column}"
+    for column in ("user_id", "agent_id", "run_id")) + " ORDER BY n DESC, kind, sid LIMIT ?"
