@@ -93,7 +93,7 @@ def test_its_keys_are_checked_like_a_built_in(plugin_on_path: None) -> None:
 
 
 def test_without_the_package_the_name_is_a_clear_error() -> None:
-    with pytest.raises(ConfigurationError, match="'tinyserver' is not a valid choice.*valid providers: auto"):
+    with pytest.raises(ConfigurationError, match=r"'tinyserver' is not a valid choice.*valid providers: auto"):
         MindgateConfig.from_dict({"llm": {"provider": "tinyserver"}}, env=False)
 
 

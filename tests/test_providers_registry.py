@@ -27,7 +27,7 @@ def test_unknown_provider_lists_the_valid_ones() -> None:
         create_chat_model("openai-ish", ProviderConfig())
     for name in ("lmstudio", "ollama", "azure_openai", "gemini", "vertexai", "together", "huggingface", "local"):
         assert name in str(info.value)
-    with pytest.raises(ConfigurationError, match="valid providers: .*lmstudio"):
+    with pytest.raises(ConfigurationError, match=r"valid providers: .*lmstudio"):
         create_embedder("lm_studio", ProviderConfig())
 
 
