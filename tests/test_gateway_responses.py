@@ -169,9 +169,29 @@ def test_an_upstream_crash_mid_stream_is_response_failed(serve_gateway: Serve, m
     assert any(e.type == "response.output_text.delta" for e in events)  # what came before the crash was sent
 
 
+def test_offered_hosted_tools_are_left_out_and_namespaced_functions_flattened(
+        scripted_gateway: GatewayServer, scripted: ScriptedUpstream) -> None:
+    """What Codex CLI sends: a hosted tool it only offers (web_search), functions grouped in a namespace,
+    developer messages (the chat servers behind the gateway only know the system role)."""
+    developer = {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be brief."}]}
+    body = {"model": "scripted", "tools": [{"type": "web_search"}, {"type": "namespace", "name": "weather",
+                                            "description": "Weather tools.", "tools": [WEATHER_TOOL]}],
+            "input": [developer, {"type": "message", "role": "user", "content": "Weather in Oslo?"}]}
+    with scripted_gateway.http() as http:
+        response = http.post("/v1/responses", json=body)
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Mindgate-Ignored-Tools"] == "web_search"
+    [call] = response.json()["output"]
+    assert call["type"] == "function_call" and call["name"] == "get_weather" and call["namespace"] == "weather"
+    [sent] = scripted.chat_bodies()
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["get_weather"]
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+
+
 @pytest.mark.parametrize(("extra", "words"), [
-    ({"tools": [{"type": "web_search"}]}, "web_search"),
-    ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "file_search"),
+    ({"tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}, "web_search"),
+    ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}], "tool_choice": {"type": "file_search"}},
+     "file_search"),
     ({"input": [{"type": "message", "role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
      "input_file"),
     ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "item_reference"),

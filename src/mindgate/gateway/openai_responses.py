@@ -2,10 +2,11 @@
 
 Request side: ``input`` (a string, or items: messages with ``input_text`` / ``input_image`` / ``output_text``
 parts, ``function_call``, ``function_call_output``; ``reasoning`` items are dropped) becomes chat messages;
-function ``tools`` and ``tool_choice`` become their chat forms; ``text.format`` becomes a response format
-(``json_schema`` goes through the structured-output ladder of :mod:`mindgate.providers.structured`).
-Anything the gateway cannot serve (a built-in tool such as ``web_search``, an ``input_file`` part, an item
-reference) is a 400 that names it.
+function ``tools`` (also those grouped in ``namespace`` tools) and ``tool_choice`` become their chat forms;
+``text.format`` becomes a response format (``json_schema`` goes through the structured-output ladder of
+:mod:`mindgate.providers.structured`). A hosted tool that is merely offered (``web_search``) is left out of
+what the model sees; anything else the gateway cannot serve (forcing such a tool, an ``input_file`` part,
+an item reference) is a 400 that names it.
 
 Response side: a :class:`~mindgate.providers.base.ChatResponse` becomes the ``output`` items (a message with
 ``output_text``, and one ``function_call`` item per tool call) of a ``response`` object.
@@ -18,6 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from mindgate.errors import InvalidRequestError
@@ -27,8 +29,6 @@ log = logging.getLogger("mindgate.gateway")
 
 Message = dict[str, Any]
 Item = dict[str, Any]
-BUILT_IN_TOOLS = ("web_search", "web_search_preview", "file_search", "computer_use_preview", "computer_use",
-                  "code_interpreter", "image_generation", "mcp", "local_shell", "shell", "apply_patch", "custom")
 _MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 
 
@@ -116,7 +116,10 @@ def items_to_messages(items: Sequence[Item]) -> list[Message]:
                 raise InvalidRequestError(f"`{where}.role` is {role!r}", hint=f"use one of {', '.join(_MESSAGE_ROLES)}")
             if "content" not in item:
                 raise InvalidRequestError(f"`{where}` is a message without `content`")
-            messages.append({"role": role, "content": _parts(item["content"], where, str(role))})
+            # "developer" is the Responses name of the system role; the chat servers behind the gateway
+            # (llama.cpp, vLLM, LM Studio) only know "system", which every chat API accepts
+            chat_role = "system" if role == "developer" else str(role)
+            messages.append({"role": chat_role, "content": _parts(item["content"], where, chat_role)})
         elif kind == "function_call":
             call_id, name = item.get("call_id"), item.get("name")
             if not call_id or not name:
@@ -145,28 +148,71 @@ def items_to_messages(items: Sequence[Item]) -> list[Message]:
 # -- request: tools, tool_choice, text.format -------------------------------------------------------------
 
 
-def chat_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
-    """Function tools in the chat form; a built-in tool is a 400 naming it."""
-    out = []
+@dataclass
+class ToolSet:
+    """Function ``tools`` in the chat form, plus what the translation needs to answer in Responses terms.
+
+    ``namespaces`` maps a function that came from a ``namespace`` tool to that namespace (its calls carry it
+    back); ``ignored`` names the offered tools the gateway cannot run (hosted built-ins such as
+    ``web_search``, freeform ``custom`` tools): they are left out of what the model sees."""
+
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    namespaces: dict[str, str] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+
+
+def _chat_function(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    if not tool.get("name"):
+        raise InvalidRequestError(f"`{where}` is a function tool without `name`")
+    function = {"name": tool["name"]}
+    for key in ("description", "parameters", "strict"):
+        if tool.get(key) is not None:
+            function[key] = tool[key]
+    return {"type": "function", "function": function}
+
+
+def chat_tools(tools: Sequence[Any]) -> ToolSet:
+    """The offered tools as a :class:`ToolSet`. Function tools, and the function tools grouped in a
+    ``namespace`` tool, become chat functions; a tool the gateway cannot run is only offered (the model
+    never sees it) and listed in ``ignored``, because agents such as Codex CLI always offer hosted tools.
+    Forcing such a tool with ``tool_choice`` is a 400 (see :func:`chat_tool_choice`)."""
+    out = ToolSet()
+    seen: set[str] = set()
     for index, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind != "function":
-            what = f"built-in tool {kind!r}" if kind in BUILT_IN_TOOLS or str(kind).startswith(BUILT_IN_TOOLS) \
-                else f"tool type {kind!r}"
-            raise InvalidRequestError(f"`tools[{index}]` is the {what}, which this gateway cannot run",
-                                      hint="declare it as a function tool (type \"function\") and run it in "
-                                           "your application")
-        if not tool.get("name"):
-            raise InvalidRequestError(f"`tools[{index}]` is a function tool without `name`")
-        function = {"name": tool["name"]}
-        for key in ("description", "parameters", "strict"):
-            if tool.get(key) is not None:
-                function[key] = tool[key]
-        out.append({"type": "function", "function": function})
+        if not isinstance(tool, dict) or not isinstance(kind, str):
+            raise InvalidRequestError(f"`tools[{index}]` has no `type`",
+                                      hint='declare function tools as {"type": "function", "name": ...}')
+        members: list[tuple[dict[str, Any], str, str | None]] = \
+            [(tool, f"tools[{index}]", None)] if kind == "function" else []
+        if kind == "namespace":
+            group = str(tool.get("name") or "")
+            members = [(member, f"tools[{index}].tools[{position}]", group)
+                       for position, member in enumerate(tool.get("tools") or []) if isinstance(member, dict)
+                       and member.get("type") == "function"]
+            out.ignored += [f"{group}.{member.get('name')}" for member in tool.get("tools") or []
+                            if isinstance(member, dict) and member.get("type") != "function"]
+        elif kind != "function":
+            out.ignored.append(str(tool.get("name") or kind))
+        for member, where, space in members:
+            function = _chat_function(member, where)
+            name = function["function"]["name"]
+            if name in seen:
+                raise InvalidRequestError(f"`{where}` declares the function {name!r} a second time",
+                                          hint="give every function tool (namespaces included) its own name")
+            seen.add(name)
+            out.tools.append(function)
+            if space:
+                out.namespaces[name] = space
+    if out.ignored:
+        log.info("/v1/responses: tools the gateway cannot run are not offered to the model: %s",
+                 ", ".join(out.ignored))
     return out
 
 
 def chat_tool_choice(choice: Any) -> Any:
+    """``tool_choice`` in the chat form; forcing a tool that is not a function (``{"type": "web_search"}``)
+    is a 400 naming it, since the gateway cannot run it."""
     if choice is None or choice in ("auto", "none", "required"):
         return choice
     if isinstance(choice, dict) and choice.get("type") == "function" and choice.get("name"):
@@ -192,18 +238,44 @@ def text_format(text: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dic
 # -- response: chat answer -> output items -----------------------------------------------------------------
 
 
-def output_items(content: str | None, tool_calls: Sequence[dict[str, Any]], *, message_id: str | None = None
-                 ) -> list[Item]:
-    """The ``output`` of a response: the answer's text as a message item, then one item per tool call."""
+def output_items(content: str | None, tool_calls: Sequence[dict[str, Any]], *,
+                 namespaces: dict[str, str] | None = None) -> list[Item]:
+    """The ``output`` of a response: the answer's text as a message item, then one item per tool call (with
+    its ``namespace`` when the function came from a namespace tool)."""
     items: list[Item] = []
     if content:
-        items.append(message_item(message_id or new_id("msg"), content))
+        items.append(message_item(new_id("msg"), content))
     for call in tool_calls:
         function = call.get("function") or {}
-        items.append({"type": "function_call", "id": new_id("fc"), "call_id": call.get("id") or new_id("call"),
-                      "name": function.get("name", ""), "arguments": function.get("arguments") or "{}",
-                      "status": "completed"})
+        item = function_call_item(call.get("id"), str(function.get("name") or ""), namespaces or {})
+        item.update(arguments=function.get("arguments") or "{}", status="completed")
+        items.append(item)
     return items
+
+
+def mcp_call_item(record: dict[str, Any]) -> Item:
+    """A tool call the gateway ran (one ``mindgate.tool_calls`` record) as OpenAI's ``mcp_call`` item."""
+    failed = bool(record.get("is_error"))
+    return {"type": "mcp_call", "id": new_id("mcp"), "server_label": record.get("server", ""),
+            "name": record.get("tool", ""), "arguments": record.get("arguments") or "{}",
+            "output": None if failed else record.get("output"),
+            "error": {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": record.get("output")}]}
+            if failed else None, "status": "failed" if failed else "completed"}
+
+
+def mcp_call_items(trace: Any) -> list[Item]:
+    """The ``mcp_call`` items of a finished answer's ``mindgate`` trace (none without one)."""
+    records = trace.get("tool_calls") if isinstance(trace, dict) else None
+    return [mcp_call_item(r) for r in records or [] if isinstance(r, dict)]
+
+
+def function_call_item(call_id: str | None, name: str, namespaces: dict[str, str]) -> Item:
+    """A ``function_call`` output item (in progress, no arguments yet)."""
+    item: Item = {"type": "function_call", "id": new_id("fc"), "call_id": call_id or new_id("call"),
+                  "name": name, "arguments": "", "status": "in_progress"}
+    if name in namespaces:
+        item["namespace"] = namespaces[name]
+    return item
 
 
 def message_item(item_id: str, text: str, status: str = "completed") -> Item:

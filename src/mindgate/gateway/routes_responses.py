@@ -25,9 +25,11 @@ from mindgate.gateway.auth import Principal
 from mindgate.gateway.observability import annotate, request_id
 from mindgate.gateway.on_behalf import memory_writes
 from mindgate.gateway.openai_responses import (
+    ToolSet,
     chat_tool_choice,
     chat_tools,
     items_to_messages,
+    mcp_call_items,
     new_id,
     normalise_input,
     output_items,
@@ -40,6 +42,7 @@ from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas_responses import ResponsesRequest
 from mindgate.gateway.scoping import requested_scope
 from mindgate.gateway.state import Gateway, gateway_of
+from mindgate.gateway.tool_options import tool_stage_options
 from mindgate.gateway.wire import SSE_HEADERS, charger, check_unicode
 from mindgate.pipeline.conversations import ResponseLog
 from mindgate.pipeline.core import ChatRequest, ChatStream
@@ -47,6 +50,8 @@ from mindgate.pipeline.scope import acting_user
 from mindgate.providers.base import Usage
 
 log = logging.getLogger("mindgate.gateway")
+IGNORED_TOOLS_HEADER = "X-Mindgate-Ignored-Tools"
+"""Names the offered tools the gateway left out (hosted tools such as web_search it cannot run)."""
 router = APIRouter(tags=["openai"])
 
 
@@ -93,8 +98,8 @@ def _log_of(gateway: Gateway) -> ResponseLog:
     return gateway.responses
 
 
-def _options(body: ResponsesRequest) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(ChatModel options, stage options) for the request."""
+def _options(body: ResponsesRequest) -> tuple[dict[str, Any], dict[str, Any], ToolSet]:
+    """(ChatModel options, stage options, the offered tools) for the request."""
     options: dict[str, Any] = {}
     for name in ("temperature", "top_p", "parallel_tool_calls", "user"):
         value = getattr(body, name)
@@ -102,8 +107,9 @@ def _options(body: ResponsesRequest) -> tuple[dict[str, Any], dict[str, Any]]:
             options[name] = value
     if body.max_output_tokens is not None:
         options["max_tokens"] = body.max_output_tokens
-    if body.tools:
-        options["tools"] = chat_tools(body.tools)
+    tools = chat_tools(body.tools or [])
+    if tools.tools:
+        options["tools"] = tools.tools
     if body.tool_choice is not None:
         options["tool_choice"] = chat_tool_choice(body.tool_choice)
     response_format, schema = text_format(body.text)
@@ -112,7 +118,7 @@ def _options(body: ResponsesRequest) -> tuple[dict[str, Any], dict[str, Any]]:
     effort = (body.reasoning or {}).get("effort")
     if effort:  # chat completions' name for it; sent where the target takes extra fields (see docs)
         options["extra_body"] = {"reasoning_effort": effort}
-    return options, ({"json_schema": schema} if schema is not None else {})
+    return options, ({"json_schema": schema} if schema is not None else {}), tools
 
 
 @router.post("/v1/responses")
@@ -136,25 +142,33 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     messages = ([{"role": "system", "content": body.instructions}] if body.instructions else []) + turn.conversation
     if not messages:
         raise InvalidRequestError("`input` is empty", hint="send at least one input item")
-    options, stage_options = _options(body)
+    options, stage_options, tools = _options(body)
     check_unicode("the request", [messages, options])
     headers: dict[str, str] = {}
     remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
+    stage_options.update(tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope))
+    # with gateway-run tools, each model call of the loop is charged on behalf of the key as it happens
+    charged_per_call = "tools" in stage_options and principal is not None
     chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
-                       charger(gateway, principal), remember=remember, memory_llm=memory_llm)
+                       None if charged_per_call else charger(gateway, principal), remember=remember,
+                       memory_llm=memory_llm)
     prepared = await gateway.pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
              user=scope.user_id if scope else None, memories=len(prepared.memories))
     gateway.metrics.chats[(prepared.label, body.stream)] += 1
     if scope is not None:
         headers["X-Mindgate-Memories"] = str(len(prepared.memories))
+    if tools.ignored:
+        headers[IGNORED_TOOLS_HEADER] = ", ".join(tools.ignored)[:1000]
     if body.stream:
         stream = await gateway.pipeline.stream(prepared)
-        return EventStream(_events(gateway, turn, stream, chat.request_id), headers={**SSE_HEADERS, **headers})
+        events = _events(gateway, turn, stream, chat.request_id, tools.namespaces)
+        return EventStream(events, headers={**SSE_HEADERS, **headers})
     result = await gateway.pipeline.complete(prepared)
     answer = result.response
-    response = turn.response(answer.model, "completed", output_items(answer.content, answer.tool_calls),
-                             result.usage, finish_reason=answer.finish_reason)
+    output = mcp_call_items(answer.raw.get("mindgate")) + output_items(answer.content, answer.tool_calls,
+                                                                         namespaces=tools.namespaces)
+    response = turn.response(answer.model, "completed", output, result.usage, finish_reason=answer.finish_reason)
     await turn.keep(gateway.responses, response)
     annotate(request.scope, prompt_tokens=result.usage.prompt_tokens,
              completion_tokens=result.usage.completion_tokens, served_by=answer.model)
@@ -162,8 +176,9 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     return JSONBytes(response, headers=headers, background=background)
 
 
-async def _events(gateway: Gateway, turn: _Turn, stream: ChatStream, rid: str | None) -> AsyncIterator[bytes]:
-    events = ResponseEvents()
+async def _events(gateway: Gateway, turn: _Turn, stream: ChatStream, rid: str | None,
+                  namespaces: dict[str, str]) -> AsyncIterator[bytes]:
+    events = ResponseEvents(namespaces)
     model, finish_reason = turn.body.model, None
     started = turn.response(model, "in_progress", [], None)
     yield events.event("response.created", response=started)
