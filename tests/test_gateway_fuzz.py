@@ -2,12 +2,12 @@
 invalid, may produce a 5xx. Every error must be OpenAI's error shape.
 
 The gateway runs under uvicorn (real HTTP) over the real llama.cpp server, the real MiniLM embedder and SQLite.
-Valid chat and responses requests are generated with ``max_tokens`` / ``max_output_tokens`` capped at 4
-(so each costs the real model a fraction of a second) and without ``tools`` / ``response_format`` /
-``text`` / image parts: what an upstream does with an
-arbitrary JSON Schema or an image sent to a text-only model is the upstream's business (the llama.cpp
-server answers some with HTTP 500, which the gateway reports as a 502), and their validation and
-pass-through have their own tests. Even so, a valid request can make the upstream fail (HTTP 5xx); the
+Valid chat, responses and completions requests are generated with ``max_tokens`` / ``max_output_tokens``
+capped at 4 and at most two prompts (so each costs the real model a fraction of a second), and without
+``tools`` / ``response_format`` / ``text`` / image parts: what an upstream does with an arbitrary JSON
+Schema or an image sent to a text-only model is the upstream's business (the llama.cpp server answers some
+with HTTP 500, which the gateway reports as a 502), and their validation and pass-through have their own
+tests. Even so, a valid request can make the upstream fail (HTTP 5xx); the
 gateway must then answer 502 naming the upstream's failure, and that is the only 5xx accepted. Invalid
 requests are generated for every operation, those fields included. Bounded so that it runs in about a
 minute or two on 2 cores.
@@ -33,6 +33,7 @@ from mindgate.providers.local import SentenceTransformerEmbedder
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
+COMPLETIONS = "/v1/completions"
 TOKEN_CAP = 4
 
 
@@ -61,10 +62,17 @@ def gateway(serve_gateway: Callable[[Any], GatewayServer], llama_server: Any,
 
 
 def _tame(case: Any) -> None:
-    """Keep valid chat requests cheap for the real model (see the module docstring)."""
+    """Keep valid chat, responses and completions requests cheap for the real model (see the module
+    docstring)."""
     body = case.body
-    if case.path not in (CHAT, RESPONSES) or not isinstance(body, dict) or case.meta is None \
+    if case.path not in (CHAT, RESPONSES, COMPLETIONS) or not isinstance(body, dict) or case.meta is None \
             or case.meta.generation.mode.is_negative:
+        return
+    if case.path == COMPLETIONS:
+        body["max_tokens"] = TOKEN_CAP
+        body["n"] = body["best_of"] = 1
+        if isinstance(body.get("prompt"), list):
+            body["prompt"] = body["prompt"][:2] or "x"
         return
     if case.path == RESPONSES:
         body["max_output_tokens"] = TOKEN_CAP
@@ -97,10 +105,10 @@ def test_no_input_causes_a_server_error(case: Any, gateway: GatewayServer) -> No
 
 
 def _upstream_failure(case: Any, response: Any) -> bool:
-    """A schema-valid chat request the real upstream itself failed on (HTTP 5xx from the llama.cpp server,
-    e.g. its chat template choking on an assistant message with tool calls), relayed as a 502 that says
-    so. Never accepted for invalid input, which must not reach the upstream at all."""
-    if case.path != CHAT or case.meta is None or case.meta.generation.mode.is_negative:
+    """A schema-valid model request the real upstream itself failed on (HTTP 5xx from the llama.cpp server,
+    e.g. its chat template choking on an assistant message with tool calls, or an empty raw prompt),
+    relayed as a 502 that says so. Never accepted for invalid input, which must not reach the upstream."""
+    if case.path not in (CHAT, RESPONSES, COMPLETIONS) or case.meta is None or case.meta.generation.mode.is_negative:
         return False
     if response.status_code != 502:
         return False
