@@ -33,6 +33,7 @@ from mindgate.providers.local import SentenceTransformerEmbedder
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
+COMPLETIONS = "/v1/completions"
 TOKEN_CAP = 4
 
 
@@ -63,8 +64,12 @@ def gateway(serve_gateway: Callable[[Any], GatewayServer], llama_server: Any,
 def _tame(case: Any) -> None:
     """Keep valid chat requests cheap for the real model (see the module docstring)."""
     body = case.body
-    if case.path not in (CHAT, RESPONSES) or not isinstance(body, dict) or case.meta is None \
+    if case.path not in (CHAT, RESPONSES, COMPLETIONS) or not isinstance(body, dict) or case.meta is None \
             or case.meta.generation.mode.is_negative:
+        return
+    if case.path == COMPLETIONS:
+        body["max_tokens"] = TOKEN_CAP
+        body["n"] = body["best_of"] = 1
         return
     if case.path == RESPONSES:
         body["max_output_tokens"] = TOKEN_CAP
@@ -97,10 +102,10 @@ def test_no_input_causes_a_server_error(case: Any, gateway: GatewayServer) -> No
 
 
 def _upstream_failure(case: Any, response: Any) -> bool:
-    """A schema-valid chat request the real upstream itself failed on (HTTP 5xx from the llama.cpp server,
+    """A schema-valid chat or completion request the real upstream itself failed on (HTTP 5xx from the llama.cpp server,
     e.g. its chat template choking on an assistant message with tool calls), relayed as a 502 that says
     so. Never accepted for invalid input, which must not reach the upstream at all."""
-    if case.path != CHAT or case.meta is None or case.meta.generation.mode.is_negative:
+    if case.path not in (CHAT, COMPLETIONS) or case.meta is None or case.meta.generation.mode.is_negative:
         return False
     if response.status_code != 502:
         return False
