@@ -269,6 +269,31 @@ class MemorySettings(_Strict):
     inject_token_budget: int = Field(default=512, ge=0)
 
 
+ContextPolicyName = Literal["auto", "error", "truncate", "summarize", "memory"]
+
+
+class ContextSettings(_Strict):
+    """How conversations are fitted to the serving model's window (docs/context.md).
+
+    ``policy`` ``auto`` means ``summarize`` when a summariser is available, else ``truncate``. ``routes`` and
+    ``models`` override it per chain / semantic route name and per model (the request's ``model`` or a
+    target's name or model id); a request overrides all of them (``X-Mindgate-Context`` header or the
+    body's ``mindgate.context``)."""
+
+    policy: ContextPolicyName = "auto"
+    reserve: int = Field(default=64, ge=0, description="tokens kept free besides max_tokens")
+    summarizer: str | None = Field(default=None, description="chain name or endpoint[:model]; default: the "
+                                                             "cheapest local target of the serving chain")
+    summary_tokens: int = Field(default=256, gt=0, le=8192,
+                                description="cap of the summary, of the verbatim facts and of the recalled block, "
+                                            "each at most 1/8 of the target's prompt budget")
+    keep_ratio: float = Field(default=0.5, gt=0, le=1, description="share of the room recent turns keep "
+                                                                   "after a new summary or memory cut")
+    recall_limit: int = Field(default=5, ge=0, le=50)
+    routes: dict[str, ContextPolicyName] = Field(default_factory=dict)
+    models: dict[str, ContextPolicyName] = Field(default_factory=dict)
+
+
 class MindgateConfig(_Strict):
     """The whole configuration."""
 
@@ -280,6 +305,7 @@ class MindgateConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    context: ContextSettings = Field(default_factory=ContextSettings)
     custom_fact_extraction_prompt: str | None = Field(default=None, description="mem0's name")
     history_db_path: str | None = Field(default=None, description="mem0's; history lives in the store")
 

@@ -34,6 +34,7 @@ estimate covers with ``per_message`` and ``per_prompt``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -125,8 +126,9 @@ class TokenEstimator:
         return estimate
 
     def text_tokens(self, text: str) -> int:
-        """Estimated tokens of ``text`` with the safety margin."""
-        return math.ceil(self.raw_text_tokens(text) * (1.0 + self.margin))
+        """Estimated tokens of ``text`` with the safety margin (memoised: a long conversation is estimated
+        again at every turn, and its old messages are the same strings)."""
+        return _memo_text_tokens(self, text)
 
     def message_tokens(self, message: Message) -> int:
         """Estimated tokens one message adds to a prompt (text with margin plus framing)."""
@@ -135,6 +137,11 @@ class TokenEstimator:
     def prompt_tokens(self, messages: Sequence[Message]) -> int:
         """Estimated tokens of a whole prompt."""
         return self.per_prompt + sum(self.message_tokens(m) for m in messages)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _memo_text_tokens(estimator: TokenEstimator, text: str) -> int:
+    return math.ceil(estimator.raw_text_tokens(text) * (1.0 + estimator.margin))
 
 
 DEFAULT_ESTIMATOR = TokenEstimator()

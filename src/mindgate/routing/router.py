@@ -3,15 +3,19 @@
 A :class:`Router` holds an ordered list of :class:`Target` (a chat model plus its timeouts and context
 size). For each request it walks the chain:
 
-1. a target whose context window cannot hold the prompt plus ``max_tokens`` is skipped without a call
-   (a free byte bound first; the model's tokenizer or the calibrated estimate only near the limit);
-2. a target whose circuit breaker is open is skipped; a half-open one gets this request as its one probe;
+1. a target whose circuit breaker is open is skipped; a half-open one gets this request as its one probe;
+2. the request is fitted to the target's context window by the request's fit stage (``fit=``, a
+   :class:`~mindgate.context.fit.ContextFitter`; by default one that only checks: the ``error`` policy with
+   no reserve); a target that cannot hold even the fitted request is skipped without a call (a free byte
+   bound first; the model's tokenizer or the calibrated estimate only near the limit);
 3. the call runs under the target's timeout (streams: time to first token, then the longest silence
    between chunks); retryable failures are retried with backoff (:mod:`mindgate.routing.retry`), then the
    next target is tried; a plain client error (HTTP 4xx) is raised at once.
 
-Nothing fits -> :class:`~mindgate.errors.ContextOverflowError` with sizes. Every target open or failed ->
-:class:`~mindgate.errors.RoutingError` naming each target's state and when it will be tried again.
+Nothing fits -> :class:`~mindgate.errors.ContextOverflowError` (HTTP 400) with sizes; also when some target
+was skipped for its context and every other one is unavailable (open, unreachable, no such model): a context
+skip is not an outage. Every target open or failed otherwise -> :class:`~mindgate.errors.RoutingError`
+naming each target's state and when it will be tried again.
 A stream that fails before its first chunk falls back like a completion; one that fails later raises
 :class:`~mindgate.routing.retry.StreamInterruptedError`: an answer is never silently cut short.
 
@@ -31,7 +35,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mindgate.context.tokens import TokenCounter, byte_bound
+from mindgate.context.fit import ContextFitter
+from mindgate.context.tokens import TokenCounter
 from mindgate.errors import ConfigurationError, ContextOverflowError, MindgateError, RoutingError
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.routing.breaker import BreakerState, CircuitBreaker
@@ -191,12 +196,16 @@ class Router(ChatModel):
         sizes = [slot.target.context_window for slot in self._slots]
         return None if any(s is None for s in sizes) else max(s for s in sizes if s is not None)
 
-    async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
+    async def acomplete(self, messages: Sequence[Message], *, fit: ContextFitter | None = None,
+                        **options: Any) -> ChatResponse:
+        """One completion from the first target that holds the (fitted) request and answers."""
         self._ensure_health_checks()
         outcomes: list[_Outcome] = []
         max_tokens = self._max_tokens(options)
+        fit = fit or self._check_only()
         for slot in self._slots:
-            if not await self._admit(slot, messages, max_tokens, outcomes):
+            fitted = await self._admit(slot, messages, max_tokens, fit, outcomes)
+            if fitted is None:
                 continue
             attempt = 0
             while True:
@@ -204,10 +213,10 @@ class Router(ChatModel):
                 start = time.perf_counter()
                 try:
                     if slot.target.timeout is None:
-                        response = await slot.target.model.acomplete(messages, **options)
+                        response = await slot.target.model.acomplete(fitted, **options)
                     else:
                         async with asyncio.timeout(slot.target.timeout):
-                            response = await slot.target.model.acomplete(messages, **options)
+                            response = await slot.target.model.acomplete(fitted, **options)
                 except asyncio.CancelledError:
                     slot.breaker.release()
                     raise
@@ -228,18 +237,22 @@ class Router(ChatModel):
                 return response
         raise self._exhausted(outcomes, messages, max_tokens)
 
-    async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
+    async def astream(self, messages: Sequence[Message], *, fit: ContextFitter | None = None,
+                      **options: Any) -> AsyncIterator[ChatChunk]:
+        """A stream from the first target that holds the (fitted) request and sends a first chunk."""
         self._ensure_health_checks()
         outcomes: list[_Outcome] = []
         max_tokens = self._max_tokens(options)
+        fit = fit or self._check_only()
         for slot in self._slots:
-            if not await self._admit(slot, messages, max_tokens, outcomes):
+            fitted = await self._admit(slot, messages, max_tokens, fit, outcomes)
+            if fitted is None:
                 continue
             attempt = 0
             while True:
                 slot.requests += 1
                 start = time.perf_counter()
-                stream = slot.target.model.astream(messages, **options)
+                stream = slot.target.model.astream(fitted, **options)
                 try:
                     first = await self._next(slot, stream, first=True)
                 except StopAsyncIteration:
@@ -271,6 +284,10 @@ class Router(ChatModel):
                 finally:
                     await _aclose(stream)
         raise self._exhausted(outcomes, messages, max_tokens)
+
+    def bind(self, fit: ContextFitter) -> FittedRouter:
+        """This router with one request's fit stage bound: a chat model whose calls pass ``fit=``."""
+        return FittedRouter(self, fit)
 
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
         """Tokens by the first reachable target's tokenizer (None when none has one)."""
@@ -369,24 +386,40 @@ class Router(ChatModel):
         value = options.get("max_tokens") or self._slots[0].target.model.defaults.get("max_tokens")
         return int(value) if value else 1
 
-    async def _admit(self, slot: _Slot, messages: Sequence[Message], max_tokens: int,
-                     outcomes: list[_Outcome]) -> bool:
-        """Whether the request may go to ``slot``: it fits the context and the breaker lets it through."""
-        window = slot.target.context_window
-        if window is not None and byte_bound(messages) + max_tokens > window:
-            # an open target's tokenizer is not asked: its server is likely down
-            model = None if slot.breaker.state is BreakerState.OPEN else slot.target.model
-            counted = await self.counter.count(messages, model)
-            if counted.tokens + max_tokens > window:
-                how = "counted" if counted.exact else "estimated"
-                outcomes.append(_Outcome(slot, "context", f"needs {counted.tokens} prompt ({how}) + {max_tokens} "
-                                                          f"output tokens, context is {window}",
-                                         needed=counted.tokens + max_tokens))
-                return False
+    def _check_only(self) -> ContextFitter:
+        """The fit stage of a request that brings none: checks that the request fits, changes nothing."""
+        return ContextFitter("error", reserve=0, counter=self.counter)
+
+    async def _admit(self, slot: _Slot, messages: Sequence[Message], max_tokens: int, fit: ContextFitter,
+                     outcomes: list[_Outcome]) -> list[Message] | None:
+        """The request as ``slot`` gets it (fitted to its context), or None when it may not go there: it
+        cannot hold the fitted request, or its breaker does not let it through."""
+        if slot.breaker.state is BreakerState.OPEN:
+            # no fitting (a summariser call) for a target that will not be tried; its tokenizer is not asked
+            # either (its server is likely down), but a known window that cannot hold the request is noted
+            await self._note_size(slot, messages, max_tokens, fit, outcomes)
+            return None
+        try:
+            fitted = await fit.fit(messages, window=slot.target.context_window, max_tokens=max_tokens,
+                                   model=slot.target.model, target=slot.target.name, model_id=slot.target.model.model)
+        except ContextOverflowError as exc:
+            outcomes.append(_Outcome(slot, "context", exc.message, needed=exc.needed))
+            return None
         if not slot.breaker.allow():
             outcomes.append(_Outcome(slot, "open", slot.describe()))
-            return False
-        return True
+            return None
+        return fitted
+
+    async def _note_size(self, slot: _Slot, messages: Sequence[Message], max_tokens: int, fit: ContextFitter,
+                         outcomes: list[_Outcome]) -> None:
+        try:
+            await ContextFitter("error", reserve=fit.reserve, counter=fit.counter).fit(
+                messages, window=slot.target.context_window, max_tokens=max_tokens, target=slot.target.name)
+        except ContextOverflowError as exc:
+            if fit.policy_for(slot.target.name, slot.target.model.model) == "error":
+                outcomes.append(_Outcome(slot, "context", exc.message, needed=exc.needed))
+                return
+        outcomes.append(_Outcome(slot, "open", slot.describe()))
 
     async def _retry_after_failure(self, slot: _Slot, exc: Exception, attempt: int,
                                    outcomes: list[_Outcome]) -> bool:
@@ -427,12 +460,12 @@ class Router(ChatModel):
             hint="retry the request")
 
     def _exhausted(self, outcomes: list[_Outcome], messages: Sequence[Message], max_tokens: int) -> MindgateError:
-        if outcomes and all(o.reason == "context" or (o.exc is not None and classify(o.exc).kind is ErrorKind.CONTEXT)
-                            for o in outcomes):
-            sizes = [o.slot.target.context_window or 0 for o in outcomes]
+        if any(_too_small(o) for o in outcomes) and all(_too_small(o) or _unavailable(o) for o in outcomes):
+            sizes = [o.slot.target.context_window or 0 for o in outcomes if _too_small(o)]
             needed = max((o.needed for o in outcomes if o.needed is not None),
                          default=self.counter.estimate(messages) + max_tokens)
-            listing = "; ".join(f"{o.slot.target.name}: {o.detail}" for o in outcomes)
+            listing = "; ".join(f"{o.slot.target.name}: {o.detail if _too_small(o) else 'unavailable, ' + o.detail}"
+                                for o in outcomes)
             return ContextOverflowError(
                 f"the request fits no target of chain {self.model!r} ({listing})", needed=needed,
                 available=max(sizes) if sizes else None,
@@ -456,6 +489,46 @@ class Router(ChatModel):
         error = RoutingError(f"{head}: " + " | ".join(parts), retry_after=retry_after, hint=hint)
         error.__cause__ = next((o.exc for o in reversed(outcomes) if o.exc is not None), None)
         return error
+
+
+class FittedRouter(ChatModel):
+    """A :class:`Router` bound to one request's fit stage (:meth:`Router.bind`): every call (e.g. each call
+    of a tool loop) is fitted per target; :attr:`fit` holds the report of the last one."""
+
+    provider = "router"
+
+    def __init__(self, router: Router, fit: ContextFitter) -> None:
+        super().__init__(router.model, defaults=router.defaults)
+        self.router = router
+        self.fit = fit
+
+    @property
+    def endpoint_key(self) -> str:
+        return self.router.endpoint_key
+
+    @property
+    def context_length(self) -> int | None:
+        return self.router.context_length
+
+    async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
+        return await self.router.acomplete(messages, fit=self.fit, **options)
+
+    def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
+        return self.router.astream(messages, fit=self.fit, **options)
+
+    async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
+        return await self.router.acount_tokens(messages)
+
+
+def _too_small(outcome: _Outcome) -> bool:
+    """The target could not hold the request (skipped, or the server said so)."""
+    return outcome.reason == "context" or (outcome.exc is not None and classify(outcome.exc).kind is ErrorKind.CONTEXT)
+
+
+def _unavailable(outcome: _Outcome) -> bool:
+    """The target is not there to answer (breaker open, server unreachable, model missing)."""
+    return outcome.reason == "open" or (outcome.exc is not None and classify(outcome.exc).kind in (
+        ErrorKind.NETWORK, ErrorKind.MODEL_NOT_FOUND))
 
 
 def _health_check_for(target: Target) -> HealthCheck | None:
