@@ -51,7 +51,7 @@ def test_pgvector_section_takes_its_own_keys() -> None:
     ({"embedder": {"provider": "ollama", "config": {"lmstudio_base_url": "http://x"}}},
      ["lmstudio_base_url", "not used by provider 'ollama'", "ollama_base_url"]),
     ({"vector_store": {"provider": "pgvector", "config": {"dns": "x"}}}, ["vector_store.config.dns", "`dsn`"]),
-    ({"vector_store": {"provider": "qdrant"}}, ["vector_store.provider", "sqlite, pgvector"]),
+    ({"vector_store": {"provider": "qdrant"}}, ["vector_store.provider", "`sqlite`", "`pgvector`"]),
     ({"gateway": {"port": "eighty"}}, ["gateway.port", "valid integer"]),
     ({"memroy": {}}, ["memroy", "did you mean `memory`"]),
     ({"providers": {"lmstudio": {"provider": "lmstudio"}}}, ["shadows the provider"]),

@@ -14,11 +14,13 @@ import pytest
 
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from fixtures_servers import free_port
+from metrics_helpers import sample
 from mindgate.config import MindgateConfig
 from mindgate.gateway.app import create_app
-from mindgate.gateway.memory_chat import INJECT_HEADER
 from mindgate.memory.extraction import SYSTEM_PROMPT
 from mindgate.memory.memory import AsyncMemory
+from mindgate.pipeline import INJECT_HEADER
+from mindgate.routing.retry import RetryPolicy
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]
@@ -48,12 +50,7 @@ def _extraction_requests(proxy: RecordingProxy) -> list[dict[str, Any]]:
 
 
 def _metric(server: GatewayServer, name: str, **labels: str) -> float:
-    text = httpx.get(f"{server.base_url}/metrics").text
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{{wanted}}} ") or (not labels and line.startswith(f"{name} ")):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return sample(httpx.get(f"{server.base_url}/metrics").text, name, **labels) or 0.0
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 180.0) -> None:
@@ -177,9 +174,9 @@ def test_a_failed_background_write_is_logged_and_counted(serve_gateway: Serve, l
     dead_llm = llama_chat(f"http://127.0.0.1:{free_port()}/v1")  # memory extraction cannot reach its model
     app = create_app(MindgateConfig.from_dict({}), chat=llama_chat(f"{llama_proxy.base_url}/v1"),
                      memory=memory_factory(dead_llm))
-    app.state.gateway.writer.backoff = 0.01
+    app.state.gateway.writer.retry = RetryPolicy(retries=2, backoff_base=0.01, backoff_max=0.05)
     server = serve_gateway(app)
-    with caplog.at_level(logging.ERROR, logger="mindgate.gateway.memory"):
+    with caplog.at_level(logging.ERROR, logger="mindgate.pipeline.memory"):
         raw = server.openai().chat.completions.with_raw_response.create(
             model="smollm2", messages=[{"role": "user", "content": "I like tea."}], user="frank", max_tokens=4)
         assert raw.parse().choices[0].message.content is not None  # the answer is not held up by the failure

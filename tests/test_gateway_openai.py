@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
+from metrics_helpers import sample
 from mindgate.config import MindgateConfig
 from mindgate.gateway.app import create_app
 from mindgate.memory.memory import AsyncMemory
@@ -217,9 +218,8 @@ def test_a_client_that_disconnects_stops_the_upstream_stream(serve_gateway: Serv
     deadline = time.monotonic() + 8
     completion = None
     while completion is None and time.monotonic() < deadline:
-        for line in httpx.get(f"{server.base_url}/metrics").text.splitlines():
-            if line.startswith('mindgate_tokens_total{model="other",kind="completion"}'):
-                completion = float(line.rsplit(" ", 1)[1])
+        completion = sample(httpx.get(f"{server.base_url}/metrics").text, "mindgate_tokens_total", model="other",
+                            kind="completion")
         time.sleep(0.1)
     # the relay stopped pulling (and closed the upstream stream) right away, not after 600 tokens
     assert completion is not None and completion < 100

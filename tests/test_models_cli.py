@@ -13,7 +13,10 @@ from typer.testing import CliRunner
 
 from fakes import LMStudioFake, OllamaFake
 from fixtures_servers import free_port
+from mindgate.config import mindgate_home
 from mindgate.models.commands import app, doctor
+from mindgate.models.decisions import FILE_NAME as DECISIONS_FILE
+from mindgate.models.decisions import DecisionLog
 
 root = typer.Typer()
 root.add_typer(app, name="models")
@@ -89,8 +92,20 @@ def test_doctor_reports_providers_resources_and_embedder(config: str) -> None:
     assert result.exit_code == 0, result.output
     assert "providers" in result.output and "/api/v1/models" in result.output
     assert "RAM" in result.output and "free of" in result.output
+    assert "GPU status" in result.output  # says where VRAM figures come from, or why there are none
+    assert "no switching decisions recorded yet" in result.output
     assert "embedder: lmstudio:text-embedding-nomic-embed-text-v1.5 -> 768 dims" in result.output
     assert "no problems found" in result.output
+
+
+def test_doctor_shows_the_gateways_last_switching_decisions(config: str) -> None:
+    log = DecisionLog(path=mindgate_home() / DECISIONS_FILE)
+    log.record("sized", "small", "tier-down", "tier 2 of 2 (1.0 GiB free, needs 512.0 MiB)")
+    log.record("sized", "big", "skip", "smol@ctx8192 does not fit: needs 351.0 MiB, 225.0 MiB free")
+    result = run("doctor", "-c", config, "--no-probe-embedder")
+    assert result.exit_code == 0, result.output
+    assert "last switching decisions" in result.output
+    assert result.output.index("does not fit") < result.output.index("tier-down")  # newest first
 
 
 def test_doctor_flags_config_problems(tmp_path: Path, lmstudio_fake: LMStudioFake) -> None:

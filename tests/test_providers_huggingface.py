@@ -34,9 +34,17 @@ def test_local_model_is_the_shipped_minilm(minilm: SentenceTransformerEmbedder) 
     assert emb.identity().describe() == "huggingface:all-MiniLM-L6-v2 (384 dims)"
 
 
+def test_model_kwargs_reach_sentence_transformers() -> None:
+    """mem0's HF embedder passes model_kwargs to SentenceTransformer(...); so does mindgate (truncate_dim: a
+    Matryoshka-style shorter vector from the shipped MiniLM)."""
+    emb = create_embedder("huggingface", ProviderConfig(model_kwargs={"truncate_dim": 128, "device": "cpu"}))
+    assert emb.embed("The cat sat on the mat.").shape == (128,)
+    assert emb.dims() == 128
+
+
 def test_local_model_rejects_unknown_model_kwargs_and_absent_weights() -> None:
-    with pytest.raises(ConfigurationError, match="trust_remote_code"):
-        create_embedder("huggingface", ProviderConfig(model_kwargs={"trust_remote_code": True}))
+    with pytest.raises(ConfigurationError, match=r"token.*never downloads weights"):
+        create_embedder("huggingface", ProviderConfig(model_kwargs={"token": "hf_x"}))
     emb = create_embedder("huggingface", ProviderConfig(model="multi-qa-MiniLM-L6-cos-v1"))
     with pytest.raises(ConfigurationError, match="never downloads weights"):
         emb.embed("x")
@@ -66,9 +74,10 @@ def test_tei_serving_another_model_is_a_configuration_error(tei: TEIFake) -> Non
         emb.embed("x")
 
 
-def test_tei_dims_mismatch(tei: TEIFake) -> None:
-    with pytest.raises(ConfigurationError, match="returns 384-dimensional vectors but embedding_dims is set to 1024"):
-        create_embedder("huggingface", ProviderConfig(huggingface_base_url=tei.base_url, embedding_dims=1024)).dims()
+def test_tei_dims_mismatch(tei: TEIFake, caplog: pytest.LogCaptureFixture) -> None:
+    emb = create_embedder("huggingface", ProviderConfig(huggingface_base_url=tei.base_url, embedding_dims=1024))
+    assert emb.dims() == 384
+    assert "returns 384-dimensional vectors but embedding_dims is set to 1024" in caplog.text
 
 
 def test_tei_unreachable_is_a_network_error() -> None:

@@ -187,9 +187,10 @@ def test_embeddings_shape_order_and_dims(fake: OllamaChatFake) -> None:
     assert fake.requests_to("/api/embed")[0].json["input"] == ["alpha", "beta"]
 
 
-def test_embedding_dims_mismatch_is_a_configuration_error(fake: OllamaChatFake) -> None:
-    with pytest.raises(ConfigurationError, match="returns 768-dimensional vectors but embedding_dims is set to 512"):
-        embedder(fake, embedding_dims=512).dims()
+def test_embedding_dims_mismatch_is_a_warning_and_the_probe_wins(fake: OllamaChatFake,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    assert embedder(fake, embedding_dims=512).dims() == 768
+    assert "returns 768-dimensional vectors but embedding_dims is set to 512" in caplog.text
 
 
 def test_embedder_passes_keep_alive_and_truncate(fake: OllamaChatFake) -> None:

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from fixtures_gateway import GatewayServer
+from metrics_helpers import sample
 from mindgate.config import MindgateConfig
 from mindgate.gateway.app import create_app
 from mindgate.memory.memory import AsyncMemory
@@ -110,11 +111,7 @@ def test_fault_is_survived_by_fallback_or_reported_clearly(gateway: GatewayServe
 
 
 def _metric(server: GatewayServer, name: str, **labels: str) -> float | None:
-    wanted = name + "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "} "
-    for line in httpx.get(f"{server.base_url}/metrics").text.splitlines():
-        if line.startswith(wanted):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    return sample(httpx.get(f"{server.base_url}/metrics").text, name, **labels)
 
 
 def test_the_breaker_opens_and_later_requests_skip_the_faulty_target(fault_server: Any, llama_server: Any,

@@ -12,9 +12,11 @@ from mindgate.errors import (
     NetworkError,
     ProviderError,
     RateLimitError,
+    StreamInterruptedError,
+    TargetTimeoutError,
 )
 from mindgate.routing.breaker import BreakerState, CircuitBreaker
-from mindgate.routing.retry import ErrorKind, RetryPolicy, StreamInterruptedError, TargetTimeoutError, classify
+from mindgate.routing.retry import ErrorKind, RetryPolicy, classify
 
 
 class Clock:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
 pytest.importorskip("psycopg", reason="the pgvector store needs the `postgres` extra (psycopg)")
@@ -19,58 +17,16 @@ import typer
 from psycopg import sql
 from typer.testing import CliRunner
 
+from migrate_helpers import IDENT, SCOPES, embed, populate, snapshot
 from mindgate.errors import EmbedderMismatchError, StoreError
 from mindgate.memory.commands_migrate import migrate_command
 from mindgate.memory.migrate import digest, export_records, migrate
-from mindgate.memory.stores.base import (
-    AddChange,
-    DeleteChange,
-    MemoryRecord,
-    MemoryStore,
-    Scope,
-    UpdateChange,
-    content_hash,
-)
+from mindgate.memory.stores.base import AddChange, MemoryRecord, Scope, content_hash
 from mindgate.memory.stores.pgvector import PgVectorStore
 from mindgate.memory.stores.sqlite import SQLiteStore
 from mindgate.providers.base import EmbedderIdentity
 
-IDENT = EmbedderIdentity("test", "unit-vectors", 8)
-SCOPES = [Scope(user_id="alice"), Scope(user_id="bob", agent_id="helper"), Scope(agent_id="helper"),
-          Scope(run_id="run-1")]
 Factory = Callable[..., PgVectorStore]
-
-
-def embed(text: str) -> np.ndarray:
-    v = np.random.default_rng(abs(hash(text)) % 2**32).standard_normal(8).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
-def populate(store: MemoryStore, n: int = 24) -> None:
-    """Facts in four kinds of scope with varied metadata, then updates, deletes and a scope wipe."""
-    store.open(IDENT)
-    changes = []
-    for i in range(n):
-        text = f"fact {i}: ünïcode, quotes ' \" and % signs"
-        meta = {"i": i, "ratio": i / 7, "tags": ["a", str(i)], "nested": {"ok": i % 2 == 0}, "none": None}
-        changes.append(AddChange(MemoryRecord(id=f"m{i:03d}", memory=text, hash=content_hash(text),
-                                              scope=SCOPES[i % 4], metadata=meta), embed(text), actor="seed"))
-    store.apply(changes)
-    store.apply([UpdateChange(f"m{i:03d}", SCOPES[i % 4], f"fact {i}, corrected", embed(f"fact {i}, corrected"),
-                              metadata={"corrected": True}) for i in (0, 1, 2)])
-    store.apply([DeleteChange(f"m{i:03d}", SCOPES[i % 4], actor="cleanup") for i in (4, 5)])
-    store.delete_scope(Scope(run_id="run-1"))
-
-
-def snapshot(store: MemoryStore) -> list[tuple[Any, ...]]:
-    """Everything a user can read back, per record, deleted ones included."""
-    out = []
-    for rec, vector, deleted in export_records(store):
-        out.append((rec.id, rec.memory, rec.hash, rec.scope, rec.metadata, rec.created_at, rec.updated_at, deleted,
-                    None if vector is None else vector.tobytes(),
-                    [h.to_result() for h in store.history(rec.id)]))
-    return out
-
 
 @pytest.fixture
 def source(pg_store_factory: Factory) -> PgVectorStore:
@@ -84,7 +40,7 @@ def test_migrate_copies_everything_and_verifies_it(source: PgVectorStore, pg_sto
     events: list[tuple[str, int, int]] = []
     report = migrate(source, target, progress=lambda *e: events.append(e), batch_size=5)
 
-    assert (report.records, report.deleted, report.vectors, report.history) == (24, 8, 24, 35)
+    assert (report.records, report.deleted, report.vectors, report.history) == (24, 8, 16, 35)
     assert report.identity == IDENT and target.recorded_identity() == IDENT
     assert report.checksum == digest(source).checksum == digest(target).checksum
     assert snapshot(target) == snapshot(source)
@@ -195,3 +151,16 @@ def test_the_command_explains_a_bad_source(source_url: str, message: str, other_
     result = CliRunner().invoke(cli(), ["migrate", "--from", source_url, "--to", other_database])
     assert result.exit_code == 1
     assert "migration failed" in result.output and message in result.output.replace("\n", "")
+
+
+def test_pgvector_to_sqlite(source: PgVectorStore, tmp_path: Path) -> None:
+    """The other way: a deleted record's vector, kept by PostgreSQL, is dropped by SQLite as its own deletes do."""
+    target = SQLiteStore(tmp_path / "copy.db")
+    report = migrate(source, target, batch_size=7)
+    assert (report.records, report.deleted, report.vectors, report.history) == (24, 8, 16, 35)
+    assert report.checksum == digest(target).checksum
+    live = [row for row in snapshot(source) if not row[7]]
+    assert [row for row in snapshot(target) if not row[7]] == live
+    for scope in SCOPES:
+        assert [r.id for r, _ in target.text_search(scope, "corrected quotes", 5)] == \
+            [r.id for r, _ in source.text_search(scope, "corrected quotes", 5)]

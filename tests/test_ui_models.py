@@ -4,6 +4,7 @@ server that is down and the in-process engine; load and unload buttons with prog
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ from playwright.sync_api import expect
 
 from fakes.lmstudio import LMStudioModel
 from mindgate.gateway import ui_api
-from mindgate.models.resources import GPUInfo, snapshot
+from mindgate.models.resources import GPUInfo, read_resources
+from mindgate.routing.placement import shared_placement
 from ui_harness import MOBILE, browser, dashboard, get_json, gguf_header_read, page_factory, screenshot, sign_in
 
 __all__ = ["browser", "dashboard", "gguf_header_read", "page_factory"]
@@ -81,7 +83,8 @@ def test_vram_gauge_per_gpu(dashboard: Any, page_factory: Any, monkeypatch: pyte
     """This machine has no NVIDIA GPU, so the page's resources snapshot is given one: what is tested is how
     the page shows VRAM per GPU, not NVML's reading."""
     gpu = GPUInfo(0, "NVIDIA H100 80GB HBM3", 80 * 2**30, 60 * 2**30)
-    monkeypatch.setattr(ui_api, "snapshot", lambda: dataclasses.replace(snapshot(), gpus=(gpu,)))
+    reading = dataclasses.replace(read_resources(), gpus=(gpu,), gpu_status="nvidia-ml-py: 1 GPU(s)")
+    monkeypatch.setattr(ui_api, "default_monitor", lambda: SimpleNamespace(latest=lambda: reading))
     page = page_factory()
     sign_in(page, dashboard, route="models")
     vram = page.locator("#gauges .gauge").nth(1)
@@ -90,4 +93,22 @@ def test_vram_gauge_per_gpu(dashboard: Any, page_factory: Any, monkeypatch: pyte
     expect(vram).to_contain_text("60.0 GiB free")
     expect(vram).to_contain_text("of 80.0 GiB (25% used)")
     expect(vram.locator(".bar > span")).to_have_attribute("style", "width: 25%;")
+    assert page.js_errors == []
+
+
+def test_switching_decisions_and_gpu_status(dashboard: Any, page_factory: Any) -> None:
+    """The Models page shows why VRAM is or is not visible, what the gateway has loaded, and the last
+    switching decisions with their reasons (one recorded here as the router's placement would)."""
+    shared_placement().decisions.record("main", "big", "skip",
+                                        "big-model@ctx8192 does not fit: needs 9.0 GiB, 2.0 GiB free")
+    page = page_factory()
+    sign_in(page, dashboard, route="models")
+    expect(page.locator("#gauges")).to_contain_text(read_resources().gpu_status)
+    row = page.locator('#decisions-table tbody tr[data-action="skip"]').first
+    expect(row).to_contain_text("big-model@ctx8192 does not fit: needs 9.0 GiB, 2.0 GiB free")
+    expect(row.locator('td[data-label="Chain"]')).to_have_text("main")
+    expect(page.locator("#switching")).to_contain_text("Loaded in the gateway")
+    data = get_json(dashboard, "/ui/api/resources")
+    assert data["decisions"][0]["reason"].startswith("big-model@ctx8192 does not fit")
+    assert data["resources"]["ram_total_bytes"] > 0 and data["resources"]["gpu_status"]
     assert page.js_errors == []

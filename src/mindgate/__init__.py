@@ -13,9 +13,11 @@ from mindgate.errors import (
     ContextOverflowError,
     EmbedderMismatchError,
     FilterError,
+    InsufficientMemoryError,
     InvalidRequestError,
     MindgateError,
     ModelNotFoundError,
+    ModelNotServedError,
     NetworkError,
     NotFoundError,
     PermissionDeniedError,
@@ -25,7 +27,11 @@ from mindgate.errors import (
     RoutingError,
     ScopeError,
     StoreError,
+    StreamInterruptedError,
     StructuredOutputError,
+    TargetTimeoutError,
+    TooManyRequestsError,
+    UnauthorizedError,
 )
 from mindgate.memory.memory import AsyncMemory, Memory
 
@@ -33,7 +39,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncMemory", "AuthenticationError", "ConfigurationError", "ContextOverflowError", "EmbedderMismatchError",
-    "FilterError", "InvalidRequestError", "Memory", "MindgateConfig", "MindgateError", "ModelNotFoundError",
-    "NetworkError", "NotFoundError", "PermissionDeniedError", "ProviderError", "RateLimitError", "ResourceError",
-    "RoutingError", "ScopeError", "StoreError", "StructuredOutputError", "__version__",
+    "FilterError", "InsufficientMemoryError", "InvalidRequestError", "Memory", "MindgateConfig", "MindgateError",
+    "ModelNotFoundError", "ModelNotServedError", "NetworkError", "NotFoundError", "PermissionDeniedError",
+    "ProviderError", "RateLimitError", "ResourceError", "RoutingError", "ScopeError", "StoreError",
+    "StreamInterruptedError", "StructuredOutputError", "TargetTimeoutError", "TooManyRequestsError",
+    "UnauthorizedError", "__version__",
 ]

@@ -1,8 +1,9 @@
 """The ``mindgate`` command.
 
 ``mindgate serve`` starts the gateway; ``mindgate chat`` is an interactive chat with memory;
-``mindgate memory ...`` reads and writes memories; ``mindgate reindex`` re-embeds them; ``models``,
-``doctor``, ``routes`` and ``migrate`` come from the model-management, routing and store packages.
+``mindgate memory ...`` reads and writes memories; ``mindgate mcp`` serves them to MCP hosts on stdio;
+``mindgate reindex`` re-embeds them; ``models``, ``doctor``, ``routes`` and ``migrate`` come from the
+model-management, routing and store packages.
 Every failure is printed as one line (what was wrong and what to do) with exit code 1, never a traceback.
 """
 
@@ -21,6 +22,7 @@ from rich.text import Text
 from mindgate import __version__
 from mindgate.config import MindgateConfig
 from mindgate.errors import MindgateError
+from mindgate.mcp.commands import mcp_command
 from mindgate.memory import commands as memory_commands
 from mindgate.memory.commands_migrate import migrate_command
 from mindgate.models import commands as models_commands
@@ -34,6 +36,7 @@ app.add_typer(models_commands.app, name="models")
 app.command("doctor")(models_commands.doctor)
 app.command("migrate")(migrate_command)
 app.add_typer(routing_commands.app, name="routes")
+app.command("mcp")(mcp_command)
 
 err_console = Console(stderr=True)
 ConfigOpt = memory_commands.ConfigOpt
@@ -88,11 +91,11 @@ def chat(user: Annotated[str | None, typer.Option("--user", "-u", help="remember
          config: ConfigOpt = None) -> None:
     """Chat interactively with streaming answers and long-term memory (talks to the models directly)."""
     from mindgate.cli_chat import ChatSession, run_interactive
-    from mindgate.gateway.app import memory_for
-    from mindgate.gateway.memory_chat import ChatScope
     from mindgate.gateway.server import configure_logging
-    from mindgate.gateway.targets import build_targets
+    from mindgate.pipeline.build import memory_for, pipeline_for
+    from mindgate.pipeline.scope import ChatScope
     from mindgate.providers import create_embedder
+    from mindgate.routing.targets import build_targets
 
     configure_logging("warning")
     cfg = MindgateConfig.load(config)
@@ -103,14 +106,17 @@ def chat(user: Annotated[str | None, typer.Option("--user", "-u", help="remember
     embedder = create_embedder(cfg.embedder.provider, cfg.embedder.config)
     targets = build_targets(cfg, embedder)
     store = memory_for(cfg, embedder, targets) if use_memory else None
+    pipeline = pipeline_for(cfg, targets, store)
     scope = ChatScope(user, agent) if use_memory and user else None
     options: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
-    session = ChatSession(targets.default, store, scope, cfg.memory, system=system, options=options)
+    session = ChatSession(pipeline, targets.default_name, scope, system=system, options=options)
 
     async def main() -> None:
         try:
             await run_interactive(session, console)
         finally:
+            if pipeline.writer is not None:
+                await pipeline.writer.stop()
             await targets.aclose()
             if store is not None:
                 await store.close()

@@ -2,7 +2,7 @@
 
 The top level is mem0-shaped (``embedder`` / ``llm`` / ``vector_store``, each ``{"provider", "config"}``)
 so a mem0 user's dict works unchanged; mindgate's own sections are ``providers`` (named endpoints),
-``routing``, ``gateway`` and ``memory``.
+``routing``, ``gateway``, ``memory`` and ``mcp`` (the stdio memory server).
 
 Sources, later wins: defaults < YAML file (``--config`` / ``MINDGATE_CONFIG``) or dict < environment
 (``MINDGATE_<SECTION>__<KEY>...``, e.g. ``MINDGATE_LLM__CONFIG__MODEL=qwen2.5-7b-instruct``).
@@ -13,17 +13,16 @@ and the valid choices; nothing unknown is silently ignored.
 from __future__ import annotations
 
 import difflib
-import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mindgate._env import environment_overrides
+from mindgate._mem0_compat import normalize as normalize_mem0
 from mindgate.errors import ConfigurationError
-
-log = logging.getLogger("mindgate.config")
 
 ChatProviderName = Literal[
     "auto", "lmstudio", "ollama", "openai", "azure_openai", "gemini", "vertexai", "together",
@@ -95,12 +94,15 @@ class ProviderConfig(_Strict):
     timeout: float = Field(default=120.0, gt=0, description="seconds for a whole request")
     connect_timeout: float = Field(default=3.0, gt=0, description="seconds to establish a connection")
     headers: dict[str, str] = Field(default_factory=dict)
+    http_client_proxies: str | dict[str, str] | None = Field(
+        default=None, description="mem0's: a proxy URL for every request, or {scheme: proxy URL}")
     model_path: str | None = Field(default=None, description="local engine: a GGUF file or model folder")
     n_ctx: int | None = Field(default=None, gt=0, description="local engine: context length")
     n_threads: int | None = Field(default=None, gt=0, description="local engine: CPU threads")
     device: str | None = Field(default=None, description="sentence-transformers device (cpu, cuda, mps)")
     batch_size: int = Field(default=64, gt=0, description="embedding batch size")
-    ttl: int | None = Field(default=None, gt=0, description="seconds an idle JIT-loaded model stays loaded")
+    ttl: int | None = Field(default=None, gt=0, description="seconds an idle model stays loaded (LM Studio's JIT "
+                            "ttl, Ollama's keep_alive, the local engine's idle TTL)")
 
     def base_url_for(self, provider: str) -> str | None:
         for key in BASE_URL_KEYS.get(provider, ()):
@@ -152,6 +154,7 @@ class PgVectorStoreConfig(_Strict):
     dbname: str | None = None
     user: str | None = None
     password: str | None = Field(default=None, repr=False)
+    sslmode: str | None = Field(default=None, description="libpq sslmode, e.g. require")
     collection_name: str = Field(default="memory", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
     embedding_model_dims: int | None = Field(default=None, gt=0)
     minconn: int = Field(default=1, ge=0)
@@ -192,6 +195,8 @@ class TargetConfig(_Strict):
     timeout: float | None = Field(default=None, gt=0)
     first_token_timeout: float | None = Field(default=None, gt=0)
     context_length: int | None = Field(default=None, gt=0)
+    min_free_memory: ByteSize | None = Field(default=None, description="tiers: free memory this target needs, "
+                                             "e.g. 6GiB; list a chain's targets large to small")
 
     @model_validator(mode="before")
     @classmethod
@@ -229,6 +234,23 @@ class RoutingConfig(_Strict):
     health_check_interval: float | None = Field(default=None, gt=0)
 
 
+class ResourcesConfig(_Strict):
+    """How mindgate watches the machine's memory and switches models by it."""
+
+    sample_interval: float = Field(default=1.0, gt=0, le=3600, description="seconds between background readings "
+                                   "of free RAM/VRAM")
+    fit_routing: bool = Field(default=True, description="before routing to a local model that is not loaded, "
+                              "check that it fits free memory")
+    evict_idle: bool = Field(default=True, description="unload idle models, least recently used first, to make "
+                             "room for a model that does not fit")
+    pinned: list[str] = Field(default_factory=list, description="models or instances never unloaded to make room")
+    reserve: ByteSize = Field(default=ByteSize(0), description="memory always left free, e.g. 512MiB")
+    tier_hysteresis: float = Field(default=0.15, ge=0, le=4, description="a larger tier comes back only when its "
+                                   "min_free_memory is exceeded by this fraction")
+    tier_recover_after: float = Field(default=30.0, ge=0, description="seconds that margin must hold before "
+                                      "going back up a tier")
+
+
 class ApiKeyConfig(_Strict):
     """A gateway API key: give ``key`` (plain, hashed on load) or ``key_sha256``."""
 
@@ -255,6 +277,7 @@ class GatewayConfig(_Strict):
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
     memory: bool = Field(default=True, description="memory-augmented chat when a request names a user")
+    mcp: bool = Field(default=True, description="serve memory as an MCP server (streamable HTTP) at /mcp")
     log_contents: bool = False
 
 
@@ -294,6 +317,16 @@ class ContextSettings(_Strict):
     models: dict[str, ContextPolicyName] = Field(default_factory=dict)
 
 
+class McpSettings(_Strict):
+    """``mindgate mcp`` (memory as an MCP server on stdio): whose memories it serves when the command line
+    names no scope (``--user`` / ``--agent`` / ``--run`` win over these)."""
+
+    user_id: str | None = Field(default=None, min_length=1, max_length=256)
+    agent_id: str | None = Field(default=None, min_length=1, max_length=256)
+    run_id: str | None = Field(default=None, min_length=1, max_length=256)
+    read_only: bool = Field(default=False, description="offer only the tools that do not change memory")
+
+
 class MindgateConfig(_Strict):
     """The whole configuration."""
 
@@ -306,8 +339,8 @@ class MindgateConfig(_Strict):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     context: ContextSettings = Field(default_factory=ContextSettings)
-    custom_fact_extraction_prompt: str | None = Field(default=None, description="mem0's name")
-    history_db_path: str | None = Field(default=None, description="mem0's; history lives in the store")
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    mcp: McpSettings = Field(default_factory=McpSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -325,23 +358,16 @@ class MindgateConfig(_Strict):
                 raise ValueError(f"endpoint name {name!r} shadows the provider of the same name; rename it")
         return value
 
-    @model_validator(mode="after")
-    def _mem0_aliases(self) -> MindgateConfig:
-        if self.custom_fact_extraction_prompt and not self.memory.custom_instructions:
-            self.memory.custom_instructions = self.custom_fact_extraction_prompt
-        if self.history_db_path:
-            log.warning("history_db_path is not used: mindgate keeps history in the memory store, written in "
-                        "the same transaction as each change")
-        return self
-
     # -- loading -----------------------------------------------------------------------------------
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None = None, *, env: bool = True) -> MindgateConfig:
-        """Validate a mem0-shaped dict, applying ``MINDGATE_*`` overrides when ``env`` is true."""
+        """Validate a mem0-shaped dict (mem0's key names mapped by :mod:`mindgate._mem0_compat`), applying
+        ``MINDGATE_*`` overrides when ``env`` is true."""
         merged: dict[str, Any] = dict(data or {})
         if env:
-            merged = _deep_merge(merged, _env_overrides(os.environ))
+            merged = _deep_merge(merged, environment_overrides(cls.model_fields))
+        merged = normalize_mem0(merged)
         try:
             return cls.model_validate(merged)
         except ValidationError as exc:
@@ -378,31 +404,6 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value
-    return out
-
-
-_ENV_IGNORED = {"MINDGATE_HOME", "MINDGATE_CONFIG"}
-
-
-def _env_overrides(environ: os._Environ[str] | dict[str, str]) -> dict[str, Any]:
-    """``MINDGATE_A__B__C=value`` -> ``{"a": {"b": {"c": value}}}``; values parsed as YAML scalars."""
-    out: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if not name.startswith("MINDGATE_") or name in _ENV_IGNORED:
-            continue
-        path = [part.lower() for part in name[len("MINDGATE_"):].split("__")]
-        if not all(path):
-            raise ConfigurationError(f"environment variable {name} has an empty key segment",
-                                     hint="separate nested keys with a double underscore, "
-                                          "e.g. MINDGATE_LLM__CONFIG__MODEL")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            value = raw
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
     return out
 
 

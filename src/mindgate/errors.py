@@ -74,6 +74,36 @@ class PermissionDeniedError(MindgateError):
     code = "forbidden"
 
 
+class UnauthorizedError(MindgateError):
+    """The caller's gateway API key is missing or not one the gateway knows (HTTP 401).
+
+    Not an :class:`AuthenticationError`: that one means an upstream server rejected mindgate's key."""
+
+    http_status = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class TooManyRequestsError(MindgateError):
+    """The caller's gateway API key is over its request or token limit; ``retry_after`` is in seconds.
+
+    Not a :class:`RateLimitError`: that one means an upstream server is limiting mindgate."""
+
+    http_status = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, hint=hint)
+
+
+class ModelNotServedError(NotFoundError):
+    """The gateway serves no model by this name (``GET /v1/models`` lists the names it serves)."""
+
+    code = "model_not_found"
+
+
 class NetworkError(MindgateError):
     """A server could not be reached (connection refused, DNS failure, timeout)."""
 
@@ -84,6 +114,13 @@ class NetworkError(MindgateError):
     def __init__(self, message: str, *, url: str, hint: str | None = None) -> None:
         self.url = url
         super().__init__(message, hint=hint)
+
+
+class TargetTimeoutError(NetworkError):
+    """A target did not answer (or send its first token) within the router's per-target timeout."""
+
+    code = "upstream_timeout"
+    http_status = 504
 
 
 class ProviderError(MindgateError):
@@ -158,6 +195,18 @@ class StructuredOutputError(ProviderError):
         super().__init__(message, **kwargs)
 
 
+class StreamInterruptedError(ProviderError):
+    """A stream broke after its first token: the answer is incomplete. Never retried or re-routed (the caller
+    already has part of an answer); the gateway ends the stream with an error event."""
+
+    code = "stream_interrupted"
+
+    def __init__(self, message: str, *, chunks: int, **kwargs: Any) -> None:
+        self.chunks = chunks
+        kwargs.setdefault("retryable", True)
+        super().__init__(message, **kwargs)
+
+
 class ContextOverflowError(MindgateError):
     """A request does not fit the context window of any usable model."""
 
@@ -178,6 +227,18 @@ class ResourceError(MindgateError):
     http_status = 507
     error_type = "server_error"
     code = "insufficient_resources"
+
+
+class InsufficientMemoryError(ResourceError):
+    """A :class:`~mindgate.errors.ResourceError` that carries the numbers: ``needed_bytes``, ``free_bytes``,
+    and the suggested ``shorter_context`` (None when no context fits)."""
+
+    def __init__(self, message: str, *, needed_bytes: int, free_bytes: int, shorter_context: int | None,
+                 hint: str | None = None) -> None:
+        self.needed_bytes = needed_bytes
+        self.free_bytes = free_bytes
+        self.shorter_context = shorter_context
+        super().__init__(message, hint=hint)
 
 
 class StoreError(MindgateError):

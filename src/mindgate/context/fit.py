@@ -37,10 +37,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from mindgate.context.summary import RollingSummary, StepCache, Summarizer, conversation_key, prefix_digests
-from mindgate.context.tokens import TokenCount, TokenCounter, byte_bound, message_text
+from mindgate.context.tokens import TokenCount, TokenCounter, byte_bound
 from mindgate.context.window import sliding_window, split_system, token_budget, trim_memories, turn_units
 from mindgate.errors import ContextOverflowError, MindgateError
 from mindgate.memory.stores.base import ContextSummary
+from mindgate.providers.base import message_text
 
 if TYPE_CHECKING:
     from mindgate.memory.memory import AsyncMemory

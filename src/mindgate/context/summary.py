@@ -31,8 +31,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mindgate.context.tokens import DEFAULT_ESTIMATOR, TokenEstimator, message_text
+from mindgate.context.tokens import DEFAULT_ESTIMATOR, TokenEstimator
 from mindgate.memory.stores.base import ContextSummary
+from mindgate.providers.base import message_text
 
 if TYPE_CHECKING:
     from mindgate.memory.stores.base import MemoryStore

@@ -35,52 +35,22 @@ estimate covers with ``per_message`` and ``per_prompt``.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mindgate.errors import MindgateError
+from mindgate.providers.base import Message, message_text
 
 if TYPE_CHECKING:
     from mindgate.providers.base import ChatModel
-
-Message = dict[str, Any]
 
 _WORD = re.compile(r"\S+")
 _DIGIT = re.compile(r"\d")
 _SYMBOL = re.compile(r"[^\w\s]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
-
-
-def message_text(message: Message) -> str:
-    """Everything in a message that reaches the model as text: content (string or text parts; image parts
-    are not counted), a tool call's name and arguments, and a ``name`` field."""
-    content = message.get("content")
-    if isinstance(content, str):
-        text = content
-    elif isinstance(content, list):
-        text = " ".join(str(part["text"]) for part in content if isinstance(part, dict) and "text" in part)
-    else:
-        text = ""
-    tool_calls = message.get("tool_calls")
-    if tool_calls:
-        text += json.dumps(tool_calls, ensure_ascii=False, separators=(",", ":"))
-    name = message.get("name")
-    if isinstance(name, str):
-        text += " " + name
-    return text
-
-
-def chatml_prompt(messages: Sequence[Message]) -> str:
-    """The messages in ChatML framing with the assistant's turn opened, as a template would render them:
-    tokenized with special tokens, this is the exact prompt length for ChatML models (SmolLM2, Qwen) and an
-    overcount for others (their tokenizers split the markers into several pieces)."""
-    parts = [f"<|im_start|>{m.get('role', 'user')}\n{message_text(m)}<|im_end|>\n" for m in messages]
-    parts.append("<|im_start|>assistant\n")
-    return "".join(parts)
 
 
 def byte_bound(messages: Sequence[Message], *, per_message: int = 8, per_prompt: int = 32) -> int:

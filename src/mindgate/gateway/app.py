@@ -1,5 +1,6 @@
 """The FastAPI app factory: :func:`create_app` wires the config's chat models, embedder and memory into
-the OpenAI-compatible routes, the memory REST API and the operational endpoints.
+the OpenAI-compatible routes, the memory REST API, ``/mcp`` (memory as an MCP server) and the operational
+endpoints.
 
 Dependencies are injectable (``chat``, ``embedder``, ``memory``) so tests and embedding applications can
 pass their own; whatever the factory builds itself it also closes on shutdown. Middleware, outermost
@@ -12,41 +13,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 
 from mindgate import __version__
 from mindgate.config import MindgateConfig
 from mindgate.gateway import routes_health, routes_memory, routes_openai, ui
 from mindgate.gateway.auth import KeyRing
 from mindgate.gateway.limits import BodySizeLimit
-from mindgate.gateway.memory_chat import MemoryWriter
-from mindgate.gateway.observability import Observability
+from mindgate.gateway.mcp_http import McpEndpoint
+from mindgate.gateway.observability import Metrics, Observability
 from mindgate.gateway.responses import install_error_handlers
 from mindgate.gateway.state import Gateway
-from mindgate.gateway.targets import ChatTargets, build_targets
 from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.stores import create_store
-from mindgate.providers import chat_model_from_section, create_embedder
+from mindgate.pipeline.build import memory_for, pipeline_for
+from mindgate.providers import create_embedder
 from mindgate.providers.base import ChatModel, Embedder
+from mindgate.routing.targets import ChatTargets, build_targets
 
 log = logging.getLogger("mindgate.gateway")
-
-
-def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets) -> AsyncMemory:
-    """The configured memory over ``embedder``. Its LLM (for ``add(infer=True)``) is the default chat model
-    when the config's ``llm`` section is what that chain serves, so the model is not loaded twice."""
-    shares_llm = config.routing.default == "auto" and "auto" not in config.routing.chains
-    default = targets.default
-
-    def llm() -> ChatModel:
-        return default if shares_llm else chat_model_from_section(config.llm)
-
-    return AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm, settings=config.memory,
-                       expected_dims=config.vector_store.config.embedding_model_dims)
 
 
 def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | None = None,
@@ -69,11 +58,10 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
     if memory is None:
         memory = memory_for(config, embedder, targets)
         owned.append(memory)
-    keys = KeyRing(config.gateway.api_keys)
-    gateway = Gateway(config=config, targets=targets, embedder=embedder, memory=memory, keys=keys, owned=owned)
-    if config.gateway.memory:
-        gateway.writer = MemoryWriter(memory, gateway.metrics)
-    return gateway
+    metrics = Metrics()
+    pipeline = pipeline_for(config, targets, memory if config.gateway.memory else None, counters=metrics)
+    return Gateway(config=config, targets=targets, embedder=embedder, memory=memory,
+                   keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, owned=owned)
 
 
 async def _warm_up(gateway: Gateway) -> None:
@@ -93,6 +81,7 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     :class:`ChatTargets`; anything not given is built from ``config`` (embedded defaults when None)."""
     config = config or MindgateConfig.load()
     gateway = build_gateway(config, chat=chat, embedder=embedder, memory=memory)
+    mcp = McpEndpoint(gateway) if config.gateway.mcp else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,7 +90,10 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
         if warm_up:
             warm = asyncio.get_running_loop().create_task(_warm_up(gateway))
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                if mcp is not None:
+                    await stack.enter_async_context(mcp.running())
+                yield
         finally:
             if warm_up and not warm.done():
                 warm.cancel()
@@ -114,11 +106,13 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     app.include_router(routes_openai.router)
     app.include_router(routes_memory.router)
     app.include_router(routes_health.router)
+    if mcp is not None:
+        app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))
     ui.install(app)  # the /ui dashboard (gateway/ui.py)
     app.add_middleware(BodySizeLimit, max_bytes=config.gateway.max_body_bytes)
     if config.gateway.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.gateway.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After"])
+                           allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After", "X-Mindgate-Route"])
     app.add_middleware(Observability, metrics=gateway.metrics)
     return app
 

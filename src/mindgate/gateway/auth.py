@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mindgate.config import ApiKeyConfig
-from mindgate.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
+from mindgate.errors import ConfigurationError, PermissionDeniedError, UnauthorizedError
 
 
 def hash_key(key: str) -> str:
@@ -57,9 +57,8 @@ class Principal:
         return self.models is None or model in self.models
 
 
-def _missing(message: str) -> AuthenticationError:
-    return AuthenticationError(message, provider="mindgate", status_code=401, retryable=False,
-                               hint="send `Authorization: Bearer <key>` with a key from the gateway config")
+def _missing(message: str) -> UnauthorizedError:
+    return UnauthorizedError(message, hint="send `Authorization: Bearer <key>` with a key from the gateway config")
 
 
 class KeyRing:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from mindgate.errors import RateLimitError
+from mindgate.errors import TooManyRequestsError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.responses import error_response
 
@@ -79,7 +79,7 @@ class RateLimiter:
         return bucket
 
     def admit(self, principal: Principal | None, *, uses_tokens: bool = False) -> None:
-        """Count one request against ``principal``'s limits; raise a 429 :class:`RateLimitError` when over."""
+        """Count one request against ``principal``'s limits; raise a 429 :class:`TooManyRequestsError` when over."""
         if principal is None:
             return
         if uses_tokens and principal.tokens_per_minute:
@@ -96,11 +96,10 @@ class RateLimiter:
             self._bucket(self._tokens, principal.name, principal.tokens_per_minute).charge(tokens)
 
 
-def _limited(principal: Principal, what: str, limit: int, wait: float) -> RateLimitError:
+def _limited(principal: Principal, what: str, limit: int, wait: float) -> TooManyRequestsError:
     seconds = max(1, math.ceil(wait))
-    return RateLimitError(f"API key {principal.name!r} is over its limit of {limit} {what} per minute",
-                          retry_after=seconds, provider="mindgate", status_code=429, retryable=True,
-                          hint=f"retry after {seconds}s")
+    return TooManyRequestsError(f"API key {principal.name!r} is over its limit of {limit} {what} per minute",
+                                retry_after=seconds, hint=f"retry after {seconds}s")
 
 
 class BodySizeLimit:

@@ -9,15 +9,18 @@ through :func:`annotate`.
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,50 +44,32 @@ def request_id(scope: Scope) -> str | None:
     return str(value) if value is not None else None
 
 
-class Histogram:
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.total = 0.0
-        self.n = 0
+class Metrics(Collector):
+    """The gateway's counters, exposed through prometheus_client (text exposition format 0.0.4).
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.total += value
-        self.n += 1
-
-
-def labels(**values: Any) -> str:
-    """Prometheus label set text, escaped: ``{a="1",b="2"}`` (empty string for none)."""
-    inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in values.items())
-    return "{" + inner + "}" if inner else ""
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-class Metrics:
-    """Counters kept in this process and rendered as Prometheus text (exposition format 0.0.4)."""
+    Route handlers count into plain counters (``metrics.chats[(model, stream)] += 1``); request latency
+    goes into a prometheus_client histogram. :meth:`render` adds the caller's extra metric families (router
+    and process state, read at scrape time) and lets prometheus_client write the text.
+    """
 
     def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
         self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.latency: dict[str, Histogram] = {}
+        self.latency = Histogram("mindgate_request_duration_seconds", "Time from request to last response byte.",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.tokens: Counter[tuple[str, str]] = Counter()
         self.chats: Counter[tuple[str, bool]] = Counter()
         self.memory_writes: Counter[str] = Counter()
         self.rate_limited: Counter[str] = Counter()
         self.upstream_errors: Counter[str] = Counter()
         self.started = time.time()
+        self.registry.register(self)
         # called as observer(route, method, status, seconds) after each request (e.g. the /ui time series)
         self.observers: list[Callable[[str, str, int, float], None]] = []
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests[(route, method, status)] += 1
-        histogram = self.latency.get(route)
-        if histogram is None:
-            histogram = self.latency[route] = Histogram()
-        histogram.observe(seconds)
+        self.latency.labels(route).observe(seconds)
         for observer in self.observers:
             observer(route, method, status, seconds)
 
@@ -94,48 +79,48 @@ class Metrics:
         if completion:
             self.tokens[(model, "completion")] += completion
 
-    def render(self, extra: Iterable[str] = ()) -> str:
-        out: list[str] = []
-        add = out.append
-        add("# HELP mindgate_requests_total HTTP requests by route template, method and status.")
-        add("# TYPE mindgate_requests_total counter")
-        for (route, method, status), n in sorted(self.requests.items()):
-            add(f"mindgate_requests_total{labels(route=route, method=method, status=status)} {n}")
-        add("# HELP mindgate_request_duration_seconds Time from request to last response byte.")
-        add("# TYPE mindgate_request_duration_seconds histogram")
-        for route, h in sorted(self.latency.items()):
-            cumulative = 0
-            for bound, count in zip((*h.buckets, float("inf")), h.counts, strict=True):
-                cumulative += count
-                le = "+Inf" if bound == float("inf") else repr(bound)
-                add(f"mindgate_request_duration_seconds_bucket{labels(route=route, le=le)} {cumulative}")
-            add(f"mindgate_request_duration_seconds_sum{labels(route=route)} {h.total:.6f}")
-            add(f"mindgate_request_duration_seconds_count{labels(route=route)} {h.n}")
-        add("# HELP mindgate_chat_completions_total Chat completions by requested model and streaming.")
-        add("# TYPE mindgate_chat_completions_total counter")
-        for (model, stream), n in sorted(self.chats.items()):
-            add(f"mindgate_chat_completions_total{labels(model=model, stream=str(stream).lower())} {n}")
-        add("# HELP mindgate_tokens_total Tokens reported by upstream models (or estimated when not reported).")
-        add("# TYPE mindgate_tokens_total counter")
-        for (model, kind), n in sorted(self.tokens.items()):
-            add(f"mindgate_tokens_total{labels(model=model, kind=kind)} {n}")
-        add("# HELP mindgate_upstream_errors_total Failed model calls by error code.")
-        add("# TYPE mindgate_upstream_errors_total counter")
-        for code, n in sorted(self.upstream_errors.items()):
-            add(f"mindgate_upstream_errors_total{labels(code=code)} {n}")
-        add("# HELP mindgate_rate_limited_total Requests refused with 429 by API key name.")
-        add("# TYPE mindgate_rate_limited_total counter")
-        for key, n in sorted(self.rate_limited.items()):
-            add(f"mindgate_rate_limited_total{labels(key=key)} {n}")
-        add("# HELP mindgate_memory_writes_total Background memory writes after chats, by outcome.")
-        add("# TYPE mindgate_memory_writes_total counter")
-        for outcome, n in sorted(self.memory_writes.items()):
-            add(f"mindgate_memory_writes_total{labels(outcome=outcome)} {n}")
-        out.extend(extra)
-        add("# HELP mindgate_start_time_seconds Unix time the gateway started.")
-        add("# TYPE mindgate_start_time_seconds gauge")
-        add(f"mindgate_start_time_seconds {self.started:.3f}")
-        return "\n".join(out) + "\n"
+    def collect(self) -> Iterator[Metric]:
+        """The counters as metric families (prometheus_client's Collector protocol)."""
+        yield _counter("mindgate_requests", "HTTP requests by route template, method and status.",
+                       ("route", "method", "status"), self.requests.items())
+        yield _counter("mindgate_chat_completions", "Chat completions by requested model and streaming.",
+                       ("model", "stream"), (((m, str(s).lower()), n) for (m, s), n in self.chats.items()))
+        yield _counter("mindgate_tokens", "Tokens reported by upstream models (or estimated when not reported).",
+                       ("model", "kind"), self.tokens.items())
+        yield _counter("mindgate_upstream_errors", "Failed model calls by error code.", ("code",),
+                       self.upstream_errors.items())
+        yield _counter("mindgate_rate_limited", "Requests refused with 429 by API key name.", ("key",),
+                       self.rate_limited.items())
+        yield _counter("mindgate_memory_writes", "Background memory writes after chats, by outcome.", ("outcome",),
+                       self.memory_writes.items())
+        yield GaugeMetricFamily("mindgate_start_time_seconds", "Unix time the gateway started.", self.started)
+
+    def render(self, extra: Iterable[Metric] = ()) -> str:
+        """The exposition text of this gateway's metrics plus ``extra`` families."""
+        families = list(extra)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Fixed([*self.registry.collect(), *families]))
+        return generate_latest(registry).decode("utf-8")
+
+
+def _counter(name: str, help_text: str, label_names: Sequence[str], items: Iterable[tuple[Any, float]]
+             ) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, help_text, labels=list(label_names))
+    for key, value in sorted(items, key=lambda item: tuple(map(str, item[0] if isinstance(item[0], tuple)
+                                                               else (item[0],)))):
+        values = key if isinstance(key, tuple) else (key,)
+        family.add_metric([str(v) for v in values], value)
+    return family
+
+
+class _Fixed(Collector):
+    """A collector of families already read (one scrape)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
 
 
 class Observability:

@@ -27,6 +27,7 @@ from mindgate.errors import (
     RateLimitError,
     RoutingError,
     StructuredOutputError,
+    TooManyRequestsError,
 )
 
 log = logging.getLogger("mindgate.gateway")
@@ -121,7 +122,7 @@ def status_of(exc: MindgateError) -> tuple[int, dict[str, Any]]:
     rejects) is a 400 for the caller, not a 502; an upstream rejecting the *gateway's* credentials is a
     502 (the caller's own key is fine; the gateway's configuration is not)."""
     body = exc.to_openai()
-    if isinstance(exc, ProviderError) and exc.provider != "mindgate":
+    if isinstance(exc, ProviderError):
         if isinstance(exc, AuthenticationError):
             body["error"].update(type="api_error", code="upstream_authentication_failed")
             return 502, body
@@ -133,7 +134,8 @@ def status_of(exc: MindgateError) -> tuple[int, dict[str, Any]]:
 
 def mindgate_error_response(exc: MindgateError) -> JSONBytes:
     headers: dict[str, str] = {}
-    retry_after = getattr(exc, "retry_after", None) if isinstance(exc, RateLimitError | RoutingError) else None
+    retry_after = (getattr(exc, "retry_after", None)
+                   if isinstance(exc, RateLimitError | RoutingError | TooManyRequestsError) else None)
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     status, body = status_of(exc)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
 from typing import Any
 
 import psutil
 from fastapi import APIRouter, Request
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.responses import PlainTextResponse, Response
 
-from mindgate.gateway.observability import labels
 from mindgate.gateway.responses import JSONBytes
 from mindgate.gateway.state import Gateway, gateway_of
 from mindgate.providers.base import ChatModel
@@ -82,46 +81,41 @@ async def readyz(request: Request) -> Response:
 _STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
-def router_metrics(models: dict[str, ChatModel]) -> list[str]:
+def router_metrics(models: dict[str, ChatModel]) -> list[Metric]:
     """Per-target series of every router: breaker state, requests, successes, errors by kind, and
     fallbacks (answers served by a target after the chain's first)."""
-    state, requests, successes, errors, fallbacks = [], [], [], [], []
+    target = ["chain", "target"]
+    state = GaugeMetricFamily("mindgate_breaker_state", "Circuit breaker per target: 0 closed, 1 half-open, "
+                              "2 open.", labels=target)
+    requests = CounterMetricFamily("mindgate_target_requests", "Calls made to each routing target.", labels=target)
+    successes = CounterMetricFamily("mindgate_target_successes", "Successful calls per routing target.",
+                                    labels=target)
+    errors = CounterMetricFamily("mindgate_target_errors", "Failed calls per routing target by kind.",
+                                 labels=[*target, "kind"])
+    fallbacks = CounterMetricFamily("mindgate_fallbacks", "Answers served by a fallback target (not the chain's "
+                                    "first).", labels=["chain"])
     for chain, model in models.items():
         status = getattr(model, "status", None)
         if not callable(status):
             continue
         rows = status()
         for row in rows:
-            target = labels(chain=chain, target=row["name"])
-            state.append((target, _STATES.get(row["state"], -1)))
-            requests.append((target, row["requests"]))
-            successes.append((target, row["successes"]))
+            names = [chain, row["name"]]
+            state.add_metric(names, _STATES.get(row["state"], -1))
+            requests.add_metric(names, row["requests"])
+            successes.add_metric(names, row["successes"])
             for kind, count in sorted(row.get("errors", {}).items()):
-                errors.append((labels(chain=chain, target=row["name"], kind=kind), count))
-        fallbacks.append((labels(chain=chain), sum(row["successes"] for row in rows[1:])))
-    out = _series("mindgate_breaker_state", "gauge", "Circuit breaker per target: 0 closed, 1 half-open, 2 open.",
-                  state)
-    out += _series("mindgate_target_requests_total", "counter", "Calls made to each routing target.", requests)
-    out += _series("mindgate_target_successes_total", "counter", "Successful calls per routing target.", successes)
-    out += _series("mindgate_target_errors_total", "counter", "Failed calls per routing target by kind.", errors)
-    out += _series("mindgate_fallbacks_total", "counter", "Answers served by a fallback target (not the "
-                   "chain's first).", fallbacks)
-    return out
+                errors.add_metric([*names, kind], count)
+        fallbacks.add_metric([chain], sum(row["successes"] for row in rows[1:]))
+    return [state, requests, successes, errors, fallbacks]
 
 
-def _series(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float]]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    lines.extend(f"{name}{labels} {value}" for labels, value in samples)
-    return lines
-
-
-def _extra_metrics(gateway: Gateway) -> list[str]:
-    out = router_metrics(gateway.targets.all())
-    out += _series("mindgate_process_resident_memory_bytes", "gauge", "Resident memory of the gateway process.",
-                   [("", _process.memory_info().rss)])
+def _extra_metrics(gateway: Gateway) -> list[Metric]:
     pending = gateway.writer.pending if gateway.writer is not None else 0
-    out += _series("mindgate_memory_write_queue", "gauge", "Turns waiting to be remembered.", [("", pending)])
-    return out
+    return [*router_metrics(gateway.targets.all()),
+            GaugeMetricFamily("mindgate_process_resident_memory_bytes", "Resident memory of the gateway process.",
+                              _process.memory_info().rss),
+            GaugeMetricFamily("mindgate_memory_write_queue", "Turns waiting to be remembered.", pending)]
 
 
 @router.get("/metrics")

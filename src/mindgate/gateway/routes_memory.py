@@ -16,11 +16,11 @@ from starlette.responses import Response
 
 from mindgate.errors import InvalidRequestError, NotFoundError
 from mindgate.gateway.auth import Principal
-from mindgate.gateway.memory_chat import ScopeArgs, scope_args
 from mindgate.gateway.observability import annotate
 from mindgate.gateway.responses import JSONBytes
 from mindgate.gateway.schemas import MemoryAddRequest, MemorySearchRequest, MemoryUpdateRequest
 from mindgate.gateway.state import Gateway, gateway_of
+from mindgate.pipeline.scope import ScopeArgs, scope_args
 
 router = APIRouter(prefix="/v1/memories", tags=["memory"])
 

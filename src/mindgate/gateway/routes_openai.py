@@ -20,14 +20,17 @@ from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from mindgate.errors import InvalidRequestError, MindgateError, ModelNotFoundError
+from mindgate.context.tokens import DEFAULT_ESTIMATOR
+from mindgate.errors import InvalidRequestError, MindgateError, ModelNotServedError
 from mindgate.gateway.auth import Principal
-from mindgate.gateway.memory_chat import ChatScope, chat_scope, estimate_tokens, inject_memories, new_turn, text_of
 from mindgate.gateway.observability import annotate, request_id
 from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
+from mindgate.gateway.scoping import requested_scope
 from mindgate.gateway.state import Gateway, gateway_of
-from mindgate.providers.base import ChatChunk, ChatModel
+from mindgate.pipeline.core import ChatRequest, ChatStream, UsageSink
+from mindgate.providers.base import ChatChunk
+from mindgate.routing.trace import HEADER as ROUTE_HEADER
 
 log = logging.getLogger("mindgate.gateway")
 router = APIRouter()
@@ -70,8 +73,8 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
     for model in await gateway.targets.listing():
         if model["id"] == model_id and (principal is None or principal.allows_model(model_id)):
             return JSONBytes(model)
-    raise ModelNotFoundError(f"model {model_id!r} is not served by this gateway", provider="mindgate",
-                             status_code=404, hint="GET /v1/models lists the names it serves")
+    raise ModelNotServedError(f"model {model_id!r} is not served by this gateway",
+                              hint="GET /v1/models lists the names it serves")
 
 
 # -- chat ------------------------------------------------------------------------------------------------
@@ -79,58 +82,45 @@ async def retrieve_model(model_id: str, request: Request) -> Response:
 
 @router.post("/v1/chat/completions", tags=["openai"])
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    """OpenAI chat completions, streaming or not, memory-augmented when the request names a user."""
+    """OpenAI chat completions, streaming or not, memory-augmented when the request names a user: a
+    translation onto the request pipeline (:mod:`mindgate.pipeline`)."""
     gateway = gateway_of(request)
     principal = gateway.authenticate(request)
     if principal is not None:
         principal.check_model(body.model)
-    scope = chat_scope(request.headers, body.user, body.memory, principal, enabled=gateway.writer is not None)
+    pipeline = gateway.pipeline
+    scope = pipeline.scope(requested_scope(request.headers, body.user, body.memory), principal)
     gateway.admit(principal, uses_tokens=True)
     messages = body.message_dicts()
     options = body.chat_options()
     _check_unicode("the request", [messages, options])
-    model = await gateway.targets.resolve(body.model, messages)
-    injected: list[str] = []
-    if scope is not None:
-        messages, injected = await _with_memories(gateway, messages, scope)
+    chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope),
+                       on_usage=_charger(gateway, principal))
+    prepared = await pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
-             user=scope.user_id if scope else None, memories=len(injected))
-    label = gateway.targets.label(body.model)
-    gateway.metrics.chats[(label, body.stream)] += 1
-    headers = {"X-Mindgate-Memories": str(len(injected))} if scope is not None else {}
+             user=scope.user_id if scope else None, memories=len(prepared.memories))
+    gateway.metrics.chats[(prepared.label, body.stream)] += 1
+    headers = {"X-Mindgate-Memories": str(len(prepared.memories))} if scope is not None else {}
     if body.stream:
-        return await _stream(gateway, request, body, model, messages, options, scope, principal, headers, label)
-    try:
-        response = await model.acomplete(messages, **options)
-    except MindgateError as exc:
-        gateway.metrics.upstream_errors[exc.code or type(exc).__name__] += 1
-        raise
-    prompt, completion = response.usage.prompt_tokens, response.usage.completion_tokens
-    if not (prompt or completion):
-        prompt, completion = _estimate(messages), estimate_tokens(response.content or "")
-    gateway.charge(principal, label, prompt, completion)
-    annotate(request.scope, prompt_tokens=prompt, completion_tokens=completion, served_by=response.model)
+        stream = await pipeline.stream(prepared)
+        if stream.route is not None:
+            headers[ROUTE_HEADER] = stream.route
+        return EventStream(_relay(stream, chat.request_id), headers={**_SSE_HEADERS, **headers})
+    result = await pipeline.complete(prepared)
+    if result.route is not None:
+        headers[ROUTE_HEADER] = result.route
+    response = result.response
+    annotate(request.scope, prompt_tokens=result.usage.prompt_tokens,
+             completion_tokens=result.usage.completion_tokens, served_by=response.model)
     payload = response.raw or _completion_body(response.content, response.model, response.finish_reason)
-    background = None
-    if scope is not None and gateway.writer is not None:
-        background = BackgroundTask(gateway.writer.submit, new_turn(body.message_dicts(), response.content),
-                                    scope, request_id(request.scope))
+    background = BackgroundTask(result.remember) if scope is not None else None
     return JSONBytes(payload, headers=headers, background=background)
 
 
-async def _with_memories(gateway: Gateway, messages: list[dict[str, Any]],
-                         scope: ChatScope) -> tuple[list[dict[str, Any]], list[str]]:
-    """Inject memories; a memory failure degrades to an un-augmented chat (logged), it never fails it."""
-    try:
-        return await inject_memories(gateway.memory, messages, scope, gateway.config.memory)
-    except MindgateError as exc:
-        gateway.metrics.memory_writes["search_failed"] += 1
-        log.warning("memory search for user %s failed, answering without memories: %s", scope.user_id, exc)
-        return messages, []
-
-
-def _estimate(messages: list[dict[str, Any]]) -> int:
-    return sum(estimate_tokens(text_of(m.get("content"))) + 4 for m in messages)
+def _charger(gateway: Gateway, principal: Principal | None) -> UsageSink:
+    def charge(label: str, prompt: int, completion: int) -> None:
+        gateway.charge(principal, label, prompt, completion)
+    return charge
 
 
 def _completion_body(content: str | None, model: str, finish_reason: str | None) -> dict[str, Any]:
@@ -143,63 +133,26 @@ def _frame(chunk: ChatChunk) -> bytes:
     return b"data: " + (chunk.wire if chunk.wire is not None else _json(chunk.raw)) + b"\n\n"
 
 
-async def _stream(gateway: Gateway, request: Request, body: ChatCompletionRequest, model: ChatModel,
-                  messages: list[dict[str, Any]], options: dict[str, Any], scope: ChatScope | None,
-                  principal: Principal | None, headers: dict[str, str], label: str) -> Response:
-    chunks = aiter(model.astream(messages, **options))
+async def _relay(stream: ChatStream, rid: str | None) -> AsyncIterator[bytes]:
+    """The chunks as SSE frames and ``[DONE]``; a failure mid-way ends the stream with an error event."""
     try:
-        first: ChatChunk | None = await anext(chunks)
-    except StopAsyncIteration:
-        first = None
+        async for chunk in stream:
+            yield _frame(chunk)
+        yield _DONE
     except MindgateError as exc:
-        gateway.metrics.upstream_errors[exc.code or type(exc).__name__] += 1
-        raise
-    rid = request_id(request.scope)
-
-    async def relay() -> AsyncIterator[bytes]:
-        parts: list[str] = []
-        prompt = completion = 0
-        finished = False
-        try:
-            chunk = first
-            while chunk is not None:
-                yield _frame(chunk)
-                if chunk.content:
-                    parts.append(chunk.content)
-                if chunk.usage is not None:
-                    prompt, completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-                chunk = await anext(chunks, None)
-            yield _DONE
-            finished = True
-        except MindgateError as exc:
-            gateway.metrics.upstream_errors[exc.code or type(exc).__name__] += 1
-            log.warning("stream of request %s failed mid-way: %s", rid, exc)
-            yield b"data: " + _json(exc.to_openai()) + b"\n\n" + _DONE
-        except Exception as exc:
-            gateway.metrics.upstream_errors[type(exc).__name__] += 1
-            log.error("stream of request %s failed mid-way", rid, exc_info=sys.exc_info())
-            error = {"error": {"message": f"the stream failed: {type(exc).__name__}; request id {rid}",
-                               "type": "server_error", "param": None, "code": "stream_failed"}}
-            yield b"data: " + _json(error) + b"\n\n" + _DONE
-        finally:
-            await _close(chunks)
-            text = "".join(parts)
-            if not (prompt or completion):
-                prompt, completion = _estimate(messages), estimate_tokens(text) if text else 0
-            gateway.charge(principal, label, prompt, completion)
-            if finished and scope is not None and gateway.writer is not None:
-                gateway.writer.submit(new_turn(body.message_dicts(), text), scope, rid)
-
-    return EventStream(relay(), headers={**_SSE_HEADERS, **headers})
+        log.warning("stream of request %s failed mid-way: %s", rid, exc)
+        yield b"data: " + _json(exc.to_openai()) + b"\n\n" + _DONE
+    except Exception as exc:
+        log.error("stream of request %s failed mid-way", rid, exc_info=sys.exc_info())
+        yield b"data: " + _json(stream_failure(exc, rid)) + b"\n\n" + _DONE
+    finally:
+        await stream.aclose()
 
 
-async def _close(chunks: AsyncIterator[ChatChunk]) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception as exc:
-            log.debug("closing an upstream stream failed: %s", exc)
+def stream_failure(exc: BaseException, rid: str | None) -> dict[str, Any]:
+    """OpenAI's error body for an unexpected failure in the middle of a stream."""
+    return {"error": {"message": f"the stream failed: {type(exc).__name__}; request id {rid}",
+                      "type": "server_error", "param": None, "code": "stream_failed"}}
 
 
 # -- embeddings ------------------------------------------------------------------------------------------
@@ -237,7 +190,7 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
     if body.dimensions is not None and body.dimensions != dims:
         raise InvalidRequestError(f"`dimensions` is {body.dimensions} but the embedder {embedder.model} "
                                   f"produces {dims}-dimensional vectors", hint="leave `dimensions` out")
-    tokens = sum(estimate_tokens(t) for t in texts)
+    tokens = sum(DEFAULT_ESTIMATOR.text_tokens(t) for t in texts)
     gateway.charge(principal, embedder.model, tokens, 0)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, inputs=len(texts))
     if body.encoding_format == "base64":

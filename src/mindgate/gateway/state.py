@@ -9,14 +9,15 @@ from typing import Any
 from fastapi import Request
 
 from mindgate.config import MindgateConfig
-from mindgate.errors import RateLimitError
+from mindgate.errors import TooManyRequestsError
 from mindgate.gateway.auth import KeyRing, Principal
 from mindgate.gateway.limits import RateLimiter
-from mindgate.gateway.memory_chat import MemoryWriter
 from mindgate.gateway.observability import Metrics
-from mindgate.gateway.targets import ChatTargets
 from mindgate.memory.memory import AsyncMemory
+from mindgate.pipeline.core import Pipeline
+from mindgate.pipeline.remember import MemoryWriter
 from mindgate.providers.base import Embedder
+from mindgate.routing.targets import ChatTargets
 
 log = logging.getLogger("mindgate.gateway")
 
@@ -30,10 +31,15 @@ class Gateway:
     embedder: Embedder
     memory: AsyncMemory
     keys: KeyRing
+    pipeline: Pipeline
     limiter: RateLimiter = field(default_factory=RateLimiter)
     metrics: Metrics = field(default_factory=Metrics)
-    writer: MemoryWriter | None = None
     owned: list[Any] = field(default_factory=list)
+
+    @property
+    def writer(self) -> MemoryWriter | None:
+        """The pipeline's background memory writer (None when memory-augmented chat is off)."""
+        return self.pipeline.writer
 
     def authenticate(self, request: Request) -> Principal | None:
         return self.keys.authenticate(request.headers.get("authorization"))
@@ -41,7 +47,7 @@ class Gateway:
     def admit(self, principal: Principal | None, *, uses_tokens: bool = False) -> None:
         try:
             self.limiter.admit(principal, uses_tokens=uses_tokens)
-        except RateLimitError:
+        except TooManyRequestsError:
             self.metrics.rate_limited[principal.name if principal else "-"] += 1
             raise
 

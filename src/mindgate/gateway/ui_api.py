@@ -9,6 +9,9 @@ user, so it is refused (403) to keys bound to users; a key bound to models may l
   load in progress, the endpoints' reachability, and free RAM/VRAM;
 * ``POST /ui/api/models/load`` ``{endpoint, model, context_length?}``: starts a load in the background
   (202 with the job); ``GET /ui/api/models/jobs/{id}``: its progress; ``POST /ui/api/models/unload``;
+* ``GET /ui/api/resources``: free RAM/VRAM per device (the resource monitor's latest reading), the models
+  loaded in this process with their memory estimate, tier state per chain, and the last switching
+  decisions with their reasons;
 * ``GET /ui/api/routing``: every chain's targets with breaker state, counters and latency;
 * ``GET /ui/api/timeseries``: the last hour of API traffic per minute (:mod:`.ui_timeseries`).
 """
@@ -34,8 +37,9 @@ from mindgate.gateway.state import Gateway, gateway_of
 from mindgate.gateway.ui_timeseries import TrafficSeries, router_fallbacks
 from mindgate.models.catalog import ModelCatalog, ModelInfo
 from mindgate.models.manager import ModelManager
+from mindgate.models.monitor import default_monitor
 from mindgate.models.records import LoadProgress
-from mindgate.models.resources import snapshot
+from mindgate.routing.placement import Placement, shared_placement
 
 router = APIRouter(prefix="/ui/api", tags=["ui"], include_in_schema=False)
 
@@ -196,12 +200,35 @@ async def models(request: Request, refresh: bool = False) -> Response:
     _, principal = _authenticated(request)
     state = ui_state(request)
     listing = await state.manager.catalog.alist(refresh=refresh)
-    resources = snapshot()
     return JSONBytes({"models": [_model_row(state, m) for m in listing.models],
                       "endpoints": [s.to_dict() for s in listing.endpoints],
-                      "resources": {**resources.to_dict(), "vram_total_bytes": resources.vram_total_bytes,
-                                    "vram_free_bytes": resources.vram_free_bytes},
-                      "can_manage": _can_manage(principal)})
+                      "resources": default_monitor().latest().to_dict(), "can_manage": _can_manage(principal)})
+
+
+def _placements(gateway: Gateway) -> list[Placement]:
+    """The placements the gateway's routers use (the process-wide one when none has its own)."""
+    found: list[Placement] = []
+    for model in gateway.targets.all().values():
+        placement = getattr(model, "placement", None)
+        if isinstance(placement, Placement) and placement not in found:
+            found.append(placement)
+    return found or [shared_placement(gateway.config.resources)]
+
+
+@router.get("/resources")
+async def resources(request: Request) -> Response:
+    """Free memory per device, what is loaded in this process, tiers, and the last switching decisions."""
+    gateway, _ = _authenticated(request)
+    placements = _placements(gateway)
+    now = time.monotonic()
+    loaded = [{"instance": r.label, "held_bytes": r.held_bytes, "idle_s": round(now - r.last_used, 1),
+               "in_use": r.in_use, "pinned": r.pinned} for r in placements[0].residents()]
+    decisions = sorted((d for p in placements for d in p.decisions.recent()), key=lambda d: d.at, reverse=True)
+    tiers = [{"chain": name, **policy.status()} for name, model in gateway.targets.all().items()
+             if (policy := getattr(model, "tiers", None)) is not None]
+    return JSONBytes({"resources": placements[0].source.latest().to_dict(), "loaded": loaded, "tiers": tiers,
+                      "decisions": [d.to_dict() for d in decisions[:20]],
+                      "fit_routing": gateway.config.resources.fit_routing})
 
 
 @router.post("/models/load")

@@ -8,6 +8,7 @@ from typing import Any
 
 from mindgate.errors import FilterError, InvalidRequestError
 from mindgate.memory.stores.base import Scope
+from mindgate.providers.base import content_text
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
 MAX_TEXT_CHARS = 100_000
@@ -73,12 +74,8 @@ def check_memory_id(memory_id: Any) -> str:
 
 
 def _text_of(content: Any, index: int) -> str:
-    if isinstance(content, str):
-        text = content
-    elif isinstance(content, list):  # OpenAI content parts: keep the text parts
-        text = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
-    elif content is None:
-        text = ""
+    if isinstance(content, str | list) or content is None:  # OpenAI content parts: keep the text parts
+        text = content_text(content)
     else:
         raise InvalidRequestError(f"message {index} content must be a string or a list of content parts, "
                                   f"got {type(content).__name__}")

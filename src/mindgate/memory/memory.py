@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -47,6 +48,7 @@ from mindgate.providers import chat_model_from_section, create_embedder
 from mindgate.providers.base import ChatModel, Embedder, EmbedderIdentity
 from mindgate.providers.structured import complete_json
 
+log = logging.getLogger("mindgate.memory")
 P = ParamSpec("P")
 T = TypeVar("T")
 ProgressCallback = Callable[[int, int], None]
@@ -96,10 +98,10 @@ class AsyncMemory:
             return
         identity = await self.embedder.aidentity()
         if self._expected_dims is not None and self._expected_dims != identity.dims:
-            raise ConfigurationError(
-                f"vector_store.config.embedding_model_dims is {self._expected_dims} but the embedder "
-                f"{identity.describe()} produces {identity.dims}",
-                hint=f"set embedding_model_dims to {identity.dims} or remove it (mindgate probes it)")
+            # the probed value wins; a store holding vectors of another size refuses to open (naming reindex)
+            log.warning("vector_store.config.embedding_model_dims is %d but the embedder %s produces %d; using %d "
+                        "(set embedding_model_dims to %d or remove it: mindgate probes it)", self._expected_dims,
+                        identity.describe(), identity.dims, identity.dims, identity.dims)
         await asyncio.to_thread(self._open_once, identity)
 
     def _open_once(self, identity: EmbedderIdentity) -> None:

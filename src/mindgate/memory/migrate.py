@@ -2,8 +2,8 @@
 
 Every memory is copied as it is (id, text, scope, metadata, timestamps, soft-deleted state) with its
 vector, so nothing is re-embedded, and so is every history row. Afterwards both stores are read back and
-compared: counts (records, deleted records, vectors, history rows) and order-independent checksums over
-all of it must match, else :class:`~mindgate.errors.StoreError` says what differs.
+compared: counts (records, deleted records, vectors of live records, history rows) and order-independent
+checksums over all of it must match, else :class:`~mindgate.errors.StoreError` says what differs.
 
 Safe to re-run: the target upserts records by id and skips history rows it already holds, so a run that
 was interrupted, or repeated, converges to the same state. The target must be empty or hold an earlier
@@ -66,7 +66,7 @@ class Digest:
         self.records += 1
         self.deleted += deleted
         vec = b""
-        if vector is not None:
+        if vector is not None and not deleted:  # a deleted record's vector is unreachable; some stores drop it
             self.vectors += 1
             vec = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
         row = [record.id, record.memory, record.hash, record.scope.user_id, record.scope.agent_id,

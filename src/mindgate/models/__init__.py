@@ -3,8 +3,9 @@
 model fits (:mod:`~mindgate.models.fit`). The local engine's loaded models live in :class:`LocalModelPool`.
 """
 
+from mindgate.errors import InsufficientMemoryError
 from mindgate.models.catalog import CatalogListing, ModelCatalog, endpoints_from_config
-from mindgate.models.fit import InsufficientMemoryError, MemoryEstimate
+from mindgate.models.fit import MemoryEstimate
 from mindgate.models.local_pool import LocalInstance, LocalModelPool, default_pool
 from mindgate.models.manager import FitReport, LoadResult, ModelManager
 from mindgate.models.records import (

@@ -16,9 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mindgate.config import MindgateConfig
+from mindgate.config import MindgateConfig, mindgate_home
 from mindgate.errors import MindgateError
 from mindgate.models.catalog import ModelCatalog
+from mindgate.models.decisions import FILE_NAME as DECISIONS_FILE
+from mindgate.models.decisions import Decision, read_decisions
 from mindgate.models.manager import ModelManager
 from mindgate.models.records import LoadProgress, ModelInfo
 from mindgate.models.resources import Resources, format_bytes, snapshot
@@ -171,6 +173,7 @@ def unload(ctx: typer.Context, model_id: Annotated[str, typer.Argument(metavar="
 
 
 def _resources_table(res: Resources) -> Table:
+    """Free memory per device: RAM, then each GPU's VRAM, then where the GPU figures came from."""
     table = Table(title="resources", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("value")
@@ -178,10 +181,18 @@ def _resources_table(res: Resources) -> Table:
     table.add_row(memory, f"{format_bytes(res.ram_available_bytes)} free of {format_bytes(res.ram_total_bytes)}")
     table.add_row("CPU", f"{res.cpu_count} cores, {res.cpu_percent:.0f}% busy")
     for gpu in res.gpus:
-        table.add_row(f"GPU {gpu.index}", f"{gpu.name}: {format_bytes(gpu.free_bytes)} free of "
-                                          f"{format_bytes(gpu.total_bytes)} VRAM")
-    if not res.gpus and not res.unified_memory:
-        table.add_row("GPU", "none seen (no NVIDIA GPU, or nvidia-ml-py not installed)")
+        table.add_row(f"GPU {gpu.index} ({gpu.vendor})", f"{gpu.name}: {format_bytes(gpu.free_bytes)} free of "
+                                                         f"{format_bytes(gpu.total_bytes)} VRAM")
+    table.add_row("GPU status", res.gpu_status)
+    return table
+
+
+def _decisions_table(decisions: list[Decision]) -> Table:
+    table = Table(title="last switching decisions (from the gateway's log)", title_justify="left")
+    for column in ("time", "chain", "action", "target", "why"):
+        table.add_column(column, overflow="fold")
+    for d in decisions:
+        table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.at)), d.chain, d.action, d.target, d.reason)
     return table
 
 
@@ -202,7 +213,8 @@ def doctor(ctx: typer.Context, config: ConfigOption = None,
            probe_embedder: Annotated[bool, typer.Option("--probe-embedder/--no-probe-embedder",
                                                         help="embed one text to learn the dimensions")] = True
            ) -> None:
-    """Check the setup: which providers answer, what is loaded, free RAM/VRAM, embedder dims, config problems."""
+    """Check the setup: which providers answer, what is loaded where, free RAM/VRAM per device, the last model
+    switching decisions, embedder dims, config problems."""
     console = _console()
     problems: list[str] = []
     try:
@@ -230,6 +242,11 @@ def doctor(ctx: typer.Context, config: ConfigOption = None,
             console.print(f"[yellow]{console_note}[/yellow]")
     console.print(table)
     console.print(_resources_table(snapshot()))
+    decisions = read_decisions(mindgate_home() / DECISIONS_FILE)
+    if decisions:
+        console.print(_decisions_table(decisions))
+    else:
+        console.print("no switching decisions recorded yet (a gateway records loads, unloads and skips for memory)")
     if cfg.llm.provider != "auto" and cfg.llm.config.model:
         found = listing.find(cfg.llm.config.model)
         reachable = any(s.reachable and s.endpoint.provider == cfg.llm.provider for s in listing.endpoints)

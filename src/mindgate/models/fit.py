@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mindgate.errors import ResourceError
+from mindgate.errors import InsufficientMemoryError
 from mindgate.models.gguf_info import GGUFInfo
 from mindgate.models.resources import format_bytes
 
@@ -114,18 +114,6 @@ class Alternative:
     label: str
     extra_bytes: int
     loaded: bool = False
-
-
-class InsufficientMemoryError(ResourceError):
-    """A :class:`~mindgate.errors.ResourceError` that carries the numbers: ``needed_bytes``, ``free_bytes``,
-    and the suggested ``shorter_context`` (None when no context fits)."""
-
-    def __init__(self, message: str, *, needed_bytes: int, free_bytes: int, shorter_context: int | None,
-                 hint: str | None = None) -> None:
-        self.needed_bytes = needed_bytes
-        self.free_bytes = free_bytes
-        self.shorter_context = shorter_context
-        super().__init__(message, hint=hint)
 
 
 def refusal(model_label: str, needed: MemoryEstimate, free_bytes: int, *, shorter_context: int | None = None,

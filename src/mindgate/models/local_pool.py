@@ -8,8 +8,8 @@ Contract (thread-safe; the async methods run the blocking work in a thread):
   a file is never held twice without need). Leases of the same instance run one at a time (llama.cpp
   contexts are not thread-safe); a leased instance is never unloaded by the TTL.
 * ``load`` / ``unload`` / ``instances`` manage and show what is loaded; loads are serialised.
-* Idle TTL: an instance unused for ``ttl`` seconds (per load, else the pool's ``default_ttl``; None =
-  never) is unloaded by a background thread.
+* Idle TTL: an instance unused for ``ttl`` seconds (per load or lease, the latest given wins, else the
+  pool's ``default_ttl``; None = never) is unloaded by a background thread.
 * Before loading, the memory need (weights + KV cache + overhead, :mod:`mindgate.models.fit`) is checked
   against available RAM (plus free VRAM when layers are offloaded); a model that does not fit raises
   :class:`~mindgate.models.fit.InsufficientMemoryError` naming a context length that would fit.
@@ -134,6 +134,12 @@ class LocalModelPool:
             slot = self._adequate(target, n_ctx or 0)
             return slot.view() if slot else None
 
+    def holds(self, resolved: Path, n_ctx: int) -> bool:
+        """Whether an instance of the already-resolved ``resolved`` with at least ``n_ctx`` tokens is loaded
+        (no file system access: for the request path)."""
+        with self._lock:
+            return self._adequate(resolved, n_ctx) is not None
+
     def close(self) -> None:
         """Unload everything and stop the TTL thread."""
         self._closed = True
@@ -169,14 +175,12 @@ class LocalModelPool:
         with self._lock:
             slot = self._adequate(path, n_ctx)
             if slot is not None:
-                slot.leases += 1
-                return slot
+                return self._take(slot, ttl)
         with self._load_lock:
             with self._lock:  # another thread may have loaded it while this one waited
                 slot = self._adequate(path, n_ctx)
                 if slot is not None:
-                    slot.leases += 1
-                    return slot
+                    return self._take(slot, ttl)
                 smaller = [s for s in self._slots if s.path == path and s.leases == 0]
                 self._slots = [s for s in self._slots if s not in smaller]
             for old in smaller:
@@ -190,6 +194,14 @@ class LocalModelPool:
                 if slot.ttl is not None:
                     self._ensure_reaper()
             return slot
+
+    def _take(self, slot: _Slot, ttl: float | None) -> _Slot:
+        """Lease ``slot`` (caller holds ``_lock``); a given ``ttl`` becomes the instance's idle TTL."""
+        slot.leases += 1
+        if ttl is not None and slot.ttl != ttl:
+            slot.ttl = ttl
+            self._ensure_reaper()
+        return slot
 
     @staticmethod
     def _check_fit(path: Path, n_ctx: int, *, gpu: bool) -> None:

@@ -1,40 +1,50 @@
-"""What this machine has free for models right now: RAM and CPU via psutil, VRAM via NVML.
+"""What this machine has free for models right now: RAM and CPU via psutil, VRAM per GPU via the vendor's
+management library (NVIDIA: ``nvidia-ml-py``; AMD: ``amdsmi``), Apple unified memory counted as RAM.
 
-Contract: :func:`snapshot` is cheap (a few system calls; the result is cached for ``max_age`` seconds)
-and never raises for a missing GPU library: without ``nvidia-ml-py`` or an NVIDIA driver, ``gpus`` is
-empty. On Apple Silicon, GPU memory is the system RAM (unified memory), so it is reported as RAM and
-``unified_memory`` is True. CPU load is the average since the previous call (non-blocking).
+Contract: :func:`read_resources` takes one reading (a few system calls) and never raises for a missing or
+failing GPU library; instead :attr:`Resources.gpu_status` says what was seen and why VRAM is unknown
+("no GPU library: ...", "nvidia-ml-py: reading GPU memory failed: ..."), so nothing is silently reported
+as "no GPU". On Apple Silicon, GPU memory is the system RAM (unified memory): it is reported as RAM and
+``unified_memory`` is True. CPU load is the average since the previous reading (non-blocking).
+:func:`snapshot` is the same reading cached for ``max_age`` seconds; a running gateway reads the
+background :class:`~mindgate.models.monitor.ResourceMonitor` instead.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
+log = logging.getLogger("mindgate.resources")
+
+NO_GPU_LIBRARY = ("no GPU library: VRAM is not visible (install nvidia-ml-py for NVIDIA GPUs or amdsmi for AMD "
+                  "GPUs); models are checked against RAM only")
+
 
 @dataclass(frozen=True)
 class GPUInfo:
-    """One NVIDIA GPU as NVML reports it, in bytes."""
+    """One GPU as its vendor's library reports it, in bytes; ``vendor`` is ``"nvidia"`` or ``"amd"``."""
 
     index: int
     name: str
     total_bytes: int
     free_bytes: int
-
-    @property
-    def used_bytes(self) -> int:
-        return self.total_bytes - self.free_bytes
+    vendor: str = "nvidia"
 
 
 @dataclass(frozen=True)
 class Resources:
-    """A snapshot of the machine's memory and CPU, in bytes and percent."""
+    """A reading of the machine's memory and CPU, in bytes and percent. ``gpu_status`` says where the GPU
+    figures came from or why there are none; ``source`` names what took the reading (``psutil``, or a
+    labelled test feed)."""
 
     ram_total_bytes: int
     ram_available_bytes: int
@@ -42,6 +52,8 @@ class Resources:
     cpu_percent: float
     gpus: tuple[GPUInfo, ...] = ()
     unified_memory: bool = False
+    gpu_status: str = NO_GPU_LIBRARY
+    source: str = "psutil"
     taken_at: float = field(default_factory=time.time)
 
     @property
@@ -61,73 +73,148 @@ class Resources:
         return {
             "ram_total_bytes": self.ram_total_bytes, "ram_available_bytes": self.ram_available_bytes,
             "cpu_count": self.cpu_count, "cpu_percent": self.cpu_percent, "unified_memory": self.unified_memory,
-            "gpus": [{"index": g.index, "name": g.name, "total_bytes": g.total_bytes, "free_bytes": g.free_bytes}
-                     for g in self.gpus],
+            "gpus": [{"index": g.index, "name": g.name, "vendor": g.vendor, "total_bytes": g.total_bytes,
+                      "free_bytes": g.free_bytes} for g in self.gpus],
+            "vram_total_bytes": self.vram_total_bytes, "vram_free_bytes": self.vram_free_bytes,
+            "gpu_status": self.gpu_status, "source": self.source, "taken_at": self.taken_at,
         }
 
 
-class _NVML:
-    """NVML, initialised once; ``available`` is False when the library or driver is missing."""
+class _GPULibrary:
+    """One vendor library, initialised once. ``read`` raises when the library fails mid-way."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._module: Any = None
-        self._tried = False
+    name = ""
 
-    def _init(self) -> Any:
-        with self._lock:
-            if not self._tried:
-                self._tried = True
-                try:
-                    import pynvml
+    def __init__(self, module: Any) -> None:
+        self.module = module
 
-                    pynvml.nvmlInit()
-                    self._module = pynvml
-                except Exception:  # no package, no driver, no GPU: all mean "no NVIDIA VRAM here"
-                    self._module = None
-            return self._module
+    def read(self) -> tuple[GPUInfo, ...]:
+        raise NotImplementedError
 
-    def gpus(self) -> tuple[GPUInfo, ...]:
-        nvml = self._init()
-        if nvml is None:
-            return ()
+
+class _NVML(_GPULibrary):
+    name = "nvidia-ml-py"
+
+    def read(self) -> tuple[GPUInfo, ...]:
+        nvml = self.module
         out = []
-        try:
-            for i in range(nvml.nvmlDeviceGetCount()):
-                handle = nvml.nvmlDeviceGetHandleByIndex(i)
-                memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-                name = nvml.nvmlDeviceGetName(handle)
-                out.append(GPUInfo(i, name.decode() if isinstance(name, bytes) else str(name),
-                                   int(memory.total), int(memory.free)))
-        except Exception:  # a GPU that vanished or a driver error: report what was read
-            pass
+        for i in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(i)
+            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+            name = nvml.nvmlDeviceGetName(handle)
+            out.append(GPUInfo(i, name.decode() if isinstance(name, bytes) else str(name),
+                               int(memory.total), int(memory.free), "nvidia"))
         return tuple(out)
 
 
-_nvml = _NVML()
+class _AMDSMI(_GPULibrary):
+    name = "amdsmi"
+
+    def read(self) -> tuple[GPUInfo, ...]:
+        smi = self.module
+        vram = smi.AmdSmiMemoryType.VRAM
+        out = []
+        for i, handle in enumerate(smi.amdsmi_get_processor_handles()):
+            total = int(smi.amdsmi_get_gpu_memory_total(handle, vram))
+            used = int(smi.amdsmi_get_gpu_memory_usage(handle, vram))
+            name = str((smi.amdsmi_get_gpu_asic_info(handle) or {}).get("market_name") or f"AMD GPU {i}")
+            out.append(GPUInfo(i, name, total, max(0, total - used), "amd"))
+        return tuple(out)
+
+
+def _load_nvml() -> _GPULibrary:
+    import pynvml
+
+    pynvml.nvmlInit()
+    return _NVML(pynvml)
+
+
+def _load_amdsmi() -> _GPULibrary:
+    import amdsmi
+
+    amdsmi.amdsmi_init()
+    return _AMDSMI(amdsmi)
+
+
+class GPUProbe:
+    """Finds the GPU libraries present (once) and reads them. ``loaders`` exist for tests, which hand in a
+    library double; the default tries nvidia-ml-py, then amdsmi."""
+
+    def __init__(self, loaders: tuple[Callable[[], _GPULibrary], ...] = (_load_nvml, _load_amdsmi)) -> None:
+        self._loaders = loaders
+        self._lock = threading.Lock()
+        self._libraries: list[_GPULibrary] | None = None
+        self._absent: list[str] = []
+        self._logged: set[str] = set()
+
+    def _init(self) -> list[_GPULibrary]:
+        with self._lock:
+            if self._libraries is None:
+                self._libraries = []
+                for load in self._loaders:
+                    try:
+                        self._libraries.append(load())
+                    except ImportError:
+                        continue  # the library is not installed: said in the status below
+                    except Exception as exc:  # installed, but no driver or no device of that vendor
+                        self._absent.append(f"{getattr(load, '__name__', 'library').removeprefix('_load_')}: "
+                                            f"{type(exc).__name__}: {exc}")
+            return self._libraries
+
+    def read(self) -> tuple[tuple[GPUInfo, ...], str]:
+        """``(gpus, status)``; a library that fails contributes no GPUs and says why in ``status``."""
+        libraries = self._init()
+        if not libraries:
+            if self._absent:
+                return (), "no GPU found (" + "; ".join(self._absent) + "); models are checked against RAM only"
+            return (), NO_GPU_LIBRARY
+        gpus: list[GPUInfo] = []
+        notes = []
+        for library in libraries:
+            try:
+                found = library.read()
+            except Exception as exc:  # a vanished GPU or a driver error: VRAM of this vendor is unknown now
+                message = f"{library.name}: reading GPU memory failed ({type(exc).__name__}: {exc}); VRAM unknown"
+                if message not in self._logged:
+                    self._logged.add(message)
+                    log.warning("%s", message)
+                notes.append(message)
+                continue
+            base = len(gpus)
+            gpus.extend(GPUInfo(base + g.index, g.name, g.total_bytes, g.free_bytes, g.vendor) for g in found)
+            notes.append(f"{library.name}: {len(found)} GPU(s)")
+        return tuple(gpus), "; ".join(notes)
+
+
+_probe = GPUProbe()
 _cache_lock = threading.Lock()
 _cached: Resources | None = None
 
 
-def _is_apple_silicon() -> bool:
+def is_apple_silicon() -> bool:
     return platform.system() == "Darwin" and platform.machine() == "arm64"
 
 
+def read_resources(probe: GPUProbe | None = None) -> Resources:
+    """One reading of free memory (RAM, and VRAM per GPU) and CPU load."""
+    memory = psutil.virtual_memory()
+    if is_apple_silicon():
+        gpus: tuple[GPUInfo, ...] = ()
+        status = "Apple unified memory: the GPU uses system RAM, counted as RAM"
+    else:
+        gpus, status = (probe or _probe).read()
+    return Resources(ram_total_bytes=int(memory.total), ram_available_bytes=int(memory.available),
+                     cpu_count=os.cpu_count() or 1, cpu_percent=float(psutil.cpu_percent(interval=None)),
+                     gpus=gpus, unified_memory=is_apple_silicon(), gpu_status=status)
+
+
 def snapshot(max_age: float = 0.5) -> Resources:
-    """The machine's free memory and CPU load, at most ``max_age`` seconds old."""
+    """:func:`read_resources`, at most ``max_age`` seconds old."""
     global _cached
     with _cache_lock:
         if _cached is not None and time.time() - _cached.taken_at <= max_age:
             return _cached
-    memory = psutil.virtual_memory()
-    resources = Resources(
-        ram_total_bytes=int(memory.total),
-        ram_available_bytes=int(memory.available),
-        cpu_count=os.cpu_count() or 1,
-        cpu_percent=float(psutil.cpu_percent(interval=None)),
-        gpus=() if _is_apple_silicon() else _nvml.gpus(),
-        unified_memory=_is_apple_silicon(),
-    )
+    resources = read_resources()
     with _cache_lock:
         _cached = resources
     return resources

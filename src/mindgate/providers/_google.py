@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from mindgate.errors import AuthenticationError, ModelNotFoundError, RateLimitError
-from mindgate.providers.openai_compat import OpenAICompatClient, ServerProfile, retry_after_seconds
+from mindgate.providers.openai_compat import (
+    OpenAICompatClient,
+    ServerProfile,
+    finite_seconds,
+    json_or_none,
+    retry_after_seconds,
+)
 
 _AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "ACCESS_TOKEN_EXPIRED"})
 _AUTH_STATUSES = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
@@ -34,36 +40,35 @@ class GoogleError:
 
 
 def _seconds(duration: Any) -> float | None:
-    """Protobuf JSON duration (``"37s"``, ``"1.5s"``) -> seconds."""
+    """Protobuf JSON duration (``"37s"``, ``"1.5s"``) -> finite seconds; None for anything else."""
     if not isinstance(duration, str) or not duration.endswith("s"):
         return None
-    try:
-        return max(0.0, float(duration[:-1]))
-    except ValueError:
-        return None
+    return finite_seconds(duration[:-1])
 
 
 def parse_google_error(body: str) -> GoogleError | None:
     """The error in ``body`` (dict or one-element list form); None when it is not Google's format."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
+    data = json_or_none(body)
     if isinstance(data, list) and data:
         data = data[0]
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict) or not isinstance(error.get("message"), str):
         return None
     reason, delay = None, None
-    for detail in error.get("details") or []:
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else []:
         if not isinstance(detail, dict):
             continue
         kind = str(detail.get("@type", ""))
         if kind.endswith("google.rpc.ErrorInfo"):
-            reason = detail.get("reason")
+            reason = _text(detail.get("reason"))
         elif kind.endswith("google.rpc.RetryInfo"):
             delay = _seconds(detail.get("retryDelay"))
-    return GoogleError(error["message"], error.get("status"), reason, delay)
+    return GoogleError(error["message"], _text(error.get("status")), reason, delay)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 class GoogleClient(OpenAICompatClient):

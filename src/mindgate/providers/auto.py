@@ -26,6 +26,7 @@ from mindgate.providers import lmstudio
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.providers.local import LlamaCppChatModel
 from mindgate.providers.openai_compat import OpenAICompatClient, sampling_defaults
+from mindgate.routing.placement import Placement
 from mindgate.routing.retry import RetryPolicy
 from mindgate.routing.router import Router, Target
 
@@ -168,22 +169,22 @@ def openai_target(config: ProviderConfig) -> Target:
 
 def local_target(config: ProviderConfig) -> Target:
     model = LlamaCppChatModel(config.model_path, n_ctx=config.n_ctx or 4096, n_threads=config.n_threads,
-                              defaults={**sampling_defaults(config), **config.model_kwargs})
+                              defaults={**sampling_defaults(config), **config.model_kwargs}, ttl=config.ttl)
     return Target(model, name="local")
 
 
 def auto_router(config: ProviderConfig | None = None, *, lmstudio_url: str = LMSTUDIO_URL,
                 ollama_url: str | None = None, use_openai: bool | None = None,
-                health_check_interval: float | None = None) -> Router:
+                health_check_interval: float | None = None, placement: Placement | None = None) -> Router:
     """The ``auto`` chain. ``use_openai`` None means "when OPENAI_API_KEY is set"; the URLs exist for
-    machines whose servers listen elsewhere (and for tests)."""
+    machines whose servers listen elsewhere (and for tests); ``placement`` admits the local engine by fit."""
     config = config or ProviderConfig()
     targets = [lmstudio_target(config, lmstudio_url), ollama_target(config, ollama_url)]
     if use_openai if use_openai is not None else bool(os.environ.get("OPENAI_API_KEY")):
         targets.append(openai_target(config))
     targets.append(local_target(config))
     return Router(targets, name="auto", retry=RetryPolicy(retries=1, backoff_base=0.25, backoff_max=4.0),
-                  health_check_interval=health_check_interval)
+                  health_check_interval=health_check_interval, placement=placement)
 
 
 def chat_model(config: ProviderConfig) -> Router:

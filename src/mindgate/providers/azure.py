@@ -103,13 +103,14 @@ def azure_settings(config: ProviderConfig, role: str) -> AzureSettings:
 class AzureClient(OpenAICompatClient):
     """The shared client with Azure's 404 forms told apart."""
 
-    def __init__(self, settings: AzureSettings, *, timeout: float, connect_timeout: float) -> None:
+    def __init__(self, settings: AzureSettings, *, timeout: float, connect_timeout: float,
+                 proxy: str | dict[str, str] | None = None) -> None:
         headers = dict(settings.headers)
         if settings.ad_token:
             headers["Authorization"] = f"Bearer {settings.ad_token}"
         super().__init__(settings.base_url, profile=PROFILE, api_key=settings.api_key, headers=headers,
                          params={"api-version": settings.api_version}, timeout=timeout,
-                         connect_timeout=connect_timeout, auth_header="api-key")
+                         connect_timeout=connect_timeout, auth_header="api-key", proxy=proxy)
         self.settings = settings
 
     async def list_models(self) -> list[str]:
@@ -136,7 +137,8 @@ class AzureClient(OpenAICompatClient):
 
 
 def _client(config: ProviderConfig, role: str) -> AzureClient:
-    return AzureClient(azure_settings(config, role), timeout=config.timeout, connect_timeout=config.connect_timeout)
+    return AzureClient(azure_settings(config, role), timeout=config.timeout, connect_timeout=config.connect_timeout,
+                       proxy=config.http_client_proxies)
 
 
 def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:

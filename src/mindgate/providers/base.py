@@ -14,6 +14,8 @@ Contracts:
 
 from __future__ import annotations
 
+import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +27,43 @@ import numpy.typing as npt
 from mindgate._sync import iterate_sync, run_sync
 from mindgate.errors import ConfigurationError, ProviderError
 
+log = logging.getLogger("mindgate.providers")
+
 Message = dict[str, Any]
 Vector = npt.NDArray[np.float32]
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's ``content``: the string itself, or the text of its content parts joined by
+    spaces (OpenAI's ``text``, the Responses API's ``input_text`` / ``output_text``; image and audio parts
+    carry none); anything else has no text. The one place that reads text out of a message."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part["text"]) for part in content if isinstance(part, dict) and "text" in part)
+    return ""
+
+
+def message_text(message: Message) -> str:
+    """Everything in a message that reaches the model as text: its content (:func:`content_text`), a tool
+    call's name and arguments, and a ``name`` field."""
+    text = content_text(message.get("content"))
+    tool_calls = message.get("tool_calls")
+    if tool_calls:
+        text += json.dumps(tool_calls, ensure_ascii=False, separators=(",", ":"))
+    name = message.get("name")
+    if isinstance(name, str):
+        text += " " + name
+    return text
+
+
+def chatml_prompt(messages: Sequence[Message]) -> str:
+    """The messages in ChatML framing with the assistant's turn opened, as a template would render them:
+    tokenized with special tokens, this is the exact prompt length for ChatML models (SmolLM2, Qwen) and an
+    overcount for others (their tokenizers split the markers into several pieces)."""
+    parts = [f"<|im_start|>{m.get('role', 'user')}\n{message_text(m)}<|im_end|>\n" for m in messages]
+    parts.append("<|im_start|>assistant\n")
+    return "".join(parts)
 
 
 @dataclass(frozen=True)
@@ -208,10 +245,11 @@ class Embedder(ABC):
     def _check_dims(self, dims: int) -> None:
         if self._dims is None:
             if self.configured_dims is not None and self.configured_dims != dims:
-                raise ConfigurationError(
-                    f"embedder {self.provider}:{self.model} returns {dims}-dimensional vectors but "
-                    f"embedding_dims is set to {self.configured_dims}",
-                    hint=f"set embedding_dims to {dims} or remove it (mindgate probes the dimension)")
+                # mem0 configs often carry a copied 1536: the probed value wins; a store that already holds
+                # vectors of another size still refuses to open (EmbedderMismatchError, naming reindex)
+                log.warning("embedder %s:%s returns %d-dimensional vectors but embedding_dims is set to %d; "
+                            "using %d (set embedding_dims to %d or remove it: mindgate probes the dimension)",
+                            self.provider, self.model, dims, self.configured_dims, dims, dims)
             self._dims = dims
         elif dims != self._dims:
             raise ConfigurationError(f"embedder {self.provider}:{self.model} changed its output from "

@@ -51,7 +51,7 @@ def _client(config: ProviderConfig) -> GeminiClient:
         raise ConfigurationError("provider 'gemini' needs an API key", hint=KEY_HINT)
     return GeminiClient(config.base_url_for("gemini") or DEFAULT_BASE_URL, profile=PROFILE, key_hint=KEY_HINT,
                         api_key=api_key, headers=config.headers, timeout=config.timeout,
-                        connect_timeout=config.connect_timeout)
+                        connect_timeout=config.connect_timeout, proxy=config.http_client_proxies)
 
 
 def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:

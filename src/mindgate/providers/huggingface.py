@@ -101,12 +101,19 @@ class TEIEmbedder(OpenAICompatEmbedder):
         await super().aclose()
 
 
+# SentenceTransformer(...) arguments that mem0's `model_kwargs` may carry and that load nothing from a network.
+ST_OPTIONS = frozenset({"trust_remote_code", "revision", "truncate_dim", "model_kwargs", "tokenizer_kwargs",
+                        "config_kwargs", "prompts", "default_prompt_name", "similarity_fn_name", "backend",
+                        "cache_folder"})
+
+
 def _tei(config: ProviderConfig, base_url: str) -> TEIEmbedder:
     if config.model_kwargs:
         raise ConfigurationError("model_kwargs is not used with a TEI endpoint",
                                  hint="set TEI's options (pooling, truncation) when starting the server")
     kwargs: dict[str, Any] = {"profile": TEI_PROFILE, "api_key": _token(config), "headers": config.headers,
-                              "timeout": config.timeout, "connect_timeout": config.connect_timeout}
+                              "timeout": config.timeout, "connect_timeout": config.connect_timeout,
+                              "proxy": config.http_client_proxies}
     api = openai_base(base_url)
     return TEIEmbedder(OpenAICompatClient(api, **kwargs), OpenAICompatClient(api.removesuffix("/v1"), **kwargs),
                        config.model, embedding_dims=config.embedding_dims, batch_size=config.batch_size)
@@ -116,14 +123,16 @@ def embedder(config: ProviderConfig) -> TEIEmbedder | SentenceTransformerEmbedde
     base_url = config.base_url_for("huggingface")
     if base_url:
         return _tei(config, base_url)
-    unknown = set(config.model_kwargs) - {"device"}
+    unknown = set(config.model_kwargs) - ST_OPTIONS - {"device"}
     if unknown:
         raise ConfigurationError(f"model_kwargs {', '.join(sorted(unknown))} not supported by the local "
-                                 "Hugging Face embedder", hint="only `device` is accepted (or use the `device` key)")
+                                 "Hugging Face embedder (mindgate never downloads weights, so download options "
+                                 "do not apply)", hint=f"accepted: device, {', '.join(sorted(ST_OPTIONS))}")
+    options = {k: v for k, v in config.model_kwargs.items() if k != "device"}
     return SentenceTransformerEmbedder(config.model_path or config.model,
                                        device=config.device or config.model_kwargs.get("device"),
                                        embedding_dims=config.embedding_dims, batch_size=config.batch_size,
-                                       provider="huggingface")
+                                       provider="huggingface", options=options)
 
 
 def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
@@ -137,6 +146,6 @@ def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
                                  hint='set `model`, e.g. "meta-llama/Llama-3.1-8B-Instruct"')
     client = OpenAICompatClient(openai_base(base_url) if base_url else ROUTER_URL, profile=CHAT_PROFILE,
                                 api_key=token, headers=config.headers, timeout=config.timeout,
-                                connect_timeout=config.connect_timeout)
+                                connect_timeout=config.connect_timeout, proxy=config.http_client_proxies)
     return OpenAICompatChatModel(client, config.model or "tgi", defaults=sampling_defaults(config),
                                  extra_body=config.model_kwargs)

@@ -37,7 +37,6 @@ PROFILE = ServerProfile(
     model_hint="load it with `lms load MODEL`, or enable Just-In-Time model loading in LM Studio's "
                "developer settings",
     structured_modes=("json_schema", "text"),
-    accepts_token_input=False,
 )
 
 

@@ -26,7 +26,7 @@ from mindgate._assets import (
 )
 from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ContextOverflowError, ProviderError
-from mindgate.models.local_pool import default_pool
+from mindgate.models.local_pool import LocalModelPool, default_pool
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
 from mindgate.providers.openai_compat import sampling_defaults
 
@@ -40,12 +40,15 @@ def _default_threads() -> int:
 
 
 class LlamaCppChatModel(ChatModel):
-    """Chat with a GGUF model in this process. ``model_path`` None means the shipped SmolLM2-135M."""
+    """Chat with a GGUF model in this process. ``model_path`` None means the shipped SmolLM2-135M. ``ttl``:
+    seconds idle before the model is unloaded (None: stays loaded); ``pool``: where it is loaded (default:
+    the process-wide pool)."""
 
     provider = "local"
 
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
-                 defaults: dict[str, Any] | None = None) -> None:
+                 defaults: dict[str, Any] | None = None, ttl: float | None = None,
+                 pool: LocalModelPool | None = None) -> None:
         path = Path(model_path).expanduser() if model_path else default_gguf_path()
         if not path.is_file():
             raise ConfigurationError(f"GGUF model file not found: {path}",
@@ -55,6 +58,10 @@ class LlamaCppChatModel(ChatModel):
         self.model_path = path
         self.n_ctx = n_ctx
         self.n_threads = n_threads or _default_threads()
+        if ttl is not None and ttl <= 0:
+            raise ConfigurationError(f"ttl must be positive seconds, got {ttl}")
+        self.ttl = ttl
+        self.pool = pool or default_pool()
 
     @property
     def endpoint_key(self) -> str:
@@ -66,13 +73,13 @@ class LlamaCppChatModel(ChatModel):
 
     @property
     def loaded(self) -> bool:
-        return default_pool().find(self.model_path, n_ctx=self.n_ctx) is not None
+        return self.pool.find(self.model_path, n_ctx=self.n_ctx) is not None
 
     @contextmanager
     def _llama(self) -> Iterator[Any]:
         """Exclusive use of the loaded model, from the process-wide pool (loads on first use)."""
         try:
-            with default_pool().lease(self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads) as llama:
+            with self.pool.lease(self.model_path, n_ctx=self.n_ctx, n_threads=self.n_threads, ttl=self.ttl) as llama:
                 yield llama
         except ImportError:
             raise ConfigurationError("the local chat engine needs llama-cpp-python",
@@ -80,7 +87,7 @@ class LlamaCppChatModel(ChatModel):
 
     def unload(self) -> None:
         """Free the model's memory; the next call loads it again."""
-        default_pool().unload(self.model_path, n_ctx=self.n_ctx)
+        self.pool.unload(self.model_path, n_ctx=self.n_ctx)
 
     def _kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
         opts = self._options(options)
@@ -206,13 +213,14 @@ class SentenceTransformerEmbedder(Embedder):
     provider = "local"
 
     def __init__(self, model: str | None = None, *, device: str | None = None, embedding_dims: int | None = None,
-                 batch_size: int = 64, provider: str = "local") -> None:
+                 batch_size: int = 64, provider: str = "local", options: dict[str, Any] | None = None) -> None:
         name = model or DEFAULT_EMBEDDING_MODEL
         super().__init__(DEFAULT_EMBEDDING_MODEL if name in _PACKAGED_EMBEDDER_NAMES else name,
                          embedding_dims=embedding_dims, batch_size=batch_size)
         self.provider = provider
         self.source = str(default_embedder_path()) if name in _PACKAGED_EMBEDDER_NAMES else name
         self.device = device or "cpu"
+        self.options = dict(options or {})
         self._st: Any = None
         self._load_lock = threading.Lock()
 
@@ -226,8 +234,9 @@ class SentenceTransformerEmbedder(Embedder):
                         raise ConfigurationError("the local embedder needs sentence-transformers",
                                                  hint="pip install 'mindgate[local]'") from None
                     try:
-                        self._st = SentenceTransformer(self.source, device=self.device, local_files_only=True)
-                    except (OSError, ValueError) as exc:
+                        self._st = SentenceTransformer(self.source, device=self.device, local_files_only=True,
+                                                       **self.options)
+                    except (OSError, ValueError, TypeError) as exc:
                         raise ConfigurationError(
                             f"cannot load the sentence-transformers model {self.source!r}: {exc}",
                             hint="give a local model folder; mindgate never downloads weights") from None
@@ -257,7 +266,7 @@ class SentenceTransformerEmbedder(Embedder):
 
 def chat_model(config: ProviderConfig) -> LlamaCppChatModel:
     return LlamaCppChatModel(config.model_path, n_ctx=config.n_ctx or 4096, n_threads=config.n_threads,
-                             defaults={**sampling_defaults(config), **config.model_kwargs})
+                             defaults={**sampling_defaults(config), **config.model_kwargs}, ttl=config.ttl)
 
 
 def embedder(config: ProviderConfig) -> SentenceTransformerEmbedder:

@@ -25,7 +25,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder
 from mindgate.providers.openai_compat import (
     OpenAICompatClient,
     ServerProfile,
+    json_or_none,
     parse_chat_chunk,
     parse_chat_response,
     require_model,
@@ -99,16 +101,15 @@ class OllamaClient(OpenAICompatClient):
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue
-                    try:
-                        event = json.loads(line)
-                    except ValueError:
+                    event = json_or_none(line)
+                    if not isinstance(event, dict):
                         raise ProviderError(f"Ollama sent a malformed stream line: {line[:200]!r}",
                                             provider="ollama", retryable=True) from None
-                    if isinstance(event, dict) and event.get("error"):
+                    if event.get("error"):
                         raise ProviderError(f"Ollama reported an error mid-stream: {event['error']}",
                                             provider="ollama")
                     yield event
-                    if isinstance(event, dict) and event.get("done"):
+                    if event.get("done"):
                         return
                 raise NetworkError(f"Ollama at {self.url(path)} ended the stream before the final `done` line",
                                    url=self.url(path), hint="the server may have crashed or restarted; retry")
@@ -266,6 +267,17 @@ def openai_completion(data: dict[str, Any], model: str) -> dict[str, Any]:
             "usage": _usage(data)}
 
 
+@contextmanager
+def _shape_checked(data: Any) -> Iterator[None]:
+    """Turn a KeyError/TypeError/... while translating an Ollama answer into a ProviderError: the answer was
+    not in the documented shape (a field of another type)."""
+    try:
+        yield
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ProviderError(f"Ollama sent an answer in an unexpected shape ({type(exc).__name__}: {exc}): "
+                            f"{str(data)[:200]}", provider="ollama", retryable=True) from None
+
+
 class OllamaChatModel(ChatModel):
     """Chat over ``POST /api/chat``."""
 
@@ -312,7 +324,8 @@ class OllamaChatModel(ChatModel):
         if not isinstance(data, dict) or "message" not in data:
             raise ProviderError(f"Ollama returned a chat answer without a message: {str(data)[:200]}",
                                 provider="ollama", retryable=True)
-        return parse_chat_response(openai_completion(data, self.model), self.model)
+        with _shape_checked(data):
+            return parse_chat_response(openai_completion(data, self.model), self.model)
 
     async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
         body = self._body(messages, options, stream=True)
@@ -320,27 +333,33 @@ class OllamaChatModel(ChatModel):
         created = int(time.time())
         first, tool_index = True, 0
         async for event in self.client.stream_ndjson("/api/chat", body, model=self.model):
-            message = event.get("message") or {}
-            delta: dict[str, Any] = {"role": "assistant"} if first else {}
+            with _shape_checked(event):
+                chunk = self._chunk(event, completion_id, created, first, tool_index)
             first = False
-            if message.get("content"):
-                delta["content"] = message["content"]
-            if message.get("thinking"):
-                delta["reasoning_content"] = message["thinking"]
-            calls = _openai_tool_calls(message.get("tool_calls"), indexed=True, start=tool_index)
-            if calls:
-                delta["tool_calls"] = calls
-                tool_index += len(calls)
-            done = bool(event.get("done"))
-            chunk: dict[str, Any] = {
-                "id": completion_id, "object": "chat.completion.chunk", "created": created,
-                "model": event.get("model") or self.model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                             "finish_reason": _finish_reason(event.get("done_reason"), tool_index > 0)
-                             if done else None}]}
-            if done:
-                chunk["usage"] = _usage(event)
+            tool_index += len(chunk["choices"][0]["delta"].get("tool_calls", []))
             yield parse_chat_chunk(chunk)
+
+    def _chunk(self, event: Any, completion_id: str, created: int, first: bool, tool_index: int) -> dict[str, Any]:
+        """One ``/api/chat`` stream line as an OpenAI ``chat.completion.chunk``."""
+        message = event.get("message") or {}
+        delta: dict[str, Any] = {"role": "assistant"} if first else {}
+        if message.get("content"):
+            delta["content"] = message["content"]
+        if message.get("thinking"):
+            delta["reasoning_content"] = message["thinking"]
+        calls = _openai_tool_calls(message.get("tool_calls"), indexed=True, start=tool_index)
+        if calls:
+            delta["tool_calls"] = calls
+        done = bool(event.get("done"))
+        chunk: dict[str, Any] = {
+            "id": completion_id, "object": "chat.completion.chunk", "created": created,
+            "model": event.get("model") or self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                         "finish_reason": _finish_reason(event.get("done_reason"), tool_index + len(calls) > 0)
+                         if done else None}]}
+        if done:
+            chunk["usage"] = _usage(event)
+        return chunk
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -366,7 +385,7 @@ class OllamaEmbedder(Embedder):
                                 provider="ollama", retryable=True)
         try:
             return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
-        except ValueError:
+        except (TypeError, ValueError, OverflowError):
             raise ProviderError("Ollama returned embeddings of different lengths in one batch",
                                 provider="ollama", retryable=False) from None
 
@@ -378,7 +397,8 @@ def _client(config: ProviderConfig) -> OllamaClient:
     base_url = native_root(config.base_url_for("ollama") or DEFAULT_BASE_URL)
     api_key = config.api_key or os.environ.get("OLLAMA_API_KEY")
     return OllamaClient(base_url, profile=PROFILE, api_key=api_key, headers=config.headers,
-                        timeout=config.timeout, connect_timeout=config.connect_timeout)
+                        timeout=config.timeout, connect_timeout=config.connect_timeout,
+                        proxy=config.http_client_proxies)
 
 
 def _split_kwargs(config: ProviderConfig, top_level: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:

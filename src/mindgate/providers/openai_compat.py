@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import httpx
 import numpy as np
+from httpx_sse import EventSource, SSEError
 
 from mindgate.config import BASE_URL_KEYS, ProviderConfig
 from mindgate.errors import (
@@ -30,7 +33,16 @@ from mindgate.errors import (
     ProviderError,
     RateLimitError,
 )
-from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
+from mindgate.providers.base import (
+    ChatChunk,
+    ChatModel,
+    ChatResponse,
+    Embedder,
+    Message,
+    Usage,
+    Vector,
+    chatml_prompt,
+)
 
 
 @dataclass(frozen=True)
@@ -43,37 +55,62 @@ class ServerProfile:
     key_env: str | None = None
     model_hint: str = "pick one of the models the server lists"
     structured_modes: tuple[str, ...] = ("json_schema", "json_object", "text")
-    accepts_token_input: bool = True
 
+
+_SSE_HEADERS = {"Accept": "text/event-stream"}
 
 GENERIC = ServerProfile("openai_compatible", "the OpenAI-compatible server",
                         start_hint="start the server or fix base_url")
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date), or OpenAI's ``retry-after-ms``."""
-    if ms := headers.get("retry-after-ms"):
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), or OpenAI's ``retry-after-ms``.
+
+    Never raises: a value that is neither (``"soon"``, ``"nan"``, a garbled date) is ignored (None), and
+    the result is finite and at most a day, so callers can sleep on it or echo it in a header."""
+    if (ms := finite_seconds(headers.get("retry-after-ms"))) is not None:
+        return min(ms / 1000, _MAX_RETRY_AFTER)
+    value = (headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    seconds = finite_seconds(value)
+    if seconds is None:
         try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if parsed.tzinfo is None:  # RFC 9110 dates are GMT; parsedate gives naive for "-0000"
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = max(0.0, parsed.timestamp() - time.time())
+    return min(seconds, _MAX_RETRY_AFTER)
+
+
+_MAX_RETRY_AFTER = 86_400.0
+
+
+def finite_seconds(value: str | None) -> float | None:
+    """``value`` as a finite, non-negative number, or None when it is not one."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        number = float(value)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        return None
+    return max(0.0, number) if math.isfinite(number) else None
+
+
+def json_or_none(text: str | bytes) -> Any:
+    """``text`` decoded as JSON, or None when it is not JSON (or nested too deeply to decode)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def server_message(body: str) -> str:
     """The human part of an error body: OpenAI's ``error.message``, Ollama's ``error``, FastAPI's
     ``detail``, or the text itself (shortened)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body.strip()[:500]
+    data = json_or_none(body)
     if isinstance(data, dict):
         err = data.get("error", data.get("detail", data.get("message")))
         if isinstance(err, dict):
@@ -87,12 +124,24 @@ def server_message(body: str) -> str:
 
 def error_code(body: str) -> Any:
     """OpenAI's machine-readable ``error.code`` from an error body, or None."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
+    data = json_or_none(body)
     error = data.get("error") if isinstance(data, dict) else None
     return error.get("code") if isinstance(error, dict) else None
+
+
+def proxy_routes(proxy: str | Mapping[str, str] | None) -> dict[str, str]:
+    """mem0's ``http_client_proxies`` (one proxy URL, or ``{scheme: URL}`` in httpx's ``"https://"`` or requests'
+    ``"https"`` spelling) as httpx mount patterns -> proxy URL."""
+    if not proxy:
+        return {}
+    routes = {"all://": proxy} if isinstance(proxy, str) else dict(proxy)
+    out = {}
+    for pattern, url in routes.items():
+        if not isinstance(url, str) or not url.startswith(("http://", "https://", "socks5://")):
+            raise ConfigurationError(f"http_client_proxies: {url!r} is not a proxy URL",
+                                     hint="e.g. http://proxy.internal:3128")
+        out[pattern if "://" in pattern else f"{pattern}://"] = url
+    return out
 
 
 class OpenAICompatClient:
@@ -104,7 +153,8 @@ class OpenAICompatClient:
     def __init__(self, base_url: str, *, profile: ServerProfile = GENERIC, api_key: str | None = None,
                  headers: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
                  timeout: float = 120.0, connect_timeout: float = 3.0, auth_header: str = "Authorization",
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 proxy: str | Mapping[str, str] | None = None) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"base URL {base_url!r} for {profile.display} must start with http:// "
                                      "or https://", hint="e.g. http://localhost:1234/v1")
@@ -116,6 +166,7 @@ class OpenAICompatClient:
         if api_key:
             self.headers[auth_header] = f"Bearer {api_key}" if auth_header == "Authorization" else api_key
         self._transport = transport
+        self._proxies = proxy_routes(proxy)
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
     def _client(self) -> httpx.AsyncClient:
@@ -124,9 +175,12 @@ class OpenAICompatClient:
         if client is None or client.is_closed:
             for stale in [lp for lp in self._clients if lp.is_closed()]:
                 del self._clients[stale]
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+            mounts = {pattern: httpx.AsyncHTTPTransport(proxy=url, limits=limits)
+                      for pattern, url in self._proxies.items()} if self._transport is None else None
             client = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, params=self.params,
-                                       timeout=self.timeout, transport=self._transport,
-                                       limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+                                       timeout=self.timeout, transport=self._transport, mounts=mounts or None,
+                                       limits=limits)
             self._clients[loop] = client
         return client
 
@@ -161,38 +215,44 @@ class OpenAICompatClient:
 
     async def stream_sse(self, path: str, body: Any, *, model: str | None = None
                          ) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
-        """POST ``body`` and yield ``(raw data payload, decoded event)`` for each SSE ``data:`` line until
-        ``[DONE]``. A connection cut before ``[DONE]`` raises :class:`NetworkError` (never a silent end)."""
+        """POST ``body`` and yield ``(data payload, decoded event)`` for each server-sent event until
+        ``[DONE]``. Events are parsed by httpx-sse (multi-line ``data:`` fields, comments, CRLF); a payload
+        that spanned several lines is re-serialised on one line so it can be forwarded as one SSE event.
+        A connection cut before ``[DONE]`` raises :class:`NetworkError` (never a silent end)."""
         client = self._client()
         try:
-            async with client.stream("POST", path, json=body) as response:
+            async with client.stream("POST", path, json=body, headers=_SSE_HEADERS) as response:
                 if response.status_code >= 400:
                     text = (await response.aread()).decode("utf-8", "replace")
                     await self.raise_for_status(response.status_code, text, response.headers, model=model)
                 done = False
-                async for line in response.aiter_lines():
-                    if done or not line.startswith("data:"):
+                async for sse in EventSource(response).aiter_sse():
+                    if done or not sse.data:
                         continue  # after [DONE], read to the end so the connection goes back to the pool
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
+                    if sse.data.strip() == "[DONE]":
                         done = True
                         continue
-                    try:
-                        event = json.loads(payload)
-                    except ValueError:
-                        raise ProviderError(f"{self.profile.display} sent a malformed stream event: "
-                                            f"{payload[:200]!r}", provider=self.profile.provider,
-                                            retryable=True) from None
-                    if isinstance(event, dict) and "error" in event:
-                        raise ProviderError(f"{self.profile.display} reported an error mid-stream: "
-                                            f"{server_message(payload)}", provider=self.profile.provider)
-                    yield payload.encode("utf-8"), event
+                    yield self._stream_event(sse.data)
                 if not done:
                     raise NetworkError(f"{self.profile.display} at {self.url(path)} ended the stream "
                                        "before [DONE]", url=self.url(path),
                                        hint="the server may have crashed or restarted; retry the request")
+        except SSEError as exc:
+            raise ProviderError(f"{self.profile.display} at {self.url(path)} did not answer with an event "
+                                f"stream ({exc})", provider=self.profile.provider, retryable=True) from None
         except httpx.HTTPError as exc:
             raise self.network_error(exc, path) from None
+
+    def _stream_event(self, data: str) -> tuple[bytes, dict[str, Any]]:
+        event = json_or_none(data)
+        if not isinstance(event, dict):
+            raise ProviderError(f"{self.profile.display} sent a malformed stream event: {data[:200]!r}",
+                                provider=self.profile.provider, retryable=True)
+        if "error" in event:
+            raise ProviderError(f"{self.profile.display} reported an error mid-stream: "
+                                f"{server_message(data)}", provider=self.profile.provider)
+        wire = json.dumps(event, ensure_ascii=False, separators=(",", ":")) if "\n" in data else data.strip()
+        return wire.encode("utf-8"), event
 
     async def list_models(self) -> list[str]:
         data = await self.request_json("GET", "/models", timeout=10.0)
@@ -254,14 +314,24 @@ def _mentions_missing_model(status: int, message: str) -> bool:
         "no models loaded", "model_not_found")))
 
 
+def _usage(usage: Any) -> Usage:
+    """OpenAI's ``usage`` object; a count that is not a non-negative integer reads as 0."""
+    def count(key: str) -> int:
+        value = usage.get(key) if isinstance(usage, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return Usage(count("prompt_tokens"), count("completion_tokens"))
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def parse_chat_response(data: dict[str, Any], fallback_model: str) -> ChatResponse:
     choice = (data.get("choices") or [{}])[0]
     message = choice.get("message") or {}
-    usage = data.get("usage") or {}
     return ChatResponse(content=message.get("content"), model=str(data.get("model") or fallback_model),
-                        finish_reason=choice.get("finish_reason"), tool_calls=list(message.get("tool_calls") or []),
-                        usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
-                        raw=data)
+                        finish_reason=choice.get("finish_reason"), tool_calls=_items(message.get("tool_calls")),
+                        usage=_usage(data.get("usage")), raw=data)
 
 
 def parse_chat_chunk(event: dict[str, Any], wire: bytes | None = None) -> ChatChunk:
@@ -269,20 +339,22 @@ def parse_chat_chunk(event: dict[str, Any], wire: bytes | None = None) -> ChatCh
     choice = choices[0] if choices else {}
     delta = choice.get("delta") or {}
     usage = event.get("usage")
-    return ChatChunk(content=delta.get("content"), tool_calls=list(delta.get("tool_calls") or []),
-                     finish_reason=choice.get("finish_reason"),
-                     usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-                     if usage else None, raw=event, wire=wire)
+    return ChatChunk(content=delta.get("content"), tool_calls=_items(delta.get("tool_calls")),
+                     finish_reason=choice.get("finish_reason"), usage=_usage(usage) if usage else None,
+                     raw=event, wire=wire)
 
 
 def _malformed(data: Any, part: str) -> bool:
     """Whether a completion (``part="message"``) or chunk (``"delta"``) is not OpenAI-shaped where the parsers
-    look: ``choices`` a list of objects whose ``message``/``delta`` and ``usage`` are objects when present."""
+    look: ``choices`` a list of objects whose ``message``/``delta`` and ``usage`` are objects when present, and
+    whose text (``content``) and ``finish_reason`` are strings when present."""
     if not isinstance(data, dict):
         return True
     choices = data.get("choices") or []
     return not isinstance(choices, list) or not isinstance(data.get("usage") or {}, dict) or any(
-        not isinstance(c, dict) or not isinstance(c.get(part) or {}, dict) for c in choices)
+        not isinstance(c, dict) or not isinstance(c.get(part) or {}, dict)
+        or not isinstance((c.get(part) or {}).get("content") or "", str)
+        or not isinstance(c.get("finish_reason") or "", str) for c in choices)
 
 
 class OpenAICompatChatModel(ChatModel):
@@ -339,8 +411,6 @@ class OpenAICompatChatModel(ChatModel):
         """Prompt tokens from the llama.cpp server's ``POST /extras/tokenize`` (at the server root), over the
         messages in ChatML framing: exact for ChatML models, an overcount for others. None when the server
         has no such endpoint, remembered per server so it is asked once."""
-        from mindgate.context.tokens import chatml_prompt
-
         root = self.client.base_url.removesuffix("/v1")
         if root in _NO_TOKENIZE_ENDPOINT:
             return None
@@ -381,10 +451,10 @@ class OpenAICompatEmbedder(Embedder):
         if not isinstance(items, list) or len(items) != len(texts):
             raise ProviderError(f"{self.client.profile.display} returned {len(items or [])} embeddings for "
                                 f"{len(texts)} inputs", provider=self.provider, retryable=True)
-        items = sorted(items, key=lambda item: int(item.get("index", 0)))
         try:
+            items = sorted(items, key=lambda item: int(item.get("index", 0)))
             vectors = np.asarray([item["embedding"] for item in items], dtype=np.float32)
-        except (KeyError, TypeError, ValueError):
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
             raise ProviderError(f"{self.client.profile.display} returned embeddings in an unexpected shape "
                                 "(expected data[].embedding as a list of floats)",
                                 provider=self.provider, retryable=False) from None
@@ -414,7 +484,8 @@ def client_from_config(config: ProviderConfig, profile: ServerProfile, *, defaul
         raise ConfigurationError(f"provider {profile.provider!r} needs an API key",
                                  hint=f"set {env_name} or `api_key` in the provider config")
     return OpenAICompatClient(base_url, profile=profile, api_key=api_key, headers=config.headers,
-                              timeout=config.timeout, connect_timeout=config.connect_timeout)
+                              timeout=config.timeout, connect_timeout=config.connect_timeout,
+                              proxy=config.http_client_proxies)
 
 
 def sampling_defaults(config: ProviderConfig) -> dict[str, Any]:

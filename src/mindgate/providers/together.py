@@ -61,7 +61,8 @@ def _client(config: ProviderConfig) -> TogetherClient:
         raise ConfigurationError("provider 'together' needs an API key",
                                  hint="set TOGETHER_API_KEY or `api_key` in the provider config")
     return TogetherClient(config.base_url_for("together") or DEFAULT_BASE_URL, profile=PROFILE, api_key=api_key,
-                          headers=config.headers, timeout=config.timeout, connect_timeout=config.connect_timeout)
+                          headers=config.headers, timeout=config.timeout, connect_timeout=config.connect_timeout,
+                          proxy=config.http_client_proxies)
 
 
 def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:

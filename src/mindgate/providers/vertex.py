@@ -189,7 +189,7 @@ def _location_path(config: ProviderConfig) -> tuple[str, TokenSource]:
 def _client(config: ProviderConfig, suffix: str) -> VertexClient:
     base, tokens = _location_path(config)
     return VertexClient(f"{base}{suffix}", tokens=tokens, headers=config.headers, timeout=config.timeout,
-                        connect_timeout=config.connect_timeout)
+                        connect_timeout=config.connect_timeout, proxy=config.http_client_proxies)
 
 
 class VertexEmbedder(Embedder):

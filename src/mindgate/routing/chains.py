@@ -20,7 +20,15 @@ routing:
       retries: 2
       breaker_failures: 3
       breaker_cooldown: 30
+    # tiers: large to small, each with the free memory it needs (see mindgate.routing.tiers)
+    sized:
+      targets:
+        - {endpoint: big, min_free_memory: 12GiB}
+        - {endpoint: small, min_free_memory: 3GiB}
+        - local
 ```
+
+Every chain admits its local targets by fit (``resources.fit_routing``, :mod:`mindgate.routing.placement`).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from mindgate.config import ChatProviderName, MindgateConfig, ProviderConfig, Ta
 from mindgate.errors import ConfigurationError
 from mindgate.providers import create_chat_model
 from mindgate.providers.base import ChatModel
+from mindgate.routing.placement import shared_placement
 from mindgate.routing.retry import RetryPolicy
 from mindgate.routing.router import Router, Target
 
@@ -51,16 +60,21 @@ def router_from_config(chain: str, config: MindgateConfig) -> Router:
             from mindgate.providers.auto import auto_router
 
             settings = config.llm.config if config.llm.provider == "auto" else ProviderConfig()
-            return auto_router(settings, health_check_interval=config.routing.health_check_interval)
+            return auto_router(settings, health_check_interval=config.routing.health_check_interval,
+                               placement=shared_placement(config.resources))
         raise ConfigurationError(f"no routing chain named {chain!r}",
                                  hint=f"chains defined under routing.chains: {', '.join(chain_names(config))}")
     targets = [Target(target_model(t, config), name=t.display_name, timeout=t.timeout,
-                      first_token_timeout=t.first_token_timeout, context_length=t.context_length)
+                      first_token_timeout=t.first_token_timeout, context_length=t.context_length,
+                      min_free_memory=int(t.min_free_memory) if t.min_free_memory is not None else None)
                for t in spec.targets]
+    resources = config.resources
     return Router(targets, name=chain,
                   retry=RetryPolicy(spec.retries, spec.backoff_base, spec.backoff_max),
                   breaker_failures=spec.breaker_failures, breaker_cooldown=spec.breaker_cooldown,
-                  health_check_interval=config.routing.health_check_interval)
+                  health_check_interval=config.routing.health_check_interval,
+                  placement=shared_placement(resources), tier_hysteresis=resources.tier_hysteresis,
+                  tier_recover_after=resources.tier_recover_after)
 
 
 def target_model(target: TargetConfig, config: MindgateConfig) -> ChatModel:

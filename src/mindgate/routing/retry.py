@@ -24,7 +24,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from mindgate.errors import (
     AuthenticationError,
@@ -34,26 +33,8 @@ from mindgate.errors import (
     NetworkError,
     ProviderError,
     RateLimitError,
+    TargetTimeoutError,
 )
-
-
-class TargetTimeoutError(NetworkError):
-    """A target did not answer (or send its first token) within the router's per-target timeout."""
-
-    code = "upstream_timeout"
-    http_status = 504
-
-
-class StreamInterruptedError(ProviderError):
-    """A stream broke after its first token: the answer is incomplete. Never retried or re-routed (the caller
-    already has part of an answer); the gateway ends the stream with an error event."""
-
-    code = "stream_interrupted"
-
-    def __init__(self, message: str, *, chunks: int, **kwargs: Any) -> None:
-        self.chunks = chunks
-        kwargs.setdefault("retryable", True)
-        super().__init__(message, **kwargs)
 
 
 class ErrorKind(StrEnum):

@@ -8,16 +8,21 @@ size). For each request it walks the chain:
    :class:`~mindgate.context.fit.ContextFitter`; by default one that only checks: the ``error`` policy with
    no reserve); a target that cannot hold even the fitted request is skipped without a call (a free byte
    bound first; the model's tokenizer or the calibrated estimate only near the limit);
-3. the call runs under the target's timeout (streams: time to first token, then the longest silence
+3. a target on this machine whose model is not loaded is admitted by fit (:mod:`mindgate.routing.placement`:
+   it fits free memory, or idle models are unloaded least recently used first to make room, or it is
+   skipped for lack of memory); a tiered chain (targets with ``min_free_memory``) starts at the largest
+   tier the machine can hold now (:mod:`mindgate.routing.tiers`);
+4. the call runs under the target's timeout (streams: time to first token, then the longest silence
    between chunks); retryable failures are retried with backoff (:mod:`mindgate.routing.retry`), then the
    next target is tried; a plain client error (HTTP 4xx) is raised at once.
 
-Nothing fits -> :class:`~mindgate.errors.ContextOverflowError` (HTTP 400) with sizes; also when some target
-was skipped for its context and every other one is unavailable (open, unreachable, no such model): a context
-skip is not an outage. Every target open or failed otherwise -> :class:`~mindgate.errors.RoutingError`
-naming each target's state and when it will be tried again.
+Why the request went where it went is noted in the current route trace (:mod:`mindgate.routing.trace`,
+the ``X-Mindgate-Route`` header of the gateway). Nothing fits -> :class:`~mindgate.errors.ContextOverflowError`
+(HTTP 400) with sizes; also when some target was skipped for its context and every other one is unavailable
+(open, unreachable, no such model, no memory): a context skip is not an outage. Every target open or failed
+otherwise -> :class:`~mindgate.errors.RoutingError` naming each target's state and when it will be tried again.
 A stream that fails before its first chunk falls back like a completion; one that fails later raises
-:class:`~mindgate.routing.retry.StreamInterruptedError`: an answer is never silently cut short.
+:class:`~mindgate.errors.StreamInterruptedError`: an answer is never silently cut short.
 
 The router keeps per-target counters (requests, successes, errors by kind, latency p50/p99 over the last
 1024 answers, to the first token for streams) that :meth:`Router.status` reports, and can probe targets in
@@ -37,20 +42,29 @@ from typing import TYPE_CHECKING, Any
 
 from mindgate.context.fit import ContextFitter
 from mindgate.context.tokens import TokenCounter
-from mindgate.errors import ConfigurationError, ContextOverflowError, MindgateError, RoutingError
+from mindgate.errors import (
+    ConfigurationError,
+    ContextOverflowError,
+    MindgateError,
+    RoutingError,
+    StreamInterruptedError,
+    TargetTimeoutError,
+)
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.routing.breaker import BreakerState, CircuitBreaker
+from mindgate.routing.fitted import FittedRouter
 from mindgate.routing.retry import (
     ErrorKind,
     RetryPolicy,
-    StreamInterruptedError,
-    TargetTimeoutError,
     Verdict,
     classify,
 )
+from mindgate.routing.tiers import DEFAULT_HYSTERESIS, DEFAULT_RECOVER_AFTER, Tier, TierPolicy
+from mindgate.routing.trace import current as current_trace
 
 if TYPE_CHECKING:
     from mindgate.config import MindgateConfig
+    from mindgate.routing.placement import Placement
 
 HealthCheck = Callable[[], Awaitable[Any]]
 LATENCY_SAMPLES = 1024
@@ -64,7 +78,8 @@ class Target:
     ``health_check`` is an async callable that raises when the target is down (default: list the server's
     models for OpenAI-compatible servers, the model's own ``ahealth_check`` when it has one).
     ``breaker_failures`` / ``breaker_cooldown`` override the router's for this target (e.g. 1 failure for
-    a local server that is simply not running)."""
+    a local server that is simply not running). ``min_free_memory`` (bytes) makes the chain tiered: see
+    :mod:`mindgate.routing.tiers`."""
 
     model: ChatModel
     name: str = ""
@@ -74,11 +89,13 @@ class Target:
     health_check: HealthCheck | None = None
     breaker_failures: int | None = None
     breaker_cooldown: float | None = None
+    min_free_memory: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             self.name = f"{self.model.provider}:{self.model.model}"
-        for key in ("timeout", "first_token_timeout", "context_length", "breaker_failures", "breaker_cooldown"):
+        for key in ("timeout", "first_token_timeout", "context_length", "breaker_failures", "breaker_cooldown",
+                    "min_free_memory"):
             value = getattr(self, key)
             if value is not None and value <= 0:
                 raise ConfigurationError(f"target {self.name!r}: {key} must be positive, got {value}")
@@ -126,7 +143,7 @@ class _Outcome:
     """Why one target did not answer this request."""
 
     slot: _Slot
-    reason: str  # "context", "open", "failed"
+    reason: str  # "context", "open", "memory", "tier", "failed"
     detail: str = ""
     needed: int | None = None
     exc: BaseException | None = None
@@ -141,8 +158,10 @@ class Router(ChatModel):
     """A chain of targets, tried in order; see the module docstring for the contract.
 
     ``Router([target_or_model, ...], name="default", retry=RetryPolicy(retries=2), breaker_failures=3,
-    breaker_cooldown=30.0, health_check_interval=None)``; plain chat models become targets with no
-    timeouts. ``Router.from_config(chain_name, config)`` builds one from the ``routing:`` section.
+    breaker_cooldown=30.0, health_check_interval=None, placement=None)``; plain chat models become targets
+    with no timeouts. ``placement`` turns on admission by fit and, for targets with ``min_free_memory``,
+    tiers (``tier_hysteresis``, ``tier_recover_after``). ``Router.from_config(chain_name, config)`` builds one
+    from the ``routing:`` section.
     """
 
     provider = "router"
@@ -150,7 +169,9 @@ class Router(ChatModel):
     def __init__(self, targets: Sequence[Target | ChatModel], *, name: str = "chain", retry: RetryPolicy | None = None,
                  breaker_failures: int = 3, breaker_cooldown: float = 30.0,
                  health_check_interval: float | None = None, counter: TokenCounter | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, placement: Placement | None = None,
+                 tier_hysteresis: float = DEFAULT_HYSTERESIS,
+                 tier_recover_after: float = DEFAULT_RECOVER_AFTER) -> None:
         super().__init__(name)
         if not targets:
             raise ConfigurationError(f"routing chain {name!r} has no targets", hint="give at least one target")
@@ -169,6 +190,17 @@ class Router(ChatModel):
                                      target.breaker_cooldown or breaker_cooldown, clock=clock)
             self._slots.append(_Slot(target, breaker))
         self._health_task: asyncio.Task[None] | None = None
+        self.placement = placement
+        self.tiers: TierPolicy | None = None
+        if any(slot.target.min_free_memory for slot in self._slots):
+            if placement is None:
+                raise ConfigurationError(f"routing chain {name!r} has tiers (min_free_memory) but no placement",
+                                         hint="build the router with placement=... (from_config does this)")
+            self.tiers = TierPolicy(name, [Tier(s.target.name, s.target.model, s.target.min_free_memory)
+                                           for s in self._slots], placement.source,
+                                    held_bytes=placement.held_bytes, pending_bytes=placement.pending_bytes,
+                                    hysteresis=tier_hysteresis, recover_after=tier_recover_after,
+                                    decisions=placement.decisions)
 
     # -- construction from config --------------------------------------------------------------------
 
@@ -203,7 +235,7 @@ class Router(ChatModel):
         outcomes: list[_Outcome] = []
         max_tokens = self._max_tokens(options)
         fit = fit or self._check_only()
-        for slot in self._slots:
+        for slot in self._walk(outcomes):
             fitted = await self._admit(slot, messages, max_tokens, fit, outcomes)
             if fitted is None:
                 continue
@@ -244,7 +276,7 @@ class Router(ChatModel):
         outcomes: list[_Outcome] = []
         max_tokens = self._max_tokens(options)
         fit = fit or self._check_only()
-        for slot in self._slots:
+        for slot in self._walk(outcomes):
             fitted = await self._admit(slot, messages, max_tokens, fit, outcomes)
             if fitted is None:
                 continue
@@ -301,6 +333,8 @@ class Router(ChatModel):
         return None
 
     async def aclose(self) -> None:
+        if self.tiers is not None:
+            self.tiers.close()
         if self._health_task is not None:
             self._health_task.cancel()
             self._health_task = None
@@ -380,6 +414,23 @@ class Router(ChatModel):
 
     # -- the walk ------------------------------------------------------------------------------------
 
+    def _walk(self, outcomes: list[_Outcome]) -> list[_Slot]:
+        """The slots to try, in order: from the current tier on (larger tiers are noted as skipped)."""
+        start = self.tiers.current if self.tiers is not None else 0
+        if not start:
+            return self._slots
+        assert self.tiers is not None
+        for slot in self._slots[:start]:
+            outcomes.append(_Outcome(slot, "tier", f"memory pressure: {self.tiers.reason}"))
+            self._note_skip(slot, f"memory pressure: {self.tiers.reason}")
+        return self._slots[start:]
+
+    @staticmethod
+    def _note_skip(slot: _Slot, reason: str) -> None:
+        trace = current_trace()
+        if trace is not None:
+            trace.skipped.append((slot.target.name, reason))
+
     def _max_tokens(self, options: dict[str, Any]) -> int:
         """The output the context must leave room for: ``max_tokens`` (else the first target's default, else
         one token: a request that leaves no room at all is what cannot work)."""
@@ -393,24 +444,38 @@ class Router(ChatModel):
     async def _admit(self, slot: _Slot, messages: Sequence[Message], max_tokens: int, fit: ContextFitter,
                      outcomes: list[_Outcome]) -> list[Message] | None:
         """The request as ``slot`` gets it (fitted to its context), or None when it may not go there: it
-        cannot hold the fitted request, or its breaker does not let it through."""
+        cannot hold the fitted request, its breaker does not let it through, or it does not fit memory."""
         if slot.breaker.state is BreakerState.OPEN:
             # no fitting (a summariser call) for a target that will not be tried; its tokenizer is not asked
             # either (its server is likely down), but a known window that cannot hold the request is noted
-            await self._note_size(slot, messages, max_tokens, fit, outcomes)
+            await self._note_open(slot, messages, max_tokens, fit, outcomes)
             return None
         try:
             fitted = await fit.fit(messages, window=slot.target.context_window, max_tokens=max_tokens,
                                    model=slot.target.model, target=slot.target.name, model_id=slot.target.model.model)
         except ContextOverflowError as exc:
             outcomes.append(_Outcome(slot, "context", exc.message, needed=exc.needed))
+            self._note_skip(slot, "context too small")
             return None
         if not slot.breaker.allow():
             outcomes.append(_Outcome(slot, "open", slot.describe()))
+            self._note_skip(slot, "circuit open")
             return None
+        action = ""
+        if self.placement is not None:
+            verdict = await self.placement.admit(slot.target.model, target=slot.target.name, chain=self.model)
+            if not verdict.ok:
+                slot.breaker.release()
+                outcomes.append(_Outcome(slot, "memory", verdict.reason))
+                self._note_skip(slot, verdict.reason)
+                return None
+            action = "" if verdict.action == "unknown" else verdict.describe()
+        trace = current_trace()
+        if trace is not None:
+            trace.served, trace.action = slot.target.name, action
         return fitted
 
-    async def _note_size(self, slot: _Slot, messages: Sequence[Message], max_tokens: int, fit: ContextFitter,
+    async def _note_open(self, slot: _Slot, messages: Sequence[Message], max_tokens: int, fit: ContextFitter,
                          outcomes: list[_Outcome]) -> None:
         try:
             await ContextFitter("error", reserve=fit.reserve, counter=fit.counter).fit(
@@ -418,8 +483,10 @@ class Router(ChatModel):
         except ContextOverflowError as exc:
             if fit.policy_for(slot.target.name, slot.target.model.model) == "error":
                 outcomes.append(_Outcome(slot, "context", exc.message, needed=exc.needed))
+                self._note_skip(slot, "context too small")
                 return
         outcomes.append(_Outcome(slot, "open", slot.describe()))
+        self._note_skip(slot, "circuit open")
 
     async def _retry_after_failure(self, slot: _Slot, exc: Exception, attempt: int,
                                    outcomes: list[_Outcome]) -> bool:
@@ -435,6 +502,7 @@ class Router(ChatModel):
                 await asyncio.sleep(delay)
                 return True
         outcomes.append(_Outcome(slot, "failed", f"{type(exc).__name__}: {exc}", exc=exc))
+        self._note_skip(slot, f"failed with {type(exc).__name__}")
         return False
 
     async def _next(self, slot: _Slot, stream: AsyncIterator[ChatChunk], *, first: bool) -> ChatChunk:
@@ -469,8 +537,8 @@ class Router(ChatModel):
             return ContextOverflowError(
                 f"the request fits no target of chain {self.model!r} ({listing})", needed=needed,
                 available=max(sizes) if sizes else None,
-                hint="shorten the conversation (e.g. a sliding window or summarization), lower max_tokens, or add "
-                     "a target with a larger context")
+                hint="shorten the conversation, let mindgate fit it (context policy truncate, summarize or memory), "
+                     "lower max_tokens, or add a target with a larger context")
         waits = [o.slot.breaker.retry_in() for o in outcomes if o.slot.breaker.state is BreakerState.OPEN]
         retry_after = round(min(waits), 3) if waits else None
         every_open = all(o.reason == "open" for o in outcomes)
@@ -478,7 +546,7 @@ class Router(ChatModel):
                 else f"no target of chain {self.model!r} could answer")
         parts = []
         for o in outcomes:
-            if o.reason == "open":
+            if o.reason in ("open", "memory", "tier"):
                 parts.append(f"{o.slot.target.name}: {o.detail}")
             elif o.reason == "context":
                 parts.append(f"{o.slot.target.name}: skipped, {o.detail}")
@@ -486,38 +554,12 @@ class Router(ChatModel):
                 parts.append(f"{o.slot.target.name}: failed with {o.detail}; breaker {o.slot.describe()}")
         hint = (f"the next target is retried in {retry_after:.1f}s; start the servers or add a target"
                 if retry_after is not None else "check the targets' servers, or add a target to the chain")
+        if any(o.reason in ("memory", "tier") for o in outcomes):
+            hint = ("free memory (`mindgate models ps`, `mindgate models unload ID`) or add a smaller target; "
+                    + hint)
         error = RoutingError(f"{head}: " + " | ".join(parts), retry_after=retry_after, hint=hint)
         error.__cause__ = next((o.exc for o in reversed(outcomes) if o.exc is not None), None)
         return error
-
-
-class FittedRouter(ChatModel):
-    """A :class:`Router` bound to one request's fit stage (:meth:`Router.bind`): every call (e.g. each call
-    of a tool loop) is fitted per target; :attr:`fit` holds the report of the last one."""
-
-    provider = "router"
-
-    def __init__(self, router: Router, fit: ContextFitter) -> None:
-        super().__init__(router.model, defaults=router.defaults)
-        self.router = router
-        self.fit = fit
-
-    @property
-    def endpoint_key(self) -> str:
-        return self.router.endpoint_key
-
-    @property
-    def context_length(self) -> int | None:
-        return self.router.context_length
-
-    async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
-        return await self.router.acomplete(messages, fit=self.fit, **options)
-
-    def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
-        return self.router.astream(messages, fit=self.fit, **options)
-
-    async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
-        return await self.router.acount_tokens(messages)
 
 
 def _too_small(outcome: _Outcome) -> bool:
@@ -526,8 +568,8 @@ def _too_small(outcome: _Outcome) -> bool:
 
 
 def _unavailable(outcome: _Outcome) -> bool:
-    """The target is not there to answer (breaker open, server unreachable, model missing)."""
-    return outcome.reason == "open" or (outcome.exc is not None and classify(outcome.exc).kind in (
+    """The target is not there to answer (breaker open, server unreachable, model missing, no memory)."""
+    return outcome.reason in ("open", "memory", "tier") or (outcome.exc is not None and classify(outcome.exc).kind in (
         ErrorKind.NETWORK, ErrorKind.MODEL_NOT_FOUND))
 
 

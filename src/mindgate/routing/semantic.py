@@ -33,9 +33,8 @@ import numpy as np
 
 from mindgate._sync import run_sync
 from mindgate.config import mindgate_home
-from mindgate.context.tokens import message_text
 from mindgate.errors import ConfigurationError
-from mindgate.providers.base import Embedder, Message, Vector
+from mindgate.providers.base import Embedder, Message, Vector, message_text
 
 if TYPE_CHECKING:
     from mindgate.config import MindgateConfig

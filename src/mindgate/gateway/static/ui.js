@@ -367,6 +367,32 @@
     renderGauges(data.resources);
     renderEndpoints(data.endpoints);
     renderModels(data.models, data.can_manage);
+    renderSwitching(await api("GET", "/ui/api/resources"));
+  }
+  function renderSwitching(data) {
+    const parts = [h("h2", null, "Loaded in the gateway")];
+    parts.push(data.loaded.length ? h("table", { class: "table cards", id: "loaded-table" },
+      h("thead", null, h("tr", null, ["Instance", "Memory (est.)", "Idle", "State"]
+        .map((t, i) => h("th", { class: i === 1 || i === 2 ? "num" : null }, t)))),
+      h("tbody", null, data.loaded.map((m) => h("tr", { "data-instance": m.instance },
+        cell("Instance", m.instance, "lead"), cell("Memory (est.)", fmtBytes(m.held_bytes), "num"),
+        cell("Idle", `${Math.round(m.idle_s)} s`, "num"),
+        cell("State", m.in_use ? badge("in use", "ok") : m.pinned ? badge("pinned", "info") : badge("idle"))))))
+      : h("p", { class: "muted" }, "No in-process model is loaded."));
+    for (const t of data.tiers) {
+      parts.push(h("p", { class: "tier", "data-chain": t.chain }, h("strong", null, `${t.chain}: `),
+        `serving from ${t.current} · ${t.reason}`));
+    }
+    parts.push(h("h2", null, "Recent switching decisions"));
+    parts.push(data.decisions.length ? h("table", { class: "table cards", id: "decisions-table" },
+      h("thead", null, h("tr", null, ["Time", "Chain", "Action", "Target", "Why"].map((t) => h("th", null, t)))),
+      h("tbody", null, data.decisions.map((d) => h("tr", { "data-action": d.action },
+        cell("Time", `${fmtClock(new Date(d.at * 1000))}:${pad(new Date(d.at * 1000).getSeconds())}`),
+        cell("Chain", d.chain), cell("Action", badge(d.action, d.action === "skip" || d.action === "tier-down" ? "warn" : "")),
+        cell("Target", d.target, "lead"), cell("Why", d.reason, "text")))))
+      : h("p", { class: "muted" }, data.fit_routing ? "No model was loaded, unloaded or skipped for memory yet."
+        : "Routing by fit is off (resources.fit_routing)."));
+    $("switching").replaceChildren(...parts);
   }
   function gauge(title, free, total, detail) {
     const used = total ? 1 - free / total : 0;
@@ -387,7 +413,7 @@
       cards.push(h("div", { class: "card gauge" }, h("div", { class: "label" }, h("span", null, "VRAM")),
         h("div", { class: "value muted" }, "no GPU"),
         h("div", { class: "muted" }, res.unified_memory ? "Apple Silicon: models use the RAM above"
-          : "no NVIDIA GPU seen (NVML); models run from RAM")));
+          : res.gpu_status)));
     }
     $("gauges").replaceChildren(...cards);
     // widths are set through the CSSOM (allowed by the CSP), not inline style attributes

@@ -32,7 +32,7 @@ import hashlib
 import re
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -68,6 +68,20 @@ def check_count(name: str, value: int, minimum: int = 0) -> None:
     """A store's guard on an integer argument (limit, offset, k, batch size)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidRequestError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def keyset_pages(fetch: Callable[[str, int], Sequence[Any]], batch_size: int, key: int = 0) -> Iterator[Any]:
+    """Every row of a key-ordered listing, read ``batch_size`` at a time: ``fetch(after, limit)`` returns up to
+    ``limit`` rows whose text key (column ``key``) sorts after ``after``, in key order. Each fetch is its own
+    short read, so a long export never holds a transaction open. The one paging loop of the stores."""
+    check_count("batch_size", batch_size, minimum=1)
+    after = ""
+    while True:
+        rows = fetch(after, batch_size)
+        yield from rows
+        if len(rows) < batch_size:
+            return
+        after = rows[-1][key]
 
 
 def check_vector(vector: Vector, dims: int, what: str) -> Vector:

@@ -38,7 +38,8 @@ def build_conninfo(cfg: PgVectorStoreConfig) -> str:
                                  hint="give one of them (connection_string is mem0's name for dsn)")
     dsn = cfg.dsn or cfg.connection_string or ""
     keys = {k: v for k, v in (("host", cfg.host), ("port", cfg.port), ("dbname", cfg.dbname),
-                              ("user", cfg.user), ("password", cfg.password)) if v is not None}
+                              ("user", cfg.user), ("password", cfg.password), ("sslmode", cfg.sslmode))
+            if v is not None}
     if not dsn and not keys:
         raise ConfigurationError("the pgvector store needs a database to connect to",
                                  hint="set vector_store.config.dsn (" + _DSN_HINT + ") or host/port/dbname/user")

@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from mindgate.config import PgVectorStoreConfig
-from mindgate.errors import ConfigurationError, EmbedderMismatchError, InvalidRequestError, NotFoundError, StoreError
+from mindgate.errors import EmbedderMismatchError, InvalidRequestError, NotFoundError, StoreError
 from mindgate.memory.filters import Filter
 from mindgate.memory.stores import pg_schema as schema
 from mindgate.memory.stores.base import (
@@ -48,6 +48,7 @@ from mindgate.memory.stores.base import (
     check_identity,
     check_vector,
     content_hash,
+    keyset_pages,
     utcnow,
 )
 from mindgate.memory.stores.pg_connect import (
@@ -147,11 +148,6 @@ class PgVectorStore(MemoryStore):
 
     def open(self, identity: EmbedderIdentity) -> None:
         check_identity(identity, MAX_DIMS)
-        dims = self.config.embedding_model_dims
-        if dims is not None and dims != identity.dims:
-            raise ConfigurationError(f"vector_store.config.embedding_model_dims is {dims} but the embedder "
-                                     f"{identity.describe()} makes {identity.dims}-dim vectors",
-                                     hint="remove embedding_model_dims or make it match the embedder")
         with self._tx() as cur:
             conn = cur.connection
             schema.lock(conn, self._tables)
@@ -413,18 +409,16 @@ class PgVectorStore(MemoryStore):
     # -- bulk iteration (reindex, migration) ---------------------------------------------------------
 
     def _pages(self, template: str, batch_size: int, *parts: sql.Composable) -> Iterator[Any]:
-        """Rows of ``template`` (with ``id > %s ... ORDER BY id LIMIT %s``) page by page, each page in its
-        own short transaction; the id is the first column."""
-        check_count("batch_size", batch_size, minimum=1)
-        after = ""
-        while True:
+        """Rows of ``template`` (with ``id > %s ... ORDER BY id LIMIT %s``) page by page
+        (:func:`~mindgate.memory.stores.base.keyset_pages`), each page in its own short transaction."""
+        query = self._q(template, *parts)
+
+        def fetch(after: str, limit: int) -> Any:
             with self._tx() as cur:
-                cur.execute(self._q(template, *parts), [after, batch_size])
-                rows = cur.fetchall()
-            yield from rows
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][0]
+                cur.execute(query, [after, limit])
+                return cur.fetchall()
+
+        return keyset_pages(fetch, batch_size)
 
     def iter_records(self, *, include_deleted: bool = False,
                      batch_size: int = 1000) -> Iterator[MemoryRecord]:

@@ -29,7 +29,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ import numpy as np
 from mindgate.errors import EmbedderMismatchError, InvalidRequestError, NotFoundError, StoreError
 from mindgate.memory.filters import Filter
 from mindgate.memory.stores._sqlite_conn import Connections, validate_path
+from mindgate.memory.stores._sqlite_import import import_history, import_record
 from mindgate.memory.stores._sqlite_sql import (
     RECORD_COLUMNS,
     filter_sql,
@@ -67,6 +68,7 @@ from mindgate.memory.stores.base import (
     check_identity,
     check_vector,
     content_hash,
+    keyset_pages,
     utcnow,
 )
 from mindgate.providers.base import EmbedderIdentity, Vector
@@ -407,35 +409,26 @@ class SQLiteStore(MemoryStore):
     def history(self, memory_id: str) -> builtins.list[HistoryRecord]:
         with self._db.read() as conn:
             rows = _all(conn, "SELECT id, memory_id, event, old_memory, new_memory, created_at, actor "
-                                "FROM history WHERE memory_id = ? ORDER BY seq", (memory_id,))
+                                "FROM history WHERE memory_id = ? ORDER BY created_at, seq", (memory_id,))
         return [_history(r) for r in rows]
 
     def iter_records(self, *, include_deleted: bool = False,
                      batch_size: int = 1000) -> Iterator[MemoryRecord]:
-        check_count("batch_size", batch_size, minimum=1)
         live = "" if include_deleted else "AND m.deleted_at IS NULL"
-        after = ""
-        while True:
-            with self._db.read() as conn:
-                rows = _all(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.id > ? {live} "
-                                    "ORDER BY m.id LIMIT ?", (after, batch_size))
-            yield from (to_record(r) for r in rows)
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][1]
+        sql = f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.id > ? {live} ORDER BY m.id LIMIT ?"
+        return (to_record(r) for r in keyset_pages(self._reader(sql), batch_size, key=1))
 
     def iter_history(self, *, batch_size: int = 1000) -> Iterator[HistoryRecord]:
-        check_count("batch_size", batch_size, minimum=1)
-        after = ""
-        while True:
+        sql = ("SELECT id, memory_id, event, old_memory, new_memory, created_at, actor FROM history WHERE id > ? "
+               "ORDER BY id LIMIT ?")
+        return (_history(r) for r in keyset_pages(self._reader(sql), batch_size))
+
+    def _reader(self, sql: str) -> Callable[[str, int], Any]:
+        """``fetch(after, limit)`` for :func:`keyset_pages`: one short read of ``sql`` per page."""
+        def fetch(after: str, limit: int) -> Any:
             with self._db.read() as conn:
-                rows = _all(conn, "SELECT id, memory_id, event, old_memory, new_memory, created_at, actor "
-                                    "FROM history WHERE id > ? ORDER BY id LIMIT ?",
-                                    (after, batch_size))
-            yield from (_history(r) for r in rows)
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][0]
+                return _all(conn, sql, (after, limit))
+        return fetch
 
     def recorded_identity(self) -> EmbedderIdentity | None:
         with self._db.read() as conn:
@@ -448,16 +441,29 @@ class SQLiteStore(MemoryStore):
         with self._db.read() as conn:
             active = _space(conn, "active")
         if active is None:
-            return
-        after = ""
-        while True:
-            with self._db.read() as conn:
-                rows = _all(conn, f"SELECT m.id, v.embedding FROM memories m JOIN {active.table} v "
-                                  "ON v.rowid = m.rowid WHERE m.id > ? ORDER BY m.id LIMIT ?", (after, batch_size))
-            yield from ((memory_id, np.frombuffer(blob, dtype=np.float32).copy()) for memory_id, blob in rows)
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][0]
+            return iter(())
+        sql = (f"SELECT m.id, v.embedding FROM memories m JOIN {active.table} v ON v.rowid = m.rowid "
+               "WHERE m.id > ? ORDER BY m.id LIMIT ?")
+        return ((memory_id, np.frombuffer(blob, dtype=np.float32).copy())
+                for memory_id, blob in keyset_pages(self._reader(sql), batch_size))
+
+    # -- migration target ------------------------------------------------------------------------
+
+    def import_records(self, items: Sequence[tuple[MemoryRecord, Vector | None, bool]]) -> None:
+        prepared = [(rec, None if vector is None or deleted else self._blob(vector), deleted)
+                    for rec, vector, deleted in items]
+        with self._db.write() as conn:
+            active = self._writable_space(conn)
+            txn = _Txn(conn, iso(utcnow()), active, _space(conn, "staging"))
+            tables = [s.table for s in (active, txn.staging) if s is not None]
+            for item in prepared:
+                import_record(conn, item, now=txn.now, tables=tables, active_table=active.table,
+                              active_gen=active.gen, slot_of=lambda partition: self._write_slot(txn, partition))
+        self._slots.update(txn.new_slots)
+
+    def import_history(self, items: Sequence[HistoryRecord]) -> None:
+        with self._db.write() as conn:
+            import_history(conn, items)
 
     # -- reindex ---------------------------------------------------------------------------------
 

@@ -1,53 +1,55 @@
-"""The pure parts of memory-augmented chat: who a request acts for, what fits the injection budget, how
-memories join the prompt, and which part of an exchange is remembered."""
+"""The pure parts of the request pipeline: who a request acts for, what fits the memory injection budget,
+how memories join the prompt, and which part of an exchange is remembered."""
 
 from __future__ import annotations
 
 import pytest
 
+from mindgate.context.tokens import DEFAULT_ESTIMATOR
 from mindgate.errors import InvalidRequestError, PermissionDeniedError
 from mindgate.gateway.auth import Principal
-from mindgate.gateway.memory_chat import (
-    INJECT_HEADER,
-    ChatScope,
-    chat_scope,
-    estimate_tokens,
-    memory_block,
-    new_turn,
-    with_memories,
-)
+from mindgate.gateway.scoping import requested_scope
+from mindgate.pipeline import ChatScope, new_turn, resolve_scope
+from mindgate.pipeline.recall import INJECT_HEADER, memory_block, with_memories
+
+
+def _scope(headers: dict[str, str], user: str | None, memory: bool | None, principal: Principal | None, *,
+           enabled: bool = True) -> ChatScope | None:
+    return resolve_scope(requested_scope(headers, user, memory), principal, enabled=enabled)
 
 
 def test_scope_from_header_or_user_field_and_switches() -> None:
-    assert chat_scope({}, None, None, None, enabled=True) is None
-    assert chat_scope({}, "ann", None, None, enabled=True) == ChatScope("ann")
+    assert _scope({}, None, None, None) is None
+    assert _scope({}, "ann", None, None) == ChatScope("ann")
     headers = {"x-mindgate-user": "bea", "x-mindgate-agent": "planner", "x-mindgate-run": "r1"}
-    assert chat_scope(headers, "ann", None, None, enabled=True) == ChatScope("bea", "planner", "r1")
-    assert chat_scope({}, "ann", False, None, enabled=True) is None
-    assert chat_scope({"x-mindgate-memory": "OFF"}, "ann", None, None, enabled=True) is None
-    assert chat_scope({}, "ann", None, None, enabled=False) is None
+    assert _scope(headers, "ann", None, None) == ChatScope("bea", "planner", "r1")
+    assert _scope({}, "ann", False, None) is None
+    assert _scope({"x-mindgate-memory": "OFF"}, "ann", None, None) is None
+    assert _scope({}, "ann", None, None, enabled=False) is None
     with pytest.raises(InvalidRequestError, match="x-mindgate-user"):
-        chat_scope({"x-mindgate-user": "u" * 300}, None, None, None, enabled=True)
+        _scope({"x-mindgate-user": "u" * 300}, None, None, None)
+    with pytest.raises(InvalidRequestError, match="x-mindgate-run"):
+        _scope({"x-mindgate-run": "r" * 300}, "ann", None, None)
 
 
 def test_scope_respects_the_keys_users() -> None:
     solo = Principal("solo", users=frozenset({"ann"}))
-    assert chat_scope({}, None, None, solo, enabled=True) == ChatScope("ann")  # acts for its only user
+    assert _scope({}, None, None, solo) == ChatScope("ann")  # acts for its only user
     with pytest.raises(PermissionDeniedError):
-        chat_scope({}, "bea", None, solo, enabled=True)
+        _scope({}, "bea", None, solo)
     with pytest.raises(PermissionDeniedError):  # even with memory off, a key never acts for another user
-        chat_scope({"x-mindgate-memory": "off"}, "bea", None, solo, enabled=True)
+        _scope({"x-mindgate-memory": "off"}, "bea", None, solo)
     pair = Principal("pair", users=frozenset({"ann", "bea"}))
     with pytest.raises(PermissionDeniedError, match="names none"):
-        chat_scope({}, None, None, pair, enabled=True)
-    assert chat_scope({}, "bea", None, pair, enabled=True) == ChatScope("bea")
+        _scope({}, None, None, pair)
+    assert _scope({}, "bea", None, pair) == ChatScope("bea")
 
 
 def test_memory_block_keeps_order_within_the_token_budget() -> None:
     facts = ["Lives in Lisbon.", "Allergic to peanuts.", "x" * 400, "Has two cats."]
-    block, count = memory_block(facts, token_budget=40)
+    block, count = memory_block(facts, token_budget=30)
     assert count == 2 and block.splitlines() == [INJECT_HEADER, "- Lives in Lisbon.", "- Allergic to peanuts."]
-    assert estimate_tokens(block) <= 40 + 2
+    assert DEFAULT_ESTIMATOR.text_tokens(block) <= 30  # counted with the one estimator the router uses too
     assert memory_block(facts, token_budget=5) == ("", 0)  # not even the header fits
     whole, count = memory_block(facts, token_budget=10_000)
     assert count == 4 and "- Has two cats." in whole

@@ -25,12 +25,13 @@ from mindgate.models.catalog import ModelCatalog, ModelInfo, ModelType
 from mindgate.providers import chat_model_from_section
 from mindgate.providers.base import ChatModel, Embedder, Message
 from mindgate.routing.chains import resolve_route_target, target_model
+from mindgate.routing.placement import shared_placement
 from mindgate.routing.router import Router
 
 if TYPE_CHECKING:
     from mindgate.routing.semantic import SemanticRouter
 
-log = logging.getLogger("mindgate.gateway")
+log = logging.getLogger("mindgate.routing")
 
 CATALOG_REFRESH = 30.0
 FIRST_LISTING_WAIT = 2.0
@@ -173,7 +174,8 @@ def build_targets(config: MindgateConfig, embedder: Embedder | None = None) -> C
     model it names). Every chain under ``routing.chains`` is served by its name."""
     default_name = config.routing.default
     if default_name == "auto" and "auto" not in config.routing.chains and config.llm.provider != "auto":
-        default: ChatModel = Router([chat_model_from_section(config.llm)], name="auto")
+        default: ChatModel = Router([chat_model_from_section(config.llm)], name="auto",
+                                    placement=shared_placement(config.resources))
     else:
         default = Router.from_config(default_name, config)
     named = {name: Router.from_config(name, config) for name in config.routing.chains if name != default_name}

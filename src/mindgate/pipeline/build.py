@@ -1,0 +1,35 @@
+"""Building a :class:`~mindgate.pipeline.core.Pipeline` from the config (the gateway and ``mindgate chat``
+share this, so both serve the same models with the same memory)."""
+
+from __future__ import annotations
+
+from mindgate.config import MindgateConfig
+from mindgate.memory.memory import AsyncMemory
+from mindgate.memory.stores import create_store
+from mindgate.pipeline.core import CounterSink, Pipeline
+from mindgate.pipeline.remember import MemoryWriter
+from mindgate.providers import chat_model_from_section
+from mindgate.providers.base import ChatModel, Embedder
+from mindgate.routing.targets import ChatTargets
+
+
+def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets) -> AsyncMemory:
+    """The configured memory over ``embedder``. Its LLM (for ``add(infer=True)``) is the default chat model
+    when the config's ``llm`` section is what that chain serves, so the model is not loaded twice."""
+    shares_llm = config.routing.default == "auto" and "auto" not in config.routing.chains
+    default = targets.default
+
+    def llm() -> ChatModel:
+        return default if shares_llm else chat_model_from_section(config.llm)
+
+    return AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm, settings=config.memory,
+                       expected_dims=config.vector_store.config.embedding_model_dims)
+
+
+def pipeline_for(config: MindgateConfig, targets: ChatTargets, memory: AsyncMemory | None, *,
+                 counters: CounterSink | None = None) -> Pipeline:
+    """The pipeline over ``targets``; memory takes part when ``memory`` is given (a background
+    :class:`MemoryWriter` counting into ``counters.memory_writes``)."""
+    writer = MemoryWriter(memory, counters.memory_writes if counters is not None else None) \
+        if memory is not None else None
+    return Pipeline(targets, memory=memory, settings=config.memory, writer=writer, counters=counters)

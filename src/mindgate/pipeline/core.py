@@ -1,0 +1,297 @@
+"""The request pipeline: the stages every conversational request goes through, whoever sent it.
+
+    resolve scope -> route -> recall memories -> fit context -> call the model -> write the new turn
+    -> usage / metrics / logs
+
+1. **scope** (:meth:`Pipeline.scope`, :mod:`~mindgate.pipeline.scope`): whose memories, checked against
+   the caller's credentials. Callers run it first, before admission control, so a forbidden user costs
+   nothing; its result goes into :attr:`ChatRequest.scope`.
+2. **route**: the request's model name picks a chat model (a chain, a catalog model, a semantic route;
+   :class:`ModelResolver`, implemented by :class:`~mindgate.routing.targets.ChatTargets`). It runs before
+   recall so an unknown model costs no memory search, and before fitting so the fit stage knows the
+   chain's context windows; the chain picks its serving target at call time.
+3. **recall** (:mod:`~mindgate.pipeline.recall`): memories join the prompt; a failed search degrades to
+   an answer without memories (logged, counted), never a failed request.
+4. **fit** (:class:`~mindgate.pipeline.stages.ContextFitter`): the extension point for context policies.
+5. **call** (:class:`~mindgate.pipeline.stages.ModelCall`): the extension point for a server-side tool loop.
+6. **remember** (:mod:`~mindgate.pipeline.remember`): the new turn goes to the background writer after
+   the answer (non-streamed: :meth:`ChatResult.remember`, which the caller runs once the answer is out;
+   streamed: when the stream ends normally; an interrupted stream is not remembered).
+7. **usage**: the upstream's token counts, or the estimate of :mod:`mindgate.context.tokens` when it
+   reports none, go to the request's ``on_usage`` callback (rate limits, metrics) exactly once.
+
+:meth:`Pipeline.prepare` runs stages 2-4; :meth:`Pipeline.complete` and :meth:`Pipeline.stream` run 5-7.
+The call records where the chain sent the request and why (:mod:`mindgate.routing.trace`) in
+``ChatResult.route`` / ``ChatStream.route`` (the gateway's ``X-Mindgate-Route`` header).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mindgate.config import MemorySettings
+from mindgate.context.tokens import DEFAULT_ESTIMATOR, TokenEstimator
+from mindgate.errors import MindgateError
+from mindgate.pipeline.recall import inject_memories
+from mindgate.pipeline.remember import MemoryWriter, new_turn
+from mindgate.pipeline.scope import Acting, ChatScope, RequestedScope, resolve_scope
+from mindgate.pipeline.stages import ContextFitter, DirectCall, KeepContext, ModelCall
+from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message, Usage
+from mindgate.routing.trace import tracing
+
+log = logging.getLogger("mindgate.pipeline")
+
+UsageSink = Callable[[str, int, int], None]
+"""``on_usage(label, prompt_tokens, completion_tokens)``; ``label`` is a bounded name for metrics."""
+
+
+class ModelResolver(Protocol):
+    """Stage 2: which chat model serves a model name."""
+
+    async def resolve(self, name: str, messages: Sequence[Message]) -> ChatModel: ...
+
+    def label(self, name: str) -> str:
+        """A bounded metrics label for ``name``."""
+        ...
+
+
+@dataclass
+class Counters:
+    """The pipeline's counters (the gateway passes its Prometheus ``Metrics``, which has the same two)."""
+
+    upstream_errors: Counter[str] = field(default_factory=Counter)
+    memory_writes: Counter[str] = field(default_factory=Counter)
+
+
+class CounterSink(Protocol):
+    upstream_errors: Counter[str]
+    memory_writes: Counter[str]
+
+
+@dataclass
+class ChatRequest:
+    """One conversational request, whatever API it came in on.
+
+    ``messages`` are OpenAI chat messages as the client sent them (memories are added to a copy);
+    ``options`` are :class:`~mindgate.providers.base.ChatModel` options, validated by the caller;
+    ``stage_options`` holds per-request options for pluggable stages, keyed by stage (``"fit"``,
+    ``"tools"``), so an API route passes what its request asked for without the pipeline knowing routes.
+    """
+
+    model: str
+    messages: list[Message]
+    options: dict[str, Any] = field(default_factory=dict)
+    scope: ChatScope | None = None
+    request_id: str | None = None
+    stage_options: dict[str, Any] = field(default_factory=dict)
+    on_usage: UsageSink | None = None
+
+
+@dataclass
+class Prepared:
+    """A request after routing, recall and fitting: what will be sent to which model."""
+
+    request: ChatRequest
+    model: ChatModel
+    messages: list[Message]
+    memories: list[str]
+    label: str
+
+
+@dataclass
+class ChatResult:
+    """A finished answer. ``usage`` is the upstream's or, when it reported none, estimated; ``route`` says
+    which target answered and why (None when no router was involved)."""
+
+    response: ChatResponse
+    usage: Usage
+    memories: list[str]
+    estimated: bool
+    _remember: Callable[[], object] | None = None
+    route: str | None = None
+
+    def remember(self) -> None:
+        """Queue the new turn for the memory writer (run it once the answer has reached the client)."""
+        if self._remember is not None:
+            self._remember()
+            self._remember = None
+
+
+class Pipeline:
+    """The stages above over one set of components; one instance serves every request concurrently.
+
+    ``memory`` and ``writer`` are None when memory is off (then :meth:`scope` never returns a scope).
+    """
+
+    def __init__(self, targets: ModelResolver, *, memory: Any = None, settings: MemorySettings | None = None,
+                 writer: MemoryWriter | None = None, fitter: ContextFitter | None = None,
+                 caller: ModelCall | None = None, counters: CounterSink | None = None,
+                 estimator: TokenEstimator = DEFAULT_ESTIMATOR) -> None:
+        self.targets = targets
+        self.memory = memory
+        self.settings = settings or MemorySettings()
+        self.writer = writer
+        self.fitter: ContextFitter = fitter or KeepContext()
+        self.caller: ModelCall = caller or DirectCall()
+        self.counters: CounterSink = counters or Counters()
+        self.estimator = estimator
+
+    @property
+    def remembers(self) -> bool:
+        """Whether requests that name a user use memory."""
+        return self.memory is not None and self.writer is not None
+
+    def scope(self, requested: RequestedScope, acting: Acting | None) -> ChatScope | None:
+        """Stage 1 (see :func:`~mindgate.pipeline.scope.resolve_scope`)."""
+        return resolve_scope(requested, acting, enabled=self.remembers)
+
+    async def prepare(self, request: ChatRequest) -> Prepared:
+        """Stages 2-4: route, recall, fit."""
+        model = await self.targets.resolve(request.model, request.messages)
+        messages: list[Message] = request.messages
+        memories: list[str] = []
+        if request.scope is not None and self.remembers:
+            messages, memories = await self._recall(messages, request.scope)
+        messages = await self.fitter.fit(messages, model, request)
+        return Prepared(request, model, messages, memories, self.targets.label(request.model))
+
+    async def _recall(self, messages: list[Message], scope: ChatScope) -> tuple[list[Message], list[str]]:
+        try:
+            return await inject_memories(self.memory, messages, scope, self.settings)
+        except MindgateError as exc:
+            self.counters.memory_writes["search_failed"] += 1
+            log.warning("memory search for user %s failed, answering without memories: %s", scope.user_id, exc)
+            return messages, []
+
+    async def complete(self, prepared: Prepared) -> ChatResult:
+        """Stages 5-7 for one finished answer."""
+        request = prepared.request
+        try:
+            with tracing() as trace:
+                response = await self.caller.complete(prepared.model, prepared.messages, request.options, request)
+        except MindgateError as exc:
+            self.counters.upstream_errors[exc.code or type(exc).__name__] += 1
+            raise
+        usage, estimated = self.usage(prepared, response.usage, response.content or "")
+        if request.on_usage is not None:
+            request.on_usage(prepared.label, usage.prompt_tokens, usage.completion_tokens)
+        remember = None
+        if request.scope is not None and self.writer is not None:
+            writer, turn, scope = self.writer, new_turn(request.messages, response.content), request.scope
+
+            def remember() -> None:
+                writer.submit(turn, scope, request.request_id)
+        return ChatResult(response, usage, prepared.memories, estimated, remember, trace.header())
+
+    async def stream(self, prepared: Prepared) -> ChatStream:
+        """Stages 5-7 for a streamed answer. The first chunk is awaited here, so an upstream failure
+        before any output raises from this call (an ordinary error response); later failures raise from
+        the iteration."""
+        stream = ChatStream(self, prepared)
+        await stream.start()
+        return stream
+
+    def usage(self, prepared: Prepared, reported: Usage | None, text: str) -> tuple[Usage, bool]:
+        """The upstream's usage, or (when it reported none) the estimate; and whether it is estimated."""
+        if reported is not None and (reported.prompt_tokens or reported.completion_tokens):
+            return reported, False
+        prompt = self.estimator.prompt_tokens(prepared.messages)
+        return Usage(prompt, self.estimator.text_tokens(text) if text else 0), True
+
+
+class ChatStream:
+    """An answer's chunks, with the usage, memory-write and close handling of stages 6-7.
+
+    Iterate it for :class:`~mindgate.providers.base.ChatChunk`; :meth:`aclose` (always call it, e.g. in a
+    ``finally``) closes the upstream and reports usage once. After a normal end ``finished`` is True,
+    ``text`` is the answer and ``usage`` is set."""
+
+    def __init__(self, pipeline: Pipeline, prepared: Prepared) -> None:
+        self.pipeline = pipeline
+        self.prepared = prepared
+        request = prepared.request
+        self._chunks = aiter(pipeline.caller.stream(prepared.model, prepared.messages, request.options, request))
+        self._first: ChatChunk | None = None
+        self._parts: list[str] = []
+        self._reported: Usage | None = None
+        self.usage: Usage | None = None
+        self.estimated = False
+        self.finished = False
+        self._closed = False
+        self.route: str | None = None
+
+    @property
+    def memories(self) -> list[str]:
+        return self.prepared.memories
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    async def start(self) -> None:
+        try:
+            with tracing() as trace:
+                self._first = await anext(self._chunks)
+            self.route = trace.header()
+        except StopAsyncIteration:
+            self._first = None
+            self._end()
+        except MindgateError as exc:
+            self._count(exc)
+            await self.aclose()
+            raise
+
+    def __aiter__(self) -> AsyncIterator[ChatChunk]:
+        return self
+
+    async def __anext__(self) -> ChatChunk:
+        chunk = self._first
+        if chunk is not None:
+            self._first = None
+        elif self.finished or self._closed:
+            raise StopAsyncIteration
+        else:
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                self._end()
+                raise
+            except Exception as exc:
+                self._count(exc)
+                raise
+        if chunk.content:
+            self._parts.append(chunk.content)
+        if chunk.usage is not None:
+            self._reported = chunk.usage
+        return chunk
+
+    def _count(self, exc: BaseException) -> None:
+        code = exc.code if isinstance(exc, MindgateError) else None
+        self.pipeline.counters.upstream_errors[code or type(exc).__name__] += 1
+
+    def _end(self) -> None:
+        self.finished = True
+        request = self.prepared.request
+        writer = self.pipeline.writer
+        if request.scope is not None and writer is not None:
+            writer.submit(new_turn(request.messages, self.text), request.scope, request.request_id)
+
+    async def aclose(self) -> None:
+        """Close the upstream stream and report usage (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception as exc:
+                log.debug("closing an upstream stream failed: %s", exc)
+        self.usage, self.estimated = self.pipeline.usage(self.prepared, self._reported, self.text)
+        request = self.prepared.request
+        if request.on_usage is not None:
+            request.on_usage(self.prepared.label, self.usage.prompt_tokens, self.usage.completion_tokens)

@@ -1,0 +1,67 @@
+"""The pipeline's two pluggable stages, as protocols with today's defaults.
+
+* **fit context** (:class:`ContextFitter`, stage 3): given the messages after memory recall and the chat
+  model the request was routed to, return the messages to send. The default, :class:`KeepContext`,
+  changes nothing: the injected memories already keep to ``memory.inject_token_budget`` and the router
+  skips targets whose window cannot hold the prompt (``ContextOverflowError`` when none can). A policy
+  (truncate, summarise, drop memories, error; per target window) plugs in here by implementing
+  :meth:`ContextFitter.fit`; it reads its per-request options from ``request.stage_options["fit"]``.
+* **call the model** (:class:`ModelCall`, stage 5): one answer from the routed model. The default,
+  :class:`DirectCall`, is a single ``acomplete`` / ``astream``. A server-side tool loop (tools the gateway
+  runs itself, e.g. MCP tools) plugs in here: it calls the model, runs the tool calls it owns, appends
+  the results and calls again, and hands the client only the final answer (or the tool calls that are the
+  client's); its per-request options come from ``request.stage_options["tools"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
+
+if TYPE_CHECKING:
+    from mindgate.pipeline.core import ChatRequest
+
+
+class ContextFitter(Protocol):
+    """Stage 3: fit the prompt into the routed model's context window."""
+
+    async def fit(self, messages: list[Message], model: ChatModel, request: ChatRequest) -> list[Message]:
+        """The messages to send (``messages`` itself when it fits); raise
+        :class:`~mindgate.errors.ContextOverflowError` (with sizes and what to do) when the policy is to
+        refuse. Must not mutate ``messages``."""
+        ...
+
+
+class KeepContext:
+    """Sends the messages as they are (the router still refuses a prompt no target can hold)."""
+
+    async def fit(self, messages: list[Message], model: ChatModel, request: ChatRequest) -> list[Message]:
+        return messages
+
+
+class ModelCall(Protocol):
+    """Stage 5: get the answer from the routed model."""
+
+    async def complete(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
+                       request: ChatRequest) -> ChatResponse:
+        """One finished answer."""
+        ...
+
+    def stream(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
+               request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The answer as OpenAI chunks; errors before or during the stream raise."""
+        ...
+
+
+class DirectCall:
+    """One call to the model, no server-side tools."""
+
+    async def complete(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
+                       request: ChatRequest) -> ChatResponse:
+        return await model.acomplete(messages, **options)
+
+    def stream(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
+               request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        return model.astream(messages, **options)
