@@ -143,3 +143,21 @@ def test_an_existing_store_of_another_size_is_an_error_naming_reindex(tmp_path: 
     with pytest.raises(EmbedderMismatchError, match="mindgate reindex"):
         second.add("I like coffee", user_id="u", infer=False)
     second.close()
+
+
+def test_seed_000s_lmstudio_config_with_1536_dims_works_against_lm_studio(
+        lmstudio_fake: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Seed 000's example sets embedding_dims 1536 for nomic-embed-text, which returns 768 (LM Studio's
+    contract fake, tests/fakes/lmstudio.py): the store is built at 768 and the mismatch is a warning."""
+    memory = Memory.from_config({
+        "embedder": {"provider": "lmstudio", "config": {
+            "model": "text-embedding-nomic-embed-text-v1.5", "embedding_dims": 1536,
+            "lmstudio_base_url": f"{lmstudio_fake.base_url}/v1", "api_key": "lm-studio"}},
+        "vector_store": {"provider": "sqlite", "config": {"path": str(tmp_path / "m.db"),
+                                                          "embedding_model_dims": 1536}}})
+    with caplog.at_level(logging.WARNING):
+        memory.add("I like green tea", user_id="john", infer=False)
+    assert memory.search("tea", user_id="john")["results"][0]["memory"] == "I like green tea"
+    assert memory.aio.store.recorded_identity().dims == 768
+    assert "embedding_dims is set to 1536; using 768" in caplog.text
+    memory.close()

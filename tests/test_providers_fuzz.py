@@ -128,7 +128,7 @@ async def _exercise(model: ChatModel | Embedder) -> None:
         pass
 
 
-@settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answer=answers())
 def test_only_mindgate_errors_escape_providers(answer: tuple[int, dict[str, str], bytes]) -> None:
     async def run() -> None:

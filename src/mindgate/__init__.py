@@ -30,6 +30,7 @@ from mindgate.errors import (
     StreamInterruptedError,
     StructuredOutputError,
     TargetTimeoutError,
+    ToolServerError,
     TooManyRequestsError,
     UnauthorizedError,
 )
@@ -42,6 +43,6 @@ __all__ = [
     "FilterError", "InsufficientMemoryError", "InvalidRequestError", "Memory", "MindgateConfig", "MindgateError",
     "ModelNotFoundError", "ModelNotServedError", "NetworkError", "NotFoundError", "PermissionDeniedError",
     "ProviderError", "RateLimitError", "ResourceError", "RoutingError", "ScopeError", "StoreError",
-    "StreamInterruptedError", "StructuredOutputError", "TargetTimeoutError", "TooManyRequestsError",
+    "StreamInterruptedError", "StructuredOutputError", "TargetTimeoutError", "TooManyRequestsError", "ToolServerError",
     "UnauthorizedError", "__version__",
 ]

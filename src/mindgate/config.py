@@ -2,7 +2,8 @@
 
 The top level is mem0-shaped (``embedder`` / ``llm`` / ``vector_store``, each ``{"provider", "config"}``)
 so a mem0 user's dict works unchanged; mindgate's own sections are ``providers`` (named endpoints),
-``routing``, ``gateway``, ``memory`` and ``mcp`` (the stdio memory server).
+``routing``, ``gateway``, ``memory``, ``mcp`` (the stdio memory server), ``mcp_servers`` (tool servers the
+gateway may run for models) and ``tool_loop``.
 
 Sources, later wins: defaults < YAML file (``--config`` / ``MINDGATE_CONFIG``) or dict < environment
 (``MINDGATE_<SECTION>__<KEY>...``, e.g. ``MINDGATE_LLM__CONFIG__MODEL=qwen2.5-7b-instruct``).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -213,6 +215,8 @@ class TargetConfig(_Strict):
 
 class ChainConfig(_Strict):
     targets: list[TargetConfig] = Field(min_length=1)
+    mcp_servers: list[str] = Field(default_factory=list, description="tool servers (names under mcp_servers) "
+                                   "offered on every chat request routed to this chain")
     retries: int = Field(default=2, ge=0, le=10)
     backoff_base: float = Field(default=0.25, ge=0)
     backoff_max: float = Field(default=8.0, ge=0)
@@ -261,6 +265,9 @@ class ApiKeyConfig(_Strict):
     models: list[str] | None = None
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
+    mcp_servers: list[str] | None = Field(default=None, description="tool servers this key may use; None = all")
+    mcp_tools: list[str] | None = Field(default=None, description="`server.tool` names this key may use; "
+                                        "None = all tools of its servers")
 
     @model_validator(mode="after")
     def _one_key(self) -> ApiKeyConfig:
@@ -290,6 +297,37 @@ class MemorySettings(_Strict):
     recency: bool = Field(default=False, description="rank newer memories higher among relevant ones")
     inject_limit: int = Field(default=5, ge=0)
     inject_token_budget: int = Field(default=512, ge=0)
+    mode: Literal["inject", "tool"] = Field(default="inject", description="chat memory: inject memories into "
+                                            "the prompt, or offer the model a search_memory tool")
+
+
+class McpServerConfig(_Strict):
+    """A tool server the gateway may run for models: a stdio ``command`` or a streamable-HTTP ``url``."""
+
+    command: str | None = Field(default=None, min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="added to a minimal environment (no secrets "
+                                "of the gateway's own environment are passed on)")
+    cwd: str | None = None
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    tools: list[str] | None = Field(default=None, description="tools offered to models; None = all it lists")
+    timeout: float = Field(default=30.0, gt=0, description="seconds one tool call may take")
+    connect_timeout: float = Field(default=30.0, gt=0, description="seconds to start or reach the server")
+    max_output_chars: int = Field(default=16_000, gt=0, description="a longer tool result is cut to this")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of `command` (a stdio server) or `url` (a streamable-HTTP server)")
+        return self
+
+
+class ToolLoopSettings(_Strict):
+    """The gateway's server-side tool loop (MCP tools, and ``memory.mode: tool``)."""
+
+    max_steps: int = Field(default=6, ge=1, le=50, description="model calls that may request tools, per request")
+    max_calls_per_step: int = Field(default=8, ge=1, le=64)
 
 
 ContextPolicyName = Literal["auto", "error", "truncate", "summarize", "memory"]
@@ -341,6 +379,8 @@ class MindgateConfig(_Strict):
     context: ContextSettings = Field(default_factory=ContextSettings)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     mcp: McpSettings = Field(default_factory=McpSettings)
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
+    tool_loop: ToolLoopSettings = Field(default_factory=ToolLoopSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -357,6 +397,26 @@ class MindgateConfig(_Strict):
             if name in get_args(ChatProviderName):
                 raise ValueError(f"endpoint name {name!r} shadows the provider of the same name; rename it")
         return value
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _server_names(cls, value: dict[str, McpServerConfig]) -> dict[str, McpServerConfig]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", name):
+                raise ValueError(f"MCP server name {name!r} must be 1-32 letters, digits, '_' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _mcp_names(self) -> MindgateConfig:
+        known = set(self.mcp_servers)
+        named = [(f"routing.chains.{c}", chain.mcp_servers) for c, chain in self.routing.chains.items()]
+        named += [(f"gateway.api_keys[{k.name}]", k.mcp_servers or []) for k in self.gateway.api_keys]
+        for where, names in named:
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise ValueError(f"{where}.mcp_servers names {', '.join(unknown)}, not configured under "
+                                 f"mcp_servers (configured: {', '.join(sorted(known)) or 'none'})")
+        return self
 
     # -- loading -----------------------------------------------------------------------------------
 

@@ -255,6 +255,14 @@ class EmbedderMismatchError(StoreError):
     code = "embedder_mismatch"
 
 
+class ToolServerError(MindgateError):
+    """An MCP tool server could not be started, reached, or answer in time (ends that tool call only)."""
+
+    http_status = 502
+    error_type = "api_error"
+    code = "tool_server_error"
+
+
 class RoutingError(MindgateError):
     """Every target of a route failed or is unavailable; the message lists each target's state."""
 

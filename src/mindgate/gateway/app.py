@@ -29,6 +29,9 @@ from mindgate.gateway.mcp_http import McpEndpoint
 from mindgate.gateway.observability import Metrics, Observability
 from mindgate.gateway.responses import install_error_handlers
 from mindgate.gateway.state import Gateway
+from mindgate.mcp.client import ToolServers
+from mindgate.mcp.toolloop import ToolLoopCall
+from mindgate.mcp.tools import MemoryTools
 from mindgate.memory.memory import AsyncMemory
 from mindgate.pipeline.build import memory_for, pipeline_for
 from mindgate.providers import create_embedder
@@ -59,7 +62,12 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
         memory = memory_for(config, embedder, targets)
         owned.append(memory)
     metrics = Metrics()
-    pipeline = pipeline_for(config, targets, memory if config.gateway.memory else None, counters=metrics)
+    servers = ToolServers(config.mcp_servers) if config.mcp_servers else None
+    if servers is not None:
+        owned.append(servers)
+    caller = ToolLoopCall(servers, MemoryTools(memory, frozenset({"search_memory"})), config.tool_loop)
+    pipeline = pipeline_for(config, targets, memory if config.gateway.memory else None, counters=metrics,
+                            caller=caller)
     return Gateway(config=config, targets=targets, embedder=embedder, memory=memory,
                    keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, owned=owned)
 

@@ -31,6 +31,8 @@ class Principal:
     models: frozenset[str] | None = None
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    mcp_servers: tuple[str, ...] | None = None
+    mcp_tools: tuple[str, ...] | None = None
 
     @property
     def sole_user(self) -> str | None:
@@ -78,7 +80,8 @@ class KeyRing:
             seen.add(digest)
             self._entries.append((digest.encode("ascii"), Principal(
                 name=cfg.name, users=_frozen(cfg.users), models=_frozen(cfg.models),
-                requests_per_minute=cfg.requests_per_minute, tokens_per_minute=cfg.tokens_per_minute)))
+                requests_per_minute=cfg.requests_per_minute, tokens_per_minute=cfg.tokens_per_minute,
+                mcp_servers=_tuple(cfg.mcp_servers), mcp_tools=_tuple(cfg.mcp_tools))))
 
     @property
     def enabled(self) -> bool:
@@ -109,3 +112,7 @@ class KeyRing:
 
 def _frozen(values: Iterable[str] | None) -> frozenset[str] | None:
     return None if values is None else frozenset(values)
+
+
+def _tuple(values: Iterable[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)

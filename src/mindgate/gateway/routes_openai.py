@@ -28,6 +28,7 @@ from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from mindgate.gateway.scoping import requested_scope
 from mindgate.gateway.state import Gateway, gateway_of
+from mindgate.gateway.tool_options import tool_stage_options
 from mindgate.pipeline.core import ChatRequest, ChatStream, UsageSink
 from mindgate.providers.base import ChatChunk
 from mindgate.routing.trace import HEADER as ROUTE_HEADER
@@ -94,7 +95,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     messages = body.message_dicts()
     options = body.chat_options()
     _check_unicode("the request", [messages, options])
-    chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope),
+    stage_options = tool_stage_options(gateway.config, principal, body.mindgate, request.headers, body.model, scope)
+    chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
                        on_usage=_charger(gateway, principal))
     prepared = await pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,

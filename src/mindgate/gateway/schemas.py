@@ -129,10 +129,19 @@ class StreamOptions(BaseModel):
     include_usage: bool | None = None
 
 
+class MindgateOptions(_Body):
+    """``mindgate``: the gateway's own per-request options (other clients' fields never land here)."""
+
+    mcp_servers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]] | None = Field(
+        default=None, max_length=16, description="configured MCP tool servers whose tools the gateway runs")
+    memory_mode: Literal["inject", "tool"] | None = None
+
+
 class ChatCompletionRequest(_Body):
     """``POST /v1/chat/completions``. ``memory`` (mindgate's extension) turns memory-augmented chat off
-    with ``false``. Accepted but not forwarded: ``stream_options``, ``store``, ``metadata``,
-    ``service_tier``, ``logprobs: false``."""
+    with ``false``; ``mindgate`` holds the gateway's other per-request options (MCP tools, memory mode).
+    Accepted but not forwarded: ``stream_options``, ``store``, ``metadata``, ``service_tier``,
+    ``logprobs: false``."""
 
     model: str = Field(min_length=1, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1)
@@ -158,6 +167,7 @@ class ChatCompletionRequest(_Body):
     service_tier: str | None = None
     logprobs: Literal[False] | None = None
     memory: bool | None = None
+    mindgate: MindgateOptions | None = None
 
     @model_validator(mode="after")
     def _stop_size(self) -> ChatCompletionRequest:

@@ -8,6 +8,7 @@ from mindgate.memory.memory import AsyncMemory
 from mindgate.memory.stores import create_store
 from mindgate.pipeline.core import CounterSink, Pipeline
 from mindgate.pipeline.remember import MemoryWriter
+from mindgate.pipeline.stages import ModelCall
 from mindgate.providers import chat_model_from_section
 from mindgate.providers.base import ChatModel, Embedder
 from mindgate.routing.targets import ChatTargets
@@ -27,9 +28,11 @@ def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets)
 
 
 def pipeline_for(config: MindgateConfig, targets: ChatTargets, memory: AsyncMemory | None, *,
-                 counters: CounterSink | None = None) -> Pipeline:
+                 counters: CounterSink | None = None, caller: ModelCall | None = None) -> Pipeline:
     """The pipeline over ``targets``; memory takes part when ``memory`` is given (a background
-    :class:`MemoryWriter` counting into ``counters.memory_writes``)."""
+    :class:`MemoryWriter` counting into ``counters.memory_writes``); ``caller`` replaces the direct model
+    call (the gateway's MCP tool loop)."""
     writer = MemoryWriter(memory, counters.memory_writes if counters is not None else None) \
         if memory is not None else None
-    return Pipeline(targets, memory=memory, settings=config.memory, writer=writer, counters=counters)
+    return Pipeline(targets, memory=memory, settings=config.memory, writer=writer, counters=counters,
+                    caller=caller)

@@ -79,7 +79,8 @@ class ChatRequest:
     ``messages`` are OpenAI chat messages as the client sent them (memories are added to a copy);
     ``options`` are :class:`~mindgate.providers.base.ChatModel` options, validated by the caller;
     ``stage_options`` holds per-request options for pluggable stages, keyed by stage (``"fit"``,
-    ``"tools"``), so an API route passes what its request asked for without the pipeline knowing routes.
+    ``"tools"``), so an API route passes what its request asked for without the pipeline knowing routes;
+    ``"recall": False`` skips memory injection (the model gets a ``search_memory`` tool instead).
     """
 
     model: str
@@ -154,7 +155,7 @@ class Pipeline:
         model = await self.targets.resolve(request.model, request.messages)
         messages: list[Message] = request.messages
         memories: list[str] = []
-        if request.scope is not None and self.remembers:
+        if request.scope is not None and self.remembers and request.stage_options.get("recall", True):
             messages, memories = await self._recall(messages, request.scope)
         messages = await self.fitter.fit(messages, model, request)
         return Prepared(request, model, messages, memories, self.targets.label(request.model))
