@@ -1,9 +1,9 @@
 """The fit stage through the router: each policy on a 100-turn history, what the upstream receives, the
 summary cache, memory recall, and admission by fitted size (400 context_length_exceeded, never a 503).
 
-Upstreams: a scripted loopback server where the model's words do not matter (it records what it receives),
-the real llama.cpp server with a 1024-token context, and the in-process engine; memories on the real
-MiniLM and SQLite."""
+Upstream: a scripted loopback server (not a vendor fake: the model's words do not matter here, what it
+receives does; it records every request); memories on the real MiniLM and SQLite. The same policies with the
+real llama.cpp server and the in-process engine, through the gateway: test_context_gateway.py."""
 
 from __future__ import annotations
 
@@ -15,13 +15,11 @@ from typing import Any
 import pytest
 
 from context_helpers import FACT, QUESTION, check_tool_pairs, history, turn
-from fixtures_servers import LlamaServer
 from mindgate.config import ContextSettings
 from mindgate.context import ContextService, requested_policy
 from mindgate.context.summary import SUMMARY_PREFIX
 from mindgate.errors import ContextOverflowError, InvalidRequestError, RoutingError
 from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.local import LlamaCppChatModel
 from mindgate.routing import Router, Target
 from routing_helpers import ScriptedServer, chat_model, closed_port_url
 
@@ -36,14 +34,6 @@ def ask(conversation: list[Message], question: str = QUESTION) -> list[Message]:
 @pytest.fixture
 def scripted() -> Iterator[ScriptedServer]:
     server = ScriptedServer(reply="ok").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def small_llama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
-    """The real llama.cpp server with a 1024-token context."""
-    server = LlamaServer(n_ctx=WINDOW, log_dir=tmp_path_factory.mktemp("llama-1024")).start()
     yield server
     server.stop()
 
@@ -115,9 +105,9 @@ def test_summarize_reuses_its_cut_and_survives_a_restart(scripted: ScriptedServe
         summariser = chat_model(f"{summariser_server.base_url}/v1")
         service = ContextService(ContextSettings(policy="summarize", summary_tokens=64), store=store,
                                  summarizer=summariser)
-        conversation = history(30)
+        conversation = history(40)  # already over the window
         turns = 0
-        for i in range(31, 91):  # 60 consecutive turns, each sent with the whole history
+        for i in range(41, 101):  # 60 consecutive turns, each sent with the whole history
             new = turn(i)
             fitter = service.fitter(serving=router, scope={"user_id": "zorblax"})
             asyncio.run(router.acomplete([*conversation, new[0]], fit=fitter, max_tokens=16))
@@ -170,59 +160,7 @@ def test_policy_choice_precedence_and_bad_names() -> None:
     assert service.policy(route="coding", model="big-model") == "truncate"  # summarize without a summariser
     assert service.policy(route="coding", requested="memory") == "memory"
     assert requested_policy("Truncate", None) == "truncate"
-    assert requested_policy("truncate", {"context": "error"}) == "error"  # the body wins over the header
-    assert requested_policy(None, {"memory": False}) is None
+    assert requested_policy("truncate", "error") == "error"  # the body's mindgate.context wins over the header
+    assert requested_policy(" ", None) is None
     with pytest.raises(InvalidRequestError, match="unknown context policy 'shrink'"):
         requested_policy("shrink", None)
-
-
-# -- real models ----------------------------------------------------------------------------------------
-
-
-def test_summarize_on_the_real_server_keeps_turn_one_and_reuses_the_summary(small_llama: LlamaServer,
-                                                                            tmp_path: Path) -> None:
-    from fixtures_gateway import RecordingProxy
-
-    proxy = RecordingProxy(f"http://127.0.0.1:{small_llama.port}").start()
-    try:
-        model = chat_model(f"http://127.0.0.1:{proxy.port}/v1")
-        router = Router([Target(model, name="llama", context_length=WINDOW)], name="llama")
-        service = ContextService(ContextSettings(policy="auto", summary_tokens=64),
-                                 store=SQLiteStore(tmp_path / "s.db"))
-        conversation = ask(history(100))
-        fitter = service.fitter(serving=router)  # auto: the chain's local target summarises
-        answer = asyncio.run(router.acomplete(conversation, fit=fitter, max_tokens=8))
-        report = fitter.report
-        assert report is not None and report.policy == "summarize" and report.exact
-        assert report.summarizer_calls >= 1 and report.tokens <= WINDOW - 8 - 64
-        # the count is exact for text and an upper bound for tool calls (the template drops their JSON)
-        assert answer.usage.prompt_tokens <= report.tokens
-        sent = proxy.chat_requests()[-1]["messages"]
-        assert "Biscuit" in sent[0]["content"]  # turn 1's fact is in the summary the model receives
-        assert sent[-1]["content"] == QUESTION
-
-        calls = service.summarizer_calls()
-        for i in range(101, 104):  # the next turns reuse the summary
-            conversation = [*conversation[:-1], *turn(i), {"role": "user", "content": QUESTION}]
-            fitter = service.fitter(serving=router)
-            asyncio.run(router.acomplete(conversation, fit=fitter, max_tokens=8))
-            assert fitter.report is not None and fitter.report.summarizer_calls == 0
-        assert service.summarizer_calls() == calls
-    finally:
-        proxy.stop()
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[LlamaCppChatModel]:
-    model = LlamaCppChatModel(n_ctx=WINDOW, n_threads=1)
-    yield model
-    model.unload()
-
-
-def test_truncate_on_the_in_process_engine_counts_with_its_tokenizer(engine: LlamaCppChatModel) -> None:
-    router = Router([engine], name="engine")
-    fitter = ContextService(ContextSettings(policy="truncate")).fitter(serving=router)
-    answer = asyncio.run(router.acomplete(ask(history(100)), fit=fitter, max_tokens=4))
-    report = fitter.report
-    assert report is not None and report.exact and report.window == WINDOW
-    assert report.tokens <= WINDOW - 4 - 64 and answer.usage.prompt_tokens == report.tokens

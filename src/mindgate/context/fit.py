@@ -273,7 +273,7 @@ class ContextFitter:
             start = new
         if kind == "summary":
             return _Cut(start, RollingSummary.loads(text).render() if text else "", summarized=start)
-        recalled = await self._recall(rest, start, block)
+        recalled = await self._recall(system, rest, start, block)
         listing = RECALL_HEADER + "\n" + "\n".join(f"- {m}" for m in recalled) if recalled else ""
         return _Cut(start, listing, remembered=start, recalled=len(recalled))
 
@@ -300,8 +300,9 @@ class ContextFitter:
                                   run_id=self.scope.get("run_id"))
         return ""
 
-    async def _recall(self, rest: list[Message], start: int, block: int) -> list[str]:
-        """Memories relevant to the latest user message, not already in the kept turns, within the block."""
+    async def _recall(self, system: list[Message], rest: list[Message], start: int, block: int) -> list[str]:
+        """Memories relevant to the latest user message, within the block: not those already in the kept
+        turns, nor those memory-augmented chat already put in the system prompt."""
         assert self.memory is not None and self.scope is not None
         query = next((message_text(m) for m in reversed(rest) if m.get("role") == "user"), "").strip()
         if not query or not self.recall_limit:
@@ -313,9 +314,10 @@ class ContextFitter:
         finally:
             self._model_seconds += time.perf_counter() - began
         kept = {message_text(m).strip() for m in rest[start:]}
-        texts = [str(r.get("memory", "")) for r in found.get("results", [])]
+        shown = " ".join(" ".join(message_text(m).split()) for m in system)
+        texts = [" ".join(str(r.get("memory", "")).split()) for r in found.get("results", [])]
         budget = block - self.counter.estimator.text_tokens(RECALL_HEADER)
-        return trim_memories([" ".join(t.split()) for t in texts if t.strip() and t.strip() not in kept], budget)
+        return trim_memories([t for t in texts if t and t not in kept and t not in shown], budget)
 
 
 def _user_starts(rest: Sequence[Message]) -> list[int]:

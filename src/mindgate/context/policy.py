@@ -14,7 +14,7 @@ first target on this machine (a loopback URL). A chain with no local target has 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast, get_args
+from typing import TYPE_CHECKING, cast, get_args
 from urllib.parse import urlsplit
 
 from mindgate.config import ContextPolicyName, ContextSettings
@@ -28,22 +28,16 @@ if TYPE_CHECKING:
     from mindgate.memory.memory import AsyncMemory
     from mindgate.memory.stores.base import MemoryStore
 
-CONTEXT_HEADER = "x-mindgate-context"
+CONTEXT_HEADER = "X-Mindgate-Context"
+"""The request header that chooses the policy, and the response header that says what the fit did."""
 _CHOICES = get_args(ContextPolicyName)
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-def requested_policy(header: str | None, body: Any) -> ContextPolicyName | None:
-    """The policy a request asks for: the body's ``mindgate.context`` (``body`` is the ``mindgate`` object),
-    else the header; None when it asks for none. An unknown name is a 400 naming the valid ones."""
-    value: Any = None
-    if isinstance(body, Mapping):
-        value = body.get("context")
-    elif body is not None:
-        raise InvalidRequestError(f"`mindgate` must be an object, got {type(body).__name__}",
-                                  hint='e.g. "mindgate": {"context": "truncate"}')
-    if value is None and header is not None and header.strip():
-        value = header.strip().lower()
+def requested_policy(header: str | None, field: str | None) -> ContextPolicyName | None:
+    """The policy a request asks for: the body's ``mindgate.context`` (``field``), else the header; None when
+    it asks for none. An unknown name is a 400 naming the valid ones."""
+    value = field if field is not None else (header.strip().lower() if header and header.strip() else None)
     if value is None:
         return None
     if value not in _CHOICES:

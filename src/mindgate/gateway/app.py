@@ -67,7 +67,7 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
         owned.append(servers)
     caller = ToolLoopCall(servers, MemoryTools(memory, frozenset({"search_memory"})), config.tool_loop)
     pipeline = pipeline_for(config, targets, memory if config.gateway.memory else None, counters=metrics,
-                            caller=caller)
+                            caller=caller, store=memory.store)
     return Gateway(config=config, targets=targets, embedder=embedder, memory=memory,
                    keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, owned=owned)
 
