@@ -5,7 +5,8 @@ every chat completion at once with a fixed ~40-word reply, and every summariser 
 instructions) with a fixed ~50-word summary; it has no tokenizer, so the gateway counts with its calibrated
 estimate. The gateway is the real one (uvicorn on loopback, the real router, fit stage, SQLite store); the
 ``memory`` policy uses the real MiniLM embedder. The target's context window is 4096 tokens; each request
-asks for ``max_tokens`` 256; the conversation's turns are real chat turns from LongMemEval (shared data).
+asks for ``max_tokens`` 256; the conversation's turns are real chat turns from LongMemEval (shared data),
+each message cut to ``--max-chars`` (default 300: about 75 tokens).
 
 For each policy (``error``, ``truncate``, ``summarize``, ``memory``) a fresh conversation is replayed: at turn
 ``t`` the client sends the whole history so far plus the new user message, as a chat client does. Figures:
@@ -17,7 +18,7 @@ For each policy (``error``, ``truncate``, ``summarize``, ``memory``) a fresh con
   summariser and embedder calls excluded), p50 and p99 over turns 151-200 (target p50 <= 2 ms);
 * prompt tokens sent per turn (the header's ``tokens``), mean per 50-turn block: flat, not growing.
 
-Usage: python bench/context.py [--turns 200] [--window 4096] [--json out.json]
+Usage: python bench/context.py [--turns 200] [--window 4096] [--max-chars 300] [--json out.json]
 """
 
 from __future__ import annotations
@@ -128,14 +129,15 @@ def real_turns(count: int, max_chars: int = 900) -> list[tuple[str, str]]:
     raise SystemExit("not enough turns in the data")
 
 
-def serve(app: Any) -> tuple[uvicorn.Server, str]:
+def serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="error", access_log=False, lifespan="on"))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
     while not server.started:
         time.sleep(0.01)
-    return server, f"http://127.0.0.1:{sock.getsockname()[1]}"
+    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def header_fields(value: str) -> dict[str, str]:
@@ -188,6 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--window", type=int, default=4096)
+    parser.add_argument("--max-chars", type=int, default=300, help="cut each user/assistant message to this")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     upstream = ScriptedUpstream().start()
@@ -198,12 +201,14 @@ def main() -> None:
                                            "context": {"policy": "auto"}}, env=False)
         embedder = create_embedder(config.embedder.provider, config.embedder.config)
         memory = AsyncMemory(embedder=embedder, store=SQLiteStore(f"{home}/memory.db"), llm=model)
-        server, base = serve(create_app(config, chat=router, embedder=embedder, memory=memory, warm_up=False))
-        pairs = real_turns(args.turns)
+        server, thread, base = serve(create_app(config, chat=router, embedder=embedder, memory=memory,
+                                                warm_up=False))
+        pairs = real_turns(args.turns, args.max_chars)
         results = [replay(base, policy, pairs, upstream) for policy in POLICIES]
-        server.should_exit = True
-    print(f"context bench: {args.turns} turns, window {args.window}, max_tokens 256, SCRIPTED upstream "
-          f"(fixed replies, no tokenizer: estimated counts)\n")
+        server.should_exit = True  # graceful: the memory writer drains before the store goes away
+        thread.join(timeout=120)
+    print(f"context bench: {args.turns} turns (messages cut to {args.max_chars} chars), window {args.window}, "
+          f"max_tokens 256, SCRIPTED upstream (fixed replies, no tokenizer: estimated counts)\n")
     head = (f"{'policy':<10} {'errors':>6} {'summ./turn':>10} {'fit p50 ms':>10} {'fit p99 ms':>10}  "
             "tokens sent per turn, mean by 50 turns (unfitted history)")
     print(head)

@@ -348,7 +348,7 @@ class ContextSettings(_Strict):
     summary_tokens: int = Field(default=256, gt=0, le=8192,
                                 description="cap of the summary, of the verbatim facts and of the recalled block, "
                                             "each at most 1/8 of the target's prompt budget")
-    keep_ratio: float = Field(default=0.5, gt=0, le=1, description="share of the room recent turns keep "
+    keep_ratio: float = Field(default=0.4, gt=0, le=1, description="share of the room recent turns keep "
                                                                    "after a new summary or memory cut")
     recall_limit: int = Field(default=5, ge=0, le=50)
     routes: dict[str, ContextPolicyName] = Field(default_factory=dict)

@@ -128,7 +128,7 @@ class ContextFitter:
     memory: AsyncMemory | None = None
     scope: Mapping[str, str] | None = None
     partition: str = "anonymous"
-    keep_ratio: float = 0.5
+    keep_ratio: float = 0.4
     block_tokens: int = 256
     recall_limit: int = 5
     report: FitReport | None = None
@@ -172,14 +172,14 @@ class ContextFitter:
         if window is None:
             return messages, replace(whole, tokens=self.counter.estimate(messages))
         budget = token_budget(window, max_tokens, self.reserve)
-        if byte_bound(messages) <= budget:
+        if byte_bound(messages, stop_above=budget) <= budget:
             return messages, replace(whole, tokens=self.counter.estimate(messages))
         counted = await self.counter.count(messages, model)
         if counted.tokens <= budget:
             return messages, replace(whole, tokens=counted.tokens, exact=counted.exact)
         if policy == "error":
             raise self._overflow(counted, window, max_tokens, budget, target)
-        estimated = self.counter.estimate(messages)
+        estimated = self.counter.estimate(messages) if counted.exact else counted.tokens
         # work in estimate units; an exact count tells how far the estimate is off for this conversation
         limit = budget if not counted.exact else budget * estimated // max(1, counted.tokens)
         calls_before = self.summarizer_calls

@@ -53,8 +53,11 @@ _SUMMARY_SYSTEM = ("You summarise conversations for an assistant that can no lon
 
 def _canonical(message: Message) -> bytes:
     """What identifies a message in a digest: its role, its text (incl. tool calls) and its tool call id."""
-    return "\x1e".join((str(message.get("role", "")), message_text(message),
-                        str(message.get("tool_call_id") or ""))).encode("utf-8", "surrogatepass") + b"\x1f"
+    text = "\x1e".join((str(message.get("role", "")), message_text(message), str(message.get("tool_call_id") or "")))
+    try:
+        return text.encode("utf-8") + b"\x1f"
+    except UnicodeEncodeError:  # a lone surrogate: still a stable digest
+        return text.encode("utf-8", "surrogatepass") + b"\x1f"
 
 
 def conversation_key(rest: Sequence[Message]) -> str:

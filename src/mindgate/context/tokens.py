@@ -34,7 +34,6 @@ estimate covers with ``per_message`` and ``per_prompt``.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Sequence
@@ -51,10 +50,13 @@ _WORD = re.compile(r"\S+")
 _DIGIT = re.compile(r"\d")
 _SYMBOL = re.compile(r"[^\w\s]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_MEMO_SIZE = 1 << 16
 
 
-def byte_bound(messages: Sequence[Message], *, per_message: int = 8, per_prompt: int = 32) -> int:
-    """A hard upper bound of the prompt's tokens for byte-level tokenizers: UTF-8 bytes plus framing."""
+def byte_bound(messages: Sequence[Message], *, per_message: int = 8, per_prompt: int = 32,
+               stop_above: int | None = None) -> int:
+    """A hard upper bound of the prompt's tokens for byte-level tokenizers: UTF-8 bytes plus framing. With
+    ``stop_above``, returns as soon as the bound passes it (a long conversation costs a few messages)."""
     total = per_prompt
     for message in messages:
         content = message.get("content")
@@ -62,6 +64,8 @@ def byte_bound(messages: Sequence[Message], *, per_message: int = 8, per_prompt:
             total += len(content) * (1 if content.isascii() else 4) + per_message
         else:
             total += len(message_text(message).encode("utf-8")) + per_message
+        if stop_above is not None and total > stop_above:
+            return total
     return total
 
 
@@ -83,6 +87,7 @@ class TokenEstimator:
     margin: float = 0.10
     per_message: int = 6
     per_prompt: int = 24
+    _memo: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def raw_text_tokens(self, text: str) -> float:
         """The model's estimate for ``text`` alone, without margin (may be a fraction)."""
@@ -98,7 +103,13 @@ class TokenEstimator:
     def text_tokens(self, text: str) -> int:
         """Estimated tokens of ``text`` with the safety margin (memoised: a long conversation is estimated
         again at every turn, and its old messages are the same strings)."""
-        return _memo_text_tokens(self, text)
+        tokens = self._memo.get(text)
+        if tokens is None:
+            tokens = math.ceil(self.raw_text_tokens(text) * (1.0 + self.margin))
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[text] = tokens
+        return tokens
 
     def message_tokens(self, message: Message) -> int:
         """Estimated tokens one message adds to a prompt (text with margin plus framing)."""
@@ -107,11 +118,6 @@ class TokenEstimator:
     def prompt_tokens(self, messages: Sequence[Message]) -> int:
         """Estimated tokens of a whole prompt."""
         return self.per_prompt + sum(self.message_tokens(m) for m in messages)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _memo_text_tokens(estimator: TokenEstimator, text: str) -> int:
-    return math.ceil(estimator.raw_text_tokens(text) * (1.0 + estimator.margin))
 
 
 DEFAULT_ESTIMATOR = TokenEstimator()
