@@ -6,7 +6,8 @@
    Side by side: one direct reading of the machine (what a per-request check would cost) vs the
    monitor's published snapshot.
 2. Monitor CPU cost: the resource monitor sampling at 1 Hz for ``--seconds``; the sampler thread's own
-   CPU time (from the OS, per thread) over the wall time. Target: <= 0.5 % of one core.
+   CPU time (from the OS, per thread; 10 ms clock-tick resolution) over the wall time, and, finer, the
+   thread CPU time of one reading times the rate. Target: <= 0.5 % of one core.
 3. Fit estimate vs measured RSS for each configuration the tests load (the shipped SmolLM2 at several
    contexts), each in a fresh process (bench/fit.py's measurement).
 
@@ -129,9 +130,12 @@ def monitor_cost(seconds: float) -> dict[str, Any]:
         read_resources()
         per_sample.append(time.thread_time() - t0)
     percent = used / wall * 100
+    per_sample_s = statistics.median(per_sample)
+    from_samples = per_sample_s / 1.0 * 100
     return {"interval_s": 1.0, "seconds": round(wall, 1), "thread_cpu_s": round(used, 4),
-            "core_percent": round(percent, 4), "cpu_per_sample_ms": round(statistics.median(per_sample) * 1000, 4),
-            "gpu_status": read_resources().gpu_status, "within_target": percent <= TARGET_MONITOR_CORE_PERCENT}
+            "core_percent": round(percent, 4), "cpu_per_sample_ms": round(per_sample_s * 1000, 4),
+            "core_percent_from_samples": round(from_samples, 4), "gpu_status": read_resources().gpu_status,
+            "within_target": max(percent, from_samples) <= TARGET_MONITOR_CORE_PERCENT}
 
 
 def fit_vs_rss(contexts: list[int]) -> list[dict[str, Any]]:
@@ -163,7 +167,8 @@ def main() -> None:
     cost = monitor_cost(args.seconds)
     print(f"2. monitor at 1 Hz for {cost['seconds']} s: sampler thread used {cost['thread_cpu_s']} s CPU = "
           f"{cost['core_percent']:.4f} % of one core (target <= {TARGET_MONITOR_CORE_PERCENT} %: "
-          f"{'met' if cost['within_target'] else 'MISSED'}); {cost['cpu_per_sample_ms']} ms CPU per sample")
+          f"{'met' if cost['within_target'] else 'MISSED'}); {cost['cpu_per_sample_ms']} ms CPU per sample = "
+          f"{cost['core_percent_from_samples']:.4f} % of one core at 1 Hz")
     print(f"   GPU status here: {cost['gpu_status']}")
     rows = fit_vs_rss(args.contexts)
     print("3. fit estimate vs measured RSS (fresh process per configuration)")

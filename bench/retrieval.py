@@ -1,13 +1,31 @@
-"""Retrieval quality on LongMemEval (shared/data/longmemeval): hybrid vs dense-only vs BM25-only.
+"""Retrieval quality on LongMemEval (shared/data/longmemeval): today's RRF vs calibrated convex fusion,
+dense-only and BM25-only, in one run over the same stored turns.
 
 Each question gets its own scope (user_id = question id); every haystack turn is stored with
-``add(infer=False)`` (metadata: session id and date; the turn's id as provenance), then the question is
-searched in its scope with each mode through the same Memory API. Printed per question_type and overall:
-session recall@5/@10 (share of evidence sessions among the sessions of the top-k memories), turn
-recall@5/@10 (share of ``has_answer`` turns in the top-k), and search latency p50/p95. Abstention
-questions (no evidence) are skipped. Fusion's gain is printed as a ratio over each single retriever.
+``add(infer=False)`` in conversation order (metadata: session id and date; the turn's id as provenance),
+one call per session (its turns embedded in one batch), or one per turn with ``--per-message`` (the same
+records; vectors equal up to float rounding, several times slower to build). ``--db`` keeps the store so
+later runs skip the ingest.
 
-Usage: python bench/retrieval.py [--data PATH] [--questions N] [--db FILE] [--store sqlite|pgvector --dsn DSN]
+Per question the candidates (``memory.candidates`` per retriever) are fetched once through the store and
+fused by every method in Python with :func:`mindgate.memory.retrieval.fuse`, so the comparison is exact
+and cheap:
+
+* ``rrf``: reciprocal rank fusion with k=60 (the fusion before calibration);
+* ``convex``: convex fusion with the configured ``memory.fusion_alpha`` (the default);
+* ``vector`` / ``text``: one retriever.
+
+``--calibrate`` picks alpha on the even-numbered questions (file order) by mean turn recall@5+@10 and
+reports it on the odd-numbered (held-out) ones next to RRF.
+
+Printed per question_type and overall: session recall@5/@10 (share of evidence sessions among the
+sessions of the top-k memories) and turn recall@5/@10 (share of ``has_answer`` turns in the top-k);
+abstention questions (no evidence) are skipped. Then ``search()`` latency through the public API with the
+default settings: p50/p95 on first sight of a question (query embedding included) and repeated (the
+query embedding comes from the cache).
+
+Usage: python bench/retrieval.py [--data PATH] [--questions N] [--db FILE] [--calibrate] [--per-message]
+       [--store sqlite|pgvector --dsn DSN]
 """
 
 from __future__ import annotations
@@ -28,8 +46,9 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/longmemeval/longmemeval_s_100.json.gz"
-MODES = ("hybrid", "vector", "text")
 KS = (5, 10)
+METRICS = [f"{kind}@{k}" for kind in ("session", "turn") for k in KS]
+ALPHAS = [round(0.05 * i, 2) for i in range(21)]
 
 
 def load(path: Path, limit: int | None) -> list[dict[str, Any]]:
@@ -51,15 +70,19 @@ def load(path: Path, limit: int | None) -> list[dict[str, Any]]:
     return sample
 
 
-async def ingest(memory: Any, question: dict[str, Any]) -> int:
+async def ingest(memory: Any, question: dict[str, Any], per_message: bool) -> int:
+    """Every non-empty turn in conversation order, with its session and date: by its own ``add`` call
+    (``per_message``), or one ``add`` per session (the same stored records and vectors, embedded in
+    batches, so several times faster to build)."""
     scope = question["question_id"]
     stored = 0
     for sid, date, session in zip(question["haystack_session_ids"], question["haystack_dates"],
                                   question["haystack_sessions"], strict=True):
         turns = [{"role": t["role"], "content": t["content"], "id": f"{sid}#{i}"}
                  for i, t in enumerate(session) if t.get("content", "").strip()]
-        if turns:
-            result = await memory.add(turns, user_id=scope, metadata={"session_id": sid, "date": date}, infer=False)
+        meta = {"session_id": sid, "date": date}
+        for batch in ([[t] for t in turns] if per_message else [turns] if turns else []):
+            result = await memory.add(batch, user_id=scope, metadata=meta, infer=False)
             stored += len(result["results"])
     return stored
 
@@ -72,10 +95,9 @@ def evidence(question: dict[str, Any]) -> tuple[set[str], set[str]]:
     return sessions, turns
 
 
-def recall(found: list[dict[str, Any]], gold: set[str], key: str) -> float:
+def recall(metadatas: list[dict[str, Any]], gold: set[str], key: str) -> float:
     got: set[str] = set()
-    for item in found:
-        meta = item.get("metadata") or {}
+    for meta in metadatas:
         got.update([meta["session_id"]] if key == "session" else meta.get("source_message_ids", []))
     return len(gold & got) / len(gold) if gold else float("nan")
 
@@ -85,10 +107,30 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def scores_of(metadatas: list[dict[str, Any]], question: dict[str, Any]) -> dict[str, float]:
+    gold_sessions, gold_turns = evidence(question)
+    out = {f"session@{k}": recall(metadatas[:k], gold_sessions, "session") for k in KS}
+    if gold_turns:
+        out.update({f"turn@{k}": recall(metadatas[:k], gold_turns, "turn") for k in KS})
+    return out
+
+
+def table(per_question: list[tuple[dict[str, Any], dict[str, float]]]) -> dict[str, dict[str, float | None]]:
+    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for question, row in per_question:
+        for group in (question["question_type"], "overall"):
+            for metric, value in row.items():
+                groups[group][metric].append(value)
+    return {g: {m: round(statistics.fmean(v), 4) if (v := groups[g][m]) else None for m in METRICS}
+            for g in sorted(groups, key=lambda g: (g == "overall", g))}
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from mindgate import AsyncMemory
+    from mindgate.memory.retrieval import fuse, single
+    from mindgate.memory.stores.base import Scope
 
     torch.set_num_threads(args.threads)
     questions = load(Path(args.data), args.questions)
@@ -100,66 +142,101 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stored = 0
     for n, q in enumerate(questions, 1):
         existing = await memory.count(user_id=q["question_id"])
-        stored += existing or await ingest(memory, q)  # --db: questions already stored are reused
+        stored += existing or await ingest(memory, q, args.per_message)  # --db: questions already stored are reused
         print(f"\ringested {n}/{len(questions)} questions ({stored} memories)", end="", file=sys.stderr)
     ingest_s = time.perf_counter() - t0
     print(file=sys.stderr)
 
-    scores: dict[str, dict[str, dict[str, list[float]]]] = {m: defaultdict(lambda: defaultdict(list)) for m in MODES}
-    latency: dict[str, list[float]] = {m: [] for m in MODES}
+    settings = memory.settings
+    candidates: list[tuple[Any, Any]] = []
     for q in questions:
-        gold_sessions, gold_turns = evidence(q)
-        for mode in MODES:
-            start = time.perf_counter()
-            found = (await memory.search(q["question"], user_id=q["question_id"], limit=max(KS), mode=mode))["results"]
-            latency[mode].append((time.perf_counter() - start) * 1000)
-            for group in (q["question_type"], "overall"):
-                for k in KS:
-                    scores[mode][group][f"session@{k}"].append(recall(found[:k], gold_sessions, "session"))
-                    if gold_turns:
-                        scores[mode][group][f"turn@{k}"].append(recall(found[:k], gold_turns, "turn"))
-    await memory.close()
+        scope = Scope(user_id=q["question_id"])
+        vector = await memory.embedder.aembed(q["question"])
+        vec_hits = await asyncio.to_thread(memory.store.vector_search, scope, vector, settings.candidates, None)
+        text_hits = await asyncio.to_thread(memory.store.text_search, scope, q["question"], settings.candidates, None)
+        candidates.append((vec_hits, text_hits))
 
-    metrics = [f"{kind}@{k}" for kind in ("session", "turn") for k in KS]
-    groups = [*sorted({q["question_type"] for q in questions}), "overall"]
-    table: dict[str, Any] = {}
-    for mode in MODES:
-        table[mode] = {g: {m: round(statistics.fmean(v), 4) if (v := scores[mode][g][m]) else None for m in metrics}
-                       for g in groups}
-        table[mode]["latency_ms"] = {"p50": round(pct(latency[mode], 0.5), 2),
-                                     "p95": round(pct(latency[mode], 0.95), 2)}
-    return {"bench": "retrieval", "data": Path(args.data).name, "questions": len(questions), "memories": stored,
-            "store": args.store, "ingest_s": round(ingest_s, 1), "results": table,
-            "gain": {f"hybrid/{m}": {metric: round(table["hybrid"]["overall"][metric] / b, 3)
-                                     if (b := table[m]["overall"][metric]) else None for metric in metrics}
-                     for m in ("vector", "text")}}
+    def evaluate(method: str, alpha: float, subset: list[int]) -> list[tuple[dict[str, Any], dict[str, float]]]:
+        rows = []
+        for i in subset:
+            vec_hits, text_hits = candidates[i]
+            if method == "vector":
+                hits = single(vec_hits, "vector")
+            elif method == "text":
+                hits = single(text_hits, "text")
+            else:
+                hits = fuse(vec_hits, text_hits, fusion="rrf" if method == "rrf" else "convex", alpha=alpha,
+                            rrf_k=60)
+            rows.append((questions[i], scores_of([h.record.metadata for h in hits[:max(KS)]], questions[i])))
+        return rows
+
+    everyone = list(range(len(questions)))
+    methods = {"rrf": ("rrf", 0.0), "convex": ("convex", settings.fusion_alpha), "vector": ("vector", 0.0),
+               "text": ("text", 0.0)}
+    results = {name: table(evaluate(method, alpha, everyone)) for name, (method, alpha) in methods.items()}
+    report: dict[str, Any] = {"bench": "retrieval", "data": Path(args.data).name, "questions": len(questions),
+                              "memories": stored, "store": args.store, "ingest_s": round(ingest_s, 1),
+                              "fusion_alpha": settings.fusion_alpha, "results": results}
+
+    if args.calibrate:
+        train, test = everyone[0::2], everyone[1::2]
+
+        def objective(alpha: float) -> float:
+            rows = [r for _, r in evaluate("convex", alpha, train) if "turn@5" in r]
+            return statistics.fmean(r["turn@5"] + r["turn@10"] for r in rows)
+
+        curve = {alpha: round(objective(alpha), 4) for alpha in ALPHAS}
+        best = max(curve, key=lambda a: (curve[a], -abs(a - 0.5)))
+        held_out = {"rrf": table(evaluate("rrf", 0.0, test))["overall"],
+                    "convex": table(evaluate("convex", best, test))["overall"]}
+        report["calibration"] = {"train_questions": len(train), "test_questions": len(test), "curve": curve,
+                                 "alpha": best, "held_out": held_out}
+
+    latency: dict[str, list[float]] = {"first": [], "repeated": []}
+    for q in questions:
+        for kind in ("first", "repeated"):
+            start = time.perf_counter()
+            await memory.search(q["question"], user_id=q["question_id"], limit=max(KS))
+            latency[kind].append((time.perf_counter() - start) * 1000)
+    await memory.close()
+    report["latency_ms"] = {k: {"p50": round(pct(v, 0.5), 2), "p95": round(pct(v, 0.95), 2)}
+                            for k, v in latency.items()}
+    report["gain"] = {f"convex/{m}": {metric: round(results["convex"]["overall"][metric] / b, 3)
+                                      if (b := results[m]["overall"][metric]) else None for metric in METRICS}
+                      for m in ("rrf", "vector", "text")}
+    return report
 
 
 def print_table(report: dict[str, Any]) -> None:
-    metrics = ["session@5", "session@10", "turn@5", "turn@10"]
     print(f"LongMemEval {report['data']}: {report['questions']} questions, {report['memories']} memories "
-          f"({report['store']}), ingest {report['ingest_s']} s")
-    print(f"{'question_type':<28}{'mode':<8}" + "".join(f"{m:>12}" for m in metrics))
-    groups = [g for g in report["results"]["hybrid"] if g != "latency_ms"]
-    for group in groups:
-        for mode in MODES:
-            row = report["results"][mode][group]
-            print(f"{group:<28}{mode:<8}" + "".join(f"{row[m] if row[m] is not None else '-':>12}" for m in metrics))
-    for mode in MODES:
-        lat = report["results"][mode]["latency_ms"]
-        print(f"search latency {mode:<7} p50 {lat['p50']} ms  p95 {lat['p95']} ms (embedding included)")
+          f"({report['store']}), ingest {report['ingest_s']} s; convex alpha {report['fusion_alpha']}")
+    print(f"{'question_type':<28}{'method':<8}" + "".join(f"{m:>12}" for m in METRICS))
+    for group in report["results"]["rrf"]:
+        for method, rows in report["results"].items():
+            row = rows[group]
+            print(f"{group:<28}{method:<8}" + "".join(f"{row[m] if row[m] is not None else '-':>12}" for m in METRICS))
     for name, ratios in report["gain"].items():
         print(f"gain {name}: " + ", ".join(f"{m} x{r}" for m, r in ratios.items()))
+    if "calibration" in report:
+        cal = report["calibration"]
+        print(f"calibration: alpha {cal['alpha']} chosen on {cal['train_questions']} questions; held-out "
+              f"{cal['test_questions']}:")
+        for method, row in cal["held_out"].items():
+            print(f"  {method:<8}" + "".join(f"{m} {row[m]}  " for m in METRICS))
+    for kind, lat in report["latency_ms"].items():
+        print(f"search() latency, {kind} query: p50 {lat['p50']} ms  p95 {lat['p95']} ms (embedding included)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--questions", type=int, default=None, help="first N non-abstention questions")
+    parser.add_argument("--questions", type=int, default=None, help="a stratified sample of N questions")
     parser.add_argument("--store", choices=("sqlite", "pgvector"), default="sqlite")
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN for --store pgvector")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--db", default=None, help="SQLite file to keep (and reuse on later runs) the ingested turns")
+    parser.add_argument("--per-message", action="store_true", help="store each turn by its own add() call")
+    parser.add_argument("--calibrate", action="store_true", help="fit alpha on half the questions, test on the rest")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     print_table(report)

@@ -99,7 +99,7 @@ def gateway_child(db: str, port: int, upstream_port: int, embedder_kind: str) ->
 
     from mindgate.config import MindgateConfig
     from mindgate.gateway.app import create_app
-    from mindgate.gateway.server import uvicorn_options
+    from mindgate.gateway.server import uvicorn_config
     from mindgate.memory.memory import AsyncMemory
     from mindgate.memory.stores.sqlite import SQLiteStore
 
@@ -111,8 +111,7 @@ def gateway_child(db: str, port: int, upstream_port: int, embedder_kind: str) ->
     embedder = make_embedder(embedder_kind)
     memory = AsyncMemory(embedder=embedder, store=SQLiteStore(db))
     app = create_app(config, memory=memory, embedder=embedder)
-    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False,
-                                  **uvicorn_options())).run()
+    uvicorn.Server(uvicorn_config(app, config, host="127.0.0.1", port=port, log_level="error")).run()
 
 
 def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:

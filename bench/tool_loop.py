@@ -1,8 +1,8 @@
 """Overhead of the gateway's tool loop per step, excluding the model and the tool.
 
-Each run is one request of three steps (two tool steps, then the answer). Every model call and every tool
-run is timed where the loop hands off to it; the loop's own time is the total minus those, divided by the
-steps. Two settings, side by side:
+Each run is one request of three steps (two tool steps, then the answer), its toolbox built per request
+as the gateway does. Every model call and every tool run is timed where the loop hands off to it; the
+loop's own time is the total minus those, divided by the steps. Two settings, side by side:
 
 * ``instant``: a model and a tool in this process that answer at once (the loop's bookkeeping alone);
 * ``real``: the model over HTTP (a loopback server answering scripted OpenAI tool calls) and the tool on
@@ -190,8 +190,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(runs: int, box: Toolbox, complete: Callable[..., Awaitable[ChatResponse]],
-                  stream: Callable[..., AsyncIterator[ChatChunk]], clock: Clock) -> dict[str, dict[str, float]]:
+async def measure(runs: int, make_box: Callable[[], Awaitable[Toolbox]], complete: Complete, stream: Stream,
+                  clock: Clock) -> dict[str, dict[str, float]]:
     settings = ToolLoopSettings()
     out: dict[str, dict[str, float]] = {}
     for mode in ("complete", "stream"):
@@ -200,6 +200,7 @@ async def measure(runs: int, box: Toolbox, complete: Callable[..., Awaitable[Cha
         for i in range(runs + 20):
             clock.outside = 0.0
             start = time.perf_counter()
+            box = await make_box()  # per request, as the gateway does
             if mode == "complete":
                 response = await complete_with_tools(complete, list(ASK), {}, box, settings)
                 steps = int(response.raw["mindgate"]["steps"])
@@ -221,13 +222,17 @@ async def measure(runs: int, box: Toolbox, complete: Callable[..., Awaitable[Cha
 async def run(runs: int) -> dict[str, dict[str, dict[str, float]]]:
     clock = Clock()
     complete, stream = instant_model(clock)
-    results = {"instant": await measure(runs, timed_toolbox(instant_toolbox(), clock), complete, stream, clock)}
+    async def instant_box() -> Toolbox:
+        return timed_toolbox(instant_toolbox(), clock)
+
+    results = {"instant": await measure(runs, instant_box, complete, stream, clock)}
     port = start_upstream()
     model = OpenAICompatChatModel(OpenAICompatClient(f"http://127.0.0.1:{port}/v1", timeout=30), "bench")
     servers = ToolServers({"time": McpServerConfig(command=sys.executable,
                                                    args=["-m", "mcp_server_time", "--local-timezone", "UTC"])})
     try:
-        box = timed_toolbox(await build_toolbox(servers, ["time"]), clock)
+        async def real_box() -> Toolbox:
+            return timed_toolbox(await build_toolbox(servers, ["time"]), clock)
 
         async def http_complete(messages: list[Message], options: dict[str, Any]) -> ChatResponse:
             response: ChatResponse = await clock.timed(model.acomplete(messages, **options))
@@ -236,7 +241,8 @@ async def run(runs: int) -> dict[str, dict[str, dict[str, float]]]:
         def http_stream(messages: list[Message], options: dict[str, Any]) -> AsyncIterator[ChatChunk]:
             return clock.timed_stream(model.astream(messages, **options))
 
-        results["real"] = await measure(runs, box, http_complete, http_stream, clock)
+        await real_box()  # starts the server once, as the gateway's warm-up does
+        results["real"] = await measure(runs, real_box, http_complete, http_stream, clock)
     finally:
         await servers.aclose()
         await model.aclose()

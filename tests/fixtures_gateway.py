@@ -18,7 +18,8 @@ import pytest
 import uvicorn
 
 from fakes._server import ASGIApp, FakeServer, Receive, Scope, Send
-from mindgate.config import MemorySettings
+from mindgate.config import MemorySettings, MindgateConfig
+from mindgate.gateway.server import uvicorn_config
 from mindgate.memory.memory import AsyncMemory
 from mindgate.memory.stores.sqlite import SQLiteStore
 from mindgate.providers.base import ChatModel, Embedder
@@ -26,10 +27,12 @@ from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompat
 
 
 class GatewayServer:
-    """An ASGI app (the gateway) under uvicorn in a daemon thread, lifespan on, on 127.0.0.1."""
+    """An ASGI app (the gateway) under uvicorn in a daemon thread, lifespan on, on 127.0.0.1. With
+    ``config``, uvicorn runs as ``mindgate serve`` runs it (its timeouts and connection limits)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, config: MindgateConfig | None = None) -> None:
         self.app = app
+        self.config = config
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -46,7 +49,11 @@ class GatewayServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
+        if self.config is not None:
+            config = uvicorn_config(self.app, self.config, host="127.0.0.1", port=self.port, log_level="warning",
+                                    lifespan="on")
+        else:
+            config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True,
                                         name=f"gateway-{self.port}")
@@ -156,11 +163,12 @@ def memory_factory(tmp_path: Path, minilm: Embedder) -> Iterator[Callable[..., A
 
 @pytest.fixture
 def serve_gateway() -> Iterator[Callable[[Any], GatewayServer]]:
-    """``serve(app)``: start the gateway app on a free port; stopped after the test."""
+    """``serve(app, config=None)``: start the gateway app on a free port (as ``mindgate serve`` runs it
+    when ``config`` is given); stopped after the test."""
     started: list[GatewayServer] = []
 
-    def serve(app: Any) -> GatewayServer:
-        server = GatewayServer(app).start()
+    def serve(app: Any, config: MindgateConfig | None = None) -> GatewayServer:
+        server = GatewayServer(app, config).start()
         started.append(server)
         return server
 

@@ -27,7 +27,7 @@ Serve = Callable[[Any], GatewayServer]
 FLAKY = str(Path(__file__).parent / "tool_servers" / "flaky.py")
 SERVERS = {"time": {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]},
            "flaky": {"command": sys.executable, "args": [FLAKY], "timeout": 2}}
-FULL, LIMITED = "sk-full-tools-0001", "sk-limited-tools-0002"
+FULL, LIMITED, BUDGET = "sk-full-tools-0001", "sk-limited-tools-0002", "sk-budget-tools-0003"
 ASK = [{"role": "user", "content": "What time is it in Paris?"}]
 TIME = {"mindgate": {"mcp_servers": ["time"]}}
 
@@ -53,7 +53,8 @@ def _config(**extra: Any) -> MindgateConfig:
         "gateway": {"api_keys": [
             {"name": "full", "key": FULL},
             {"name": "limited", "key": LIMITED, "users": ["alice"], "mcp_servers": ["time"],
-             "mcp_tools": ["time.get_current_time"]}]},
+             "mcp_tools": ["time.get_current_time"]},
+            {"name": "budget", "key": BUDGET, "tokens_per_minute": 20}]},
         **extra})
 
 
@@ -192,3 +193,37 @@ def test_the_tool_loop_on_the_real_llama_cpp_server(serve_gateway: Serve, llama_
     assert len(sent) == trace["steps"]
     assert {t["function"]["name"] for t in sent[0]["tools"]} == {"get_current_time", "convert_time"}
     assert completion.usage is not None and completion.usage.completion_tokens > 0
+
+
+def test_each_model_call_of_the_loop_is_charged_once_to_the_key(tool_gateway: GatewayServer,
+                                                                scripted: ScriptedChat) -> None:
+    metrics = tool_gateway.app.state.gateway.metrics
+    before = sum(metrics.tokens.values())
+    scripted.script = [call(("get_current_time", {"timezone": "UTC"})), say("done")]
+    tool_gateway.openai(api_key=FULL).chat.completions.create(model="scripted", messages=ASK, extra_body=TIME)
+    assert sum(metrics.tokens.values()) - before == 30  # two calls of 15 tokens, each counted once
+    scripted.requests.clear()
+    scripted.served = 0
+    scripted.script = [call(("echo", {"text": "1"})), call(("echo", {"text": "2"})), say("never")]
+    with pytest.raises(openai.RateLimitError):  # 20 tokens a minute: the third call finds the bucket in debt
+        tool_gateway.openai(api_key=BUDGET).chat.completions.create(
+            model="scripted", messages=ASK, extra_body={"mindgate": {"mcp_servers": ["flaky"]}})
+    assert len(scripted.chat_bodies()) == 2
+
+
+def test_a_streamable_http_tool_server_another_gateways_memory(tool_gateway: GatewayServer, scripted: ScriptedChat,
+                                                               serve_gateway: Serve,
+                                                               memory_factory: Callable[..., AsyncMemory]) -> None:
+    with tool_gateway.http(LIMITED) as http:  # alice's memory on the first gateway
+        assert http.post("/v1/memories", json={"messages": "Alice drinks green tea", "infer": False}).status_code == 200
+    remote = {"url": f"{tool_gateway.base_url}/mcp", "headers": {"Authorization": f"Bearer {LIMITED}"},
+              "tools": ["search_memory"]}
+    chat = OpenAICompatChatModel(OpenAICompatClient(f"{scripted.base_url}/v1", timeout=30), "scripted")
+    second = serve_gateway(create_app(MindgateConfig.from_dict({"mcp_servers": {"alice": remote}}), chat=chat,
+                                      memory=memory_factory(), warm_up=False))
+    scripted.script = [call(("search_memory", {"query": "drink"})), say("{tool}")]
+    answer = second.openai().chat.completions.create(model="scripted", messages=ASK,
+                                                     extra_headers={"X-Mindgate-Mcp": "alice"})
+    assert [t["function"]["name"] for t in scripted.chat_bodies()[0]["tools"]] == ["search_memory"]
+    found = json.loads(answer.choices[0].message.content or "{}")
+    assert found["results"][0]["memory"] == "Alice drinks green tea"

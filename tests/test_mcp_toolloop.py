@@ -16,11 +16,11 @@ import pytest
 
 from fakes.scripted_chat import ScriptedChat, call, say
 from mindgate.config import McpServerConfig, ToolLoopSettings
-from mindgate.mcp.client import ToolServers
-from mindgate.mcp.toolbox import Toolbox, build_toolbox
+from mindgate.mcp.client import ToolOutput, ToolServers
+from mindgate.mcp.toolbox import OfferedTool, Toolbox, build_toolbox
 from mindgate.mcp.toolloop import complete_with_tools, stream_with_tools
 from mindgate.providers.base import ChatChunk
-from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
+from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient, parse_chat_chunk
 
 FLAKY = str(Path(__file__).parent / "tool_servers" / "flaky.py")
 TIME = McpServerConfig(command=sys.executable, args=["-m", "mcp_server_time", "--local-timezone", "UTC"])
@@ -151,3 +151,29 @@ def test_a_server_that_cannot_start_is_reported_and_left_out() -> None:
     box = asyncio.run(with_servers({"broken": broken, "time": TIME}, body))
     assert sorted(box.tools) == ["convert_time", "get_current_time"]
     assert "MCP server 'broken' could not be started" in box.unavailable["broken"]
+
+
+def test_text_in_a_streamed_finish_chunk_is_relayed() -> None:
+    """Some servers put the last text (or a tool call) in the chunk that carries finish_reason."""
+    def chunk(delta: dict[str, Any], finish: str | None) -> ChatChunk:
+        raw = {"id": "c1", "object": "chat.completion.chunk", "model": "m",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return parse_chat_chunk(raw)
+
+    async def stream(messages: list[Any], options: dict[str, Any]) -> AsyncIterator[ChatChunk]:
+        if messages[-1]["role"] == "tool":
+            yield chunk({"content": "final words"}, "stop")
+        else:
+            yield chunk({"tool_calls": [{"index": 0, "id": "t1", "type": "function",
+                                         "function": {"name": "get_current_time", "arguments": "{}"}}]}, "tool_calls")
+
+    async def body() -> list[ChatChunk]:
+        async def run(arguments: dict[str, Any]) -> ToolOutput:
+            return ToolOutput("12:00", False)
+        box = Toolbox({"get_current_time": OfferedTool("get_current_time", "time", "get_current_time", "", {}, run)})
+        return [c async for c in stream_with_tools(stream, list(ASK), {}, box, ToolLoopSettings())]
+
+    chunks = asyncio.run(body())
+    assert "".join(c.content or "" for c in chunks) == "final words"
+    assert [c.finish_reason for c in chunks if c.finish_reason] == ["stop"]
+    assert not any(c.tool_calls for c in chunks)

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mindgate.errors import FilterError, InvalidRequestError, ScopeError
-from mindgate.memory.extraction import DECISION_SCHEMA, build_messages, decisions_validator
+from mindgate.memory.extraction import (
+    DECISION_SCHEMA,
+    FACT_MAX_CHARS,
+    MAX_DECISIONS,
+    build_messages,
+    clean_text,
+    decisions_validator,
+    plan,
+)
 from mindgate.memory.filters import And, Condition, Not, Or, matches, parse_filters
 from mindgate.memory.inputs import normalize_messages, scope_from, validate_metadata
-from mindgate.memory.retrieval import fuse
+from mindgate.memory.retrieval import QueryVectors, fuse
 from mindgate.memory.stores.base import MemoryRecord, Scope, content_hash
 
 
@@ -150,11 +159,11 @@ def test_decisions_map_short_ids_back_and_reject_unknown_ones() -> None:
 
 def test_rank_fusion_rewards_agreement_and_is_normalised() -> None:
     a, b, c = record(1), record(2), record(3)
-    hits = fuse([(a, 0.9), (b, 0.8)], [(b, 7.0), (c, 3.0)], rrf_k=60)
+    hits = fuse([(a, 0.9), (b, 0.8)], [(b, 7.0), (c, 3.0)], fusion="rrf", rrf_k=60)
     assert [h.record.id for h in hits] == ["id2", "id1", "id3"]
     assert hits[0].vector_score == 0.8 and hits[0].text_score == 7.0
     assert all(0 < h.score <= 1 for h in hits)
-    top = fuse([(a, 0.9)], [(a, 1.0)], rrf_k=60)
+    top = fuse([(a, 0.9)], [(a, 1.0)], fusion="rrf", rrf_k=60)
     assert top[0].score == pytest.approx(1.0)
     assert fuse([], []) == []
 
@@ -166,3 +175,71 @@ def test_recency_reorders_only_found_candidates() -> None:
     boosted = fuse([(old, 0.9), (new, 0.9)], [(new, 1.0), (old, 1.0)], recency=True)
     assert boosted[0].record.id == "id2" and boosted[0].score > boosted[1].score
     assert {h.record.id for h in boosted} == {"id1", "id2"}
+
+
+def test_convex_fusion_keeps_score_gaps_and_explains_itself() -> None:
+    a, b, c = record(1), record(2), record(3)
+    # a is far ahead in text, barely behind in vector: rank fusion would tie a and b, convex does not
+    hits = fuse([(b, 0.62), (a, 0.60), (c, 0.20)], [(a, 9.0), (b, 1.0)], fusion="convex", alpha=0.5)
+    assert [h.record.id for h in hits] == ["id1", "id2", "id3"]
+    assert all(0 <= h.score <= 1 for h in hits)
+    top = hits[0].explanation()
+    assert top["method"] == "convex"
+    assert top["signals"]["text"] == {"rank": 1, "raw": 9.0, "normalized": 1.0, "weight": 0.5, "contribution": 0.5}
+    assert top["signals"]["vector"]["rank"] == 2
+    assert sum(p["contribution"] for p in top["signals"].values()) == pytest.approx(hits[0].score, abs=1e-5)
+    assert "text" not in hits[2].explanation()["signals"]  # c was not a text candidate: it gets 0 from it
+    assert hits[0].to_result(explain=True)["explain"] == top and "explain" not in hits[0].to_result()
+    # one retriever alone carries the whole weight
+    assert fuse([(a, 0.5)], [], fusion="convex", alpha=0.3)[0].score == pytest.approx(1.0)
+    assert fuse([], [(a, 2.0)], fusion="convex", alpha=0.3)[0].score == pytest.approx(1.0)
+
+
+def test_recency_keeps_convex_scores_in_range() -> None:
+    old, new = record(1, age_days=30), record(2, age_days=0)
+    hits = fuse([(old, 0.9), (new, 0.9)], [(new, 1.0), (old, 1.0)], fusion="convex", recency=True)
+    assert hits[0].record.id == "id2" and 0 < hits[1].score < hits[0].score <= 1
+    assert sum(p["contribution"] for p in hits[0].parts.values()) == pytest.approx(hits[0].score)
+
+
+def test_query_vector_cache_is_a_bounded_lru() -> None:
+    cache = QueryVectors(size=2)
+    cache.put("a", np.ones(2))
+    cache.put("b", np.zeros(2))
+    assert cache.get("a") is not None  # a is now the most recent
+    cache.put("c", np.ones(2))
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+    off = QueryVectors(size=0)
+    off.put("a", np.ones(2))
+    assert off.get("a") is None
+
+
+def test_decision_schema_is_bounded_and_sized_from_the_conversation() -> None:
+    short = plan([{"role": "user", "content": "I moved to Berlin."}], [])
+    item = short.schema["properties"]["memory"]["items"]
+    assert short.schema["properties"]["memory"]["maxItems"] == 2
+    assert item["properties"]["event"]["enum"] == ["ADD"] and "id" not in item["properties"]
+    assert item["properties"]["text"]["maxLength"] == FACT_MAX_CHARS
+    assert item["properties"]["sources"] == {"type": "array", "items": {"type": "integer", "enum": [1]},
+                                             "maxItems": 3}
+    assert short.options["frequency_penalty"] > 0 and short.options["temperature"] == 0
+    long = plan([{"role": "user", "content": "x" * 5000}, {"role": "assistant", "content": "ok"}],
+                [record(0), record(1), record(2)])
+    item = long.schema["properties"]["memory"]["items"]
+    assert long.schema["properties"]["memory"]["maxItems"] == MAX_DECISIONS
+    assert item["properties"]["id"]["enum"] == [0, 1, 2]
+    assert item["properties"]["event"]["enum"] == ["ADD", "UPDATE", "DELETE", "NONE"]
+    # the token cap covers the longest answer the schema allows, and grows with it
+    assert short.max_tokens < long.max_tokens <= 1024
+    assert long.max_tokens >= MAX_DECISIONS * (FACT_MAX_CHARS // 4)
+    assert DECISION_SCHEMA["properties"]["memory"]["maxItems"] == MAX_DECISIONS
+
+
+def test_repeated_text_is_cleaned_and_repeated_decisions_dropped() -> None:
+    assert clean_text("I'm a nurse. I'm a nurse. I'm a nurse. I'm a nu") == "I'm a nurse."
+    assert clean_text("Lives in Berlin. Works as a nurse.") == "Lives in Berlin. Works as a nurse."
+    assert clean_text("  ") is None and clean_text(None) is None
+    validate = decisions_validator([], n_messages=1)
+    decisions = validate({"memory": [{"event": "ADD", "text": "Is a nurse"}, {"event": "ADD", "text": "is a  NURSE"},
+                                     {"event": "ADD", "text": "Lives in Berlin"}]})
+    assert [d.text for d in decisions] == ["Is a nurse", "Lives in Berlin"]

@@ -61,7 +61,9 @@ def test_lmstudio_falls_back_to_v0_then_openai_listing() -> None:
         plain = listing.find("qwen2.5-7b-instruct", endpoint="bare")[0]
         assert plain.state is ModelState.UNKNOWN and plain.max_context_length is None
         assert v0.requests_to("/api/v1/models") and not v0.requests_to("/v1/models")
-        assert [r.path for r in bare.requests] == ["/api/v1/models", "/api/v0/models", "/v1/models"]
+        # (the SDK's /lmstudio-greeting probe comes first when the `lmstudio` SDK is installed)
+        assert [r.path for r in bare.requests if r.path != "/lmstudio-greeting"] == [
+            "/api/v1/models", "/api/v0/models", "/v1/models"]
 
 
 def test_ollama_catalog_records(ollama_fake: OllamaFake) -> None:

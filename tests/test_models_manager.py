@@ -125,10 +125,11 @@ def test_ollama_keep_alive_load_ttl_and_unload(ollama_fake: OllamaFake) -> None:
 
 def test_local_engine_idle_ttl(pool: LocalModelPool) -> None:
     manager = manager_for(Endpoint("local", "local"), pool=pool)
-    result = manager.load(DEFAULT_CHAT_MODEL, context_length=512, ttl=0.3)
+    # a TTL long enough that a loaded machine cannot expire it between the two loads, short enough to wait out
+    result = manager.load(DEFAULT_CHAT_MODEL, context_length=512, ttl=2.0)
     assert result.context_length == 512 and [i.n_ctx for i in pool.instances()] == [512]
     assert manager.load(DEFAULT_CHAT_MODEL, context_length=256).reused
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while pool.instances() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pool.instances() == []

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import regex
 
 from mindgate._sync import run_sync
 from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ContextOverflowError
 from mindgate.providers import create_chat_model, create_embedder
+from mindgate.providers._json_constraint import Unsupported, schema_regex
 from mindgate.providers.local import LlamaCppChatModel, SentenceTransformerEmbedder
 from mindgate.providers.structured import complete_json, learned_mode
 
@@ -122,3 +124,35 @@ def test_embedder_dims_mismatch(minilm: SentenceTransformerEmbedder, caplog: pyt
     emb._st = minilm._st
     assert emb.embed("x").shape == (384,)  # the probe wins; the store checks its own recorded size
     assert "returns 384-dimensional vectors but embedding_dims is set to 1536" in caplog.text
+
+
+def test_bounded_schema_regex_accepts_exactly_the_valid_texts() -> None:
+    schema = {"type": "object", "required": ["memory"], "properties": {"memory": {
+        "type": "array", "maxItems": 2, "items": {
+            "type": "object", "required": ["event", "text"],
+            "properties": {"event": {"type": "string", "enum": ["ADD", "NONE"]},
+                           "id": {"type": "integer", "enum": [0, 1]},
+                           "text": {"type": "string", "minLength": 1, "maxLength": 5}}}}}}
+    pattern = regex.compile(schema_regex(schema))
+    assert pattern.fullmatch(b'{"memory": []}') and pattern.fullmatch(b'{"memory":[{"event":"ADD","text":"ab"}]}')
+    assert pattern.fullmatch(b'{"memory": [{"event": "NONE", "id": 1, "text": "x"}, {"event": "ADD", "text": "y"}]}')
+    for bad in (b'{"memory": [{"event": "DELETE", "text": "x"}]}', b'{"memory": [{"event": "ADD", "text": "abcdef"}]}',
+                b'{"memory": [{"event": "ADD", "id": 2, "text": "x"}]}', b'{"memory": [{"event": "ADD"}]}',
+                b'{"memory": [' + b", ".join([b'{"event": "ADD", "text": "x"}'] * 3) + b"]}"):
+        assert pattern.fullmatch(bad) is None, bad
+    assert pattern.fullmatch(b'{"memory": [{"event": "AD', partial=True)  # a prefix is still viable
+    with pytest.raises(Unsupported):
+        schema_regex({"type": "string"})  # unbounded: llama.cpp's grammar is used instead
+    with pytest.raises(Unsupported):
+        schema_regex({"type": "object", "properties": {"a": {"type": "integer"}}})  # first property optional
+
+
+def test_greedy_schema_constraint_bounds_the_real_model(smollm: LlamaCppChatModel) -> None:
+    schema = {"type": "object", "required": ["items"], "properties": {"items": {
+        "type": "array", "maxItems": 2, "items": {"type": "string", "minLength": 1, "maxLength": 12}}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "t", "schema": schema}}
+    prompt = [{"role": "user", "content": "List three fruits as JSON {\"items\": [...]}."}]
+    reply = run_sync(smollm.acomplete(prompt, response_format=fmt, temperature=0, max_tokens=80))
+    parsed = json.loads(reply.content or "")
+    assert reply.finish_reason == "stop" and set(parsed) == {"items"}
+    assert 0 <= len(parsed["items"]) <= 2 and all(0 < len(i.encode()) <= 12 for i in parsed["items"])

@@ -39,7 +39,7 @@ SAYS = {
     "trickle": (f"did not answer within {TIMEOUT}s", f"did not send its first token within {TIMEOUT}s"),
     "garbage_json": ("invalid JSON", "malformed stream event"),
     "wrong_shape": ("malformed completion", "malformed stream event"),
-    "html": ("invalid JSON", "before [DONE]"),
+    "html": ("invalid JSON", "did not answer with an event stream"),
     "http_429": ("rate limiting", "rate limiting"),
     "http_500": ("HTTP 500: the model crashed", "HTTP 500: the model crashed"),
     "cut_midway": ("dropped the connection", "broke after 2 chunk(s)"),

@@ -1,4 +1,4 @@
-"""The `auto` chat provider: LM Studio, then Ollama, then OpenAI (with a key), then the in-process engine.
+"""The `auto` chain: LM Studio, then Ollama, then OpenAI (with a key), then the in-process engine.
 
 LM Studio and Ollama cannot run here: their contract fakes (tests/fakes/) stand in; the in-process engine is
 the real llama.cpp on the shipped SmolLM2.
@@ -19,8 +19,9 @@ from fakes.ollama_chat import OllamaChatFake
 from mindgate.config import MindgateConfig, ProviderConfig
 from mindgate.errors import ConfigurationError
 from mindgate.providers import create_chat_model
-from mindgate.providers.auto import auto_router, ollama_url
 from mindgate.routing import Router
+from mindgate.routing.auto import auto_router, ollama_url
+from mindgate.routing.chains import chat_model_for
 from routing_helpers import closed_port_url
 
 ASK = [{"role": "user", "content": "Say hello."}]
@@ -61,19 +62,20 @@ def blackhole() -> Iterator[str]:
         server.close()
 
 
-def test_lmstudio_first_with_the_first_chat_model_it_lists(lmstudio_fake: LMStudioFake) -> None:
+def test_lmstudio_first_with_the_loaded_chat_model(lmstudio_fake: LMStudioFake) -> None:
     router = auto_router(LOCAL, lmstudio_url=f"{lmstudio_fake.base_url}/v1", ollama_url=closed_port_url(),
                          use_openai=False)
     assert [t.name for t in router.targets] == ["lmstudio", "ollama", "local"]
     assert lmstudio_fake.requests == []  # nothing is looked up before first use
-    listed = httpx.get(f"{lmstudio_fake.base_url}/v1/models").json()["data"]
-    first_chat = next(m["id"] for m in listed if "embed" not in m["id"])
+    lmstudio_fake.load_instance("qwen2-vl-2b-instruct")
+    listed = httpx.get(f"{lmstudio_fake.base_url}/api/v1/models").json()["models"]
+    loaded = next(m["key"] for m in listed if m["loaded_instances"])
 
     response = router.complete(ASK, max_tokens=8)
     assert response.content == "echo: Say hello."
     chat = lmstudio_fake.requests_to("/v1/chat/completions")
-    assert len(chat) == 1 and chat[0].json["model"] == first_chat
-    assert row(router, "lmstudio")["model"] == first_chat and row(router, "lmstudio")["state"] == "closed"
+    assert len(chat) == 1 and chat[0].json["model"] == loaded
+    assert row(router, "lmstudio")["model"] == loaded and row(router, "lmstudio")["state"] == "closed"
     assert row(router, "ollama")["requests"] == 0
 
 
@@ -142,9 +144,12 @@ def test_ollama_host_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ollama_url() == "http://gpu-box:11434"
 
 
-def test_auto_is_what_the_registry_and_the_default_chain_build() -> None:
-    model = create_chat_model("auto", ProviderConfig(n_ctx=512))
+def test_auto_is_what_the_llm_section_and_the_default_chain_build() -> None:
+    config = MindgateConfig.from_dict({"llm": {"config": {"n_ctx": 512}}}, env=False)
+    model = chat_model_for(config.llm, config)
     assert isinstance(model, Router) and model.model == "auto"
+    with pytest.raises(ConfigurationError, match="routing chain, not a provider"):
+        create_chat_model("auto", ProviderConfig(n_ctx=512))
     assert isinstance(Router.from_config("auto", MindgateConfig.from_dict({}, env=False)), Router)
     with pytest.raises(ConfigurationError, match="no routing chain named 'nope'"):
         Router.from_config("nope", MindgateConfig.from_dict({}, env=False))

@@ -15,15 +15,19 @@ from typing import Any
 
 import pytest
 
-from fakes.resources import FakeResourceFeed, MiB
+from fakes.lmstudio import LMStudioFake
+from fakes.resources import FakeResourceFeed, GiB, MiB
 from fixtures_gateway import GatewayServer
 from mindgate._assets import default_gguf_path
-from mindgate.config import MindgateConfig
+from mindgate.config import MindgateConfig, ProviderConfig
 from mindgate.errors import RoutingError
 from mindgate.gateway.app import create_app
+from mindgate.models.catalog import Endpoint, ModelCatalog
 from mindgate.models.decisions import DecisionLog
 from mindgate.models.local_pool import LocalModelPool
-from mindgate.providers.base import Embedder
+from mindgate.providers import create_chat_model
+from mindgate.providers.base import ChatModel, Embedder
+from mindgate.providers.lazy import LazyChatModel
 from mindgate.providers.local import LlamaCppChatModel
 from mindgate.routing.placement import Placement
 from mindgate.routing.router import Router, Target
@@ -177,7 +181,6 @@ def test_the_local_engine_chat_path_honours_the_ttl(pool: LocalModelPool) -> Non
 
 
 def test_config_wires_ttl_tiers_and_placement() -> None:
-    from mindgate.providers import create_chat_model
     from mindgate.routing.chains import router_from_config
 
     config = MindgateConfig.from_dict({
@@ -213,3 +216,40 @@ def test_the_gateway_says_why_in_the_route_header(ggufs: dict[str, Path], pool: 
                                                                 stream=True) as streamed:
         assert streamed.headers["x-mindgate-route"].startswith("small; loaded; skipped big:")
         assert any(line.startswith("data: ") for line in streamed.iter_lines())
+
+
+def test_a_loopback_lm_studio_model_is_admitted_by_fit(lmstudio_fake: LMStudioFake, ggufs: dict[str, Path],
+                                                        pool: LocalModelPool) -> None:
+    """LM Studio through its contract fake (tests/fakes/lmstudio.py, JIT loading on): the 4.7 GB model is
+    skipped while memory is short (nothing is sent to LM Studio), loaded when it fits, then counted as
+    loaded (first as decided here, then as the next listing shows)."""
+    catalog = ModelCatalog([Endpoint("studio", "lmstudio", url=lmstudio_fake.base_url)], pool=pool)
+    catalog.list(refresh=True)
+    feed = FakeResourceFeed(2 * GiB)
+    placement = Placement(feed, pool=pool, decisions=DecisionLog())
+    placement.attach(catalog)
+    studio = create_chat_model("lmstudio", ProviderConfig(model="qwen2.5-7b-instruct", max_tokens=2,
+                                                          lmstudio_base_url=f"{lmstudio_fake.base_url}/v1"))
+    router = Router([Target(studio, name="studio"), Target(model(ggufs["smol-b"], 256, pool), name="small")],
+                    name="mixed", placement=placement)
+    trace = routed(router)
+    assert trace.served == "small"
+    assert trace.skipped[0][0] == "studio" and "studio:qwen2.5-7b-instruct does not fit" in trace.skipped[0][1]
+    assert not lmstudio_fake.requests_to("/v1/chat/completions") and lmstudio_fake.loaded == []
+    feed.push(16 * GiB)
+    trace = routed(router)
+    assert trace.served == "studio" and trace.action.startswith("load (needs 4.")
+    assert [i.id for i in lmstudio_fake.loaded] == ["qwen2.5-7b-instruct"]  # JIT-loaded by the request
+    assert routed(router).action == "loaded"
+    catalog.list(refresh=True)
+    assert routed(router).action == "loaded"
+    assert [d.action for d in placement.decisions.recent()] == ["load", "load", "skip"]
+    # the auto chain's servers are found at first use (LazyChatModel): checked once found
+    async def found() -> ChatModel:
+        return studio
+
+    lazy = LazyChatModel("lmstudio", lmstudio_fake.base_url, found)
+    assert placement.server_footprint(lazy) is None
+    asyncio.run(lazy.resolved())
+    footprint = placement.server_footprint(lazy)
+    assert footprint is not None and footprint.key == "studio:qwen2.5-7b-instruct" and footprint.gpu

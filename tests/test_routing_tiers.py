@@ -89,3 +89,13 @@ def test_status_and_unsubscribe() -> None:
     tiers.close()
     feed.push(1 * GiB)
     assert tiers.current == 1  # no longer listening
+
+
+def test_server_tiers_count_free_vram_too() -> None:
+    """A tier served by a GPU-offloading server (LM Studio, Ollama) counts free VRAM with RAM."""
+    feed = FakeResourceFeed(2 * GiB, vram_free_bytes=7 * GiB)
+    plain = policy(feed)
+    gpu = policy(feed, uses_gpu=lambda model: model == BIG)
+    assert plain.current == 2 and gpu.current == 0  # 2 GiB RAM + 7 GiB VRAM >= 8 GiB for big
+    feed.push(2 * GiB, vram_free_bytes=5 * GiB)
+    assert gpu.current == 2

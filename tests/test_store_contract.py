@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mindgate.errors import EmbedderMismatchError, FilterError, InvalidRequestError, NotFoundError
-from mindgate.memory.filters import Filter, matches, parse_filters
+from mindgate.memory.filters import MAX_TERMS, MAX_VALUES, Filter, matches, parse_filters
 from mindgate.memory.stores.base import (
     AddChange,
     ContextSummary,
@@ -313,6 +313,17 @@ def test_delete_scope_soft_deletes_only_what_the_scope_reads(store: MemoryStore)
     assert set(hit_ids(store.text_search(ALICE, "shared", 10))) == {"u", "ur"}
 
 
+def test_scopes_lists_live_ids_of_each_kind_with_counts(store: MemoryStore) -> None:
+    assert store.scopes() == []
+    store.apply([add("a1", ALICE), add("a2", ALICE), add("b1", BOB), add("ar", Scope(user_id="alice", run_id="r1")),
+                 add("agent", Scope(agent_id="planner"))])
+    [gone] = store.apply([add("b2", BOB)])
+    store.apply([DeleteChange(gone.id, BOB)])
+    assert store.scopes() == [("user_id", "alice", 3), ("agent_id", "planner", 1), ("run_id", "r1", 1),
+                              ("user_id", "bob", 1)]
+    assert store.scopes(limit=2) == [("user_id", "alice", 3), ("agent_id", "planner", 1)]
+
+
 def test_reset_drops_everything_including_the_identity(store: MemoryStore) -> None:
     [a] = store.apply([add("I live in Paris"), add("hi", BOB)])[:1]
     store.reset()
@@ -600,3 +611,37 @@ def test_reindex_of_an_empty_store_switches_identity(store: MemoryStore) -> None
     store.open(new)
     with pytest.raises(EmbedderMismatchError):
         store.open(IDENT)
+
+
+def test_filters_at_their_size_limits_compile_within_the_databases_limits(filtered: MemoryStore) -> None:
+    # an `in` list of MAX_VALUES values is one bound array (an OR chain of 994 hit SQLite's depth limit)
+    many = [f"value-{i}" for i in range(MAX_VALUES - 2)] + ["music", 5]
+    assert store_matches(filtered, parse_filters({"cat": {"in": many}})) == {k: {"music"} for k in
+                                                                             ("list", "vector", "text")}
+    assert store_matches(filtered, parse_filters({"rating": {"nin": many}}))["list"] == set(DATA) - {"music"}
+    ors = {"OR": [{"cat": f"value-{i}"} for i in range(MAX_TERMS - 1)] + [{"cat": "film"}]}
+    assert store_matches(filtered, parse_filters(ors))["list"] == {"film"}
+    with pytest.raises(FilterError, match=f"limit is {MAX_TERMS}"):
+        parse_filters({"OR": [{"cat": f"v{i}"} for i in range(MAX_TERMS + 1)]})
+    with pytest.raises(FilterError, match=f"limit is {MAX_VALUES}"):
+        parse_filters({"cat": {"in": list(range(MAX_VALUES + 1))}})
+
+
+def test_stored_responses_round_trip_expire_purge_and_delete(store: MemoryStore) -> None:
+    from mindgate.memory.stores.base import StoredResponse
+
+    body = {"id": "resp_1", "object": "response", "output": [{"type": "message", "content": [{"text": "héllo"}]}]}
+    items = [{"type": "message", "id": "msg_1", "role": "user", "content": "hi"}]
+    context = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "héllo"}]
+    store.put_response(StoredResponse("resp_1", "alice", 100.0, 200.0, body, items, context))
+    store.put_response(StoredResponse("resp_2", None, 100.0, None, body, [], []))
+    got = store.get_response("resp_1", now=150.0)
+    assert got == StoredResponse("resp_1", "alice", 100.0, 200.0, body, items, context)
+    assert store.get_response("resp_1", now=200.0) is None  # expired: invisible at once
+    assert store.get_response("missing", now=0.0) is None
+    store.put_response(StoredResponse("resp_1", "alice", 100.0, 300.0, {**body, "status": "completed"}, items, []))
+    replaced = store.get_response("resp_1", now=250.0)
+    assert replaced is not None and replaced.response["status"] == "completed" and replaced.context == []
+    assert store.purge_responses(now=400.0) == 1  # resp_1 expired; resp_2 is kept forever
+    assert store.get_response("resp_2", now=1e12) is not None
+    assert store.delete_response("resp_2") and not store.delete_response("resp_2")

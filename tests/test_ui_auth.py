@@ -76,8 +76,11 @@ def test_every_data_endpoint_and_action_needs_a_key(dashboard: Any, lmstudio_fak
             csp = response.headers["content-security-policy"]
             assert "script-src 'self'" in csp and "unsafe-inline" not in csp
             assert response.headers["x-content-type-options"] == "nosniff"
-        assert client.get("/ui/static/../app.py").status_code == 404
+        assert client.get("/ui/static/../app.py").status_code == 401  # outside /ui/static/: not public
         assert client.get("/ui/static/secrets.txt").status_code == 404
+    with httpx.Client(base_url=dashboard.base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                      timeout=30) as client:
+        assert client.get("/ui/static/../app.py").status_code == 404
 
 
 def test_every_page_asks_for_a_key(dashboard: Any, page_factory: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from ui_harness import (
+    ALICE_KEY,
     MOBILE,
     add_memories,
     browser,
@@ -126,6 +127,43 @@ def test_agent_scope_paging_and_add(dashboard: Any, page_factory: Any) -> None:
     listed = get_json(dashboard, "/v1/memories?agent_id=planner&limit=100")["results"]
     assert len(listed) == 24 and listed[0]["memory"] == "The planner must never deploy on Fridays"
     assert page.js_errors == []
+
+
+def test_scope_list_shows_what_exists_with_counts(dashboard: Any, page_factory: Any) -> None:
+    add_memories(dashboard, ALICE[:3], user_id="alice")
+    add_memories(dashboard, ["Bob plays chess"], user_id="bob")
+    add_memories(dashboard, ["Deploys need a review", "Staging is eu-west"], agent_id="planner")
+    add_memories(dashboard, ["Run notes: step one done"], run_id="run-7")
+    assert get_json(dashboard, "/ui/api/scopes")["scopes"] == [
+        {"kind": "user_id", "id": "alice", "count": 3}, {"kind": "agent_id", "id": "planner", "count": 2},
+        {"kind": "run_id", "id": "run-7", "count": 1}, {"kind": "user_id", "id": "bob", "count": 1}]
+    page = page_factory()
+    sign_in(page, dashboard)
+    scopes = page.locator("#scope-list button.scope")
+    expect(scopes).to_have_count(4)
+    expect(page.locator("#scope-list [data-kind=user_id] h2")).to_have_text("Users")
+    expect(page.locator("#scope-list button[data-kind=user_id][data-id=alice]")).to_contain_text("3")
+    expect(page.locator("#scope-list button[data-kind=run_id][data-id=run-7]")).to_contain_text("1")
+    screenshot(page, "memories-scopes-desktop")
+
+    # one click opens a scope: no id to type; adding a memory there updates its count
+    page.click("#scope-list button[data-kind=agent_id][data-id=planner]")
+    rows = page.locator("#mem-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#mem-note")).to_contain_text("agent “planner”")
+    expect(page.locator("#scope-list button[data-id=planner]")).to_have_attribute("aria-pressed", "true")
+    page.click("#add-box summary")
+    page.fill("#add-text", "Never deploy on Fridays")
+    page.click("#add-form button[type=submit]")
+    expect(rows).to_have_count(3)
+    expect(page.locator("#scope-list button[data-id=planner] .badge")).to_have_text("3")
+    assert page.js_errors == []
+
+    # a key bound to alice lists alice's scope only
+    other = page_factory()
+    sign_in(other, dashboard, key=ALICE_KEY)
+    expect(other.locator("#scope-list button.scope")).to_have_count(1)
+    expect(other.locator("#scope-list button.scope")).to_have_attribute("data-id", "alice")
 
 
 def test_mobile_layout(dashboard: Any, page_factory: Any) -> None:

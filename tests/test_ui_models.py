@@ -108,6 +108,7 @@ def test_switching_decisions_and_gpu_status(dashboard: Any, page_factory: Any) -
     expect(row).to_contain_text("big-model@ctx8192 does not fit: needs 9.0 GiB, 2.0 GiB free")
     expect(row.locator('td[data-label="Chain"]')).to_have_text("main")
     expect(page.locator("#switching")).to_contain_text("Loaded in the gateway")
+    screenshot(page, "models-switching-desktop")
     data = get_json(dashboard, "/ui/api/resources")
     assert data["decisions"][0]["reason"].startswith("big-model@ctx8192 does not fit")
     assert data["resources"]["ram_total_bytes"] > 0 and data["resources"]["gpu_status"]

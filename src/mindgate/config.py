@@ -36,6 +36,8 @@ EmbedderProviderName = Literal[
 ]
 StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
+# Convex fusion's vector weight, from `bench/retrieval.py --calibrate` (see docs/memory.md).
+FUSION_ALPHA = 0.5
 
 # Which ``*_base_url`` key belongs to which provider (mem0 names them per provider).
 BASE_URL_KEYS: dict[str, tuple[str, ...]] = {
@@ -49,7 +51,7 @@ BASE_URL_KEYS: dict[str, tuple[str, ...]] = {
     "gemini": ("base_url",),
     "vertexai": ("base_url",),
     "local": (),
-    "auto": (),
+    "auto": ("lmstudio_base_url", "ollama_base_url"),
 }
 _ALL_BASE_URL_KEYS = ("lmstudio_base_url", "ollama_base_url", "openai_base_url", "huggingface_base_url",
                       "base_url")
@@ -105,6 +107,8 @@ class ProviderConfig(_Strict):
     batch_size: int = Field(default=64, gt=0, description="embedding batch size")
     ttl: int | None = Field(default=None, gt=0, description="seconds an idle model stays loaded (LM Studio's JIT "
                             "ttl, Ollama's keep_alive, the local engine's idle TTL)")
+    endpoints: list[str] = Field(default_factory=list, description="auto only: endpoint names (under providers:) "
+                                                                    "or server URLs tried first, in order")
 
     def base_url_for(self, provider: str) -> str | None:
         for key in BASE_URL_KEYS.get(provider, ()):
@@ -125,6 +129,9 @@ class _ProviderSection(_Strict):
             if getattr(self.config, key) and key not in allowed:
                 choices = ", ".join(allowed) if allowed else "none (this provider takes no base URL)"
                 raise ValueError(f"`{key}` is not used by provider {provider!r}; use one of: {choices}")
+        if self.config.endpoints and provider != "auto":
+            raise ValueError(f"`endpoints` belongs to the `auto` provider, not {provider!r}; "
+                             "list fallbacks in a routing chain instead")
         return self
 
 
@@ -286,6 +293,20 @@ class GatewayConfig(_Strict):
     memory: bool = Field(default=True, description="memory-augmented chat when a request names a user")
     mcp: bool = Field(default=True, description="serve memory as an MCP server (streamable HTTP) at /mcp")
     log_contents: bool = False
+    docs: bool = Field(default=True, description="serve /docs, /redoc and /openapi.json (behind the API keys)")
+    keep_alive_s: float = Field(default=65.0, gt=0, le=3600,
+                                description="idle keep-alive; above client pools' expiry (5 s for httpx)")
+    header_timeout_s: float = Field(default=10.0, gt=0, le=600,
+                                    description="time a connection has to send a request's complete headers")
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600,
+                                  description="time an admitted request has to send its complete body")
+    max_connections: int = Field(default=512, gt=0, le=1_000_000,
+                                 description="open connections beyond this are answered 503 with Retry-After")
+    allow_any_model: bool = Field(default=False, description="without API keys, let requests name (and so "
+                                  "load) any downloaded model, not only loaded ones and those the config names")
+    store_responses: bool = Field(default=True, description="keep /v1/responses answers sent with store: true")
+    response_retention_days: float | None = Field(default=30.0, gt=0,
+                                                  description="days a stored response is kept; null: forever")
 
 
 class MemorySettings(_Strict):
@@ -293,7 +314,11 @@ class MemorySettings(_Strict):
     similar_memories: int = Field(default=5, ge=0, le=50, description="existing memories shown to the LLM")
     search_limit: int = Field(default=10, gt=0)
     candidates: int = Field(default=50, gt=0, description="per-retriever candidates before fusion")
+    fusion: Literal["convex", "rrf"] = Field(default="rrf", description="how vector and text ranks are fused")
+    fusion_alpha: float = Field(default=FUSION_ALPHA, ge=0, le=1, description="convex fusion: weight of the "
+                                "vector score (calibrated on held-out LongMemEval questions)")
     rrf_k: int = Field(default=60, gt=0)
+    query_cache: int = Field(default=1024, ge=0, description="query embeddings kept for repeated searches")
     recency: bool = Field(default=False, description="rank newer memories higher among relevant ones")
     inject_limit: int = Field(default=5, ge=0)
     inject_token_budget: int = Field(default=512, ge=0)
@@ -370,6 +395,8 @@ class MindgateConfig(_Strict):
 
     version: str | None = Field(default=None, description="accepted for mem0 compatibility")
     embedder: EmbedderSection = Field(default_factory=EmbedderSection)
+    embedders: dict[str, EmbedderSection] = Field(
+        default_factory=dict, description="more embedders, by name, for /v1/embeddings requests naming them")
     llm: LLMSection = Field(default_factory=LLMSection)
     vector_store: VectorStoreSection = Field(default_factory=SQLiteStoreSection)
     providers: dict[str, EndpointConfig] = Field(default_factory=dict)

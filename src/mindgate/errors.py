@@ -242,9 +242,11 @@ class InsufficientMemoryError(ResourceError):
 
 
 class StoreError(MindgateError):
-    """The memory store failed (I/O, corruption, unreachable database)."""
+    """The memory store failed (I/O, corruption, unreachable database). ``operation`` says what failed
+    ("read", "write", "open") when the store knows."""
 
     code = "store_error"
+    operation: str | None = None
 
 
 class EmbedderMismatchError(StoreError):

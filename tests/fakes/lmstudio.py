@@ -13,7 +13,16 @@ Documented surface served (lmstudio.ai/docs/developer):
   ``max_context_length``, ``quantization``, ``arch``, ``capabilities[]``), ``/api/v0/chat/completions``,
   ``/api/v0/embeddings``;
 * OpenAI-compatible: ``GET /v1/models``, ``POST /v1/chat/completions`` (JSON and SSE),
-  ``POST /v1/embeddings``.
+  ``POST /v1/embeddings``;
+* downloads (REST v1): ``POST /api/v1/models/download`` (``model``, ``quantization`` only for Hugging Face
+  links) -> a job status ``{job_id, status: "downloading", total_size_bytes, started_at}`` or
+  ``{status: "already_downloaded"}``; ``GET /api/v1/models/download/status/{job_id}`` -> ``{job_id, status,
+  total_size_bytes, downloaded_bytes, bytes_per_second?, estimated_completion?, started_at,
+  completed_at?}``. Each status read advances a job by ``1 / download_steps`` of its size; a model named in
+  ``failing_downloads`` fails at its second status read. A completed download joins ``models``;
+* the SDK channel (websockets on the same port), when ``sdk`` is true: see :mod:`fakes.lmstudio_sdk`.
+
+Not documented for ``/api/v1/models/load`` but sent by mindgate and accepted here: ``ttl`` (seconds).
 
 Quirks reproduced:
 
@@ -45,10 +54,11 @@ from typing import Any, Literal
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from ._openai import OpenAISurface, openai_error
 from ._server import FakeServer, sleep
+from .lmstudio_sdk import SDKChannel
 
 NO_MODELS_LOADED = ("No models loaded. Please load a model in the developer page or use the 'lms load' "
                     "command.")
@@ -75,6 +85,12 @@ class LMStudioModel:
     variant: str | None = None
     embedding_dims: int = 768
     display_name: str | None = None
+    file: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The model file under LM Studio's models folder (``publisher/repo/file.gguf``)."""
+        return self.file or f"{self.publisher}/{self.key}-GGUF/{self.key}-{(self.quantization or 'f16')}.gguf"
 
     @property
     def id(self) -> str:
@@ -95,6 +111,18 @@ class LMStudioInstance:
     ttl: float | None = None
     jit: bool = False
     last_used: float = field(default_factory=time.monotonic)
+    gpu: float | str | None = None
+
+
+@dataclass
+class DownloadJob:
+    job_id: str
+    model: LMStudioModel
+    status: str = "downloading"
+    downloaded_bytes: int = 0
+    reads: int = 0
+    started_at: str = "2026-01-01T00:00:00.000Z"
+    completed_at: str | None = None
 
 
 def default_lmstudio_models() -> list[LMStudioModel]:
@@ -108,8 +136,15 @@ def default_lmstudio_models() -> list[LMStudioModel]:
                       size_bytes=1_500_000_000, max_context_length=32768, quantization="Q4_K_M"),
         LMStudioModel("text-embedding-nomic-embed-text-v1.5", type="embedding", publisher="nomic-ai",
                       architecture="nomic-bert", quantization="Q4_K_M", params_string=None,
-                      size_bytes=84_106_624, max_context_length=2048, embedding_dims=768),
+                      size_bytes=84_106_624, max_context_length=2048, embedding_dims=768,
+                      file="nomic-ai/nomic-embed-text-v1.5-GGUF/nomic-embed-text-v1.5.Q4_K_M.gguf"),
     ]
+
+
+def default_lmstudio_catalog() -> list[LMStudioModel]:
+    """Models the fake's "model catalog" can download (identifiers as LM Studio's catalog names them)."""
+    return [LMStudioModel("ibm/granite-4-micro", publisher="ibm", architecture="granite", params_string="3B",
+                          size_bytes=2_279_145_003, max_context_length=131072, tool_use=True)]
 
 
 class LMStudioFake(OpenAISurface, FakeServer):
@@ -122,7 +157,7 @@ class LMStudioFake(OpenAISurface, FakeServer):
 
     def __init__(self, models: list[LMStudioModel] | None = None, *,
                  api_versions: tuple[str, ...] = ("v1", "v0"), jit: bool = True, auto_evict: bool = True,
-                 load_delay: float = 0.05) -> None:
+                 load_delay: float = 0.05, sdk: bool = False, download_steps: int = 3) -> None:
         FakeServer.__init__(self)
         self._init_surface()
         self.models: list[LMStudioModel] = list(default_lmstudio_models() if models is None else models)
@@ -131,6 +166,11 @@ class LMStudioFake(OpenAISurface, FakeServer):
         self.jit = jit
         self.auto_evict = auto_evict
         self.load_delay = load_delay
+        self.sdk = SDKChannel(self) if sdk else None
+        self.catalog: list[LMStudioModel] = default_lmstudio_catalog()
+        self.jobs: dict[str, DownloadJob] = {}
+        self.download_steps = download_steps
+        self.failing_downloads: set[str] = set()
         self._lock = threading.RLock()
 
     # -- state helpers (usable from tests) ---------------------------------------------------------
@@ -143,18 +183,21 @@ class LMStudioFake(OpenAISurface, FakeServer):
         return None
 
     def load_instance(self, name: str, *, context_length: int | None = None, ttl: float | None = None,
-                      jit: bool = False) -> LMStudioInstance:
-        """Load a new instance like LM Studio does: never reusing one, ids ``key``, ``key:2``, ..."""
+                      jit: bool = False, identifier: str | None = None,
+                      gpu: float | str | None = None) -> LMStudioInstance:
+        """Load a new instance like LM Studio does: never reusing one, ids ``key``, ``key:2``, ... (or the
+        given ``identifier``)."""
         model = self.find_model(name)
         if model is None:
             raise KeyError(name)
         with self._lock:
             taken = {i.id for i in self.loaded}
-            instance_id, n = model.key, 1
-            while instance_id in taken:
+            instance_id, n = identifier or model.key, 1
+            while instance_id in taken and not identifier:
                 n += 1
                 instance_id = f"{model.key}:{n}"
-            instance = LMStudioInstance(instance_id, model, context_length or JIT_DEFAULT_CONTEXT, ttl, jit)
+            instance = LMStudioInstance(instance_id, model, context_length or JIT_DEFAULT_CONTEXT, ttl, jit,
+                                        gpu=gpu)
             self.loaded.append(instance)
             return instance
 
@@ -169,7 +212,7 @@ class LMStudioFake(OpenAISurface, FakeServer):
     # -- app ---------------------------------------------------------------------------------------
 
     def build_app(self) -> Starlette:
-        routes = [
+        routes: list[BaseRoute] = [
             Route("/v1/models", self._openai_models, methods=["GET"]),
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/embeddings", self._embeddings, methods=["POST"]),
@@ -186,7 +229,11 @@ class LMStudioFake(OpenAISurface, FakeServer):
                 Route("/api/v1/models", self._v1_models, methods=["GET"]),
                 Route("/api/v1/models/load", self._v1_load, methods=["POST"]),
                 Route("/api/v1/models/unload", self._v1_unload, methods=["POST"]),
+                Route("/api/v1/models/download", self._v1_download, methods=["POST"]),
+                Route("/api/v1/models/download/status/{job_id}", self._v1_download_status, methods=["GET"]),
             ]
+        if self.sdk is not None:
+            routes += self.sdk.routes()
         routes.append(Route("/{path:path}", self._unexpected,
                             methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]))
         return Starlette(routes=routes)
@@ -263,6 +310,52 @@ class LMStudioFake(OpenAISurface, FakeServer):
                                                "type": "model_not_found"}}, status_code=404)
             self.loaded.remove(match[0])
         return JSONResponse({"instance_id": instance_id})
+
+    async def _v1_download(self, request: Request) -> Response:
+        body = await self._body(request)
+        if not body or not isinstance(body.get("model"), str):
+            return JSONResponse({"error": {"message": "'model' is required", "type": "invalid_request"}},
+                                status_code=400)
+        name, quantization = body["model"], body.get("quantization")
+        if quantization is not None and not name.startswith("https://huggingface.co/"):
+            return JSONResponse({"error": {"message": "'quantization' is only supported for Hugging Face links",
+                                           "type": "invalid_request"}}, status_code=400)
+        if self.find_model(name.rsplit("/", 1)[-1]) or self.find_model(name):
+            return JSONResponse({"status": "already_downloaded"})
+        model = next((m for m in self.catalog if m.key == name), None)
+        if model is None:
+            return JSONResponse({"error": {"message": f"Model not found in the catalog: {name}",
+                                           "type": "model_not_found"}}, status_code=404)
+        with self._lock:
+            job = DownloadJob(f"job_{len(self.jobs) + 1:010x}", model)
+            self.jobs[job.job_id] = job
+        return JSONResponse({"job_id": job.job_id, "status": job.status, "total_size_bytes": model.size_bytes,
+                             "started_at": job.started_at})
+
+    async def _v1_download_status(self, request: Request) -> Response:
+        job = self.jobs.get(request.path_params["job_id"])
+        if job is None:
+            return JSONResponse({"error": {"message": f"No download job {request.path_params['job_id']!r}",
+                                           "type": "not_found"}}, status_code=404)
+        with self._lock:
+            job.reads += 1
+            if job.status == "downloading":
+                if job.model.key in self.failing_downloads and job.reads >= 2:
+                    job.status = "failed"
+                else:
+                    step = -(-job.model.size_bytes // self.download_steps)
+                    job.downloaded_bytes = min(job.model.size_bytes, job.downloaded_bytes + step)
+                    if job.downloaded_bytes >= job.model.size_bytes:
+                        job.status, job.completed_at = "completed", "2026-01-01T00:10:00.000Z"
+                        self.models.append(job.model)
+        out: dict[str, Any] = {"job_id": job.job_id, "status": job.status,
+                               "total_size_bytes": job.model.size_bytes, "downloaded_bytes": job.downloaded_bytes,
+                               "started_at": job.started_at}
+        if job.status == "downloading":
+            out.update(bytes_per_second=7834.71, estimated_completion="2026-01-01T00:10:00.000Z")
+        if job.completed_at:
+            out["completed_at"] = job.completed_at
+        return JSONResponse(out)
 
     # native v0
 

@@ -6,7 +6,11 @@ details{format, family, parameter_size, quantization_level}}]``), ``GET /api/ps`
 ``expires_at``, ``context_length``), ``POST /api/show`` (``details``, ``model_info{"<arch>.context_length",
 "<arch>.block_count", ...}``, ``capabilities[]``), ``POST /api/generate`` and ``POST /api/chat`` (load with an
 empty prompt / empty messages, unload with ``keep_alive: 0``, ``done_reason: "load"|"unload"``; NDJSON
-streaming), ``POST /api/embed``. OpenAI-compatible: ``GET /v1/models``, ``POST /v1/chat/completions``
+streaming), ``POST /api/embed``, ``POST /api/pull`` (NDJSON stream: ``{"status": "pulling manifest"}``, per layer
+``{"status": "pulling <digest>", "digest", "total", "completed"}`` lines, ``verifying sha256 digest``,
+``writing manifest``, ``success``; ``stream: false`` answers ``{"status": "success"}`` only; a model not in
+the registry streams ``{"error": "pull model manifest: file does not exist"}``).
+OpenAI-compatible: ``GET /v1/models``, ``POST /v1/chat/completions``
 (JSON and SSE), ``POST /v1/embeddings``.
 
 Quirks reproduced: an unknown model is HTTP 404 ``{"error": "model 'x' not found"}`` on the native API and
@@ -120,6 +124,9 @@ class OllamaFake(OpenAISurface, FakeServer):
         FakeServer.__init__(self)
         self._init_surface()
         self.models: list[OllamaModel] = list(default_ollama_models() if models is None else models)
+        self.registry: list[OllamaModel] = [OllamaModel("qwen3:0.6b", family="qwen3", parameter_size="751M",
+                                                        size=522_653_767, context_length=40960)]
+        self.pull_chunks = 3
         self.loaded: dict[str, OllamaRunner] = {}
         self.load_delay = load_delay
         self._lock = threading.RLock()
@@ -161,6 +168,7 @@ class OllamaFake(OpenAISurface, FakeServer):
             Route("/api/generate", self._generate, methods=["POST"]),
             Route("/api/chat", self._generate, methods=["POST"]),
             Route("/api/embed", self._embed, methods=["POST"]),
+            Route("/api/pull", self._pull, methods=["POST"]),
             Route("/v1/models", self._openai_models, methods=["GET"]),
             Route("/v1/chat/completions", self._openai_chat, methods=["POST"]),
             Route("/v1/embeddings", self._openai_embeddings, methods=["POST"]),
@@ -270,6 +278,39 @@ class OllamaFake(OpenAISurface, FakeServer):
                                                              for t in inputs],
                              "total_duration": 1_000_000, "load_duration": 1_000,
                              "prompt_eval_count": sum(count_tokens(t) for t in inputs)})
+
+    async def _pull(self, request: Request) -> Response:
+        body = await self._body(request)
+        name = str(body.get("model") or body.get("name") or "")
+        full = name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+        source = next((m for m in self.registry if m.name == full), None) or self.find_model(name)
+        if body.get("stream") is False:
+            if source is None:
+                return JSONResponse({"error": "pull model manifest: file does not exist"}, status_code=500)
+            self._install(source)
+            return JSONResponse({"status": "success"})
+
+        def lines() -> Iterator[str]:
+            yield json.dumps({"status": "pulling manifest"}) + "\n"
+            if source is None:
+                yield json.dumps({"error": "pull model manifest: file does not exist"}) + "\n"
+                return
+            layers = [(source.digest, source.size - 1_000), ("f4d24e9138dd", 1_000)]
+            for digest, total in layers:
+                for i in range(1, self.pull_chunks + 1):
+                    yield json.dumps({"status": f"pulling {digest[:12]}", "digest": f"sha256:{digest}",
+                                      "total": total, "completed": total * i // self.pull_chunks}) + "\n"
+            yield json.dumps({"status": "verifying sha256 digest"}) + "\n"
+            yield json.dumps({"status": "writing manifest"}) + "\n"
+            self._install(source)
+            yield json.dumps({"status": "success"}) + "\n"
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+    def _install(self, model: OllamaModel) -> None:
+        with self._lock:
+            if self.find_model(model.name) is None:
+                self.models.append(model)
 
     async def _openai_models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [

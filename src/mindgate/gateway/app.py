@@ -4,8 +4,8 @@ endpoints.
 
 Dependencies are injectable (``chat``, ``embedder``, ``memory``) so tests and embedding applications can
 pass their own; whatever the factory builds itself it also closes on shutdown. Middleware, outermost
-first: observability (request id, access log, metrics), CORS (only when origins are configured), the body
-size limit.
+first: observability (request id, access log, metrics), CORS (only when origins are configured), the guard
+(authentication, per-key request limits and the body limits, before any body byte is read: :mod:`.guard`).
 """
 
 from __future__ import annotations
@@ -22,18 +22,19 @@ from starlette.routing import Route
 
 from mindgate import __version__
 from mindgate.config import MindgateConfig
-from mindgate.gateway import routes_health, routes_memory, routes_openai, ui
+from mindgate.gateway import routes_completions, routes_health, routes_memory, routes_openai, routes_responses, ui
 from mindgate.gateway.auth import KeyRing
-from mindgate.gateway.limits import BodySizeLimit
+from mindgate.gateway.guard import Guard
 from mindgate.gateway.mcp_http import McpEndpoint
 from mindgate.gateway.observability import Metrics, Observability
 from mindgate.gateway.responses import install_error_handlers
 from mindgate.gateway.state import Gateway
-from mindgate.mcp.client import ToolServers
+from mindgate.mcp.client import ToolServers, list_all
 from mindgate.mcp.toolloop import ToolLoopCall
 from mindgate.mcp.tools import MemoryTools
 from mindgate.memory.memory import AsyncMemory
-from mindgate.pipeline.build import memory_for, pipeline_for
+from mindgate.pipeline.build import memory_for, memory_model_name, pipeline_for
+from mindgate.pipeline.conversations import ResponseLog
 from mindgate.providers import create_embedder
 from mindgate.providers.base import ChatModel, Embedder
 from mindgate.routing.targets import ChatTargets, build_targets
@@ -68,18 +69,31 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
     caller = ToolLoopCall(servers, MemoryTools(memory, frozenset({"search_memory"})), config.tool_loop)
     pipeline = pipeline_for(config, targets, memory if config.gateway.memory else None, counters=metrics,
                             caller=caller, store=memory.store)
+    responses = ResponseLog(memory.store, config.gateway.response_retention_days) \
+        if config.gateway.store_responses else None
+    embedders = {name: create_embedder(section.provider, section.config) for name, section in config.embedders.items()}
+    owned.extend(embedders.values())
     return Gateway(config=config, targets=targets, embedder=embedder, memory=memory,
-                   keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, owned=owned)
+                   keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, responses=responses,
+                   embedders=embedders, owned=owned, memory_model=memory_model_name(config, targets))
 
 
 async def _warm_up(gateway: Gateway) -> None:
-    """Load the embedder, open the store and list the model catalog before the first request (errors are
-    logged and show in /readyz)."""
+    """Load the embedder, open the store, list the model catalog and start the MCP tool servers before the
+    first request (errors are logged and show in /readyz; a tool server that fails is tried again on use)."""
+    caller = gateway.pipeline.caller
+    servers = caller.servers if isinstance(caller, ToolLoopCall) else None
+    starting = asyncio.get_running_loop().create_task(list_all(servers, sorted(servers.configs))) \
+        if servers is not None else None
     gateway.targets.refresh_catalog(force=True)
     try:
         await gateway.memory.count(user_id=routes_health.PROBE_USER)
     except Exception as exc:
         log.error("memory is not usable: %s", exc)
+    if starting is not None:
+        _, failures = await starting
+        for name, reason in failures.items():
+            log.error("MCP tool server %r is not usable yet: %s", name, reason)
 
 
 def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTargets | None = None,
@@ -107,17 +121,23 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
                 warm.cancel()
             await gateway.aclose()
 
+    docs = config.gateway.docs
     app = FastAPI(title="mindgate", version=__version__, lifespan=lifespan,
-                  description="OpenAI-compatible model gateway with long-term memory.")
+                  description="OpenAI-compatible model gateway with long-term memory.",
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(routes_openai.router)
+    app.include_router(routes_responses.router)
+    app.include_router(routes_completions.router)
     app.include_router(routes_memory.router)
     app.include_router(routes_health.router)
     if mcp is not None:
         app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))
     ui.install(app)  # the /ui dashboard (gateway/ui.py)
-    app.add_middleware(BodySizeLimit, max_bytes=config.gateway.max_body_bytes)
+    app.add_middleware(Guard, gateway=gateway, max_body_bytes=config.gateway.max_body_bytes,
+                       body_timeout_s=config.gateway.body_timeout_s)
     if config.gateway.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.gateway.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After", "X-Mindgate-Route"])

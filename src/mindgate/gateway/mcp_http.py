@@ -23,17 +23,20 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.datastructures import Headers
 
 from mindgate.errors import InvalidRequestError, MindgateError, PermissionDeniedError
+from mindgate.gateway.guard import principal_of
 from mindgate.gateway.observability import annotate
+from mindgate.gateway.on_behalf import on_behalf
 from mindgate.gateway.responses import mindgate_error_response
 from mindgate.gateway.scoping import requested_scope
 from mindgate.mcp.server import memory_server
 from mindgate.mcp.tools import MemoryTools, ScopeArgs
+from mindgate.pipeline.remember import ACTING_LLM
 from mindgate.pipeline.scope import resolve_scope
 
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
 
-    from mindgate.gateway.limits import Receive, Scope, Send
+    from mindgate.gateway.guard import Receive, Scope, Send
     from mindgate.gateway.state import Gateway
 
 log = logging.getLogger("mindgate.gateway.mcp")
@@ -91,8 +94,7 @@ class McpEndpoint:
         gateway = self.gateway
         headers = Headers(scope=scope)
         check_origin(headers, gateway.config.gateway.cors_origins)
-        principal = gateway.keys.authenticate(headers.get("authorization"))
-        gateway.admit(principal)
+        principal = principal_of(scope)  # authenticated and counted by the guard before any body byte
         memory = resolve_scope(requested_scope(headers, None, None), principal, enabled=True)
         annotate(scope, key=principal.name if principal else None, user=memory.user_id if memory else None)
         if memory is None:
@@ -111,4 +113,10 @@ class McpEndpoint:
         if self._manager is None:
             log.error("/mcp was called outside the gateway's lifespan")
             raise RuntimeError("the MCP session manager is not running")
-        await self._manager.handle_request(scope, receive, send)
+        gateway, principal = self.gateway, principal_of(scope)
+        token = ACTING_LLM.set(None if principal is None else
+                               lambda llm: on_behalf(gateway, principal, llm, gateway.memory_model))
+        try:
+            await self._manager.handle_request(scope, receive, send)
+        finally:
+            ACTING_LLM.reset(token)

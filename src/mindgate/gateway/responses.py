@@ -26,6 +26,7 @@ from mindgate.errors import (
     ProviderError,
     RateLimitError,
     RoutingError,
+    StoreError,
     StructuredOutputError,
     TooManyRequestsError,
 )
@@ -38,9 +39,11 @@ _HTTP_ERRORS: dict[int, tuple[str, str]] = {
     403: ("permission_error", "forbidden"),
     404: ("invalid_request_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),
+    408: ("invalid_request_error", "request_timeout"),
     413: ("invalid_request_error", "request_too_large"),
     415: ("invalid_request_error", "unsupported_media_type"),
     429: ("rate_limit_error", "rate_limit_exceeded"),
+    503: ("server_error", "server_overloaded"),
 }
 
 
@@ -142,6 +145,18 @@ def mindgate_error_response(exc: MindgateError) -> JSONBytes:
     return JSONBytes(body, status_code=status, headers=headers)
 
 
+def store_error_response(exc: StoreError, request_id: str | None) -> JSONBytes:
+    """A store failure as the client sees it: what failed (a read or a write) and the request id, never
+    the store's path or the driver's message; those go to the log with the request id."""
+    log.error("memory store error in request %s: %s", request_id, exc)
+    operation = {"read": "a read", "write": "a write", "open": "opening the store"}.get(exc.operation or "",
+                                                                                       "a store operation")
+    hint = "nothing was changed; retry, and report it with the request id if it repeats" \
+        if exc.operation == "read" else "retry, and report it with the request id if it repeats"
+    return error_response(500, f"the memory store failed during {operation} (request id {request_id}): {hint}",
+                          code="store_error")
+
+
 def _location(loc: Sequence[Any]) -> str:
     """``("body", "messages", 0, "role")`` -> ``messages.0.role`` (the first item says where it was sent)."""
     parts = [str(p) for p in loc]
@@ -170,6 +185,8 @@ def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MindgateError)
     async def _mindgate(request: Request, exc: MindgateError) -> Response:
+        if isinstance(exc, StoreError) and exc.http_status >= 500:
+            return store_error_response(exc, request.scope.get("state", {}).get("request_id"))
         return mindgate_error_response(exc)
 
     @app.exception_handler(RequestValidationError)

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from mindgate.errors import InvalidRequestError, NotFoundError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.observability import annotate
+from mindgate.gateway.on_behalf import on_behalf
 from mindgate.gateway.responses import JSONBytes
 from mindgate.gateway.schemas import MemoryAddRequest, MemorySearchRequest, MemoryUpdateRequest
 from mindgate.gateway.state import Gateway, gateway_of
@@ -31,7 +32,6 @@ MAX_FILTER_CHARS = 16_384
 def _acting(request: Request) -> tuple[Gateway, Principal | None]:
     gateway = gateway_of(request)
     principal = gateway.authenticate(request)
-    gateway.admit(principal)
     annotate(request.scope, key=principal.name if principal else None)
     return gateway, principal
 
@@ -65,7 +65,11 @@ async def add_memories(body: MemoryAddRequest, request: Request) -> Response:
     """Remember messages (``infer`` extracts facts with the LLM; ``false`` stores them as given)."""
     gateway, principal = _acting(request)
     scope = _scope(principal, body.user_id, body.agent_id, body.run_id)
-    result = await gateway.memory.add(body.message_payload(), metadata=body.metadata, infer=body.infer, **scope)
+    llm = None
+    if body.infer and principal is not None:  # extraction is a model call made for the key: bound and charged
+        llm = on_behalf(gateway, principal, gateway.memory.llm, gateway.memory_model)
+    result = await gateway.memory.add(body.message_payload(), metadata=body.metadata, infer=body.infer,
+                                      llm=llm, **scope)
     return JSONBytes(result)
 
 
@@ -96,7 +100,7 @@ async def search_memories(body: MemorySearchRequest, request: Request) -> Respon
     gateway, principal = _acting(request)
     scope = _scope(principal, body.user_id, body.agent_id, body.run_id)
     return JSONBytes(await gateway.memory.search(body.query, filters=body.filters, limit=body.limit,
-                                                 threshold=body.threshold, **scope))
+                                                 threshold=body.threshold, explain=body.explain, **scope))
 
 
 @router.get("/{memory_id}")

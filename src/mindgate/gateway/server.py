@@ -2,8 +2,9 @@
 
 The gateway binds 127.0.0.1 unless told otherwise. Binding any other address needs ``allow_remote``
 (config) or ``--allow-remote`` (CLI); doing so without an API key configured logs a warning, because
-anyone who can reach the port can then use the models and read every memory. uvloop and httptools are
-used when installed. uvicorn's access log is off: the gateway writes its own (JSON, no contents).
+anyone who can reach the port can then use the models and read every memory. uvloop is used when
+installed; the HTTP protocol is httptools with the limits of :mod:`.connections`. uvicorn's access log is
+off: the gateway writes its own (JSON, no contents).
 """
 
 from __future__ import annotations
@@ -64,10 +65,23 @@ def configure_logging(level: str = "info") -> None:
     root.propagate = False
 
 
-def uvicorn_options() -> dict[str, Any]:
-    """The fastest event loop and HTTP parser installed."""
-    return {"loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-            "http": "httptools" if importlib.util.find_spec("httptools") else "h11"}
+def uvicorn_config(app: Any, config: MindgateConfig, *, host: str, port: int, log_level: str = "info",
+                   **overrides: Any) -> Any:
+    """The uvicorn configuration the gateway runs under: one worker, uvloop when installed, httptools with
+    the header timeout and connection bound of :mod:`.connections`, and ``gateway.keep_alive_s`` of idle
+    keep-alive (well above client pools' expiry, so a pooled connection is never reused just as the server
+    closes it)."""
+    import uvicorn
+
+    from mindgate.gateway.connections import protocol_class
+
+    section = config.gateway
+    protocol = protocol_class(header_timeout_s=section.header_timeout_s, max_connections=section.max_connections)
+    options: dict[str, Any] = {
+        "host": host, "port": port, "workers": 1, "access_log": False, "log_level": log_level,
+        "server_header": False, "http": protocol, "timeout_keep_alive": section.keep_alive_s,
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio", **overrides}
+    return uvicorn.Config(app, **options)
 
 
 def serve(config: MindgateConfig, *, host: str | None = None, port: int | None = None,
@@ -85,8 +99,7 @@ def serve(config: MindgateConfig, *, host: str | None = None, port: int | None =
     app = create_app(config)
     log.info("mindgate gateway on http://%s:%d/v1 (OpenAI-compatible), memory API at /v1/memories",
              host if ":" not in host else f"[{host}]", port)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, workers=1, access_log=False,
-                                           log_level=log_level, server_header=False, **uvicorn_options()))
+    server = uvicorn.Server(uvicorn_config(app, config, host=host, port=port, log_level=log_level))
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises SIGINT after a graceful shutdown
         server.run()
     log.info("mindgate gateway stopped")

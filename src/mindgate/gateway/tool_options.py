@@ -19,10 +19,13 @@ from typing import Any
 from mindgate.config import MindgateConfig
 from mindgate.errors import InvalidRequestError
 from mindgate.gateway.auth import Principal
+from mindgate.gateway.on_behalf import on_behalf
 from mindgate.gateway.schemas import MindgateOptions
+from mindgate.gateway.state import Gateway
 from mindgate.mcp.toolbox import allowed_servers
 from mindgate.mcp.toolloop import ToolRequest
 from mindgate.pipeline.scope import ChatScope
+from mindgate.providers.base import ChatModel
 
 MCP_HEADER = "x-mindgate-mcp"
 MEMORY_MODE_HEADER = "x-mindgate-memory-mode"
@@ -46,9 +49,12 @@ def _memory_mode(config: MindgateConfig, options: MindgateOptions | None, header
     return header or config.memory.mode
 
 
-def tool_stage_options(config: MindgateConfig, principal: Principal | None, options: MindgateOptions | None,
+def tool_stage_options(gateway: Gateway, principal: Principal | None, options: MindgateOptions | None,
                        headers: Mapping[str, str], model: str, scope: ChatScope | None) -> dict[str, Any]:
-    """The pipeline ``stage_options`` for the request's tools (empty when it gets none)."""
+    """The pipeline ``stage_options`` for the request's tools (empty when it gets none). With tools, every
+    model call of the loop goes through :func:`~mindgate.gateway.on_behalf.on_behalf` (checked against the
+    key's token bucket and charged as it happens)."""
+    config = gateway.config
     requested = [*(options.mcp_servers or [] if options is not None else []), *_header_names(headers)]
     unknown = sorted({n for n in requested if n not in config.mcp_servers})
     if unknown:
@@ -64,6 +70,9 @@ def tool_stage_options(config: MindgateConfig, principal: Principal | None, opti
     memory_tool = _memory_mode(config, options, headers) == "tool" and scope is not None
     if not names and not memory_tool:
         return {}
+    def for_key(routed: ChatModel) -> ChatModel:
+        return on_behalf(gateway, principal, routed, model)
+
     tools = ToolRequest(tuple(names), principal.mcp_tools if principal is not None else None,
-                        scope.kwargs() if memory_tool and scope is not None else None)
+                        scope.kwargs() if memory_tool and scope is not None else None, for_key)
     return {"tools": tools, "recall": False} if memory_tool else {"tools": tools}

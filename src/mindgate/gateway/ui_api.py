@@ -8,10 +8,14 @@ user, so it is refused (403) to keys bound to users; a key bound to models may l
 * ``GET /ui/api/models[?refresh=true]``: the catalog across endpoints, each model with its fit now and any
   load in progress, the endpoints' reachability, and free RAM/VRAM;
 * ``POST /ui/api/models/load`` ``{endpoint, model, context_length?}``: starts a load in the background
-  (202 with the job); ``GET /ui/api/models/jobs/{id}``: its progress; ``POST /ui/api/models/unload``;
+  (202 with the job); ``GET /ui/api/models/jobs/{id}``: its progress (the server's own when LM Studio's
+  SDK reports it, ``estimated`` otherwise); ``POST /ui/api/models/unload``;
+* ``POST /ui/api/models/download`` ``{model, endpoint?, quantization?}``: starts a download on LM Studio or
+  Ollama in the background (202); ``GET /ui/api/models`` lists downloads under ``downloads``;
 * ``GET /ui/api/resources``: free RAM/VRAM per device (the resource monitor's latest reading), the models
   loaded in this process with their memory estimate, tier state per chain, and the last switching
   decisions with their reasons;
+* ``GET /ui/api/scopes``: the memory scopes that exist (users, agents, runs) with their counts;
 * ``GET /ui/api/routing``: every chain's targets with breaker state, counters and latency;
 * ``GET /ui/api/timeseries``: the last hour of API traffic per minute (:mod:`.ui_timeseries`).
 """
@@ -45,6 +49,7 @@ router = APIRouter(prefix="/ui/api", tags=["ui"], include_in_schema=False)
 
 JOBS_KEPT = 50
 JOB_RETENTION_S = 600.0
+SCOPES_LISTED = 500
 
 
 @dataclass
@@ -56,6 +61,7 @@ class LoadJob:
     model: str
     stage: str = "queued"
     fraction: float | None = 0.0
+    estimated: bool = False
     message: str = ""
     error: str | None = None
     done: bool = False
@@ -65,10 +71,12 @@ class LoadJob:
 
     def progress(self, report: LoadProgress) -> None:
         self.stage, self.fraction, self.message = report.stage, report.fraction, report.message
+        self.estimated = report.estimated
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "endpoint": self.endpoint, "model": self.model, "stage": self.stage,
-                "fraction": self.fraction, "message": self.message, "error": self.error, "done": self.done,
+                "fraction": self.fraction, "estimated": self.estimated, "message": self.message,
+                "error": self.error, "done": self.done,
                 "started": self.started, "finished": self.finished}
 
 
@@ -80,6 +88,9 @@ class UIState:
         self.gateway = gateway
         self.series = TrafficSeries(fallback_total=router_fallbacks(gateway.targets.all))
         self.jobs: dict[str, LoadJob] = {}
+        self.download_errors: dict[str, str] = {}
+        self.download_starting: dict[str, str] = {}
+        self._downloads: set[asyncio.Task[Any]] = set()
         self._manager: ModelManager | None = None
 
     @property
@@ -112,6 +123,34 @@ class UIState:
         finally:
             job.done, job.finished = True, time.time()
 
+    def start_download(self, model: str, endpoint: str | None, quantization: str | None) -> None:
+        async def run() -> None:
+            try:
+                await self.manager.adownload(model, endpoint=endpoint, quantization=quantization)
+            except MindgateError as exc:
+                self.download_errors[model] = str(exc)
+
+        self.download_errors.pop(model, None)
+        self.download_starting[model] = endpoint or ""
+        task = asyncio.get_running_loop().create_task(run())
+        self._downloads.add(task)
+        task.add_done_callback(self._downloads.discard)
+
+    def downloads(self) -> list[dict[str, Any]]:
+        """Downloads started here: the server's latest report for each, or ``starting`` until there is one."""
+        reported = self.manager.downloads() if self._manager is not None else []
+        out = [{**d.to_dict(), "error": self.download_errors.get(d.model)} for d in reported]
+        for model, endpoint in list(self.download_starting.items()):
+            if any(d.model == model for d in reported):
+                del self.download_starting[model]
+            elif model in self.download_errors:  # failed before the server reported anything
+                out.append({"model": model, "endpoint": endpoint, "status": "failed", "done": True,
+                            "fraction": None, "error": self.download_errors[model]})
+            else:
+                out.append({"model": model, "endpoint": endpoint, "status": "starting", "done": False,
+                            "fraction": None, "error": None})
+        return out
+
     def running_job(self, endpoint: str, model: str) -> LoadJob | None:
         return next((j for j in self.jobs.values() if not j.done and j.endpoint == endpoint and j.model == model),
                     None)
@@ -124,6 +163,8 @@ class UIState:
                 del self.jobs[job.id]
 
     async def aclose(self) -> None:
+        for task in list(self._downloads):
+            task.cancel()
         for job in self.jobs.values():
             if job.task is not None and not job.task.done():
                 job.task.cancel()
@@ -202,7 +243,8 @@ async def models(request: Request, refresh: bool = False) -> Response:
     listing = await state.manager.catalog.alist(refresh=refresh)
     return JSONBytes({"models": [_model_row(state, m) for m in listing.models],
                       "endpoints": [s.to_dict() for s in listing.endpoints],
-                      "resources": default_monitor().latest().to_dict(), "can_manage": _can_manage(principal)})
+                      "resources": default_monitor().latest().to_dict(), "downloads": state.downloads(),
+                      "can_manage": _can_manage(principal)})
 
 
 def _placements(gateway: Gateway) -> list[Placement]:
@@ -241,6 +283,26 @@ async def load_model(body: ModelAction, request: Request) -> Response:
     await state.manager.catalog.aresolve(body.model, endpoint=body.endpoint)
     job = state.start_load(body.endpoint, body.model, body.context_length)
     return JSONBytes(job.to_dict(), status_code=202)
+
+
+class DownloadAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, max_length=512)
+    endpoint: str | None = Field(default=None, min_length=1, max_length=256)
+    quantization: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+@router.post("/models/download")
+async def download_model(body: DownloadAction, request: Request) -> Response:
+    """Start downloading a model onto LM Studio or Ollama; its progress shows under ``downloads``."""
+    _, principal = _authenticated(request)
+    _may_manage(principal, body.model)
+    state = ui_state(request)
+    if body.endpoint is not None:
+        state.manager.catalog.endpoint(body.endpoint)  # an unknown endpoint is a 400 now
+    state.start_download(body.model, body.endpoint, body.quantization)
+    return JSONBytes({"model": body.model, "endpoint": body.endpoint, "status": "started"}, status_code=202)
 
 
 @router.get("/models/jobs/{job_id}")
@@ -285,3 +347,14 @@ async def timeseries(request: Request) -> Response:
     """Requests, 5xx, latency p50/p99 and fallbacks per minute over the last hour."""
     _authenticated(request)
     return JSONBytes(ui_state(request).series.snapshot())
+
+
+@router.get("/scopes")
+async def scopes(request: Request) -> Response:
+    """The scopes that hold live memories (users, agents, runs) with their counts, largest first. A key
+    bound to users sees only those users' scopes."""
+    gateway, principal = _authenticated(request)
+    rows = (await gateway.memory.scopes(limit=SCOPES_LISTED))["results"]
+    if principal is not None and principal.users is not None:
+        rows = [r for r in rows if r["kind"] == "user_id" and r["id"] in principal.users]
+    return JSONBytes({"scopes": rows, "limit": SCOPES_LISTED})

@@ -111,7 +111,7 @@ class _Connection:
 
     def _hint(self) -> str:
         if self.config.command is not None:
-            return f"run `{self.config.command} {' '.join(self.config.args)}` by hand to see why"
+            return f"run `{' '.join([self.config.command, *self.config.args])}` by hand to see why"
         return f"check that {self.config.url} is an MCP streamable-HTTP endpoint and reachable"
 
     async def _own(self) -> None:

@@ -30,6 +30,7 @@ from mindgate.config import ToolLoopSettings
 from mindgate.mcp.client import ToolServers
 from mindgate.mcp.toolbox import Toolbox, ToolRecord, build_toolbox
 from mindgate.mcp.tools import MemoryTools, ScopeArgs
+from mindgate.pipeline.stages import DirectCall
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message, Usage
 
 if TYPE_CHECKING:
@@ -219,12 +220,14 @@ async def stream_with_tools(stream: Stream, messages: list[Message], options: di
             if chunk.content:
                 step.text.append(chunk.content)
             if chunk.finish_reason is not None:
-                held_finish = raw
-                continue
+                held_finish = raw  # sent once the step is known to be the last; its text and calls go now
+                if not chunk.content and not forward:
+                    continue
+                forward = forward or []
             if forward is not None:
                 if not forward and not chunk.content:
                     continue
-                choice = dict(raw["choices"][0])
+                choice = {**raw["choices"][0], "finish_reason": None}
                 choice["delta"] = {**choice.get("delta", {}), "tool_calls": forward} if forward else \
                     {k: v for k, v in choice.get("delta", {}).items() if k != "tool_calls"}
                 yield ChatChunk(content=chunk.content, tool_calls=forward, raw=_event(raw, first_id, choice))
@@ -268,44 +271,50 @@ class ToolRequest:
     """What one request opted into (the route builds it; ``request.stage_options["tools"]``).
 
     ``servers``: configured server names, already checked against the API key; ``key_tools``: the key's
-    ``server.tool`` allowlist (None: all); ``memory_scope``: offer ``search_memory`` over this scope."""
+    ``server.tool`` allowlist (None: all); ``memory_scope``: offer ``search_memory`` over this scope;
+    ``on_behalf``: wraps the routed model so every call of the loop is checked and charged for the API key
+    (the gateway's :func:`~mindgate.gateway.on_behalf.on_behalf`)."""
 
     servers: tuple[str, ...] = ()
     key_tools: tuple[str, ...] | None = None
     memory_scope: ScopeArgs | None = None
+    on_behalf: Callable[[ChatModel], ChatModel] | None = None
 
 
 class ToolLoopCall:
     """The pipeline's call stage (:class:`~mindgate.pipeline.stages.ModelCall`) with the server-side tool
-    loop: a request without a :class:`ToolRequest` (or whose tools all failed to start) is one direct
-    call, as before."""
+    loop: a request without a :class:`ToolRequest` (or whose tools all failed to start) is one
+    :class:`~mindgate.pipeline.stages.DirectCall` (which also serves structured-output requests)."""
 
     def __init__(self, servers: ToolServers | None, memory: MemoryTools | None, settings: ToolLoopSettings) -> None:
         self.servers = servers
         self.memory = memory
         self.settings = settings
+        self.direct = DirectCall()
 
-    async def _toolbox(self, request: ChatRequest, options: dict[str, Any]) -> Toolbox | None:
+    async def _toolbox(self, model: ChatModel, request: ChatRequest,
+                       options: dict[str, Any]) -> tuple[ChatModel, Toolbox | None]:
         spec = request.stage_options.get("tools")
         if not isinstance(spec, ToolRequest):
-            return None
+            return model, None
         client = [t.get("function", {}).get("name", "") for t in options.get("tools") or [] if isinstance(t, dict)]
-        return await build_toolbox(self.servers, spec.servers, key_tools=spec.key_tools,
-                                   memory=self.memory if spec.memory_scope else None,
-                                   memory_scope=spec.memory_scope, client_tools=client)
+        box = await build_toolbox(self.servers, spec.servers, key_tools=spec.key_tools,
+                                  memory=self.memory if spec.memory_scope else None,
+                                  memory_scope=spec.memory_scope, client_tools=client)
+        return (spec.on_behalf(model) if spec.on_behalf is not None else model), box
 
     async def complete(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
                        request: ChatRequest) -> ChatResponse:
-        box = await self._toolbox(request, options)
+        model, box = await self._toolbox(model, request, options)
         if box is None:
-            return await model.acomplete(messages, **options)
+            return await self.direct.complete(model, messages, options, request)
         return await complete_with_tools(lambda m, o: model.acomplete(m, **o), messages, options, box,
                                          self.settings)
 
     async def stream(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
                      request: ChatRequest) -> AsyncIterator[ChatChunk]:
-        box = await self._toolbox(request, options)
-        chunks = model.astream(messages, **options) if box is None else stream_with_tools(
+        model, box = await self._toolbox(model, request, options)
+        chunks = self.direct.stream(model, messages, options, request) if box is None else stream_with_tools(
             lambda m, o: model.astream(m, **o), messages, options, box, self.settings)
         async for chunk in chunks:
             yield chunk

@@ -25,6 +25,7 @@ import jsonschema
 
 from mindgate.errors import InvalidRequestError, MindgateError, NotFoundError
 from mindgate.memory.inputs import SCOPE_KEYS
+from mindgate.pipeline.remember import ACTING_LLM
 
 ScopeArgs = Mapping[str, Any]
 Handler = Callable[[Any, ScopeArgs, dict[str, Any]], Awaitable[Any]]
@@ -105,8 +106,10 @@ async def _add(memory: Any, scope: ScopeArgs, args: dict[str, Any]) -> Any:
         raise InvalidRequestError("give exactly one of `text` (one fact) or `messages` (a conversation)",
                                   hint='e.g. {"text": "Prefers green tea"}')
     payload = text if text is not None else messages
-    result = await memory.add(payload, metadata=args.get("metadata"), infer=bool(args.get("infer", False)),
-                              **scope)
+    infer = bool(args.get("infer", False))
+    llm_for = ACTING_LLM.get()  # on the gateway: extraction is a model call made for the request's API key
+    llm = llm_for(memory.llm) if infer and llm_for is not None else None
+    result = await memory.add(payload, metadata=args.get("metadata"), infer=infer, llm=llm, **scope)
     return {"results": [_trim(r) for r in result.get("results", [])]}
 
 

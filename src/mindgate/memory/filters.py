@@ -8,7 +8,9 @@ Accepted shapes (mem0 v2 style)::
     {"tags": {"contains": "jazz"}}                  # substring of a string, or element of a list
 
 Operators: eq, ne, in, nin, gt, gte, lt, lte, contains, icontains. Anything else is a
-:class:`~mindgate.errors.FilterError`; a filter is never silently dropped.
+:class:`~mindgate.errors.FilterError`; a filter is never silently dropped. A filter holds at most
+:data:`MAX_TERMS` conditions, nested at most :data:`MAX_DEPTH` levels, and an ``in``/``nin`` list at most
+:data:`MAX_VALUES` values (a 400 naming the limit beyond).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ LOGICAL = ("AND", "OR", "NOT")
 Scalar = str | int | float | bool | None
 _FIELD = re.compile(r"^[A-Za-z0-9_\-.]{1,128}$")
 MAX_DEPTH = 16
+MAX_TERMS = 100  # conditions in one filter: keeps the compiled SQL far inside SQLite's expression depth
+MAX_VALUES = 1000  # values of one ``in`` / ``nin`` list (bound as one array, so not a depth concern)
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,20 @@ def parse_filters(raw: dict[str, Any] | None) -> Filter | None:
     """Parse a filters dict into a :data:`Filter` tree (None for no filter)."""
     if raw is None or raw == {}:
         return None
-    return _parse(raw, depth=0)
+    parsed = _parse(raw, depth=0)
+    terms = _count(parsed)
+    if terms > MAX_TERMS:
+        raise FilterError(f"the filter has {terms} conditions; the limit is {MAX_TERMS}",
+                          hint="use `in` with a list of values instead of many `eq` conditions joined by OR")
+    return parsed
+
+
+def _count(flt: Filter) -> int:
+    if isinstance(flt, Condition):
+        return 1
+    if isinstance(flt, Not):
+        return _count(flt.item)
+    return sum(_count(f) for f in flt.items)
 
 
 def _parse(raw: Any, depth: int) -> Filter:
@@ -99,6 +116,9 @@ def _field_conditions(field: str, value: Any) -> list[Filter]:
         if name in ("in", "nin"):
             if not isinstance(operand, list) or not operand:
                 raise FilterError(f"operator {name!r} on {field!r} takes a non-empty list, got {operand!r}")
+            if len(operand) > MAX_VALUES:
+                raise FilterError(f"operator {name!r} on {field!r} has {len(operand)} values; the limit is "
+                                  f"{MAX_VALUES}", hint="split the query, or tag the memories with a category")
             out.append(Condition(field, name, tuple(_scalar(field, name, v) for v in operand)))
         elif name in ("gt", "gte", "lt", "lte"):
             if isinstance(operand, bool) or not isinstance(operand, (int, float, str)):

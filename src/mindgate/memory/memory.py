@@ -18,7 +18,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from mindgate._sync import run_sync
 from mindgate.config import MemorySettings, MindgateConfig
 from mindgate.errors import ConfigurationError, InvalidRequestError, NotFoundError
-from mindgate.memory.extraction import DECISION_SCHEMA, Decision, build_messages, decisions_validator
+from mindgate.memory.extraction import Decision, plan
 from mindgate.memory.filters import parse_filters
 from mindgate.memory.inputs import (
     check_limit,
@@ -30,7 +30,7 @@ from mindgate.memory.inputs import (
     scope_from,
     validate_metadata,
 )
-from mindgate.memory.retrieval import Hit, SearchMode, fuse, single
+from mindgate.memory.retrieval import Hit, QueryVectors, SearchMode, fuse, single
 from mindgate.memory.stores import create_store
 from mindgate.memory.stores.base import (
     AddChange,
@@ -44,7 +44,7 @@ from mindgate.memory.stores.base import (
     content_hash,
     utcnow,
 )
-from mindgate.providers import chat_model_from_section, create_embedder
+from mindgate.providers import create_embedder
 from mindgate.providers.base import ChatModel, Embedder, EmbedderIdentity
 from mindgate.providers.structured import complete_json
 
@@ -74,6 +74,7 @@ class AsyncMemory:
         self._expected_dims = expected_dims
         self._opened = False
         self._open_lock = threading.Lock()
+        self._query_vectors = QueryVectors(self.settings.query_cache)
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | MindgateConfig | None = None) -> AsyncMemory:
@@ -81,7 +82,7 @@ class AsyncMemory:
         cfg = config if isinstance(config, MindgateConfig) else MindgateConfig.from_dict(config or {})
         embedder = create_embedder(cfg.embedder.provider, cfg.embedder.config)
         store = create_store(cfg.vector_store)
-        return cls(embedder=embedder, store=store, llm=lambda: chat_model_from_section(cfg.llm), settings=cfg.memory,
+        return cls(embedder=embedder, store=store, llm=lambda: _chat_model(cfg), settings=cfg.memory,
                    expected_dims=cfg.vector_store.config.embedding_model_dims)
 
     @property
@@ -117,11 +118,13 @@ class AsyncMemory:
 
     async def add(self, messages: Any, *, user_id: str | None = None, agent_id: str | None = None,
                   run_id: str | None = None, metadata: dict[str, Any] | None = None, infer: bool = True,
-                  ) -> dict[str, Any]:
+                  llm: ChatModel | None = None) -> dict[str, Any]:
         """Remember ``messages`` (a string, a message dict, or a list of them) in the given scope.
 
         ``infer=True``: one LLM call extracts facts and decides ADD/UPDATE/DELETE/NONE against the most
-        similar existing memories. ``infer=False``: each non-system message is stored as it is.
+        similar existing memories; ``llm`` replaces the configured LLM for this call (the gateway passes
+        the configured one wrapped for the calling key). ``infer=False``: each non-system message is
+        stored as it is.
         Returns ``{"results": [{"id", "memory", "event"}, ...]}`` (NONE for facts already known).
         """
         scope = Scope(user_id, agent_id, run_id)
@@ -129,7 +132,7 @@ class AsyncMemory:
         meta = validate_metadata(metadata)
         await self._ready()
         if infer:
-            results = await self._add_inferred(conversation, scope, meta)
+            results = await self._add_inferred(conversation, scope, meta, llm)
         else:
             results = await self._add_raw(conversation, scope, meta)
         return {"results": [r.to_result() for r in results]}
@@ -153,7 +156,7 @@ class AsyncMemory:
         return await self._apply(changes)
 
     async def _add_inferred(self, conversation: list[dict[str, Any]], scope: Scope,
-                            meta: dict[str, Any]) -> list[ChangeResult]:
+                            meta: dict[str, Any], llm: ChatModel | None = None) -> list[ChangeResult]:
         spoken = [m["content"] for m in conversation if m["role"] in ("user", "assistant") and m["content"].strip()]
         if not spoken:
             raise InvalidRequestError("nothing to learn from: no user or assistant message has text")
@@ -162,11 +165,11 @@ class AsyncMemory:
             hits = await self._search_hits(scope, "\n".join(spoken)[-_QUERY_CHARS:], None,
                                            self.settings.similar_memories, "hybrid")
             existing = [h.record for h in hits]
-        llm = self.llm
-        prompt = build_messages(conversation, existing, custom_instructions=self.settings.custom_instructions)
+        llm = llm or self.llm
+        call = plan(conversation, existing, custom_instructions=self.settings.custom_instructions)
         decisions: list[Decision] = await complete_json(
-            llm, prompt, DECISION_SCHEMA, name="memory_decisions",
-            validate=decisions_validator(existing, len(conversation)), temperature=0.0, max_tokens=1024)
+            llm, call.messages, call.schema, name="memory_decisions", validate=call.validate,
+            max_tokens=call.max_tokens, **call.options)
         return await self._apply_decisions(decisions, conversation, scope, meta, actor=f"llm:{llm.model}")
 
     async def _apply_decisions(self, decisions: list[Decision], conversation: list[dict[str, Any]], scope: Scope,
@@ -276,14 +279,24 @@ class AsyncMemory:
         await self._ready()
         return await asyncio.to_thread(self.store.count, scope, flt)
 
+    async def scopes(self, *, limit: int = 1000) -> dict[str, Any]:
+        """The scopes that hold live memories, largest first:
+        ``{"results": [{"kind": "user_id", "id": "alice", "count": 4}, ...]}``."""
+        check_limit("limit", limit, maximum=10000)
+        await self._ready()
+        rows = await asyncio.to_thread(self.store.scopes, limit=limit)
+        return {"results": [{"kind": kind, "id": scope_id, "count": n} for kind, scope_id, n in rows]}
+
     async def search(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
                      run_id: str | None = None, filters: dict[str, Any] | None = None, limit: int = 10,
-                     threshold: float | None = None, mode: SearchMode = "hybrid") -> dict[str, Any]:
+                     threshold: float | None = None, mode: SearchMode = "hybrid",
+                     explain: bool = False) -> dict[str, Any]:
         """Memories in scope relevant to ``query``, best first.
 
         ``mode="hybrid"`` (default) fuses vector and full-text ranks (see :mod:`.retrieval` for what
         ``score`` means; ``threshold`` applies to it); ``"vector"`` / ``"text"`` use one retriever, with
-        its raw score.
+        its raw score. ``explain=True`` adds to each result how its score was made (mem0 2.x's
+        option): the fusion method and, per signal, its rank, raw and normalised value and contribution.
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidRequestError("query must be a non-empty string")
@@ -298,22 +311,30 @@ class AsyncMemory:
         hits = await self._search_hits(scope, query, flt, limit, mode)
         if minimum is not None:
             hits = [h for h in hits if h.score >= minimum]
-        return {"results": [h.to_result() for h in hits[:limit]]}
+        return {"results": [h.to_result(explain) for h in hits[:limit]]}
 
     async def _search_hits(self, scope: Scope, query: str, flt: Any, limit: int, mode: SearchMode) -> list[Hit]:
         k = max(self.settings.candidates, limit)
         vector_hits: list[tuple[MemoryRecord, float]] = []
         text_hits: list[tuple[MemoryRecord, float]] = []
         if mode in ("hybrid", "vector"):
-            vector = await self.embedder.aembed(query)
+            vector = await self._query_vector(query)
             vector_job = asyncio.to_thread(self.store.vector_search, scope, vector, k, flt)
         if mode == "hybrid":
             vector_hits, text_hits = await asyncio.gather(
                 vector_job, asyncio.to_thread(self.store.text_search, scope, query, k, flt))
-            return fuse(vector_hits, text_hits, rrf_k=self.settings.rrf_k, recency=self.settings.recency)[:limit]
+            return fuse(vector_hits, text_hits, fusion=self.settings.fusion, alpha=self.settings.fusion_alpha,
+                        rrf_k=self.settings.rrf_k, recency=self.settings.recency)[:limit]
         if mode == "vector":
             return single(await vector_job, "vector")[:limit]
         return single(await asyncio.to_thread(self.store.text_search, scope, query, k, flt), "text")[:limit]
+
+    async def _query_vector(self, query: str) -> Any:
+        vector = self._query_vectors.get(query)
+        if vector is None:
+            vector = await self.embedder.aembed(query)
+            self._query_vectors.put(query, vector)
+        return vector
 
     async def history(self, memory_id: str, *, user_id: str | None = None, agent_id: str | None = None,
                       run_id: str | None = None) -> list[dict[str, Any]]:
@@ -348,6 +369,7 @@ class AsyncMemory:
             await asyncio.to_thread(self.store.write_vectors, identity,
                                     [(r.id, v) for r, v in zip(pending, vectors, strict=True)])
             done += len(pending)
+            self._query_vectors.clear()
             if progress:
                 progress(done, len(pending))
         self._opened = False
@@ -395,6 +417,7 @@ class Memory:
     get = _facade(AsyncMemory.get)
     get_all = _facade(AsyncMemory.get_all)
     count = _facade(AsyncMemory.count)
+    scopes = _facade(AsyncMemory.scopes)
     update = _facade(AsyncMemory.update)
     delete = _facade(AsyncMemory.delete)
     delete_all = _facade(AsyncMemory.delete_all)
@@ -408,3 +431,10 @@ class Memory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _chat_model(config: MindgateConfig) -> ChatModel:
+    """The ``llm`` section's model (the ``auto`` chain when it says ``auto``), built at first use."""
+    from mindgate.routing.chains import chat_model_for
+
+    return chat_model_for(config.llm, config)

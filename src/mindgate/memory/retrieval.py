@@ -1,24 +1,36 @@
-"""Hybrid retrieval: vector and full-text candidates fused by reciprocal rank fusion (RRF).
+"""Hybrid retrieval: vector and full-text candidates fused into one ranking.
 
-``score`` of a fused result is its RRF sum divided by the best possible sum (rank 1 in every list
-used), so it lies in (0, 1]: 1.0 means "first in every retriever". ``threshold`` in search applies to
-this score. Each result also carries the raw ``vector_score`` (cosine similarity) and ``text_score``
-(the store's BM25-style relevance) when that retriever found it.
+Two fusions (``memory.fusion``):
 
-The optional recency signal is a third ranked list (newest first) with weight ``RECENCY_WEIGHT`` and
-only over the candidates the two retrievers found, so it reorders relevant memories but never brings
-in irrelevant ones.
+* ``"convex"`` (default): ``score = alpha * v + (1 - alpha) * t``, where ``v`` is the cosine similarity
+  min-max scaled over the vector candidates and ``t`` the text relevance divided by the best in its list
+  (a candidate one retriever did not return gets 0 from it). ``alpha`` (``memory.fusion_alpha``) was
+  calibrated on held-out LongMemEval questions with ``bench/retrieval.py --calibrate``; unlike rank
+  fusion it keeps how much better the first candidate is than the second.
+* ``"rrf"``: reciprocal rank fusion, ``sum 1 / (rrf_k + rank)`` over the lists, divided by the best
+  possible sum so that 1.0 means "first in every list".
+
+Either way ``score`` lies in [0, 1] and ``threshold`` in search applies to it. Each result also carries
+the raw ``vector_score`` (cosine similarity) and ``text_score`` (the store's BM25-style relevance) when
+that retriever found it, and with ``explain=True`` the breakdown of its score (:meth:`Hit.explanation`).
+
+The optional recency signal (``memory.recency``) is a third ranked list (newest first) over the
+candidates the two retrievers found, so it reorders relevant memories but never brings in irrelevant ones.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from mindgate.memory.stores.base import MemoryRecord
+from mindgate.providers.base import Vector
 
 SearchMode = Literal["hybrid", "vector", "text"]
+Fusion = Literal["convex", "rrf"]
 RECENCY_WEIGHT = 0.5
 
 
@@ -28,45 +40,121 @@ class Hit:
     score: float
     vector_score: float | None = None
     text_score: float | None = None
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
+    method: str = ""
 
-    def to_result(self) -> dict[str, object]:
+    def to_result(self, explain: bool = False) -> dict[str, object]:
         out = self.record.to_result(round(self.score, 6))
         out["vector_score"] = self.vector_score
         out["text_score"] = self.text_score
+        if explain:
+            out["explain"] = self.explanation()
         return out
+
+    def explanation(self) -> dict[str, Any]:
+        """How ``score`` was made: the method, and per signal its rank, raw and normalised value and
+        contribution (the contributions add up to ``score``)."""
+        return {"method": self.method, "score": round(self.score, 6),
+                "signals": {name: {k: round(v, 6) for k, v in part.items()} for name, part in self.parts.items()}}
 
 
 def fuse(vector_hits: Sequence[tuple[MemoryRecord, float]], text_hits: Sequence[tuple[MemoryRecord, float]], *,
-         rrf_k: int = 60, recency: bool = False) -> list[Hit]:
+         fusion: Fusion = "rrf", alpha: float = 0.5, rrf_k: int = 60, recency: bool = False) -> list[Hit]:
     """Fuse ranked lists into hits sorted by score, best first (ties: newer first, then id)."""
     hits: dict[str, Hit] = {}
-    lists_used = 0.0
     for ranked, kind in ((vector_hits, "vector"), (text_hits, "text")):
-        if not ranked:
-            continue
-        lists_used += 1
         for rank, (record, raw) in enumerate(ranked, start=1):
-            hit = hits.setdefault(record.id, Hit(record, 0.0))
-            hit.score += 1.0 / (rrf_k + rank)
+            hit = hits.setdefault(record.id, Hit(record, 0.0, method=fusion))
+            hit.parts[kind] = {"rank": rank, "raw": float(raw)}
             if kind == "vector":
                 hit.vector_score = float(raw)
             else:
                 hit.text_score = float(raw)
     if not hits:
         return []
+    if fusion == "convex":
+        _convex(hits, vector_hits, text_hits, alpha)
+        best = 1.0
+    else:
+        _rrf(hits, rrf_k)
+        best = float(sum(1 for ranked in (vector_hits, text_hits) if ranked))
     if recency:
-        lists_used += RECENCY_WEIGHT
-        newest_first = sorted(hits.values(), key=lambda h: h.record.updated_at or h.record.created_at, reverse=True)
-        for rank, hit in enumerate(newest_first, start=1):
-            hit.score += RECENCY_WEIGHT / (rrf_k + rank)
-    best = lists_used / (rrf_k + 1)
+        _recency(hits, fusion, rrf_k)
+        best += RECENCY_WEIGHT
     for hit in hits.values():
-        hit.score /= best
+        for part in hit.parts.values():
+            part["contribution"] /= best
+        hit.score = sum(part["contribution"] for part in hit.parts.values())
     return sorted(hits.values(), key=lambda h: (-h.score, -(h.record.updated_at or h.record.created_at).timestamp(),
                                                 h.record.id))
 
 
+def _convex(hits: dict[str, Hit], vector_hits: Sequence[tuple[MemoryRecord, float]],
+            text_hits: Sequence[tuple[MemoryRecord, float]], alpha: float) -> None:
+    cosines = [float(s) for _, s in vector_hits]
+    low_cos, top_cos = (min(cosines), max(cosines)) if cosines else (0.0, 0.0)
+    top_text = max((float(s) for _, s in text_hits), default=0.0)
+    # With one list empty, the other carries the whole score (a text-only query still scores in [0, 1]).
+    weights = {"vector": alpha if text_hits else 1.0, "text": (1.0 - alpha) if vector_hits else 1.0}
+    for hit in hits.values():
+        for kind, part in hit.parts.items():
+            if kind == "vector":
+                norm = (part["raw"] - low_cos) / (top_cos - low_cos) if top_cos > low_cos else 1.0
+            else:
+                norm = part["raw"] / top_text if top_text > 0 else 0.0
+            part["normalized"] = norm
+            part["weight"] = weights[kind]
+            part["contribution"] = weights[kind] * norm
+
+
+def _rrf(hits: dict[str, Hit], rrf_k: int) -> None:
+    """Each list's 1 / (rrf_k + rank), scaled so that rank 1 gives 1."""
+    for hit in hits.values():
+        for part in hit.parts.values():
+            part["contribution"] = (rrf_k + 1) / (rrf_k + part["rank"])
+
+
+def _recency(hits: dict[str, Hit], fusion: Fusion, rrf_k: int) -> None:
+    """Newest first as a third list with weight RECENCY_WEIGHT (on the scale of the fusion's lists)."""
+    newest_first = sorted(hits.values(), key=lambda h: h.record.updated_at or h.record.created_at, reverse=True)
+    n = len(newest_first)
+    for rank, hit in enumerate(newest_first, start=1):
+        value = (1.0 - (rank - 1) / n) if fusion == "convex" else (rrf_k + 1) / (rrf_k + rank)
+        hit.parts["recency"] = {"rank": rank, "contribution": RECENCY_WEIGHT * value}
+
+
 def single(ranked: Sequence[tuple[MemoryRecord, float]], kind: Literal["vector", "text"]) -> list[Hit]:
     """One retriever's ranking as hits; ``score`` is its raw score (cosine, or text relevance)."""
-    return [Hit(record, float(raw), float(raw) if kind == "vector" else None, float(raw) if kind == "text" else None)
-            for record, raw in ranked]
+    return [Hit(record, float(raw), float(raw) if kind == "vector" else None, float(raw) if kind == "text" else None,
+                parts={kind: {"rank": rank, "raw": float(raw), "contribution": float(raw)}}, method=kind)
+            for rank, (record, raw) in enumerate(ranked, start=1)]
+
+
+class QueryVectors:
+    """A bounded LRU cache of query embeddings: an agent asks the same questions again and again, and
+    embedding the query is most of a search's cost."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Vector] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, query: str) -> Vector | None:
+        with self._lock:
+            vector = self._items.get(query)
+            if vector is not None:
+                self._items.move_to_end(query)
+            return vector
+
+    def put(self, query: str, vector: Vector) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[query] = vector
+            self._items.move_to_end(query)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()

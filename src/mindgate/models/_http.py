@@ -6,6 +6,8 @@ HTTP 200 ``{"error": "Unexpected endpoint or method. ..."}``); drivers catch it 
 
 from __future__ import annotations
 
+import json as json_module
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -48,6 +50,9 @@ async def request_json(client: httpx.AsyncClient, endpoint: Endpoint, method: st
     try:
         response = await client.request(method, url, json=json,
                                          timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
+    except httpx.ConnectTimeout:
+        raise NetworkError(f"{name} is not reachable at {endpoint.url} ({endpoint.name}; connect timed out after "
+                           f"{endpoint.connect_timeout}s)", url=url, hint=START_HINT.get(endpoint.provider)) from None
     except httpx.TimeoutException:
         raise NetworkError(f"{name} at {endpoint.url} ({endpoint.name}) did not answer {method} {url} in time",
                            url=url, hint=START_HINT.get(endpoint.provider)) from None
@@ -81,3 +86,45 @@ async def request_json(client: httpx.AsyncClient, endpoint: Endpoint, method: st
         raise ProviderError(f"{name} at {endpoint.url} answered {method} {url} with an error: {text}",
                             provider=endpoint.provider, status_code=response.status_code, retryable=False)
     return data
+
+
+async def stream_json_lines(client: httpx.AsyncClient, endpoint: Endpoint, method: str, url: str, *,
+                            json: Any = None, model: str | None = None) -> AsyncIterator[Any]:
+    """Each JSON line of a streamed (NDJSON) response, e.g. Ollama's ``/api/pull``; failures map like
+    :func:`request_json`'s, and an ``{"error": ...}`` line raises ProviderError."""
+    name = DISPLAY[endpoint.provider]
+    try:
+        async with client.stream(method, url, json=json, timeout=httpx.Timeout(None, connect=endpoint.connect_timeout)
+                                 ) as response:
+            if not response.is_success:
+                body = (await response.aread()).decode("utf-8", "replace")
+                try:
+                    data = json_module.loads(body)
+                except ValueError:
+                    data = None
+                text = _error_text(data, body[:300])
+                if response.status_code == 404 and model is not None:
+                    raise ModelNotFoundError(f"{name} at {endpoint.url} has no model {model!r}: {text}",
+                                             provider=endpoint.provider, status_code=404,
+                                             hint="check the model's name in the server's library")
+                raise ProviderError(f"{name} at {endpoint.url} answered {method} {url} with HTTP "
+                                    f"{response.status_code}: {text}", provider=endpoint.provider,
+                                    status_code=response.status_code, body=body[:2000])
+            async for line in response.aiter_lines():
+                if not line.strip():
+                    continue
+                try:
+                    data = json_module.loads(line)
+                except ValueError:
+                    raise ProviderError(f"{name} at {endpoint.url} streamed a line that is not JSON: {line[:200]!r}",
+                                        provider=endpoint.provider) from None
+                if isinstance(data, dict) and data.get("error"):
+                    raise ProviderError(f"{name} at {endpoint.url}: {data['error']}", provider=endpoint.provider,
+                                        retryable=False)
+                yield data
+    except httpx.TimeoutException:
+        raise NetworkError(f"{name} at {endpoint.url} ({endpoint.name}) did not answer {method} {url} in time",
+                           url=url, hint=START_HINT.get(endpoint.provider)) from None
+    except httpx.HTTPError as exc:
+        raise NetworkError(f"cannot reach {name} at {endpoint.url} ({endpoint.name}): {exc}", url=url,
+                           hint=START_HINT.get(endpoint.provider)) from None

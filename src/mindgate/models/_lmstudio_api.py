@@ -1,23 +1,62 @@
-"""LM Studio's management API: list through ``/api/v1/models`` (0.4+), else ``/api/v0/models`` (0.3.6+),
-else the OpenAI ``/v1/models`` ids; load and unload through ``/api/v1/models/load|unload``.
+"""LM Studio's management: through its SDK when installed and connectable (:mod:`._lmstudio_sdk`), else its
+REST API, with the same results either way.
 
-Without the v1 API (LM Studio 0.3.x) a load is a Just-In-Time load: a one-token request that carries
-``ttl``; the context length cannot be chosen then, and unloading needs ``lms unload``.
+REST: list through ``/api/v1/models`` (0.4+), else ``/api/v0/models`` (0.3.6+), else the OpenAI
+``/v1/models`` ids; load and unload through ``/api/v1/models/load|unload``; download through
+``POST /api/v1/models/download`` and ``GET /api/v1/models/download/status/{job_id}``. Without the v1 API
+(LM Studio 0.3.x) a load is a Just-In-Time load: a one-token request that carries ``ttl``; the context
+length cannot be chosen then, and unloading needs ``lms unload``. GPU offload and instance identifiers
+can only be chosen through the SDK (the REST load takes neither); asking for them without it is an error
+that says so.
+
+Loads are single-flight per server and model (the key is the event loop, the URL and the model id):
+concurrent callers -- explicit loads and the chat path's :func:`ensure_loaded` alike -- share one load
+request, so LM Studio never loads a model twice because two requests arrived together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from mindgate.errors import ConfigurationError, ProviderError
+from mindgate.models import _lmstudio_sdk as sdk
 from mindgate.models._driver import Driver
 from mindgate.models._http import Unsupported, request_json
-from mindgate.models.records import Capabilities, LoadedInstance, ModelInfo, ModelState, ModelType
+from mindgate.models.records import (
+    NO_OPTIONS,
+    Capabilities,
+    DownloadCallback,
+    DownloadProgress,
+    LoadedInstance,
+    LoadOptions,
+    ModelInfo,
+    ModelState,
+    ModelType,
+)
 
 V1 = "/api/v1/models"
 V0 = "/api/v0/models"
 OPENAI = "/v1/models"
+DOWNLOAD_POLL_S = 1.0
+SDK_NEEDED = "install the SDK (`pip install 'mindgate[lmstudio]'`) so mindgate can use LM Studio's SDK channel"
+
+T = TypeVar("T")
+_inflight: dict[tuple[int, str, str, str], asyncio.Future[Any]] = {}
+
+
+async def single_flight(what: str, url: str, model_id: str, run: Callable[[], Awaitable[T]]) -> T:
+    """Run ``run`` unless the same operation (``what``) on ``model_id`` at ``url`` is in flight in this event
+    loop; then share its result (or its error)."""
+    key = (id(asyncio.get_running_loop()), what, url, model_id)
+    future = _inflight.get(key)
+    if future is None:
+        future = asyncio.ensure_future(run())
+        _inflight[key] = future
+        future.add_done_callback(lambda _: _inflight.pop(key, None))
+    result: T = await asyncio.shield(future)
+    return result
 
 
 def _int(value: Any) -> int | None:
@@ -32,6 +71,8 @@ class LMStudioDriver(Driver):
         return ModelInfo(provider="lmstudio", endpoint=self.endpoint.name, source=f"lmstudio {source}", **fields)
 
     async def list_models(self) -> tuple[list[ModelInfo], str]:
+        if await sdk.usable(self.endpoint):
+            return await sdk.list_models(self.endpoint), sdk.SOURCE
         for path, parse in ((V1, self._parse_v1), (V0, self._parse_v0), (OPENAI, self._parse_openai)):
             try:
                 data = await request_json(self.client, self.endpoint, "GET", self._url(path))
@@ -88,7 +129,22 @@ class LMStudioDriver(Driver):
     def _parse_openai(self, data: Any) -> list[ModelInfo]:
         return [self._info(OPENAI, id=str(m.get("id"))) for m in data.get("data") or []]
 
-    async def load(self, model: ModelInfo, *, context_length: int | None, ttl: float | None) -> LoadedInstance:
+    async def load(self, model: ModelInfo, *, context_length: int | None, ttl: float | None,
+                   options: LoadOptions = NO_OPTIONS,
+                   progress: Callable[[float], None] | None = None) -> LoadedInstance:
+        async def run() -> LoadedInstance:
+            if await sdk.usable(self.endpoint):
+                return await sdk.load(self.endpoint, model, context_length=context_length, ttl=ttl,
+                                      options=options, progress=progress)
+            if options:
+                raise ConfigurationError(f"LM Studio's REST API cannot set GPU offload or an instance identifier "
+                                         f"(loading {model.id} on {self.endpoint.name})", hint=SDK_NEEDED)
+            return await self._rest_load(model, context_length=context_length, ttl=ttl)
+
+        assert self.endpoint.url is not None
+        return await single_flight("load", self.endpoint.url, model.id, run)
+
+    async def _rest_load(self, model: ModelInfo, *, context_length: int | None, ttl: float | None) -> LoadedInstance:
         body: dict[str, Any] = {"model": model.id, "echo_load_config": True}
         if context_length:
             body["context_length"] = context_length
@@ -122,6 +178,8 @@ class LMStudioDriver(Driver):
         return LoadedInstance(model.id, None, ttl=ttl)
 
     async def unload(self, model: ModelInfo, instance_ids: Sequence[str]) -> list[str]:
+        if await sdk.usable(self.endpoint):
+            return await sdk.unload(self.endpoint, model, instance_ids)
         done = []
         for instance_id in instance_ids:
             try:
@@ -133,3 +191,69 @@ class LMStudioDriver(Driver):
                                     hint=f"run `lms unload {instance_id}`, or update LM Studio") from None
             done.append(instance_id)
         return done
+
+    # -- downloads ---------------------------------------------------------------------------------
+
+    def _progress(self, model: str, data: Any) -> DownloadProgress:
+        if not isinstance(data, dict) or data.get("status") not in (
+                "downloading", "paused", "completed", "failed", "already_downloaded"):
+            raise ProviderError(f"LM Studio at {self.endpoint.url} answered a download with an unknown shape: "
+                                f"{str(data)[:200]}", provider="lmstudio", retryable=False)
+        speed = data.get("bytes_per_second")
+        return DownloadProgress(self.endpoint.name, model, data["status"], job_id=data.get("job_id"),
+                                downloaded_bytes=_int(data.get("downloaded_bytes")),
+                                total_bytes=_int(data.get("total_size_bytes")),
+                                bytes_per_second=float(speed) if isinstance(speed, int | float) else None,
+                                message=str(data.get("error") or ""))
+
+    async def download(self, model: str, *, quantization: str | None, progress: DownloadCallback,
+                       job_id: str | None = None) -> DownloadProgress:
+        """Start a download (or follow job ``job_id``) and poll its status until it is done; every status
+        read goes to ``progress``."""
+        if job_id is None:
+            body: dict[str, Any] = {"model": model, **({"quantization": quantization} if quantization else {})}
+            try:
+                data = await request_json(self.client, self.endpoint, "POST", self._url(f"{V1}/download"),
+                                          json=body, model=model)
+            except Unsupported:
+                raise ProviderError(f"LM Studio at {self.endpoint.url} has no download endpoint (it predates 0.4)",
+                                    provider="lmstudio", retryable=False,
+                                    hint=f"run `lms get {model}`, or update LM Studio") from None
+            state = self._progress(model, data)
+        else:
+            state = await self.download_status(job_id, model)
+        progress(state)
+        while not state.done:
+            await asyncio.sleep(DOWNLOAD_POLL_S)
+            assert state.job_id is not None
+            state = await self.download_status(state.job_id, model)
+            progress(state)
+        return state
+
+    async def download_status(self, job_id: str, model: str = "") -> DownloadProgress:
+        data = await request_json(self.client, self.endpoint, "GET", self._url(f"{V1}/download/status/{job_id}"),
+                                  model=f"download job {job_id}")
+        return self._progress(model or str(data.get("model") or job_id), data)
+
+    async def about(self) -> dict[str, Any]:
+        """Version (SDK only; REST has no version endpoint) and what this server can do, from its APIs."""
+        models, api = await self.list_models()
+        version = await sdk.version(self.endpoint) if api == sdk.SOURCE else None
+        responses: bool | None
+        mcp: bool | None
+        if version:  # /v1/responses came with 0.3.29, MCP through the API with 0.4.0
+            responses, mcp = _version_at_least(version, (0, 3, 29)), _version_at_least(version, (0, 4, 0))
+        else:
+            responses = mcp = True if api == V1 else None
+        return {"version": version or ("0.4 or newer (REST v1)" if api == V1 else
+                                       "0.3.6 or newer (REST v0)" if api == V0 else "unknown"),
+                "api": api, "sdk": api == sdk.SOURCE, "responses_api": responses,
+                "embeddings": any(m.type is ModelType.EMBEDDING for m in models), "mcp": mcp}
+
+
+def _version_at_least(version: str, wanted: tuple[int, ...]) -> bool:
+    numbers = []
+    for part in version.split(" ")[0].split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    return tuple(numbers) >= wanted

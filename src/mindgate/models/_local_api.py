@@ -6,7 +6,9 @@ process-wide :class:`~mindgate.models.local_pool.LocalModelPool`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -16,16 +18,24 @@ from mindgate.errors import ConfigurationError
 from mindgate.models._driver import Driver
 from mindgate.models.gguf_info import read_gguf_info
 from mindgate.models.local_pool import LocalModelPool
-from mindgate.models.records import Capabilities, Endpoint, LoadedInstance, ModelInfo, ModelState, ModelType
+from mindgate.models.records import (
+    NO_OPTIONS,
+    Capabilities,
+    Endpoint,
+    LoadedInstance,
+    LoadOptions,
+    ModelInfo,
+    ModelState,
+    ModelType,
+)
 
 
 def model_files(endpoint: Endpoint) -> list[tuple[str, Path]]:
-    """``(model id, file)`` for each GGUF model the endpoint offers."""
+    """``(model id, file)`` for each GGUF model the endpoint offers. Without ``model_path`` that is the shipped
+    SmolLM2; when its package is missing, the ConfigurationError saying how to install it propagates (the
+    catalog shows the endpoint with that error, never as an empty list)."""
     if not endpoint.model_path:
-        try:
-            return [(DEFAULT_CHAT_MODEL, default_gguf_path())]
-        except ConfigurationError:
-            return []
+        return [(DEFAULT_CHAT_MODEL, default_gguf_path())]
     root = Path(endpoint.model_path).expanduser()
     if root.is_dir():
         return [(f.stem, f) for f in sorted(root.glob("*.gguf"))]
@@ -33,6 +43,14 @@ def model_files(endpoint: Endpoint) -> list[tuple[str, Path]]:
         return [(root.stem, root)]
     raise ConfigurationError(f"local model_path {root} does not exist",
                              hint="set model_path to a .gguf file or a folder of them")
+
+
+def _expiry(last_used: float, ttl: float | None) -> str | None:
+    """When an idle instance will be unloaded, as an ISO time (the pool keeps monotonic times)."""
+    if ttl is None:
+        return None
+    left = ttl - (time.monotonic() - last_used)
+    return dt.datetime.fromtimestamp(time.time() + left, dt.UTC).isoformat()
 
 
 class LocalDriver(Driver):
@@ -43,8 +61,8 @@ class LocalDriver(Driver):
     def _describe(self, model_id: str, path: Path) -> ModelInfo:
         info = read_gguf_info(path)
         resolved = path.resolve()
-        instances = tuple(LoadedInstance(i.id, i.n_ctx, ttl=i.ttl) for i in self.pool.instances()
-                          if i.path == resolved)
+        instances = tuple(LoadedInstance(i.id, i.n_ctx, _expiry(i.last_used, i.ttl), ttl=i.ttl)
+                          for i in self.pool.instances() if i.path == resolved)
         return ModelInfo(
             provider="local", endpoint=self.endpoint.name, id=model_id,
             type=ModelType.EMBEDDING if info.is_embedding else ModelType.LLM,
@@ -59,7 +77,10 @@ class LocalDriver(Driver):
         files = await asyncio.to_thread(model_files, self.endpoint)
         return [await asyncio.to_thread(self._describe, i, f) for i, f in files], "GGUF metadata"
 
-    async def load(self, model: ModelInfo, *, context_length: int | None, ttl: float | None) -> LoadedInstance:
+    async def load(self, model: ModelInfo, *, context_length: int | None, ttl: float | None,
+                   options: LoadOptions = NO_OPTIONS,
+                   progress: Callable[[float], None] | None = None) -> LoadedInstance:
+        self._no_options(options)
         n_ctx = context_length or self.endpoint.n_ctx or min(model.max_context_length or 4096, 4096)
         instance = await self.pool.aload(model.path, n_ctx=n_ctx, ttl=ttl)
         return LoadedInstance(instance.id, instance.n_ctx, ttl=instance.ttl)

@@ -3,22 +3,40 @@
 layer and head counts, capabilities); load with an empty request carrying ``keep_alive`` (and
 ``options.num_ctx``), unload with ``keep_alive: 0``.
 
-``/api/show`` answers are cached per model digest (a digest's metadata never changes).
+``/api/show`` answers are cached per model digest (a digest's metadata never changes). A model removed
+between ``/api/tags`` and ``/api/show`` is left out; any other ``/api/show`` failure fails the listing
+(the endpoint then shows the error) rather than listing models without their type and shape.
+
+Downloads stream ``POST /api/pull`` (one NDJSON status per line; per-layer ``digest`` / ``total`` /
+``completed`` bytes are summed into one progress). Pulling again resumes a partial download: Ollama keeps
+the layers it has.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 
+from mindgate.errors import ModelNotFoundError
 from mindgate.models._driver import Driver
-from mindgate.models._http import request_json
+from mindgate.models._http import request_json, stream_json_lines
 from mindgate.models.fit import ModelShape
 from mindgate.models.gguf_info import EMBEDDING_ARCHITECTURES
-from mindgate.models.records import Capabilities, Endpoint, LoadedInstance, ModelInfo, ModelState, ModelType
+from mindgate.models.records import (
+    NO_OPTIONS,
+    Capabilities,
+    DownloadCallback,
+    DownloadProgress,
+    Endpoint,
+    LoadedInstance,
+    LoadOptions,
+    ModelInfo,
+    ModelState,
+    ModelType,
+)
 
 _SHOW_CONCURRENCY = 4
 
@@ -60,7 +78,11 @@ class OllamaDriver(Driver):
                                      return_exceptions=True)
         out = []
         for m, show in zip(pulled, shows, strict=True):
-            out.append(self._info(m, show if isinstance(show, dict) else {}, running.get(str(m.get("name")))))
+            if isinstance(show, ModelNotFoundError):
+                continue  # removed since /api/tags listed it
+            if isinstance(show, BaseException):
+                raise show
+            out.append(self._info(m, show, running.get(str(m.get("name")))))
         return out, "/api/tags + /api/ps + /api/show"
 
     def _info(self, tag: dict[str, Any], show: dict[str, Any], run: dict[str, Any] | None) -> ModelInfo:
@@ -95,7 +117,10 @@ class OllamaDriver(Driver):
             source="ollama /api/tags + /api/show" + (" + /api/ps" if run is not None else ""),
             architecture=arch or None, instances=instances, kv_elements_per_token=shape.kv_elements_per_token)
 
-    async def load(self, model: ModelInfo, *, context_length: int | None, ttl: float | None) -> LoadedInstance:
+    async def load(self, model: ModelInfo, *, context_length: int | None, ttl: float | None,
+                   options: LoadOptions = NO_OPTIONS,
+                   progress: Callable[[float], None] | None = None) -> LoadedInstance:
+        self._no_options(options)
         body: dict[str, Any] = {"model": model.id, "keep_alive": max(1, round(ttl)) if ttl else -1}
         if context_length:
             body["options"] = {"num_ctx": context_length}
@@ -116,3 +141,37 @@ class OllamaDriver(Driver):
             body, path = {"model": model.id, "keep_alive": 0, "stream": False}, "/api/generate"
         await request_json(self.client, self.endpoint, "POST", self._url(path), json=body, model=model.id)
         return [model.id]
+
+    async def download(self, model: str, *, quantization: str | None, progress: DownloadCallback,
+                       job_id: str | None = None) -> DownloadProgress:
+        name = f"{model}:{quantization.lower()}" if quantization and ":" not in model else model
+        layers: dict[str, tuple[int, int]] = {}
+        state = DownloadProgress(self.endpoint.name, name, "downloading", message="pulling manifest")
+        progress(state)
+        async for event in stream_json_lines(self.client, self.endpoint, "POST", self._url("/api/pull"),
+                                             json={"model": name, "stream": True}, model=name):
+            status = str(event.get("status") or "") if isinstance(event, dict) else ""
+            digest = event.get("digest") if isinstance(event, dict) else None
+            if digest and isinstance(event.get("total"), int):
+                layers[str(digest)] = (int(event.get("completed") or 0), int(event["total"]))
+            done = status == "success"
+            state = DownloadProgress(self.endpoint.name, name, "completed" if done else "downloading",
+                                     downloaded_bytes=sum(c for c, _ in layers.values()) if layers else None,
+                                     total_bytes=sum(t for _, t in layers.values()) if layers else None,
+                                     message=status)
+            progress(state)
+        if not state.done:
+            state = DownloadProgress(self.endpoint.name, name, "failed", downloaded_bytes=state.downloaded_bytes,
+                                     total_bytes=state.total_bytes, message="the pull stream ended before success")
+            progress(state)
+        return state
+
+    async def about(self) -> dict[str, Any]:
+        data = await request_json(self.client, self.endpoint, "GET", self._url("/api/version"))
+        version = str(data.get("version")) if isinstance(data, dict) else "unknown"
+        models, _ = await self.list_models()
+        numbers = tuple(int(p) if p.isdigit() else 0 for p in version.split("-")[0].split("."))
+        return {"version": version, "api": "/api/version", "sdk": False,
+                "responses_api": numbers >= (0, 13, 3),  # /v1/responses (stateless) came with 0.13.3
+                "embeddings": any(m.type is ModelType.EMBEDDING for m in models),
+                "mcp": False}  # Ollama's API runs no MCP servers

@@ -82,7 +82,8 @@ def _endpoint(name: str, provider: str, config: ProviderConfig | None) -> Endpoi
 
 def endpoints_from_config(config: MindgateConfig) -> list[Endpoint]:
     """The endpoints whose models mindgate manages: named ``providers``, then the ``llm`` and ``embedder``
-    sections (``auto`` means LM Studio and Ollama on their default ports plus the local engine). Cloud
+    sections (``auto`` means LM Studio and Ollama -- at the section's ``lmstudio_base_url`` /
+    ``ollama_base_url``, else on their default ports -- plus the local engine). Cloud
     providers are not listed (they have no model management); duplicates (same provider and URL) are
     listed once."""
     out: list[Endpoint] = []
@@ -101,9 +102,10 @@ def endpoints_from_config(config: MindgateConfig) -> list[Endpoint]:
     for name, endpoint in config.providers.items():
         add(name, endpoint.provider, endpoint.config)
     for section in (config.llm, config.embedder):
-        if section.provider == "auto":
-            for provider in ("lmstudio", "ollama", "local"):
-                add(provider, provider, None)
+        if section.provider == "auto":  # its LM Studio and Ollama where the section points them; its URL
+            for provider in ("lmstudio", "ollama", "local"):  # endpoints are found only at first use
+                url = section.config.base_url_for(provider) if provider != "local" else None
+                add(provider, provider, ProviderConfig.model_validate({f"{provider}_base_url": url}) if url else None)
         else:
             add(section.provider, section.provider, section.config)
     return out
@@ -184,6 +186,11 @@ class ModelCatalog:
         else:
             self._cache.pop(endpoint, None)
 
+    def listed_at(self, endpoint: str) -> float | None:
+        """When ``endpoint`` was last listed (``time.monotonic()``), None when never."""
+        cached = self._cache.get(endpoint)
+        return cached[0] if cached else None
+
     def cached_models(self) -> list[ModelInfo]:
         """Models from the cached listings, however old (no network)."""
         return [m for _, models, _ in self._cache.values() for m in models]
@@ -253,6 +260,12 @@ class ModelCatalog:
             hint += f" (unreachable endpoints not searched: {', '.join(unreachable)})"
         where = f"endpoint {endpoint!r}" if endpoint else "any endpoint"
         raise ModelNotFoundError(f"no model {model_id!r} on {where}", available=available, hint=hint)
+
+    async def aabout(self, endpoint: str) -> dict[str, Any]:
+        """The server's version and what it can do (see :meth:`Driver.about`)."""
+        target = self.endpoint(endpoint)
+        async with client_for(target) as client:
+            return await self.driver(target, client).about()
 
     def list(self, *, refresh: bool = False, endpoint: str | None = None) -> CatalogListing:
         return run_sync(self.alist(refresh=refresh, endpoint=endpoint))

@@ -1,10 +1,12 @@
-"""``mindgate models list|ps|load|unload`` and ``mindgate doctor``: readable tables over the catalog and
-manager. Every command takes ``--config`` (else the root command's config in ``ctx.obj``, else
+"""``mindgate models list|ps|get|load|unload`` and ``mindgate doctor``: readable tables over the catalog and
+manager, with the flags of LM Studio's ``lms`` (``load --gpu --context-length --ttl --identifier
+--estimate-only``, ``unload --all``, ``get MODEL[@quant]``). Every command takes ``--config`` (else
 ``MINDGATE_CONFIG``, else defaults); errors print their message and hint and exit with status 1.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import time
@@ -13,16 +15,26 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
+from mindgate._sync import run_sync
 from mindgate.config import MindgateConfig, mindgate_home
-from mindgate.errors import MindgateError
+from mindgate.errors import ConfigurationError, MindgateError
 from mindgate.models.catalog import ModelCatalog
 from mindgate.models.decisions import FILE_NAME as DECISIONS_FILE
 from mindgate.models.decisions import Decision, read_decisions
 from mindgate.models.manager import ModelManager
-from mindgate.models.records import LoadProgress, ModelInfo
+from mindgate.models.records import DownloadProgress, GpuOffload, LoadedInstance, LoadOptions, LoadProgress, ModelInfo
 from mindgate.models.resources import Resources, format_bytes, snapshot
 
 app = typer.Typer(help="See, load and unload models on LM Studio, Ollama, OpenAI-compatible servers and the "
@@ -37,21 +49,10 @@ def _console() -> Console:
     return Console(width=max(shutil.get_terminal_size((160, 24)).columns, 120), highlight=False)
 
 
-def _config(ctx: typer.Context, path: Path | None) -> MindgateConfig:
-    if path is not None:
-        return MindgateConfig.from_file(path)
-    obj = ctx.obj
-    if isinstance(obj, MindgateConfig):
-        return obj
-    if isinstance(obj, dict) and isinstance(obj.get("config"), MindgateConfig):
-        return obj["config"]
-    return MindgateConfig.load()
-
-
 def _fail(console: Console, error: MindgateError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {error.message}")
+    console.print(f"[red]error:[/red] {escape(error.message)}")
     if error.hint:
-        console.print(f"[yellow]hint:[/yellow] {error.hint}")
+        console.print(f"[yellow]hint:[/yellow] {escape(error.hint)}")
     return typer.Exit(1)
 
 
@@ -75,12 +76,12 @@ def _status_lines(console: Console, statuses: Any) -> None:
 
 
 @app.command("list")
-def list_models(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+def list_models(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
                 endpoint: EndpointOption = None, config: ConfigOption = None) -> None:
     """Every model on every endpoint: type, state, context, size, quantization, capabilities."""
     console = _console()
     try:
-        listing = ModelCatalog.from_config(_config(ctx, config)).list(refresh=True, endpoint=endpoint)
+        listing = ModelCatalog.from_config(MindgateConfig.load(config)).list(refresh=True, endpoint=endpoint)
     except MindgateError as exc:
         raise _fail(console, exc) from None
     if as_json:
@@ -99,21 +100,20 @@ def list_models(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
 
 
 @app.command()
-def ps(ctx: typer.Context, config: ConfigOption = None) -> None:
+def ps(config: ConfigOption = None) -> None:
     """Loaded model instances: context, TTL or expiry, VRAM."""
     console = _console()
     try:
-        catalog = ModelCatalog.from_config(_config(ctx, config))
+        catalog = ModelCatalog.from_config(MindgateConfig.load(config))
         listing = catalog.list(refresh=True)
     except MindgateError as exc:
         raise _fail(console, exc) from None
     table = Table(title="loaded models", title_justify="left")
-    for column in ("endpoint", "model", "instance", "context", "ttl / expires", "vram"):
+    for column in ("endpoint", "model", "instance", "context", "ttl left", "vram"):
         table.add_column(column, overflow="fold")
     for m in listing.loaded:
         for i in m.instances:
-            expiry = i.expires_at or (f"{i.ttl:g}s idle" if i.ttl else "-")
-            table.add_row(m.endpoint, m.id, i.id, str(i.context_length or "?"), expiry,
+            table.add_row(m.endpoint, m.id, i.id, str(i.context_length or "?"), ttl_left(i),
                           format_bytes(i.size_vram_bytes) if i.size_vram_bytes is not None else "-")
     if listing.loaded:
         console.print(table)
@@ -122,29 +122,82 @@ def ps(ctx: typer.Context, config: ConfigOption = None) -> None:
     _status_lines(console, listing.endpoints)
 
 
+def ttl_left(instance: LoadedInstance, now: float | None = None) -> str:
+    """How long until an idle instance is unloaded: from the server's expiry time (Ollama, the local engine),
+    else the TTL it was loaded with (LM Studio counts it from the last request), else ``-``."""
+    if instance.expires_at:
+        try:
+            expires = dt.datetime.fromisoformat(instance.expires_at.replace("Z", "+00:00"))
+        except ValueError:
+            return instance.expires_at
+        left = expires.timestamp() - (now if now is not None else time.time())
+        if left > 100 * 365 * 86400:
+            return "never"
+        return f"{max(0, round(left))}s" + (f" of {instance.ttl:g}s" if instance.ttl else "")
+    return f"{instance.ttl:g}s idle" if instance.ttl else "-"
+
+
+def parse_gpu(value: str | None) -> GpuOffload | None:
+    """``--gpu``: a ratio from 0 to 1, ``max`` or ``off`` (as ``lms load --gpu``)."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in ("max", "off"):
+        return "max" if text == "max" else "off"
+    try:
+        ratio = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a ratio from 0 to 1, `max` or `off`", param_hint="--gpu") from None
+    if not 0.0 <= ratio <= 1.0:
+        raise typer.BadParameter(f"{value!r} is not a ratio from 0 to 1", param_hint="--gpu")
+    return ratio
+
+
 @app.command()
-def load(ctx: typer.Context, model_id: Annotated[str, typer.Argument(metavar="ID", help="model id")],
+def load(model_id: Annotated[str, typer.Argument(metavar="ID", help="model id")],
          ttl: Annotated[int | None, typer.Option("--ttl", min=1, help="unload after this many idle seconds")] = None,
          context_length: Annotated[int | None, typer.Option("--context-length", min=1,
                                                             help="context window in tokens")] = None,
+         gpu: Annotated[str | None, typer.Option("--gpu", help="GPU offload: a ratio from 0 to 1, max or off "
+                                                                "(LM Studio)")] = None,
+         identifier: Annotated[str | None, typer.Option("--identifier", help="name of the new instance in API "
+                                                                             "calls (LM Studio)")] = None,
+         estimate_only: Annotated[bool, typer.Option("--estimate-only", help="print the memory estimate and "
+                                                                             "whether it fits; load nothing")] = False,
          endpoint: EndpointOption = None,
          no_fit_check: Annotated[bool, typer.Option("--no-fit-check", help="skip the free-memory check")] = False,
          config: ConfigOption = None) -> None:
-    """Load a model (reusing a loaded instance with an adequate context)."""
+    """Load a model (reusing a loaded instance with an adequate context, unless --identifier asks for a new one)."""
     console = _console()
+    options = LoadOptions(gpu=parse_gpu(gpu), identifier=identifier)
+    if estimate_only:
+        try:
+            report = ModelManager.from_config(MindgateConfig.load(config)).estimate(model_id, endpoint=endpoint,
+                                                                          context_length=context_length)
+        except MindgateError as exc:
+            raise _fail(console, exc) from None
+        console.print(f"{report.model.endpoint}:{report.model.id} with a {report.context_length}-token context")
+        if report.estimate is not None:
+            console.print(f"estimated memory: {report.estimate.describe()}")
+        verdict = ("already loaded" if report.already_loaded else "fits" if report.fits
+                   else "does not fit" if report.fits is False else "unknown (memory not visible from here)")
+        free = f"; {format_bytes(report.free_bytes)} free" if report.free_bytes is not None else ""
+        console.print(f"estimate: {verdict}{free}")
+        return
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(f"loading {model_id}", total=1.0)
 
         def progress(report: LoadProgress) -> None:
+            stage = f"{report.stage} {model_id}" + (" (estimated)" if report.estimated else "")
             bar.update(task, completed=report.fraction or 0.0,
-                       description=f"{report.stage} {model_id}" + (f": {report.message}" if report.message else ""))
+                       description=stage + (f": {report.message}" if report.message else ""))
 
         try:
-            manager = ModelManager.from_config(_config(ctx, config))
+            manager = ModelManager.from_config(MindgateConfig.load(config))
             result = manager.load(model_id, endpoint=endpoint, context_length=context_length, ttl=ttl,
-                                  progress=progress, check_fit=not no_fit_check)
+                                  progress=progress, check_fit=not no_fit_check, options=options)
         except MindgateError as exc:
             bar.stop()
             raise _fail(console, exc) from None
@@ -161,15 +214,61 @@ def load(ctx: typer.Context, model_id: Annotated[str, typer.Argument(metavar="ID
 
 
 @app.command()
-def unload(ctx: typer.Context, model_id: Annotated[str, typer.Argument(metavar="ID", help="model or instance id")],
+def unload(model_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="model or instance id")] = None,
+           all_models: Annotated[bool, typer.Option("--all", help="unload every loaded model")] = False,
            endpoint: EndpointOption = None, config: ConfigOption = None) -> None:
-    """Unload a model (every instance), or one instance by its id (e.g. ``model:2``)."""
+    """Unload a model (every instance), one instance by its id (e.g. ``model:2``), or everything (--all)."""
     console = _console()
+    if (model_id is None) == (not all_models):
+        raise _fail(console, ConfigurationError("give a model id or --all (not both)",
+                                                hint="`mindgate models ps` shows what is loaded"))
     try:
-        done = ModelManager.from_config(_config(ctx, config)).unload(model_id, endpoint=endpoint)
+        manager = ModelManager.from_config(MindgateConfig.load(config))
+        done = manager.unload_all(endpoint=endpoint) if all_models else manager.unload(str(model_id), endpoint=endpoint)
     except MindgateError as exc:
         raise _fail(console, exc) from None
-    console.print(f"unloaded {', '.join(done)}" if done else f"{model_id} was not loaded")
+    if done:
+        console.print(f"unloaded {', '.join(done)}")
+    else:
+        console.print("nothing was loaded" if all_models else f"{model_id} was not loaded")
+
+
+@app.command()
+def get(model_id: Annotated[str, typer.Argument(metavar="MODEL", help="LM Studio catalog id or Hugging Face link "
+                                                                      "(append @quant as `lms get` does), or an "
+                                                                      "Ollama model name")],
+        quantization: Annotated[str | None, typer.Option("--quantization", "-q", help="e.g. Q4_K_M")] = None,
+        job: Annotated[str | None, typer.Option("--job", help="follow this LM Studio download job instead of "
+                                                              "starting one")] = None,
+        endpoint: EndpointOption = None, config: ConfigOption = None) -> None:
+    """Download a model onto LM Studio (its download API) or Ollama (its pull), with a progress bar. Leaving
+    stops nothing on the server: follow an LM Studio job again with --job; pulling again resumes on Ollama."""
+    console = _console()
+    if "@" in model_id and quantization is None and not model_id.startswith("http"):
+        model_id, quantization = model_id.split("@", 1)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeElapsedColumn())
+    announced: set[str] = set()
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(f"downloading {model_id}", total=None)
+
+        def progress(state: DownloadProgress) -> None:
+            if state.job_id and state.job_id not in announced:
+                announced.add(state.job_id)
+                bar.console.print(f"download job {state.job_id} on {state.endpoint}: follow it again with "
+                                  f"`mindgate models get {model_id} --job {state.job_id}`")
+            bar.update(task, total=state.total_bytes, completed=state.downloaded_bytes or 0,
+                       description=f"{state.status} {model_id}" + (f": {state.message}" if state.message else ""))
+
+        try:
+            final = ModelManager.from_config(MindgateConfig.load(config)).download(
+                model_id, endpoint=endpoint, quantization=quantization, job_id=job, progress=progress)
+        except MindgateError as exc:
+            bar.stop()
+            raise _fail(console, exc) from None
+    size = f" ({format_bytes(final.total_bytes)})" if final.total_bytes else ""
+    verb = "was already downloaded" if final.status == "already_downloaded" else "downloaded"
+    console.print(f"[green]{final.endpoint}:{final.model}[/green] {verb}{size}")
 
 
 def _resources_table(res: Resources) -> Table:
@@ -196,7 +295,9 @@ def _decisions_table(decisions: list[Decision]) -> Table:
     return table
 
 
-def _probe_embedder(config: MindgateConfig) -> str:
+def _probe_embedder(config: MindgateConfig, problems: list[str]) -> str:
+    """Embed one text; a configured ``embedding_dims`` that disagrees with the probed size is a problem (the
+    probed size is used, but the config says something untrue and a store built with it would refuse)."""
     from mindgate.providers import create_embedder
 
     section = config.embedder
@@ -206,10 +307,39 @@ def _probe_embedder(config: MindgateConfig) -> str:
         dims = embedder.dims()
     finally:
         embedder.close()
+    configured = section.config.embedding_dims
+    if configured is not None and configured != dims:
+        problems.append(f"embedding_dims is set to {configured} but {section.provider}:{embedder.model} returns "
+                        f"{dims}-dimensional vectors: set it to {dims} or remove it (mindgate probes the dimension)")
     return f"{section.provider}:{embedder.model} -> {dims} dims (probed in {time.monotonic() - started:.1f}s)"
 
 
-def doctor(ctx: typer.Context, config: ConfigOption = None,
+def _servers_table(catalog: ModelCatalog, listing: Any) -> Table | None:
+    """LM Studio's and Ollama's versions and what they can do, for the reachable ones."""
+    table = Table(title="servers", title_justify="left")
+    for column in ("endpoint", "version", "via", "responses API", "embeddings", "MCP"):
+        table.add_column(column, overflow="fold")
+
+    def mark(value: Any) -> str:
+        return "yes" if value is True else "no" if value is False else "unknown"
+
+    rows = 0
+    for status in listing.endpoints:
+        if not status.reachable or status.endpoint.provider not in ("lmstudio", "ollama"):
+            continue
+        try:
+            about = run_sync(catalog.aabout(status.endpoint.name))
+        except MindgateError as exc:
+            table.add_row(status.endpoint.name, f"[red]{exc.message}[/red]", "-", "-", "-", "-")
+        else:
+            via = "SDK" if about.get("sdk") else str(about.get("api"))
+            table.add_row(status.endpoint.name, str(about.get("version")), via, mark(about.get("responses_api")),
+                          mark(about.get("embeddings")), mark(about.get("mcp")))
+        rows += 1
+    return table if rows else None
+
+
+def doctor(config: ConfigOption = None,
            probe_embedder: Annotated[bool, typer.Option("--probe-embedder/--no-probe-embedder",
                                                         help="embed one text to learn the dimensions")] = True
            ) -> None:
@@ -218,7 +348,7 @@ def doctor(ctx: typer.Context, config: ConfigOption = None,
     console = _console()
     problems: list[str] = []
     try:
-        cfg = _config(ctx, config)
+        cfg = MindgateConfig.load(config)
     except MindgateError as exc:
         console.print(_resources_table(snapshot()))
         raise _fail(console, exc) from None
@@ -241,6 +371,9 @@ def doctor(ctx: typer.Context, config: ConfigOption = None,
                 console_note += " (optional in the auto chain)"
             console.print(f"[yellow]{console_note}[/yellow]")
     console.print(table)
+    servers = _servers_table(catalog, listing)
+    if servers is not None:
+        console.print(servers)
     console.print(_resources_table(snapshot()))
     decisions = read_decisions(mindgate_home() / DECISIONS_FILE)
     if decisions:
@@ -254,7 +387,7 @@ def doctor(ctx: typer.Context, config: ConfigOption = None,
             problems.append(f"the configured llm model {cfg.llm.config.model!r} is not on {cfg.llm.provider}")
     if probe_embedder:
         try:
-            console.print(f"embedder: {_probe_embedder(cfg)}")
+            console.print(f"embedder: {_probe_embedder(cfg, problems)}")
         except MindgateError as exc:
             problems.append(f"embedder {cfg.embedder.provider}: {exc}")
     if problems:

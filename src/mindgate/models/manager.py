@@ -15,7 +15,12 @@ Contracts:
   :class:`~mindgate.models.fit.InsufficientMemoryError`, naming a shorter context and smaller models that
   would fit. Servers on other machines are not checked (their memory is not visible from here).
 * Progress: ``progress`` receives :class:`~mindgate.models.records.LoadProgress` reports (checking,
-  unloading, loading with an estimated fraction every 0.2 s, then loaded or reused).
+  unloading, loading, then loaded or reused). While loading, the fraction is the server's own when it
+  reports one (LM Studio through its SDK), else estimated from elapsed time every 0.2 s.
+* ``options`` (:class:`~mindgate.models.records.LoadOptions`: GPU offload, instance identifier) are LM
+  Studio's; an identifier always asks for a new instance (that is what it is for).
+* Downloads (``download``) go to the endpoint's server (LM Studio's download jobs, Ollama's pull) and
+  report :class:`~mindgate.models.records.DownloadProgress`; running ones are listed by ``downloads()``.
 """
 
 from __future__ import annotations
@@ -29,13 +34,17 @@ from typing import Any, Protocol
 
 from mindgate._sync import run_sync
 from mindgate.config import MindgateConfig
-from mindgate.errors import ConfigurationError, MindgateError, ResourceError
+from mindgate.errors import ConfigurationError, MindgateError, ProviderError, ResourceError
 from mindgate.models import fit
 from mindgate.models._http import client_for
 from mindgate.models.catalog import ModelCatalog
 from mindgate.models.records import (
+    NO_OPTIONS,
+    DownloadCallback,
+    DownloadProgress,
     Endpoint,
     LoadedInstance,
+    LoadOptions,
     LoadProgress,
     ModelInfo,
     ModelState,
@@ -117,6 +126,7 @@ class ModelManager:
         self.resources = resources
         self._locks: dict[tuple[int, str], asyncio.Lock] = {}
         self._inflight: dict[tuple[Any, ...], asyncio.Future[LoadResult]] = {}
+        self._downloads: dict[tuple[str, str], DownloadProgress] = {}
 
     @classmethod
     def from_config(cls, config: MindgateConfig | None = None, **kwargs: Any) -> ModelManager:
@@ -210,34 +220,44 @@ class ModelManager:
 
     async def aload(self, model_id: str, *, endpoint: str | None = None, context_length: int | None = None,
                     ttl: float | None = None, progress: ProgressCallback | None = None,
-                    check_fit: bool = True) -> LoadResult:
+                    check_fit: bool = True, options: LoadOptions = NO_OPTIONS) -> LoadResult:
         """Make ``model_id`` loaded (reusing an adequate instance); see the module docstring."""
         if context_length is not None and context_length < 1:
             raise ConfigurationError(f"context_length must be positive, got {context_length}")
         if ttl is not None and ttl <= 0:
             raise ConfigurationError(f"ttl must be positive seconds, got {ttl}")
-        key = (id(asyncio.get_running_loop()), endpoint, model_id, context_length, ttl, check_fit)
+        if isinstance(options.gpu, float) and not 0.0 <= options.gpu <= 1.0:
+            raise ConfigurationError(f"GPU offload must be a ratio from 0 to 1, `max` or `off`; got {options.gpu}")
+        key = (id(asyncio.get_running_loop()), endpoint, model_id, context_length, ttl, check_fit, options)
         future = self._inflight.get(key)
         if future is None:
-            future = asyncio.ensure_future(self._load(model_id, endpoint, context_length, ttl, progress, check_fit))
+            future = asyncio.ensure_future(self._load(model_id, endpoint, context_length, ttl, progress, check_fit,
+                                                      options))
             self._inflight[key] = future
             future.add_done_callback(lambda _: self._inflight.pop(key, None))
         return await asyncio.shield(future)
 
     async def _load(self, model_id: str, endpoint_name: str | None, context_length: int | None,
-                    ttl: float | None, progress: ProgressCallback | None, check_fit: bool) -> LoadResult:
+                    ttl: float | None, progress: ProgressCallback | None, check_fit: bool,
+                    options: LoadOptions) -> LoadResult:
         started = time.monotonic()
+        server_reports = False
 
-        def report(stage: Any, fraction: float | None, message: str = "") -> None:
-            if progress is not None:
-                progress(LoadProgress(stage, model_id, fraction, time.monotonic() - started, message))
+        def report(stage: Any, fraction: float | None, message: str = "", *, estimated: bool = False) -> None:
+            if progress is not None and not (estimated and server_reports):
+                progress(LoadProgress(stage, model_id, fraction, time.monotonic() - started, message, estimated))
+
+        def server_progress(fraction: float) -> None:
+            nonlocal server_reports
+            server_reports = True
+            report("loading", min(1.0, max(0.0, fraction)), "LM Studio's load progress")
 
         report("checking", 0.0, "looking up the model")
         model = await self.catalog.aresolve(model_id, endpoint=endpoint_name)
         endpoint = self.catalog.endpoint(model.endpoint)
         async with self._lock(endpoint.name):
             model = await self.catalog.aresolve(model.id, endpoint=endpoint.name, refresh=True)
-            instance = adequate_instance(model, context_length)
+            instance = None if options.identifier else adequate_instance(model, context_length)
             if instance is not None:
                 report("reused", 1.0, f"already loaded as {instance.id}")
                 return LoadResult(model, instance.id, instance.context_length, True, instance.ttl, None,
@@ -251,13 +271,14 @@ class ModelManager:
                     raise self._refusal(fit_report)
             async with client_for(endpoint) as client:
                 driver = self.catalog.driver(endpoint, client)
-                if model.instances:
+                if model.instances and not options.identifier:
                     report("unloading", 0.0, "unloading instances with too small a context")
                     await driver.unload(model, [i.id for i in model.instances])
                 report("loading", 0.0, f"loading on {endpoint.name}")
                 heartbeat = asyncio.ensure_future(self._heartbeat(report, model, started))
                 try:
-                    loaded = await driver.load(model, context_length=context_length, ttl=ttl)
+                    loaded = await driver.load(model, context_length=context_length, ttl=ttl, options=options,
+                                               progress=server_progress)
                 finally:
                     heartbeat.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -284,7 +305,7 @@ class ModelManager:
         expected = 0.5 + (model.size_bytes or 0) / LOAD_BYTES_PER_SECOND
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            report("loading", min(0.95, (time.monotonic() - started) / expected))
+            report("loading", min(0.95, (time.monotonic() - started) / expected), estimated=True)
 
     async def aunload(self, model_id: str, *, endpoint: str | None = None) -> list[str]:
         """Unload ``model_id`` (every instance, or just the one when ``model_id`` is an instance id such as
@@ -302,6 +323,56 @@ class ModelManager:
             self.catalog.invalidate(target.name)
             return done
 
+    async def aunload_all(self, *, endpoint: str | None = None) -> list[str]:
+        """Unload every loaded model (on ``endpoint``, or on every endpoint); returns the instance ids."""
+        listing = await self.catalog.alist(refresh=True, endpoint=endpoint)
+        done: list[str] = []
+        for model in listing.loaded:
+            done += await self.aunload(model.id, endpoint=model.endpoint)
+        return done
+
+    async def adownload(self, model_id: str, *, endpoint: str | None = None, quantization: str | None = None,
+                        job_id: str | None = None, progress: DownloadCallback | None = None) -> DownloadProgress:
+        """Download ``model_id`` onto ``endpoint``'s server (default: the first LM Studio endpoint, else the first
+        Ollama one),
+        or follow its download job ``job_id`` (LM Studio); returns the final state. A failed download raises
+        ProviderError with the server's reason."""
+        target = self._download_endpoint(endpoint)
+        key = (target.name, model_id if job_id is None else f"job:{job_id}")
+
+        def track(state: DownloadProgress) -> None:
+            self._downloads[key] = state
+            if progress is not None:
+                progress(state)
+
+        try:
+            async with client_for(target) as client:
+                final = await self.catalog.driver(target, client).download(
+                    model_id, quantization=quantization, progress=track, job_id=job_id)
+        finally:
+            self.catalog.invalidate(target.name)
+        if final.status == "failed":
+            raise ProviderError(f"downloading {model_id} on {target.name} failed"
+                                + (f": {final.message}" if final.message else ""), provider=target.provider,
+                                retryable=True, hint=f"try again; `mindgate models get {model_id}"
+                                                     + (f" --job {final.job_id}`" if final.job_id else "`")
+                                                     + " resumes where the server can")
+        return final
+
+    def downloads(self) -> list[DownloadProgress]:
+        """Downloads this manager started or followed, running ones first (finished ones stay listed)."""
+        return sorted(self._downloads.values(), key=lambda d: d.done)
+
+    def _download_endpoint(self, name: str | None) -> Endpoint:
+        if name is not None:
+            return self.catalog.endpoint(name)
+        for provider in ("lmstudio", "ollama"):
+            for endpoint in self.catalog.endpoints:
+                if endpoint.provider == provider:
+                    return endpoint
+        raise ConfigurationError("no LM Studio or Ollama endpoint is configured to download to",
+                                 hint="configure one under `providers:`, or pass --endpoint")
+
     async def aps(self, *, refresh: bool = True) -> list[ModelInfo]:
         """Loaded models across endpoints (fresh by default)."""
         return (await self.catalog.alist(refresh=refresh)).loaded
@@ -313,6 +384,12 @@ class ModelManager:
 
     def unload(self, model_id: str, *, endpoint: str | None = None) -> list[str]:
         return run_sync(self.aunload(model_id, endpoint=endpoint))
+
+    def unload_all(self, *, endpoint: str | None = None) -> list[str]:
+        return run_sync(self.aunload_all(endpoint=endpoint))
+
+    def download(self, model_id: str, **kwargs: Any) -> DownloadProgress:
+        return run_sync(self.adownload(model_id, **kwargs))
 
     def ps(self, *, refresh: bool = True) -> list[ModelInfo]:
         return run_sync(self.aps(refresh=refresh))

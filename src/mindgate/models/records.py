@@ -88,7 +88,8 @@ class Endpoint:
     """A server (or the in-process engine) whose models mindgate manages.
 
     ``url`` is the server root for ``lmstudio`` / ``ollama`` (``http://localhost:1234``), the API base for
-    ``openai_compatible`` (``http://host:8000/v1``), and None for ``local``.
+    ``openai_compatible`` (``http://host:8000/v1``), and None for ``local``. ``sdk`` False keeps LM Studio
+    on its REST API even when the ``lmstudio`` SDK is installed.
     """
 
     name: str
@@ -99,6 +100,7 @@ class Endpoint:
     n_ctx: int | None = None
     timeout: float = 10.0
     connect_timeout: float = 2.0
+    sdk: bool = True
 
     @property
     def on_this_machine(self) -> bool:
@@ -136,14 +138,71 @@ class EndpointStatus:
 
 @dataclass(frozen=True)
 class LoadProgress:
-    """A progress report of a load. ``fraction`` is estimated from elapsed time against the expected
-    load time (model size at ~1 GB/s) while the server gives no progress; 1.0 when done."""
+    """A progress report of a load. ``fraction`` is the server's own load progress when it reports one
+    (LM Studio through its SDK; ``estimated`` False), else estimated from elapsed time against the
+    expected load time (model size at ~1 GB/s; ``estimated`` True); 1.0 when done."""
 
     stage: Literal["checking", "unloading", "loading", "loaded", "reused"]
     model_id: str
     fraction: float | None
     elapsed_s: float
     message: str = ""
+    estimated: bool = False
 
 
 ProgressCallback = Callable[[LoadProgress], None]
+
+GpuOffload = float | Literal["max", "off"]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What ``lms load`` can choose beyond context length and TTL: ``gpu`` (the fraction of layers offloaded to
+    the GPU, ``"max"`` or ``"off"``) and ``identifier`` (the instance's name in API calls). None = the
+    server's choice."""
+
+    gpu: GpuOffload | None = None
+    identifier: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.gpu is not None or self.identifier is not None
+
+
+NO_OPTIONS = LoadOptions()
+
+
+DownloadState = Literal["downloading", "paused", "completed", "failed", "already_downloaded"]
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    """A download's state as the server reports it (LM Studio's job status, or Ollama's pull stream).
+    ``job_id`` is the server's id (LM Studio) to ask again later; bytes are None when the server has not
+    said yet."""
+
+    endpoint: str
+    model: str
+    status: DownloadState
+    job_id: str | None = None
+    downloaded_bytes: int | None = None
+    total_bytes: int | None = None
+    bytes_per_second: float | None = None
+    message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("completed", "failed", "already_downloaded")
+
+    @property
+    def fraction(self) -> float | None:
+        if self.status in ("completed", "already_downloaded"):
+            return 1.0
+        if self.total_bytes and self.downloaded_bytes is not None:
+            return min(1.0, self.downloaded_bytes / self.total_bytes)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "fraction": self.fraction, "done": self.done}
+
+
+DownloadCallback = Callable[[DownloadProgress], None]

@@ -12,20 +12,32 @@ from mindgate.pipeline.core import CounterSink, Pipeline
 from mindgate.pipeline.fitting import FitContext
 from mindgate.pipeline.remember import MemoryWriter
 from mindgate.pipeline.stages import ModelCall
-from mindgate.providers import chat_model_from_section
 from mindgate.providers.base import ChatModel, Embedder
-from mindgate.routing.chains import resolve_route_target
+from mindgate.routing.chains import chat_model_for, resolve_route_target
 from mindgate.routing.targets import ChatTargets
+
+
+def _shares_llm(config: MindgateConfig) -> bool:
+    """Whether the config's ``llm`` section is what the default chain serves."""
+    return config.routing.default == "auto" and "auto" not in config.routing.chains
+
+
+def memory_model_name(config: MindgateConfig, targets: ChatTargets) -> str:
+    """The name memory extraction's model goes by for API-key bindings: the default chain's when memory
+    shares it, else the ``llm`` section's model (or its provider's name when it names no model)."""
+    if _shares_llm(config):
+        return targets.default_name
+    return config.llm.config.model or config.llm.provider
 
 
 def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets) -> AsyncMemory:
     """The configured memory over ``embedder``. Its LLM (for ``add(infer=True)``) is the default chat model
     when the config's ``llm`` section is what that chain serves, so the model is not loaded twice."""
-    shares_llm = config.routing.default == "auto" and "auto" not in config.routing.chains
+    shares_llm = _shares_llm(config)
     default = targets.default
 
     def llm() -> ChatModel:
-        return default if shares_llm else chat_model_from_section(config.llm)
+        return default if shares_llm else chat_model_for(config.llm, config)
 
     return AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm, settings=config.memory,
                        expected_dims=config.vector_store.config.embedding_model_dims)

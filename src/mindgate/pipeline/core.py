@@ -42,9 +42,10 @@ from mindgate.context.fit import FitReport
 from mindgate.context.tokens import DEFAULT_ESTIMATOR, TokenEstimator
 from mindgate.errors import MindgateError
 from mindgate.pipeline.recall import inject_memories
-from mindgate.pipeline.remember import MemoryWriter, new_turn
+from mindgate.pipeline.remember import LLMFor, MemoryWriter, new_turn
 from mindgate.pipeline.scope import Acting, ChatScope, RequestedScope, resolve_scope
 from mindgate.pipeline.stages import ContextFitter, DirectCall, KeepContext, ModelCall, no_report
+from mindgate.pipeline.text import TextRequest, TextStream, complete_text, stream_text
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message, Usage
 from mindgate.routing.trace import tracing
 
@@ -95,6 +96,8 @@ class ChatRequest:
     request_id: str | None = None
     stage_options: dict[str, Any] = field(default_factory=dict)
     on_usage: UsageSink | None = None
+    remember: bool = True  # False: the turn is not written to memory (the key may not use the memory model)
+    memory_llm: LLMFor | None = None  # the model the memory write uses, wrapped for the calling key
 
 
 @dataclass
@@ -196,11 +199,11 @@ class Pipeline:
         if request.on_usage is not None:
             request.on_usage(prepared.label, usage.prompt_tokens, usage.completion_tokens)
         remember = None
-        if request.scope is not None and self.writer is not None:
+        if request.scope is not None and self.writer is not None and request.remember:
             writer, turn, scope = self.writer, new_turn(request.messages, response.content), request.scope
 
             def remember() -> None:
-                writer.submit(turn, scope, request.request_id)
+                writer.submit(turn, scope, request.request_id, llm_for=request.memory_llm)
         return ChatResult(response, usage, prepared.memories, estimated, remember, trace.header(),
                           prepared.context_header())
 
@@ -211,6 +214,14 @@ class Pipeline:
         stream = ChatStream(self, prepared)
         await stream.start()
         return stream
+
+    async def complete_text(self, request: TextRequest) -> dict[str, Any]:
+        """Raw text completion (route -> call -> usage; see :mod:`mindgate.pipeline.text`)."""
+        return await complete_text(self, request)
+
+    async def stream_text(self, request: TextRequest) -> TextStream:
+        """Raw text completion, streamed (the first chunk awaited here, like :meth:`stream`)."""
+        return await stream_text(self, request)
 
     def usage(self, prepared: Prepared, reported: Usage | None, text: str) -> tuple[Usage, bool]:
         """The upstream's usage, or (when it reported none) the estimate; and whether it is estimated."""
@@ -237,6 +248,7 @@ class ChatStream:
         self._first: ChatChunk | None = None
         self._parts: list[str] = []
         self._reported: Usage | None = None
+        self.last: ChatChunk | None = None
         self.usage: Usage | None = None
         self.estimated = False
         self.finished = False
@@ -288,7 +300,13 @@ class ChatStream:
             self._parts.append(chunk.content)
         if chunk.usage is not None:
             self._reported = chunk.usage
+        self.last = chunk
         return chunk
+
+    @property
+    def upstream_usage(self) -> bool:
+        """Whether the upstream reported usage in the stream (so far)."""
+        return self._reported is not None
 
     def _count(self, exc: BaseException) -> None:
         code = exc.code if isinstance(exc, MindgateError) else None
@@ -298,8 +316,9 @@ class ChatStream:
         self.finished = True
         request = self.prepared.request
         writer = self.pipeline.writer
-        if request.scope is not None and writer is not None:
-            writer.submit(new_turn(request.messages, self.text), request.scope, request.request_id)
+        if request.scope is not None and writer is not None and request.remember:
+            writer.submit(new_turn(request.messages, self.text), request.scope, request.request_id,
+                          llm_for=request.memory_llm)
 
     async def aclose(self) -> None:
         """Close the upstream stream and report usage (idempotent)."""

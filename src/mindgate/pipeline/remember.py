@@ -9,16 +9,25 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from mindgate.errors import MindgateError
 from mindgate.pipeline.scope import ChatScope
-from mindgate.providers.base import content_text
+from mindgate.providers.base import ChatModel, content_text
 from mindgate.routing.retry import RetryPolicy
 
 log = logging.getLogger("mindgate.pipeline.memory")
+
+LLMFor = Callable[[ChatModel], ChatModel]
+"""Turns the memory's LLM into the one a write uses (the gateway wraps it for the calling API key, so the
+key's model binding and token limit cover the extraction call: :mod:`mindgate.gateway.on_behalf`)."""
+
+ACTING_LLM: ContextVar[LLMFor | None] = ContextVar("mindgate_acting_llm", default=None)
+"""For transports whose memory writes happen deep inside another library's request handling (``/mcp``):
+set for the duration of one request, read where the write is made."""
 
 
 def new_turn(messages: Sequence[Mapping[str, Any]], answer: str | None) -> list[dict[str, Any]]:
@@ -40,6 +49,7 @@ class _Job:
     messages: list[dict[str, Any]]
     scope: ChatScope
     request_id: str | None
+    llm_for: LLMFor | None = None
 
 
 class MemoryWriter:
@@ -72,13 +82,15 @@ class MemoryWriter:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="mindgate-memory-writer")
 
-    def submit(self, messages: list[dict[str, Any]], scope: ChatScope, request_id: str | None = None) -> bool:
-        """Queue one turn; False (logged, counted) when there is nothing to remember or the queue is full."""
+    def submit(self, messages: list[dict[str, Any]], scope: ChatScope, request_id: str | None = None, *,
+               llm_for: LLMFor | None = None) -> bool:
+        """Queue one turn; False (logged, counted) when there is nothing to remember or the queue is full.
+        ``llm_for`` picks the model the write's extraction uses (the memory's own LLM when None)."""
         if not messages:
             return False
         self.start()
         try:
-            self._queue.put_nowait(_Job(messages, scope, request_id))
+            self._queue.put_nowait(_Job(messages, scope, request_id, llm_for))
         except asyncio.QueueFull:
             self.counts["dropped"] += 1
             log.error("memory write queue is full (%d); the turn of request %s for user %s was not remembered",
@@ -100,7 +112,8 @@ class MemoryWriter:
     async def _write(self, job: _Job) -> None:
         for attempt in range(self.retry.retries + 1):
             try:
-                result = await self.memory.add(job.messages, **job.scope.kwargs(), infer=True)
+                llm = job.llm_for(self.memory.llm) if job.llm_for is not None else None
+                result = await self.memory.add(job.messages, **job.scope.kwargs(), infer=True, llm=llm)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

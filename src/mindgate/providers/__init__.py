@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from mindgate.config import ChatProviderName, EmbedderProviderName, EndpointConfig, LLMSection, ProviderConfig
+from mindgate.config import ChatProviderName, EmbedderProviderName, ProviderConfig
 from mindgate.errors import ConfigurationError
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, EmbedderIdentity, Usage
 
@@ -27,11 +27,14 @@ MODULES: dict[str, str] = {
     "huggingface": "mindgate.providers.huggingface",
     "openai_compatible": "mindgate.providers.openai_compat",
     "local": "mindgate.providers.local",
-    "auto": "mindgate.providers.auto",
 }
 
 
 def _module(provider: str) -> Any:
+    if provider == "auto":
+        raise ConfigurationError("`auto` is a routing chain, not a provider",
+                                 hint="use mindgate.routing.chains.chat_model_for(section, config) or "
+                                      "mindgate.routing.auto.auto_router()")
     if provider not in MODULES:
         raise ConfigurationError(f"unknown provider {provider!r}", hint=f"valid providers: {', '.join(MODULES)}")
     return importlib.import_module(MODULES[provider])
@@ -52,5 +55,3 @@ def create_embedder(provider: EmbedderProviderName | str, config: ProviderConfig
     return embedder
 
 
-def chat_model_from_section(section: LLMSection | EndpointConfig) -> ChatModel:
-    return create_chat_model(section.provider, section.config)

@@ -9,10 +9,11 @@ thread-safe: calls are serialised by a lock taken in the worker thread, never on
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ from mindgate._assets import (
     default_gguf_path,
 )
 from mindgate.config import ProviderConfig
-from mindgate.errors import ConfigurationError, ContextOverflowError, ProviderError
+from mindgate.errors import ConfigurationError, ContextOverflowError, InvalidRequestError, ProviderError
 from mindgate.models.local_pool import LocalModelPool, default_pool
+from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex, vocabulary
 from mindgate.providers.base import (
     ChatChunk,
     ChatModel,
@@ -38,11 +40,18 @@ from mindgate.providers.base import (
     Vector,
     message_text,
 )
+from mindgate.providers.local_requests import check_logit_bias, check_options, prepare_messages
 from mindgate.providers.openai_compat import sampling_defaults
 
 _PACKAGED_EMBEDDER_NAMES = {DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}",
                             "all-minilm-l6-v2"}
 _DONE = object()
+log = logging.getLogger("mindgate.providers")
+
+
+LLAMA_SAMPLING = frozenset({"top_k", "min_p", "typical_p", "repeat_penalty", "tfs_z", "mirostat_mode",
+                            "mirostat_tau", "mirostat_eta"})
+"""Request extras (top-level fields OpenAI does not have) that llama.cpp takes; the rest are dropped."""
 
 
 def _default_threads() -> int:
@@ -55,6 +64,7 @@ class LlamaCppChatModel(ChatModel):
     the process-wide pool)."""
 
     provider = "local"
+    accepts_extras = True  # LLAMA_SAMPLING; other extras are dropped with a debug log
 
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
                  defaults: dict[str, Any] | None = None, ttl: float | None = None,
@@ -100,7 +110,7 @@ class LlamaCppChatModel(ChatModel):
         self.pool.unload(self.model_path, n_ctx=self.n_ctx)
 
     def _kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
-        opts = self._options(options)
+        opts = {**check_options(self.endpoint_key, self._options(options)), **self._extras(options, LLAMA_SAMPLING)}
         opts.pop("user", None)
         opts.pop("parallel_tool_calls", None)
         fmt = opts.get("response_format")
@@ -109,18 +119,45 @@ class LlamaCppChatModel(ChatModel):
             opts["response_format"] = {"type": "json_object", "schema": fmt.get("json_schema", {}).get("schema")}
         return opts
 
+    def _prepared(self, llama: Any, messages: list[Message], kwargs: dict[str, Any]) -> dict[str, Any]:
+        self._check_declared_context(llama, messages)
+        if "logit_bias" in kwargs:
+            kwargs = {**kwargs, "logit_bias": check_logit_bias(self.endpoint_key, kwargs["logit_bias"],
+                                                               llama.n_vocab())}
+        return kwargs
+
     def _complete_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> dict[str, Any]:
         with self._llama() as llama:
-            self._check_declared_context(llama, messages)
+            kwargs = self._fast_constraint(llama, self._prepared(llama, messages, kwargs))
             try:
                 return dict(llama.create_chat_completion(messages=messages, **kwargs))
             except ValueError as exc:
                 raise _local_error(exc, self.n_ctx) from None
+            except (TypeError, KeyError, AttributeError, IndexError) as exc:
+                raise _engine_failure(exc, self.endpoint_key) from None
+
+    def _fast_constraint(self, llama: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Greedy JSON-schema answers through :class:`SchemaConstraint` instead of llama.cpp's grammar,
+        which checks the whole vocabulary at every step; other requests are passed on unchanged."""
+        fmt = kwargs.get("response_format")
+        schema = fmt.get("schema") if isinstance(fmt, dict) else None
+        if not isinstance(schema, dict) or kwargs.get("temperature") != 0 or kwargs.get("logits_processor") \
+                or kwargs.get("logit_bias"):
+            return kwargs
+        try:
+            pattern = schema_regex(schema)
+        except Unsupported:
+            return kwargs
+        constraint = SchemaConstraint(pattern, vocabulary(llama, str(self.model_path)), llama.token_eos(),
+                                      frequency_penalty=float(kwargs.get("frequency_penalty") or 0.0))
+        rest = {k: v for k, v in kwargs.items() if k not in ("response_format", "frequency_penalty")}
+        return {**rest, "logits_processor": [constraint]}
 
     async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
         if not messages:
             raise ConfigurationError("messages is empty", hint="pass at least one message")
-        data = await asyncio.to_thread(self._complete_blocking, list(messages), self._kwargs(options))
+        kwargs = self._kwargs(options)
+        data = await asyncio.to_thread(self._complete_blocking, prepare_messages(self.endpoint_key, messages), kwargs)
         data["model"] = self.model
         choice = data["choices"][0]
         message = choice.get("message") or {}
@@ -133,48 +170,67 @@ class LlamaCppChatModel(ChatModel):
 
     def _stream_blocking(self, messages: list[Message], kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
         with self._llama() as llama:
-            self._check_declared_context(llama, messages)
+            kwargs = self._prepared(llama, messages, kwargs)
             try:
                 yield from llama.create_chat_completion(messages=messages, stream=True, **kwargs)
             except ValueError as exc:
                 raise _local_error(exc, self.n_ctx) from None
+            except (TypeError, KeyError, AttributeError, IndexError) as exc:
+                raise _engine_failure(exc, self.endpoint_key) from None
 
     async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
         if not messages:
             raise ConfigurationError("messages is empty", hint="pass at least one message")
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
         kwargs = self._kwargs(options)
+        prepared = prepare_messages(self.endpoint_key, messages)
+        async for item in _pumped(lambda: self._stream_blocking(prepared, kwargs)):
+            item["model"] = self.model
+            choice = (item.get("choices") or [{}])[0]
+            delta = choice.get("delta") or {}
+            yield ChatChunk(content=delta.get("content"), tool_calls=list(delta.get("tool_calls") or []),
+                            finish_reason=choice.get("finish_reason"), raw=item)
 
-        def hand_over(item: Any) -> None:
+    # -- raw text completion ---------------------------------------------------------------------
+
+    @property
+    def text_completions(self) -> bool:
+        return True
+
+    def _text_kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
+        opts = {**self._text_options(options), **self._extras(options, LLAMA_SAMPLING)}
+        opts.pop("user", None)
+        if opts.pop("n", 1) != 1 or opts.pop("best_of", 1) != 1:
+            raise InvalidRequestError("the local engine returns one completion per request; n and best_of must be 1",
+                                      hint="send several requests instead")
+        return opts
+
+    def _text_blocking(self, prompt: str, kwargs: dict[str, Any], *, stream: bool) -> Iterator[dict[str, Any]]:
+        """``create_completion``'s result: the chunks when streaming, else the one body."""
+        with self._llama() as llama:
+            if "logit_bias" in kwargs:
+                kwargs = {**kwargs, "logit_bias": check_logit_bias(self.endpoint_key, kwargs["logit_bias"],
+                                                                   llama.n_vocab())}
             try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the consumer's loop is gone
-                stop.set()
+                if stream:
+                    yield from llama.create_completion(prompt=prompt, stream=True, **kwargs)
+                else:
+                    yield dict(llama.create_completion(prompt=prompt, **kwargs))
+            except ValueError as exc:
+                raise _local_error(exc, self.n_ctx) from None
+            except (TypeError, KeyError, AttributeError, IndexError) as exc:
+                raise _engine_failure(exc, self.endpoint_key) from None
 
-        def produce() -> None:
-            try:
-                for event in self._stream_blocking(list(messages), kwargs):
-                    if stop.is_set():
-                        return
-                    hand_over(event)
-                hand_over(_DONE)
-            except Exception as exc:  # re-raised by the consumer
-                hand_over(exc)
+    async def atext_complete(self, prompt: str, **options: Any) -> dict[str, Any]:
+        kwargs = self._text_kwargs(options)
+        [data] = await asyncio.to_thread(lambda: list(self._text_blocking(prompt, kwargs, stream=False)))
+        data["model"] = self.model
+        return data
 
-        loop.run_in_executor(None, produce)
-        try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, Exception):
-                    raise item
-                item["model"] = self.model
-                choice = (item.get("choices") or [{}])[0]
-                delta = choice.get("delta") or {}
-                yield ChatChunk(content=delta.get("content"), tool_calls=list(delta.get("tool_calls") or []),
-                                finish_reason=choice.get("finish_reason"), raw=item)
-        finally:
-            stop.set()
+    async def atext_stream(self, prompt: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        kwargs = self._text_kwargs(options)
+        async for item in _pumped(lambda: self._text_blocking(prompt, kwargs, stream=True)):
+            item["model"] = self.model
+            yield item
 
     def _check_declared_context(self, llama: Any, messages: Sequence[Message]) -> None:
         """The pool may lend an instance with a larger context than this model declares; keep the
@@ -186,7 +242,7 @@ class LlamaCppChatModel(ChatModel):
 
     def _count_blocking(self, messages: Sequence[Message]) -> int:
         with self._llama() as llama:
-            return self._count_with(llama, messages)
+            return self._count_with(llama, prepare_messages(self.endpoint_key, messages))
 
     @staticmethod
     def _count_with(llama: Any, messages: Sequence[Message]) -> int:
@@ -235,6 +291,46 @@ def _template_formatter(llama: Any) -> Any:
                                         bos_token=text(llama.token_bos()))
     _FORMATTERS[llama] = formatter
     return formatter
+
+
+async def _pumped(blocking: Callable[[], Iterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """Items of a blocking iterator (run in a worker thread) as they come; stops the thread when closed."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()
+
+    def hand_over(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the consumer's loop is gone
+            stop.set()
+
+    def produce() -> None:
+        try:
+            for event in blocking():
+                if stop.is_set():
+                    return
+                hand_over(event)
+            hand_over(_DONE)
+        except Exception as exc:  # re-raised by the consumer
+            hand_over(exc)
+
+    loop.run_in_executor(None, produce)
+    try:
+        while (item := await queue.get()) is not _DONE:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+def _engine_failure(exc: Exception, target: str) -> ProviderError:
+    """llama.cpp failing on a request it was handed (a bug or a shape it does not take): logged with its
+    traceback; the caller gets the kind only. Not retryable, so it neither trips a breaker nor moves on."""
+    log.error("the local engine %s failed on a request", target, exc_info=exc)
+    return ProviderError(f"the local engine {target} could not process this request ({type(exc).__name__}; "
+                         "details in the gateway log)", provider="local", status_code=500, retryable=False)
 
 
 def _local_error(exc: ValueError, n_ctx: int) -> Exception:

@@ -55,12 +55,17 @@ class ServerProfile:
     key_env: str | None = None
     model_hint: str = "pick one of the models the server lists"
     structured_modes: tuple[str, ...] = ("json_schema", "json_object", "text")
+    passes_extras: bool = False
+    """Unknown top-level request fields (``top_k``, ``min_p``, ``ttl``, ...) are sent on: the server ignores
+    or uses them. False for APIs that reject unknown fields (OpenAI, Azure): they are dropped there."""
+    text_completions: bool = False
+    """The server has a raw ``POST /completions`` (llama.cpp server, LM Studio, vLLM)."""
 
 
 _SSE_HEADERS = {"Accept": "text/event-stream"}
 
 GENERIC = ServerProfile("openai_compatible", "the OpenAI-compatible server",
-                        start_hint="start the server or fix base_url")
+                        start_hint="start the server or fix base_url", passes_extras=True, text_completions=True)
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -365,6 +370,7 @@ class OpenAICompatChatModel(ChatModel):
         super().__init__(model, defaults=defaults)
         self.client = client
         self.provider = client.profile.provider
+        self.accepts_extras = client.profile.passes_extras
         self.extra_body = dict(extra_body or {})
         self._context_length = context_length
 
@@ -383,9 +389,13 @@ class OpenAICompatChatModel(ChatModel):
     def _body(self, messages: Sequence[Message], options: dict[str, Any], *, stream: bool) -> dict[str, Any]:
         if not messages:
             raise ConfigurationError("messages is empty", hint="pass at least one message")
-        body = {**self.extra_body, "model": self.model, "messages": list(messages), **self._options(options)}
+        extras = options.get("extra_body") if self.accepts_extras else None
+        body = {**self.extra_body, **(extras or {}), "model": self.model, "messages": list(messages),
+                **self._options(options)}
         if stream:
             body["stream"] = True
+            if options.get("stream_options"):
+                body["stream_options"] = options["stream_options"]
         return body
 
     async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
@@ -406,6 +416,35 @@ class OpenAICompatChatModel(ChatModel):
                 raise ProviderError(f"{self.client.profile.display} sent a malformed stream event: {wire[:200]!r}",
                                     provider=self.provider, retryable=True)
             yield parse_chat_chunk(event, wire)
+
+    @property
+    def text_completions(self) -> bool:
+        return self.client.profile.text_completions
+
+    def _text_body(self, prompt: str, options: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+        if not self.text_completions:
+            raise self.no_text_completion()
+        extras = options.get("extra_body") if self.accepts_extras else None
+        body = {**self.extra_body, **(extras or {}), "model": self.model, "prompt": prompt,
+                **self._text_options(options)}
+        if stream:
+            body["stream"] = True
+            if options.get("stream_options"):
+                body["stream_options"] = options["stream_options"]
+        return body
+
+    async def atext_complete(self, prompt: str, **options: Any) -> dict[str, Any]:
+        data = await self.client.request_json("POST", "/completions", self._text_body(prompt, options, stream=False),
+                                              model=self.model)
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise ProviderError(f"{self.client.profile.display} returned a malformed text completion: "
+                                f"{str(data)[:200]}", provider=self.provider, retryable=True)
+        return data
+
+    async def atext_stream(self, prompt: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        body = self._text_body(prompt, options, stream=True)
+        async for _, event in self.client.stream_sse("/completions", body, model=self.model):
+            yield event
 
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
         """Prompt tokens from the llama.cpp server's ``POST /extras/tokenize`` (at the server root), over the

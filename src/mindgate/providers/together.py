@@ -34,6 +34,7 @@ PROFILE = ServerProfile(
     start_hint="check your network connection or `base_url`",
     key_env="TOGETHER_API_KEY",
     model_hint="use a serverless model id from Together's model list",
+    passes_extras=True,  # top_k, repetition_penalty, min_p
 )
 
 

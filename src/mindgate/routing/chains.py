@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from mindgate.config import ChatProviderName, MindgateConfig, ProviderConfig, TargetConfig
+from mindgate.config import ChatProviderName, EndpointConfig, LLMSection, MindgateConfig, ProviderConfig, TargetConfig
 from mindgate.errors import ConfigurationError
 from mindgate.providers import create_chat_model
 from mindgate.providers.base import ChatModel
@@ -57,11 +57,9 @@ def router_from_config(chain: str, config: MindgateConfig) -> Router:
     spec = config.routing.chains.get(chain)
     if spec is None:
         if chain == "auto":
-            from mindgate.providers.auto import auto_router
+            from mindgate.routing.auto import auto_from_config
 
-            settings = config.llm.config if config.llm.provider == "auto" else ProviderConfig()
-            return auto_router(settings, health_check_interval=config.routing.health_check_interval,
-                               placement=shared_placement(config.resources))
+            return auto_from_config(config)
         raise ConfigurationError(f"no routing chain named {chain!r}",
                                  hint=f"chains defined under routing.chains: {', '.join(chain_names(config))}")
     targets = [Target(target_model(t, config), name=t.display_name, timeout=t.timeout,
@@ -93,7 +91,22 @@ def target_model(target: TargetConfig, config: MindgateConfig) -> ChatModel:
             hint=f"endpoints: {', '.join(known) or 'none defined'}; providers: {', '.join(sorted(_PROVIDERS))}")
     if target.model:
         settings = settings.model_copy(update={"model": target.model})
+    if provider == "auto":
+        from mindgate.routing.auto import auto_from_config
+
+        return auto_from_config(config, settings)
     return create_chat_model(provider, settings)
+
+
+def chat_model_for(section: LLMSection | EndpointConfig, config: MindgateConfig | None = None) -> ChatModel:
+    """The chat model a config section names: the ``auto`` chain for ``auto`` (its named endpoints resolved
+    against ``config``), else the provider's model."""
+    if section.provider == "auto":
+        from mindgate.routing.auto import auto_from_config
+
+        whole = config or MindgateConfig.from_dict({}, env=False)
+        return auto_from_config(whole, section.config)
+    return create_chat_model(section.provider, section.config)
 
 
 def resolve_route_target(spec: str, config: MindgateConfig) -> ChatModel:

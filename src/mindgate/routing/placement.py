@@ -16,13 +16,20 @@ Contract:
   unloaded. Models with an idle TTL keep it: eviction only ever unloads earlier.
 * Decisions that change something (load, unload, skip) go to the :class:`DecisionLog`.
 
-Models on this machine are those of the in-process engine (:class:`~mindgate.models.local_pool.LocalModelPool`);
-the placement recognises a chat model by its ``model_path`` and ``n_ctx`` (the local provider's model).
+Models on this machine are those of the in-process engine (:class:`~mindgate.models.local_pool.LocalModelPool`),
+recognised by their ``model_path`` and ``n_ctx``, and, once a catalog is attached (:meth:`Placement.attach`,
+the gateway does), the models of LM Studio and Ollama servers on a loopback address, known from the
+catalog's background listing (size, shape, loaded or not; a load decided here counts as loaded until the
+next listing says otherwise). Server models are checked and loaded (the server loads on first use) but never
+unloaded to make room: mindgate cannot see whether another client is using them; their own TTL (LM Studio's
+``ttl``, Ollama's ``keep_alive``) unloads them. In-process models may be unloaded to make room for them.
+The ``auto`` chain's servers are checked from the second request on (the first one finds their model).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -33,6 +40,7 @@ from typing import Any
 
 from mindgate.config import ResourcesConfig, mindgate_home
 from mindgate.models import fit
+from mindgate.models.catalog import ModelCatalog, matches
 from mindgate.models.decisions import FILE_NAME, DecisionLog
 from mindgate.models.gguf_info import read_gguf_info
 from mindgate.models.local_pool import LocalInstance, LocalModelPool, default_pool
@@ -50,6 +58,10 @@ class Footprint:
     loaded: bool
     group: str = ""
     gpu: bool = False
+
+
+_Described = tuple[Footprint, Footprint, Path, int, LocalModelPool]
+"""A local model's footprint when not loaded and when loaded, its resolved path, context and pool."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,11 @@ class Verdict:
         return f"{self.action} ({self.reason})" if self.reason else self.action
 
 
+_LOADED = Verdict(True, "loaded")
+_UNKNOWN = Verdict(True, "unknown", "memory need not known here")
+
+
+SERVER_CONTEXT = 4096  # what LM Studio and Ollama load with when nothing says otherwise
 _shapes: dict[tuple[int, int, int, int], fit.ModelShape] = {}
 
 
@@ -95,9 +112,6 @@ def _local_shape(path: Path) -> fit.ModelShape:
     return shape
 
 
-@lru_cache(maxsize=64)
-def _resolved(path: Path) -> Path:
-    return path.resolve()
 
 
 class Placement:
@@ -117,23 +131,78 @@ class Placement:
         self._pending: list[tuple[float, int]] = []  # (time.time(), bytes taken (+) or given back (-))
         self._pending_lock = threading.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
+        self._known: dict[int, tuple[Any, _Described | None]] = {}
+        self.catalog: ModelCatalog | None = None
+        self._assumed: dict[str, float] = {}  # server model key -> when a load was decided (monotonic)
+
+    def attach(self, catalog: ModelCatalog) -> None:
+        """Check LM Studio and Ollama models on this machine too, as ``catalog`` lists them."""
+        self.catalog = catalog
 
     # -- what a model needs and holds ------------------------------------------------------------------
 
     def footprint(self, model: Any) -> Footprint | None:
-        """The model's need on this machine; None when it is not a model of this machine's engine."""
+        """The model's need on this machine; None when it is not a model of this machine's engine. What
+        does not change (path, estimate) is worked out once per model; per call only the pool is asked."""
+        described = self._described(model)
+        if described is None:
+            return None
+        unloaded, loaded, resolved, n_ctx, pool = described
+        return loaded if pool.holds(resolved, n_ctx) else unloaded
+
+    def _described(self, model: Any) -> _Described | None:
+        known = self._known.get(id(model))
+        if known is None or known[0] is not model:
+            known = self._known[id(model)] = (model, self._describe(model))
+        return known[1]
+
+    def _describe(self, model: Any) -> _Described | None:
         path, n_ctx = getattr(model, "model_path", None), getattr(model, "n_ctx", None)
         if getattr(model, "provider", None) != "local" or not isinstance(path, Path) or not isinstance(n_ctx, int):
             return None
         pool: LocalModelPool = getattr(model, "pool", None) or self.pool
-        resolved = _resolved(path)
+        resolved = path.resolve()
         estimate = fit.estimate(_local_shape(resolved), n_ctx)
-        loaded = pool.holds(resolved, n_ctx)
-        return Footprint(f"{resolved}@ctx{n_ctx}", f"{path.stem}@ctx{n_ctx}", estimate, loaded, str(resolved))
+        unloaded = Footprint(f"{resolved}@ctx{n_ctx}", f"{path.stem}@ctx{n_ctx}", estimate, False, str(resolved))
+        return unloaded, dataclasses.replace(unloaded, loaded=True), resolved, n_ctx, pool
+
+    def server_footprint(self, model: Any) -> Footprint | None:
+        """The need of an LM Studio or Ollama model on a loopback server, from the catalog's last listing;
+        None when there is no catalog, the server is elsewhere, or the listing does not give the size."""
+        catalog = self.catalog
+        model = getattr(model, "resolved_model", None) or model  # the auto chain's servers, once found
+        provider = getattr(model, "provider", None)
+        base = getattr(getattr(model, "client", None), "base_url", None)
+        if catalog is None or provider not in ("lmstudio", "ollama") or not isinstance(base, str):
+            return None
+        root = base.rstrip("/").removesuffix("/v1")
+        endpoint = next((e for e in catalog.endpoints if e.provider == provider and e.url == root), None)
+        if endpoint is None or not endpoint.on_this_machine:
+            return None
+        info = next((m for m in catalog.cached_models()
+                     if m.endpoint == endpoint.name and matches(m, str(getattr(model, "model", "")))), None)
+        if info is None or not info.size_bytes:
+            return None
+        context = info.loaded_context_length or endpoint.n_ctx or SERVER_CONTEXT
+        if info.max_context_length:
+            context = min(context, info.max_context_length)
+        shape = fit.ModelShape(info.size_bytes, info.kv_elements_per_token, info.max_context_length)
+        key = f"{endpoint.name}:{info.id}"
+        assumed = self._assumed.get(key)
+        listed = catalog.listed_at(endpoint.name)
+        loaded = info.loaded or (assumed is not None and (listed is None or listed < assumed))
+        return Footprint(key, key, fit.estimate(shape, context), loaded, key, gpu=True)
+
+    @staticmethod
+    def uses_gpu(model: Any) -> bool:
+        """Whether ``model`` may use free VRAM: LM Studio and Ollama offload to the GPU; the in-process
+        engine here runs on the CPU."""
+        model = getattr(model, "resolved_model", None) or model
+        return getattr(model, "provider", None) in ("lmstudio", "ollama")
 
     def held_bytes(self, model: Any) -> int:
         """Memory ``model`` holds now (its estimate when loaded, else 0): free to itself, never counted twice."""
-        footprint = self.footprint(model)
+        footprint = self.footprint(model) or self.server_footprint(model)
         return footprint.estimate.total_bytes if footprint is not None and footprint.loaded else 0
 
     def residents(self) -> list[Resident]:
@@ -171,16 +240,30 @@ class Placement:
     # -- admission -----------------------------------------------------------------------------------
 
     async def admit(self, model: Any, *, target: str, chain: str) -> Verdict:
-        footprint = self.footprint(model) if self.check_fit else None
-        if footprint is None:
-            return Verdict(True, "unknown", "memory need not known here")
-        if footprint.loaded:
-            return Verdict(True, "loaded")
+        if not self.check_fit:
+            return _UNKNOWN
+        described = self._described(model)
+        if described is None:
+            return await self._admit_server(model, target, chain)
+        unloaded, _, resolved, n_ctx, pool = described
+        if pool.holds(resolved, n_ctx):
+            return _LOADED
         async with self._lock():
-            footprint = self.footprint(model) or footprint  # another request may have loaded it meanwhile
-            if footprint.loaded:
-                return Verdict(True, "loaded")
-            return await self._place(footprint, target, chain)
+            if pool.holds(resolved, n_ctx):  # another request loaded it meanwhile
+                return _LOADED
+            return await self._place(unloaded, target, chain)
+
+    async def _admit_server(self, model: Any, target: str, chain: str) -> Verdict:
+        footprint = self.server_footprint(model)
+        if footprint is None:
+            return _UNKNOWN
+        if footprint.loaded:
+            return _LOADED
+        async with self._lock():
+            verdict = await self._place(footprint, target, chain)
+            if verdict.ok:
+                self._assumed[footprint.key] = time.monotonic()
+            return verdict
 
     def _lock(self) -> asyncio.Lock:
         key = id(asyncio.get_running_loop())

@@ -199,6 +199,7 @@ class Router(ChatModel):
             self.tiers = TierPolicy(name, [Tier(s.target.name, s.target.model, s.target.min_free_memory)
                                            for s in self._slots], placement.source,
                                     held_bytes=placement.held_bytes, pending_bytes=placement.pending_bytes,
+                                    uses_gpu=placement.uses_gpu,
                                     hysteresis=tier_hysteresis, recover_after=tier_recover_after,
                                     decisions=placement.decisions)
 
@@ -207,7 +208,7 @@ class Router(ChatModel):
     @classmethod
     def from_config(cls, chain: str, config: MindgateConfig) -> Router:
         """The chain named ``chain`` under ``routing.chains``; ``auto`` (when not defined there) is the
-        embedded default chain of :mod:`mindgate.providers.auto`."""
+        embedded default chain of :mod:`mindgate.routing.auto`."""
         from mindgate.routing.chains import router_from_config
 
         return router_from_config(chain, config)
@@ -320,6 +321,20 @@ class Router(ChatModel):
     def bind(self, fit: ContextFitter) -> FittedRouter:
         """This router with one request's fit stage bound: a chat model whose calls pass ``fit=``."""
         return FittedRouter(self, fit)
+
+    @property
+    def text_completions(self) -> bool:
+        return any(slot.target.model.text_completions for slot in self._slots)
+
+    async def atext_complete(self, prompt: str, **options: Any) -> dict[str, Any]:
+        from mindgate.routing.text import text_complete
+
+        return await text_complete(self, prompt, options)
+
+    def atext_stream(self, prompt: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        from mindgate.routing.text import text_stream
+
+        return text_stream(self, prompt, options)
 
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
         """Tokens by the first reachable target's tokenizer (None when none has one)."""

@@ -11,6 +11,7 @@ Contract (driven by the resource monitor's readings, never per request; the requ
   above ``min_free_memory * (1 + hysteresis)`` for ``recover_after`` seconds (reading times, so a test feed
   drives it without sleeping). Free memory hovering around a threshold therefore never flaps.
 * Every change is a decision (``tier-down`` / ``tier-up``) with the numbers in its reason.
+* Free memory is RAM, plus free VRAM for models of servers that offload to the GPU (LM Studio, Ollama).
 * Targets without ``min_free_memory`` always qualify.
 """
 
@@ -43,6 +44,7 @@ class TierPolicy:
 
     def __init__(self, chain: str, tiers: Sequence[Tier], source: ResourceSource, *,
                  held_bytes: Callable[[Any], int], pending_bytes: Callable[[], int] = lambda: 0,
+                 uses_gpu: Callable[[Any], bool] = lambda model: False,
                  hysteresis: float = DEFAULT_HYSTERESIS, recover_after: float = DEFAULT_RECOVER_AFTER,
                  decisions: DecisionLog | None = None) -> None:
         self.chain = chain
@@ -52,6 +54,7 @@ class TierPolicy:
         self.decisions = decisions or DecisionLog()
         self._held = held_bytes
         self._pending = pending_bytes
+        self._gpu = uses_gpu
         self._lock = threading.Lock()
         self._current: int | None = None
         self._up_since: float | None = None
@@ -67,7 +70,7 @@ class TierPolicy:
         self._unsubscribe()
 
     def _free_for(self, tier: Tier, reading: Resources) -> int:
-        return reading.free_bytes(gpu=False) - self._pending() + self._held(tier.model)
+        return reading.free_bytes(gpu=self._gpu(tier.model)) - self._pending() + self._held(tier.model)
 
     def _meets(self, tier: Tier, free: int, factor: float = 1.0) -> bool:
         return tier.min_free_bytes is None or free >= tier.min_free_bytes * factor

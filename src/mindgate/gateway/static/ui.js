@@ -139,7 +139,7 @@
     sessionStorage.removeItem(SCOPE);
     hidePages();
     for (const id of ["mem-table", "models-table", "hist-table"]) $(id).tBodies[0].replaceChildren();
-    for (const id of ["chains", "routes", "gauges", "endpoints", "traffic-totals", "chart-requests", "chart-latency"]) {
+    for (const id of ["scope-list", "chains", "routes", "gauges", "endpoints", "traffic-totals", "chart-requests", "chart-latency"]) {
       $(id).replaceChildren();  // nothing from the previous key stays in the page
     }
     $("mem-body").hidden = true;
@@ -188,7 +188,28 @@
   // ---- memories --------------------------------------------------------------------------------------
   const scopeParams = () => ({ [state.scope.kind]: state.scope.id });
 
+  const KIND_TITLES = { user_id: "Users", agent_id: "Agents", run_id: "Runs" };
+  async function loadScopes() {
+    const { scopes } = await api("GET", "/ui/api/scopes");
+    const groups = Object.keys(KIND_TITLES).map((kind) => {
+      const rows = scopes.filter((row) => row.kind === kind);
+      if (!rows.length) return null;
+      return h("div", { class: "scope-group", "data-kind": kind },
+        h("h2", {}, KIND_TITLES[kind]),
+        h("ul", {}, rows.map((row) => {
+          const current = state.scope && state.scope.kind === kind && state.scope.id === row.id;
+          return h("li", {}, h("button", { type: "button", class: "scope" + (current ? " active" : ""),
+            "data-kind": kind, "data-id": row.id, "aria-pressed": current ? "true" : "false",
+            onclick: () => openScope(kind, row.id).catch(fail) },
+            h("span", { class: "scope-id" }, row.id), badge(String(row.count))));
+        })));
+    });
+    const list = $("scope-list");
+    list.replaceChildren(...groups.filter(Boolean));
+    if (!scopes.length) list.append(h("p", { class: "muted" }, "No memories yet in any scope."));
+  }
   function enterMemories() {
+    loadScopes().catch(fail);
     if (!state.scope) {
       const saved = sessionStorage.getItem(SCOPE);
       const users = state.session.users;
@@ -207,7 +228,9 @@
     state.query = "";
     $("search-q").value = "";
     sessionStorage.setItem(SCOPE, JSON.stringify(state.scope));
-    return loadMemories();
+    $("scope-kind").value = kind;
+    $("scope-id").value = id;
+    return Promise.all([loadMemories(), loadScopes()]);
   }
   async function loadMemories() {
     if (!state.scope) return;
@@ -309,7 +332,7 @@
     await api("DELETE", `/v1/memories/${encodeURIComponent(state.current.id)}?${query(scopeParams())}`);
     $("mem-dialog").close();
     toast("Deleted. Its history is kept.");
-    await loadMemories();
+    await Promise.all([loadMemories(), loadScopes()]);
   }
   async function addMemory(event) {
     event.preventDefault();
@@ -321,7 +344,7 @@
     const changed = result.results.length;
     toast(changed ? `Remembered (${changed} change${changed === 1 ? "" : "s"}).` : "Nothing new to remember.");
     state.offset = 0;
-    await loadMemories();
+    await Promise.all([loadMemories(), loadScopes()]);
   }
   async function exportMemories() {
     if (!state.scope) return;
@@ -349,7 +372,7 @@
       $("models-empty").hidden = false;
     }
     loadModels(false).catch(fail);
-    poll("models", tickModels, () => (state.jobs.size ? POLL.job : POLL.models));
+    poll("models", tickModels, () => (state.jobs.size || state.downloading ? POLL.job : POLL.models));
   }
   async function tickModels() {
     for (const id of [...state.jobs.keys()]) {
@@ -367,6 +390,8 @@
     renderGauges(data.resources);
     renderEndpoints(data.endpoints);
     renderModels(data.models, data.can_manage);
+    renderDownloadTargets(data.endpoints);
+    renderDownloads(data.downloads || []);
     renderSwitching(await api("GET", "/ui/api/resources"));
   }
   function renderSwitching(data) {
@@ -393,6 +418,41 @@
       : h("p", { class: "muted" }, data.fit_routing ? "No model was loaded, unloaded or skipped for memory yet."
         : "Routing by fit is off (resources.fit_routing)."));
     $("switching").replaceChildren(...parts);
+  }
+  function progressBar(fraction) {
+    const pct = Math.round((fraction || 0) * 100);
+    const bar = h("span");
+    bar.style.width = `${pct}%`;
+    return h("div", { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0,
+      "aria-valuemax": 100 }, bar);
+  }
+  function renderDownloadTargets(endpoints) {
+    const select = $("download-endpoint");
+    const targets = [...endpoints.filter((e) => e.provider === "lmstudio"),
+      ...endpoints.filter((e) => e.provider === "ollama")];
+    const chosen = select.value;
+    select.replaceChildren(...targets.map((e) => h("option", { value: e.endpoint }, `${e.endpoint} (${e.provider})`)));
+    if (targets.some((e) => e.endpoint === chosen)) select.value = chosen;
+    $("download-form").hidden = !targets.length;
+  }
+  function renderDownloads(downloads) {
+    state.downloading = downloads.some((d) => !d.done || d.status === "starting");
+    $("downloads").replaceChildren(...downloads.map((d) => h("div", { class: "download", "data-download": d.model },
+      h("strong", null, d.model), h("span", { class: "muted" }, d.endpoint),
+      progressBar(d.fraction),
+      h("span", null, d.error ? `failed: ${d.error}` : d.total_bytes
+        ? `${d.status} ${fmtBytes(d.downloaded_bytes || 0)} / ${fmtBytes(d.total_bytes)}` : d.status))));
+  }
+  async function startDownload(event) {
+    event.preventDefault();
+    const model = $("download-model").value.trim();
+    if (!model) return;
+    await api("POST", "/ui/api/models/download", { model, endpoint: $("download-endpoint").value || null });
+    $("download-model").value = "";
+    toast(`Downloading ${model}…`);
+    state.downloading = true;
+    await loadModels(false);
+    poll("models", tickModels, () => (state.jobs.size || state.downloading ? POLL.job : POLL.models));
   }
   function gauge(title, free, total, detail) {
     const used = total ? 1 - free / total : 0;
@@ -450,7 +510,8 @@
       const pct = Math.round((job.fraction || 0) * 100);
       const bar = h("span");
       bar.style.width = `${pct}%`;
-      return h("div", { class: "job-box" }, h("div", { class: "job" }, `${job.stage} ${pct}%`),
+      const how = job.estimated ? " (estimated)" : "";
+      return h("div", { class: "job-box" }, h("div", { class: "job" }, `${job.stage} ${pct}%${how}`),
         h("div", { class: "progress", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0,
           "aria-valuemax": 100 }, bar));
     }
@@ -677,6 +738,7 @@
     $("delete").addEventListener("click", () => deleteMemory().catch(fail));
     $("dlg-close").addEventListener("click", () => $("mem-dialog").close());
     $("models-refresh").addEventListener("click", () => loadModels(true).catch(fail));
+    $("download-form").addEventListener("submit", (event) => startDownload(event).catch(fail));
     window.addEventListener("hashchange", route);
     boot();
   });

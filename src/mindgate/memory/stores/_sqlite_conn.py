@@ -62,8 +62,15 @@ def validate_path(path: Path | str) -> Path:
     return p
 
 
-def translate(exc: apsw.Error, path: Path, busy_timeout_ms: int) -> StoreError:
-    """An apsw error as a StoreError that says what happened to which file and what to do."""
+def translate(exc: apsw.Error, path: Path, busy_timeout_ms: int, operation: str = "write") -> StoreError:
+    """An apsw error as a StoreError that says what happened to which file and what to do. ``operation``
+    ("read", "write" or "open") is what failed; it is kept on the error as ``operation``."""
+    error = _translate(exc, path, busy_timeout_ms, operation)
+    error.operation = operation
+    return error
+
+
+def _translate(exc: apsw.Error, path: Path, busy_timeout_ms: int, operation: str) -> StoreError:
     if isinstance(exc, apsw.BusyError | apsw.LockedError):
         return StoreError(f"the memory store {path} stayed locked for {busy_timeout_ms} ms: another "
                           "process holds the write lock",
@@ -77,7 +84,10 @@ def translate(exc: apsw.Error, path: Path, busy_timeout_ms: int) -> StoreError:
     if isinstance(exc, apsw.ReadOnlyError | apsw.CantOpenError | apsw.PermissionsError | apsw.IOError):
         return StoreError(f"cannot read or write the memory store {path} ({exc})",
                           hint="check that the file and its directory exist and are writable")
-    return StoreError(f"the memory store {path} failed: {exc}",
+    if operation == "read":
+        return StoreError(f"a read of the memory store {path} failed: {exc}",
+                          hint="nothing was changed; report this if it repeats")
+    return StoreError(f"the memory store {path} failed during a {operation}: {exc}",
                       hint="nothing of the failed write was stored; report this if it repeats")
 
 
@@ -112,7 +122,7 @@ class Connections:
         try:
             conn = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
         except apsw.Error as exc:
-            raise translate(exc, self.path, self.busy_timeout_ms) from exc
+            raise translate(exc, self.path, self.busy_timeout_ms, "open") from exc
         try:
             conn.setbusytimeout(self.busy_timeout_ms)
             conn.enable_load_extension(True)
@@ -128,7 +138,7 @@ class Connections:
             _sqlite_text.register(conn)
         except apsw.Error as exc:
             conn.close()
-            raise translate(exc, self.path, self.busy_timeout_ms) from exc
+            raise translate(exc, self.path, self.busy_timeout_ms, "open") from exc
         except BaseException:
             conn.close()
             raise
@@ -137,17 +147,17 @@ class Connections:
     @contextlib.contextmanager
     def write(self) -> Iterator[apsw.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction: committed when the block ends, rolled back on any error."""
-        with self._transaction("BEGIN IMMEDIATE") as conn:
+        with self._transaction("BEGIN IMMEDIATE", "write") as conn:
             yield conn
 
     @contextlib.contextmanager
     def read(self) -> Iterator[apsw.Connection]:
         """One read transaction (a consistent snapshot)."""
-        with self._transaction("BEGIN") as conn:
+        with self._transaction("BEGIN", "read") as conn:
             yield conn
 
     @contextlib.contextmanager
-    def _transaction(self, begin: str) -> Iterator[apsw.Connection]:
+    def _transaction(self, begin: str, operation: str) -> Iterator[apsw.Connection]:
         conn = self.get()
         if conn.in_transaction:
             raise StoreError("a memory store transaction is already open on this thread",
@@ -155,7 +165,7 @@ class Connections:
         try:
             conn.execute(begin)
         except apsw.Error as exc:
-            raise translate(exc, self.path, self.busy_timeout_ms) from exc
+            raise translate(exc, self.path, self.busy_timeout_ms, operation) from exc
         try:
             yield conn
             conn.execute("COMMIT")
@@ -164,7 +174,7 @@ class Connections:
                 with contextlib.suppress(apsw.Error):
                     conn.execute("ROLLBACK")
             if isinstance(exc, apsw.Error):
-                raise translate(exc, self.path, self.busy_timeout_ms) from exc
+                raise translate(exc, self.path, self.busy_timeout_ms, operation) from exc
             raise
 
     def close(self) -> None:
@@ -220,7 +230,7 @@ def migrate(conn: apsw.Connection, path: Path, busy_timeout_ms: int,
                 conn.execute("ROLLBACK")
             raise
     except apsw.Error as exc:
-        raise translate(exc, path, busy_timeout_ms) from exc
+        raise translate(exc, path, busy_timeout_ms, "open") from exc
     return latest
 
 

@@ -62,7 +62,11 @@ def _condition(c: Condition, col: str, params: list[Any]) -> str:
         sql = _equals(typ, val, c.value, params)
         return sql if op == "eq" else f"NOT coalesce({sql}, 0)"
     if op in ("in", "nin"):
-        sql = "(" + " OR ".join(f"coalesce({_equals(typ, val, v, params)}, 0)" for v in c.value) + ")"
+        # one bound JSON array walked by json_each, not an OR chain (whose depth grows with the list)
+        params.append(json.dumps(list(c.value), ensure_ascii=False))
+        sql = (f"EXISTS (SELECT 1 FROM json_each(?) AS v WHERE (v.type = {typ} AND v.type IN "
+               f"('null','true','false')) OR (v.type IN {_NUMERIC} AND {typ} IN {_NUMERIC} AND v.value = {val}) "
+               f"OR (v.type = 'text' AND {typ} = 'text' AND v.value = {val}))")
         return sql if op == "in" else f"NOT {sql}"
     if op in ("contains", "icontains"):
         return _contains(c, col, path, typ, val, params)
@@ -137,3 +141,10 @@ def to_record(row: Sequence[Any]) -> MemoryRecord:
 def similarity(distance: float) -> float:
     """sqlite-vec's cosine distance as cosine similarity, clamped to [-1, 1]."""
     return max(-1.0, min(1.0, 1.0 - distance))
+
+
+# The scopes that hold live records, largest first (each id column grouped on its own).
+SCOPES_SQL = " UNION ALL ".join(
+    f"SELECT '{column}' AS kind, {column} AS sid, count(*) AS n FROM memories "
+    f"WHERE deleted_at IS NULL AND {column} IS NOT NULL GROUP BY {column}"
+    for column in ("user_id", "agent_id", "run_id")) + " ORDER BY n DESC, kind, sid LIMIT ?"

@@ -2,6 +2,8 @@
 
 * The query's words (the ``unicode61`` tokenizer's tokens, diacritics removed) become quoted FTS5 strings
   joined by ``OR``: user text is never FTS5 syntax. The stemmer (porter) applies once, inside FTS5.
+* A long query keeps only its :data:`MAX_SEARCH_TERMS` most selective words (fewest documents, read
+  from an ``fts5vocab`` table over the index): its cost stays bounded however many words it has.
 * The match is restricted to the partition's rowid range (see ``partitions`` in the schema), so it reads
   only that partition's postings.
 * Ranking is Okapi BM25 (k1=1.2, b=0.75) computed here, with document frequencies and document count
@@ -21,7 +23,9 @@ import apsw
 K1 = 1.2
 B = 0.75
 MAX_QUERY_TOKENS = 64
+MAX_SEARCH_TERMS = 8
 STATS_FUNCTION = "mg_term_stats"
+VOCAB_TABLE = "temp.mg_fts_vocab"
 
 
 def query_tokens(conn: apsw.Connection, query: str) -> list[str]:
@@ -32,6 +36,27 @@ def query_tokens(conn: apsw.Connection, query: str) -> list[str]:
     return list(dict.fromkeys(t for t in tokens if t))[:MAX_QUERY_TOKENS]
 
 
+def prune(conn: apsw.Connection, tokens: list[str], limit: int = MAX_SEARCH_TERMS) -> list[str]:
+    """At most ``limit`` of ``tokens``: those in the fewest documents (the most selective, which also
+    weigh most in BM25); words in no document are dropped. Bounds a long query's cost, since every
+    document holding any query word is a candidate scored in Python. Document counts are the index's
+    (all partitions): cheap to read, and the order they give is what matters."""
+    if len(tokens) <= limit:
+        return tokens
+    stemmer = conn.fts5_tokenizer("porter", ["unicode61", "remove_diacritics", "2"])
+    stems: dict[str, str] = {}
+    for token in tokens:
+        stemmed: Sequence[str] = stemmer(token.encode("utf-8"), apsw.FTS5_TOKENIZE_QUERY, None,
+                                         include_offsets=False, include_colocated=False)  # type: ignore[assignment]
+        stems[token] = stemmed[0] if stemmed else token
+    terms = sorted(set(stems.values()))
+    rows = conn.execute(f"SELECT term, doc FROM {VOCAB_TABLE} WHERE term IN ({','.join('?' * len(terms))})",
+                        terms).fetchall()
+    found: dict[str, int] = {str(term): int(doc) for term, doc in rows}  # type: ignore[arg-type]
+    kept = sorted((t for t in tokens if found.get(stems[t], 0) > 0), key=lambda t: (found[stems[t]], t))
+    return kept[:limit]
+
+
 def match_expression(tokens: Sequence[str]) -> str:
     """FTS5 query matching rows that contain any of ``tokens``; each token is a quoted string."""
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in tokens)
@@ -40,6 +65,7 @@ def match_expression(tokens: Sequence[str]) -> str:
 def register(conn: apsw.Connection) -> None:
     """Install the auxiliary function that reports a row's length and per-phrase term frequencies."""
     conn.register_fts5_function(STATS_FUNCTION, _term_stats)
+    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {VOCAB_TABLE} USING fts5vocab(main, memories_fts, row)")
 
 
 def _term_stats(api: apsw.FTS5ExtensionApi, *args: apsw.SQLiteValue) -> str:

@@ -222,3 +222,10 @@ def similarity(distance: float | None) -> float:
     if distance is None or math.isnan(distance):
         return -1.0
     return max(-1.0, min(1.0, 1.0 - float(distance)))
+
+
+# The scopes that hold live records, largest first ({memories} is filled in by the store).
+SCOPES_SQL = " UNION ALL ".join(
+    f"SELECT '{column}' AS kind, {column} AS sid, count(*) AS n FROM {{memories}} "
+    f"WHERE deleted_at IS NULL AND {column} IS NOT NULL GROUP BY {column}"
+    for column in ("user_id", "agent_id", "run_id")) + " ORDER BY n DESC, kind, sid LIMIT %s"

@@ -58,10 +58,12 @@ from mindgate.memory.stores.pg_connect import (
     ensure_vector_extension,
     make_pool,
 )
+from mindgate.memory.stores.pg_responses import PgResponses
 from mindgate.memory.stores.pg_sql import (
     COLUMNS,
     HISTORY_COLUMNS,
     MAX_DIMS,
+    SCOPES_SQL,
     check_change,
     check_record,
     filter_sql,
@@ -79,6 +81,7 @@ from mindgate.providers.base import EmbedderIdentity, Vector
 # Aliases: inside the class, `list` is the list() method.
 Records = list[MemoryRecord]
 Scored = list[tuple[MemoryRecord, float]]
+ScopeCounts = list[tuple[str, str, int]]
 Histories = list[HistoryRecord]
 Results = list[ChangeResult]
 # Up to this many live records a partition is searched exactly: faster than an HNSW scan that then
@@ -88,7 +91,7 @@ EXACT_SCAN_MAX = 1000
 _HIST = "INSERT INTO {} (partition, id, memory_id, event, old_memory, new_memory, created_at, actor)"
 
 
-class PgVectorStore(MemoryStore):
+class PgVectorStore(PgResponses, MemoryStore):
     """Memories in PostgreSQL + pgvector; tables are named ``<collection_name>_*``."""
 
     def __init__(self, config: PgVectorStoreConfig) -> None:
@@ -349,6 +352,12 @@ class PgVectorStore(MemoryStore):
             cur.execute(self._q("SELECT count(*) FROM {memories} m WHERE {}", where), params)
             row = cur.fetchone()
         return int(row[0]) if row else 0
+
+    def scopes(self, *, limit: int = 1000) -> ScopeCounts:
+        check_count("limit", limit)
+        with self._tx() as cur:
+            cur.execute(self._q(SCOPES_SQL), [limit])
+            return [(str(kind), str(scope_id), int(n)) for kind, scope_id, n in cur.fetchall()]
 
     def vector_search(self, scope: Scope, vector: Vector, k: int,
                       flt: Filter | None = None) -> Scored:

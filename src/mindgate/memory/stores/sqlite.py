@@ -42,8 +42,10 @@ from mindgate.errors import EmbedderMismatchError, InvalidRequestError, NotFound
 from mindgate.memory.filters import Filter
 from mindgate.memory.stores._sqlite_conn import Connections, validate_path
 from mindgate.memory.stores._sqlite_import import import_history, import_record
+from mindgate.memory.stores._sqlite_responses import SQLiteResponses
 from mindgate.memory.stores._sqlite_sql import (
     RECORD_COLUMNS,
+    SCOPES_SQL,
     filter_sql,
     iso,
     metadata_json,
@@ -52,7 +54,7 @@ from mindgate.memory.stores._sqlite_sql import (
     slot_range,
     to_record,
 )
-from mindgate.memory.stores._sqlite_text import STATS_FUNCTION, bm25, match_expression, query_tokens
+from mindgate.memory.stores._sqlite_text import STATS_FUNCTION, bm25, match_expression, prune, query_tokens
 from mindgate.memory.stores.base import (
     AddChange,
     Change,
@@ -101,7 +103,7 @@ class _Txn:
     new_slots: dict[str, int] = field(default_factory=dict)
 
 
-class SQLiteStore(MemoryStore):
+class SQLiteStore(SQLiteResponses, MemoryStore):
     """A memory store in one SQLite file at ``path`` (its directory is created when missing).
 
     ``busy_timeout_ms`` is how long a write waits for another writer's lock before failing with a
@@ -347,6 +349,12 @@ class SQLiteStore(MemoryStore):
         with self._db.read() as conn:
             return int(_one(conn, f"SELECT count(*) FROM memories m WHERE {where}", params)[0])
 
+    def scopes(self, *, limit: int = 1000) -> builtins.list[tuple[str, str, int]]:
+        check_count("limit", limit)
+        with self._db.read() as conn:
+            rows = _all(conn, SCOPES_SQL, [limit])
+        return [(str(kind), str(scope_id), int(n)) for kind, scope_id, n in rows]
+
     def vector_search(self, scope: Scope, vector: Vector, k: int,
                       flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
         check_count("k", k)
@@ -386,6 +394,9 @@ class SQLiteStore(MemoryStore):
             tokens = query_tokens(conn, query)
             slot = self._slot(conn, scope.partition)
             if not tokens or slot is None:
+                return []
+            tokens = prune(conn, tokens)
+            if not tokens:
                 return []
             lo, hi = slot_range(slot)
             candidates = _all(conn, f"SELECT rowid, {STATS_FUNCTION}(memories_fts) FROM memories_fts "

@@ -1,4 +1,4 @@
--- mindgate SQLite memory store, schema version 2: the context-summary cache (see base.ContextSummary).
+-- mindgate SQLite memory store, schema version 3: the context-summary cache (see base.ContextSummary).
 CREATE TABLE context_summaries (
     partition    TEXT NOT NULL,
     conversation TEXT NOT NULL,    -- digest of the conversation's first turn
