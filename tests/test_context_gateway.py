@@ -156,3 +156,44 @@ def test_memory_and_truncate_on_the_in_process_engine(serve_gateway: Serve, engi
         extra_headers={"X-Mindgate-Context": "truncate"})
     assert fields(raw.headers["x-mindgate-context"])["policy"] == "truncate"
     check_tool_pairs(engine.received[-1])
+
+
+def test_responses_and_previous_response_id_chains_are_fitted(serve_gateway: Serve,
+                                                               memory_factory: Callable[..., AsyncMemory]) -> None:
+    """On a scripted upstream (its words do not matter; what it receives does): OpenAI's ``truncation``
+    chooses the policy, and a ``previous_response_id`` chain that outgrows the window is fitted too."""
+    from routing_helpers import ScriptedServer, chat_model
+
+    upstream = ScriptedServer(reply="ok").start()
+    try:
+        router = Router([Target(chat_model(f"{upstream.base_url}/v1"), name="small", context_length=WINDOW)],
+                        name="small")
+        gateway = serve_gateway(create_app(MindgateConfig.from_dict({}, env=False), chat=router,
+                                           memory=memory_factory(), warm_up=False))
+        client = gateway.openai()
+        spoken = [{"role": m["role"], "content": m["content"]} for m in history(100)[1:]
+                  if m["role"] in ("user", "assistant") and m.get("content") and not m.get("tool_calls")]
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.responses.create(model="small", input=[*spoken, {"role": "user", "content": QUESTION}],
+                                    truncation="disabled", max_output_tokens=16)  # type: ignore[arg-type]
+        assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "context_length_exceeded"
+        assert upstream.chat_requests == 0
+
+        first = client.responses.with_raw_response.create(model="small", input=spoken[:40], truncation="auto",
+                                                          max_output_tokens=16)  # type: ignore[arg-type]
+        assert fields(first.headers["x-mindgate-context"])["policy"] == "truncate"
+        chained = first.parse().id
+        for start in range(40, len(spoken), 40):  # the chain grows past the window, turn by turn
+            raw = client.responses.with_raw_response.create(model="small", input=spoken[start:start + 40],
+                                                            previous_response_id=chained,
+                                                            max_output_tokens=16)  # type: ignore[arg-type]
+            assert raw.http_response.status_code == 200
+            chained = raw.parse().id
+        # the default policy: summarize (the chain's loopback target summarises); turn 1's fact survives
+        report = fields(raw.headers["x-mindgate-context"])
+        assert report["policy"] == "summarize" and int(report["dropped"]) > 0
+        assert int(report["tokens"].split("/")[0]) <= WINDOW - 16 - 64
+        sent = upstream.requests_to("/v1/chat/completions")[-1].json["messages"]
+        assert sent[-1]["content"] == spoken[-1]["content"] and "Biscuit" in sent[0]["content"]
+    finally:
+        upstream.stop()
