@@ -243,8 +243,3 @@ class StepCache:
         self._lru.move_to_end(key)
         while len(self._lru) > self.size:
             self._lru.popitem(last=False)
-
-    def forget(self, partition: str) -> None:
-        """Drop a partition's in-process entries (after its memories were deleted)."""
-        for key in [k for k in self._lru if k[0] == partition]:
-            del self._lru[key]
