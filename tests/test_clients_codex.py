@@ -74,9 +74,10 @@ def run_codex(tmp_path: Path, base_v1: str, prompt: str, *, model: str = "script
     work.mkdir()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(home),
            "MINDGATE_API_KEY": "unused", "NO_COLOR": "1"}
-    done = subprocess.run([str(_codex_binary()), "exec", "--json", "--ephemeral", "--skip-git-repo-check",
-                           "--dangerously-bypass-approvals-and-sandbox", "--color", "never", "-C", str(work),
-                           prompt], env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    # --strict-config: a config key this Codex version no longer knows fails here instead of being ignored
+    command = [str(_codex_binary()), "exec", "--strict-config", "--json", "--ephemeral", "--skip-git-repo-check",
+               "--dangerously-bypass-approvals-and-sandbox", "--color", "never", "-C", str(work), prompt]
+    done = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=timeout, check=False)
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert done.returncode == 0, f"codex exec failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}"

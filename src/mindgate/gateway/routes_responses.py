@@ -30,6 +30,7 @@ from mindgate.gateway.openai_responses import (
     chat_tool_choice,
     chat_tools,
     items_to_messages,
+    mcp_call_items,
     new_id,
     normalise_input,
     output_items,
@@ -42,6 +43,7 @@ from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas_responses import ResponsesRequest
 from mindgate.gateway.scoping import requested_scope
 from mindgate.gateway.state import Gateway, gateway_of
+from mindgate.gateway.tool_options import tool_stage_options
 from mindgate.gateway.wire import SSE_HEADERS, charger, check_unicode
 from mindgate.pipeline.conversations import ResponseLog
 from mindgate.pipeline.core import ChatRequest, ChatStream
@@ -147,8 +149,12 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
         stage_options["fit"] = policy
     headers: dict[str, str] = {}
     remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
+    stage_options.update(tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope))
+    # with gateway-run tools, each model call of the loop is charged on behalf of the key as it happens
+    charged_per_call = "tools" in stage_options and principal is not None
     chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
-                       charger(gateway, principal), remember=remember, memory_llm=memory_llm)
+                       None if charged_per_call else charger(gateway, principal), remember=remember,
+                       memory_llm=memory_llm)
     prepared = await gateway.pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
              user=scope.user_id if scope else None, memories=len(prepared.memories))
@@ -167,7 +173,8 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     if result.context is not None:
         headers[CONTEXT_HEADER] = result.context
     answer = result.response
-    output = output_items(answer.content, answer.tool_calls, namespaces=tools.namespaces)
+    output = mcp_call_items(answer.raw.get("mindgate")) + output_items(answer.content, answer.tool_calls,
+                                                                         namespaces=tools.namespaces)
     response = turn.response(answer.model, "completed", output, result.usage, finish_reason=answer.finish_reason)
     await turn.keep(gateway.responses, response)
     annotate(request.scope, prompt_tokens=result.usage.prompt_tokens,

@@ -10,22 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mindgate.config import ContextPolicyName
-
-
-class ResponsesOptions(BaseModel):
-    """``mindgate``: the gateway's own per-request options on ``/v1/responses``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    context: ContextPolicyName | None = Field(
-        default=None, description="how a conversation longer than the model's window is fitted (docs/context.md)")
+from mindgate.gateway.schemas import MindgateOptions
 
 
 class ResponsesRequest(BaseModel):
     """``memory`` (mindgate's extension) turns memory-augmented answers off with ``false``; ``mindgate``
-    holds the gateway's per-request options (``{"context": "truncate"}``: the context policy). OpenAI's
-    ``truncation`` chooses the context policy when neither ``mindgate.context`` nor the
+    holds the gateway's other per-request options (MCP tools, memory mode, ``context``: the context policy).
+    OpenAI's ``truncation`` chooses the context policy when neither ``mindgate.context`` nor the
     ``X-Mindgate-Context`` header does: ``"auto"`` is ``truncate``, ``"disabled"`` is ``error``. Accepted
     and ignored: ``include``, ``service_tier``, ``prompt_cache_key``, ``safety_identifier``,
     ``top_logprobs``, ``stream_options``."""
@@ -51,9 +42,9 @@ class ResponsesRequest(BaseModel):
     background: bool | None = None
     conversation: str | dict[str, Any] | None = None
     memory: bool | None = None
+    mindgate: MindgateOptions | None = None
     include: list[str] | None = None
     truncation: Literal["auto", "disabled"] | None = None
-    mindgate: ResponsesOptions | None = None
 
     @model_validator(mode="after")
     def _served(self) -> ResponsesRequest:

@@ -42,6 +42,7 @@ from mindgate.providers.base import (
 )
 from mindgate.providers.local_requests import check_logit_bias, check_options, prepare_messages
 from mindgate.providers.openai_compat import sampling_defaults
+from mindgate.providers.spec import ProviderSpec
 
 _PACKAGED_EMBEDDER_NAMES = {DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}",
                             "all-minilm-l6-v2"}
@@ -411,3 +412,7 @@ def embedder(config: ProviderConfig) -> SentenceTransformerEmbedder:
                                  hint="remove it, or use `device` / `batch_size`")
     return SentenceTransformerEmbedder(config.model_path or config.model, device=config.device,
                                        embedding_dims=config.embedding_dims, batch_size=config.batch_size)
+
+
+SPEC = ProviderSpec(name="local", display="the local engine", chat_model=chat_model, embedder=embedder,
+                    base_url_keys=(), takes_top_k=True, management="local")

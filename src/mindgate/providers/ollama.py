@@ -45,6 +45,7 @@ from mindgate.providers.openai_compat import (
     sampling_defaults,
     server_message,
 )
+from mindgate.providers.spec import ProviderSpec
 
 DEFAULT_BASE_URL = "http://localhost:11434"
 
@@ -476,3 +477,9 @@ def embedder(config: ProviderConfig) -> OllamaEmbedder:
     extra = {**top, **({"options": options} if options else {})}
     return OllamaEmbedder(_client(config), config.model or "nomic-embed-text", embedding_dims=config.embedding_dims,
                           batch_size=config.batch_size, extra_body=extra)
+
+
+SPEC = ProviderSpec(name="ollama", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+                    base_url_keys=("ollama_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
+                    start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
+                    takes_reasoning_effort=True, management="ollama")

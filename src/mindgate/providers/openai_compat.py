@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 from httpx_sse import EventSource, SSEError
 
-from mindgate.config import BASE_URL_KEYS, ProviderConfig
+from mindgate.config import ProviderConfig, base_url_keys
 from mindgate.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -43,6 +43,7 @@ from mindgate.providers.base import (
     Vector,
     chatml_prompt,
 )
+from mindgate.providers.spec import ProviderSpec
 
 
 @dataclass(frozen=True)
@@ -515,7 +516,7 @@ def client_from_config(config: ProviderConfig, profile: ServerProfile, *, defaul
     API key from the config or the profile's environment variable."""
     base_url = config.base_url_for(profile.provider) or default_base_url
     if not base_url:
-        keys = " or ".join(f"`{k}`" for k in BASE_URL_KEYS.get(profile.provider, ("base_url",)))
+        keys = " or ".join(f"`{k}`" for k in base_url_keys(profile.provider))
         raise ConfigurationError(f"provider {profile.provider!r} needs a base URL", hint=f"set {keys}")
     env_name = api_key_env or profile.key_env
     api_key = config.api_key or (os.environ.get(env_name) if env_name else None)
@@ -550,3 +551,38 @@ def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
     return OpenAICompatEmbedder(client, require_model(config, "openai_compatible", "bge-small-en-v1.5"),
                                 embedding_dims=config.embedding_dims, batch_size=config.batch_size,
                                 extra_body=config.model_kwargs)
+
+
+
+def openai_compatible_spec(name: str, display: str, *, default_base_url: str | None = None,
+                           key_env: str | None = None, start_hint: str | None = None,
+                           chat_model_default: str | None = None, embedding_model_default: str | None = None,
+                           require_key: bool = False, takes_top_k: bool = False,
+                           takes_reasoning_effort: bool = False) -> ProviderSpec:
+    """A provider that speaks OpenAI's chat-completions and embeddings API, served by mindgate's shared
+    client (pooling, timeouts, SSE, Retry-After, OpenAI-shaped errors). A model is required in config
+    unless a default is given."""
+    profile = ServerProfile(provider=name, display=display,
+                            start_hint=start_hint or "check that the server is reachable, or fix base_url",
+                            key_env=key_env)
+
+    def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
+        client = client_from_config(config, profile, default_base_url=default_base_url, require_key=require_key)
+        model = config.model or chat_model_default or require_model(config, name, "a model id it serves")
+        return OpenAICompatChatModel(client, model, defaults=sampling_defaults(config),
+                                     extra_body=config.model_kwargs)
+
+    def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
+        client = client_from_config(config, profile, default_base_url=default_base_url, require_key=require_key)
+        model = config.model or embedding_model_default or require_model(config, name, "an embedding model id")
+        return OpenAICompatEmbedder(client, model, embedding_dims=config.embedding_dims,
+                                    batch_size=config.batch_size, extra_body=config.model_kwargs)
+
+    return ProviderSpec(name=name, display=display, chat_model=chat_model, embedder=embedder,
+                        default_base_url=default_base_url, start_hint=profile.start_hint, key_env=key_env,
+                        takes_top_k=takes_top_k, takes_reasoning_effort=takes_reasoning_effort)
+
+SPEC = ProviderSpec(name="openai_compatible", display=GENERIC.display, chat_model=chat_model, embedder=embedder,
+                    base_url_keys=("base_url", "openai_base_url"), start_hint=GENERIC.start_hint,
+                    key_env="OPENAI_API_KEY", takes_top_k=True, takes_reasoning_effort=True,
+                    management="openai_compatible")
