@@ -253,6 +253,22 @@ def output_items(content: str | None, tool_calls: Sequence[dict[str, Any]], *,
     return items
 
 
+def mcp_call_item(record: dict[str, Any]) -> Item:
+    """A tool call the gateway ran (one ``mindgate.tool_calls`` record) as OpenAI's ``mcp_call`` item."""
+    failed = bool(record.get("is_error"))
+    return {"type": "mcp_call", "id": new_id("mcp"), "server_label": record.get("server", ""),
+            "name": record.get("tool", ""), "arguments": record.get("arguments") or "{}",
+            "output": None if failed else record.get("output"),
+            "error": {"type": "mcp_tool_execution_error", "content": [{"type": "text", "text": record.get("output")}]}
+            if failed else None, "status": "failed" if failed else "completed"}
+
+
+def mcp_call_items(trace: Any) -> list[Item]:
+    """The ``mcp_call`` items of a finished answer's ``mindgate`` trace (none without one)."""
+    records = trace.get("tool_calls") if isinstance(trace, dict) else None
+    return [mcp_call_item(r) for r in records or [] if isinstance(r, dict)]
+
+
 def function_call_item(call_id: str | None, name: str, namespaces: dict[str, str]) -> Item:
     """A ``function_call`` output item (in progress, no arguments yet)."""
     item: Item = {"type": "function_call", "id": new_id("fc"), "call_id": call_id or new_id("call"),

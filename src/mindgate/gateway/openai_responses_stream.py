@@ -4,8 +4,10 @@ The sequence the official SDKs' stream helpers expect: ``response.created``, ``r
 output item ``response.output_item.added``, then for a message ``response.content_part.added``,
 ``response.output_text.delta``..., ``response.output_text.done``, ``response.content_part.done``, and for
 a function call ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``;
-``response.output_item.done``; finally ``response.completed`` (or ``response.incomplete`` when the output
-limit cut the answer). A failure after the stream started ends it with ``response.failed``.
+``response.output_item.done``; a tool the gateway ran itself (MCP tool loop) is an ``mcp_call`` item:
+added, ``response.mcp_call.completed`` (or ``.failed``) and done at once; finally ``response.completed``
+(or ``response.incomplete`` when the output limit cut the answer). A failure after the stream started
+ends it with ``response.failed``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mindgate.gateway.openai_responses import Item, function_call_item, message_item, new_id
+from mindgate.gateway.openai_responses import Item, function_call_item, mcp_call_item, message_item, new_id
 from mindgate.providers.base import ChatChunk
 
 
@@ -45,6 +47,9 @@ class ResponseEvents:
 
     def feed(self, chunk: ChatChunk) -> list[bytes]:
         out: list[bytes] = []
+        trace = chunk.raw.get("mindgate") if chunk.raw else None
+        if isinstance(trace, dict) and isinstance(trace.get("tool_call"), dict):
+            out.extend(self._mcp_call(mcp_call_item(trace["tool_call"])))
         if chunk.content:
             if self._text is None:
                 self._text = message_item(new_id("msg"), "", "in_progress")
@@ -62,6 +67,14 @@ class ResponseEvents:
         for delta in chunk.tool_calls:
             out.extend(self._call_delta(delta))
         return out
+
+    def _mcp_call(self, item: Item) -> list[bytes]:
+        """A tool call the gateway already ran: added, completed (or failed) and done at once."""
+        self.output.append(item)
+        index = len(self.output) - 1
+        return [self.event("response.output_item.added", output_index=index, item=item),
+                self.event(f"response.mcp_call.{item['status']}", item_id=item["id"], output_index=index),
+                self.event("response.output_item.done", output_index=index, item=item)]
 
     def _call_delta(self, delta: dict[str, Any]) -> list[bytes]:
         out: list[bytes] = []

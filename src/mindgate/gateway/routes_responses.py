@@ -29,6 +29,7 @@ from mindgate.gateway.openai_responses import (
     chat_tool_choice,
     chat_tools,
     items_to_messages,
+    mcp_call_items,
     new_id,
     normalise_input,
     output_items,
@@ -41,6 +42,7 @@ from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas_responses import ResponsesRequest
 from mindgate.gateway.scoping import requested_scope
 from mindgate.gateway.state import Gateway, gateway_of
+from mindgate.gateway.tool_options import tool_stage_options
 from mindgate.gateway.wire import SSE_HEADERS, charger, check_unicode
 from mindgate.pipeline.conversations import ResponseLog
 from mindgate.pipeline.core import ChatRequest, ChatStream
@@ -113,6 +115,9 @@ def _options(body: ResponsesRequest) -> tuple[dict[str, Any], dict[str, Any], To
     response_format, schema = text_format(body.text)
     if response_format is not None:
         options["response_format"] = response_format
+    effort = (body.reasoning or {}).get("effort")
+    if effort:  # chat completions' name for it; sent where the target takes extra fields (see docs)
+        options["extra_body"] = {"reasoning_effort": effort}
     return options, ({"json_schema": schema} if schema is not None else {}), tools
 
 
@@ -141,8 +146,12 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     check_unicode("the request", [messages, options])
     headers: dict[str, str] = {}
     remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
+    stage_options.update(tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope))
+    # with gateway-run tools, each model call of the loop is charged on behalf of the key as it happens
+    charged_per_call = "tools" in stage_options and principal is not None
     chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
-                       charger(gateway, principal), remember=remember, memory_llm=memory_llm)
+                       None if charged_per_call else charger(gateway, principal), remember=remember,
+                       memory_llm=memory_llm)
     prepared = await gateway.pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
              user=scope.user_id if scope else None, memories=len(prepared.memories))
@@ -157,7 +166,8 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
         return EventStream(events, headers={**SSE_HEADERS, **headers})
     result = await gateway.pipeline.complete(prepared)
     answer = result.response
-    output = output_items(answer.content, answer.tool_calls, namespaces=tools.namespaces)
+    output = mcp_call_items(answer.raw.get("mindgate")) + output_items(answer.content, answer.tool_calls,
+                                                                         namespaces=tools.namespaces)
     response = turn.response(answer.model, "completed", output, result.usage, finish_reason=answer.finish_reason)
     await turn.keep(gateway.responses, response)
     annotate(request.scope, prompt_tokens=result.usage.prompt_tokens,

@@ -10,9 +10,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mindgate.gateway.schemas import MindgateOptions
+
 
 class ResponsesRequest(BaseModel):
-    """``memory`` (mindgate's extension) turns memory-augmented answers off with ``false``. Accepted and
+    """``memory`` (mindgate's extension) turns memory-augmented answers off with ``false``; ``mindgate``
+    holds the gateway's other per-request options (MCP tools, memory mode). Accepted and
     ignored: ``include``, ``truncation``, ``service_tier``, ``prompt_cache_key``, ``safety_identifier``,
     ``top_logprobs``, ``stream_options``."""
 
@@ -37,6 +40,7 @@ class ResponsesRequest(BaseModel):
     background: bool | None = None
     conversation: str | dict[str, Any] | None = None
     memory: bool | None = None
+    mindgate: MindgateOptions | None = None
     include: list[str] | None = None
     truncation: Literal["auto", "disabled"] | None = None
 
