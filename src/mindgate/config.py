@@ -53,6 +53,20 @@ def base_url_keys(provider: str) -> tuple[str, ...]:
     return keys
 
 
+# ProviderConfig keys that only some providers use; each provider's spec lists the ones it takes
+# (``ProviderSpec.config_keys``), so e.g. ``azure_kwargs`` under ``provider: openai`` is an error.
+PROVIDER_SPECIFIC_KEYS = frozenset({"azure_kwargs", "vertex_credentials_json", "project", "location", "model_path",
+                                    "n_ctx", "n_threads", "device", "ttl"})
+
+
+def own_keys(provider: str) -> frozenset[str]:
+    """The provider-specific config keys ``provider``'s spec says it takes (none for an unregistered name)."""
+    try:
+        return frozenset(load_plugin(provider).config_keys)
+    except ConfigurationError:
+        return frozenset()
+
+
 def _check_provider(name: str, *, kind: Literal["chat", "embedder"], auto: bool) -> str:
     """``name`` if it is a registered provider offering ``kind`` (or ``auto`` where allowed)."""
     if auto and name == AUTO:
@@ -144,6 +158,12 @@ class _ProviderSection(_Strict):
         if self.config.endpoints and provider != "auto":
             raise ValueError(f"`endpoints` belongs to the `auto` provider, not {provider!r}; "
                              "list fallbacks in a routing chain instead")
+        if provider != AUTO:  # auto's local target takes the engine's keys, its servers their TTL
+            own = own_keys(provider)
+            for key in sorted((self.config.model_fields_set & PROVIDER_SPECIFIC_KEYS) - own):
+                users = ", ".join(sorted(own)) or "none"
+                raise ValueError(f"`{key}` is not used by provider {provider!r} (its own keys: {users}; "
+                                 f"common keys: model, api_key, temperature, max_tokens, timeout, ...)")
         return self
 
 

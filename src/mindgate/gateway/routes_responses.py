@@ -116,6 +116,9 @@ def _options(body: ResponsesRequest) -> tuple[dict[str, Any], dict[str, Any], To
     response_format, schema = text_format(body.text)
     if response_format is not None:
         options["response_format"] = response_format
+    effort = (body.reasoning or {}).get("effort")
+    if effort:  # chat completions' name for it; sent where the target takes extra fields (see docs)
+        options["extra_body"] = {"reasoning_effort": effort}
     return options, ({"json_schema": schema} if schema is not None else {}), tools
 
 

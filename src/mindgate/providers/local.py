@@ -414,5 +414,6 @@ def embedder(config: ProviderConfig) -> SentenceTransformerEmbedder:
                                        embedding_dims=config.embedding_dims, batch_size=config.batch_size)
 
 
-SPEC = ProviderSpec(name="local", display="the local engine", chat_model=chat_model, embedder=embedder,
+SPEC = ProviderSpec(name="local", config_keys=frozenset({"model_path", "n_ctx", "n_threads", "device", "ttl"}),
+                    display="the local engine", chat_model=chat_model, embedder=embedder,
                     base_url_keys=(), takes_top_k=True, management="local")
