@@ -36,7 +36,7 @@ EmbedderProviderName = Literal[
 ]
 StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
-# Convex fusion's vector weight, from `bench/retrieval.py --calibrate` (see docs/memory.md).
+# Convex fusion's vector weight (memory.fusion: convex); `bench/retrieval.py --calibrate` fits it.
 FUSION_ALPHA = 0.5
 
 # Which ``*_base_url`` key belongs to which provider (mem0 names them per provider).
