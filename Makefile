@@ -9,7 +9,10 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test lint typecheck bench clean
+CODEX_VERSION := 0.171.0
+CODEX_CLI := .codex-cli/node_modules/.bin/codex
+
+.PHONY: run test lint typecheck bench clean codex-cli
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +27,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/mindgate serve
 
-test: $(STAMP) /usr/bin/chromium
+test: $(STAMP) /usr/bin/chromium $(CODEX_CLI)
 	$(BIN)/python -m pytest -p no:cacheprovider
+
+# Codex CLI, a real client of /v1/responses (tests/test_clients_codex.py), pinned, installed with npm into
+# .codex-cli/ (git-ignored) when missing. A failed install stops `make test`; the tests never skip it.
+codex-cli: $(CODEX_CLI)
+
+$(CODEX_CLI):
+	npm install --prefix .codex-cli --no-save --no-audit --no-fund --loglevel=error @openai/codex@$(CODEX_VERSION)
+	$(CODEX_CLI) --version
 
 # The dashboard's browser tests (tests/test_ui_*.py) drive Debian's Chromium through Playwright's Python
 # driver; no browser is ever downloaded. Installed only when missing.
@@ -40,4 +51,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/embed.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .codex-cli

@@ -3,14 +3,18 @@
 Three processes on loopback: a minimal fast OpenAI-compatible upstream (raw asyncio, canned answers, this
 file's ``--upstream`` mode), the real gateway started with ``mindgate serve`` and a config whose ``llm``
 is that upstream (so requests go through the real route, router and provider client, with access logging
-on, written to a file), and this load generator (httpx, async). For 1, 32 and 256 concurrent clients,
-non-streaming and streaming (8 content chunks), it reports requests/s and p50/p99 latency direct and
-through the gateway, the p50 overhead and the throughput ratio; then the gateway's RSS over a long run.
+on, written to a file), and this load generator (httpx, async). For each API (``chat``:
+``/v1/chat/completions``; ``responses``: ``/v1/responses``, which the upstream serves itself, as LM
+Studio, vLLM and Ollama do, while the gateway bridges it onto the upstream's chat completions), for 1, 32
+and 256 concurrent clients, non-streaming and streaming (8 content chunks), it reports requests/s and
+p50/p99 latency direct and through the gateway, the p50 overhead and the throughput ratio; then the
+gateway's RSS over a long run. Responses requests are sent with ``store: false`` (``--store`` keeps them,
+which adds a SQLite write per request).
 
 Targets (2 cores): p50 overhead <= 1 ms at 32 clients, throughput >= 80% of direct, RSS growth < 10%.
 
-Usage: python bench/gateway.py [--requests 2000] [--rss-requests 5000] (``--rss-requests 50000`` for the
-full memory run). Prints a table, then JSON.
+Usage: python bench/gateway.py [--requests 2000] [--rss-requests 5000] [--apis chat responses]
+(``--rss-requests 50000`` for the full memory run). Prints a table, then JSON.
 """
 
 from __future__ import annotations
@@ -44,6 +48,34 @@ def _http(status: str, content_type: bytes, body: bytes) -> bytes:
             + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
+def _canned_responses() -> tuple[bytes, bytes]:
+    """A Responses API answer and its semantic event stream, as an upstream serving /v1/responses sends."""
+    text = "The sea is wide and deep."
+    item = {"type": "message", "id": "msg_bench", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    response = {"id": "resp_bench", "object": "response", "created_at": 0, "status": "completed", "model": "bench",
+                "output": [item], "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+                "usage": {"input_tokens": 12, "output_tokens": 8, "total_tokens": 20}}
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    events: list[dict[str, object]] = [{"type": "response.created", "response": started},
+                                       {"type": "response.in_progress", "response": started},
+                                       {"type": "response.output_item.added", "output_index": 0,
+                                        "item": {**item, "status": "in_progress", "content": []}},
+                                       {"type": "response.content_part.added", "item_id": "msg_bench",
+                                        "output_index": 0, "content_index": 0,
+                                        "part": {"type": "output_text", "text": "", "annotations": []}}]
+    events += [{"type": "response.output_text.delta", "item_id": "msg_bench", "output_index": 0,
+                "content_index": 0, "delta": f" word{i}"} for i in range(1, STREAM_CHUNKS)]
+    events += [{"type": "response.output_text.done", "item_id": "msg_bench", "output_index": 0, "content_index": 0,
+                "text": text},
+               {"type": "response.output_item.done", "output_index": 0, "item": item},
+               {"type": "response.completed", "response": response}]
+    sse = b"".join(b"event: " + str(e["type"]).encode() + b"\ndata: "
+                   + json.dumps({**e, "sequence_number": n}).encode() + b"\n\n" for n, e in enumerate(events))
+    return (_http("200 OK", b"application/json", json.dumps(response).encode()),
+            _http("200 OK", b"text/event-stream", sse))
+
+
 def _canned() -> tuple[bytes, bytes, bytes]:
     completion = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "bench",
                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "The sea is wide and deep."},
@@ -67,6 +99,7 @@ class Upstream(asyncio.Protocol):
     """HTTP/1.1 keep-alive, one canned answer per request: as little work per request as Python allows."""
 
     COMPLETION, STREAM, MODELS = _canned()
+    RESPONSE, RESPONSE_STREAM = _canned_responses()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
@@ -84,12 +117,13 @@ class Upstream(asyncio.Protocol):
                 return
             head, body = self.buffer[:end], self.buffer[end + 4:end + 4 + length]
             self.buffer = self.buffer[end + 4 + length:]
+            stream = b'"stream":true' in body or b'"stream": true' in body
             if head.startswith(b"GET"):
                 self.transport.write(self.MODELS)
-            elif b'"stream":true' in body or b'"stream": true' in body:
-                self.transport.write(self.STREAM)
+            elif head.startswith(b"POST /v1/responses"):
+                self.transport.write(self.RESPONSE_STREAM if stream else self.RESPONSE)
             else:
-                self.transport.write(self.COMPLETION)
+                self.transport.write(self.STREAM if stream else self.COMPLETION)
 
 
 def run_upstream(port: int) -> None:
@@ -166,16 +200,23 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measured(base: str, server: psutil.Process, *, clients: int, requests: int, stream: bool) -> Result:
+def measured(base: str, server: psutil.Process, *, clients: int, requests: int, stream: bool,
+             api: str = "chat", store: bool = False) -> Result:
     """:func:`load`, plus the server process's CPU time per request."""
     before = sum(server.cpu_times()[:2])
-    result = asyncio.run(load(base, clients=clients, requests=requests, stream=stream))
+    result = asyncio.run(load(base, clients=clients, requests=requests, stream=stream, api=api, store=store))
     result.server_cpu_us = round((sum(server.cpu_times()[:2]) - before) / max(1, result.requests) * 1e6, 1)
     return result
 
 
-async def load(base: str, *, clients: int, requests: int, stream: bool) -> Result:
-    body = {"model": "bench", "messages": PROMPT, "max_tokens": 16, "stream": stream}
+async def load(base: str, *, clients: int, requests: int, stream: bool, api: str = "chat",
+               store: bool = False) -> Result:
+    if api == "responses":
+        path = "/responses"
+        body: dict[str, object] = {"model": "bench", "input": PROMPT[0]["content"], "max_output_tokens": 16,
+                                   "stream": stream, "store": store}
+    else:
+        path, body = "/chat/completions", {"model": "bench", "messages": PROMPT, "max_tokens": 16, "stream": stream}
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     latencies: list[float] = []
     errors = 0
@@ -185,11 +226,11 @@ async def load(base: str, *, clients: int, requests: int, stream: bool) -> Resul
             started = time.perf_counter()
             try:
                 if stream:
-                    async with client.stream("POST", "/chat/completions", json=body) as response:
+                    async with client.stream("POST", path, json=body) as response:
                         async for _ in response.aiter_bytes():
                             pass
                 else:
-                    response = await client.post("/chat/completions", json=body)
+                    response = await client.post(path, json=body)
                     await response.aread()
             except httpx.HTTPError:
                 errors += 1
@@ -231,6 +272,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="requests per scenario and side")
     parser.add_argument("--rss-requests", type=int, default=5000, help="requests for the RSS measurement")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 32, 256])
+    parser.add_argument("--apis", nargs="+", choices=["chat", "responses"], default=["chat", "responses"])
+    parser.add_argument("--store", action="store_true", help="responses with store: true (a SQLite write each)")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
@@ -242,21 +285,20 @@ def main() -> None:
         up_proc, gw_proc = psutil.Process(upstream.pid), psutil.Process(gateway.pid)
         try:
             rows = []
-            for stream in (False, True):
-                for clients in args.clients:
-                    requests = args.requests if clients > 1 else max(200, args.requests // 4)
-                    runs = {"direct": [], "gateway": []}  # type: dict[str, list[Result]]
-                    for _ in range(2):  # alternate sides so drift hits both alike; keep the better run
-                        runs["direct"].append(measured(direct, up_proc, clients=clients, requests=requests,
-                                                       stream=stream))
-                        runs["gateway"].append(measured(through, gw_proc, clients=clients, requests=requests,
-                                                        stream=stream))
-                    best_direct = max(runs["direct"], key=lambda r: r.rps)
-                    best_gateway = max(runs["gateway"], key=lambda r: r.rps)
-                    rows.append({"stream": stream, "clients": clients, "direct": asdict(best_direct),
-                                 "gateway": asdict(best_gateway),
-                                 "p50_overhead_ms": round(best_gateway.p50_ms - best_direct.p50_ms, 3),
-                                 "throughput_ratio": round(best_gateway.rps / best_direct.rps, 3)})
+            for api, stream, clients in [(a, s, c) for a in args.apis for s in (False, True) for c in args.clients]:
+                requests = args.requests if clients > 1 else max(200, args.requests // 4)
+                runs = {"direct": [], "gateway": []}  # type: dict[str, list[Result]]
+                for _ in range(2):  # alternate sides so drift hits both alike; keep the better run
+                    runs["direct"].append(measured(direct, up_proc, clients=clients, requests=requests,
+                                                   stream=stream, api=api, store=args.store))
+                    runs["gateway"].append(measured(through, gw_proc, clients=clients, requests=requests,
+                                                    stream=stream, api=api, store=args.store))
+                best_direct = max(runs["direct"], key=lambda r: r.rps)
+                best_gateway = max(runs["gateway"], key=lambda r: r.rps)
+                rows.append({"api": api, "stream": stream, "clients": clients, "direct": asdict(best_direct),
+                             "gateway": asdict(best_gateway),
+                             "p50_overhead_ms": round(best_gateway.p50_ms - best_direct.p50_ms, 3),
+                             "throughput_ratio": round(best_gateway.rps / best_direct.rps, 3)})
             memory = asyncio.run(rss_run(through, gateway.pid, args.rss_requests))
         finally:
             gateway.terminate()
@@ -264,14 +306,14 @@ def main() -> None:
             gateway.wait(timeout=60)
             upstream.wait(timeout=10)
 
-    header = f"{'mode':<8}{'clients':>8}{'direct rps':>12}{'gw rps':>10}{'ratio':>8}{'direct p50':>12}" \
+    header = f"{'api':<10}{'mode':<8}{'clients':>8}{'direct rps':>12}{'gw rps':>10}{'ratio':>8}{'direct p50':>12}" \
              f"{'gw p50':>9}{'overhead':>10}{'direct p99':>12}{'gw p99':>9}{'gw cpu/req':>12}"
     print(header)
     print("-" * len(header))
     for row in rows:
         d, g = row["direct"], row["gateway"]
-        print(f"{'stream' if row['stream'] else 'json':<8}{row['clients']:>8}{d['rps']:>12.0f}{g['rps']:>10.0f}"
-              f"{row['throughput_ratio']:>8.2f}{d['p50_ms']:>11.2f}m{g['p50_ms']:>8.2f}m"
+        print(f"{row['api']:<10}{'stream' if row['stream'] else 'json':<8}{row['clients']:>8}{d['rps']:>12.0f}"
+              f"{g['rps']:>10.0f}{row['throughput_ratio']:>8.2f}{d['p50_ms']:>11.2f}m{g['p50_ms']:>8.2f}m"
               f"{row['p50_overhead_ms']:>9.2f}m{d['p99_ms']:>11.2f}m{g['p99_ms']:>8.2f}m{g['server_cpu_us']:>10.0f}us")
     print(f"\nRSS over {memory['requests']} requests: {memory['rss_before_mb']} MB -> {memory['rss_after_mb']} MB "
           f"({memory['growth_pct']:+.2f}%)")

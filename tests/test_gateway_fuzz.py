@@ -2,8 +2,9 @@
 invalid, may produce a 5xx. Every error must be OpenAI's error shape.
 
 The gateway runs under uvicorn (real HTTP) over the real llama.cpp server, the real MiniLM embedder and SQLite.
-Valid chat requests are generated with ``max_tokens`` capped at 4 (so each costs the real model a fraction
-of a second) and without ``tools`` / ``response_format`` / image parts: what an upstream does with an
+Valid chat and responses requests are generated with ``max_tokens`` / ``max_output_tokens`` capped at 4
+(so each costs the real model a fraction of a second) and without ``tools`` / ``response_format`` /
+``text`` / image parts: what an upstream does with an
 arbitrary JSON Schema or an image sent to a text-only model is the upstream's business (the llama.cpp
 server answers some with HTTP 500, which the gateway reports as a 502), and their validation and
 pass-through have their own tests. Even so, a valid request can make the upstream fail (HTTP 5xx); the
@@ -31,6 +32,7 @@ from mindgate.memory.stores.sqlite import SQLiteStore
 from mindgate.providers.local import SentenceTransformerEmbedder
 
 CHAT = "/v1/chat/completions"
+RESPONSES = "/v1/responses"
 TOKEN_CAP = 4
 
 
@@ -61,7 +63,13 @@ def gateway(serve_gateway: Callable[[Any], GatewayServer], llama_server: Any,
 def _tame(case: Any) -> None:
     """Keep valid chat requests cheap for the real model (see the module docstring)."""
     body = case.body
-    if case.path != CHAT or not isinstance(body, dict) or case.meta is None or case.meta.generation.mode.is_negative:
+    if case.path not in (CHAT, RESPONSES) or not isinstance(body, dict) or case.meta is None \
+            or case.meta.generation.mode.is_negative:
+        return
+    if case.path == RESPONSES:
+        body["max_output_tokens"] = TOKEN_CAP
+        for name in ("tools", "tool_choice", "text", "previous_response_id"):
+            body.pop(name, None)
         return
     body["max_tokens"] = TOKEN_CAP
     body.pop("max_completion_tokens", None)

@@ -227,3 +227,25 @@ def test_a_streamable_http_tool_server_another_gateways_memory(tool_gateway: Gat
     assert [t["function"]["name"] for t in scripted.chat_bodies()[0]["tools"]] == ["search_memory"]
     found = json.loads(answer.choices[0].message.content or "{}")
     assert found["results"][0]["memory"] == "Alice drinks green tea"
+
+
+def test_responses_api_shows_the_gateways_calls_as_mcp_call_items(tool_gateway: GatewayServer,
+                                                                  scripted: ScriptedChat) -> None:
+    client = tool_gateway.openai(api_key=FULL)
+    scripted.script = [call(("get_current_time", {"timezone": "Asia/Tokyo"})), say("Tokyo: {tool}")]
+    response = client.responses.create(model="scripted", input="Time in Tokyo?", extra_body=TIME)
+    mcp, message = response.output
+    assert mcp.type == "mcp_call" and mcp.server_label == "time" and mcp.name == "get_current_time"
+    assert json.loads(mcp.arguments) == {"timezone": "Asia/Tokyo"} and mcp.status == "completed"
+    assert json.loads(mcp.output or "{}")["timezone"] == "Asia/Tokyo"
+    assert message.type == "message" and response.output_text.startswith("Tokyo: {")
+    assert response.usage is not None and response.usage.total_tokens == 30
+    scripted.requests.clear()
+    scripted.served = 0
+    scripted.script = [call(("fail", {})), say("it failed")]
+    with client.responses.stream(model="scripted", input="Try it", extra_headers={"X-Mindgate-Mcp": "flaky"}) as s:
+        kinds = [event.type for event in s]
+        final = s.get_final_response()
+    assert "response.mcp_call.failed" in kinds and kinds[-1] == "response.completed"
+    failed = next(item for item in final.output if item.type == "mcp_call")
+    assert failed.status == "failed" and failed.error is not None and final.output_text == "it failed"

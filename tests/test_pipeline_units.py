@@ -3,6 +3,8 @@ how memories join the prompt, and which part of an exchange is remembered."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mindgate.context.tokens import DEFAULT_ESTIMATOR
@@ -71,3 +73,30 @@ def test_only_the_new_turn_is_remembered() -> None:
                                                {"role": "user", "content": "In May."},
                                                {"role": "assistant", "content": "Nice!"}]
     assert new_turn(conversation[:3], "x") == []  # nothing new from the user
+
+
+def test_stored_responses_are_their_owners_and_expire(tmp_path: Path) -> None:
+    import asyncio
+
+    from mindgate.errors import NotFoundError
+    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.pipeline.conversations import ResponseLog
+
+    now = [1000.0]
+    with SQLiteStore(tmp_path / "responses.db") as store:
+        log = ResponseLog(store, retention_days=1, clock=lambda: now[0])
+
+        async def run() -> None:
+            await log.save({"id": "resp_a"}, "ann", [], [{"role": "user", "content": "hi"}])
+            assert (await log.load("resp_a", "ann")).context == [{"role": "user", "content": "hi"}]
+            for other in ("bea", None):  # another user, or a request naming none, is told it does not exist
+                with pytest.raises(NotFoundError, match="no stored response"):
+                    await log.load("resp_a", other)
+            with pytest.raises(NotFoundError):
+                await log.delete("resp_a", "bea")
+            now[0] += 86_401  # past the retention
+            with pytest.raises(NotFoundError, match="1 day"):
+                await log.load("resp_a", "ann")
+            await log.aclose()
+
+        asyncio.run(run())

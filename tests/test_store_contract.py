@@ -595,3 +595,23 @@ def test_filters_at_their_size_limits_compile_within_the_databases_limits(filter
         parse_filters({"OR": [{"cat": f"v{i}"} for i in range(MAX_TERMS + 1)]})
     with pytest.raises(FilterError, match=f"limit is {MAX_VALUES}"):
         parse_filters({"cat": {"in": list(range(MAX_VALUES + 1))}})
+
+
+def test_stored_responses_round_trip_expire_purge_and_delete(store: MemoryStore) -> None:
+    from mindgate.memory.stores.base import StoredResponse
+
+    body = {"id": "resp_1", "object": "response", "output": [{"type": "message", "content": [{"text": "héllo"}]}]}
+    items = [{"type": "message", "id": "msg_1", "role": "user", "content": "hi"}]
+    context = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "héllo"}]
+    store.put_response(StoredResponse("resp_1", "alice", 100.0, 200.0, body, items, context))
+    store.put_response(StoredResponse("resp_2", None, 100.0, None, body, [], []))
+    got = store.get_response("resp_1", now=150.0)
+    assert got == StoredResponse("resp_1", "alice", 100.0, 200.0, body, items, context)
+    assert store.get_response("resp_1", now=200.0) is None  # expired: invisible at once
+    assert store.get_response("missing", now=0.0) is None
+    store.put_response(StoredResponse("resp_1", "alice", 100.0, 300.0, {**body, "status": "completed"}, items, []))
+    replaced = store.get_response("resp_1", now=250.0)
+    assert replaced is not None and replaced.response["status"] == "completed" and replaced.context == []
+    assert store.purge_responses(now=400.0) == 1  # resp_1 expired; resp_2 is kept forever
+    assert store.get_response("resp_2", now=1e12) is not None
+    assert store.delete_response("resp_2") and not store.delete_response("resp_2")

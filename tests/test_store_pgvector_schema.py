@@ -27,6 +27,7 @@ IDENT = EmbedderIdentity("test", "unit-vectors", 8)
 Factory = Callable[..., PgVectorStore]
 DISTRIBUTED = ("memories", "history")
 REFERENCE = ("embedder", "schema_version")
+BY_ID = ("responses",)  # stored responses: distributable by their own id, never joined with memories
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ def test_the_dedupe_constraint_is_a_partial_unique_index_on_the_exact_scope(
 def test_tables_are_exactly_the_documented_ones(store: PgVectorStore, admin: psycopg.Connection[Any]) -> None:
     tables = {r[0] for r in admin.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE %s",
                                           [f"{store.collection}\\_%"]).fetchall()}
-    assert tables == {f"{store.collection}_{t}" for t in (*DISTRIBUTED, *REFERENCE)}
+    assert tables == {f"{store.collection}_{t}" for t in (*DISTRIBUTED, *REFERENCE, *BY_ID)}
     dims = admin.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
                          "AND attname = 'embedding'", [f'"{store.collection}_memories"']).fetchone()
     assert dims == ("vector(8)",)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from mindgate._plugins import load as load_plugin
 from mindgate.errors import ConfigurationError
 
 log = logging.getLogger("mindgate.config")
@@ -39,10 +40,13 @@ _LMSTUDIO_DEFAULTS = {
     False: "text-embedding-nomic-embed-text-v1.5",
 }
 
-# Which servers take these sampling fields in the request body (sent through ``model_kwargs``).
-_TOP_K = frozenset({"lmstudio", "ollama", "openai_compatible", "local", "together"})
-_REASONING_EFFORT = frozenset({"openai", "azure_openai", "openai_compatible", "gemini", "vertexai", "lmstudio",
-                               "together", "huggingface"})
+
+def _takes(provider: str, option: str) -> bool:
+    """Whether ``provider``'s spec says its API takes ``option`` in the request body (via ``model_kwargs``)."""
+    try:
+        return bool(getattr(load_plugin(provider), f"takes_{option}", False))
+    except ConfigurationError:
+        return False  # not registered: the section's provider check reports it
 
 # mem0 keys that mindgate has no use for, and why ignoring them is harmless.
 _IGNORED_PROVIDER_KEYS = {
@@ -171,7 +175,7 @@ def _top_k(config: dict[str, Any], provider: str, where: str) -> None:
     value = config.pop("top_k")
     if value is None:
         return
-    if provider in _TOP_K:
+    if _takes(provider, "top_k"):
         _kwarg(config, "top_k", value)
     else:
         warn_once(where, f"{where} is ignored: the {provider} API has no top_k sampling parameter")
@@ -183,7 +187,7 @@ def _reasoning_effort(config: dict[str, Any], provider: str, where: str) -> None
         return
     if provider == "ollama":
         _kwarg(config, "think", value)  # Ollama's native name for the same setting
-    elif provider in _REASONING_EFFORT:
+    elif _takes(provider, "reasoning_effort"):
         _kwarg(config, "reasoning_effort", value)
     else:
         warn_once(where, f"{where} is ignored: the {provider} engine has no reasoning-effort setting")

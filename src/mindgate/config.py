@@ -24,37 +24,49 @@ from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, fi
 
 from mindgate._env import environment_overrides
 from mindgate._mem0_compat import normalize as normalize_mem0
+from mindgate._plugins import load as load_plugin
+from mindgate._plugins import provider_names
 from mindgate.errors import ConfigurationError
 
-ChatProviderName = Literal[
-    "auto", "lmstudio", "ollama", "openai", "azure_openai", "gemini", "vertexai", "together",
-    "huggingface", "openai_compatible", "local",
-]
-EmbedderProviderName = Literal[
-    "lmstudio", "ollama", "openai", "azure_openai", "gemini", "vertexai", "together",
-    "huggingface", "openai_compatible", "local",
-]
 StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
 # Convex fusion's vector weight (memory.fusion: convex); `bench/retrieval.py --calibrate` fits it.
 FUSION_ALPHA = 0.5
 
-# Which ``*_base_url`` key belongs to which provider (mem0 names them per provider).
-BASE_URL_KEYS: dict[str, tuple[str, ...]] = {
-    "lmstudio": ("lmstudio_base_url", "base_url"),
-    "ollama": ("ollama_base_url", "base_url"),
-    "openai": ("openai_base_url", "base_url"),
-    "together": ("base_url",),
-    "huggingface": ("huggingface_base_url", "base_url"),
-    "openai_compatible": ("base_url", "openai_base_url"),
-    "azure_openai": (),
-    "gemini": ("base_url",),
-    "vertexai": ("base_url",),
-    "local": (),
-    "auto": ("lmstudio_base_url", "ollama_base_url"),
-}
+# `auto` is a routing chain over LM Studio and Ollama (mindgate.routing.auto), not a provider; these keys
+# move its targets.
+AUTO = "auto"
+_AUTO_BASE_URL_KEYS = ("lmstudio_base_url", "ollama_base_url")
 _ALL_BASE_URL_KEYS = ("lmstudio_base_url", "ollama_base_url", "openai_base_url", "huggingface_base_url",
                       "base_url")
+
+
+def base_url_keys(provider: str) -> tuple[str, ...]:
+    """The config keys that may carry ``provider``'s URL, first set wins (from its spec; mem0 names them per
+    provider). An unregistered name gets ``("base_url",)``."""
+    if provider == AUTO:
+        return _AUTO_BASE_URL_KEYS
+    try:
+        keys: tuple[str, ...] = tuple(load_plugin(provider).base_url_keys)
+    except ConfigurationError:
+        return ("base_url",)
+    return keys
+
+
+def _check_provider(name: str, *, kind: Literal["chat", "embedder"], auto: bool) -> str:
+    """``name`` if it is a registered provider offering ``kind`` (or ``auto`` where allowed)."""
+    if auto and name == AUTO:
+        return name
+    names = provider_names()
+    if name not in names:
+        valid = ([AUTO] if auto else []) + list(names)
+        close = difflib.get_close_matches(name, valid, n=1)
+        did_you_mean = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{name!r} is not a valid choice{did_you_mean}; valid providers: {', '.join(valid)}")
+    spec = load_plugin(name)
+    if getattr(spec, "chat_model" if kind == "chat" else "embedder", None) is None:
+        raise ValueError(f"provider {name!r} offers no {'chat model' if kind == 'chat' else 'embedder'}")
+    return name
 
 
 def mindgate_home() -> Path:
@@ -111,7 +123,7 @@ class ProviderConfig(_Strict):
                                                                     "or server URLs tried first, in order")
 
     def base_url_for(self, provider: str) -> str | None:
-        for key in BASE_URL_KEYS.get(provider, ()):
+        for key in base_url_keys(provider):
             value = getattr(self, key)
             if value:
                 return str(value).rstrip("/")
@@ -124,7 +136,7 @@ class _ProviderSection(_Strict):
     @model_validator(mode="after")
     def _base_url_key_matches_provider(self) -> _ProviderSection:
         provider = getattr(self, "provider")  # noqa: B009 - defined on subclasses
-        allowed = BASE_URL_KEYS.get(provider, ())
+        allowed = base_url_keys(provider)
         for key in _ALL_BASE_URL_KEYS:
             if getattr(self.config, key) and key not in allowed:
                 choices = ", ".join(allowed) if allowed else "none (this provider takes no base URL)"
@@ -136,11 +148,22 @@ class _ProviderSection(_Strict):
 
 
 class LLMSection(_ProviderSection):
-    provider: ChatProviderName = "auto"
+    provider: str = Field(default=AUTO, description="a registered provider (entry-point group "
+                          "mindgate.providers) or `auto`")
+
+    @field_validator("provider")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return _check_provider(value, kind="chat", auto=True)
 
 
 class EmbedderSection(_ProviderSection):
-    provider: EmbedderProviderName = "local"
+    provider: str = Field(default="local", description="a registered provider offering embeddings")
+
+    @field_validator("provider")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return _check_provider(value, kind="embedder", auto=False)
 
 
 class SQLiteStoreConfig(_Strict):
@@ -185,11 +208,15 @@ class PgVectorStoreSection(_Strict):
 VectorStoreSection = Annotated[SQLiteStoreSection | PgVectorStoreSection, Field(discriminator="provider")]
 
 
-class EndpointConfig(_Strict):
+class EndpointConfig(_ProviderSection):
     """A named endpoint under ``providers:``, e.g. a LAN LM Studio."""
 
-    provider: ChatProviderName
-    config: ProviderConfig = Field(default_factory=ProviderConfig)
+    provider: str
+
+    @field_validator("provider")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return _check_provider(value, kind="chat", auto=True)
 
 
 class TargetConfig(_Strict):
@@ -302,6 +329,11 @@ class GatewayConfig(_Strict):
                                   description="time an admitted request has to send its complete body")
     max_connections: int = Field(default=512, gt=0, le=1_000_000,
                                  description="open connections beyond this are answered 503 with Retry-After")
+    allow_any_model: bool = Field(default=False, description="without API keys, let requests name (and so "
+                                  "load) any downloaded model, not only loaded ones and those the config names")
+    store_responses: bool = Field(default=True, description="keep /v1/responses answers sent with store: true")
+    response_retention_days: float | None = Field(default=30.0, gt=0,
+                                                  description="days a stored response is kept; null: forever")
 
 
 class MemorySettings(_Strict):
@@ -365,6 +397,8 @@ class MindgateConfig(_Strict):
 
     version: str | None = Field(default=None, description="accepted for mem0 compatibility")
     embedder: EmbedderSection = Field(default_factory=EmbedderSection)
+    embedders: dict[str, EmbedderSection] = Field(
+        default_factory=dict, description="more embedders, by name, for /v1/embeddings requests naming them")
     llm: LLMSection = Field(default_factory=LLMSection)
     vector_store: VectorStoreSection = Field(default_factory=SQLiteStoreSection)
     providers: dict[str, EndpointConfig] = Field(default_factory=dict)
@@ -388,7 +422,7 @@ class MindgateConfig(_Strict):
     @classmethod
     def _endpoint_names(cls, value: dict[str, EndpointConfig]) -> dict[str, EndpointConfig]:
         for name in value:
-            if name in get_args(ChatProviderName):
+            if name == AUTO or name in provider_names():
                 raise ValueError(f"endpoint name {name!r} shadows the provider of the same name; rename it")
         return value
 

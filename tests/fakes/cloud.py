@@ -62,11 +62,22 @@ def _bearer(request: Request) -> str | None:
     return value[7:] if value.lower().startswith("bearer ") else None
 
 
+OPENAI_CHAT_FIELDS = frozenset({
+    "model", "messages", "stream", "stream_options", "temperature", "top_p", "max_tokens", "max_completion_tokens",
+    "n", "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user",
+    "tools", "tool_choice", "parallel_tool_calls", "response_format", "store", "metadata", "service_tier",
+    "reasoning_effort", "modalities", "audio", "prediction", "web_search_options", "safety_identifier",
+    "prompt_cache_key", "verbosity", "functions", "function_call",
+})
+
+
 class OpenAIFake(_Vendor):
     """OpenAI (``/v1/models``, ``/v1/chat/completions``, ``/v1/embeddings``). Quirks: no key is 401 with
     ``code: null``, a wrong key 401 ``invalid_api_key`` (key shown masked); an unknown model is 404
     ``model_not_found``; 429 ``rate_limit_exceeded`` with ``retry-after`` and ``x-ratelimit-reset-requests``;
-    ``dimensions`` works for text-embedding-3 models and is a 400 for text-embedding-ada-002."""
+    ``dimensions`` works for text-embedding-3 models and is a 400 for text-embedding-ada-002; a chat
+    request with an argument OpenAI does not know (e.g. ``top_k``) is a 400 "Unrecognized request argument
+    supplied"."""
 
     def __init__(self, api_key: str = "sk-test-0123456789abcdef") -> None:
         super().__init__()
@@ -111,6 +122,9 @@ class OpenAIFake(_Vendor):
         body = await self._json(request)
         if (denied := self._guard(request)) is not None:
             return denied
+        unknown = sorted(set(body) - OPENAI_CHAT_FIELDS)
+        if unknown:  # OpenAI's documented behaviour for an argument its API does not have
+            return openai_error(400, f"Unrecognized request argument supplied: {unknown[0]}")
         if body.get("model") not in self.chat_models:
             return self._no_model(str(body.get("model")))
         return self.chat_response(body, str(body["model"]))

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from mindgate import __version__
 from mindgate.config import MindgateConfig
-from mindgate.gateway import routes_health, routes_memory, routes_openai, ui
+from mindgate.gateway import routes_completions, routes_health, routes_memory, routes_openai, routes_responses, ui
 from mindgate.gateway.auth import KeyRing
 from mindgate.gateway.guard import Guard
 from mindgate.gateway.mcp_http import McpEndpoint
@@ -34,6 +34,7 @@ from mindgate.mcp.toolloop import ToolLoopCall
 from mindgate.mcp.tools import MemoryTools
 from mindgate.memory.memory import AsyncMemory
 from mindgate.pipeline.build import memory_for, memory_model_name, pipeline_for
+from mindgate.pipeline.conversations import ResponseLog
 from mindgate.providers import create_embedder
 from mindgate.providers.base import ChatModel, Embedder
 from mindgate.routing.targets import ChatTargets, build_targets
@@ -68,9 +69,13 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
     caller = ToolLoopCall(servers, MemoryTools(memory, frozenset({"search_memory"})), config.tool_loop)
     pipeline = pipeline_for(config, targets, memory if config.gateway.memory else None, counters=metrics,
                             caller=caller)
+    responses = ResponseLog(memory.store, config.gateway.response_retention_days) \
+        if config.gateway.store_responses else None
+    embedders = {name: create_embedder(section.provider, section.config) for name, section in config.embedders.items()}
+    owned.extend(embedders.values())
     return Gateway(config=config, targets=targets, embedder=embedder, memory=memory,
-                   keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, owned=owned,
-                   memory_model=memory_model_name(config, targets))
+                   keys=KeyRing(config.gateway.api_keys), pipeline=pipeline, metrics=metrics, responses=responses,
+                   embedders=embedders, owned=owned, memory_model=memory_model_name(config, targets))
 
 
 async def _warm_up(gateway: Gateway) -> None:
@@ -124,6 +129,8 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(routes_openai.router)
+    app.include_router(routes_responses.router)
+    app.include_router(routes_completions.router)
     app.include_router(routes_memory.router)
     app.include_router(routes_health.router)
     if mcp is not None:

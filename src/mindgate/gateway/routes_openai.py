@@ -9,9 +9,9 @@ status; an error after it ends the stream with an SSE error event and ``[DONE]``
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,16 +22,16 @@ from starlette.responses import Response
 
 from mindgate.context.tokens import DEFAULT_ESTIMATOR
 from mindgate.errors import InvalidRequestError, MindgateError, ModelNotServedError
-from mindgate.gateway.auth import Principal
 from mindgate.gateway.observability import annotate, request_id
 from mindgate.gateway.on_behalf import memory_writes
 from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from mindgate.gateway.scoping import requested_scope
-from mindgate.gateway.state import Gateway, gateway_of
+from mindgate.gateway.state import gateway_of
 from mindgate.gateway.tool_options import tool_stage_options
-from mindgate.pipeline.core import ChatRequest, ChatStream, UsageSink
-from mindgate.providers.base import ChatChunk
+from mindgate.gateway.wire import SSE_HEADERS, charger, check_unicode, json_bytes, stream_failure
+from mindgate.pipeline.core import ChatRequest, ChatStream
+from mindgate.providers.base import ChatChunk, Usage
 from mindgate.routing.trace import HEADER as ROUTE_HEADER
 
 log = logging.getLogger("mindgate.gateway")
@@ -39,21 +39,6 @@ router = APIRouter()
 
 MAX_EMBEDDING_INPUTS = 2048
 _DONE = b"data: [DONE]\n\n"
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _json(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _check_unicode(what: str, value: Any) -> None:
-    """A lone surrogate (an unpaired ``\\udXXX`` escape in the request JSON) can be neither sent upstream nor
-    embedded: a 400 naming it, not a 500 from deep inside an encoder."""
-    try:
-        _json(value)
-    except UnicodeEncodeError as exc:
-        raise InvalidRequestError(f"{what} holds a lone surrogate (\\u{ord(exc.object[exc.start]):04x})",
-                                  hint="send proper UTF-8 text; U+D800-U+DFFF alone is not a character") from None
 
 
 # -- models ----------------------------------------------------------------------------------------------
@@ -95,14 +80,14 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     gateway.admit(principal, uses_tokens=True)
     messages = body.message_dicts()
     options = body.chat_options()
-    _check_unicode("the request", [messages, options])
+    check_unicode("the request", [messages, options])
     headers: dict[str, str] = {}
     remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
     stage_options = tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope)
     # with gateway-run tools, each model call of the loop is charged on behalf of the key as it happens
     charged_per_call = "tools" in stage_options and principal is not None
     chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
-                       on_usage=None if charged_per_call else _charger(gateway, principal), remember=remember,
+                       on_usage=None if charged_per_call else charger(gateway, principal), remember=remember,
                        memory_llm=memory_llm)
     prepared = await pipeline.prepare(chat)
     annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
@@ -114,7 +99,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         stream = await pipeline.stream(prepared)
         if stream.route is not None:
             headers[ROUTE_HEADER] = stream.route
-        return EventStream(_relay(stream, chat.request_id), headers={**_SSE_HEADERS, **headers})
+        return EventStream(_relay(stream, chat.request_id, include_usage=body.include_usage),
+                           headers={**SSE_HEADERS, **headers})
     result = await pipeline.complete(prepared)
     if result.route is not None:
         headers[ROUTE_HEADER] = result.route
@@ -126,42 +112,44 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     return JSONBytes(payload, headers=headers, background=background)
 
 
-def _charger(gateway: Gateway, principal: Principal | None) -> UsageSink:
-    def charge(label: str, prompt: int, completion: int) -> None:
-        gateway.charge(principal, label, prompt, completion)
-    return charge
-
-
 def _completion_body(content: str | None, model: str, finish_reason: str | None) -> dict[str, Any]:
     return {"object": "chat.completion", "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                          "finish_reason": finish_reason}]}
 
 
+def _usage_chunk(stream: ChatStream) -> dict[str, Any]:
+    last = stream.last.raw if stream.last is not None else {}
+    usage = stream.usage or Usage()
+    return {"id": last.get("id", "chatcmpl-mindgate"), "object": "chat.completion.chunk",
+            "created": last.get("created", int(time.time())), "model": last.get("model", stream.prepared.model.model),
+            "choices": [], "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                                     "total_tokens": usage.total_tokens}}
+
+
 def _frame(chunk: ChatChunk) -> bytes:
-    return b"data: " + (chunk.wire if chunk.wire is not None else _json(chunk.raw)) + b"\n\n"
+    return b"data: " + (chunk.wire if chunk.wire is not None else json_bytes(chunk.raw)) + b"\n\n"
 
 
-async def _relay(stream: ChatStream, rid: str | None) -> AsyncIterator[bytes]:
-    """The chunks as SSE frames and ``[DONE]``; a failure mid-way ends the stream with an error event."""
+async def _relay(stream: ChatStream, rid: str | None, *, include_usage: bool) -> AsyncIterator[bytes]:
+    """The chunks as SSE frames and ``[DONE]``; a failure mid-way ends the stream with an error event.
+    With ``include_usage``, a usage chunk (OpenAI's: empty ``choices``) ends the answer when the upstream
+    sent none: its counts are the upstream's when it reported them, else estimated."""
     try:
         async for chunk in stream:
             yield _frame(chunk)
+        if include_usage and not stream.upstream_usage:
+            await stream.aclose()
+            yield b"data: " + json_bytes(_usage_chunk(stream)) + b"\n\n"
         yield _DONE
     except MindgateError as exc:
         log.warning("stream of request %s failed mid-way: %s", rid, exc)
-        yield b"data: " + _json(exc.to_openai()) + b"\n\n" + _DONE
+        yield b"data: " + json_bytes(exc.to_openai()) + b"\n\n" + _DONE
     except Exception as exc:
         log.error("stream of request %s failed mid-way", rid, exc_info=sys.exc_info())
-        yield b"data: " + _json(stream_failure(exc, rid)) + b"\n\n" + _DONE
+        yield b"data: " + json_bytes(stream_failure(exc, rid)) + b"\n\n" + _DONE
     finally:
         await stream.aclose()
-
-
-def stream_failure(exc: BaseException, rid: str | None) -> dict[str, Any]:
-    """OpenAI's error body for an unexpected failure in the middle of a stream."""
-    return {"error": {"message": f"the stream failed: {type(exc).__name__}; request id {rid}",
-                      "type": "server_error", "param": None, "code": "stream_failed"}}
 
 
 # -- embeddings ------------------------------------------------------------------------------------------
@@ -185,15 +173,16 @@ def _texts(raw: str | list[str] | list[int] | list[list[int]]) -> list[str]:
 
 @router.post("/v1/embeddings", tags=["openai"])
 async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
-    """OpenAI embeddings with the configured embedder (strings only; ``float`` or ``base64``)."""
+    """OpenAI embeddings with the embedder ``model`` names (see :meth:`Gateway.embedder_for`; strings only;
+    ``float`` or ``base64``)."""
     gateway = gateway_of(request)
     principal = gateway.authenticate(request)
     if principal is not None:
         principal.check_model(body.model)
     texts = _texts(body.input)
-    _check_unicode("`input`", texts)
+    check_unicode("`input`", texts)
+    embedder = gateway.embedder_for(body.model)
     gateway.admit(principal, uses_tokens=True)
-    embedder = gateway.embedder
     vectors = await embedder.aembed_batch(texts)
     dims = int(vectors.shape[1])
     if body.dimensions is not None and body.dimensions != dims:

@@ -137,11 +137,15 @@ class MindgateOptions(_Body):
     memory_mode: Literal["inject", "tool"] | None = None
 
 
-class ChatCompletionRequest(_Body):
+class ChatCompletionRequest(BaseModel):
     """``POST /v1/chat/completions``. ``memory`` (mindgate's extension) turns memory-augmented chat off
     with ``false``; ``mindgate`` holds the gateway's other per-request options (MCP tools, memory mode).
-    Accepted but not forwarded: ``stream_options``, ``store``, ``metadata``, ``service_tier``,
-    ``logprobs: false``."""
+    Accepted but not forwarded: ``store``, ``metadata``, ``service_tier``, ``logprobs: false``.
+    ``stream_options.include_usage`` is honoured on every target (usage computed when the upstream reports
+    none). Unknown top-level fields (``top_k``, ``min_p``, ``repeat_penalty``, ``ttl``, ``draft_model``,
+    ...) are kept in ``model_extra`` and passed on (see :meth:`chat_options`); known fields stay validated."""
+
+    model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=256)
     messages: list[ChatMessage] = Field(min_length=1)
@@ -190,7 +194,15 @@ class ChatCompletionRequest(_Body):
             opts["tools"] = [t.model_dump(exclude_none=True) for t in self.tools]
         if self.response_format is not None:
             opts["response_format"] = self.response_format.model_dump(exclude_none=True)
+        if self.model_extra:
+            opts["extra_body"] = {k: v for k, v in self.model_extra.items() if v is not None}
+        if self.stream and self.include_usage:
+            opts["stream_options"] = {"include_usage": True}
         return opts
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options is not None and self.stream_options.include_usage)
 
     def message_dicts(self) -> list[dict[str, Any]]:
         """The messages as dicts; content made only of text parts becomes one string (lossless, and the

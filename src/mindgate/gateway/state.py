@@ -9,11 +9,12 @@ from typing import Any
 from fastapi import Request
 
 from mindgate.config import MindgateConfig
-from mindgate.errors import TooManyRequestsError
+from mindgate.errors import InvalidRequestError, TooManyRequestsError
 from mindgate.gateway.auth import KeyRing, Principal
 from mindgate.gateway.limits import RateLimiter
 from mindgate.gateway.observability import Metrics
 from mindgate.memory.memory import AsyncMemory
+from mindgate.pipeline.conversations import ResponseLog
 from mindgate.pipeline.core import Pipeline
 from mindgate.pipeline.remember import MemoryWriter
 from mindgate.providers.base import Embedder
@@ -36,6 +37,8 @@ class Gateway:
     pipeline: Pipeline
     limiter: RateLimiter = field(default_factory=RateLimiter)
     metrics: Metrics = field(default_factory=Metrics)
+    responses: ResponseLog | None = None
+    embedders: dict[str, Embedder] = field(default_factory=dict)
     owned: list[Any] = field(default_factory=list)
     # the model name memory extraction runs under: what a key must be allowed to use for infer=true
     memory_model: str = "auto"
@@ -44,6 +47,21 @@ class Gateway:
     def writer(self) -> MemoryWriter | None:
         """The pipeline's background memory writer (None when memory-augmented chat is off)."""
         return self.pipeline.writer
+
+    def embedder_for(self, model: str) -> Embedder:
+        """The embedder an embeddings request names: a named one (``embedders`` in the config), or the
+        default (``default`` or its model id). Without named embedders every name gets the default (clients
+        written for OpenAI send its model names); with them, another name is a 400 listing the choices."""
+        if not self.embedders:
+            return self.embedder
+        named = self.embedders.get(model)
+        if named is not None:
+            return named
+        if model in ("default", self.embedder.model):
+            return self.embedder
+        choices = ", ".join([f"default ({self.embedder.model})", *sorted(self.embedders)])
+        raise InvalidRequestError(f"model {model!r} is not an embedding model of this gateway",
+                                  hint=f"use one of: {choices}")
 
     def authenticate(self, request: Request) -> Principal | None:
         """The request's principal. The guard (:mod:`.guard`) authenticated every non-public request before
@@ -80,6 +98,8 @@ class Gateway:
     async def aclose(self) -> None:
         if self.writer is not None:
             await self.writer.stop()
+        if self.responses is not None:
+            await self.responses.aclose()
         for component in reversed(self.owned):
             try:
                 await component.aclose() if hasattr(component, "aclose") else await component.close()

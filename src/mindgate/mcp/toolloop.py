@@ -30,6 +30,7 @@ from mindgate.config import ToolLoopSettings
 from mindgate.mcp.client import ToolServers
 from mindgate.mcp.toolbox import Toolbox, ToolRecord, build_toolbox
 from mindgate.mcp.tools import MemoryTools, ScopeArgs
+from mindgate.pipeline.stages import DirectCall
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message, Usage
 
 if TYPE_CHECKING:
@@ -282,13 +283,14 @@ class ToolRequest:
 
 class ToolLoopCall:
     """The pipeline's call stage (:class:`~mindgate.pipeline.stages.ModelCall`) with the server-side tool
-    loop: a request without a :class:`ToolRequest` (or whose tools all failed to start) is one direct
-    call, as before."""
+    loop: a request without a :class:`ToolRequest` (or whose tools all failed to start) is one
+    :class:`~mindgate.pipeline.stages.DirectCall` (which also serves structured-output requests)."""
 
     def __init__(self, servers: ToolServers | None, memory: MemoryTools | None, settings: ToolLoopSettings) -> None:
         self.servers = servers
         self.memory = memory
         self.settings = settings
+        self.direct = DirectCall()
 
     async def _toolbox(self, model: ChatModel, request: ChatRequest,
                        options: dict[str, Any]) -> tuple[ChatModel, Toolbox | None]:
@@ -305,14 +307,14 @@ class ToolLoopCall:
                        request: ChatRequest) -> ChatResponse:
         model, box = await self._toolbox(model, request, options)
         if box is None:
-            return await model.acomplete(messages, **options)
+            return await self.direct.complete(model, messages, options, request)
         return await complete_with_tools(lambda m, o: model.acomplete(m, **o), messages, options, box,
                                          self.settings)
 
     async def stream(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
                      request: ChatRequest) -> AsyncIterator[ChatChunk]:
         model, box = await self._toolbox(model, request, options)
-        chunks = model.astream(messages, **options) if box is None else stream_with_tools(
+        chunks = self.direct.stream(model, messages, options, request) if box is None else stream_with_tools(
             lambda m, o: model.astream(m, **o), messages, options, box, self.settings)
         async for chunk in chunks:
             yield chunk

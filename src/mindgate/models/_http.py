@@ -14,14 +14,18 @@ import httpx
 
 from mindgate.errors import AuthenticationError, ModelNotFoundError, NetworkError, ProviderError
 from mindgate.models.records import Endpoint
+from mindgate.providers import provider_spec
 
-DISPLAY = {"lmstudio": "LM Studio", "ollama": "Ollama", "openai_compatible": "the OpenAI-compatible server",
-           "local": "the local engine"}
-START_HINT = {
-    "lmstudio": "start it with `lms server start` (or the Developer tab of the LM Studio app), or fix its URL",
-    "ollama": "start it with `ollama serve`, or fix its URL",
-    "openai_compatible": "start the server, or fix its base_url",
-}
+
+def display(provider: str) -> str:
+    """The provider's name for people (from its spec)."""
+    return provider_spec(provider).display
+
+
+def start_hint(provider: str) -> str | None:
+    """How to bring the provider's server up, from its spec (None for the in-process engine)."""
+    hint = provider_spec(provider).start_hint
+    return f"{hint}, or fix its URL" if hint else None
 
 
 class Unsupported(Exception):
@@ -46,19 +50,19 @@ def _error_text(data: Any, fallback: str) -> str:
 async def request_json(client: httpx.AsyncClient, endpoint: Endpoint, method: str, url: str, *,
                        json: Any = None, timeout: float | None = None, model: str | None = None) -> Any:
     """The JSON body of a successful response; raises mindgate errors (or :class:`Unsupported`)."""
-    name = DISPLAY[endpoint.provider]
+    name = display(endpoint.provider)
     try:
         response = await client.request(method, url, json=json,
                                          timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
     except httpx.ConnectTimeout:
         raise NetworkError(f"{name} is not reachable at {endpoint.url} ({endpoint.name}; connect timed out after "
-                           f"{endpoint.connect_timeout}s)", url=url, hint=START_HINT.get(endpoint.provider)) from None
+                           f"{endpoint.connect_timeout}s)", url=url, hint=start_hint(endpoint.provider)) from None
     except httpx.TimeoutException:
         raise NetworkError(f"{name} at {endpoint.url} ({endpoint.name}) did not answer {method} {url} in time",
-                           url=url, hint=START_HINT.get(endpoint.provider)) from None
+                           url=url, hint=start_hint(endpoint.provider)) from None
     except httpx.HTTPError as exc:
         raise NetworkError(f"cannot reach {name} at {endpoint.url} ({endpoint.name}): {exc}", url=url,
-                           hint=START_HINT.get(endpoint.provider)) from None
+                           hint=start_hint(endpoint.provider)) from None
     try:
         data = response.json()
     except ValueError:
@@ -92,7 +96,7 @@ async def stream_json_lines(client: httpx.AsyncClient, endpoint: Endpoint, metho
                             json: Any = None, model: str | None = None) -> AsyncIterator[Any]:
     """Each JSON line of a streamed (NDJSON) response, e.g. Ollama's ``/api/pull``; failures map like
     :func:`request_json`'s, and an ``{"error": ...}`` line raises ProviderError."""
-    name = DISPLAY[endpoint.provider]
+    name = display(endpoint.provider)
     try:
         async with client.stream(method, url, json=json, timeout=httpx.Timeout(None, connect=endpoint.connect_timeout)
                                  ) as response:
@@ -124,7 +128,7 @@ async def stream_json_lines(client: httpx.AsyncClient, endpoint: Endpoint, metho
                 yield data
     except httpx.TimeoutException:
         raise NetworkError(f"{name} at {endpoint.url} ({endpoint.name}) did not answer {method} {url} in time",
-                           url=url, hint=START_HINT.get(endpoint.provider)) from None
+                           url=url, hint=start_hint(endpoint.provider)) from None
     except httpx.HTTPError as exc:
         raise NetworkError(f"cannot reach {name} at {endpoint.url} ({endpoint.name}): {exc}", url=url,
-                           hint=START_HINT.get(endpoint.provider)) from None
+                           hint=start_hint(endpoint.provider)) from None

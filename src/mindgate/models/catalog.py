@@ -28,7 +28,7 @@ from mindgate._sync import run_sync
 from mindgate.config import MindgateConfig, ProviderConfig
 from mindgate.errors import ConfigurationError, MindgateError, ModelNotFoundError, ProviderError
 from mindgate.models._driver import Driver
-from mindgate.models._http import DISPLAY, Unsupported, client_for
+from mindgate.models._http import Unsupported, client_for, display
 from mindgate.models._lmstudio_api import LMStudioDriver
 from mindgate.models._local_api import LocalDriver
 from mindgate.models._ollama_api import OllamaDriver, full_name
@@ -43,12 +43,11 @@ from mindgate.models.records import (
     ModelState,
     ModelType,
 )
+from mindgate.providers import provider_spec
 
 __all__ = ["Capabilities", "CatalogListing", "Endpoint", "EndpointStatus", "LoadedInstance", "ModelCatalog",
            "ModelInfo", "ModelState", "ModelType", "endpoints_from_config"]
 
-DEFAULT_URLS = {"lmstudio": "http://localhost:1234", "ollama": "http://localhost:11434"}
-MANAGED_PROVIDERS = ("lmstudio", "ollama", "openai_compatible", "local")
 DISCOVERY_TIMEOUT = 10.0
 
 
@@ -67,15 +66,20 @@ def _api_base(url: str) -> str:
 def _endpoint(name: str, provider: str, config: ProviderConfig | None) -> Endpoint:
     config = config or ProviderConfig()
     url = config.base_url_for(provider)
-    if provider in DEFAULT_URLS:
-        url = _server_root(url or DEFAULT_URLS[provider])
-    elif provider == "openai_compatible":
+    spec = provider_spec(provider)
+    kind = spec.management
+    if kind in ("lmstudio", "ollama"):
+        url = _server_root(url or spec.default_base_url or "")
+    elif kind == "openai_compatible":
+        url = url or spec.default_base_url
         if not url:
-            raise ConfigurationError(f"endpoint {name!r} (openai_compatible) has no base_url",
+            raise ConfigurationError(f"endpoint {name!r} ({provider}) has no base_url",
                                      hint="set base_url, e.g. http://localhost:8000/v1")
         url = _api_base(url)
-    return Endpoint(name=name, provider=provider,  # type: ignore[arg-type]
-                    url=url if provider != "local" else None, api_key=config.api_key,
+    if kind is None:
+        raise ConfigurationError(f"provider {provider!r} has no model management", hint="its spec names none")
+    return Endpoint(name=name, provider=kind,
+                    url=url if kind != "local" else None, api_key=config.api_key,
                     model_path=config.model_path, n_ctx=config.n_ctx,
                     timeout=min(config.timeout, DISCOVERY_TIMEOUT), connect_timeout=config.connect_timeout)
 
@@ -89,7 +93,7 @@ def endpoints_from_config(config: MindgateConfig) -> list[Endpoint]:
     out: list[Endpoint] = []
 
     def add(name: str, provider: str, cfg: ProviderConfig | None) -> None:
-        if provider not in MANAGED_PROVIDERS:
+        if provider == "auto" or provider_spec(provider).management is None:
             return
         endpoint = _endpoint(name, provider, cfg)
         if any(e.provider == endpoint.provider and e.url == endpoint.url and e.model_path == endpoint.model_path
@@ -207,7 +211,7 @@ class ModelCatalog:
             if isinstance(exc, MindgateError):
                 error = exc
             elif isinstance(exc, Unsupported):
-                error = ProviderError(f"endpoint {endpoint.name!r} does not look like {DISPLAY[endpoint.provider]}: "
+                error = ProviderError(f"endpoint {endpoint.name!r} does not look like {display(endpoint.provider)}: "
                                       f"{exc}", provider=endpoint.provider, retryable=False,
                                       hint="check the endpoint's provider and URL")
             else:

@@ -17,7 +17,7 @@ from typing import Literal
 
 from mindgate.errors import MindgateError, ModelNotFoundError, NetworkError
 from mindgate.models import fit
-from mindgate.models._http import DISPLAY, Unsupported, client_for, request_json
+from mindgate.models._http import Unsupported, client_for, display, request_json
 from mindgate.models._lmstudio_api import OPENAI, LMStudioDriver
 from mindgate.models.records import Endpoint, ModelInfo, ModelType
 from mindgate.models.resources import Resources, snapshot
@@ -38,7 +38,7 @@ def choose(models: list[ModelInfo], kind: Kind, endpoint: Endpoint, *,
            resources: Callable[[], Resources] = snapshot) -> ModelInfo:
     """The model to use for ``kind`` on ``endpoint`` (see the module docstring)."""
     candidates = [m for m in models if _kind_of(m) == kind]
-    where = f"{DISPLAY.get(endpoint.provider, endpoint.provider)} at {endpoint.url}"
+    where = f"{display(endpoint.provider)} at {endpoint.url}"
     if not candidates:
         raise ModelNotFoundError(f"{where} has no {'embedding' if kind == 'embedding' else 'chat'} model",
                                  available=[m.id for m in models], provider=endpoint.provider,

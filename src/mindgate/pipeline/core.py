@@ -40,6 +40,7 @@ from mindgate.pipeline.recall import inject_memories
 from mindgate.pipeline.remember import LLMFor, MemoryWriter, new_turn
 from mindgate.pipeline.scope import Acting, ChatScope, RequestedScope, resolve_scope
 from mindgate.pipeline.stages import ContextFitter, DirectCall, KeepContext, ModelCall
+from mindgate.pipeline.text import TextRequest, TextStream, complete_text, stream_text
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message, Usage
 from mindgate.routing.trace import tracing
 
@@ -198,6 +199,14 @@ class Pipeline:
         await stream.start()
         return stream
 
+    async def complete_text(self, request: TextRequest) -> dict[str, Any]:
+        """Raw text completion (route -> call -> usage; see :mod:`mindgate.pipeline.text`)."""
+        return await complete_text(self, request)
+
+    async def stream_text(self, request: TextRequest) -> TextStream:
+        """Raw text completion, streamed (the first chunk awaited here, like :meth:`stream`)."""
+        return await stream_text(self, request)
+
     def usage(self, prepared: Prepared, reported: Usage | None, text: str) -> tuple[Usage, bool]:
         """The upstream's usage, or (when it reported none) the estimate; and whether it is estimated."""
         if reported is not None and (reported.prompt_tokens or reported.completion_tokens):
@@ -221,6 +230,7 @@ class ChatStream:
         self._first: ChatChunk | None = None
         self._parts: list[str] = []
         self._reported: Usage | None = None
+        self.last: ChatChunk | None = None
         self.usage: Usage | None = None
         self.estimated = False
         self.finished = False
@@ -270,7 +280,13 @@ class ChatStream:
             self._parts.append(chunk.content)
         if chunk.usage is not None:
             self._reported = chunk.usage
+        self.last = chunk
         return chunk
+
+    @property
+    def upstream_usage(self) -> bool:
+        """Whether the upstream reported usage in the stream (so far)."""
+        return self._reported is not None
 
     def _count(self, exc: BaseException) -> None:
         code = exc.code if isinstance(exc, MindgateError) else None

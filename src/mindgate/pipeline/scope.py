@@ -74,12 +74,11 @@ class RequestedScope:
     names: tuple[str, str, str] = ("user", "agent", "run")
 
 
-def resolve_scope(requested: RequestedScope, acting: Acting | None, *, enabled: bool) -> ChatScope | None:
-    """The memory scope of a request, or None when memory is off for it.
+def acting_user(requested: RequestedScope, acting: Acting | None) -> str | None:
+    """The user a request acts for: the one it names, else the sole user of its credentials, else None.
 
-    The acting user (a key bound to one user acts for it by default) is checked against the caller's users
-    even when memory is off: credentials never act for another user. Ids longer than ``MAX_ID`` are a 400.
-    """
+    Checked against the caller's users (credentials never act for another user); ids longer than
+    ``MAX_ID`` are a 400."""
     user = (requested.user or "").strip() or None
     for name, value in zip(requested.names, (requested.user, requested.agent, requested.run), strict=True):
         if value is not None and len(value) > MAX_ID:
@@ -89,6 +88,14 @@ def resolve_scope(requested: RequestedScope, acting: Acting | None, *, enabled: 
             user = acting.sole_user
         if user is not None or acting.users is not None:
             acting.check_user(user)
+    return user
+
+
+def resolve_scope(requested: RequestedScope, acting: Acting | None, *, enabled: bool) -> ChatScope | None:
+    """The memory scope of a request, or None when memory is off for it (or it acts for no user).
+
+    The acting user is checked (:func:`acting_user`) even when memory is off."""
+    user = acting_user(requested, acting)
     if not enabled or requested.memory_off or not user:
         return None
     agent = (requested.agent or "").strip() or None

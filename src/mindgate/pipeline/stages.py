@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
+from mindgate.providers.structured import complete_structured
 
 if TYPE_CHECKING:
     from mindgate.pipeline.core import ChatRequest
@@ -56,12 +57,27 @@ class ModelCall(Protocol):
 
 
 class DirectCall:
-    """One call to the model, no server-side tools."""
+    """One call to the model, no server-side tools.
+
+    ``request.stage_options["json_schema"] = {"name": ..., "schema": {...}}`` asks for JSON output through
+    the structured-output ladder (json_schema, then json_object, then the schema in the prompt; see
+    :mod:`mindgate.providers.structured`); such an answer is produced whole and streamed as one chunk."""
 
     async def complete(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
                        request: ChatRequest) -> ChatResponse:
+        spec = request.stage_options.get("json_schema")
+        if spec is not None:
+            return await complete_structured(model, messages, spec["schema"], name=spec.get("name", "response"),
+                                             **options)
         return await model.acomplete(messages, **options)
 
     def stream(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
                request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        if request.stage_options.get("json_schema") is not None:
+            return self._whole(model, messages, options, request)
         return model.astream(messages, **options)
+
+    async def _whole(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
+                     request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        response = await self.complete(model, messages, options, request)
+        yield ChatChunk(content=response.content, finish_reason=response.finish_reason, usage=response.usage)

@@ -1,57 +1,67 @@
-"""Providers: one module per backend, each exposing ``chat_model(config)`` and ``embedder(config)``.
+"""Providers: one module per backend, each exporting a :class:`~mindgate.providers.spec.ProviderSpec`.
 
-:func:`create_chat_model` / :func:`create_embedder` pick the module by provider name and import it on
-first use, so an unused backend's dependencies (torch, llama.cpp) are never imported.
+Providers are found through the ``mindgate.providers`` entry-point group (:mod:`mindgate._plugins`):
+mindgate's built-ins are declared there in its ``pyproject.toml`` exactly as a third-party package declares
+its own, so a provider package installed beside mindgate is usable from config by its name.
+:func:`create_chat_model` / :func:`create_embedder` import a provider's module on first use, so an unused
+backend's dependencies (torch, llama.cpp) are never imported.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from mindgate.config import ChatProviderName, EmbedderProviderName, ProviderConfig
+from mindgate._plugins import load as _load_plugin
+from mindgate._plugins import provider_names
+from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, EmbedderIdentity, Usage
+from mindgate.providers.openai_compat import openai_compatible_spec
+from mindgate.providers.spec import ProviderSpec
 
-__all__ = ["ChatChunk", "ChatModel", "ChatResponse", "Embedder", "EmbedderIdentity", "Usage",
-           "create_chat_model", "create_embedder"]
-
-MODULES: dict[str, str] = {
-    "lmstudio": "mindgate.providers.lmstudio",
-    "ollama": "mindgate.providers.ollama",
-    "openai": "mindgate.providers.openai",
-    "azure_openai": "mindgate.providers.azure",
-    "gemini": "mindgate.providers.gemini",
-    "vertexai": "mindgate.providers.vertex",
-    "together": "mindgate.providers.together",
-    "huggingface": "mindgate.providers.huggingface",
-    "openai_compatible": "mindgate.providers.openai_compat",
-    "local": "mindgate.providers.local",
-}
+__all__ = ["ChatChunk", "ChatModel", "ChatResponse", "Embedder", "EmbedderIdentity", "ProviderSpec", "Usage",
+           "create_chat_model", "create_embedder", "openai_compatible_spec", "provider_names", "provider_spec"]
 
 
-def _module(provider: str) -> Any:
+def provider_spec(provider: str) -> ProviderSpec:
+    """The spec registered under ``provider`` (its module imported on first use), or ConfigurationError."""
     if provider == "auto":
         raise ConfigurationError("`auto` is a routing chain, not a provider",
                                  hint="use mindgate.routing.chains.chat_model_for(section, config) or "
                                       "mindgate.routing.auto.auto_router()")
-    if provider not in MODULES:
-        raise ConfigurationError(f"unknown provider {provider!r}", hint=f"valid providers: {', '.join(MODULES)}")
-    return importlib.import_module(MODULES[provider])
+    spec = _load_plugin(provider)
+    if not isinstance(spec, ProviderSpec):
+        raise ConfigurationError(f"provider {provider!r} is registered with a {type(spec).__name__}, "
+                                 "not a mindgate.providers.ProviderSpec",
+                                 hint="its entry point must name the module's SPEC object (package.module:SPEC)")
+    return spec
 
 
-def create_chat_model(provider: ChatProviderName | str, config: ProviderConfig | None = None) -> ChatModel:
+def create_chat_model(provider: str, config: ProviderConfig | None = None) -> ChatModel:
     """A chat model for ``provider`` configured by ``config`` (mem0's keys)."""
-    model: ChatModel = _module(provider).chat_model(config or ProviderConfig())
-    return model
+    spec = provider_spec(provider)
+    if spec.chat_model is None:
+        raise ConfigurationError(f"provider {provider!r} offers no chat model",
+                                 hint=f"chat providers: {', '.join(_offering('chat_model'))}")
+    return spec.chat_model(config or ProviderConfig())
 
 
-def create_embedder(provider: EmbedderProviderName | str, config: ProviderConfig | None = None) -> Embedder:
+def create_embedder(provider: str, config: ProviderConfig | None = None) -> Embedder:
     """An embedder for ``provider`` configured by ``config`` (mem0's keys)."""
     if provider == "auto":
         raise ConfigurationError("the embedder has no `auto` provider",
                                  hint="use `local` (the default) or name a provider")
-    embedder: Embedder = _module(provider).embedder(config or ProviderConfig())
-    return embedder
+    spec = provider_spec(provider)
+    if spec.embedder is None:
+        raise ConfigurationError(f"provider {provider!r} offers no embedder",
+                                 hint=f"embedding providers: {', '.join(_offering('embedder'))}")
+    return spec.embedder(config or ProviderConfig())
 
 
+def _offering(kind: str) -> list[str]:
+    names = []
+    for name in provider_names():
+        try:
+            if getattr(provider_spec(name), kind) is not None:
+                names.append(name)
+        except ConfigurationError:
+            continue  # a broken plugin is reported when it is used, not here
+    return names

@@ -29,6 +29,7 @@ from mindgate.providers.openai_compat import (
     sampling_defaults,
     server_message,
 )
+from mindgate.providers.spec import ProviderSpec
 
 PROFILE = ServerProfile(
     provider="azure_openai",
@@ -155,3 +156,8 @@ def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
     return OpenAICompatEmbedder(client, client.settings.deployment,
                                 embedding_dims=config.embedding_dims, batch_size=config.batch_size,
                                 extra_body=extra)
+
+
+SPEC = ProviderSpec(name="azure_openai", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+                    base_url_keys=(), start_hint=PROFILE.start_hint, key_env=PROFILE.key_env,
+                    takes_reasoning_effort=True)

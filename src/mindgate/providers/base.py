@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mindgate._sync import iterate_sync, run_sync
-from mindgate.errors import ConfigurationError, ProviderError
+from mindgate.errors import ConfigurationError, InvalidRequestError, ProviderError
 
 log = logging.getLogger("mindgate.providers")
 
@@ -104,7 +104,17 @@ class ChatChunk:
 CHAT_OPTIONS = frozenset({
     "tools", "tool_choice", "response_format", "temperature", "max_tokens", "top_p", "stop", "seed",
     "presence_penalty", "frequency_penalty", "parallel_tool_calls", "logit_bias", "user", "n",
+    "extra_body", "stream_options",
 })
+"""``extra_body`` holds a request's unknown top-level fields (``top_k``, ``min_p``, ``ttl``, ...): a provider
+that can take them sends them on (:attr:`ChatModel.accepts_extras`), the others drop them with a debug log.
+``stream_options`` (``include_usage``) is sent only by providers whose streams can report usage that way."""
+_PASSED_APART = frozenset({"extra_body", "stream_options"})
+TEXT_OPTIONS = frozenset({
+    "temperature", "max_tokens", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
+    "user", "n", "echo", "suffix", "logprobs", "best_of", "extra_body", "stream_options",
+})
+"""Options of a raw text completion (``/v1/completions``)."""
 
 
 class ChatModel(ABC):
@@ -116,6 +126,7 @@ class ChatModel(ABC):
     """
 
     provider: str = "base"
+    accepts_extras: bool = False
 
     def __init__(self, model: str, *, defaults: dict[str, Any] | None = None) -> None:
         self.model = model
@@ -131,13 +142,23 @@ class ChatModel(ABC):
         """The model's context window in tokens, when known without a call."""
         return None
 
+    def _extras(self, options: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+        """The request's extra fields this provider maps natively (``known``); the rest dropped (debug log)."""
+        extra = options.get("extra_body") or {}
+        dropped = sorted(set(extra) - known)
+        if dropped:
+            log.debug("%r does not take %s; dropped", self, ", ".join(dropped))
+        return {k: v for k, v in extra.items() if k in known and v is not None}
+
     def _options(self, options: dict[str, Any]) -> dict[str, Any]:
         unknown = set(options) - CHAT_OPTIONS
         if unknown:
             raise ConfigurationError(f"unknown chat option(s): {', '.join(sorted(unknown))}",
                                      hint=f"valid options: {', '.join(sorted(CHAT_OPTIONS))}")
-        merged = {**self.defaults, **{k: v for k, v in options.items() if v is not None}}
-        return merged
+        extra = options.get("extra_body")
+        if extra and not self.accepts_extras:
+            log.debug("%r takes no extra request fields; dropped %s", self, ", ".join(sorted(extra)))
+        return {**self.defaults, **{k: v for k, v in options.items() if v is not None and k not in _PASSED_APART}}
 
     @abstractmethod
     async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
@@ -150,6 +171,35 @@ class ChatModel(ABC):
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
         """Tokens the prompt takes with the model's own tokenizer, or None when it is not reachable."""
         return None
+
+    # -- raw text completion (``/v1/completions``); optional ---------------------------------------
+
+    @property
+    def text_completions(self) -> bool:
+        """Whether :meth:`atext_complete` / :meth:`atext_stream` work (the endpoint has raw completion)."""
+        return False
+
+    async def atext_complete(self, prompt: str, **options: Any) -> dict[str, Any]:
+        """One raw completion of ``prompt`` (no chat template) as OpenAI's ``text_completion`` body;
+        ``options`` from :data:`TEXT_OPTIONS`. Raises :class:`InvalidRequestError` where unsupported."""
+        raise self.no_text_completion()
+
+    def atext_stream(self, prompt: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        """The same, streamed: OpenAI ``text_completion`` chunk objects."""
+        raise self.no_text_completion()
+
+    def no_text_completion(self) -> InvalidRequestError:
+        return InvalidRequestError(
+            f"the target {self.provider}:{self.model} has no raw text completion (/v1/completions)",
+            hint="use /v1/chat/completions, or a model on a llama.cpp server, LM Studio, Ollama or the local "
+                 "engine")
+
+    def _text_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(options) - TEXT_OPTIONS
+        if unknown:
+            raise ConfigurationError(f"unknown completion option(s): {', '.join(sorted(unknown))}",
+                                     hint=f"valid options: {', '.join(sorted(TEXT_OPTIONS))}")
+        return {**self.defaults, **{k: v for k, v in options.items() if v is not None and k not in _PASSED_APART}}
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op unless a provider holds resources
         """Release connections or in-process resources."""

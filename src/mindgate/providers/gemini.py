@@ -23,6 +23,7 @@ from mindgate.providers.openai_compat import (
     ServerProfile,
     sampling_defaults,
 )
+from mindgate.providers.spec import ProviderSpec
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta/openai"
 DEFAULT_CHAT_MODEL = "gemini-2.5-flash"
@@ -66,3 +67,8 @@ def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
     return OpenAICompatEmbedder(_client(config), config.model or DEFAULT_EMBEDDING_MODEL,
                                 embedding_dims=config.embedding_dims,
                                 batch_size=min(config.batch_size, MAX_EMBED_BATCH), extra_body=extra)
+
+
+SPEC = ProviderSpec(name="gemini", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+                    default_base_url=DEFAULT_BASE_URL, start_hint=PROFILE.start_hint, key_env=PROFILE.key_env,
+                    takes_reasoning_effort=True)

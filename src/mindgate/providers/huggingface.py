@@ -30,6 +30,7 @@ from mindgate.providers.openai_compat import (
     ServerProfile,
     sampling_defaults,
 )
+from mindgate.providers.spec import ProviderSpec
 
 ROUTER_URL = "https://router.huggingface.co/v1"
 TOKEN_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -149,3 +150,8 @@ def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
                                 connect_timeout=config.connect_timeout, proxy=config.http_client_proxies)
     return OpenAICompatChatModel(client, config.model or "tgi", defaults=sampling_defaults(config),
                                  extra_body=config.model_kwargs)
+
+
+SPEC = ProviderSpec(name="huggingface", display="Hugging Face", chat_model=chat_model, embedder=embedder,
+                    base_url_keys=("huggingface_base_url", "base_url"),
+                    key_env="HF_TOKEN", takes_reasoning_effort=True)

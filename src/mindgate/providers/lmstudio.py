@@ -47,6 +47,7 @@ from mindgate.providers.openai_compat import (
     client_from_config,
     sampling_defaults,
 )
+from mindgate.providers.spec import ProviderSpec
 
 log = logging.getLogger("mindgate.providers.lmstudio")
 
@@ -63,6 +64,8 @@ PROFILE = ServerProfile(
     model_hint="load it with `lms load MODEL`, or enable Just-In-Time model loading in LM Studio's "
                "developer settings",
     structured_modes=("json_schema", "text"),
+    passes_extras=True,  # ttl, draft_model, top_k, min_p, repeat_penalty
+    text_completions=True,
 )
 
 
@@ -287,3 +290,9 @@ def embedder(config: ProviderConfig) -> Embedder:
         return build((await pick(endpoint, "embedding")).id)
 
     return LazyEmbedder("lmstudio", detect, embedding_dims=config.embedding_dims, batch_size=config.batch_size)
+
+
+SPEC = ProviderSpec(name="lmstudio", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+                    base_url_keys=("lmstudio_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
+                    start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
+                    takes_reasoning_effort=True, management="lmstudio")

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,17 +26,23 @@ from mindgate._assets import (
     default_gguf_path,
 )
 from mindgate.config import ProviderConfig
-from mindgate.errors import ConfigurationError, ContextOverflowError, ProviderError
+from mindgate.errors import ConfigurationError, ContextOverflowError, InvalidRequestError, ProviderError
 from mindgate.models.local_pool import LocalModelPool, default_pool
 from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex, vocabulary
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
 from mindgate.providers.local_requests import check_logit_bias, check_options, prepare_messages
 from mindgate.providers.openai_compat import sampling_defaults
+from mindgate.providers.spec import ProviderSpec
 
 _PACKAGED_EMBEDDER_NAMES = {DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}",
                             "all-minilm-l6-v2"}
 _DONE = object()
 log = logging.getLogger("mindgate.providers")
+
+
+LLAMA_SAMPLING = frozenset({"top_k", "min_p", "typical_p", "repeat_penalty", "tfs_z", "mirostat_mode",
+                            "mirostat_tau", "mirostat_eta"})
+"""Request extras (top-level fields OpenAI does not have) that llama.cpp takes; the rest are dropped."""
 
 
 def _default_threads() -> int:
@@ -49,6 +55,7 @@ class LlamaCppChatModel(ChatModel):
     the process-wide pool)."""
 
     provider = "local"
+    accepts_extras = True  # LLAMA_SAMPLING; other extras are dropped with a debug log
 
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
                  defaults: dict[str, Any] | None = None, ttl: float | None = None,
@@ -94,7 +101,7 @@ class LlamaCppChatModel(ChatModel):
         self.pool.unload(self.model_path, n_ctx=self.n_ctx)
 
     def _kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
-        opts = check_options(self.endpoint_key, self._options(options))
+        opts = {**check_options(self.endpoint_key, self._options(options)), **self._extras(options, LLAMA_SAMPLING)}
         opts.pop("user", None)
         opts.pop("parallel_tool_calls", None)
         fmt = opts.get("response_format")
@@ -165,40 +172,56 @@ class LlamaCppChatModel(ChatModel):
     async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
         if not messages:
             raise ConfigurationError("messages is empty", hint="pass at least one message")
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
         kwargs = self._kwargs(options)
         prepared = prepare_messages(self.endpoint_key, messages)
+        async for item in _pumped(lambda: self._stream_blocking(prepared, kwargs)):
+            item["model"] = self.model
+            choice = (item.get("choices") or [{}])[0]
+            delta = choice.get("delta") or {}
+            yield ChatChunk(content=delta.get("content"), tool_calls=list(delta.get("tool_calls") or []),
+                            finish_reason=choice.get("finish_reason"), raw=item)
 
-        def hand_over(item: Any) -> None:
+    # -- raw text completion ---------------------------------------------------------------------
+
+    @property
+    def text_completions(self) -> bool:
+        return True
+
+    def _text_kwargs(self, options: dict[str, Any]) -> dict[str, Any]:
+        opts = {**self._text_options(options), **self._extras(options, LLAMA_SAMPLING)}
+        opts.pop("user", None)
+        if opts.pop("n", 1) != 1 or opts.pop("best_of", 1) != 1:
+            raise InvalidRequestError("the local engine returns one completion per request; n and best_of must be 1",
+                                      hint="send several requests instead")
+        return opts
+
+    def _text_blocking(self, prompt: str, kwargs: dict[str, Any], *, stream: bool) -> Iterator[dict[str, Any]]:
+        """``create_completion``'s result: the chunks when streaming, else the one body."""
+        with self._llama() as llama:
+            if "logit_bias" in kwargs:
+                kwargs = {**kwargs, "logit_bias": check_logit_bias(self.endpoint_key, kwargs["logit_bias"],
+                                                                   llama.n_vocab())}
             try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the consumer's loop is gone
-                stop.set()
+                if stream:
+                    yield from llama.create_completion(prompt=prompt, stream=True, **kwargs)
+                else:
+                    yield dict(llama.create_completion(prompt=prompt, **kwargs))
+            except ValueError as exc:
+                raise _local_error(exc, self.n_ctx) from None
+            except (TypeError, KeyError, AttributeError, IndexError) as exc:
+                raise _engine_failure(exc, self.endpoint_key) from None
 
-        def produce() -> None:
-            try:
-                for event in self._stream_blocking(prepared, kwargs):
-                    if stop.is_set():
-                        return
-                    hand_over(event)
-                hand_over(_DONE)
-            except Exception as exc:  # re-raised by the consumer
-                hand_over(exc)
+    async def atext_complete(self, prompt: str, **options: Any) -> dict[str, Any]:
+        kwargs = self._text_kwargs(options)
+        [data] = await asyncio.to_thread(lambda: list(self._text_blocking(prompt, kwargs, stream=False)))
+        data["model"] = self.model
+        return data
 
-        loop.run_in_executor(None, produce)
-        try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, Exception):
-                    raise item
-                item["model"] = self.model
-                choice = (item.get("choices") or [{}])[0]
-                delta = choice.get("delta") or {}
-                yield ChatChunk(content=delta.get("content"), tool_calls=list(delta.get("tool_calls") or []),
-                                finish_reason=choice.get("finish_reason"), raw=item)
-        finally:
-            stop.set()
+    async def atext_stream(self, prompt: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        kwargs = self._text_kwargs(options)
+        async for item in _pumped(lambda: self._text_blocking(prompt, kwargs, stream=True)):
+            item["model"] = self.model
+            yield item
 
     def _check_declared_context(self, llama: Any, messages: Sequence[Message]) -> None:
         """The pool may lend an instance with a larger context than this model declares; keep the
@@ -229,6 +252,38 @@ class LlamaCppChatModel(ChatModel):
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.unload)
+
+
+async def _pumped(blocking: Callable[[], Iterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """Items of a blocking iterator (run in a worker thread) as they come; stops the thread when closed."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    stop = threading.Event()
+
+    def hand_over(item: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the consumer's loop is gone
+            stop.set()
+
+    def produce() -> None:
+        try:
+            for event in blocking():
+                if stop.is_set():
+                    return
+                hand_over(event)
+            hand_over(_DONE)
+        except Exception as exc:  # re-raised by the consumer
+            hand_over(exc)
+
+    loop.run_in_executor(None, produce)
+    try:
+        while (item := await queue.get()) is not _DONE:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def _engine_failure(exc: Exception, target: str) -> ProviderError:
@@ -317,3 +372,7 @@ def embedder(config: ProviderConfig) -> SentenceTransformerEmbedder:
                                  hint="remove it, or use `device` / `batch_size`")
     return SentenceTransformerEmbedder(config.model_path or config.model, device=config.device,
                                        embedding_dims=config.embedding_dims, batch_size=config.batch_size)
+
+
+SPEC = ProviderSpec(name="local", display="the local engine", chat_model=chat_model, embedder=embedder,
+                    base_url_keys=(), takes_top_k=True, management="local")

@@ -45,6 +45,7 @@ from mindgate.providers.openai_compat import (
     sampling_defaults,
     server_message,
 )
+from mindgate.providers.spec import ProviderSpec
 
 DEFAULT_BASE_URL = "http://localhost:11434"
 
@@ -59,6 +60,9 @@ PROFILE = ServerProfile(
 _OPTION_NAMES = {"temperature": "temperature", "top_p": "top_p", "max_tokens": "num_predict", "stop": "stop",
                  "seed": "seed", "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
 _CHAT_TOP_LEVEL = frozenset({"keep_alive", "think"})
+# Request extras Ollama takes as model options (the rest are dropped with a debug log).
+OLLAMA_SAMPLING = frozenset({"top_k", "min_p", "typical_p", "repeat_penalty", "repeat_last_n", "mirostat",
+                             "mirostat_tau", "mirostat_eta", "num_ctx", "tfs_z"})
 _EMBED_TOP_LEVEL = frozenset({"keep_alive", "truncate", "dimensions"})
 
 
@@ -282,6 +286,7 @@ class OllamaChatModel(ChatModel):
     """Chat over ``POST /api/chat``."""
 
     provider = "ollama"
+    accepts_extras = True  # as model options (OLLAMA_SAMPLING); others dropped with a debug log
     structured_modes = ("json_schema", "json_object", "text")
 
     def __init__(self, client: OllamaClient, model: str, *, defaults: dict[str, Any] | None = None,
@@ -307,7 +312,7 @@ class OllamaChatModel(ChatModel):
         opts = self._options(options)
         body: dict[str, Any] = {**self.top_level, "model": self.model, "messages": ollama_messages(messages),
                                 "stream": stream}
-        merged = {**self.base_options, **ollama_options(opts)}
+        merged = {**self.base_options, **self._extras(options, OLLAMA_SAMPLING), **ollama_options(opts)}
         if merged:
             body["options"] = merged
         fmt = _format(opts.get("response_format"))
@@ -360,6 +365,54 @@ class OllamaChatModel(ChatModel):
         if done:
             chunk["usage"] = _usage(event)
         return chunk
+
+    # -- raw text completion: ``POST /api/generate`` with ``raw: true`` (no template) -------------------
+
+    @property
+    def text_completions(self) -> bool:
+        return True
+
+    def _generate_body(self, prompt: str, options: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+        opts = self._text_options(options)
+        for name in ("echo", "logprobs"):
+            if opts.get(name):
+                raise InvalidRequestError(f"Ollama's generate API does not support `{name}`",
+                                          hint=f"remove `{name}`, or use a llama.cpp server or LM Studio")
+        if opts.pop("best_of", 1) != 1:
+            raise InvalidRequestError("Ollama returns one completion per request; best_of must be 1")
+        suffix = opts.pop("suffix", None)
+        body: dict[str, Any] = {**self.top_level, "model": self.model, "prompt": prompt, "raw": True,
+                                "stream": stream}
+        if suffix:
+            body["suffix"] = suffix
+        merged = {**self.base_options, **self._extras(options, OLLAMA_SAMPLING), **ollama_options(opts)}
+        if merged:
+            body["options"] = merged
+        return body
+
+    def _text_chunk(self, data: dict[str, Any], completion_id: str, created: int, *, done: bool) -> dict[str, Any]:
+        chunk: dict[str, Any] = {
+            "id": completion_id, "object": "text_completion", "created": created,
+            "model": data.get("model") or self.model,
+            "choices": [{"index": 0, "text": data.get("response") or "", "logprobs": None,
+                         "finish_reason": _finish_reason(data.get("done_reason"), False) if done else None}]}
+        if done:
+            chunk["usage"] = _usage(data)
+        return chunk
+
+    async def atext_complete(self, prompt: str, **options: Any) -> dict[str, Any]:
+        data = await self.client.request_json("POST", "/api/generate",
+                                              self._generate_body(prompt, options, stream=False), model=self.model)
+        if not isinstance(data, dict) or "response" not in data:
+            raise ProviderError(f"Ollama returned a generate answer without a response: {str(data)[:200]}",
+                                provider="ollama", retryable=True)
+        return self._text_chunk(data, f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time()), done=True)
+
+    async def atext_stream(self, prompt: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        body = self._generate_body(prompt, options, stream=True)
+        completion_id, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        async for event in self.client.stream_ndjson("/api/generate", body, model=self.model):
+            yield self._text_chunk(event, completion_id, created, done=bool(event.get("done")))
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -424,3 +477,9 @@ def embedder(config: ProviderConfig) -> OllamaEmbedder:
     extra = {**top, **({"options": options} if options else {})}
     return OllamaEmbedder(_client(config), config.model or "nomic-embed-text", embedding_dims=config.embedding_dims,
                           batch_size=config.batch_size, extra_body=extra)
+
+
+SPEC = ProviderSpec(name="ollama", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+                    base_url_keys=("ollama_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
+                    start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
+                    takes_reasoning_effort=True, management="ollama")

@@ -10,6 +10,7 @@ from mindgate.providers.openai_compat import (
     client_from_config,
     sampling_defaults,
 )
+from mindgate.providers.spec import ProviderSpec
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_CHAT_MODEL = "gpt-4o-mini"
@@ -38,3 +39,8 @@ def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
     return OpenAICompatEmbedder(client, config.model or DEFAULT_EMBEDDING_MODEL,
                                 embedding_dims=config.embedding_dims, batch_size=config.batch_size,
                                 extra_body=extra)
+
+
+SPEC = ProviderSpec(name="openai", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+                    base_url_keys=("openai_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
+                    start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_reasoning_effort=True)

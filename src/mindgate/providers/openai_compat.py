@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 from httpx_sse import EventSource, SSEError
 
-from mindgate.config import BASE_URL_KEYS, ProviderConfig
+from mindgate.config import ProviderConfig, base_url_keys
 from mindgate.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -43,6 +43,7 @@ from mindgate.providers.base import (
     Vector,
     chatml_prompt,
 )
+from mindgate.providers.spec import ProviderSpec
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,17 @@ class ServerProfile:
     key_env: str | None = None
     model_hint: str = "pick one of the models the server lists"
     structured_modes: tuple[str, ...] = ("json_schema", "json_object", "text")
+    passes_extras: bool = False
+    """Unknown top-level request fields (``top_k``, ``min_p``, ``ttl``, ...) are sent on: the server ignores
+    or uses them. False for APIs that reject unknown fields (OpenAI, Azure): they are dropped there."""
+    text_completions: bool = False
+    """The server has a raw ``POST /completions`` (llama.cpp server, LM Studio, vLLM)."""
 
 
 _SSE_HEADERS = {"Accept": "text/event-stream"}
 
 GENERIC = ServerProfile("openai_compatible", "the OpenAI-compatible server",
-                        start_hint="start the server or fix base_url")
+                        start_hint="start the server or fix base_url", passes_extras=True, text_completions=True)
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -365,6 +371,7 @@ class OpenAICompatChatModel(ChatModel):
         super().__init__(model, defaults=defaults)
         self.client = client
         self.provider = client.profile.provider
+        self.accepts_extras = client.profile.passes_extras
         self.extra_body = dict(extra_body or {})
         self._context_length = context_length
 
@@ -383,9 +390,13 @@ class OpenAICompatChatModel(ChatModel):
     def _body(self, messages: Sequence[Message], options: dict[str, Any], *, stream: bool) -> dict[str, Any]:
         if not messages:
             raise ConfigurationError("messages is empty", hint="pass at least one message")
-        body = {**self.extra_body, "model": self.model, "messages": list(messages), **self._options(options)}
+        extras = options.get("extra_body") if self.accepts_extras else None
+        body = {**self.extra_body, **(extras or {}), "model": self.model, "messages": list(messages),
+                **self._options(options)}
         if stream:
             body["stream"] = True
+            if options.get("stream_options"):
+                body["stream_options"] = options["stream_options"]
         return body
 
     async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
@@ -406,6 +417,35 @@ class OpenAICompatChatModel(ChatModel):
                 raise ProviderError(f"{self.client.profile.display} sent a malformed stream event: {wire[:200]!r}",
                                     provider=self.provider, retryable=True)
             yield parse_chat_chunk(event, wire)
+
+    @property
+    def text_completions(self) -> bool:
+        return self.client.profile.text_completions
+
+    def _text_body(self, prompt: str, options: dict[str, Any], *, stream: bool) -> dict[str, Any]:
+        if not self.text_completions:
+            raise self.no_text_completion()
+        extras = options.get("extra_body") if self.accepts_extras else None
+        body = {**self.extra_body, **(extras or {}), "model": self.model, "prompt": prompt,
+                **self._text_options(options)}
+        if stream:
+            body["stream"] = True
+            if options.get("stream_options"):
+                body["stream_options"] = options["stream_options"]
+        return body
+
+    async def atext_complete(self, prompt: str, **options: Any) -> dict[str, Any]:
+        data = await self.client.request_json("POST", "/completions", self._text_body(prompt, options, stream=False),
+                                              model=self.model)
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise ProviderError(f"{self.client.profile.display} returned a malformed text completion: "
+                                f"{str(data)[:200]}", provider=self.provider, retryable=True)
+        return data
+
+    async def atext_stream(self, prompt: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        body = self._text_body(prompt, options, stream=True)
+        async for _, event in self.client.stream_sse("/completions", body, model=self.model):
+            yield event
 
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
         """Prompt tokens from the llama.cpp server's ``POST /extras/tokenize`` (at the server root), over the
@@ -476,7 +516,7 @@ def client_from_config(config: ProviderConfig, profile: ServerProfile, *, defaul
     API key from the config or the profile's environment variable."""
     base_url = config.base_url_for(profile.provider) or default_base_url
     if not base_url:
-        keys = " or ".join(f"`{k}`" for k in BASE_URL_KEYS.get(profile.provider, ("base_url",)))
+        keys = " or ".join(f"`{k}`" for k in base_url_keys(profile.provider))
         raise ConfigurationError(f"provider {profile.provider!r} needs a base URL", hint=f"set {keys}")
     env_name = api_key_env or profile.key_env
     api_key = config.api_key or (os.environ.get(env_name) if env_name else None)
@@ -511,3 +551,38 @@ def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
     return OpenAICompatEmbedder(client, require_model(config, "openai_compatible", "bge-small-en-v1.5"),
                                 embedding_dims=config.embedding_dims, batch_size=config.batch_size,
                                 extra_body=config.model_kwargs)
+
+
+
+def openai_compatible_spec(name: str, display: str, *, default_base_url: str | None = None,
+                           key_env: str | None = None, start_hint: str | None = None,
+                           chat_model_default: str | None = None, embedding_model_default: str | None = None,
+                           require_key: bool = False, takes_top_k: bool = False,
+                           takes_reasoning_effort: bool = False) -> ProviderSpec:
+    """A provider that speaks OpenAI's chat-completions and embeddings API, served by mindgate's shared
+    client (pooling, timeouts, SSE, Retry-After, OpenAI-shaped errors). A model is required in config
+    unless a default is given."""
+    profile = ServerProfile(provider=name, display=display,
+                            start_hint=start_hint or "check that the server is reachable, or fix base_url",
+                            key_env=key_env)
+
+    def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
+        client = client_from_config(config, profile, default_base_url=default_base_url, require_key=require_key)
+        model = config.model or chat_model_default or require_model(config, name, "a model id it serves")
+        return OpenAICompatChatModel(client, model, defaults=sampling_defaults(config),
+                                     extra_body=config.model_kwargs)
+
+    def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
+        client = client_from_config(config, profile, default_base_url=default_base_url, require_key=require_key)
+        model = config.model or embedding_model_default or require_model(config, name, "an embedding model id")
+        return OpenAICompatEmbedder(client, model, embedding_dims=config.embedding_dims,
+                                    batch_size=config.batch_size, extra_body=config.model_kwargs)
+
+    return ProviderSpec(name=name, display=display, chat_model=chat_model, embedder=embedder,
+                        default_base_url=default_base_url, start_hint=profile.start_hint, key_env=key_env,
+                        takes_top_k=takes_top_k, takes_reasoning_effort=takes_reasoning_effort)
+
+SPEC = ProviderSpec(name="openai_compatible", display=GENERIC.display, chat_model=chat_model, embedder=embedder,
+                    base_url_keys=("base_url", "openai_base_url"), start_hint=GENERIC.start_hint,
+                    key_env="OPENAI_API_KEY", takes_top_k=True, takes_reasoning_effort=True,
+                    management="openai_compatible")

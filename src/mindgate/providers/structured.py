@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from mindgate.errors import ProviderError, StructuredOutputError
-from mindgate.providers.base import ChatModel, Message
+from mindgate.providers.base import ChatModel, ChatResponse, Message
 
 T = TypeVar("T")
 
@@ -123,6 +123,22 @@ async def complete_json(model: ChatModel, messages: Sequence[Message], schema: d
 
     ``validate`` raises ValueError (pydantic's ValidationError is one) to reject an answer.
     """
+    result, _ = await _ladder(model, messages, schema, name, validate, options)
+    return result
+
+
+async def complete_structured(model: ChatModel, messages: Sequence[Message], schema: dict[str, Any], *,
+                              name: str = "response", **options: Any) -> ChatResponse:
+    """Like :func:`complete_json`, but the answer itself: its ``content`` is the JSON text (compact), the
+    rest (model, usage, finish reason) as the endpoint reported it. For APIs that return the JSON to the
+    caller (``response_format`` / ``text.format`` of type json_schema)."""
+    parsed, response = await _ladder(model, messages, schema, name, None, options)
+    response.content = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
+    return response
+
+
+async def _ladder(model: ChatModel, messages: Sequence[Message], schema: dict[str, Any], name: str,
+                  validate: Callable[[Any], T] | None, options: dict[str, Any]) -> tuple[T | Any, ChatResponse]:
     last_rejection: ProviderError | None = None
     for mode in _modes_for(model):
         prompt = list(messages) if mode == "json_schema" else _with_schema_prompt(messages, schema)
@@ -143,14 +159,15 @@ async def complete_json(model: ChatModel, messages: Sequence[Message], schema: d
 
 
 async def _ask_and_parse(model: ChatModel, prompt: list[Message], fmt: dict[str, Any] | None,
-                         validate: Callable[[Any], T] | None, options: dict[str, Any]) -> T | Any:
+                         validate: Callable[[Any], T] | None, options: dict[str, Any]
+                         ) -> tuple[T | Any, ChatResponse]:
     attempt_messages = prompt
     error: str = ""
     for attempt in range(2):
         response = await model.acomplete(attempt_messages, response_format=fmt, **options)
         try:
             parsed = parse_json_tolerant(response.content)
-            return validate(parsed) if validate else parsed
+            return (validate(parsed) if validate else parsed), response
         except ValueError as exc:
             error = str(exc)
             if attempt == 0:

@@ -21,6 +21,7 @@ from mindgate.providers.openai_compat import (
     sampling_defaults,
     server_message,
 )
+from mindgate.providers.spec import ProviderSpec
 
 DEFAULT_BASE_URL = "https://api.together.xyz/v1"
 DEFAULT_CHAT_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
@@ -34,6 +35,7 @@ PROFILE = ServerProfile(
     start_hint="check your network connection or `base_url`",
     key_env="TOGETHER_API_KEY",
     model_hint="use a serverless model id from Together's model list",
+    passes_extras=True,  # top_k, repetition_penalty, min_p
 )
 
 
@@ -74,3 +76,8 @@ def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
     return OpenAICompatEmbedder(_client(config), config.model or DEFAULT_EMBEDDING_MODEL,
                                 embedding_dims=config.embedding_dims, batch_size=config.batch_size,
                                 extra_body=config.model_kwargs)
+
+
+SPEC = ProviderSpec(name="together", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+                    default_base_url=DEFAULT_BASE_URL, start_hint=PROFILE.start_hint, key_env=PROFILE.key_env,
+                    takes_top_k=True, takes_reasoning_effort=True)

@@ -34,6 +34,7 @@ from mindgate.errors import AuthenticationError, ConfigurationError, NetworkErro
 from mindgate.providers._google import GoogleClient
 from mindgate.providers.base import Embedder, Vector
 from mindgate.providers.openai_compat import OpenAICompatChatModel, ServerProfile, sampling_defaults
+from mindgate.providers.spec import ProviderSpec
 
 DEFAULT_LOCATION = "us-central1"
 DEFAULT_CHAT_MODEL = "google/gemini-2.5-flash"
@@ -237,3 +238,7 @@ def embedder(config: ProviderConfig) -> VertexEmbedder:
     return VertexEmbedder(_client(config, "/publishers/google/models"), config.model or DEFAULT_EMBEDDING_MODEL,
                           embedding_dims=config.embedding_dims, batch_size=config.batch_size,
                           model_kwargs=config.model_kwargs)
+
+
+SPEC = ProviderSpec(name="vertexai", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+                    start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_reasoning_effort=True)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from mindgate.config import EndpointConfig, MindgateConfig, ProviderConfig
 from mindgate.errors import ConfigurationError, ModelNotFoundError
-from mindgate.providers import create_chat_model, lmstudio
+from mindgate.providers import create_chat_model, lmstudio, provider_spec
 from mindgate.providers.base import ChatModel
 from mindgate.providers.lazy import LazyChatModel
 from mindgate.providers.local import LlamaCppChatModel
@@ -34,8 +34,6 @@ from mindgate.routing.placement import Placement, shared_placement
 from mindgate.routing.retry import RetryPolicy
 from mindgate.routing.router import Router, Target
 
-LMSTUDIO_URL = "http://localhost:1234/v1"
-OLLAMA_URL = "http://localhost:11434"
 LOCAL_CONNECT_TIMEOUT = 0.4
 LOCAL_BREAKER_COOLDOWN = 15.0
 
@@ -56,8 +54,8 @@ def _local_server(model: ChatModel, name: str) -> Target:
 
 def lmstudio_target(config: ProviderConfig, url: str | None = None, *, name: str = "lmstudio") -> Target:
     """LM Studio at ``url`` (else the config's ``lmstudio_base_url``, else localhost:1234)."""
-    settings = _quick(config).model_copy(update={
-        "lmstudio_base_url": url or config.lmstudio_base_url or LMSTUDIO_URL, "base_url": None})
+    url = url or config.lmstudio_base_url or provider_spec("lmstudio").default_base_url
+    settings = _quick(config).model_copy(update={"lmstudio_base_url": url, "base_url": None})
     return _local_server(lmstudio.chat_model(settings), name)
 
 
@@ -65,7 +63,7 @@ def ollama_url() -> str:
     """``OLLAMA_HOST`` (Ollama's own variable; ``host:port`` or a URL) or ``http://localhost:11434``."""
     host = os.environ.get("OLLAMA_HOST", "").strip()
     if not host:
-        return OLLAMA_URL
+        return str(provider_spec("ollama").default_base_url)
     if "://" not in host:
         host = f"http://{host}"
     return host.rstrip("/").replace("://0.0.0.0", "://127.0.0.1")

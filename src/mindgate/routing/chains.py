@@ -33,17 +33,13 @@ Every chain admits its local targets by fit (``resources.fit_routing``, :mod:`mi
 
 from __future__ import annotations
 
-from typing import get_args
-
-from mindgate.config import ChatProviderName, EndpointConfig, LLMSection, MindgateConfig, ProviderConfig, TargetConfig
+from mindgate.config import AUTO, EndpointConfig, LLMSection, MindgateConfig, ProviderConfig, TargetConfig
 from mindgate.errors import ConfigurationError
-from mindgate.providers import create_chat_model
+from mindgate.providers import create_chat_model, provider_names
 from mindgate.providers.base import ChatModel
 from mindgate.routing.placement import shared_placement
 from mindgate.routing.retry import RetryPolicy
 from mindgate.routing.router import Router, Target
-
-_PROVIDERS = frozenset(get_args(ChatProviderName))
 
 
 def chain_names(config: MindgateConfig) -> list[str]:
@@ -81,14 +77,14 @@ def target_model(target: TargetConfig, config: MindgateConfig) -> ChatModel:
     if target.endpoint in config.providers:
         endpoint = config.providers[target.endpoint]
         provider, settings = endpoint.provider, endpoint.config
-    elif target.endpoint in _PROVIDERS:
+    elif target.endpoint == AUTO or target.endpoint in provider_names():
         provider = target.endpoint
         settings = config.llm.config if config.llm.provider == provider else ProviderConfig()
     else:
         known = sorted(config.providers)
         raise ConfigurationError(
             f"routing target {target.endpoint!r} is neither an endpoint under `providers:` nor a provider",
-            hint=f"endpoints: {', '.join(known) or 'none defined'}; providers: {', '.join(sorted(_PROVIDERS))}")
+            hint=f"endpoints: {', '.join(known) or 'none defined'}; providers: {', '.join((AUTO, *provider_names()))}")
     if target.model:
         settings = settings.model_copy(update={"model": target.model})
     if provider == "auto":

@@ -305,6 +305,20 @@ class Router(ChatModel):
                     await _aclose(stream)
         raise self._exhausted(outcomes, messages, max_tokens)
 
+    @property
+    def text_completions(self) -> bool:
+        return any(slot.target.model.text_completions for slot in self._slots)
+
+    async def atext_complete(self, prompt: str, **options: Any) -> dict[str, Any]:
+        from mindgate.routing.text import text_complete
+
+        return await text_complete(self, prompt, options)
+
+    def atext_stream(self, prompt: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        from mindgate.routing.text import text_stream
+
+        return text_stream(self, prompt, options)
+
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
         """Tokens by the first reachable target's tokenizer (None when none has one)."""
         for slot in self._slots:

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mindgate.config import MindgateConfig, TargetConfig
+from mindgate.errors import PermissionDeniedError
 from mindgate.models.catalog import ModelCatalog, ModelInfo, ModelType
 from mindgate.providers.base import ChatModel, Embedder, Message
 from mindgate.routing.chains import chat_model_for, resolve_route_target, target_model
@@ -51,6 +52,7 @@ class ChatTargets:
         self.semantic = semantic
         self._by_model: dict[str, ChatModel] = {}
         self._by_route: dict[str, ChatModel] = {}
+        self._configured: frozenset[str] | None = None
         self._refreshed = 0.0
         self._refresh: asyncio.Task[Any] | None = None
 
@@ -98,9 +100,25 @@ class ChatTargets:
             self.refresh_catalog()
             return None
         info = found[0]
+        if not self.may_load(info):
+            raise PermissionDeniedError(
+                f"model {name!r} is on {info.endpoint} but not loaded, and this gateway only routes by name to "
+                "models named in its config or already loaded",
+                hint="load it on the server, name it in the config (e.g. a routing target), or set "
+                     "gateway.allow_any_model: true to let any request load any downloaded model")
         chat = target_model(TargetConfig(endpoint=info.endpoint, model=info.id), self.config)
         model = self._by_model[name] = Router([chat], name=name)
         return model
+
+    def may_load(self, info: ModelInfo) -> bool:
+        """The model allowlist: without API keys, a request may name (and so load) a catalog model only when
+        it is loaded already or named in the config, unless ``gateway.allow_any_model`` is set."""
+        config = self.config
+        if config is None or config.gateway.allow_any_model or config.gateway.api_keys or info.loaded:
+            return True
+        if self._configured is None:
+            self._configured = configured_models(config)
+        return info.id in self._configured or any(i.id in self._configured for i in info.instances)
 
     def refresh_catalog(self, *, force: bool = False) -> None:
         """List the catalog in the background (at most every ``CATALOG_REFRESH`` seconds unless forced)."""
@@ -138,7 +156,7 @@ class ChatTargets:
                                          "max_context_length": info.max_context_length,
                                          "loaded_context_length": info.loaded_context_length,
                                          "size_bytes": info.size_bytes, "quantization": info.quantization,
-                                         "routable": _routable(info)}})
+                                         "routable": _routable(info) and self.may_load(info)}})
         return out
 
     async def _catalog_models(self) -> list[ModelInfo]:
@@ -159,6 +177,14 @@ class ChatTargets:
             self._refresh.cancel()
         for model in self.all().values():
             await model.aclose()
+
+
+def configured_models(config: MindgateConfig) -> frozenset[str]:
+    """Model ids the config names: the ``llm`` section, named endpoints, chain targets, route targets."""
+    names = {config.llm.config.model, *(e.config.model for e in config.providers.values())}
+    names.update(t.model for chain in config.routing.chains.values() for t in chain.targets)
+    names.update(route.target.split(":", 1)[1] for route in config.routing.routes if ":" in route.target)
+    return frozenset(n for n in names if n)
 
 
 def _routable(info: ModelInfo) -> bool:

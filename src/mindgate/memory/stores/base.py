@@ -211,6 +211,22 @@ class ChangeResult:
         return out
 
 
+@dataclass(frozen=True)
+class StoredResponse:
+    """A stored Responses API response (``store: true``): the response object as returned, this request's
+    input items, and the chat messages a ``previous_response_id`` continuation starts from (the whole
+    conversation so far without the request's ``instructions``, which do not carry over). ``owner`` is
+    the acting user (None when the request named none); times are Unix seconds."""
+
+    id: str
+    owner: str | None
+    created_at: float
+    expires_at: float | None
+    response: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    context: list[dict[str, Any]]
+
+
 class MemoryStore(ABC):
     """A memory backend. See the module docstring for the semantics every method must keep."""
 
@@ -310,6 +326,25 @@ class MemoryStore(ABC):
         """Insert history rows exactly as given (after their records), skipping ids already present."""
         raise NotImplementedError(f"{type(self).__name__} cannot import history, so it cannot be a "
                                   "migration target")
+
+    # -- stored responses (``/v1/responses`` with ``store: true``); optional: a store without them makes
+    # -- the gateway answer ``store: true`` requests without keeping them.
+
+    def put_response(self, response: StoredResponse) -> None:
+        """Insert (or replace, by id) one stored response in one transaction."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep responses")
+
+    def get_response(self, response_id: str, now: float) -> StoredResponse | None:
+        """The stored response with this id unless it expired before ``now``; None otherwise."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep responses")
+
+    def delete_response(self, response_id: str) -> bool:
+        """Delete one stored response; False when there was none."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep responses")
+
+    def purge_responses(self, now: float) -> int:
+        """Delete the stored responses that expired before ``now``; returns how many."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep responses")
 
     @abstractmethod
     def close(self) -> None:

@@ -7,10 +7,12 @@ Layout (``<c>`` is ``collection_name``)::
     <c>_embedder       (slot 'current'|'next', ...)     embedder identity; 'next' while a reindex runs
     <c>_memories       (partition, id, ..., embedding vector(<dims>), embedding_next vector, tsv)
     <c>_history        (partition, id, memory_id, ...)  FK (partition, memory_id) -> memories
+    <c>_responses      (id, owner, ..., response, ...)  stored Responses API responses (migration 2)
 
 ``partition`` (:attr:`Scope.partition`) leads every primary key, unique index and foreign key, so
 ``<c>_memories`` and ``<c>_history`` can be distributed (co-located) by it on Citus; ``schema_version``
-and ``embedder`` are tiny reference tables. Text columns that are keys use the "C" collation: byte
+and ``embedder`` are tiny reference tables; ``<c>_responses`` is keyed by its own id alone (it is never
+joined with memories), so it can be distributed by id. Text columns that are keys use the "C" collation: byte
 order is code-point order, the same order Python and SQLite sort ids in.
 
 ``embedding`` is typed ``vector(<dims>)`` once an identity is recorded (HNSW needs a fixed dimension).
@@ -66,7 +68,8 @@ class Tables:
                 "version": self.version, "dedupe": self.ident("mem_dedupe"), "live": self.ident("mem_live"),
                 "by_id": self.ident("mem_id"), "tsv_idx": self.ident("mem_tsv"),
                 "hist_mem": self.ident("hist_mem"), "hist_id": self.ident("hist_id"), "hnsw": self.ident("mem_hnsw"),
-                "pending": self.ident("mem_pending")}
+                "pending": self.ident("mem_pending"), "responses": self.ident("responses"),
+                "resp_expiry": self.ident("resp_expiry")}
 
 
 # Each migration is a list of statements formatted with Tables.names(). Never edit a shipped one: add one.
@@ -114,6 +117,18 @@ MIGRATIONS: list[list[str]] = [
             FOREIGN KEY (partition, memory_id) REFERENCES {memories} (partition, id))""",
         "CREATE INDEX {hist_mem} ON {history} (memory_id, created_at, seq)",
         "CREATE INDEX {hist_id} ON {history} (id)",
+    ],
+    [
+        # Stored Responses API responses (store: true); times are Unix seconds, NULL expiry keeps forever.
+        """CREATE TABLE {responses} (
+            id          text COLLATE "C" PRIMARY KEY,
+            owner       text COLLATE "C",
+            created_at  double precision NOT NULL,
+            expires_at  double precision,
+            response    jsonb NOT NULL,
+            input_items jsonb NOT NULL,
+            context     jsonb NOT NULL)""",
+        "CREATE INDEX {resp_expiry} ON {responses} (expires_at) WHERE expires_at IS NOT NULL",
     ],
 ]
 LATEST_VERSION = len(MIGRATIONS)

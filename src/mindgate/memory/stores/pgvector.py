@@ -56,6 +56,7 @@ from mindgate.memory.stores.pg_connect import (
     ensure_vector_extension,
     make_pool,
 )
+from mindgate.memory.stores.pg_responses import PgResponses
 from mindgate.memory.stores.pg_sql import (
     COLUMNS,
     HISTORY_COLUMNS,
@@ -88,7 +89,7 @@ EXACT_SCAN_MAX = 1000
 _HIST = "INSERT INTO {} (partition, id, memory_id, event, old_memory, new_memory, created_at, actor)"
 
 
-class PgVectorStore(MemoryStore):
+class PgVectorStore(PgResponses, MemoryStore):
     """Memories in PostgreSQL + pgvector; tables are named ``<collection_name>_*``."""
 
     def __init__(self, config: PgVectorStoreConfig) -> None:

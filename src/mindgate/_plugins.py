@@ -1,0 +1,96 @@
+"""Discovery of provider plugins: the ``mindgate.providers`` entry-point group.
+
+Every provider, built-in or third-party, is one entry point ``name = "package.module:SPEC"`` whose object
+is a :class:`mindgate.providers.spec.ProviderSpec`. Entry points are listed lazily and each one is imported
+on first use, so an unused provider's module (and its dependencies) is never imported.
+
+This module sits below :mod:`mindgate.config` (which checks provider names and per-provider keys with it)
+and imports nothing of mindgate but the errors; it hands specs back untyped, and
+:func:`mindgate.providers.provider_spec` checks their type.
+
+Running from a source checkout (``src/`` on ``PYTHONPATH``) with an older install's metadata, mindgate's
+own entry points are read from the checkout's ``pyproject.toml``, so a built-in added there is found
+without reinstalling; third-party packages always come from installed metadata.
+"""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
+
+from mindgate.errors import ConfigurationError
+
+GROUP = "mindgate.providers"
+_DIST = "mindgate"
+
+_lock = threading.Lock()
+_points: dict[str, EntryPoint] | None = None
+_loaded: dict[str, Any] = {}
+
+
+def _checkout_points() -> list[EntryPoint] | None:
+    """mindgate's own entry points from ``pyproject.toml`` when this package runs from a source checkout."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    if not pyproject.is_file():
+        return None
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    project = data.get("project", {})
+    if project.get("name") != _DIST:
+        return None
+    table = project.get("entry-points", {}).get(GROUP, {})
+    return [EntryPoint(name=name, value=value, group=GROUP) for name, value in table.items()]
+
+
+def _scan() -> dict[str, EntryPoint]:
+    own = _checkout_points()
+    found: dict[str, EntryPoint] = {}
+    for point in entry_points(group=GROUP):
+        dist = point.dist.name if point.dist is not None else None
+        if own is not None and dist is not None and dist.lower() == _DIST:
+            continue  # the checkout's pyproject is the truth for mindgate's own providers
+        found.setdefault(point.name, point)
+    for point in own or ():
+        found[point.name] = point
+    return found
+
+
+def provider_names() -> tuple[str, ...]:
+    """Names of every registered provider (built-in and installed plugins), sorted."""
+    global _points
+    with _lock:
+        if _points is None:
+            _points = _scan()
+        return tuple(sorted(_points))
+
+
+def load(name: str) -> Any:
+    """The object the entry point ``name`` names (imported on first use), or ConfigurationError.
+
+    A name not seen yet triggers one fresh scan, so a plugin installed while the process runs is found."""
+    global _points
+    with _lock:
+        if name in _loaded:
+            return _loaded[name]
+        if _points is None or name not in _points:
+            _points = _scan()
+        point = _points.get(name)
+        if point is None:
+            raise ConfigurationError(f"unknown provider {name!r}",
+                                     hint=f"valid providers: {', '.join(sorted(_points)) or 'none registered'}"
+                                          " (install a provider package to add one; a source checkout needs "
+                                          "`pip install -e .` for its metadata)")
+    try:
+        obj = point.load()
+    except Exception as exc:
+        raise ConfigurationError(f"provider {name!r} could not be loaded from {point.value}: "
+                                 f"{type(exc).__name__}: {exc}",
+                                 hint="reinstall the package that provides it, or remove it from the config"
+                                 ) from exc
+    with _lock:
+        return _loaded.setdefault(name, obj)

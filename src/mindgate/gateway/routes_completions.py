@@ -1,0 +1,76 @@
+"""OpenAI's legacy ``POST /v1/completions``: raw prompt completion, a translation onto the pipeline's text
+entry (:mod:`mindgate.pipeline.text`). Served natively by targets with raw completion (llama.cpp server,
+LM Studio, vLLM, the local engine, Ollama's generate with ``raw``); any other target is a 400 naming it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from mindgate.errors import InvalidRequestError, MindgateError
+from mindgate.gateway.observability import annotate, request_id
+from mindgate.gateway.responses import EventStream, JSONBytes
+from mindgate.gateway.schemas_responses import CompletionRequest
+from mindgate.gateway.state import gateway_of
+from mindgate.gateway.wire import SSE_HEADERS, charger, check_unicode, json_bytes, stream_failure
+from mindgate.pipeline.text import TextRequest, TextStream, usage_body
+
+log = logging.getLogger("mindgate.gateway")
+router = APIRouter(tags=["openai"])
+_DONE = b"data: [DONE]\n\n"
+
+
+def _prompts(raw: str | list[str] | list[int] | list[list[int]]) -> list[str]:
+    items = [raw] if isinstance(raw, str) else list(raw)
+    if not all(isinstance(item, str) for item in items):
+        raise InvalidRequestError("`prompt` holds token ids; the gateway's targets take text",
+                                  hint="send the prompt text as a string or a list of strings")
+    return [str(item) for item in items]
+
+
+@router.post("/v1/completions")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    """Text completion of ``prompt`` (streamed or not) on a target with raw completion."""
+    gateway = gateway_of(request)
+    principal = gateway.authenticate(request)
+    if principal is not None:
+        principal.check_model(body.model)
+    gateway.admit(principal, uses_tokens=True)
+    prompts = _prompts(body.prompt)
+    if body.stream and len(prompts) > 1:
+        raise InvalidRequestError(f"`prompt` holds {len(prompts)} prompts; a streamed completion takes one",
+                                  hint="stream one prompt per request, or send the list without `stream`")
+    options = body.text_options()
+    check_unicode("the request", [prompts, options])
+    text = TextRequest(body.model, prompts, options, request_id(request.scope), charger(gateway, principal))
+    annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream)
+    if body.stream:
+        stream = await gateway.pipeline.stream_text(text)
+        return EventStream(_relay(stream, text.request_id, include_usage=body.include_usage), headers=SSE_HEADERS)
+    return JSONBytes(await gateway.pipeline.complete_text(text))
+
+
+async def _relay(stream: TextStream, rid: str | None, *, include_usage: bool) -> AsyncIterator[bytes]:
+    try:
+        async for event in stream:
+            yield b"data: " + json_bytes(event) + b"\n\n"
+        if include_usage and stream.reported is None:
+            await stream.aclose()
+            assert stream.usage is not None
+            last = stream.last
+            yield b"data: " + json_bytes({"id": last.get("id", "cmpl-mindgate"), "object": "text_completion",
+                                          "created": last.get("created", 0), "model": last.get("model", ""),
+                                          "choices": [], "usage": usage_body(stream.usage)}) + b"\n\n"
+        yield _DONE
+    except MindgateError as exc:
+        log.warning("completion stream of request %s failed mid-way: %s", rid, exc)
+        yield b"data: " + json_bytes(exc.to_openai()) + b"\n\n" + _DONE
+    except Exception as exc:
+        log.error("completion stream of request %s failed mid-way", rid, exc_info=sys.exc_info())
+        yield b"data: " + json_bytes(stream_failure(exc, rid)) + b"\n\n" + _DONE
+    finally:
+        await stream.aclose()

@@ -1,0 +1,41 @@
+"""Small pieces every OpenAI route shares: compact JSON, the lone-surrogate check, SSE headers, the usage
+callback that charges a key, and the error body of an unexpected failure mid-stream."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mindgate.errors import InvalidRequestError
+from mindgate.gateway.auth import Principal
+from mindgate.gateway.state import Gateway
+from mindgate.pipeline.core import UsageSink
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def json_bytes(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def check_unicode(what: str, value: Any) -> None:
+    """A lone surrogate (an unpaired ``\\udXXX`` escape in the request JSON) can be neither sent upstream nor
+    embedded: a 400 naming it, not a 500 from deep inside an encoder."""
+    try:
+        json_bytes(value)
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(f"{what} holds a lone surrogate (\\u{ord(exc.object[exc.start]):04x})",
+                                  hint="send proper UTF-8 text; U+D800-U+DFFF alone is not a character") from None
+
+
+def charger(gateway: Gateway, principal: Principal | None) -> UsageSink:
+    """The pipeline's ``on_usage`` for one request: tokens count against the key's limits and in metrics."""
+    def charge(label: str, prompt: int, completion: int) -> None:
+        gateway.charge(principal, label, prompt, completion)
+    return charge
+
+
+def stream_failure(exc: BaseException, rid: str | None) -> dict[str, Any]:
+    """OpenAI's error body for an unexpected failure in the middle of a stream."""
+    return {"error": {"message": f"the stream failed: {type(exc).__name__}; request id {rid}",
+                      "type": "server_error", "param": None, "code": "stream_failed"}}

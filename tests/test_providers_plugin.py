@@ -1,0 +1,111 @@
+"""A provider from another package: built and installed in the test, used from config and through the gateway.
+
+The package is one module (``SPEC`` from ``openai_compatible_spec``) plus its entry point in the
+``mindgate.providers`` group, installed with pip into a folder on ``sys.path`` -- what a user's
+``pip install mindgate-acme`` does. Nothing in mindgate names it; the gateway serves the real llama.cpp server
+through it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from fixtures_gateway import GatewayServer
+from mindgate import _plugins
+from mindgate.config import MindgateConfig
+from mindgate.errors import ConfigurationError
+from mindgate.gateway.app import create_app
+from mindgate.memory.memory import AsyncMemory
+from mindgate.providers import create_chat_model, provider_names, provider_spec
+
+_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=69"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "mindgate-tinyserver"
+version = "0.1.0"
+
+[project.entry-points."mindgate.providers"]
+tinyserver = "mindgate_tinyserver:SPEC"
+
+[tool.setuptools]
+py-modules = ["mindgate_tinyserver"]
+"""
+
+_MODULE = """\
+from mindgate.providers import openai_compatible_spec
+
+SPEC = openai_compatible_spec("tinyserver", "Tiny Server", key_env="TINYSERVER_API_KEY",
+                              start_hint="start it with `tinyserver --port 8080`", takes_top_k=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The package built from source and installed (no dependencies, no index) into its own folder."""
+    root = tmp_path_factory.mktemp("plugin")
+    source = root / "src"
+    source.mkdir()
+    (source / "pyproject.toml").write_text(_PYPROJECT, encoding="utf-8")
+    (source / "mindgate_tinyserver.py").write_text(_MODULE, encoding="utf-8")
+    target = root / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--no-build-isolation", "--target", str(target), str(source)],
+                   check=True, capture_output=True, timeout=300)
+    assert (target / "mindgate_tinyserver-0.1.0.dist-info" / "entry_points.txt").is_file()
+    return target
+
+
+@pytest.fixture
+def plugin_on_path(installed_plugin: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The install folder on ``sys.path`` (as site-packages would be); the registry forgets it afterwards."""
+    monkeypatch.setattr(_plugins, "_points", None)
+    monkeypatch.setattr(_plugins, "_loaded", {})
+    monkeypatch.syspath_prepend(str(installed_plugin))
+    yield
+    sys.modules.pop("mindgate_tinyserver", None)
+
+
+def test_an_installed_provider_is_registered_beside_the_built_ins(plugin_on_path: None) -> None:
+    assert {"tinyserver", "lmstudio", "openai_compatible"} <= set(provider_names())
+    spec = provider_spec("tinyserver")
+    assert (spec.display, spec.key_env, spec.takes_top_k) == ("Tiny Server", "TINYSERVER_API_KEY", True)
+
+
+def test_its_keys_are_checked_like_a_built_in(plugin_on_path: None) -> None:
+    with pytest.raises(ConfigurationError, match="`lmstudio_base_url` is not used by provider 'tinyserver'"):
+        MindgateConfig.from_dict({"llm": {"provider": "tinyserver",
+                                          "config": {"lmstudio_base_url": "http://127.0.0.1:9/v1"}}}, env=False)
+    # mem0's top_k goes into the request body because the spec says the server takes it
+    config = MindgateConfig.from_dict({"llm": {"provider": "tinyserver", "config": {"top_k": 20}}}, env=False)
+    assert config.llm.config.model_kwargs == {"top_k": 20}
+    with pytest.raises(ConfigurationError, match="needs a base URL"):
+        create_chat_model("tinyserver", config.llm.config)
+
+
+def test_without_the_package_the_name_is_a_clear_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"'tinyserver' is not a valid choice.*valid providers: auto"):
+        MindgateConfig.from_dict({"llm": {"provider": "tinyserver"}}, env=False)
+
+
+def test_the_gateway_serves_a_plugin_provider_from_config(plugin_on_path: None, llama_server: Any,
+                                                          serve_gateway: Callable[..., GatewayServer],
+                                                          memory_factory: Callable[..., AsyncMemory]) -> None:
+    config = MindgateConfig.from_dict({"llm": {"provider": "tinyserver", "config": {
+        "base_url": llama_server.base_url, "model": "smollm2", "max_tokens": 8, "temperature": 0}}}, env=False)
+    server = serve_gateway(create_app(config, memory=memory_factory()))
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0)
+    reply = client.chat.completions.create(model="smollm2", max_tokens=8,
+                                           messages=[{"role": "user", "content": "Say hello."}])
+    assert reply.choices[0].message.content
+    assert reply.usage is not None and reply.usage.completion_tokens > 0
+    assert "mindgate_tinyserver" in sys.modules  # the plugin's module served it, not a built-in
