@@ -90,7 +90,8 @@ def test_extras_are_dropped_for_openai_and_usage_still_comes(serve_gateway: Serv
             client.completions.create(model="gpt-4o-mini", prompt="Once upon a time")
 
 
-def test_include_usage_on_the_local_engine(serve_gateway: Serve, memory_factory: MakeMemory, smollm: ChatModel) -> None:
+def test_the_embedded_local_engine_serves_every_api(serve_gateway: Serve, memory_factory: MakeMemory,
+                                                    smollm: ChatModel) -> None:
     gateway = _serve(serve_gateway, memory_factory, smollm)
     chunks = list(gateway.openai().chat.completions.create(
         model="auto", messages=[{"role": "user", "content": "Hi"}], max_tokens=4, stream=True,
@@ -98,6 +99,9 @@ def test_include_usage_on_the_local_engine(serve_gateway: Serve, memory_factory:
     [usage] = _usage_chunks(chunks)
     assert usage.usage.prompt_tokens > 0 and usage.usage.completion_tokens > 0  # computed by the gateway
 
+    reply = gateway.openai().responses.create(model="auto", input="Hi", max_output_tokens=4,
+                                              reasoning={"effort": "low"})
+    assert reply.output_text and reply.usage is not None and reply.reasoning is not None
     text = gateway.openai().completions.create(model="auto", prompt="The capital of France is", max_tokens=4,
                                                temperature=0, extra_body={"top_k": 1})
     assert text.object == "text_completion" and text.choices[0].text and text.usage.completion_tokens > 0

@@ -50,11 +50,13 @@ def test_create_retrieve_continue_and_delete(gateway: GatewayServer, llama_proxy
     client = gateway.openai()
     first = client.responses.create(model="smollm2", instructions="Answer in one short sentence.",
                                     input="My cat is called Miso. What is a cat?", max_output_tokens=12,
-                                    temperature=0)
+                                    temperature=0, reasoning={"effort": "low"}, metadata={"run": "1"})
     assert first.id.startswith("resp_") and first.status in ("completed", "incomplete") and first.output_text
     assert first.usage is not None and first.usage.input_tokens > 0 and first.usage.output_tokens > 0
     assert first.instructions == "Answer in one short sentence." and first.max_output_tokens == 12
-    assert llama_proxy.chat_requests()[0]["max_tokens"] == 12
+    assert first.metadata == {"run": "1"} and first.reasoning is not None and first.reasoning.effort == "low"
+    sent_first = llama_proxy.chat_requests()[0]
+    assert sent_first["max_tokens"] == 12 and sent_first["reasoning_effort"] == "low"
 
     assert client.responses.retrieve(first.id).output_text == first.output_text
     [item] = client.responses.input_items.list(first.id).data
