@@ -402,6 +402,31 @@ class ToolLoopSettings(_Strict):
     max_calls_per_step: int = Field(default=8, ge=1, le=64)
 
 
+ContextPolicyName = Literal["auto", "error", "truncate", "summarize", "memory"]
+
+
+class ContextSettings(_Strict):
+    """How conversations are fitted to the serving model's window (docs/context.md).
+
+    ``policy`` ``auto`` means ``summarize`` when a summariser is available, else ``truncate``. ``routes`` and
+    ``models`` override it per chain / semantic route name and per model (the request's ``model`` or a
+    target's name or model id); a request overrides all of them (``X-Mindgate-Context`` header or the
+    body's ``mindgate.context``)."""
+
+    policy: ContextPolicyName = "auto"
+    reserve: int = Field(default=64, ge=0, description="tokens kept free besides max_tokens")
+    summarizer: str | None = Field(default=None, description="chain name or endpoint[:model]; default: the "
+                                                             "cheapest local target of the serving chain")
+    summary_tokens: int = Field(default=256, gt=0, le=8192,
+                                description="cap of the summary, of the verbatim facts and of the recalled block, "
+                                            "each at most 1/8 of the target's prompt budget")
+    keep_ratio: float = Field(default=0.4, gt=0, le=1, description="share of the room recent turns keep "
+                                                                   "after a new summary or memory cut")
+    recall_limit: int = Field(default=5, ge=0, le=50)
+    routes: dict[str, ContextPolicyName] = Field(default_factory=dict)
+    models: dict[str, ContextPolicyName] = Field(default_factory=dict)
+
+
 class McpSettings(_Strict):
     """``mindgate mcp`` (memory as an MCP server on stdio): whose memories it serves when the command line
     names no scope (``--user`` / ``--agent`` / ``--run`` win over these)."""
@@ -425,6 +450,7 @@ class MindgateConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    context: ContextSettings = Field(default_factory=ContextSettings)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     mcp: McpSettings = Field(default_factory=McpSettings)
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
