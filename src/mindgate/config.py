@@ -30,7 +30,7 @@ from mindgate.errors import ConfigurationError
 
 StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
-# Convex fusion's vector weight, from `bench/retrieval.py --calibrate` (see docs/memory.md).
+# Convex fusion's vector weight (memory.fusion: convex); `bench/retrieval.py --calibrate` fits it.
 FUSION_ALPHA = 0.5
 
 # `auto` is a routing chain over LM Studio and Ollama (mindgate.routing.auto), not a provider; these keys
