@@ -164,3 +164,26 @@ def test_policy_choice_precedence_and_bad_names() -> None:
     assert requested_policy(" ", None) is None
     with pytest.raises(InvalidRequestError, match="unknown context policy 'shrink'"):
         requested_policy("shrink", None)
+
+
+def test_mindgate_chat_sends_the_whole_history_fitted(scripted: ScriptedServer) -> None:
+    """``mindgate chat`` keeps the whole conversation and lets the pipeline's fit stage trim it (``--context``)."""
+    from mindgate.cli_chat import ChatSession
+    from mindgate.config import MindgateConfig
+    from mindgate.pipeline.build import pipeline_for
+    from mindgate.routing.targets import ChatTargets
+
+    router = one_target(scripted.base_url, window=512)
+    pipeline = pipeline_for(MindgateConfig.from_dict({}, env=False), ChatTargets(router, default_name="test"), None)
+    session = ChatSession(pipeline, "test", None, system="Be brief.", context="truncate")
+
+    async def chat() -> None:
+        for i in range(60):
+            async for _ in session.turn(f"Message {i}: tell me something about the number {i}."):
+                pass
+
+    asyncio.run(chat())
+    assert len(session.history) == 120  # nothing forgotten client-side
+    sent = received(scripted)[-1]
+    assert sent[0]["content"] == "Be brief." and sent[-1]["content"].startswith("Message 59:")
+    assert len(sent) < 60 and session.last_context is not None and "policy=truncate" in session.last_context
