@@ -158,6 +158,7 @@ def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
                                 extra_body=extra)
 
 
-SPEC = ProviderSpec(name="azure_openai", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+SPEC = ProviderSpec(name="azure_openai", config_keys=frozenset({"azure_kwargs"}),
+                    display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=(), start_hint=PROFILE.start_hint, key_env=PROFILE.key_env,
                     takes_reasoning_effort=True)

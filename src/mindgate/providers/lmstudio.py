@@ -292,7 +292,8 @@ def embedder(config: ProviderConfig) -> Embedder:
     return LazyEmbedder("lmstudio", detect, embedding_dims=config.embedding_dims, batch_size=config.batch_size)
 
 
-SPEC = ProviderSpec(name="lmstudio", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+SPEC = ProviderSpec(name="lmstudio", config_keys=frozenset({"n_ctx", "ttl"}),
+                    display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=("lmstudio_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
                     takes_reasoning_effort=True, management="lmstudio")
