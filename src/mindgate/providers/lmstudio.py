@@ -45,6 +45,7 @@ from mindgate.providers.openai_compat import (
     OpenAICompatEmbedder,
     ServerProfile,
     client_from_config,
+    proxy_routes,
     sampling_defaults,
 )
 from mindgate.providers.spec import ProviderSpec
@@ -105,8 +106,11 @@ def resolve_variant(requested: str, available: list[str], paths: dict[str, str] 
 def endpoint_of(client: OpenAICompatClient, config: ProviderConfig) -> Endpoint:
     """The management endpoint of the server ``client`` talks to."""
     api_key = client.headers.get("Authorization", "").removeprefix("Bearer ") or None
+    proxies = tuple(proxy_routes(config.http_client_proxies).items())
+    # the SDK's websocket does not go through an HTTP proxy: behind one, management stays on the REST API
     return Endpoint("lmstudio", "lmstudio", client.base_url.removesuffix("/v1"), api_key=api_key,
-                    timeout=min(config.timeout, 10.0), connect_timeout=config.connect_timeout)
+                    timeout=min(config.timeout, 10.0), connect_timeout=config.connect_timeout,
+                    sdk=not proxies, proxies=proxies)
 
 
 async def ensure_loaded(endpoint: Endpoint, model_id: str, *, context_length: int | None,
