@@ -36,6 +36,7 @@ PROFILE = ServerProfile(
     display="Azure OpenAI",
     start_hint="check `azure_endpoint` (https://RESOURCE.openai.azure.com) and your network connection",
     key_env="AZURE_OPENAI_API_KEY",
+    developer_role=True,
     model_hint="use the name of a deployment in your Azure OpenAI resource",
 )
 
