@@ -198,6 +198,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             start = time.perf_counter()
             await memory.search(q["question"], user_id=q["question_id"], limit=max(KS))
             latency[kind].append((time.perf_counter() - start) * 1000)
+    if args.latency_scope:
+        report["big_scope"] = await big_scope_latency(memory, questions, args.latency_scope)
     await memory.close()
     report["latency_ms"] = {k: {"p50": round(pct(v, 0.5), 2), "p95": round(pct(v, 0.95), 2)}
                             for k, v in latency.items()}
@@ -205,6 +207,38 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                       if (b := results[m]["overall"][metric]) else None for metric in METRICS}
                       for m in ("rrf", "vector", "text")}
     return report
+
+
+async def big_scope_latency(memory: Any, questions: list[dict[str, Any]], size: int) -> dict[str, Any]:
+    """search() latency in one scope of ``size`` memories: copies of the stored turns with their stored
+    vectors (nothing is embedded again; copies beyond the turns available get a numbered suffix)."""
+    import uuid
+
+    from mindgate.memory.stores.base import AddChange, MemoryRecord, content_hash
+
+    records = {r.id: r for r in memory.store.iter_records()}
+    pairs = [(records[i], v) for i, v in memory.store.iter_vectors() if i in records]
+    scope_id = f"bench-big-{size}"
+    existing = await memory.count(user_id=scope_id)
+    changes = []
+    for n in range(existing, size):
+        record, vector = pairs[n % len(pairs)]
+        text = record.memory if n < len(pairs) else f"{record.memory} ({n // len(pairs)})"
+        copy = MemoryRecord(id=str(uuid.uuid4()), memory=text, hash=content_hash(text),
+                            scope=type(record.scope)(user_id=scope_id), metadata=record.metadata)
+        changes.append(AddChange(copy, vector))
+    for start in range(0, len(changes), 1000):
+        await asyncio.to_thread(memory.store.apply, changes[start:start + 1000])
+    latency: dict[str, list[float]] = {"first": [], "repeated": []}
+    for q in questions:
+        for kind in ("first", "repeated"):
+            start_t = time.perf_counter()
+            await memory.search(f"{q['question']} ({scope_id})" if kind == "first" else q["question"],
+                                user_id=scope_id, limit=max(KS))
+            latency[kind].append((time.perf_counter() - start_t) * 1000)
+    return {"memories": await memory.count(user_id=scope_id),
+            "latency_ms": {k: {"p50": round(pct(v, 0.5), 2), "p95": round(pct(v, 0.95), 2)}
+                           for k, v in latency.items()}}
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -225,6 +259,11 @@ def print_table(report: dict[str, Any]) -> None:
             print(f"  {method:<8}" + "".join(f"{m} {row[m]}  " for m in METRICS))
     for kind, lat in report["latency_ms"].items():
         print(f"search() latency, {kind} query: p50 {lat['p50']} ms  p95 {lat['p95']} ms (embedding included)")
+    if "big_scope" in report:
+        big = report["big_scope"]
+        for kind, lat in big["latency_ms"].items():
+            print(f"search() latency in one scope of {big['memories']} memories, {kind} query: p50 {lat['p50']} ms  "
+                  f"p95 {lat['p95']} ms (embedding included)")
 
 
 def main() -> None:
@@ -235,6 +274,8 @@ def main() -> None:
     parser.add_argument("--dsn", default=None, help="PostgreSQL DSN for --store pgvector")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--db", default=None, help="SQLite file to keep (and reuse on later runs) the ingested turns")
+    parser.add_argument("--latency-scope", type=int, default=0,
+                        help="also time search() in one scope of N memories (copies of the stored turns)")
     parser.add_argument("--per-message", action="store_true", help="store each turn by its own add() call")
     parser.add_argument("--calibrate", action="store_true", help="fit alpha on half the questions, test on the rest")
     args = parser.parse_args()

@@ -87,6 +87,43 @@ def test_search_is_hybrid_and_scoped(memory: Memory) -> None:
     assert memory.search("Rex", user_id="alice", threshold=0.99)["results"][0]["memory"] == "My dog is called Rex."
 
 
+def test_explain_breaks_the_score_down_and_convex_fusion_is_configurable(tmp_path: Path,
+                                                                        minilm: SentenceTransformerEmbedder) -> None:
+    from mindgate.config import MemorySettings
+
+    for fusion in ("rrf", "convex"):
+        memory = Memory(AsyncMemory(embedder=minilm, store=SQLiteStore(tmp_path / f"{fusion}.db"),
+                                    settings=MemorySettings(fusion=fusion, fusion_alpha=0.7)))
+        for text in ("My dog is called Rex.", "I live in Paris.", "Rex likes the park."):
+            memory.add(text, user_id="alice", infer=False)
+        results = memory.search("What is my dog called?", user_id="alice", explain=True)["results"]
+        assert results[0]["memory"] == "My dog is called Rex."
+        for result in results:
+            explained = result["explain"]
+            assert explained["method"] == fusion and explained["score"] == pytest.approx(result["score"], abs=1e-5)
+            signals = explained["signals"]
+            assert set(signals) <= {"vector", "text"} and "vector" in signals
+            assert signals["vector"]["raw"] == pytest.approx(result["vector_score"], abs=1e-5)
+            assert sum(s["contribution"] for s in signals.values()) == pytest.approx(result["score"], abs=1e-5)
+            if fusion == "convex":
+                assert signals["vector"]["weight"] == 0.7
+        assert "explain" not in memory.search("dog", user_id="alice")["results"][0]
+        # the query's embedding is cached, and a repeated search gives the same ranking
+        assert memory.aio._query_vectors.get("What is my dog called?") is not None
+        again = memory.search("What is my dog called?", user_id="alice", explain=True)["results"]
+        assert [r["id"] for r in again] == [r["id"] for r in results]
+        memory.store.close()
+
+
+def test_scopes_lists_where_memories_are(memory: Memory) -> None:
+    memory.add("a", user_id="alice", infer=False)
+    memory.add("b", user_id="alice", agent_id="helper", infer=False)
+    assert memory.scopes()["results"] == [{"kind": "user_id", "id": "alice", "count": 2},
+                                          {"kind": "agent_id", "id": "helper", "count": 1}]
+    with pytest.raises(InvalidRequestError):
+        memory.scopes(limit=0)
+
+
 def test_scope_semantics_follow_the_partition(memory: Memory) -> None:
     memory.add("Alice prefers tea.", user_id="alice", agent_id="butler", infer=False)
     memory.add("Alice's run note.", user_id="alice", run_id="r1", infer=False)

@@ -10,7 +10,7 @@ from typing import Any
 
 from fixtures_gateway import RecordingProxy, llama_chat
 from mindgate.memory.memory import AsyncMemory
-from mindgate.pipeline import INJECT_HEADER, ChatRequest, ChatScope, DirectCall, MemoryWriter, Pipeline
+from mindgate.pipeline import INJECT_HEADER, ChatRequest, ChatScope, DirectCall, Fitted, MemoryWriter, Pipeline
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.routing.targets import ChatTargets
 
@@ -21,9 +21,9 @@ class LastTurnOnly:
     def __init__(self) -> None:
         self.seen: list[tuple[list[Message], ChatModel, dict[str, Any]]] = []
 
-    async def fit(self, messages: list[Message], model: ChatModel, request: ChatRequest) -> list[Message]:
+    async def fit(self, messages: list[Message], model: ChatModel, request: ChatRequest) -> Fitted:
         self.seen.append((messages, model, request.stage_options.get("fit", {})))
-        return [m for m in messages if m["role"] == "system"] + [messages[-1]]
+        return Fitted([m for m in messages if m["role"] == "system"] + [messages[-1]], model)
 
 
 class CountingCall(DirectCall):

@@ -77,6 +77,13 @@ def test_forced_tool_choice_returns_parseable_tool_calls(llama_server: LlamaServ
     assert isinstance(json.loads(call["function"]["arguments"]), dict)
 
 
+def test_developer_messages_reach_a_server_without_that_role_as_system(llama_server: LlamaServer) -> None:
+    # the llama.cpp server refuses the `developer` role that OpenAI's newer clients (Codex, the Agents SDK) send
+    messages = [{"role": "developer", "content": "Answer in one word."}, {"role": "user", "content": "Hi"}]
+    response = compat(llama_server, max_tokens=4, temperature=0).complete(messages)
+    assert response.finish_reason in ("stop", "length") and response.usage.prompt_tokens > 0
+
+
 def test_lmstudio_surface_against_the_same_server(llama_server: LlamaServer) -> None:
     model = create_chat_model("lmstudio", ProviderConfig(model=llama_server.model_alias,
                                                          lmstudio_base_url=llama_server.base_url, max_tokens=8))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,17 @@ def test_the_gateway_serves_a_plugin_provider_from_config(plugin_on_path: None, 
     assert reply.choices[0].message.content
     assert reply.usage is not None and reply.usage.completion_tokens > 0
     assert "mindgate_tinyserver" in sys.modules  # the plugin's module served it, not a built-in
+
+
+def test_a_plugin_named_like_a_mem0_provider_takes_over_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mem0's ``groq`` is refused while mindgate has no such provider, and loads once a package registers it."""
+    section = {"llm": {"provider": "groq", "config": {"model": "llama-3.1-8b-instant"}}}
+    with pytest.raises(ConfigurationError, match="not built into mindgate") as info:
+        MindgateConfig.from_dict(section, env=False)
+    assert "install a provider package" in str(info.value) and "openai_compatible" in str(info.value)
+    points = {name: _plugins._scan()[name] for name in provider_names()}
+    points["groq"] = EntryPoint(name="groq", value="mindgate.providers.openai_compat:SPEC", group=_plugins.GROUP)
+    monkeypatch.setattr(_plugins, "_points", points)
+    monkeypatch.setattr(_plugins, "_scan", lambda: points)
+    monkeypatch.setattr(_plugins, "_loaded", {})
+    assert MindgateConfig.from_dict(section, env=False).llm.provider == "groq"

@@ -39,10 +39,14 @@ class ForwardProxy:
         head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
         length = next((int(line.split(":", 1)[1]) for line in head.split("\r\n")
                        if line.lower().startswith("content-length:")), 0)
-        self.bodies.append(json.loads(await reader.readexactly(length)))
+        self.bodies.append(json.loads(await reader.readexactly(length)) if length else {})
         line = head.split("\r\n", 1)[0]
         self.seen.append(line)
-        if "/embeddings" in line:
+        if line.startswith("GET ") and line.split()[1].endswith("/api/v1/models"):
+            # LM Studio's REST v1 listing (documented shape): model "m" is loaded, so nothing is loaded first
+            body = {"models": [{"type": "llm", "key": "m", "loaded_instances": [
+                {"id": "m", "config": {"context_length": 4096}}], "max_context_length": 4096}]}
+        elif "/embeddings" in line:
             body = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.6, 0.8]}],
                     "model": "e"}
         else:
@@ -85,6 +89,8 @@ def test_a_proxy_url_carries_every_request(proxy: ForwardProxy) -> None:
     assert answer.content == "via proxy"
     vector = create_embedder(cfg.embedder.provider, cfg.embedder.config).embed("hi")
     assert vector.tolist() == pytest.approx([0.6, 0.8])
-    assert proxy.seen == ["POST http://lmstudio.test:1234/v1/chat/completions HTTP/1.1",
+    # LM Studio's model listing (mindgate makes sure the model is loaded first) goes through the proxy too
+    assert proxy.seen == ["GET http://lmstudio.test:1234/api/v1/models HTTP/1.1",
+                          "POST http://lmstudio.test:1234/v1/chat/completions HTTP/1.1",
                           "POST http://openai.test/v1/embeddings HTTP/1.1"]
-    assert proxy.bodies[0]["top_k"] == 5  # mem0's LLM top_k reaches LM Studio
+    assert proxy.bodies[1]["top_k"] == 5  # mem0's LLM top_k reaches LM Studio

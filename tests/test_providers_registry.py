@@ -9,7 +9,7 @@ import time
 import pytest
 
 from fixtures_servers import free_port
-from mindgate.config import AzureKwargs, ProviderConfig
+from mindgate.config import AzureKwargs, MindgateConfig, ProviderConfig
 from mindgate.errors import ConfigurationError, NetworkError
 from mindgate.providers import ProviderSpec, create_chat_model, create_embedder, provider_names, provider_spec
 
@@ -80,3 +80,27 @@ def test_cloud_adapters_fail_fast_on_a_closed_port(provider: str) -> None:
         model.complete([{"role": "user", "content": "hi"}])
     assert time.monotonic() - started < 3
     assert info.value.url.startswith(root) and root in str(info.value) and "is not reachable" in str(info.value)
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ({"llm": {"provider": "openai", "config": {"azure_kwargs": {"api_key": "k"}}}}, "azure_kwargs"),
+    ({"embedder": {"provider": "ollama", "config": {"model": "m", "device": "cpu"}}}, "device"),
+    ({"providers": {"gpu": {"provider": "openai_compatible", "config": {"base_url": "http://h/v1", "ttl": 60}}}},
+     "ttl"),
+    ({"llm": {"provider": "gemini", "config": {"n_ctx": 4096}}}, "n_ctx"),
+])
+def test_keys_are_checked_per_provider(section: dict[str, object], key: str) -> None:
+    """A key that belongs to other providers is named, with the keys this provider does take."""
+    with pytest.raises(ConfigurationError, match=f"`{key}` is not used by provider") as info:
+        MindgateConfig.from_dict(section, env=False)
+    assert "its own keys" in str(info.value)
+
+
+def test_each_provider_takes_its_own_keys() -> None:
+    config = MindgateConfig.from_dict({
+        "llm": {"provider": "local", "config": {"n_ctx": 512, "n_threads": 1, "ttl": 60}},
+        "embedder": {"provider": "huggingface", "config": {"device": "cpu"}},
+        "providers": {"lan": {"provider": "lmstudio", "config": {"ttl": 600, "n_ctx": 8192}},
+                      "gcp": {"provider": "vertexai", "config": {"project": "p", "location": "europe-west4"}}},
+    }, env=False)
+    assert config.llm.config.n_ctx == 512 and config.providers["gcp"].config.location == "europe-west4"

@@ -35,12 +35,15 @@ def test_chat_and_stream_with_the_default_model(fake: TogetherFake) -> None:
     assert fake.headers_seen[-1]["authorization"] == f"Bearer {fake.api_key}"
 
 
-def test_embeddings_default_to_mem0s_model(fake: TogetherFake) -> None:
+def test_embeddings_default_to_mem0s_model(fake: TogetherFake, caplog: pytest.LogCaptureFixture) -> None:
     emb = create_embedder("together", config(fake))
     assert emb.embed_batch(["x", "y", "z"]).shape == (3, 768)
     assert emb.identity().describe() == "together:togethercomputer/m2-bert-80M-8k-retrieval (768 dims)"
-    with pytest.raises(ConfigurationError, match="returns 1024-dimensional"):
-        create_embedder("together", config(fake, model="BAAI/bge-large-en-v1.5", embedding_dims=768)).dims()
+    # a configured embedding_dims that disagrees with the model is a warning; the probed size is used
+    with caplog.at_level("WARNING"):
+        assert create_embedder("together", config(fake, model="BAAI/bge-large-en-v1.5", embedding_dims=768)).dims() \
+            == 1024
+    assert "returns 1024-dimensional vectors but embedding_dims is set to 768" in caplog.text
 
 
 def test_missing_and_wrong_key_name_the_variable(fake: TogetherFake, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -85,7 +85,8 @@ def test_request_that_fits_nowhere_raises_context_overflow_with_sizes(two_server
     assert error.available == 2048 and error.needed is not None and error.needed > 2048
     text = str(error)
     assert "fits no target of chain 'main'" in text
-    assert "small: needs" in text and "context is 300" in text and "context is 2048" in text
+    assert "small: the conversation needs" in text and "context of 300 tokens" in text
+    assert "big: the conversation needs" in text and "context of 2048 tokens" in text
     assert "estimated" in text  # the scripted servers have no tokenizer endpoint
     assert small.chat_requests == 0 and big.chat_requests == 0
     assert error.to_openai()["error"]["code"] == "context_length_exceeded"

@@ -23,6 +23,7 @@ from mindgate.errors import EmbedderMismatchError, FilterError, InvalidRequestEr
 from mindgate.memory.filters import MAX_TERMS, MAX_VALUES, Filter, matches, parse_filters
 from mindgate.memory.stores.base import (
     AddChange,
+    ContextSummary,
     DeleteChange,
     MemoryRecord,
     MemoryStore,
@@ -332,6 +333,35 @@ def test_reset_drops_everything_including_the_identity(store: MemoryStore) -> No
     store.open(other)
     store.apply([add("fresh start", vector=vec(1, 4))])
     assert hit_ids(store.vector_search(ALICE, vec(1, 4), 3)) != []
+
+
+# -- the context-summary cache ----------------------------------------------------------------------
+
+
+def test_context_summaries_are_kept_per_conversation_replaced_and_dropped_with_the_scope(
+        store_factory: StoreFactory) -> None:
+    store = store_factory()  # the cache works before open(): the fit stage needs no embedder
+    for covered in (4, 12, 8):
+        store.put_context_summary(ContextSummary("user:alice", "conv1", covered, f"p{covered}", "summary",
+                                                 f"summary of {covered}"))
+    store.put_context_summary(ContextSummary("user:alice", "conv1", 12, "p12", "memory", ""))
+    store.put_context_summary(ContextSummary("user:bob", "conv1", 20, "p20", "summary", "bob's"))
+    got = store.context_summaries("user:alice", "conv1", "summary")
+    assert [(e.covered, e.prefix, e.text) for e in got] == [(12, "p12", "summary of 12"), (8, "p8", "summary of 8"),
+                                                           (4, "p4", "summary of 4")]
+    assert [e.covered for e in store.context_summaries("user:alice", "conv1", "summary", limit=1)] == [12]
+    assert [e.kind for e in store.context_summaries("user:alice", "conv1", "memory")] == ["memory"]
+    assert store.context_summaries("user:alice", "other", "summary") == []
+    store.put_context_summary(ContextSummary("user:alice", "conv1", 12, "p12", "summary", "rewritten"))
+    assert store.context_summaries("user:alice", "conv1", "summary")[0].text == "rewritten"
+
+    store.open(IDENT)
+    store.delete_scope(Scope(user_id="alice"))  # forgetting a user forgets the summaries of their chats
+    assert store.context_summaries("user:alice", "conv1", "summary") == []
+    assert store.context_summaries("user:alice", "conv1", "memory") == []
+    assert [e.text for e in store.context_summaries("user:bob", "conv1", "summary")] == ["bob's"]
+    store.reset()
+    assert store.context_summaries("user:bob", "conv1", "summary") == []
 
 
 # -- vector and text search --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from mindgate.providers.base import EmbedderIdentity
 
 IDENT = EmbedderIdentity("test", "unit-vectors", 8)
 Factory = Callable[..., PgVectorStore]
-DISTRIBUTED = ("memories", "history")
+DISTRIBUTED = ("memories", "history", "summaries")
 REFERENCE = ("embedder", "schema_version")
 BY_ID = ("responses",)  # stored responses: distributable by their own id, never joined with memories
 

@@ -16,22 +16,23 @@ from collections.abc import Callable
 from typing import Any
 
 from mindgate._plugins import load as load_plugin
+from mindgate._plugins import provider_names
 from mindgate.errors import ConfigurationError
 
 log = logging.getLogger("mindgate.config")
 
 _WARNED: set[str] = set()
 
-# mem0 provider names that are another name for a mindgate provider.
+# mem0 provider names that are another name for a mindgate provider (unless a plugin registers the name).
 _LLM_ALIASES = {"openai_structured": "openai", "azure_openai_structured": "azure_openai", "vllm": "openai_compatible"}
 
-# mem0 providers mindgate does not build in; all of them speak (or sit behind) the OpenAI API.
+# mem0 providers mindgate does not build in (an installed plugin of the same name wins); all of them speak (or
+# sit behind) the OpenAI API.
 _FOREIGN_LLMS = frozenset({"anthropic", "groq", "aws_bedrock", "litellm", "deepseek", "minimax", "xai", "sarvam",
                            "langchain"})
 _FOREIGN_EMBEDDERS = frozenset({"aws_bedrock", "fastembed", "langchain"})
 _FOREIGN_HINT = ("use provider `openai_compatible` with the service's OpenAI-compatible `base_url` and `api_key`, "
-                 "or one of mindgate's providers: lmstudio, ollama, openai, azure_openai, gemini, vertexai, "
-                 "together, huggingface, local")
+                 "install a provider package for it, or use one of the registered providers: ")
 
 # What mem0 uses when an LM Studio section names no model: its default chat model, and the embedding model
 # LM Studio bundles (listed by LM Studio under this id; mem0 names it by its GGUF path).
@@ -143,13 +144,14 @@ def _provider_section(section: dict[str, Any], where: str, *, chat: bool) -> dic
     if not isinstance(provider, str) or (config is not None and not isinstance(config, dict)):
         return out  # the validator reports the wrong type
     config = dict(config or {})
-    if chat and provider in _LLM_ALIASES:
+    registered = provider_names()
+    if chat and provider in _LLM_ALIASES and provider not in registered:
         provider = _LLM_ALIASES[provider]
         if "vllm_base_url" in config:
             config["base_url"] = config.pop("vllm_base_url")
-    if provider in (_FOREIGN_LLMS if chat else _FOREIGN_EMBEDDERS):
+    if provider in (_FOREIGN_LLMS if chat else _FOREIGN_EMBEDDERS) and provider not in registered:
         raise ConfigurationError(f"{where}.provider: mem0's {provider!r} is not built into mindgate",
-                                 hint=_FOREIGN_HINT)
+                                 hint=_FOREIGN_HINT + ", ".join(registered))
     if chat and provider == "gemini" and config.pop("vertexai", False):
         provider = "vertexai"  # mem0's Gemini LLM on Vertex AI (with `project` and `location`)
     config.pop("vertexai", None)

@@ -88,9 +88,13 @@ def chat(user: Annotated[str | None, typer.Option("--user", "-u", help="remember
          system: Annotated[str | None, typer.Option("--system", "-s", help="a system prompt")] = None,
          memory: Annotated[bool, typer.Option(help="use long-term memory (needs --user)")] = True,
          max_tokens: Annotated[int | None, typer.Option(min=1, help="limit each answer")] = None,
+         context: Annotated[str | None, typer.Option(
+             help="how a conversation longer than the model's window is fitted: auto, truncate, summarize, "
+                  "memory or error (default: the config's context.policy)")] = None,
          config: ConfigOpt = None) -> None:
     """Chat interactively with streaming answers and long-term memory (talks to the models directly)."""
     from mindgate.cli_chat import ChatSession, run_interactive
+    from mindgate.context.policy import requested_policy
     from mindgate.gateway.server import configure_logging
     from mindgate.pipeline.build import memory_for, pipeline_for
     from mindgate.pipeline.scope import ChatScope
@@ -98,6 +102,10 @@ def chat(user: Annotated[str | None, typer.Option("--user", "-u", help="remember
     from mindgate.routing.targets import build_targets
 
     configure_logging("warning")
+    try:
+        policy = requested_policy(context, None)
+    except MindgateError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--context") from None
     cfg = MindgateConfig.load(config)
     use_memory = memory and user is not None
     console = Console()
@@ -109,7 +117,7 @@ def chat(user: Annotated[str | None, typer.Option("--user", "-u", help="remember
     pipeline = pipeline_for(cfg, targets, store)
     scope = ChatScope(user, agent) if use_memory and user else None
     options: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
-    session = ChatSession(pipeline, targets.default_name, scope, system=system, options=options)
+    session = ChatSession(pipeline, targets.default_name, scope, system=system, context=policy, options=options)
 
     async def main() -> None:
         try:

@@ -2,8 +2,10 @@
 HTTP).
 
 Each turn goes through the same :class:`~mindgate.pipeline.core.Pipeline` as the gateway's chat: the
-user's relevant memories join the prompt, the answer streams, and the turn is remembered in the background
-while the user types the next message; leaving the chat waits for the pending memory writes.
+user's relevant memories join the prompt, the whole conversation is fitted to the serving model's window by
+the context policy (``--context``; ``/context`` shows what the last turn's fit did), the answer streams,
+and the turn is remembered in the background while the user types the next message; leaving the chat waits
+for the pending memory writes.
 """
 
 from __future__ import annotations
@@ -21,31 +23,35 @@ from mindgate.pipeline.scope import ChatScope
 log = logging.getLogger("mindgate.chat")
 
 EXIT_COMMANDS = {"/exit", "/quit", "/bye"}
-HELP = "Type a message; /memories lists what is remembered about you; /exit (or Ctrl-D) leaves."
+HELP = ("Type a message; /memories lists what is remembered about you; /context shows how the last turn was "
+        "fitted; /exit (or Ctrl-D) leaves.")
 
 
 class ChatSession:
-    """One conversation: the history (its last ``max_messages`` are sent), each turn through the pipeline."""
+    """One conversation: the whole history goes through the pipeline each turn, whose fit stage fits it to
+    the model's window under ``context`` (a policy name; None: the config's)."""
 
     def __init__(self, pipeline: Pipeline, model: str, scope: ChatScope | None, *, system: str | None = None,
-                 max_messages: int = 20, options: dict[str, Any] | None = None) -> None:
+                 context: str | None = None, options: dict[str, Any] | None = None) -> None:
         self.pipeline = pipeline
         self.model = model
         self.scope = scope if pipeline.remembers else None
         self.system = system
-        self.max_messages = max_messages
+        self.stage_options: dict[str, Any] = {"fit": context} if context else {}
         self.options = dict(options or {})
         self.history: list[dict[str, Any]] = []
+        self.last_context: str | None = None
 
     def _prompt(self) -> list[dict[str, Any]]:
-        recent = self.history[-self.max_messages:]
-        return ([{"role": "system", "content": self.system}] if self.system else []) + recent
+        return ([{"role": "system", "content": self.system}] if self.system else []) + self.history
 
     async def turn(self, text: str) -> AsyncIterator[str]:
         """Send ``text``; yield the answer as it streams (the pipeline remembers the turn afterwards)."""
         self.history.append({"role": "user", "content": text})
-        request = ChatRequest(self.model, self._prompt(), self.options, self.scope)
+        request = ChatRequest(self.model, self._prompt(), self.options, self.scope,
+                              stage_options=dict(self.stage_options))
         stream = await self.pipeline.stream(await self.pipeline.prepare(request))
+        self.last_context = stream.context
         try:
             async for chunk in stream:
                 if chunk.content:
@@ -107,6 +113,9 @@ async def run_interactive(session: ChatSession, console: Console,
                 continue
             if text in EXIT_COMMANDS:
                 break
+            if text == "/context":
+                console.print(session.last_context or "[dim]nothing fitted yet[/dim]", markup=False)
+                continue
             if text == "/memories":
                 remembered = await session.memories()
                 console.print("\n".join(f"- {m}" for m in remembered) or "[dim]nothing remembered yet[/dim]")

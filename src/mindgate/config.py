@@ -30,7 +30,7 @@ from mindgate.errors import ConfigurationError
 
 StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
-# Convex fusion's vector weight, from `bench/retrieval.py --calibrate` (see docs/memory.md).
+# Convex fusion's vector weight (memory.fusion: convex); `bench/retrieval.py --calibrate` fits it.
 FUSION_ALPHA = 0.5
 
 # `auto` is a routing chain over LM Studio and Ollama (mindgate.routing.auto), not a provider; these keys
@@ -51,6 +51,20 @@ def base_url_keys(provider: str) -> tuple[str, ...]:
     except ConfigurationError:
         return ("base_url",)
     return keys
+
+
+# ProviderConfig keys that only some providers use; each provider's spec lists the ones it takes
+# (``ProviderSpec.config_keys``), so e.g. ``azure_kwargs`` under ``provider: openai`` is an error.
+PROVIDER_SPECIFIC_KEYS = frozenset({"azure_kwargs", "vertex_credentials_json", "project", "location", "model_path",
+                                    "n_ctx", "n_threads", "device", "ttl"})
+
+
+def own_keys(provider: str) -> frozenset[str]:
+    """The provider-specific config keys ``provider``'s spec says it takes (none for an unregistered name)."""
+    try:
+        return frozenset(load_plugin(provider).config_keys)
+    except ConfigurationError:
+        return frozenset()
 
 
 def _check_provider(name: str, *, kind: Literal["chat", "embedder"], auto: bool) -> str:
@@ -144,6 +158,12 @@ class _ProviderSection(_Strict):
         if self.config.endpoints and provider != "auto":
             raise ValueError(f"`endpoints` belongs to the `auto` provider, not {provider!r}; "
                              "list fallbacks in a routing chain instead")
+        if provider != AUTO:  # auto's local target takes the engine's keys, its servers their TTL
+            own = own_keys(provider)
+            for key in sorted((self.config.model_fields_set & PROVIDER_SPECIFIC_KEYS) - own):
+                users = ", ".join(sorted(own)) or "none"
+                raise ValueError(f"`{key}` is not used by provider {provider!r} (its own keys: {users}; "
+                                 f"common keys: model, api_key, temperature, max_tokens, timeout, ...)")
         return self
 
 
@@ -382,6 +402,31 @@ class ToolLoopSettings(_Strict):
     max_calls_per_step: int = Field(default=8, ge=1, le=64)
 
 
+ContextPolicyName = Literal["auto", "error", "truncate", "summarize", "memory"]
+
+
+class ContextSettings(_Strict):
+    """How conversations are fitted to the serving model's window (docs/context.md).
+
+    ``policy`` ``auto`` means ``summarize`` when a summariser is available, else ``truncate``. ``routes`` and
+    ``models`` override it per chain / semantic route name and per model (the request's ``model`` or a
+    target's name or model id); a request overrides all of them (``X-Mindgate-Context`` header or the
+    body's ``mindgate.context``)."""
+
+    policy: ContextPolicyName = "auto"
+    reserve: int = Field(default=64, ge=0, description="tokens kept free besides max_tokens")
+    summarizer: str | None = Field(default=None, description="chain name or endpoint[:model]; default: the "
+                                                             "cheapest local target of the serving chain")
+    summary_tokens: int = Field(default=256, gt=0, le=8192,
+                                description="cap of the summary, of the verbatim facts and of the recalled block, "
+                                            "each at most 1/8 of the target's prompt budget")
+    keep_ratio: float = Field(default=0.4, gt=0, le=1, description="share of the room recent turns keep "
+                                                                   "after a new summary or memory cut")
+    recall_limit: int = Field(default=5, ge=0, le=50)
+    routes: dict[str, ContextPolicyName] = Field(default_factory=dict)
+    models: dict[str, ContextPolicyName] = Field(default_factory=dict)
+
+
 class McpSettings(_Strict):
     """``mindgate mcp`` (memory as an MCP server on stdio): whose memories it serves when the command line
     names no scope (``--user`` / ``--agent`` / ``--run`` win over these)."""
@@ -405,6 +450,7 @@ class MindgateConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    context: ContextSettings = Field(default_factory=ContextSettings)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     mcp: McpSettings = Field(default_factory=McpSettings)
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)

@@ -50,10 +50,13 @@ _WORD = re.compile(r"\S+")
 _DIGIT = re.compile(r"\d")
 _SYMBOL = re.compile(r"[^\w\s]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_MEMO_SIZE = 1 << 16
 
 
-def byte_bound(messages: Sequence[Message], *, per_message: int = 8, per_prompt: int = 32) -> int:
-    """A hard upper bound of the prompt's tokens for byte-level tokenizers: UTF-8 bytes plus framing."""
+def byte_bound(messages: Sequence[Message], *, per_message: int = 8, per_prompt: int = 32,
+               stop_above: int | None = None) -> int:
+    """A hard upper bound of the prompt's tokens for byte-level tokenizers: UTF-8 bytes plus framing. With
+    ``stop_above``, returns as soon as the bound passes it (a long conversation costs a few messages)."""
     total = per_prompt
     for message in messages:
         content = message.get("content")
@@ -61,6 +64,8 @@ def byte_bound(messages: Sequence[Message], *, per_message: int = 8, per_prompt:
             total += len(content) * (1 if content.isascii() else 4) + per_message
         else:
             total += len(message_text(message).encode("utf-8")) + per_message
+        if stop_above is not None and total > stop_above:
+            return total
     return total
 
 
@@ -82,6 +87,7 @@ class TokenEstimator:
     margin: float = 0.10
     per_message: int = 6
     per_prompt: int = 24
+    _memo: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False, hash=False)
 
     def raw_text_tokens(self, text: str) -> float:
         """The model's estimate for ``text`` alone, without margin (may be a fraction)."""
@@ -95,8 +101,15 @@ class TokenEstimator:
         return estimate
 
     def text_tokens(self, text: str) -> int:
-        """Estimated tokens of ``text`` with the safety margin."""
-        return math.ceil(self.raw_text_tokens(text) * (1.0 + self.margin))
+        """Estimated tokens of ``text`` with the safety margin (memoised: a long conversation is estimated
+        again at every turn, and its old messages are the same strings)."""
+        tokens = self._memo.get(text)
+        if tokens is None:
+            tokens = math.ceil(self.raw_text_tokens(text) * (1.0 + self.margin))
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[text] = tokens
+        return tokens
 
     def message_tokens(self, message: Message) -> int:
         """Estimated tokens one message adds to a prompt (text with margin plus framing)."""

@@ -68,7 +68,7 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
         owned.append(servers)
     caller = ToolLoopCall(servers, MemoryTools(memory, frozenset({"search_memory"})), config.tool_loop)
     pipeline = pipeline_for(config, targets, memory if config.gateway.memory else None, counters=metrics,
-                            caller=caller)
+                            caller=caller, store=memory.store)
     responses = ResponseLog(memory.store, config.gateway.response_retention_days) \
         if config.gateway.store_responses else None
     embedders = {name: create_embedder(section.provider, section.config) for name, section in config.embedders.items()}

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from mindgate.context.tokens import DEFAULT_ESTIMATOR
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.state import Gateway
 from mindgate.pipeline.remember import LLMFor
@@ -25,11 +26,11 @@ from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 
 
 def _estimate(text: str) -> int:
-    return max(1, len(text) // 4) if text else 0
+    return DEFAULT_ESTIMATOR.text_tokens(text) if text else 0
 
 
 def _prompt_estimate(messages: Sequence[Message]) -> int:
-    return sum(_estimate(str(m.get("content") or "")) + 4 for m in messages)
+    return DEFAULT_ESTIMATOR.prompt_tokens(messages)
 
 
 class OnBehalf(ChatModel):
@@ -77,16 +78,16 @@ class OnBehalf(ChatModel):
     async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
         self._admit()
         prompt = completion = 0
-        chars = 0
+        parts: list[str] = []
         try:
             async for chunk in self.inner.astream(messages, **options):
-                chars += len(chunk.content or "")
+                parts.append(chunk.content or "")
                 if chunk.usage is not None:
                     prompt, completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
                 yield chunk
         finally:
             if not (prompt or completion):
-                prompt, completion = _prompt_estimate(messages), max(1, chars // 4) if chars else 0
+                prompt, completion = _prompt_estimate(messages), _estimate("".join(parts))
             self.gateway.charge(self.principal, self.name, prompt, completion)
 
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:

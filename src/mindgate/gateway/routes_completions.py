@@ -29,6 +29,13 @@ def _prompts(raw: str | list[str] | list[int] | list[list[int]]) -> list[str]:
     if not all(isinstance(item, str) for item in items):
         raise InvalidRequestError("`prompt` holds token ids; the gateway's targets take text",
                                   hint="send the prompt text as a string or a list of strings")
+    if not items:
+        raise InvalidRequestError("`prompt` is an empty list", hint="send at least one prompt")
+    for index, item in enumerate(items):
+        # llama.cpp's server answers an empty prompt with HTTP 500; a clear 400 here instead of a 502
+        if not str(item).strip():
+            raise InvalidRequestError(f"`prompt{'' if isinstance(raw, str) else f'[{index}]'}` is empty",
+                                      hint="send the text to complete")
     return [str(item) for item in items]
 
 

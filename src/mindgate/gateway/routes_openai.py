@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
+from mindgate.context.policy import CONTEXT_HEADER, requested_policy
 from mindgate.context.tokens import DEFAULT_ESTIMATOR
 from mindgate.errors import InvalidRequestError, MindgateError, ModelNotServedError
 from mindgate.gateway.observability import annotate, request_id
@@ -84,6 +85,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     headers: dict[str, str] = {}
     remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
     stage_options = tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope)
+    policy = requested_policy(request.headers.get(CONTEXT_HEADER), body.mindgate.context if body.mindgate else None)
+    if policy is not None:
+        stage_options["fit"] = policy
     # with gateway-run tools, each model call of the loop is charged on behalf of the key as it happens
     charged_per_call = "tools" in stage_options and principal is not None
     chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
@@ -99,11 +103,15 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         stream = await pipeline.stream(prepared)
         if stream.route is not None:
             headers[ROUTE_HEADER] = stream.route
+        if stream.context is not None:
+            headers[CONTEXT_HEADER] = stream.context
         return EventStream(_relay(stream, chat.request_id, include_usage=body.include_usage),
                            headers={**SSE_HEADERS, **headers})
     result = await pipeline.complete(prepared)
     if result.route is not None:
         headers[ROUTE_HEADER] = result.route
+    if result.context is not None:
+        headers[CONTEXT_HEADER] = result.context
     response = result.response
     annotate(request.scope, prompt_tokens=result.usage.prompt_tokens,
              completion_tokens=result.usage.completion_tokens, served_by=response.model)

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
+from mindgate.context.policy import CONTEXT_HEADER, requested_policy
 from mindgate.errors import InvalidRequestError, MindgateError, NotFoundError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.observability import annotate, request_id
@@ -144,6 +145,11 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
         raise InvalidRequestError("`input` is empty", hint="send at least one input item")
     options, stage_options, tools = _options(body)
     check_unicode("the request", [messages, options])
+    policy = requested_policy(request.headers.get(CONTEXT_HEADER), body.mindgate.context if body.mindgate else None)
+    if policy is None and body.truncation is not None:
+        policy = "truncate" if body.truncation == "auto" else "error"
+    if policy is not None:
+        stage_options["fit"] = policy
     headers: dict[str, str] = {}
     remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
     stage_options.update(tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope))
@@ -162,9 +168,13 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
         headers[IGNORED_TOOLS_HEADER] = ", ".join(tools.ignored)[:1000]
     if body.stream:
         stream = await gateway.pipeline.stream(prepared)
+        if stream.context is not None:
+            headers[CONTEXT_HEADER] = stream.context
         events = _events(gateway, turn, stream, chat.request_id, tools.namespaces)
         return EventStream(events, headers={**SSE_HEADERS, **headers})
     result = await gateway.pipeline.complete(prepared)
+    if result.context is not None:
+        headers[CONTEXT_HEADER] = result.context
     answer = result.response
     output = mcp_call_items(answer.raw.get("mindgate")) + output_items(answer.content, answer.tool_calls,
                                                                          namespaces=tools.namespaces)

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from mindgate.config import ContextPolicyName
+
 ScopeId = Field(default=None, min_length=1, max_length=256)
 TokenId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]
 
@@ -135,11 +137,14 @@ class MindgateOptions(_Body):
     mcp_servers: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")]] | None = Field(
         default=None, max_length=16, description="configured MCP tool servers whose tools the gateway runs")
     memory_mode: Literal["inject", "tool"] | None = None
+    context: ContextPolicyName | None = Field(
+        default=None, description="how a conversation longer than the model's window is fitted (docs/context.md)")
 
 
 class ChatCompletionRequest(BaseModel):
     """``POST /v1/chat/completions``. ``memory`` (mindgate's extension) turns memory-augmented chat off
-    with ``false``; ``mindgate`` holds the gateway's other per-request options (MCP tools, memory mode).
+    with ``false``; ``mindgate`` holds the gateway's other per-request options (MCP tools, memory mode, the
+    context policy).
     Accepted but not forwarded: ``store``, ``metadata``, ``service_tier``, ``logprobs: false``.
     ``stream_options.include_usage`` is honoured on every target (usage computed when the upstream reports
     none). Unknown top-level fields (``top_k``, ``min_p``, ``repeat_penalty``, ``ttl``, ``draft_model``,

@@ -15,8 +15,10 @@ from mindgate.gateway.schemas import MindgateOptions
 
 class ResponsesRequest(BaseModel):
     """``memory`` (mindgate's extension) turns memory-augmented answers off with ``false``; ``mindgate``
-    holds the gateway's other per-request options (MCP tools, memory mode). Accepted and
-    ignored: ``include``, ``truncation``, ``service_tier``, ``prompt_cache_key``, ``safety_identifier``,
+    holds the gateway's other per-request options (MCP tools, memory mode, ``context``: the context policy).
+    OpenAI's ``truncation`` chooses the context policy when neither ``mindgate.context`` nor the
+    ``X-Mindgate-Context`` header does: ``"auto"`` is ``truncate``, ``"disabled"`` is ``error``. Accepted
+    and ignored: ``include``, ``service_tier``, ``prompt_cache_key``, ``safety_identifier``,
     ``top_logprobs``, ``stream_options``."""
 
     model_config = ConfigDict(extra="allow")

@@ -2,13 +2,13 @@
 
 Two fusions (``memory.fusion``):
 
-* ``"convex"`` (default): ``score = alpha * v + (1 - alpha) * t``, where ``v`` is the cosine similarity
-  min-max scaled over the vector candidates and ``t`` the text relevance divided by the best in its list
-  (a candidate one retriever did not return gets 0 from it). ``alpha`` (``memory.fusion_alpha``) was
-  calibrated on held-out LongMemEval questions with ``bench/retrieval.py --calibrate``; unlike rank
-  fusion it keeps how much better the first candidate is than the second.
-* ``"rrf"``: reciprocal rank fusion, ``sum 1 / (rrf_k + rank)`` over the lists, divided by the best
-  possible sum so that 1.0 means "first in every list".
+* ``"rrf"`` (default): reciprocal rank fusion, ``sum 1 / (rrf_k + rank)`` over the lists, divided by the
+  best possible sum so that 1.0 means "first in every list".
+* ``"convex"``: ``score = alpha * v + (1 - alpha) * t``, where ``v`` is the cosine similarity min-max
+  scaled over the vector candidates and ``t`` the text relevance divided by the best in its list (a
+  candidate one retriever did not return gets 0 from it); ``alpha`` is ``memory.fusion_alpha``, which
+  ``bench/retrieval.py --calibrate`` fits on held-out questions. Unlike rank fusion it keeps how much
+  better the first candidate is than the second.
 
 Either way ``score`` lies in [0, 1] and ``threshold`` in search applies to it. Each result also carries
 the raw ``vector_score`` (cosine similarity) and ``text_score`` (the store's BM25-style relevance) when

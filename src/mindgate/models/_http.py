@@ -33,8 +33,9 @@ class Unsupported(Exception):
 
 
 def client_for(endpoint: Endpoint) -> httpx.AsyncClient:
+    mounts = {pattern: httpx.AsyncHTTPTransport(proxy=url) for pattern, url in endpoint.proxies} or None
     return httpx.AsyncClient(timeout=httpx.Timeout(endpoint.timeout, connect=endpoint.connect_timeout),
-                             headers=endpoint.headers())
+                             headers=endpoint.headers(), mounts=mounts)
 
 
 def _error_text(data: Any, fallback: str) -> str:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mindgate.errors import MindgateError, ModelNotFoundError, NetworkError, ProviderError
+from mindgate.models._http import start_hint
 from mindgate.models.records import (
     Capabilities,
     Endpoint,
@@ -79,7 +80,7 @@ def _error(endpoint: Endpoint, what: str, exc: Exception) -> MindgateError:
                                   provider="lmstudio", hint="see `mindgate models list` for the models it has")
     if isinstance(exc, OSError | TimeoutError):
         return NetworkError(f"cannot reach LM Studio's SDK channel at {endpoint.url}: {text}", url=str(endpoint.url),
-                            hint="start it with `lms server start`, or fix its URL")
+                            hint=start_hint("lmstudio"))
     return ProviderError(f"LM Studio at {endpoint.url} ({endpoint.name}): {what} failed: {text}",
                          provider="lmstudio", retryable=False)
 

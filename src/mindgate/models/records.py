@@ -89,7 +89,8 @@ class Endpoint:
 
     ``url`` is the server root for ``lmstudio`` / ``ollama`` (``http://localhost:1234``), the API base for
     ``openai_compatible`` (``http://host:8000/v1``), and None for ``local``. ``sdk`` False keeps LM Studio
-    on its REST API even when the ``lmstudio`` SDK is installed.
+    on its REST API even when the ``lmstudio`` SDK is installed. ``proxies`` are httpx mount patterns -> proxy
+    URL (mem0's ``http_client_proxies``): management requests go through them as inference requests do.
     """
 
     name: str
@@ -101,6 +102,7 @@ class Endpoint:
     timeout: float = 10.0
     connect_timeout: float = 2.0
     sdk: bool = True
+    proxies: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def on_this_machine(self) -> bool:

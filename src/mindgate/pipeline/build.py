@@ -4,13 +4,16 @@ share this, so both serve the same models with the same memory)."""
 from __future__ import annotations
 
 from mindgate.config import MindgateConfig
+from mindgate.context.policy import ContextService
 from mindgate.memory.memory import AsyncMemory
 from mindgate.memory.stores import create_store
+from mindgate.memory.stores.base import MemoryStore
 from mindgate.pipeline.core import CounterSink, Pipeline
+from mindgate.pipeline.fitting import FitContext
 from mindgate.pipeline.remember import MemoryWriter
 from mindgate.pipeline.stages import ModelCall
 from mindgate.providers.base import ChatModel, Embedder
-from mindgate.routing.chains import chat_model_for
+from mindgate.routing.chains import chat_model_for, resolve_route_target
 from mindgate.routing.targets import ChatTargets
 
 
@@ -40,12 +43,27 @@ def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets)
                        expected_dims=config.vector_store.config.embedding_model_dims)
 
 
+def context_for(config: MindgateConfig, memory: AsyncMemory | None, store: MemoryStore | None) -> ContextService:
+    """The context service of ``config.context``: its step cache in ``store`` (in process only when None),
+    the ``memory`` policy over ``memory``, and the configured summariser (resolved at first use)."""
+    spec = config.context.summarizer
+
+    def summarizer() -> ChatModel:
+        assert spec is not None
+        return resolve_route_target(spec, config)
+
+    return ContextService(config.context, store=store, memory=memory, summarizer=summarizer if spec else None)
+
+
 def pipeline_for(config: MindgateConfig, targets: ChatTargets, memory: AsyncMemory | None, *,
-                 counters: CounterSink | None = None, caller: ModelCall | None = None) -> Pipeline:
+                 counters: CounterSink | None = None, caller: ModelCall | None = None,
+                 store: MemoryStore | None = None) -> Pipeline:
     """The pipeline over ``targets``; memory takes part when ``memory`` is given (a background
     :class:`MemoryWriter` counting into ``counters.memory_writes``); ``caller`` replaces the direct model
-    call (the gateway's MCP tool loop)."""
+    call (the gateway's MCP tool loop); conversations are fitted by ``config.context``, with the summary cache
+    in ``store`` (default: ``memory``'s store)."""
     writer = MemoryWriter(memory, counters.memory_writes if counters is not None else None) \
         if memory is not None else None
+    context = context_for(config, memory, store or (memory.store if memory is not None else None))
     return Pipeline(targets, memory=memory, settings=config.memory, writer=writer, counters=counters,
-                    caller=caller)
+                    caller=caller, fitter=FitContext(context))

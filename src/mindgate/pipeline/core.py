@@ -12,7 +12,10 @@
    chain's context windows; the chain picks its serving target at call time.
 3. **recall** (:mod:`~mindgate.pipeline.recall`): memories join the prompt; a failed search degrades to
    an answer without memories (logged, counted), never a failed request.
-4. **fit** (:class:`~mindgate.pipeline.stages.ContextFitter`): the extension point for context policies.
+4. **fit** (:class:`~mindgate.pipeline.stages.ContextFitter`; the pipeline's is
+   :class:`~mindgate.pipeline.fitting.FitContext`): the conversation is fitted to the window of the target
+   that serves it (truncate, summarize, memory, or a 400 under ``error``); for a chain this happens per
+   target at call time, through the chain bound to the request's fit.
 5. **call** (:class:`~mindgate.pipeline.stages.ModelCall`): the extension point for a server-side tool loop.
 6. **remember** (:mod:`~mindgate.pipeline.remember`): the new turn goes to the background writer after
    the answer (non-streamed: :meth:`ChatResult.remember`, which the caller runs once the answer is out;
@@ -22,7 +25,8 @@
 
 :meth:`Pipeline.prepare` runs stages 2-4; :meth:`Pipeline.complete` and :meth:`Pipeline.stream` run 5-7.
 The call records where the chain sent the request and why (:mod:`mindgate.routing.trace`) in
-``ChatResult.route`` / ``ChatStream.route`` (the gateway's ``X-Mindgate-Route`` header).
+``ChatResult.route`` / ``ChatStream.route`` (the gateway's ``X-Mindgate-Route`` header), and what the fit
+did in ``ChatResult.context`` / ``ChatStream.context`` (``X-Mindgate-Context``).
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mindgate.config import MemorySettings
+from mindgate.context.fit import FitReport
 from mindgate.context.tokens import DEFAULT_ESTIMATOR, TokenEstimator
 from mindgate.errors import MindgateError
 from mindgate.pipeline.recall import inject_memories
 from mindgate.pipeline.remember import LLMFor, MemoryWriter, new_turn
 from mindgate.pipeline.scope import Acting, ChatScope, RequestedScope, resolve_scope
-from mindgate.pipeline.stages import ContextFitter, DirectCall, KeepContext, ModelCall
+from mindgate.pipeline.stages import ContextFitter, DirectCall, KeepContext, ModelCall, no_report
 from mindgate.pipeline.text import TextRequest, TextStream, complete_text, stream_text
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message, Usage
 from mindgate.routing.trace import tracing
@@ -97,19 +102,27 @@ class ChatRequest:
 
 @dataclass
 class Prepared:
-    """A request after routing, recall and fitting: what will be sent to which model."""
+    """A request after routing, recall and fitting: what will be sent to which model; ``fit_report()`` says
+    what the fit stage did (for a chain, known once the call has picked a target)."""
 
     request: ChatRequest
     model: ChatModel
     messages: list[Message]
     memories: list[str]
     label: str
+    fit_report: Callable[[], FitReport | None] = no_report
+
+    def context_header(self) -> str | None:
+        """The ``X-Mindgate-Context`` header value (None when nothing was fitted)."""
+        report = self.fit_report()
+        return report.header() if report is not None else None
 
 
 @dataclass
 class ChatResult:
     """A finished answer. ``usage`` is the upstream's or, when it reported none, estimated; ``route`` says
-    which target answered and why (None when no router was involved)."""
+    which target answered and why (None when no router was involved); ``context`` what the fit stage did
+    (the ``X-Mindgate-Context`` header)."""
 
     response: ChatResponse
     usage: Usage
@@ -117,6 +130,7 @@ class ChatResult:
     estimated: bool
     _remember: Callable[[], object] | None = None
     route: str | None = None
+    context: str | None = None
 
     def remember(self) -> None:
         """Queue the new turn for the memory writer (run it once the answer has reached the client)."""
@@ -160,8 +174,9 @@ class Pipeline:
         memories: list[str] = []
         if request.scope is not None and self.remembers and request.stage_options.get("recall", True):
             messages, memories = await self._recall(messages, request.scope)
-        messages = await self.fitter.fit(messages, model, request)
-        return Prepared(request, model, messages, memories, self.targets.label(request.model))
+        fitted = await self.fitter.fit(messages, model, request)
+        return Prepared(request, fitted.model, fitted.messages, memories, self.targets.label(request.model),
+                        fitted.report)
 
     async def _recall(self, messages: list[Message], scope: ChatScope) -> tuple[list[Message], list[str]]:
         try:
@@ -189,7 +204,8 @@ class Pipeline:
 
             def remember() -> None:
                 writer.submit(turn, scope, request.request_id, llm_for=request.memory_llm)
-        return ChatResult(response, usage, prepared.memories, estimated, remember, trace.header())
+        return ChatResult(response, usage, prepared.memories, estimated, remember, trace.header(),
+                          prepared.context_header())
 
     async def stream(self, prepared: Prepared) -> ChatStream:
         """Stages 5-7 for a streamed answer. The first chunk is awaited here, so an upstream failure
@@ -211,7 +227,9 @@ class Pipeline:
         """The upstream's usage, or (when it reported none) the estimate; and whether it is estimated."""
         if reported is not None and (reported.prompt_tokens or reported.completion_tokens):
             return reported, False
-        prompt = self.estimator.prompt_tokens(prepared.messages)
+        report = prepared.fit_report()  # the fitted prompt's count, when the fit stage made one
+        prompt = report.tokens if report is not None and report.tokens else \
+            self.estimator.prompt_tokens(prepared.messages)
         return Usage(prompt, self.estimator.text_tokens(text) if text else 0), True
 
 
@@ -236,6 +254,7 @@ class ChatStream:
         self.finished = False
         self._closed = False
         self.route: str | None = None
+        self.context: str | None = None
 
     @property
     def memories(self) -> list[str]:
@@ -250,6 +269,7 @@ class ChatStream:
             with tracing() as trace:
                 self._first = await anext(self._chunks)
             self.route = trace.header()
+            self.context = self.prepared.context_header()
         except StopAsyncIteration:
             self._first = None
             self._end()

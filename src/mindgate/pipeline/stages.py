@@ -1,11 +1,12 @@
 """The pipeline's two pluggable stages, as protocols with today's defaults.
 
 * **fit context** (:class:`ContextFitter`, stage 3): given the messages after memory recall and the chat
-  model the request was routed to, return the messages to send. The default, :class:`KeepContext`,
-  changes nothing: the injected memories already keep to ``memory.inject_token_budget`` and the router
-  skips targets whose window cannot hold the prompt (``ContextOverflowError`` when none can). A policy
-  (truncate, summarise, drop memories, error; per target window) plugs in here by implementing
-  :meth:`ContextFitter.fit`; it reads its per-request options from ``request.stage_options["fit"]``.
+  model the request was routed to, return :class:`Fitted`: the messages and the model to call. The
+  pipeline's is :class:`~mindgate.pipeline.fitting.FitContext` (the context policies of
+  :mod:`mindgate.context`; a routed chain comes back bound to the request's fit, so each target the router
+  tries gets the request fitted to its own window). :class:`KeepContext` changes nothing (the router still
+  skips targets whose window cannot hold the prompt). Per-request options come from
+  ``request.stage_options["fit"]``.
 * **call the model** (:class:`ModelCall`, stage 5): one answer from the routed model. The default,
   :class:`DirectCall`, is a single ``acomplete`` / ``astream``. A server-side tool loop (tools the gateway
   runs itself, e.g. MCP tools) plugs in here: it calls the model, runs the tool calls it owns, appends
@@ -15,9 +16,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mindgate.context.fit import FitReport
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.providers.structured import complete_structured
 
@@ -25,11 +28,25 @@ if TYPE_CHECKING:
     from mindgate.pipeline.core import ChatRequest
 
 
+def no_report() -> FitReport | None:
+    return None
+
+
+@dataclass
+class Fitted:
+    """Stage 3's result: the ``messages`` and the ``model`` to call (the routed model, or a view of it that
+    fits each call per target), and ``report()``: what the fit did (known after the call for a chain)."""
+
+    messages: list[Message]
+    model: ChatModel
+    report: Callable[[], FitReport | None] = no_report
+
+
 class ContextFitter(Protocol):
     """Stage 3: fit the prompt into the routed model's context window."""
 
-    async def fit(self, messages: list[Message], model: ChatModel, request: ChatRequest) -> list[Message]:
-        """The messages to send (``messages`` itself when it fits); raise
+    async def fit(self, messages: list[Message], model: ChatModel, request: ChatRequest) -> Fitted:
+        """What to call with what (``messages`` itself when it fits); raise
         :class:`~mindgate.errors.ContextOverflowError` (with sizes and what to do) when the policy is to
         refuse. Must not mutate ``messages``."""
         ...
@@ -38,8 +55,8 @@ class ContextFitter(Protocol):
 class KeepContext:
     """Sends the messages as they are (the router still refuses a prompt no target can hold)."""
 
-    async def fit(self, messages: list[Message], model: ChatModel, request: ChatRequest) -> list[Message]:
-        return messages
+    async def fit(self, messages: list[Message], model: ChatModel, request: ChatRequest) -> Fitted:
+        return Fitted(messages, model)
 
 
 class ModelCall(Protocol):

@@ -36,6 +36,7 @@ PROFILE = ServerProfile(
     display="Azure OpenAI",
     start_hint="check `azure_endpoint` (https://RESOURCE.openai.azure.com) and your network connection",
     key_env="AZURE_OPENAI_API_KEY",
+    developer_role=True,
     model_hint="use the name of a deployment in your Azure OpenAI resource",
 )
 
@@ -158,6 +159,7 @@ def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
                                 extra_body=extra)
 
 
-SPEC = ProviderSpec(name="azure_openai", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+SPEC = ProviderSpec(name="azure_openai", config_keys=frozenset({"azure_kwargs"}),
+                    display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=(), start_hint=PROFILE.start_hint, key_env=PROFILE.key_env,
                     takes_reasoning_effort=True)

@@ -152,6 +152,7 @@ def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
                                  extra_body=config.model_kwargs)
 
 
-SPEC = ProviderSpec(name="huggingface", display="Hugging Face", chat_model=chat_model, embedder=embedder,
+SPEC = ProviderSpec(name="huggingface", config_keys=frozenset({"model_path", "device"}),
+                    display="Hugging Face", chat_model=chat_model, embedder=embedder,
                     base_url_keys=("huggingface_base_url", "base_url"),
                     key_env="HF_TOKEN", takes_reasoning_effort=True)

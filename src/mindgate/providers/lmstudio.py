@@ -45,6 +45,7 @@ from mindgate.providers.openai_compat import (
     OpenAICompatEmbedder,
     ServerProfile,
     client_from_config,
+    proxy_routes,
     sampling_defaults,
 )
 from mindgate.providers.spec import ProviderSpec
@@ -105,8 +106,11 @@ def resolve_variant(requested: str, available: list[str], paths: dict[str, str] 
 def endpoint_of(client: OpenAICompatClient, config: ProviderConfig) -> Endpoint:
     """The management endpoint of the server ``client`` talks to."""
     api_key = client.headers.get("Authorization", "").removeprefix("Bearer ") or None
+    proxies = tuple(proxy_routes(config.http_client_proxies).items())
+    # the SDK's websocket does not go through an HTTP proxy: behind one, management stays on the REST API
     return Endpoint("lmstudio", "lmstudio", client.base_url.removesuffix("/v1"), api_key=api_key,
-                    timeout=min(config.timeout, 10.0), connect_timeout=config.connect_timeout)
+                    timeout=min(config.timeout, 10.0), connect_timeout=config.connect_timeout,
+                    sdk=not proxies, proxies=proxies)
 
 
 async def ensure_loaded(endpoint: Endpoint, model_id: str, *, context_length: int | None,
@@ -292,7 +296,8 @@ def embedder(config: ProviderConfig) -> Embedder:
     return LazyEmbedder("lmstudio", detect, embedding_dims=config.embedding_dims, batch_size=config.batch_size)
 
 
-SPEC = ProviderSpec(name="lmstudio", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+SPEC = ProviderSpec(name="lmstudio", config_keys=frozenset({"n_ctx", "ttl"}),
+                    display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=("lmstudio_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
                     takes_reasoning_effort=True, management="lmstudio")

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,16 @@ from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ContextOverflowError, InvalidRequestError, ProviderError
 from mindgate.models.local_pool import LocalModelPool, default_pool
 from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex, vocabulary
-from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Usage, Vector
+from mindgate.providers.base import (
+    ChatChunk,
+    ChatModel,
+    ChatResponse,
+    Embedder,
+    Message,
+    Usage,
+    Vector,
+    message_text,
+)
 from mindgate.providers.local_requests import check_logit_bias, check_options, prepare_messages
 from mindgate.providers.openai_compat import sampling_defaults
 from mindgate.providers.spec import ProviderSpec
@@ -233,25 +243,55 @@ class LlamaCppChatModel(ChatModel):
 
     def _count_blocking(self, messages: Sequence[Message]) -> int:
         with self._llama() as llama:
-            return self._count_with(llama, messages)
+            return self._count_with(llama, prepare_messages(self.endpoint_key, messages))
 
     @staticmethod
     def _count_with(llama: Any, messages: Sequence[Message]) -> int:
+        """The prompt's tokens as the engine will see them: the model's own chat template (from the GGUF,
+        as llama.cpp renders it) tokenized; an estimate from the message texts when it has none."""
+        formatter = _template_formatter(llama)
+        if formatter is not None:
+            try:
+                result = formatter(messages=[dict(m) for m in messages])
+            except Exception:  # a template that cannot render these messages: the generic count below
+                pass
+            else:
+                return len(llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special,
+                                          special=True))
         total = 2
         for message in messages:
-            content = message.get("content") or ""
-            if not isinstance(content, str):
-                content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-            total += 4 + len(llama.tokenize(content.encode("utf-8"), add_bos=False, special=True))
+            total += 4 + len(llama.tokenize(message_text(message).encode("utf-8"), add_bos=False, special=True))
         return total
 
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
-        """Prompt tokens with the model's own tokenizer, plus 4 per message and 2 for the reply's
-        template (SmolLM2's ChatML framing takes 3-5 per message)."""
+        """Prompt tokens with the model's own chat template and tokenizer (exact for a GGUF that carries its
+        template; otherwise its tokenizer over the message texts, plus 4 per message and 2 for the reply)."""
         return await asyncio.to_thread(self._count_blocking, messages)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.unload)
+
+
+_FORMATTERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _template_formatter(llama: Any) -> Any:
+    """The Jinja formatter of the GGUF's chat template (built as llama.cpp builds it; cached per instance),
+    or None when the model has no template."""
+    if llama in _FORMATTERS:
+        return _FORMATTERS[llama]
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = (getattr(llama, "metadata", None) or {}).get("tokenizer.chat_template")
+    formatter = None
+    if template:
+        def text(token: int) -> str:
+            return str(llama._model.token_get_text(token)) if token != -1 else ""
+
+        formatter = Jinja2ChatFormatter(template=template, eos_token=text(llama.token_eos()),
+                                        bos_token=text(llama.token_bos()))
+    _FORMATTERS[llama] = formatter
+    return formatter
 
 
 async def _pumped(blocking: Callable[[], Iterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
@@ -374,5 +414,6 @@ def embedder(config: ProviderConfig) -> SentenceTransformerEmbedder:
                                        embedding_dims=config.embedding_dims, batch_size=config.batch_size)
 
 
-SPEC = ProviderSpec(name="local", display="the local engine", chat_model=chat_model, embedder=embedder,
+SPEC = ProviderSpec(name="local", config_keys=frozenset({"model_path", "n_ctx", "n_threads", "device", "ttl"}),
+                    display="the local engine", chat_model=chat_model, embedder=embedder,
                     base_url_keys=(), takes_top_k=True, management="local")

@@ -479,7 +479,8 @@ def embedder(config: ProviderConfig) -> OllamaEmbedder:
                           batch_size=config.batch_size, extra_body=extra)
 
 
-SPEC = ProviderSpec(name="ollama", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+SPEC = ProviderSpec(name="ollama", config_keys=frozenset({"n_ctx", "ttl"}),
+                    display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=("ollama_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
                     takes_reasoning_effort=True, management="ollama")

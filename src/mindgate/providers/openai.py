@@ -21,6 +21,7 @@ PROFILE = ServerProfile(
     display="OpenAI",
     start_hint="check your network connection or `openai_base_url`",
     key_env="OPENAI_API_KEY",
+    developer_role=True,
     model_hint="use a model id your account can access",
 )
 

@@ -61,6 +61,9 @@ class ServerProfile:
     or uses them. False for APIs that reject unknown fields (OpenAI, Azure): they are dropped there."""
     text_completions: bool = False
     """The server has a raw ``POST /completions`` (llama.cpp server, LM Studio, vLLM)."""
+    developer_role: bool = False
+    """The server knows OpenAI's ``developer`` role (OpenAI, Azure). Elsewhere such messages are sent as
+    ``system``, which every chat template has (the llama.cpp server rejects an unknown role)."""
 
 
 _SSE_HEADERS = {"Accept": "text/event-stream"}
@@ -391,7 +394,9 @@ class OpenAICompatChatModel(ChatModel):
         if not messages:
             raise ConfigurationError("messages is empty", hint="pass at least one message")
         extras = options.get("extra_body") if self.accepts_extras else None
-        body = {**self.extra_body, **(extras or {}), "model": self.model, "messages": list(messages),
+        sent = list(messages) if self.client.profile.developer_role else [
+            {**m, "role": "system"} if m.get("role") == "developer" else m for m in messages]
+        body = {**self.extra_body, **(extras or {}), "model": self.model, "messages": sent,
                 **self._options(options)}
         if stream:
             body["stream"] = True

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from mindgate.config import ProviderConfig
+from mindgate.config import PROVIDER_SPECIFIC_KEYS, ProviderConfig
 from mindgate.errors import ConfigurationError
 from mindgate.providers.base import ChatModel, Embedder
 
@@ -34,6 +34,8 @@ class ProviderSpec:
     ``chat_model`` / ``embedder`` build a model from the provider's config section (None: the provider
     does not offer that kind). ``base_url_keys`` are the config keys that may carry its URL, first set
     wins (mem0 names them per provider); a key outside this tuple is a configuration error for it.
+    ``config_keys`` are the provider-specific keys of :class:`ProviderConfig` it uses (out of
+    :data:`mindgate.config.PROVIDER_SPECIFIC_KEYS`); setting another one is a configuration error.
     ``default_base_url`` is used when none is set (None: one is required). ``start_hint`` says how to
     bring the server up when it does not answer. ``management`` names the driver ``mindgate models``
     uses to list/load/unload its models (None: not managed)."""
@@ -43,6 +45,7 @@ class ProviderSpec:
     chat_model: Callable[[ProviderConfig], ChatModel] | None = None
     embedder: Callable[[ProviderConfig], Embedder] | None = None
     base_url_keys: tuple[str, ...] = ("base_url",)
+    config_keys: frozenset[str] = frozenset()
     default_base_url: str | None = None
     start_hint: str | None = None
     key_env: str | None = None
@@ -53,3 +56,8 @@ class ProviderSpec:
     def __post_init__(self) -> None:
         if self.chat_model is None and self.embedder is None:
             raise ConfigurationError(f"provider spec {self.name!r} offers neither a chat model nor an embedder")
+        unknown = self.config_keys - PROVIDER_SPECIFIC_KEYS
+        if unknown:
+            raise ConfigurationError(f"provider spec {self.name!r} names unknown config keys: "
+                                     f"{', '.join(sorted(unknown))}",
+                                     hint=f"choose from {', '.join(sorted(PROVIDER_SPECIFIC_KEYS))}")

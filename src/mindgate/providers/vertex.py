@@ -240,5 +240,6 @@ def embedder(config: ProviderConfig) -> VertexEmbedder:
                           model_kwargs=config.model_kwargs)
 
 
-SPEC = ProviderSpec(name="vertexai", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
+SPEC = ProviderSpec(name="vertexai", config_keys=frozenset({"vertex_credentials_json", "project", "location"}),
+                    display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_reasoning_effort=True)

@@ -3,9 +3,11 @@
 A :class:`Router` holds an ordered list of :class:`Target` (a chat model plus its timeouts and context
 size). For each request it walks the chain:
 
-1. a target whose context window cannot hold the prompt plus ``max_tokens`` is skipped without a call
-   (a free byte bound first; the model's tokenizer or the calibrated estimate only near the limit);
-2. a target whose circuit breaker is open is skipped; a half-open one gets this request as its one probe;
+1. a target whose circuit breaker is open is skipped; a half-open one gets this request as its one probe;
+2. the request is fitted to the target's context window by the request's fit stage (``fit=``, a
+   :class:`~mindgate.context.fit.ContextFitter`; by default one that only checks: the ``error`` policy with
+   no reserve); a target that cannot hold even the fitted request is skipped without a call (a free byte
+   bound first; the model's tokenizer or the calibrated estimate only near the limit);
 3. a target on this machine whose model is not loaded is admitted by fit (:mod:`mindgate.routing.placement`:
    it fits free memory, or idle models are unloaded least recently used first to make room, or it is
    skipped for lack of memory); a tiered chain (targets with ``min_free_memory``) starts at the largest
@@ -16,8 +18,9 @@ size). For each request it walks the chain:
 
 Why the request went where it went is noted in the current route trace (:mod:`mindgate.routing.trace`,
 the ``X-Mindgate-Route`` header of the gateway). Nothing fits -> :class:`~mindgate.errors.ContextOverflowError`
-with sizes. Every target open or failed ->
-:class:`~mindgate.errors.RoutingError` naming each target's state and when it will be tried again.
+(HTTP 400) with sizes; also when some target was skipped for its context and every other one is unavailable
+(open, unreachable, no such model, no memory): a context skip is not an outage. Every target open or failed
+otherwise -> :class:`~mindgate.errors.RoutingError` naming each target's state and when it will be tried again.
 A stream that fails before its first chunk falls back like a completion; one that fails later raises
 :class:`~mindgate.errors.StreamInterruptedError`: an answer is never silently cut short.
 
@@ -37,7 +40,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mindgate.context.tokens import TokenCounter, byte_bound
+from mindgate.context.fit import ContextFitter
+from mindgate.context.tokens import TokenCounter
 from mindgate.errors import (
     ConfigurationError,
     ContextOverflowError,
@@ -48,6 +52,7 @@ from mindgate.errors import (
 )
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.routing.breaker import BreakerState, CircuitBreaker
+from mindgate.routing.fitted import FittedRouter
 from mindgate.routing.retry import (
     ErrorKind,
     RetryPolicy,
@@ -224,12 +229,16 @@ class Router(ChatModel):
         sizes = [slot.target.context_window for slot in self._slots]
         return None if any(s is None for s in sizes) else max(s for s in sizes if s is not None)
 
-    async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
+    async def acomplete(self, messages: Sequence[Message], *, fit: ContextFitter | None = None,
+                        **options: Any) -> ChatResponse:
+        """One completion from the first target that holds the (fitted) request and answers."""
         self._ensure_health_checks()
         outcomes: list[_Outcome] = []
         max_tokens = self._max_tokens(options)
+        fit = fit or self._check_only()
         for slot in self._walk(outcomes):
-            if not await self._admit(slot, messages, max_tokens, outcomes):
+            fitted = await self._admit(slot, messages, max_tokens, fit, outcomes)
+            if fitted is None:
                 continue
             attempt = 0
             while True:
@@ -237,10 +246,10 @@ class Router(ChatModel):
                 start = time.perf_counter()
                 try:
                     if slot.target.timeout is None:
-                        response = await slot.target.model.acomplete(messages, **options)
+                        response = await slot.target.model.acomplete(fitted, **options)
                     else:
                         async with asyncio.timeout(slot.target.timeout):
-                            response = await slot.target.model.acomplete(messages, **options)
+                            response = await slot.target.model.acomplete(fitted, **options)
                 except asyncio.CancelledError:
                     slot.breaker.release()
                     raise
@@ -261,18 +270,22 @@ class Router(ChatModel):
                 return response
         raise self._exhausted(outcomes, messages, max_tokens)
 
-    async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
+    async def astream(self, messages: Sequence[Message], *, fit: ContextFitter | None = None,
+                      **options: Any) -> AsyncIterator[ChatChunk]:
+        """A stream from the first target that holds the (fitted) request and sends a first chunk."""
         self._ensure_health_checks()
         outcomes: list[_Outcome] = []
         max_tokens = self._max_tokens(options)
+        fit = fit or self._check_only()
         for slot in self._walk(outcomes):
-            if not await self._admit(slot, messages, max_tokens, outcomes):
+            fitted = await self._admit(slot, messages, max_tokens, fit, outcomes)
+            if fitted is None:
                 continue
             attempt = 0
             while True:
                 slot.requests += 1
                 start = time.perf_counter()
-                stream = slot.target.model.astream(messages, **options)
+                stream = slot.target.model.astream(fitted, **options)
                 try:
                     first = await self._next(slot, stream, first=True)
                 except StopAsyncIteration:
@@ -304,6 +317,10 @@ class Router(ChatModel):
                 finally:
                     await _aclose(stream)
         raise self._exhausted(outcomes, messages, max_tokens)
+
+    def bind(self, fit: ContextFitter) -> FittedRouter:
+        """This router with one request's fit stage bound: a chat model whose calls pass ``fit=``."""
+        return FittedRouter(self, fit)
 
     @property
     def text_completions(self) -> bool:
@@ -435,25 +452,30 @@ class Router(ChatModel):
         value = options.get("max_tokens") or self._slots[0].target.model.defaults.get("max_tokens")
         return int(value) if value else 1
 
-    async def _admit(self, slot: _Slot, messages: Sequence[Message], max_tokens: int,
-                     outcomes: list[_Outcome]) -> bool:
-        """Whether the request may go to ``slot``: it fits the context and the breaker lets it through."""
-        window = slot.target.context_window
-        if window is not None and byte_bound(messages) + max_tokens > window:
-            # an open target's tokenizer is not asked: its server is likely down
-            model = None if slot.breaker.state is BreakerState.OPEN else slot.target.model
-            counted = await self.counter.count(messages, model)
-            if counted.tokens + max_tokens > window:
-                how = "counted" if counted.exact else "estimated"
-                outcomes.append(_Outcome(slot, "context", f"needs {counted.tokens} prompt ({how}) + {max_tokens} "
-                                                          f"output tokens, context is {window}",
-                                         needed=counted.tokens + max_tokens))
-                self._note_skip(slot, "context too small")
-                return False
+    def _check_only(self) -> ContextFitter:
+        """The fit stage of a request that brings none: checks that the request fits, changes nothing."""
+        return ContextFitter("error", reserve=0, counter=self.counter)
+
+    async def _admit(self, slot: _Slot, messages: Sequence[Message], max_tokens: int, fit: ContextFitter,
+                     outcomes: list[_Outcome]) -> list[Message] | None:
+        """The request as ``slot`` gets it (fitted to its context), or None when it may not go there: it
+        cannot hold the fitted request, its breaker does not let it through, or it does not fit memory."""
+        if slot.breaker.state is BreakerState.OPEN:
+            # no fitting (a summariser call) for a target that will not be tried; its tokenizer is not asked
+            # either (its server is likely down), but a known window that cannot hold the request is noted
+            await self._note_open(slot, messages, max_tokens, fit, outcomes)
+            return None
+        try:
+            fitted = await fit.fit(messages, window=slot.target.context_window, max_tokens=max_tokens,
+                                   model=slot.target.model, target=slot.target.name, model_id=slot.target.model.model)
+        except ContextOverflowError as exc:
+            outcomes.append(_Outcome(slot, "context", exc.message, needed=exc.needed))
+            self._note_skip(slot, "context too small")
+            return None
         if not slot.breaker.allow():
             outcomes.append(_Outcome(slot, "open", slot.describe()))
             self._note_skip(slot, "circuit open")
-            return False
+            return None
         action = ""
         if self.placement is not None:
             verdict = await self.placement.admit(slot.target.model, target=slot.target.name, chain=self.model)
@@ -461,12 +483,25 @@ class Router(ChatModel):
                 slot.breaker.release()
                 outcomes.append(_Outcome(slot, "memory", verdict.reason))
                 self._note_skip(slot, verdict.reason)
-                return False
+                return None
             action = "" if verdict.action == "unknown" else verdict.describe()
         trace = current_trace()
         if trace is not None:
             trace.served, trace.action = slot.target.name, action
-        return True
+        return fitted
+
+    async def _note_open(self, slot: _Slot, messages: Sequence[Message], max_tokens: int, fit: ContextFitter,
+                         outcomes: list[_Outcome]) -> None:
+        try:
+            await ContextFitter("error", reserve=fit.reserve, counter=fit.counter).fit(
+                messages, window=slot.target.context_window, max_tokens=max_tokens, target=slot.target.name)
+        except ContextOverflowError as exc:
+            if fit.policy_for(slot.target.name, slot.target.model.model) == "error":
+                outcomes.append(_Outcome(slot, "context", exc.message, needed=exc.needed))
+                self._note_skip(slot, "context too small")
+                return
+        outcomes.append(_Outcome(slot, "open", slot.describe()))
+        self._note_skip(slot, "circuit open")
 
     async def _retry_after_failure(self, slot: _Slot, exc: Exception, attempt: int,
                                    outcomes: list[_Outcome]) -> bool:
@@ -508,17 +543,17 @@ class Router(ChatModel):
             hint="retry the request")
 
     def _exhausted(self, outcomes: list[_Outcome], messages: Sequence[Message], max_tokens: int) -> MindgateError:
-        if outcomes and all(o.reason == "context" or (o.exc is not None and classify(o.exc).kind is ErrorKind.CONTEXT)
-                            for o in outcomes):
-            sizes = [o.slot.target.context_window or 0 for o in outcomes]
+        if any(_too_small(o) for o in outcomes) and all(_too_small(o) or _unavailable(o) for o in outcomes):
+            sizes = [o.slot.target.context_window or 0 for o in outcomes if _too_small(o)]
             needed = max((o.needed for o in outcomes if o.needed is not None),
                          default=self.counter.estimate(messages) + max_tokens)
-            listing = "; ".join(f"{o.slot.target.name}: {o.detail}" for o in outcomes)
+            listing = "; ".join(f"{o.slot.target.name}: {o.detail if _too_small(o) else 'unavailable, ' + o.detail}"
+                                for o in outcomes)
             return ContextOverflowError(
                 f"the request fits no target of chain {self.model!r} ({listing})", needed=needed,
                 available=max(sizes) if sizes else None,
-                hint="shorten the conversation (e.g. a sliding window or summarization), lower max_tokens, or add "
-                     "a target with a larger context")
+                hint="shorten the conversation, let mindgate fit it (context policy truncate, summarize or memory), "
+                     "lower max_tokens, or add a target with a larger context")
         waits = [o.slot.breaker.retry_in() for o in outcomes if o.slot.breaker.state is BreakerState.OPEN]
         retry_after = round(min(waits), 3) if waits else None
         every_open = all(o.reason == "open" for o in outcomes)
@@ -540,6 +575,17 @@ class Router(ChatModel):
         error = RoutingError(f"{head}: " + " | ".join(parts), retry_after=retry_after, hint=hint)
         error.__cause__ = next((o.exc for o in reversed(outcomes) if o.exc is not None), None)
         return error
+
+
+def _too_small(outcome: _Outcome) -> bool:
+    """The target could not hold the request (skipped, or the server said so)."""
+    return outcome.reason == "context" or (outcome.exc is not None and classify(outcome.exc).kind is ErrorKind.CONTEXT)
+
+
+def _unavailable(outcome: _Outcome) -> bool:
+    """The target is not there to answer (breaker open, server unreachable, model missing, no memory)."""
+    return outcome.reason in ("open", "memory", "tier") or (outcome.exc is not None and classify(outcome.exc).kind in (
+        ErrorKind.NETWORK, ErrorKind.MODEL_NOT_FOUND))
 
 
 def _health_check_for(target: Target) -> HealthCheck | None:

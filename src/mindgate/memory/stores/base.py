@@ -15,6 +15,10 @@ Semantics both stores share (one contract test suite checks them on both):
   :meth:`MemoryStore.history` still shows everything.
 * **Embedder identity.** :meth:`MemoryStore.open` records the embedder identity on first use and raises
   :class:`~mindgate.errors.EmbedderMismatchError` (naming ``mindgate reindex``) when it differs later.
+* **Context summaries.** A small cache beside the memories: rolling summaries (and markers of turns already
+  written to memory) of long conversations, keyed by (partition, conversation, covered prefix digest), so
+  turn N+1 reuses what turn N computed, across restarts and processes. ``delete_scope`` and ``reset``
+  drop a partition's (all) entries with the memories.
 * **Scores.** ``vector_search`` returns cosine similarity in [-1, 1] (higher is closer);
   ``text_search`` returns a BM25-style relevance (higher is better, scale store-specific).
 
@@ -212,6 +216,24 @@ class ChangeResult:
 
 
 @dataclass(frozen=True)
+class ContextSummary:
+    """One cached fitting step of a conversation (see :mod:`mindgate.context.summary`).
+
+    ``partition``: whose conversation (a scope partition, or the API key's name); ``conversation``: the
+    digest of its first turn; ``covered``: how many leading non-system messages the entry covers;
+    ``prefix``: the digest of exactly those messages; ``kind``: ``"summary"`` (``text`` is the rolling
+    summary) or ``"memory"`` (the covered turns were written to long-term memory; ``text`` is empty)."""
+
+    partition: str
+    conversation: str
+    covered: int
+    prefix: str
+    kind: Literal["summary", "memory"]
+    text: str
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
 class StoredResponse:
     """A stored Responses API response (``store: true``): the response object as returned, this request's
     input items, and the chat messages a ``previous_response_id`` continuation starts from (the whole
@@ -301,6 +323,15 @@ class MemoryStore(ABC):
     def write_vectors(self, identity: EmbedderIdentity, items: Sequence[tuple[str, Vector]]) -> None:
         """Store vectors made by ``identity`` for the given ids, in one transaction. When no record is
         pending any more, ``identity`` becomes the store's recorded identity."""
+
+    @abstractmethod
+    def context_summaries(self, partition: str, conversation: str, kind: str, *,
+                          limit: int = 8) -> builtins.list[ContextSummary]:
+        """The cached entries of one conversation and kind, most covered first (at most ``limit``)."""
+
+    @abstractmethod
+    def put_context_summary(self, entry: ContextSummary) -> None:
+        """Store ``entry``; an entry with the same (partition, conversation, prefix, kind) is replaced."""
 
     # -- migration between stores (``mindgate migrate``); optional: a store that lacks them cannot be
     # -- a migration source (the first two) or target (the last two).

@@ -8,12 +8,13 @@ Layout (``<c>`` is ``collection_name``)::
     <c>_memories       (partition, id, ..., embedding vector(<dims>), embedding_next vector, tsv)
     <c>_history        (partition, id, memory_id, ...)  FK (partition, memory_id) -> memories
     <c>_responses      (id, owner, ..., response, ...)  stored Responses API responses (migration 2)
+    <c>_summaries      (partition, conversation, prefix, kind, ...)  the context-summary cache (migration 3)
 
 ``partition`` (:attr:`Scope.partition`) leads every primary key, unique index and foreign key, so
-``<c>_memories`` and ``<c>_history`` can be distributed (co-located) by it on Citus; ``schema_version``
-and ``embedder`` are tiny reference tables; ``<c>_responses`` is keyed by its own id alone (it is never
-joined with memories), so it can be distributed by id. Text columns that are keys use the "C" collation: byte
-order is code-point order, the same order Python and SQLite sort ids in.
+``<c>_memories``, ``<c>_history`` and ``<c>_summaries`` can be distributed (co-located) by it on Citus;
+``schema_version`` and ``embedder`` are tiny reference tables; ``<c>_responses`` is keyed by its own id alone
+(it is never joined with memories), so it can be distributed by id. Text columns that are keys use the "C"
+collation: byte order is code-point order, the same order Python and SQLite sort ids in.
 
 ``embedding`` is typed ``vector(<dims>)`` once an identity is recorded (HNSW needs a fixed dimension).
 A reindex to another embedder writes ``embedding_next`` (untyped) and, when no live record lacks one,
@@ -55,6 +56,10 @@ class Tables:
         return self.ident("history")
 
     @property
+    def summaries(self) -> sql.Identifier:
+        return self.ident("summaries")
+
+    @property
     def embedder(self) -> sql.Identifier:
         return self.ident("embedder")
 
@@ -65,11 +70,12 @@ class Tables:
     def names(self) -> dict[str, sql.Identifier]:
         """Placeholders every migration statement may use."""
         return {"memories": self.memories, "history": self.history, "embedder": self.embedder,
-                "version": self.version, "dedupe": self.ident("mem_dedupe"), "live": self.ident("mem_live"),
+                "version": self.version,
+                "summaries": self.summaries, "dedupe": self.ident("mem_dedupe"), "live": self.ident("mem_live"),
                 "by_id": self.ident("mem_id"), "tsv_idx": self.ident("mem_tsv"),
                 "hist_mem": self.ident("hist_mem"), "hist_id": self.ident("hist_id"), "hnsw": self.ident("mem_hnsw"),
                 "pending": self.ident("mem_pending"), "responses": self.ident("responses"),
-                "resp_expiry": self.ident("resp_expiry")}
+                "resp_expiry": self.ident("resp_expiry"), "sum_latest": self.ident("sum_latest")}
 
 
 # Each migration is a list of statements formatted with Tables.names(). Never edit a shipped one: add one.
@@ -129,6 +135,18 @@ MIGRATIONS: list[list[str]] = [
             input_items jsonb NOT NULL,
             context     jsonb NOT NULL)""",
         "CREATE INDEX {resp_expiry} ON {responses} (expires_at) WHERE expires_at IS NOT NULL",
+    ],
+    [
+        """CREATE TABLE {summaries} (
+            partition    text COLLATE "C" NOT NULL,
+            conversation text COLLATE "C" NOT NULL,
+            prefix       text COLLATE "C" NOT NULL,
+            kind         text NOT NULL CHECK (kind IN ('summary', 'memory')),
+            covered      integer NOT NULL CHECK (covered >= 0),
+            text         text NOT NULL,
+            created_at   timestamptz NOT NULL,
+            PRIMARY KEY (partition, conversation, prefix, kind))""",
+        "CREATE INDEX {sum_latest} ON {summaries} (partition, conversation, kind, covered DESC)",
     ],
 ]
 LATEST_VERSION = len(MIGRATIONS)

@@ -16,6 +16,7 @@ SQLite store. A reindex stages the new vectors in ``embedding_next`` and swaps t
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from mindgate.memory.stores.base import (
     AddChange,
     Change,
     ChangeResult,
+    ContextSummary,
     DeleteChange,
     HistoryRecord,
     MemoryRecord,
@@ -134,7 +136,8 @@ class PgVectorStore(PgResponses, MemoryStore):
         with self._tx() as cur:
             cur.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
                         "WHERE c.relkind = 'r' AND c.relname = ANY(%s) AND pg_table_is_visible(c.oid)",
-                        [[f"{self.collection}_{t}" for t in ("memories", "history", "embedder", "schema_version")]])
+                        [[f"{self.collection}_{t}" for t in ("memories", "history", "summaries", "embedder",
+                                                             "schema_version")]])
             row = cur.fetchone()
         return int(row[0]) if row else 0
 
@@ -287,14 +290,37 @@ class PgVectorStore(PgResponses, MemoryStore):
                 "WITH del AS (UPDATE {memories} m SET deleted_at = %s WHERE {} RETURNING m.partition, m.id, m.memory) "
                 "{hist} SELECT partition, gen_random_uuid()::text, id, 'DELETE', memory, NULL, %s, %s FROM del", where),
                 [now, *params, now, actor])
-            return max(cur.rowcount, 0)
+            deleted = max(cur.rowcount, 0)
+            cur.execute(self._q("DELETE FROM {summaries} WHERE partition = %s"), [scope.partition])
+            return deleted
 
     def reset(self) -> None:
         with self._tx() as cur:
             schema.lock(cur.connection, self._tables)
-            cur.execute(self._q("TRUNCATE {history}, {memories}"))
+            cur.execute(self._q("TRUNCATE {history}, {memories}, {summaries}"))
             cur.execute(self._q("DELETE FROM {embedder}"))
             cur.execute(self._q("DROP INDEX IF EXISTS {pending}"))
+
+    # -- the context-summary cache -------------------------------------------------------------------
+
+    def context_summaries(self, partition: str, conversation: str, kind: str, *,
+                          limit: int = 8) -> builtins.list[ContextSummary]:
+        check_count("limit", limit)
+        with self._tx() as cur:
+            cur.execute(self._q("SELECT covered, prefix, kind, text, created_at FROM {summaries} WHERE partition = %s "
+                                "AND conversation = %s AND kind = %s ORDER BY covered DESC LIMIT %s"),
+                        [partition, conversation, kind, limit])
+            rows = cur.fetchall()
+        return [ContextSummary(partition, conversation, int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+    def put_context_summary(self, entry: ContextSummary) -> None:
+        with self._tx() as cur:
+            cur.execute(self._q("INSERT INTO {summaries} (partition, conversation, prefix, kind, covered, text, "
+                                "created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (partition, "
+                                "conversation, prefix, kind) DO UPDATE SET covered = excluded.covered, "
+                                "text = excluded.text, created_at = excluded.created_at"),
+                        [entry.partition, entry.conversation, entry.prefix, entry.kind, entry.covered, entry.text,
+                         entry.created_at])
 
     # -- reads ---------------------------------------------------------------------------------------
 

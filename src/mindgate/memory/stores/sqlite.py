@@ -59,6 +59,7 @@ from mindgate.memory.stores.base import (
     AddChange,
     Change,
     ChangeResult,
+    ContextSummary,
     DeleteChange,
     HistoryRecord,
     MemoryRecord,
@@ -281,6 +282,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         with self._db.write() as conn:
             rows = _all(conn, f"SELECT m.rowid, m.id, m.memory FROM memories m WHERE {where}",
                                 params)
+            conn.execute("DELETE FROM context_summaries WHERE partition = ?", (scope.partition,))
             if not rows:
                 return 0
             active, staging = _space(conn, "active"), _space(conn, "staging")
@@ -296,7 +298,27 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             for gen, in _all(conn, "SELECT gen FROM vector_spaces"):
                 conn.execute(f"DROP TABLE IF EXISTS memories_vec_{int(gen)}")
             conn.execute("DELETE FROM vector_spaces; DELETE FROM memories; DELETE FROM history; "
+                         "DELETE FROM context_summaries; "
                          "INSERT INTO memories_fts (memories_fts) VALUES ('delete-all')")
+
+    # -- the context-summary cache ---------------------------------------------------------------
+
+    def context_summaries(self, partition: str, conversation: str, kind: str, *,
+                          limit: int = 8) -> builtins.list[ContextSummary]:
+        check_count("limit", limit)
+        with self._db.read() as conn:
+            rows = _all(conn, "SELECT covered, prefix, kind, text, created_at FROM context_summaries WHERE "
+                              "partition = ? AND conversation = ? AND kind = ? ORDER BY covered DESC LIMIT ?",
+                        (partition, conversation, kind, limit))
+        return [ContextSummary(partition, conversation, int(r[0]), r[1], r[2], r[3], datetime.fromisoformat(r[4]))
+                for r in rows]
+
+    def put_context_summary(self, entry: ContextSummary) -> None:
+        with self._db.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO context_summaries (partition, conversation, prefix, kind, covered, "
+                         "text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (entry.partition, entry.conversation, entry.prefix, entry.kind, entry.covered, entry.text,
+                          iso(entry.created_at)))
 
     # -- reads -----------------------------------------------------------------------------------
 
