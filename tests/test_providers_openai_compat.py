@@ -91,7 +91,7 @@ def test_lmstudio_surface_against_the_same_server(llama_server: LlamaServer) -> 
     assert model.complete(MESSAGES).content
     assert "".join(c.content or "" for c in model.stream(MESSAGES))
     tool_response = model.complete([{"role": "user", "content": "Weather in Oslo?"}], tools=[WEATHER_TOOL],
-                                   tool_choice=FORCE_WEATHER, max_tokens=40)
+                                   tool_choice=FORCE_WEATHER, max_tokens=60, temperature=0)
     assert isinstance(json.loads(tool_response.tool_calls[0]["function"]["arguments"]), dict)
 
 
