@@ -52,6 +52,8 @@ def test_create_retrieve_continue_and_delete(gateway: GatewayServer, llama_proxy
                                     input="My cat is called Miso. What is a cat?", max_output_tokens=12,
                                     temperature=0, reasoning={"effort": "low"}, metadata={"run": "1"})
     assert first.id.startswith("resp_") and first.status in ("completed", "incomplete") and first.output_text
+    # a message cut by the output limit is itself incomplete, as OpenAI marks it
+    assert first.output[0].status == ("incomplete" if first.status == "incomplete" else "completed")
     assert first.usage is not None and first.usage.input_tokens > 0 and first.usage.output_tokens > 0
     assert first.instructions == "Answer in one short sentence." and first.max_output_tokens == 12
     assert first.metadata == {"run": "1"} and first.reasoning is not None and first.reasoning.effort == "low"
@@ -91,6 +93,11 @@ def test_streams_parse_with_the_sdk_helpers(gateway: GatewayServer) -> None:
     assert [e.sequence_number for e in events] == list(range(len(events)))
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert deltas and final.output_text == deltas and final.usage is not None
+    assert final.output[0].status == ("incomplete" if final.status == "incomplete" else "completed")
+    with client.responses.stream(model="smollm2", input="Tell me a long story about a cat.", max_output_tokens=3,
+                                 temperature=0) as stream:
+        last = list(stream)[-1]  # the SDK's get_final_response() wants response.completed; OpenAI sends this
+    assert last.type == "response.incomplete" and last.response.output[0].status == "incomplete"
     assert client.responses.retrieve(final.id).output_text == deltas  # stored at the end of the stream
 
 

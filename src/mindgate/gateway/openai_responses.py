@@ -239,12 +239,13 @@ def text_format(text: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dic
 
 
 def output_items(content: str | None, tool_calls: Sequence[dict[str, Any]], *,
-                 namespaces: dict[str, str] | None = None) -> list[Item]:
-    """The ``output`` of a response: the answer's text as a message item, then one item per tool call (with
-    its ``namespace`` when the function came from a namespace tool)."""
+                 namespaces: dict[str, str] | None = None, cut: bool = False) -> list[Item]:
+    """The ``output`` of a response: the answer's text as a message item (``incomplete`` when the output
+    limit ``cut`` it, as OpenAI marks it), then one item per tool call (with its ``namespace`` when the
+    function came from a namespace tool)."""
     items: list[Item] = []
     if content:
-        items.append(message_item(new_id("msg"), content))
+        items.append(message_item(new_id("msg"), content, "incomplete" if cut else "completed"))
     for call in tool_calls:
         function = call.get("function") or {}
         item = function_call_item(call.get("id"), str(function.get("name") or ""), namespaces or {})

@@ -96,8 +96,9 @@ class ResponseEvents:
                                   output_index=self._index(call), delta=piece))
         return out
 
-    def finish(self) -> list[bytes]:
-        """Events that close every open item; afterwards ``output`` is final."""
+    def finish(self, *, cut: bool = False) -> list[bytes]:
+        """Events that close every open item (the message ``incomplete`` when the output limit ``cut`` it);
+        afterwards ``output`` is final."""
         out: list[bytes] = []
         if self._text is not None:
             index, text = self._index(self._text), "".join(self._text_parts)
@@ -106,7 +107,7 @@ class ResponseEvents:
                                   content_index=0, text=text, logprobs=[]))
             out.append(self.event("response.content_part.done", item_id=self._text["id"], output_index=index,
                                   content_index=0, part=part))
-            self._text.update(status="completed", content=[part])
+            self._text.update(status="incomplete" if cut else "completed", content=[part])
             out.append(self.event("response.output_item.done", output_index=index, item=self._text))
             self._text = None
         for call in self._calls.values():

@@ -176,8 +176,8 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     if result.context is not None:
         headers[CONTEXT_HEADER] = result.context
     answer = result.response
-    output = mcp_call_items(answer.raw.get("mindgate")) + output_items(answer.content, answer.tool_calls,
-                                                                         namespaces=tools.namespaces)
+    output = mcp_call_items(answer.raw.get("mindgate")) + output_items(
+        answer.content, answer.tool_calls, namespaces=tools.namespaces, cut=answer.finish_reason == "length")
     response = turn.response(answer.model, "completed", output, result.usage, finish_reason=answer.finish_reason)
     await turn.keep(gateway.responses, response)
     annotate(request.scope, prompt_tokens=result.usage.prompt_tokens,
@@ -199,7 +199,7 @@ async def _events(gateway: Gateway, turn: _Turn, stream: ChatStream, rid: str | 
             finish_reason = chunk.finish_reason or finish_reason
             for frame in events.feed(chunk):
                 yield frame
-        for frame in events.finish():
+        for frame in events.finish(cut=finish_reason == "length"):
             yield frame
         await stream.aclose()
         final = turn.response(model, "completed", events.output, stream.usage, finish_reason=finish_reason)
