@@ -5,23 +5,21 @@ LM Studio, vLLM, the local engine, Ollama's generate with ``raw``); any other ta
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from mindgate.errors import InvalidRequestError, MindgateError
+from mindgate.errors import InvalidRequestError
 from mindgate.gateway.observability import annotate, request_id
 from mindgate.gateway.responses import EventStream, JSONBytes
 from mindgate.gateway.schemas_responses import CompletionRequest
 from mindgate.gateway.state import gateway_of
-from mindgate.gateway.wire import SSE_HEADERS, charger, check_unicode, json_bytes, stream_failure
+from mindgate.gateway.wire import SSE_DONE, SSE_HEADERS, charger, check_unicode, failed_stream_end, json_bytes
 from mindgate.pipeline.text import TextRequest, TextStream, usage_body
 
 log = logging.getLogger("mindgate.gateway")
 router = APIRouter(tags=["openai"])
-_DONE = b"data: [DONE]\n\n"
 
 
 def _prompts(raw: str | list[str] | list[int] | list[list[int]]) -> list[str]:
@@ -72,12 +70,8 @@ async def _relay(stream: TextStream, rid: str | None, *, include_usage: bool) ->
             yield b"data: " + json_bytes({"id": last.get("id", "cmpl-mindgate"), "object": "text_completion",
                                           "created": last.get("created", 0), "model": last.get("model", ""),
                                           "choices": [], "usage": usage_body(stream.usage)}) + b"\n\n"
-        yield _DONE
-    except MindgateError as exc:
-        log.warning("completion stream of request %s failed mid-way: %s", rid, exc)
-        yield b"data: " + json_bytes(exc.to_openai()) + b"\n\n" + _DONE
+        yield SSE_DONE
     except Exception as exc:
-        log.error("completion stream of request %s failed mid-way", rid, exc_info=sys.exc_info())
-        yield b"data: " + json_bytes(stream_failure(exc, rid)) + b"\n\n" + _DONE
+        yield failed_stream_end(exc, rid, "completion stream")
     finally:
         await stream.aclose()

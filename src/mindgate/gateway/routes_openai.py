@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +21,7 @@ from starlette.responses import Response
 
 from mindgate.context.policy import CONTEXT_HEADER, requested_policy
 from mindgate.context.tokens import DEFAULT_ESTIMATOR
-from mindgate.errors import InvalidRequestError, MindgateError, ModelNotServedError
+from mindgate.errors import InvalidRequestError, ModelNotServedError
 from mindgate.gateway.observability import annotate, request_id
 from mindgate.gateway.on_behalf import memory_writes
 from mindgate.gateway.responses import EventStream, JSONBytes
@@ -30,7 +29,7 @@ from mindgate.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from mindgate.gateway.scoping import requested_scope
 from mindgate.gateway.state import gateway_of
 from mindgate.gateway.tool_options import tool_stage_options
-from mindgate.gateway.wire import SSE_HEADERS, charger, check_unicode, json_bytes, stream_failure
+from mindgate.gateway.wire import SSE_DONE, SSE_HEADERS, charger, check_unicode, failed_stream_end, json_bytes
 from mindgate.pipeline.core import ChatRequest, ChatStream
 from mindgate.providers.base import ChatChunk, Usage
 from mindgate.routing.trace import HEADER as ROUTE_HEADER
@@ -39,7 +38,6 @@ log = logging.getLogger("mindgate.gateway")
 router = APIRouter()
 
 MAX_EMBEDDING_INPUTS = 2048
-_DONE = b"data: [DONE]\n\n"
 
 
 # -- models ----------------------------------------------------------------------------------------------
@@ -149,13 +147,9 @@ async def _relay(stream: ChatStream, rid: str | None, *, include_usage: bool) ->
         if include_usage and not stream.upstream_usage:
             await stream.aclose()
             yield b"data: " + json_bytes(_usage_chunk(stream)) + b"\n\n"
-        yield _DONE
-    except MindgateError as exc:
-        log.warning("stream of request %s failed mid-way: %s", rid, exc)
-        yield b"data: " + json_bytes(exc.to_openai()) + b"\n\n" + _DONE
+        yield SSE_DONE
     except Exception as exc:
-        log.error("stream of request %s failed mid-way", rid, exc_info=sys.exc_info())
-        yield b"data: " + json_bytes(stream_failure(exc, rid)) + b"\n\n" + _DONE
+        yield failed_stream_end(exc, rid, "stream")
     finally:
         await stream.aclose()
 

@@ -4,14 +4,19 @@ callback that charges a key, and the error body of an unexpected failure mid-str
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from typing import Any
 
-from mindgate.errors import InvalidRequestError
+from mindgate.errors import InvalidRequestError, MindgateError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.state import Gateway
 from mindgate.pipeline.core import UsageSink
 
+log = logging.getLogger("mindgate.gateway")
+
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_DONE = b"data: [DONE]\n\n"
 
 
 def json_bytes(data: Any) -> bytes:
@@ -35,7 +40,15 @@ def charger(gateway: Gateway, principal: Principal | None) -> UsageSink:
     return charge
 
 
-def stream_failure(exc: BaseException, rid: str | None) -> dict[str, Any]:
-    """OpenAI's error body for an unexpected failure in the middle of a stream."""
-    return {"error": {"message": f"the stream failed: {type(exc).__name__}; request id {rid}",
-                      "type": "server_error", "param": None, "code": "stream_failed"}}
+def failed_stream_end(exc: BaseException, rid: str | None, what: str = "stream") -> bytes:
+    """The last frames of a stream that failed mid-way: OpenAI's error body, then ``[DONE]``, never a silent
+    cut. A mindgate error says what it is; anything else is logged with its traceback and named only by its
+    type and the request id (no internals in the body)."""
+    if isinstance(exc, MindgateError):
+        log.warning("%s of request %s failed mid-way: %s", what, rid, exc)
+        body = exc.to_openai()
+    else:
+        log.error("%s of request %s failed mid-way", what, rid, exc_info=sys.exc_info())
+        body = {"error": {"message": f"the stream failed: {type(exc).__name__}; request id {rid}",
+                          "type": "server_error", "param": None, "code": "stream_failed"}}
+    return b"data: " + json_bytes(body) + b"\n\n" + SSE_DONE
