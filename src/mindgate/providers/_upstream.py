@@ -101,18 +101,18 @@ def proxy_for(url: str, routes: Mapping[str, str]) -> str | None:
     return chosen
 
 
-@functools.cache
 def env_proxy(url: str) -> str | None:
     """The proxy the environment names for ``url`` (``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY``, unless
     ``NO_PROXY`` covers its host), read once per upstream as httpx does, not per request."""
     target = urlsplit(url)
     proxies = urllib.request.getproxies_environment()
-    if not proxies or urllib.request.proxy_bypass_environment(target.hostname or "", proxies):
+    if not proxies or urllib.request.proxy_bypass(target.hostname or ""):
         return None
     proxy = proxies.get(target.scheme) or proxies.get("all")
     return proxy if proxy and proxy.startswith(("http://", "https://")) else None
 
 
+@functools.cache
 def _ssl_context() -> ssl.SSLContext:
     # loading a CA bundle takes tens of milliseconds: once per process, shared by every pool;
     # certifi's bundle (or SSL_CERT_FILE), as httpx verifies: the same servers are trusted as before
@@ -187,7 +187,8 @@ class Upstream:
                 # its loop is gone, so its sockets cannot be closed on it any more; marking the session
                 # closed keeps aiohttp from reporting it as leaked when it is collected
                 self._sessions.pop(stale).detach()
-            connector = _Pool(limit=256, keepalive_timeout=_KEEPALIVE_S, ssl=_ssl_context())
+            tls = self.base_url.startswith("https:") or (self.proxy or "").startswith("https:")
+            connector = _Pool(limit=256, keepalive_timeout=_KEEPALIVE_S, ssl=_ssl_context() if tls else True)
             session = aiohttp.ClientSession(connector=connector, headers=self.headers, timeout=self.timeout,
                                             cookie_jar=aiohttp.DummyCookieJar())
             self._sessions[loop] = session

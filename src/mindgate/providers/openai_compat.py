@@ -491,7 +491,8 @@ class OpenAICompatEmbedder(Embedder):
         data = await self.client.request_json("POST", "/embeddings", body, model=self.model)
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list) or len(items) != len(texts):
-            raise ProviderError(f"{self.client.profile.display} returned {len(items or [])} embeddings for "
+            count = len(items) if isinstance(items, list) else 0
+            raise ProviderError(f"{self.client.profile.display} returned {count} embeddings for "
                                 f"{len(texts)} inputs", provider=self.provider, retryable=True)
         try:
             items = sorted(items, key=lambda item: int(item.get("index", 0)))
