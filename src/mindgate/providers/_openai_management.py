@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mindgate.models._driver import Driver
-from mindgate.models._http import request_json
-from mindgate.models.records import ModelInfo
+from mindgate.providers.management.driver import Driver
+from mindgate.providers.management.http import request_json
+from mindgate.providers.management.records import ModelInfo
 
 
 class OpenAICompatDriver(Driver):
+    url_form = "api"
     async def list_models(self) -> tuple[list[ModelInfo], str]:
         data = await request_json(self.client, self.endpoint, "GET", f"{self.endpoint.url}/models")
         out = []
