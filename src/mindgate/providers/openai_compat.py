@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 from httpx_sse import EventSource, SSEError
 
-from mindgate.config import ProviderConfig, base_url_keys
+from mindgate.config import BaseURLConfig, ProviderConfig, base_url_keys
 from mindgate.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -44,6 +44,13 @@ from mindgate.providers.base import (
     chatml_prompt,
 )
 from mindgate.providers.spec import ProviderSpec
+
+
+class OpenAICompatConfig(BaseURLConfig):
+    """``provider: openai_compatible``: the common keys and the server's URL (``base_url``, or mem0's
+    ``openai_base_url``)."""
+
+    openai_base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -545,13 +552,13 @@ def require_model(config: ProviderConfig, provider: str, example: str) -> str:
     return config.model
 
 
-def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
+def chat_model(config: OpenAICompatConfig) -> OpenAICompatChatModel:
     client = client_from_config(config, GENERIC, default_base_url=None, api_key_env="OPENAI_API_KEY")
     return OpenAICompatChatModel(client, require_model(config, "openai_compatible", "llama-3.1-8b"),
                                  defaults=sampling_defaults(config), extra_body=config.model_kwargs)
 
 
-def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
+def embedder(config: OpenAICompatConfig) -> OpenAICompatEmbedder:
     client = client_from_config(config, GENERIC, default_base_url=None, api_key_env="OPENAI_API_KEY")
     return OpenAICompatEmbedder(client, require_model(config, "openai_compatible", "bge-small-en-v1.5"),
                                 embedding_dims=config.embedding_dims, batch_size=config.batch_size,
@@ -563,10 +570,12 @@ def openai_compatible_spec(name: str, display: str, *, default_base_url: str | N
                            key_env: str | None = None, start_hint: str | None = None,
                            chat_model_default: str | None = None, embedding_model_default: str | None = None,
                            require_key: bool = False, takes_top_k: bool = False,
-                           takes_reasoning_effort: bool = False) -> ProviderSpec:
+                           takes_reasoning_effort: bool = False,
+                           config_model: type[BaseURLConfig] = BaseURLConfig) -> ProviderSpec:
     """A provider that speaks OpenAI's chat-completions and embeddings API, served by mindgate's shared
     client (pooling, timeouts, SSE, Retry-After, OpenAI-shaped errors). A model is required in config
-    unless a default is given."""
+    unless a default is given. ``config_model`` adds the provider's own config keys (a subclass of
+    :class:`~mindgate.config.BaseURLConfig`)."""
     profile = ServerProfile(provider=name, display=display,
                             start_hint=start_hint or "check that the server is reachable, or fix base_url",
                             key_env=key_env)
@@ -584,10 +593,12 @@ def openai_compatible_spec(name: str, display: str, *, default_base_url: str | N
                                     batch_size=config.batch_size, extra_body=config.model_kwargs)
 
     return ProviderSpec(name=name, display=display, chat_model=chat_model, embedder=embedder,
-                        default_base_url=default_base_url, start_hint=profile.start_hint, key_env=key_env,
+                        config_model=config_model, default_base_url=default_base_url,
+                        start_hint=profile.start_hint, key_env=key_env,
                         takes_top_k=takes_top_k, takes_reasoning_effort=takes_reasoning_effort)
 
-SPEC = ProviderSpec(name="openai_compatible", display=GENERIC.display, chat_model=chat_model, embedder=embedder,
-                    base_url_keys=("base_url", "openai_base_url"), start_hint=GENERIC.start_hint,
+SPEC = ProviderSpec(name="openai_compatible", config_model=OpenAICompatConfig, display=GENERIC.display,
+                    chat_model=chat_model, embedder=embedder, base_url_keys=("base_url", "openai_base_url"),
+                    start_hint=GENERIC.start_hint,
                     key_env="OPENAI_API_KEY", takes_top_k=True, takes_reasoning_effort=True,
                     management="openai_compatible")
