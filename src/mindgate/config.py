@@ -36,6 +36,12 @@ from mindgate._env import environment_overrides
 from mindgate._mem0_compat import normalize as normalize_mem0
 from mindgate._plugins import load as load_plugin
 from mindgate._plugins import provider_names
+from mindgate._reranker_config import (
+    RERANKER_PROVIDERS,
+    CrossEncoderRerankerSection,
+    LLMRerankerSection,
+    RerankerSection,
+)
 from mindgate.errors import ConfigurationError
 
 _HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?")
@@ -539,6 +545,7 @@ class MindgateConfig(_Strict):
     mcp: McpSettings = Field(default_factory=McpSettings)
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
     tool_loop: ToolLoopSettings = Field(default_factory=ToolLoopSettings)
+    reranker: RerankerSection | None = Field(default=None, description="rerank search's fused candidates")
 
     @model_validator(mode="before")
     @classmethod
@@ -625,14 +632,18 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
+# discriminated unions: the tag pydantic puts in an error's location after these keys is left out of the path
+_TAGS: dict[str, tuple[str, ...]] = {"vector_store": STORE_TAGS, "reranker": RERANKER_PROVIDERS}
+
+
 def _configuration_error(exc: ValidationError, model: type[BaseModel]) -> ConfigurationError:
     lines = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "function-before"))]
-        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "vector_store" and p in STORE_TAGS)]
+        loc = [p for i, p in enumerate(loc) if not (i and p in _TAGS.get(loc[i - 1], ()))]
         path = ".".join(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            tag = err["loc"][1] if len(err["loc"]) > 1 and err["loc"][0] == "vector_store" else None
+            tag = err["loc"][1] if len(err["loc"]) > 1 and err["loc"][0] in _TAGS else None
             valid = _fields_at(model, loc[:-1], str(tag) if tag else None)
             close = difflib.get_close_matches(loc[-1], valid, n=1)
             did_you_mean = f" (did you mean `{close[0]}`?)" if close else ""
@@ -641,7 +652,7 @@ def _configuration_error(exc: ValidationError, model: type[BaseModel]) -> Config
             lines.append(f"{path}: {err['msg']}")
         elif err["type"] == "union_tag_invalid":
             lines.append(f"{path}.provider: {err['input'].get('provider')!r} is not a valid choice; "
-                         f"valid providers: {', '.join(STORE_TAGS)}")
+                         f"valid providers: {', '.join(_TAGS.get(path, STORE_TAGS))}")
         elif err["type"] == "literal_error":
             lines.append(f"{path}: {err['input']!r} is not a valid choice; {err['msg'].replace('Input', 'it')}")
         else:
@@ -655,6 +666,8 @@ def _fields_at(model: type[BaseModel], loc: list[str], tag: str | None = None) -
     for part in loc:
         if current is SQLiteStoreSection and tag == "pgvector":
             current = PgVectorStoreSection
+        if current is CrossEncoderRerankerSection and tag == "llm_reranker":
+            current = LLMRerankerSection
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(part)
             if field is None:

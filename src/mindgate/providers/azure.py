@@ -22,14 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ModelNotFoundError, ProviderError
+from mindgate.providers.http_errors import error_code, server_message
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatClient,
     OpenAICompatEmbedder,
     ServerProfile,
-    error_code,
     sampling_defaults,
-    server_message,
 )
 from mindgate.providers.spec import ProviderSpec
 

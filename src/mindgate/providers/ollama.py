@@ -34,17 +34,16 @@ import numpy as np
 from pydantic import Field
 
 from mindgate.config import TTL_DESCRIPTION, BaseURLConfig, ProviderConfig
-from mindgate.errors import InvalidRequestError, ModelNotFoundError, NetworkError, ProviderError
+from mindgate.errors import InvalidRequestError, NetworkError, ProviderError
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Vector
+from mindgate.providers.http_errors import http_error, json_or_none, server_message
 from mindgate.providers.openai_compat import (
     OpenAICompatClient,
     ServerProfile,
-    json_or_none,
     parse_chat_chunk,
     parse_chat_response,
     require_model,
     sampling_defaults,
-    server_message,
 )
 from mindgate.providers.spec import ProviderSpec
 
@@ -95,13 +94,10 @@ class OllamaClient(OpenAICompatClient):
 
     async def raise_for_status(self, status: int, body: str, headers: Mapping[str, str], *,
                                model: str | None) -> None:
-        message = server_message(body)
-        if model and status == 404 and "not found" in message.lower():
-            available = await self._available_models()
-            raise ModelNotFoundError(f"model {model!r} is not available on Ollama at {self.base_url} ({message})",
-                                     available=available, provider="ollama", status_code=status, body=body,
-                                     hint=f"pull it with `ollama pull {model}`; the server has: "
-                                          f"{', '.join(available) if available else 'none'}")
+        if model and status == 404 and "not found" in server_message(body).lower():
+            raise http_error(status, body, headers, provider=PROFILE.provider, where=f"Ollama at {self.base_url}",
+                             model=model, available=await self._available_models(),
+                             model_hint=f"pull it with `ollama pull {model}`")
         await super().raise_for_status(status, body, headers, model=model)
 
     async def stream_ndjson(self, path: str, body: Any, *, model: str | None = None
