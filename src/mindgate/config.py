@@ -36,7 +36,15 @@ from mindgate._env import environment_overrides
 from mindgate._mem0_compat import normalize as normalize_mem0
 from mindgate._plugins import load as load_plugin
 from mindgate._plugins import provider_names
+from mindgate._reranker_config import (
+    RERANKER_PROVIDERS,
+    CrossEncoderRerankerSection,
+    LLMRerankerSection,
+    RerankerSection,
+)
 from mindgate.errors import ConfigurationError
+
+_HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?")
 
 StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
@@ -408,6 +416,8 @@ class GatewayConfig(_Strict):
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list, description="names besides localhost and loopback IPs "
+                                     "that a request's Host may give on a loopback bind (`name`, `name:port`, or `*`)")
     memory: bool = Field(default=True, description="memory-augmented chat when a request names a user")
     mcp: bool = Field(default=True, description="serve memory as an MCP server (streamable HTTP) at /mcp")
     log_contents: bool = False
@@ -425,6 +435,15 @@ class GatewayConfig(_Strict):
     store_responses: bool = Field(default=True, description="keep /v1/responses answers sent with store: true")
     response_retention_days: float | None = Field(default=30.0, gt=0,
                                                   description="days a stored response is kept; null: forever")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*" and not _HOST_ENTRY.fullmatch(entry):
+                raise ValueError(f"{entry!r} is not a host name, host:port or *: "
+                                 "e.g. mindgate.lan or mindgate.lan:8741")
+        return value
 
 
 class MemorySettings(_Strict):
@@ -526,6 +545,7 @@ class MindgateConfig(_Strict):
     mcp: McpSettings = Field(default_factory=McpSettings)
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
     tool_loop: ToolLoopSettings = Field(default_factory=ToolLoopSettings)
+    reranker: RerankerSection | None = Field(default=None, description="rerank search's fused candidates")
 
     @model_validator(mode="before")
     @classmethod
@@ -612,14 +632,18 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
+# discriminated unions: the tag pydantic puts in an error's location after these keys is left out of the path
+_TAGS: dict[str, tuple[str, ...]] = {"vector_store": STORE_TAGS, "reranker": RERANKER_PROVIDERS}
+
+
 def _configuration_error(exc: ValidationError, model: type[BaseModel]) -> ConfigurationError:
     lines = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "function-before"))]
-        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "vector_store" and p in STORE_TAGS)]
+        loc = [p for i, p in enumerate(loc) if not (i and p in _TAGS.get(loc[i - 1], ()))]
         path = ".".join(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            tag = err["loc"][1] if len(err["loc"]) > 1 and err["loc"][0] == "vector_store" else None
+            tag = err["loc"][1] if len(err["loc"]) > 1 and err["loc"][0] in _TAGS else None
             valid = _fields_at(model, loc[:-1], str(tag) if tag else None)
             close = difflib.get_close_matches(loc[-1], valid, n=1)
             did_you_mean = f" (did you mean `{close[0]}`?)" if close else ""
@@ -628,7 +652,7 @@ def _configuration_error(exc: ValidationError, model: type[BaseModel]) -> Config
             lines.append(f"{path}: {err['msg']}")
         elif err["type"] == "union_tag_invalid":
             lines.append(f"{path}.provider: {err['input'].get('provider')!r} is not a valid choice; "
-                         f"valid providers: {', '.join(STORE_TAGS)}")
+                         f"valid providers: {', '.join(_TAGS.get(path, STORE_TAGS))}")
         elif err["type"] == "literal_error":
             lines.append(f"{path}: {err['input']!r} is not a valid choice; {err['msg'].replace('Input', 'it')}")
         else:
@@ -642,6 +666,8 @@ def _fields_at(model: type[BaseModel], loc: list[str], tag: str | None = None) -
     for part in loc:
         if current is SQLiteStoreSection and tag == "pgvector":
             current = PgVectorStoreSection
+        if current is CrossEncoderRerankerSection and tag == "llm_reranker":
+            current = LLMRerankerSection
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(part)
             if field is None:
