@@ -66,7 +66,7 @@ def test_lmstudio_download_failure_and_unknown_model(lmstudio_fake: LMStudioFake
     with pytest.raises(ProviderError, match="downloading ibm/granite-4-micro on lm failed") as caught:
         mgr.download(GRANITE)
     assert caught.value.hint and "--job job_" in caught.value.hint
-    with pytest.raises(ModelNotFoundError, match="no model 'nobody/nothing'"):
+    with pytest.raises(ModelNotFoundError, match="model 'nobody/nothing' is not available on LM Studio"):
         mgr.download("nobody/nothing")
 
 

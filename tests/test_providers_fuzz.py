@@ -25,12 +25,12 @@ from mindgate.errors import MindgateError
 from mindgate.providers import azure, gemini, ollama
 from mindgate.providers._google import GoogleClient
 from mindgate.providers.base import ChatModel, Embedder
+from mindgate.providers.http_errors import retry_after_seconds
 from mindgate.providers.openai_compat import (
     GENERIC,
     OpenAICompatChatModel,
     OpenAICompatClient,
     OpenAICompatEmbedder,
-    retry_after_seconds,
 )
 
 json_values = st.recursive(

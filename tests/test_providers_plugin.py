@@ -43,10 +43,19 @@ py-modules = ["mindgate_tinyserver"]
 """
 
 _MODULE = """\
+from pydantic import Field
+
+from mindgate.config import BaseURLConfig
 from mindgate.providers import openai_compatible_spec
 
+
+class TinyConfig(BaseURLConfig):
+    region: str = Field(default="eu", pattern="^(eu|us)$")
+
+
 SPEC = openai_compatible_spec("tinyserver", "Tiny Server", key_env="TINYSERVER_API_KEY",
-                              start_hint="start it with `tinyserver --port 8080`", takes_top_k=True)
+                              start_hint="start it with `tinyserver --port 8080`", takes_top_k=True,
+                              config_model=TinyConfig)
 """
 
 
@@ -91,6 +100,23 @@ def test_its_keys_are_checked_like_a_built_in(plugin_on_path: None) -> None:
     assert config.llm.config.model_kwargs == {"top_k": 20}
     with pytest.raises(ConfigurationError, match="needs a base URL"):
         create_chat_model("tinyserver", config.llm.config)
+
+
+def test_it_brings_its_own_config_model(plugin_on_path: None) -> None:
+    """The package's pydantic model validates its section: its own key with its default and constraint, and a
+    typo named with the provider and its keys."""
+    section = {"llm": {"provider": "tinyserver", "config": {"base_url": "http://127.0.0.1:9/v1", "region": "us"}}}
+    config = MindgateConfig.from_dict(section, env=False)
+    assert type(config.llm.config).__name__ == "TinyConfig" and config.llm.config.region == "us"  # type: ignore[attr-defined]
+    assert MindgateConfig.from_dict({"llm": {"provider": "tinyserver"}}, env=False).llm.config.region == "eu"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match=r"llm\.config\.region: String should match pattern"):
+        MindgateConfig.from_dict({"llm": {"provider": "tinyserver", "config": {"region": "mars"}}}, env=False)
+    with pytest.raises(ConfigurationError, match=r"llm\.config\.regoin: unknown key for provider 'tinyserver' "
+                                                 r"\(did you mean `region`\?\); valid keys: .*region"):
+        MindgateConfig.from_dict({"llm": {"provider": "tinyserver", "config": {"regoin": "us"}}}, env=False)
+    # the built-ins do not take it
+    with pytest.raises(ConfigurationError, match="`region` is not used by provider 'openai_compatible'"):
+        MindgateConfig.from_dict({"llm": {"provider": "openai_compatible", "config": {"region": "us"}}}, env=False)
 
 
 def test_without_the_package_the_name_is_a_clear_error() -> None:

@@ -9,9 +9,10 @@ import time
 import pytest
 
 from fixtures_servers import free_port
-from mindgate.config import AzureKwargs, MindgateConfig, ProviderConfig
+from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError, NetworkError
 from mindgate.providers import ProviderSpec, create_chat_model, create_embedder, provider_names, provider_spec
+from mindgate.providers.azure import AzureKwargs
 
 ADAPTERS = list(provider_names())
 BUILT_IN = ("lmstudio", "ollama", "openai", "azure_openai", "gemini", "vertexai", "together", "huggingface",
@@ -24,11 +25,11 @@ def test_built_ins_are_registered_through_the_entry_point_group() -> None:
 
 def test_unknown_provider_lists_the_valid_ones() -> None:
     with pytest.raises(ConfigurationError, match="unknown provider 'openai-ish'") as info:
-        create_chat_model("openai-ish", ProviderConfig())
+        create_chat_model("openai-ish", dict())
     for name in ("lmstudio", "ollama", "azure_openai", "gemini", "vertexai", "together", "huggingface", "local"):
         assert name in str(info.value)
     with pytest.raises(ConfigurationError, match=r"valid providers: .*lmstudio"):
-        create_embedder("lm_studio", ProviderConfig())
+        create_embedder("lm_studio", dict())
 
 
 def test_the_embedder_has_no_auto_provider() -> None:
@@ -59,7 +60,7 @@ def test_adapter_imports_are_light() -> None:
 ])
 def test_missing_required_settings_are_named(provider: str, config: dict[str, object], named: str) -> None:
     with pytest.raises(ConfigurationError, match=named):
-        create_chat_model(provider, ProviderConfig(**config))
+        create_chat_model(provider, dict(**config))
 
 
 @pytest.mark.parametrize("provider", ["openai", "azure_openai", "gemini", "vertexai", "together", "huggingface"])
@@ -74,7 +75,7 @@ def test_cloud_adapters_fail_fast_on_a_closed_port(provider: str) -> None:
         "together": {"base_url": root, "api_key": "k"},
         "huggingface": {"huggingface_base_url": root},
     }[provider]
-    model = create_chat_model(provider, ProviderConfig(model="m", connect_timeout=1.0, **settings))
+    model = create_chat_model(provider, dict(model="m", connect_timeout=1.0, **settings))
     started = time.monotonic()
     with pytest.raises(NetworkError) as info:
         model.complete([{"role": "user", "content": "hi"}])

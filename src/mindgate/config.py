@@ -17,15 +17,31 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from mindgate._env import environment_overrides
 from mindgate._mem0_compat import normalize as normalize_mem0
 from mindgate._plugins import load as load_plugin
 from mindgate._plugins import provider_names
+from mindgate._reranker_config import (
+    RERANKER_PROVIDERS,
+    CrossEncoderRerankerSection,
+    LLMRerankerSection,
+    RerankerSection,
+)
 from mindgate.errors import ConfigurationError
 
 StoreProviderName = Literal["sqlite", "pgvector"]
@@ -39,8 +55,6 @@ TIME_WEIGHT = 0.3
 # move its targets.
 AUTO = "auto"
 _AUTO_BASE_URL_KEYS = ("lmstudio_base_url", "ollama_base_url")
-_ALL_BASE_URL_KEYS = ("lmstudio_base_url", "ollama_base_url", "openai_base_url", "huggingface_base_url",
-                      "base_url")
 
 
 def base_url_keys(provider: str) -> tuple[str, ...]:
@@ -55,18 +69,16 @@ def base_url_keys(provider: str) -> tuple[str, ...]:
     return keys
 
 
-# ProviderConfig keys that only some providers use; each provider's spec lists the ones it takes
-# (``ProviderSpec.config_keys``), so e.g. ``azure_kwargs`` under ``provider: openai`` is an error.
-PROVIDER_SPECIFIC_KEYS = frozenset({"azure_kwargs", "vertex_credentials_json", "project", "location", "model_path",
-                                    "n_ctx", "n_threads", "device", "ttl"})
-
-
-def own_keys(provider: str) -> frozenset[str]:
-    """The provider-specific config keys ``provider``'s spec says it takes (none for an unregistered name)."""
-    try:
-        return frozenset(load_plugin(provider).config_keys)
-    except ConfigurationError:
-        return frozenset()
+def config_model(provider: str) -> type[ProviderConfig]:
+    """The pydantic model of ``provider``'s ``config`` section: its spec's ``config_model`` (``auto``:
+    :class:`AutoConfig`). An unregistered name is a ConfigurationError listing the registered ones."""
+    if provider == AUTO:
+        return AutoConfig
+    model = getattr(load_plugin(provider), "config_model", None)
+    if not (isinstance(model, type) and issubclass(model, ProviderConfig)):
+        raise ConfigurationError(f"provider {provider!r} declares no config model",
+                                 hint="its ProviderSpec needs config_model=<a ProviderConfig subclass>")
+    return model
 
 
 def _check_provider(name: str, *, kind: Literal["chat", "embedder"], auto: bool) -> str:
@@ -94,31 +106,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
-class AzureKwargs(_Strict):
-    """mem0's ``azure_kwargs``; each falls back to the usual ``AZURE_OPENAI_*`` variable."""
-
-    api_key: str | None = Field(default=None, repr=False)
-    azure_deployment: str | None = None
-    azure_endpoint: str | None = None
-    api_version: str | None = None
-    default_headers: dict[str, str] | None = None
-
-
 class ProviderConfig(_Strict):
-    """Settings of one chat model or embedder (mem0's key names)."""
+    """The keys every provider's ``config`` section takes (mem0's names); the base of each provider's own
+    model.
+
+    A provider's spec names its model (``ProviderSpec.config_model``, a subclass adding the provider's own
+    keys: its base-URL key, ``ttl``, ``azure_kwargs``, ...), and a section is validated by the model of the
+    provider it names, so a key is checked against that provider alone. Code that only reads the common
+    keys takes a ``ProviderConfig``; :meth:`as_config` turns one into another provider's model."""
 
     model: str | None = None
     api_key: str | None = Field(default=None, repr=False)
     embedding_dims: int | None = Field(default=None, gt=0)
-    base_url: str | None = None
-    lmstudio_base_url: str | None = None
-    ollama_base_url: str | None = None
-    openai_base_url: str | None = None
-    huggingface_base_url: str | None = None
-    azure_kwargs: AzureKwargs | None = None
-    vertex_credentials_json: str | None = None
-    project: str | None = None
-    location: str | None = None
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, gt=0)
@@ -128,45 +127,123 @@ class ProviderConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     http_client_proxies: str | dict[str, str] | None = Field(
         default=None, description="mem0's: a proxy URL for every request, or {scheme: proxy URL}")
-    model_path: str | None = Field(default=None, description="local engine: a GGUF file or model folder")
-    n_ctx: int | None = Field(default=None, gt=0, description="local engine: context length")
-    n_threads: int | None = Field(default=None, gt=0, description="local engine: CPU threads")
-    device: str | None = Field(default=None, description="sentence-transformers device (cpu, cuda, mps)")
     batch_size: int = Field(default=64, gt=0, description="embedding batch size")
-    ttl: int | None = Field(default=None, gt=0, description="seconds an idle model stays loaded (LM Studio's JIT "
-                            "ttl, Ollama's keep_alive, the local engine's idle TTL)")
-    endpoints: list[str] = Field(default_factory=list, description="auto only: endpoint names (under providers:) "
-                                                                    "or server URLs tried first, in order")
 
     def base_url_for(self, provider: str) -> str | None:
+        """The URL this config gives ``provider`` (its base-URL keys, first set wins), or None."""
         for key in base_url_keys(provider):
-            value = getattr(self, key)
+            value = getattr(self, key, None)
             if value:
                 return str(value).rstrip("/")
         return None
 
+    def as_config(self, model: type[_C], /, *, strict: bool = True, **update: Any) -> _C:
+        """This config as ``model`` (another provider's), with ``update`` applied (a None in ``update``
+        leaves a key out). Keys set here that ``model`` does not take are a ValidationError naming them
+        (``strict``) or left out."""
+        values = {key: getattr(self, key) for key in self.model_fields_set
+                  if strict or key in model.model_fields}
+        values.update(update)
+        return model.model_validate({key: value for key, value in values.items() if value is not None})
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` when this provider's model has it (``default`` otherwise): for code that
+        serves several providers, e.g. ``config.get("ttl")``."""
+        return getattr(self, key, default) if key in type(self).model_fields else default
+
+
+_C = TypeVar("_C", bound=ProviderConfig)
+
+class BaseURLConfig(ProviderConfig):
+    """The common keys plus ``base_url``: the model of a provider with no keys of its own (most
+    OpenAI-compatible ones, :func:`mindgate.providers.openai_compatible_spec`)."""
+
+    base_url: str | None = None
+
+
+TTL_DESCRIPTION = ("seconds an idle model stays loaded (LM Studio's JIT ttl, Ollama's keep_alive, the local "
+                    "engine's idle TTL)")
+
+
+class AutoConfig(ProviderConfig):
+    """``llm.provider: auto``: the common keys, where its LM Studio and Ollama are, the endpoints tried first,
+    and the keys of its last resort, the local engine."""
+
+    lmstudio_base_url: str | None = None
+    ollama_base_url: str | None = None
+    endpoints: list[str] = Field(default_factory=list, description="endpoint names (under providers:) or server "
+                                                                    "URLs tried first, in order")
+    model_path: str | None = Field(default=None, description="local engine: a GGUF file")
+    n_ctx: int | None = Field(default=None, gt=0, description="local engine: context length")
+    n_threads: int | None = Field(default=None, gt=0, description="local engine: CPU threads")
+    ttl: int | None = Field(default=None, gt=0, description=TTL_DESCRIPTION)
+
 
 class _ProviderSection(_Strict):
-    config: ProviderConfig = Field(default_factory=ProviderConfig)
+    """``{"provider": NAME, "config": {...}}``: ``config`` is validated by NAME's own model
+    (:func:`config_model`), so every key is checked against that provider."""
 
-    @model_validator(mode="after")
-    def _base_url_key_matches_provider(self) -> _ProviderSection:
-        provider = getattr(self, "provider")  # noqa: B009 - defined on subclasses
-        allowed = base_url_keys(provider)
-        for key in _ALL_BASE_URL_KEYS:
-            if getattr(self.config, key) and key not in allowed:
-                choices = ", ".join(allowed) if allowed else "none (this provider takes no base URL)"
-                raise ValueError(f"`{key}` is not used by provider {provider!r}; use one of: {choices}")
-        if self.config.endpoints and provider != "auto":
-            raise ValueError(f"`endpoints` belongs to the `auto` provider, not {provider!r}; "
-                             "list fallbacks in a routing chain instead")
-        if provider != AUTO:  # auto's local target takes the engine's keys, its servers their TTL
-            own = own_keys(provider)
-            for key in sorted((self.config.model_fields_set & PROVIDER_SPECIFIC_KEYS) - own):
-                users = ", ".join(sorted(own)) or "none"
-                raise ValueError(f"`{key}` is not used by provider {provider!r} (its own keys: {users}; "
-                                 f"common keys: model, api_key, temperature, max_tokens, timeout, ...)")
-        return self
+    provider: str
+    config: ProviderConfig = Field(default_factory=ProviderConfig, validate_default=True)
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _by_provider(cls, value: Any, info: ValidationInfo) -> Any:
+        provider = info.data.get("provider")
+        if provider is None:  # the provider itself was invalid: that is the error to report
+            return ProviderConfig.model_construct()
+        model = config_model(provider)
+        if isinstance(value, ProviderConfig):
+            if isinstance(value, model):
+                return value
+            value = {key: getattr(value, key) for key in value.model_fields_set}
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            raise _per_provider(exc, provider, model) from None
+
+
+def _per_provider(exc: ValidationError, provider: str, model: type[ProviderConfig]) -> ValidationError:
+    """``exc`` with each unknown key explained for ``provider``: whose key it is, and the keys it takes."""
+    details: list[InitErrorDetails] = []
+    for err in exc.errors():
+        if err["type"] != "extra_forbidden":
+            details.append(InitErrorDetails(type=err["type"], loc=err["loc"], input=err["input"],
+                                            ctx=err.get("ctx", {})))
+            continue
+        key = str(err["loc"][-1])
+        own = sorted(set(model.model_fields) - set(ProviderConfig.model_fields))
+        if len(err["loc"]) > 1:  # inside one of its keys, e.g. azure_kwargs
+            valid = _fields_at(model, [str(p) for p in err["loc"][:-1]])
+            close = difflib.get_close_matches(key, valid, n=1)
+            did_you_mean = f" (did you mean `{close[0]}`?)" if close else ""
+            message = f"unknown key{did_you_mean}; valid keys: {', '.join(valid)}"
+        elif key == "endpoints":
+            message = (f"`endpoints` belongs to the `auto` provider, not {provider!r}; list fallbacks in a routing "
+                       "chain instead")
+        elif key in _other_providers_keys():
+            message = (f"`{key}` is not used by provider {provider!r} (its own keys: {', '.join(own) or 'none'}; "
+                       f"common keys: {', '.join(sorted(ProviderConfig.model_fields))})")
+        else:
+            valid = sorted(model.model_fields)
+            close = difflib.get_close_matches(key, valid, n=1)
+            did_you_mean = f" (did you mean `{close[0]}`?)" if close else ""
+            message = f"unknown key for provider {provider!r}{did_you_mean}; valid keys: {', '.join(valid)}"
+        details.append(InitErrorDetails(type=PydanticCustomError("provider_key", message.replace("{", "{{")
+                                                                 .replace("}", "}}")),
+                                        loc=err["loc"], input=err["input"]))
+    return ValidationError.from_exception_data(exc.title, details)
+
+
+def _other_providers_keys() -> set[str]:
+    """Every key some registered provider (or ``auto``) takes (for naming a key used with the wrong one)."""
+    keys = set(AutoConfig.model_fields)
+    for name in provider_names():
+        try:
+            keys |= set(config_model(name).model_fields)
+        except ConfigurationError:
+            continue  # a broken plugin is reported when it is used
+    return keys
 
 
 class LLMSection(_ProviderSection):
@@ -467,6 +544,7 @@ class MindgateConfig(_Strict):
     mcp: McpSettings = Field(default_factory=McpSettings)
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
     tool_loop: ToolLoopSettings = Field(default_factory=ToolLoopSettings)
+    reranker: RerankerSection | None = Field(default=None, description="rerank search's fused candidates")
 
     @model_validator(mode="before")
     @classmethod
@@ -553,21 +631,27 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
+# discriminated unions: the tag pydantic puts in an error's location after these keys is left out of the path
+_TAGS: dict[str, tuple[str, ...]] = {"vector_store": STORE_TAGS, "reranker": RERANKER_PROVIDERS}
+
+
 def _configuration_error(exc: ValidationError, model: type[BaseModel]) -> ConfigurationError:
     lines = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "function-before"))]
-        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "vector_store" and p in STORE_TAGS)]
+        loc = [p for i, p in enumerate(loc) if not (i and p in _TAGS.get(loc[i - 1], ()))]
         path = ".".join(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            tag = err["loc"][1] if len(err["loc"]) > 1 and err["loc"][0] == "vector_store" else None
+            tag = err["loc"][1] if len(err["loc"]) > 1 and err["loc"][0] in _TAGS else None
             valid = _fields_at(model, loc[:-1], str(tag) if tag else None)
             close = difflib.get_close_matches(loc[-1], valid, n=1)
             did_you_mean = f" (did you mean `{close[0]}`?)" if close else ""
             lines.append(f"{path}: unknown key{did_you_mean}; valid keys: {', '.join(valid)}")
+        elif err["type"] == "provider_key":  # already names the key, the provider and its keys
+            lines.append(f"{path}: {err['msg']}")
         elif err["type"] == "union_tag_invalid":
             lines.append(f"{path}.provider: {err['input'].get('provider')!r} is not a valid choice; "
-                         f"valid providers: {', '.join(STORE_TAGS)}")
+                         f"valid providers: {', '.join(_TAGS.get(path, STORE_TAGS))}")
         elif err["type"] == "literal_error":
             lines.append(f"{path}: {err['input']!r} is not a valid choice; {err['msg'].replace('Input', 'it')}")
         else:
@@ -581,6 +665,8 @@ def _fields_at(model: type[BaseModel], loc: list[str], tag: str | None = None) -
     for part in loc:
         if current is SQLiteStoreSection and tag == "pgvector":
             current = PgVectorStoreSection
+        if current is CrossEncoderRerankerSection and tag == "llm_reranker":
+            current = LLMRerankerSection
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(part)
             if field is None:

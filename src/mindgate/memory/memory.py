@@ -32,6 +32,8 @@ from mindgate.memory.inputs import (
     validate_metadata,
 )
 from mindgate.memory.keys import CONVERSATION_ROLES, context_text, follows, key_identity, mix
+from mindgate.memory.rerank import Reranker, create_reranker
+from mindgate.memory.rerank import rerank as _rerank
 from mindgate.memory.retrieval import Hit, QueryVectors, SearchMode, fuse, single
 from mindgate.memory.stores import create_store
 from mindgate.memory.stores.base import (
@@ -65,13 +67,15 @@ def _optional_scope(user_id: str | None, agent_id: str | None, run_id: str | Non
 
 class AsyncMemory:
     """Long-term memory over an :class:`Embedder`, a :class:`MemoryStore` and (for ``infer=True``) a
-    :class:`ChatModel`, which is created on first use so that ``infer=False`` never needs one."""
+    :class:`ChatModel`, which is created on first use so that ``infer=False`` never needs one. With a
+    :class:`~mindgate.memory.rerank.Reranker`, search reranks its fused candidates."""
 
     def __init__(self, *, embedder: Embedder, store: MemoryStore,
                  llm: ChatModel | Callable[[], ChatModel] | None = None, settings: MemorySettings | None = None,
-                 expected_dims: int | None = None) -> None:
+                 expected_dims: int | None = None, reranker: Reranker | None = None) -> None:
         self.embedder = embedder
         self.store = store
+        self.reranker = reranker
         self.settings = settings or MemorySettings()
         self._llm = llm
         self._expected_dims = expected_dims
@@ -87,8 +91,15 @@ class AsyncMemory:
         cfg = config if isinstance(config, MindgateConfig) else MindgateConfig.from_dict(config or {})
         embedder = create_embedder(cfg.embedder.provider, cfg.embedder.config)
         store = create_store(cfg.vector_store)
-        return cls(embedder=embedder, store=store, llm=lambda: _chat_model(cfg), settings=cfg.memory,
-                   expected_dims=cfg.vector_store.config.embedding_model_dims)
+        memory = cls(embedder=embedder, store=store, llm=lambda: _chat_model(cfg), settings=cfg.memory,
+                     expected_dims=cfg.vector_store.config.embedding_model_dims)
+        memory.configure_reranker(cfg)
+        return memory
+
+    def configure_reranker(self, config: MindgateConfig) -> None:
+        """Use ``config.reranker`` (none when it is absent); an ``llm_reranker`` naming no model scores with
+        this memory's own chat model."""
+        self.reranker = create_reranker(config.reranker, config, lambda: self.llm) if config.reranker else None
 
     @property
     def llm(self) -> ChatModel:
@@ -337,13 +348,17 @@ class AsyncMemory:
     async def search(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
                      run_id: str | None = None, filters: dict[str, Any] | None = None, limit: int = 10,
                      threshold: float | None = None, mode: SearchMode = "hybrid",
-                     explain: bool = False, reference_time: datetime | str | None = None) -> dict[str, Any]:
+                     explain: bool = False, rerank: bool = True,
+                     reference_time: datetime | str | None = None) -> dict[str, Any]:
         """Memories in scope relevant to ``query``, best first.
 
         ``mode="hybrid"`` (default) fuses vector and full-text ranks (see :mod:`.retrieval` for what
         ``score`` means; ``threshold`` applies to it); ``"vector"`` / ``"text"`` use one retriever, with
         its raw score. ``explain=True`` adds to each result how its score was made (mem0 2.x's
         option): the fusion method and, per signal, its rank, raw and normalised value and contribution.
+        With a configured reranker (and ``rerank=True``, mem0's parameter), the best fused candidates are
+        reordered by the reranker's ``rerank_score`` and cut to ``min(limit, top_k)``; ``threshold``
+        still applies to the fused ``score`` (see :mod:`.rerank`).
         ``reference_time`` (a datetime or an ISO 8601 / ``YYYY/MM/DD HH:MM`` string; default now) is what
         time expressions in the query are relative to ("last week", "in May", "3 days ago"): with
         ``memory.time_aware`` on, hybrid search boosts memories that happened then (see :mod:`.timeinfo`).
@@ -357,11 +372,18 @@ class AsyncMemory:
         flt = parse_filters(rest)
         check_limit("limit", limit, maximum=1000)
         minimum = check_threshold(threshold)
+        if not isinstance(rerank, bool):
+            raise InvalidRequestError(f"rerank must be true or false, got {rerank!r}")
         when = self._time_query(query, reference_time)
+        reranker = self.reranker if rerank else None
+        pool = max(limit, reranker.candidates) if reranker else limit
         await self._ready()
-        hits = await self._search_hits(scope, query, flt, limit, mode, when)
+        hits = await self._search_hits(scope, query, flt, pool, mode, when)
         if minimum is not None:
             hits = [h for h in hits if h.score >= minimum]
+        if reranker is not None:
+            hits = await _rerank(reranker, query, hits)
+            limit = min(limit, reranker.top_k or limit)
         return {"results": [h.to_result(explain) for h in hits[:limit]]}
 
     def _time_query(self, query: str, reference_time: datetime | str | None) -> TimeQuery | None:
@@ -443,6 +465,8 @@ class AsyncMemory:
     async def close(self) -> None:
         await asyncio.to_thread(self.store.close)
         await self.embedder.aclose()
+        if self.reranker is not None:
+            await self.reranker.aclose()
         if isinstance(self._llm, ChatModel):
             await self._llm.aclose()
 

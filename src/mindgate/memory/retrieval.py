@@ -49,20 +49,31 @@ class Hit:
     text_score: float | None = None
     parts: dict[str, dict[str, float]] = field(default_factory=dict)
     method: str = ""
+    rerank_score: float | None = None  # set by a reranker (see .rerank), with the fused rank it started from
+    fused_rank: int | None = None
+    reranker: str = ""
 
     def to_result(self, explain: bool = False) -> dict[str, object]:
         out = self.record.to_result(round(self.score, 6))
         out["vector_score"] = self.vector_score
         out["text_score"] = self.text_score
+        if self.rerank_score is not None:
+            out["rerank_score"] = round(self.rerank_score, 6)
         if explain:
             out["explain"] = self.explanation()
         return out
 
     def explanation(self) -> dict[str, Any]:
         """How ``score`` was made: the method, and per signal its rank, raw and normalised value and
-        contribution (the contributions add up to ``score``)."""
-        return {"method": self.method, "score": round(self.score, 6),
-                "signals": {name: {k: round(v, 6) for k, v in part.items()} for name, part in self.parts.items()}}
+        contribution (the contributions add up to ``score``); after reranking, ``rerank`` gives the
+        reranker, its score and the fused rank the result had before."""
+        out: dict[str, Any] = {
+            "method": self.method, "score": round(self.score, 6),
+            "signals": {name: {k: round(v, 6) for k, v in part.items()} for name, part in self.parts.items()}}
+        if self.rerank_score is not None:
+            out["rerank"] = {"reranker": self.reranker, "score": round(self.rerank_score, 6),
+                             "fused_rank": self.fused_rank}
+        return out
 
 
 def fuse(vector_hits: Sequence[tuple[MemoryRecord, float]], text_hits: Sequence[tuple[MemoryRecord, float]], *,

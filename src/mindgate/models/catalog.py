@@ -80,7 +80,7 @@ def _endpoint(name: str, provider: str, config: ProviderConfig | None) -> Endpoi
         raise ConfigurationError(f"provider {provider!r} has no model management", hint="its spec names none")
     return Endpoint(name=name, provider=kind,
                     url=url if kind != "local" else None, api_key=config.api_key,
-                    model_path=config.model_path, n_ctx=config.n_ctx,
+                    model_path=config.get("model_path"), n_ctx=config.get("n_ctx"),
                     timeout=min(config.timeout, DISCOVERY_TIMEOUT), connect_timeout=config.connect_timeout)
 
 
@@ -109,7 +109,8 @@ def endpoints_from_config(config: MindgateConfig) -> list[Endpoint]:
         if section.provider == "auto":  # its LM Studio and Ollama where the section points them; its URL
             for provider in ("lmstudio", "ollama", "local"):  # endpoints are found only at first use
                 url = section.config.base_url_for(provider) if provider != "local" else None
-                add(provider, provider, ProviderConfig.model_validate({f"{provider}_base_url": url}) if url else None)
+                model = provider_spec(provider).config_model
+                add(provider, provider, model.model_validate({f"{provider}_base_url": url}) if url else None)
         else:
             add(section.provider, section.provider, section.config)
     return out

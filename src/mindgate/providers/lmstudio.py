@@ -31,7 +31,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from mindgate.config import ProviderConfig
+from pydantic import Field
+
+from mindgate.config import TTL_DESCRIPTION, BaseURLConfig, ProviderConfig
 from mindgate.errors import MindgateError, ModelNotFoundError, NetworkError
 from mindgate.models import _lmstudio_sdk as sdk
 from mindgate.models._http import client_for
@@ -49,6 +51,15 @@ from mindgate.providers.openai_compat import (
     sampling_defaults,
 )
 from mindgate.providers.spec import ProviderSpec
+
+
+class LMStudioConfig(BaseURLConfig):
+    """``provider: lmstudio``: the common keys, ``lmstudio_base_url`` (mem0's name) or ``base_url``, and how
+    mindgate loads the model (context length, idle TTL)."""
+
+    lmstudio_base_url: str | None = None
+    n_ctx: int | None = Field(default=None, gt=0, description="context length a model is loaded with")
+    ttl: int | None = Field(default=None, gt=0, description=TTL_DESCRIPTION)
 
 log = logging.getLogger("mindgate.providers.lmstudio")
 
@@ -252,11 +263,11 @@ async def _paths(endpoint: Endpoint) -> dict[str, str]:
         return {}
 
 
-def _extra(config: ProviderConfig) -> dict[str, Any]:
+def _extra(config: LMStudioConfig) -> dict[str, Any]:
     return {**({"ttl": config.ttl} if config.ttl else {}), **config.model_kwargs}
 
 
-def chat_model(config: ProviderConfig) -> ChatModel:
+def chat_model(config: LMStudioConfig) -> ChatModel:
     """LM Studio chat; without ``model``, the model is detected at first use (see the module docstring)."""
     client = client_from_config(config, PROFILE, default_base_url=DEFAULT_BASE_URL)
     endpoint = endpoint_of(client, config)
@@ -276,7 +287,7 @@ def chat_model(config: ProviderConfig) -> ChatModel:
     return LazyChatModel("lmstudio", client.base_url, detect, defaults=sampling_defaults(config))
 
 
-def embedder(config: ProviderConfig) -> Embedder:
+def embedder(config: LMStudioConfig) -> Embedder:
     """LM Studio embeddings; without ``model``, a loaded embedding model (else a downloaded one) is used."""
     client = client_from_config(config, PROFILE, default_base_url=DEFAULT_BASE_URL)
     endpoint = endpoint_of(client, config)
@@ -296,7 +307,7 @@ def embedder(config: ProviderConfig) -> Embedder:
     return LazyEmbedder("lmstudio", detect, embedding_dims=config.embedding_dims, batch_size=config.batch_size)
 
 
-SPEC = ProviderSpec(name="lmstudio", config_keys=frozenset({"n_ctx", "ttl"}),
+SPEC = ProviderSpec(name="lmstudio", config_model=LMStudioConfig,
                     display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=("lmstudio_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,

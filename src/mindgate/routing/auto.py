@@ -54,8 +54,8 @@ def _local_server(model: ChatModel, name: str) -> Target:
 
 def lmstudio_target(config: ProviderConfig, url: str | None = None, *, name: str = "lmstudio") -> Target:
     """LM Studio at ``url`` (else the config's ``lmstudio_base_url``, else localhost:1234)."""
-    url = url or config.lmstudio_base_url or provider_spec("lmstudio").default_base_url
-    settings = _quick(config).model_copy(update={"lmstudio_base_url": url, "base_url": None})
+    url = url or config.get("lmstudio_base_url") or provider_spec("lmstudio").default_base_url
+    settings = _quick(config).as_config(lmstudio.LMStudioConfig, strict=False, lmstudio_base_url=url, base_url=None)
     return _local_server(lmstudio.chat_model(settings), name)
 
 
@@ -70,7 +70,7 @@ def ollama_url() -> str:
 
 
 def ollama_target(config: ProviderConfig, url: str | None = None, *, name: str = "ollama") -> Target:
-    root = (url or config.ollama_base_url or ollama_url()).rstrip("/").removesuffix("/v1")
+    root = (url or config.get("ollama_base_url") or ollama_url()).rstrip("/").removesuffix("/v1")
     quick = _quick(config)
 
     async def resolve() -> ChatModel:
@@ -91,8 +91,8 @@ def ollama_target(config: ProviderConfig, url: str | None = None, *, name: str =
                                      hint="pull one with `mindgate models get llama3.2` (or `ollama pull`)")
         wanted = config.model
         model = next((n for n in names if wanted and n in (wanted, f"{wanted}:latest")), names[0])
-        return ollama.chat_model(quick.model_copy(update={"model": model, "ollama_base_url": root,
-                                                          "base_url": None}))
+        return ollama.chat_model(quick.as_config(ollama.OllamaConfig, strict=False, model=model,
+                                                 ollama_base_url=root, base_url=None))
 
     return _local_server(LazyChatModel("ollama", root, resolve, defaults=sampling_defaults(config)), name)
 
@@ -121,7 +121,7 @@ async def _first_listed(config: ProviderConfig, url: str) -> ChatModel:
     from mindgate.providers import openai_compat
 
     base = url.rstrip("/") if url.rstrip("/").endswith("/v1") else f"{url.rstrip('/')}/v1"
-    settings = config.model_copy(update={"base_url": base, "lmstudio_base_url": None, "ollama_base_url": None})
+    settings = config.as_config(openai_compat.OpenAICompatConfig, strict=False, base_url=base)
     client = openai_compat.client_from_config(settings, openai_compat.GENERIC, default_base_url=base)
     listed = [m for m in await client.list_models() if not _is_embedding(m)]
     if not listed:
@@ -145,14 +145,15 @@ def endpoint_target(name: str, endpoint: EndpointConfig) -> Target:
 def openai_target(config: ProviderConfig) -> Target:
     from mindgate.providers import openai
 
-    settings = ProviderConfig(temperature=config.temperature, max_tokens=config.max_tokens, top_p=config.top_p,
-                              timeout=config.timeout)
+    settings = openai.OpenAIConfig(temperature=config.temperature, max_tokens=config.max_tokens,
+                                   top_p=config.top_p, timeout=config.timeout)
     return Target(openai.chat_model(settings), name="openai")
 
 
 def local_target(config: ProviderConfig) -> Target:
-    model = LlamaCppChatModel(config.model_path, n_ctx=config.n_ctx or 4096, n_threads=config.n_threads,
-                              defaults={**sampling_defaults(config), **config.model_kwargs}, ttl=config.ttl)
+    model = LlamaCppChatModel(config.get("model_path"), n_ctx=config.get("n_ctx") or 4096,
+                              n_threads=config.get("n_threads"),
+                              defaults={**sampling_defaults(config), **config.model_kwargs}, ttl=config.get("ttl"))
     return Target(model, name="local")
 
 
@@ -177,7 +178,7 @@ def auto_from_config(config: MindgateConfig, settings: ProviderConfig | None = N
     if settings is None:
         settings = config.llm.config if config.llm.provider == "auto" else ProviderConfig()
     extra = []
-    for entry in settings.endpoints:
+    for entry in settings.get("endpoints", []):
         if entry in config.providers:
             extra.append(endpoint_target(entry, config.providers[entry]))
         elif entry.startswith(("http://", "https://")):
