@@ -44,6 +44,8 @@ from mindgate._reranker_config import (
 )
 from mindgate.errors import ConfigurationError
 
+_HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?")
+
 StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
 # Convex fusion's vector weight (memory.fusion: convex); `bench/retrieval.py --calibrate` fits it.
@@ -416,6 +418,8 @@ class GatewayConfig(_Strict):
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list, description="names besides localhost and loopback IPs "
+                                     "that a request's Host may give on a loopback bind (`name`, `name:port`, or `*`)")
     memory: bool = Field(default=True, description="memory-augmented chat when a request names a user")
     mcp: bool = Field(default=True, description="serve memory as an MCP server (streamable HTTP) at /mcp")
     log_contents: bool = False
@@ -433,6 +437,15 @@ class GatewayConfig(_Strict):
     store_responses: bool = Field(default=True, description="keep /v1/responses answers sent with store: true")
     response_retention_days: float | None = Field(default=30.0, gt=0,
                                                   description="days a stored response is kept; null: forever")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*" and not _HOST_ENTRY.fullmatch(entry):
+                raise ValueError(f"{entry!r} is not a host name, host:port or *: "
+                                 "e.g. mindgate.lan or mindgate.lan:8741")
+        return value
 
 
 class MemorySettings(_Strict):

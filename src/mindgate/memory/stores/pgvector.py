@@ -70,12 +70,12 @@ from mindgate.memory.stores.pg_sql import (
     metadata_jsonb,
     scope_sql,
     similarity,
-    text_query,
     to_history,
     to_record,
     to_vector,
     utc,
 )
+from mindgate.memory.stores.pg_text import search_terms, tsquery
 from mindgate.providers.base import EmbedderIdentity, Vector
 
 # Aliases: inside the class, `list` is the list() method.
@@ -399,15 +399,17 @@ class PgVectorStore(PgResponses, MemoryStore):
         check_count("k", k)
         if not isinstance(query, str):
             raise InvalidRequestError(f"a text query must be a string, got {type(query).__name__}")
-        tsq = text_query(query)
-        if k == 0 or tsq is None:
+        if k == 0:
             return []
-        qsql, qparams = tsq
         where, params = _where(scope, flt)
         with self._tx() as cur:
-            cur.execute(self._q("SELECT {}, ts_rank_cd(m.tsv, q.q, 1) AS rank FROM {memories} m, (SELECT {} AS q) q "
-                                "WHERE m.tsv @@ q.q AND {} ORDER BY rank DESC, m.id LIMIT %s",
-                                COLUMNS, qsql, where), [*qparams, *params, k])
+            terms = search_terms(cur, self._tables, query)
+            if not terms:
+                return []
+            cur.execute(self._q("SELECT {}, ts_rank_cd(m.tsv, q.q, 1) AS rank FROM {memories} m, "
+                                "(SELECT %s::tsquery AS q) q WHERE m.tsv @@ q.q AND {} "
+                                "ORDER BY rank DESC, m.id LIMIT %s",
+                                COLUMNS, where), [tsquery(terms), *params, k])
             return [(to_record(r), float(r[-1])) for r in cur.fetchall()]
 
     def history(self, memory_id: str) -> Histories:
