@@ -50,6 +50,8 @@ StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
 # Convex fusion's vector weight (memory.fusion: convex); `bench/retrieval.py --calibrate` fits it.
 FUSION_ALPHA = 0.5
+KEY_CONTEXT_WEIGHT = 0.5
+TIME_WEIGHT = 0.3
 
 # `auto` is a routing chain over LM Studio and Ollama (mindgate.routing.auto), not a provider; these keys
 # move its targets.
@@ -457,6 +459,16 @@ class MemorySettings(_Strict):
     rrf_k: int = Field(default=60, gt=0)
     query_cache: int = Field(default=1024, ge=0, description="query embeddings kept for repeated searches")
     recency: bool = Field(default=False, description="rank newer memories higher among relevant ones")
+    key_context: bool = Field(default=False, description="index a message stored from a conversation with "
+                              "its previous turn (vector key = text + weighted context); changing it asks "
+                              "for `mindgate reindex`")
+    key_context_weight: float = Field(default=KEY_CONTEXT_WEIGHT, ge=0, le=2,
+                                      description="weight of the previous turn in a key (key_context)")
+    key_context_window: float = Field(default=1800.0, gt=0, description="seconds between two messages of "
+                                      "one scope for the earlier to be the later one's key context")
+    time_aware: bool = Field(default=True, description="boost memories from the times a query names "
+                             "(\"last week\", \"in May\", \"3 days ago\") relative to its reference time")
+    time_weight: float = Field(default=TIME_WEIGHT, ge=0, le=2, description="weight of the time signal")
     inject_limit: int = Field(default=5, ge=0)
     inject_token_budget: int = Field(default=512, ge=0)
     mode: Literal["inject", "tool"] = Field(default="inject", description="chat memory: inject memories into "
