@@ -20,7 +20,7 @@ class OpenAICompatDriver(Driver):
         out = []
         for m in data.get("data") or []:
             meta: dict[str, Any] = m.get("meta") if isinstance(m.get("meta"), dict) else {}
-            out.append(ModelInfo(provider="openai_compatible", endpoint=self.endpoint.name, id=str(m.get("id")),
+            out.append(ModelInfo(provider=self.endpoint.provider, endpoint=self.endpoint.name, id=str(m.get("id")),
                                  max_context_length=meta.get("n_ctx_train"), size_bytes=meta.get("size"),
                                  source="openai_compatible /v1/models"))
         return out, "/v1/models"
