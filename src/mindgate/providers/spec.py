@@ -73,7 +73,7 @@ class ProviderSpec:
     def configure(self, config: ProviderConfig | Mapping[str, Any] | None = None) -> ProviderConfig:
         """``config`` (a config model or a dict of mem0-style keys) as this provider's model (default: all
         defaults); a key it does not take, or a bad value, is a ConfigurationError naming it."""
-        if isinstance(config, self.config_model):
+        if type(config) is self.config_model:  # exact: a subclass is another provider's model
             return config
         if isinstance(config, ProviderConfig):
             config = {key: getattr(config, key) for key in config.model_fields_set}
