@@ -145,6 +145,9 @@ class MemoryRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime | None = None
+    key_context: str | None = None
+    """The neighbouring turn this memory's vector key was built with (see :mod:`mindgate.memory.keys`);
+    stored so that a reindex rebuilds the same key; never part of the result shape."""
 
     def to_result(self, score: float | None = None) -> dict[str, Any]:
         """mem0's result item shape."""

@@ -33,7 +33,8 @@ from mindgate.memory.stores.base import (
 )
 from mindgate.providers.base import Vector
 
-COLUMNS = sql.SQL("m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at")
+COLUMNS = sql.SQL("m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at, "
+                  "m.key_context")
 HISTORY_COLUMNS = sql.SQL("id, memory_id, event, old_memory, new_memory, created_at, actor")
 MAX_DIMS = 16000  # pgvector's limit for the vector type
 _CMP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -182,12 +183,12 @@ def utc(ts: datetime | None) -> datetime | None:
 
 def to_record(row: Sequence[Any]) -> MemoryRecord:
     """A MemoryRecord from a row that starts with :data:`COLUMNS`."""
-    id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated = row[:9]
+    id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated, key_context = row[:10]
     return MemoryRecord(id=id_, memory=memory, hash=hash_,
                         scope=Scope(user_id=user_id, agent_id=agent_id, run_id=run_id),
                         metadata=metadata if isinstance(metadata, dict) else {},
                         created_at=created.astimezone(UTC),
-                        updated_at=updated.astimezone(UTC) if updated else None)
+                        updated_at=updated.astimezone(UTC) if updated else None, key_context=key_context)
 
 
 def to_history(row: Sequence[Any]) -> HistoryRecord:

@@ -262,14 +262,15 @@ class PgVectorStore(PgResponses, MemoryStore):
             try:
                 cur.execute(self._q(
                     "WITH ins AS (INSERT INTO {memories} (partition, id, scope_key, user_id, agent_id, run_id, "
-                    "memory, hash, metadata, created_at, updated_at, embedding) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "memory, hash, metadata, created_at, updated_at, embedding, key_context) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (partition, scope_key, hash) WHERE deleted_at IS NULL DO NOTHING "
                     "RETURNING partition, id, memory) "
                     "{hist} SELECT partition, gen_random_uuid()::text, id, 'ADD', NULL, memory, %s, %s FROM ins "
                     "RETURNING memory_id"),
                     [scope.partition, rec.id, scope.key, scope.user_id, scope.agent_id, scope.run_id, rec.memory,
-                     rec.hash, metadata, utc(rec.created_at), utc(rec.updated_at), vector, now, change.actor])
+                     rec.hash, metadata, utc(rec.created_at), utc(rec.updated_at), vector, rec.key_context, now,
+                     change.actor])
             except pg_errors.UniqueViolation:  # the primary key: the same id earlier in this batch
                 raise _id_taken(rec.id) from None
             if cur.fetchone() is not None:
@@ -513,20 +514,20 @@ class PgVectorStore(PgResponses, MemoryStore):
             s = rec.scope
             rows.append([s.partition, rec.id, s.key, s.user_id, s.agent_id, s.run_id, rec.memory, rec.hash,
                          metadata_jsonb(rec.metadata), utc(rec.created_at), utc(rec.updated_at),
-                         now if deleted else None, vec])
+                         now if deleted else None, vec, rec.key_context])
         with self._tx() as cur:
             self._writable(cur)
             cur.executemany(self._q(
                 "INSERT INTO {memories} AS t (partition, id, scope_key, user_id, agent_id, run_id, memory, hash, "
-                "metadata, created_at, updated_at, deleted_at, embedding) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "metadata, created_at, updated_at, deleted_at, embedding, key_context) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (partition, id) DO UPDATE SET scope_key = excluded.scope_key, "
                 "user_id = excluded.user_id, agent_id = excluded.agent_id, run_id = excluded.run_id, "
                 "memory = excluded.memory, hash = excluded.hash, metadata = excluded.metadata, "
                 "created_at = excluded.created_at, updated_at = excluded.updated_at, "
                 "deleted_at = CASE WHEN excluded.deleted_at IS NULL THEN NULL "
                 "ELSE coalesce(t.deleted_at, excluded.deleted_at) END, "
-                "embedding = excluded.embedding, embedding_next = NULL"), rows)
+                "embedding = excluded.embedding, embedding_next = NULL, key_context = excluded.key_context"), rows)
 
     def import_history(self, items: Sequence[HistoryRecord]) -> None:
         rows = [[h.id, h.memory_id, h.event, h.old_memory, h.new_memory, utc(h.created_at), h.actor, h.memory_id]
