@@ -54,7 +54,8 @@ from mindgate.memory.stores._sqlite_sql import (
     slot_range,
     to_record,
 )
-from mindgate.memory.stores._sqlite_text import STATS_FUNCTION, bm25, match_expression, prune, query_tokens
+from mindgate.memory.stores._sqlite_text import content_words, prune, query_tokens
+from mindgate.memory.stores._sqlite_text import ranked as bm25_ranked
 from mindgate.memory.stores.base import (
     AddChange,
     Change,
@@ -395,18 +396,14 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             slot = self._slot(conn, scope.partition)
             if not tokens or slot is None:
                 return []
-            tokens = prune(conn, tokens)
+            tokens = prune(conn, content_words(tokens))
             if not tokens:
-                return []
-            lo, hi = slot_range(slot)
-            candidates = _all(conn, f"SELECT rowid, {STATS_FUNCTION}(memories_fts) FROM memories_fts "
-                                    "WHERE memories_fts MATCH ? AND rowid BETWEEN ? AND ?",
-                              (match_expression(tokens), lo, hi))
-            if not candidates:
                 return []
             documents = _one(conn, "SELECT count(*) FROM memories m WHERE m.partition = ? AND "
                                    "m.deleted_at IS NULL", (scope.partition,))[0]
-            ranked = bm25(candidates, int(documents))
+            ranked = bm25_ranked(conn, tokens, *slot_range(slot), int(documents))
+            if not ranked:
+                return []
             if flt is not None or len(scope.as_dict()) > 1:
                 where, params = _where(scope, flt)
                 allowed = {r[0] for r in _all(conn, f"SELECT m.rowid FROM memories m WHERE {where} AND m.rowid "
