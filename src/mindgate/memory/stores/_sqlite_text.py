@@ -95,12 +95,14 @@ def register(conn: apsw.Connection) -> None:
 
 
 def _term_stats(api: apsw.FTS5ExtensionApi, *args: apsw.SQLiteValue) -> str:
-    # "<table average length> <row length> <tf of phrase 0> <tf of phrase 1> ..."; the average is
-    # the same for every row of a query, so it is formatted once per query (aux data).
+    # "<table average length> <row length> <tf of phrase skip> <tf of phrase skip+1> ..." (``skip``, the
+    # optional argument, leaves out the candidate-selecting phrases of ranked()); the average is the same
+    # for every row of a query, so it is formatted once per query (aux data).
     average = api.aux_data
     if average is None:
         average = api.aux_data = str(api.column_total_size(0) / (api.row_count or 1))
-    tfs = " ".join(str(len(api.phrase_column_offsets(i, 0))) for i in range(api.phrase_count))
+    skip = int(args[0]) if args else 0  # type: ignore[arg-type]
+    tfs = " ".join(str(len(api.phrase_column_offsets(i, 0))) for i in range(skip, api.phrase_count))
     return f"{average} {api.column_size(0)} {tfs}"
 
 
@@ -127,15 +129,15 @@ def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
             break
         chosen.append(word)
         total += capped[word]
-    sql = (f"SELECT rowid, {STATS_FUNCTION}(memories_fts) FROM memories_fts WHERE memories_fts MATCH ? "
+    sql = (f"SELECT rowid, {STATS_FUNCTION}(memories_fts, ?) FROM memories_fts WHERE memories_fts MATCH ? "
            "AND rowid BETWEEN ? AND ?")
     if len(chosen) == len(words):
-        return bm25(_rows(conn, sql, (match_expression(words), lo, hi)), documents)
+        return bm25(_rows(conn, sql, (0, match_expression(words), lo, hi)), documents)
     expression = f"({match_expression(chosen)}) AND ({match_expression(words)})"
     if total > CANDIDATE_BUDGET:
         sql += f" ORDER BY rowid DESC LIMIT {CANDIDATE_BUDGET}"
     frequencies = [capped[w] if capped[w] <= CANDIDATE_BUDGET else _count(conn, w, lo, hi, None) for w in words]
-    return bm25(_rows(conn, sql, (expression, lo, hi)), documents, frequencies, skip=len(chosen))
+    return bm25(_rows(conn, sql, (len(chosen), expression, lo, hi)), documents, frequencies)
 
 
 def _count(conn: apsw.Connection, token: str, lo: int, hi: int, cap: int | None) -> int:
@@ -150,20 +152,19 @@ def _rows(conn: apsw.Connection, sql: str, params: tuple[Any, ...]) -> list[tupl
     return [(int(r[0]), str(r[1])) for r in conn.execute(sql, params)]
 
 
-def bm25(candidates: Sequence[tuple[int, str]], documents: int, frequencies: Sequence[int] | None = None,
-         skip: int = 0) -> list[tuple[int, float]]:
+def bm25(candidates: Sequence[tuple[int, str]], documents: int,
+         frequencies: Sequence[int] | None = None) -> list[tuple[int, float]]:
     """BM25 of each candidate ``(rowid, stats)`` given ``documents`` in the partition; best first.
 
-    ``stats`` holds a term frequency per phrase of the query; the first ``skip`` phrases are ignored (the
-    candidate-selecting group of :func:`ranked`). Without ``frequencies`` (the document frequency of each
-    scored phrase), every document of the partition that holds a query word is a candidate, so counting
-    candidates per phrase gives the exact in-partition document frequency.
+    ``stats`` holds a term frequency per scored phrase of the query. Without ``frequencies`` (the
+    document frequency of each scored phrase), every document of the partition that holds a query word is a
+    candidate, so counting candidates per phrase gives the exact in-partition document frequency.
     """
     if not candidates:
         return []
     rows = [(rowid, stats.split()) for rowid, stats in candidates]
     average = float(rows[0][1][0]) or 1.0
-    phrases = range(2 + skip, len(rows[0][1]))
+    phrases = range(2, len(rows[0][1]))
     if frequencies is not None:
         df = dict(zip(phrases, frequencies, strict=True))
     else:
