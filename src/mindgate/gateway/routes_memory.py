@@ -101,7 +101,7 @@ async def search_memories(body: MemorySearchRequest, request: Request) -> Respon
     scope = _scope(principal, body.user_id, body.agent_id, body.run_id)
     return JSONBytes(await gateway.memory.search(body.query, filters=body.filters, limit=body.limit,
                                                  threshold=body.threshold, explain=body.explain, rerank=body.rerank,
-                                                 **scope))
+                                                 reference_time=body.reference_time, **scope))
 
 
 @router.get("/{memory_id}")

@@ -7,7 +7,7 @@ Targets, in order:
    endpoint, with its model or an auto-detected one) or a server URL (what serves it -- LM Studio, Ollama or
    another OpenAI-compatible server -- is detected at first use, then its model);
 1. LM Studio at ``lmstudio_base_url`` (default ``localhost:1234``) -- the configured ``model``, else the model
-   :mod:`mindgate.models.detect` picks (a loaded LLM, else the best downloaded one that fits);
+   :mod:`mindgate.providers.management.detect` picks (a loaded LLM, else the best downloaded one that fits);
 2. Ollama at ``ollama_base_url`` (default ``localhost:11434`` or ``OLLAMA_HOST``) -- the configured ``model``
    when it has it, else the first non-embedding model ``/api/tags`` lists;
 3. OpenAI, only when ``OPENAI_API_KEY`` is set;
@@ -99,7 +99,7 @@ def ollama_target(config: ProviderConfig, url: str | None = None, *, name: str =
 
 def url_target(config: ProviderConfig, url: str) -> Target:
     """A server at ``url`` whose kind is detected at first use (LM Studio, Ollama, or OpenAI-compatible)."""
-    from mindgate.models.detect import detect_provider
+    from mindgate.providers.management.detect import detect_provider
 
     async def resolve() -> ChatModel:
         kind = await detect_provider(url, api_key=config.api_key, connect_timeout=config.connect_timeout)

@@ -19,7 +19,7 @@ from mindgate.memory.filters import And, Condition, Filter, Not, Or
 from mindgate.memory.stores.base import MemoryRecord, Scope
 
 RECORD_COLUMNS = "m.rowid, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, " \
-                 "m.created_at, m.updated_at"
+                 "m.created_at, m.updated_at, m.key_context"
 _NUMERIC = "('integer','real')"
 
 
@@ -138,10 +138,10 @@ def _scope(user_id: str | None, agent_id: str | None, run_id: str | None) -> Sco
 
 def to_record(row: Sequence[Any]) -> MemoryRecord:
     """A MemoryRecord from a row selected with :data:`RECORD_COLUMNS`."""
-    _rowid, id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated = row
+    _rowid, id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated, key_context = row
     return MemoryRecord(id=id_, memory=memory, hash=hash_, scope=_scope(user_id, agent_id, run_id),
                         metadata=json.loads(metadata), created_at=datetime.fromisoformat(created),
-                        updated_at=datetime.fromisoformat(updated) if updated else None)
+                        updated_at=datetime.fromisoformat(updated) if updated else None, key_context=key_context)
 
 
 def similarity(distance: float) -> float:

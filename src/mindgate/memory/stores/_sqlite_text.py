@@ -25,10 +25,11 @@ from typing import Any
 
 import apsw
 
+from mindgate.memory.stores.base import MAX_SEARCH_TERMS
+
 K1 = 1.2
 B = 0.75
 MAX_QUERY_TOKENS = 64
-MAX_SEARCH_TERMS = 8
 CANDIDATE_BUDGET = 200  # documents scored in Python per text search (see ranked())
 STATS_FUNCTION = "mg_term_stats"
 VOCAB_TABLE = "temp.mg_fts_vocab"

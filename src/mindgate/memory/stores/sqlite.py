@@ -242,13 +242,13 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         lo, hi = slot_range(self._write_slot(txn, scope.partition))
         try:
             inserted = _one(conn, "INSERT INTO memories (rowid, id, partition, scope_key, user_id, agent_id, run_id, "
-                                  "memory, hash, metadata, created_at, updated_at, vec_gen) "
-                                  "SELECT coalesce(max(rowid) + 1, ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                                  "memory, hash, metadata, created_at, updated_at, vec_gen, key_context) "
+                                  "SELECT coalesce(max(rowid) + 1, ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
                                   "FROM memories WHERE rowid BETWEEN ? AND ? "
                                   "ON CONFLICT (scope_key, hash) WHERE deleted_at IS NULL DO NOTHING RETURNING rowid",
                             (lo, rec.id, scope.partition, scope.key, scope.user_id, scope.agent_id, scope.run_id,
                              rec.memory, rec.hash, metadata_json(rec.metadata), iso(rec.created_at),
-                             iso(rec.updated_at) if rec.updated_at else None, active.gen, lo, hi))
+                             iso(rec.updated_at) if rec.updated_at else None, active.gen, rec.key_context, lo, hi))
         except apsw.ConstraintError as exc:
             raise InvalidRequestError(f"a memory with id {rec.id!r} already exists",
                                       hint="give each new memory a fresh id; nothing was stored") from exc

@@ -6,7 +6,7 @@ downloaded one that fits: on this machine the largest whose memory estimate (def
 fits free RAM+VRAM; on another machine, whose memory cannot be seen from here, the smallest (the likeliest
 to load). With only an OpenAI ``/v1/models`` listing (no types), an id containing ``embed`` counts as an
 embedding model. Nothing suitable is a :class:`~mindgate.errors.ModelNotFoundError` (or a
-:class:`~mindgate.models.fit.InsufficientMemoryError` naming the smallest candidate's need) that lists
+:class:`~mindgate.providers.management.fit.InsufficientMemoryError` naming the smallest candidate's need) that lists
 what there is.
 """
 
@@ -16,11 +16,12 @@ from collections.abc import Callable
 from typing import Literal
 
 from mindgate.errors import MindgateError, ModelNotFoundError, NetworkError
-from mindgate.models import fit
-from mindgate.models._http import Unsupported, client_for, display, request_json
-from mindgate.models._lmstudio_api import OPENAI, LMStudioDriver
-from mindgate.models.records import Endpoint, ModelInfo, ModelType
-from mindgate.models.resources import Resources, snapshot
+from mindgate.providers.lmstudio._management import OPENAI, LMStudioDriver
+from mindgate.providers.management import fit
+from mindgate.providers.management.driver import driver_for
+from mindgate.providers.management.http import Unsupported, client_for, display, request_json
+from mindgate.providers.management.records import Endpoint, ModelInfo, ModelType
+from mindgate.providers.management.resources import Resources, snapshot
 
 Kind = Literal["chat", "embedding"]
 DETECT_CONTEXT = 4096
@@ -63,11 +64,8 @@ def choose(models: list[ModelInfo], kind: Kind, endpoint: Endpoint, *,
 
 async def pick(endpoint: Endpoint, kind: Kind, *, resources: Callable[[], Resources] = snapshot) -> ModelInfo:
     """List ``endpoint``'s models and :func:`choose` one."""
-    from mindgate.models.catalog import ModelCatalog
-
-    catalog = ModelCatalog([endpoint], ttl=0)
     async with client_for(endpoint) as client:
-        models, _ = await catalog.driver(endpoint, client).list_models()
+        models, _ = await driver_for(endpoint, client).list_models()
     return choose(models, kind, endpoint, resources=resources)
 
 
