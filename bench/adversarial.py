@@ -17,11 +17,13 @@ needs a model) and this prober. The probes (the defects of issue 18):
 * ``ratelimit``: a key with 5 requests per minute on /v1/models, /ui/api/models?refresh=true, /metrics and
   an invalid chat (429s once over);
 * ``docs``: /docs, /redoc, /openapi.json without a key;
+* ``browser``: what a web page in the user's browser could send: a DNS-rebound ``Host`` and a foreign
+  ``Origin`` (statuses, memories written), beside a plain client's request;
 * ``search``: a 64-word query over the user's memories: p50/p99 alone, and /healthz p99 while 4 such
   searches run at once.
 
 Usage: python bench/adversarial.py [--memories 10000] [--gaps 3] [--loris 200] [--max-connections 256]
-                                  [--embedder minilm|hash] [--json]
+                                  [--embedder minilm|hash] [--probes search ...] [--json]
        python bench/adversarial.py --memories 300 --gaps 1 --loris 8 --max-connections 24 --unauth-mb 1 \
            --seconds 1 --embedder hash --json                                (the CI setting)
 """
@@ -37,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,7 @@ import contextlib
 from crash import child_env, free_port, make_embedder
 
 ADMIN, LIMITED = "sk-adv-admin", "sk-adv-limited"
+PROBES = ("docs", "ratelimit", "filters", "unauth", "browser", "search", "loris", "overload", "keepalive")
 USER = "adv-user"
 HEADER_TIMEOUT = 2.0
 BODY_TIMEOUT = 2.0
@@ -239,8 +243,8 @@ def _closes(sock: socket.socket, deadline: float) -> float | None:
 def probe_loris(port: int, count: int) -> dict[str, Any]:
     kinds = {
         "connect_only": b"",
-        "partial_headers": b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Partial: ",
-        "half_body": (b"POST /v1/memories HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + ADMIN.encode() +
+        "partial_headers": b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Partial: ",
+        "half_body": (b"POST /v1/memories HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + ADMIN.encode() +
                       b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"messages\": "),
         "trickled": b"GET /v1/models HTTP/1.1\r\n",
     }
@@ -276,7 +280,7 @@ def probe_overload(port: int, max_connections: int) -> dict[str, Any]:
     retry_after = 0
     for _ in range(5):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             head = sock.recv(65536).split(b"\r\n\r\n")[0].lower()
             statuses.append(int(head.split()[1]) if head else 0)
             retry_after += b"retry-after:" in head
@@ -305,6 +309,20 @@ async def probe_docs(base: str) -> dict[str, Any]:
 
     async with httpx.AsyncClient(base_url=base, timeout=30) as anon:
         return {path: (await anon.get(path)).status_code for path in ("/docs", "/redoc", "/openapi.json")}
+
+
+async def probe_browser(base: str, port: int) -> dict[str, Any]:
+    import httpx
+
+    write = json.dumps({"messages": "planted by a web page", "user_id": "adv-browser", "infer": False})
+    plain = {"Content-Type": "text/plain", **_auth(ADMIN)}  # a "simple" request: no CORS preflight
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        rebound = await http.post("/v1/memories", content=write, headers={**plain, "Host": f"rebound.example:{port}"})
+        foreign = await http.post("/v1/memories", content=write, headers={**plain, "Origin": "https://evil.example"})
+        client = await http.get("/v1/models", headers=_auth(ADMIN))
+        kept = await http.get("/v1/memories", params={"user_id": "adv-browser"}, headers=_auth(ADMIN))
+    return {"rebound_host_status": rebound.status_code, "foreign_origin_status": foreign.status_code,
+            "plain_client_status": client.status_code, "memories_written": len(kept.json()["results"])}
 
 
 async def probe_search(base: str, seconds: float, memories: int) -> dict[str, Any]:
@@ -383,14 +401,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _wait_up(base, proc)
         results: dict[str, Any] = {"memories": args.memories, "embedder": args.embedder,
                                    "fill_seconds": round(filled, 1)}
-        results["docs"] = asyncio.run(probe_docs(base))
-        results["ratelimit"] = asyncio.run(probe_ratelimit(base))
-        results["filters"] = asyncio.run(probe_filters(base, str(workdir)))
-        results["unauth"] = asyncio.run(probe_unauth(base, args.unauth_mb, args.seconds))
-        results["search"] = asyncio.run(probe_search(base, args.seconds, args.memories))
-        results["loris"] = probe_loris(port, args.loris)
-        results["overload"] = probe_overload(port, args.max_connections)
-        results["keepalive"] = asyncio.run(probe_keepalive(base, args.gaps))
+        probes: dict[str, Callable[[], Any]] = {
+            "docs": lambda: asyncio.run(probe_docs(base)),
+            "ratelimit": lambda: asyncio.run(probe_ratelimit(base)),
+            "filters": lambda: asyncio.run(probe_filters(base, str(workdir))),
+            "unauth": lambda: asyncio.run(probe_unauth(base, args.unauth_mb, args.seconds)),
+            "browser": lambda: asyncio.run(probe_browser(base, port)),
+            "search": lambda: asyncio.run(probe_search(base, args.seconds, args.memories)),
+            "loris": lambda: probe_loris(port, args.loris),
+            "overload": lambda: probe_overload(port, args.max_connections),
+            "keepalive": lambda: asyncio.run(probe_keepalive(base, args.gaps)),
+        }
+        for name in args.probes or list(probes):
+            results[name] = probes[name]()
         results["gateway_alive"] = proc.poll() is None
         return results
     finally:
@@ -428,6 +451,7 @@ def main() -> None:
     parser.add_argument("--max-connections", type=int, default=256, help="the gateway's gateway.max_connections")
     parser.add_argument("--embedder", choices=["minilm", "hash"], default="minilm")
     parser.add_argument("--json", action="store_true", help="also print the results as one JSON line")
+    parser.add_argument("--probes", nargs="+", choices=PROBES, help="run only these probes (default: all)")
     args = parser.parse_args()
     if args.loris > args.max_connections - 8:
         parser.error(f"--loris must leave room under --max-connections (at most {args.max_connections - 8})")

@@ -24,7 +24,6 @@ Usage: python bench/context.py [--turns 200] [--window 4096] [--max-chars 300] [
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gzip
 import json
 import re
@@ -39,6 +38,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from _loopback import http_response, pct, start_upstream
 from mindgate.config import MindgateConfig
 from mindgate.context.tokens import DEFAULT_ESTIMATOR
 from mindgate.gateway.app import create_app
@@ -74,43 +74,22 @@ class ScriptedUpstream:
         self.port = 0
 
     def start(self) -> ScriptedUpstream:
-        ready = threading.Event()
-        answers = {kind: b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                   + str(len(body)).encode() + b"\r\n\r\n" + body
-                   for kind, body in (("chat", _body(REPLY)), ("summary", _body(SUMMARY)),
-                                      ("json", _body('{"memory": []}')))}
+        answers = {kind: http_response(_body(text))
+                   for kind, text in (("chat", REPLY), ("summary", SUMMARY), ("json", '{"memory": []}'))}
+        models = http_response(json.dumps({"object": "list", "data": [{"id": "scripted"}]}).encode())
 
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                while True:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                                   if line.lower().startswith(b"content-length:")), 0)
-                    body = await reader.readexactly(length)
-                    if b"/models" in head.split(b"\r\n", 1)[0]:
-                        models = json.dumps({"object": "list", "data": [{"id": "scripted"}]}).encode()
-                        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                                     + str(len(models)).encode() + b"\r\n\r\n" + models)
-                    elif SUMMARISER_MARK in body:
-                        self.summariser_calls += 1
-                        writer.write(answers["summary"])
-                    elif b'"response_format"' in body:
-                        writer.write(answers["json"])
-                    else:
-                        self.chat_calls += 1
-                        writer.write(answers["chat"])
-                    await writer.drain()
-            except (asyncio.IncompleteReadError, ConnectionError):
-                writer.close()
+        def reply(head: bytes, body: bytes) -> bytes:
+            if b"/models" in head.split(b"\r\n", 1)[0]:
+                return models
+            if SUMMARISER_MARK in body:
+                self.summariser_calls += 1
+                return answers["summary"]
+            if b'"response_format"' in body:
+                return answers["json"]
+            self.chat_calls += 1
+            return answers["chat"]
 
-        async def serve() -> None:
-            server = await asyncio.start_server(handle, "127.0.0.1", 0)
-            self.port = server.sockets[0].getsockname()[1]
-            ready.set()
-            await server.serve_forever()
-
-        threading.Thread(target=lambda: asyncio.new_event_loop().run_until_complete(serve()), daemon=True).start()
-        ready.wait(5)
+        self.port = start_upstream(reply)
         return self
 
 
@@ -142,11 +121,6 @@ def serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
 
 def header_fields(value: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S+)", value))
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def replay(base: str, policy: str, pairs: list[tuple[str, str]], upstream: ScriptedUpstream) -> dict[str, Any]:

@@ -70,16 +70,30 @@ def load(path: Path, limit: int | None) -> list[dict[str, Any]]:
     return sample
 
 
+async def stored_turns(memory: Any, scope: str) -> set[str]:
+    """Ids of the turns a scope already holds (so an interrupted ingest resumes where it stopped)."""
+    done: set[str] = set()
+    offset = 0
+    while True:
+        page = (await memory.get_all(user_id=scope, limit=1000, offset=offset))["results"]
+        for item in page:
+            done.update((item.get("metadata") or {}).get("source_message_ids", []))
+        if len(page) < 1000:
+            return done
+        offset += len(page)
+
+
 async def ingest(memory: Any, question: dict[str, Any], per_message: bool) -> int:
     """Every non-empty turn in conversation order, with its session and date: by its own ``add`` call
     (``per_message``), or one ``add`` per session (the same stored records and vectors, embedded in
-    batches, so several times faster to build)."""
+    batches, so several times faster to build). Turns already stored in the scope are skipped."""
     scope = question["question_id"]
     stored = 0
+    done = await stored_turns(memory, scope)
     for sid, date, session in zip(question["haystack_session_ids"], question["haystack_dates"],
                                   question["haystack_sessions"], strict=True):
         turns = [{"role": t["role"], "content": t["content"], "id": f"{sid}#{i}"}
-                 for i, t in enumerate(session) if t.get("content", "").strip()]
+                 for i, t in enumerate(session) if t.get("content", "").strip() and f"{sid}#{i}" not in done]
         meta = {"session_id": sid, "date": date}
         for batch in ([[t] for t in turns] if per_message else [turns] if turns else []):
             result = await memory.add(batch, user_id=scope, metadata=meta, infer=False)

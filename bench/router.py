@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from _loopback import http_response, pct, start_upstream
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 from mindgate.routing import Router, Target
@@ -27,6 +27,7 @@ BODY = json.dumps({"id": "c", "object": "chat.completion", "created": 0, "model"
                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
                                 "finish_reason": "stop"}],
                    "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}).encode()
+RESPONSE = http_response(BODY)
 
 
 class InstantModel(ChatModel):
@@ -52,37 +53,6 @@ class DownModel(InstantModel):
         raise NetworkError("down", url="bench")
 
 
-def start_loopback_server() -> tuple[int, asyncio.AbstractEventLoop]:
-    """A raw keep-alive HTTP server on 127.0.0.1 in its own thread, answering BODY to every request."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    port: list[int] = []
-    response = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                await reader.readexactly(length)
-                writer.write(response)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port.append(server.sockets[0].getsockname()[1])
-        ready.set()
-        await server.serve_forever()
-
-    threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True).start()
-    ready.wait(5)
-    return port[0], loop
-
-
 async def measure(call: Callable[[], Awaitable[Any]], n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -90,11 +60,6 @@ async def measure(call: Callable[[], Awaitable[Any]], n: int) -> list[float]:
         await call()
         out.append((time.perf_counter_ns() - start) / 1e6)
     return out
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def compare(direct: Callable[[], Awaitable[Any]], routed: Callable[[], Awaitable[Any]], n: int,
@@ -122,7 +87,7 @@ async def run(n: int) -> dict[str, dict[str, float]]:
         {"role": "user" if i % 2 == 0 else "assistant", "content": "a fairly ordinary sentence of chat " * 8}
         for i in range(40)]
     instant = InstantModel("instant")
-    port, _ = start_loopback_server()
+    port = start_upstream(lambda head, body: RESPONSE)
     http = OpenAICompatChatModel(OpenAICompatClient(f"http://127.0.0.1:{port}/v1"), "bench")
 
     one = Router([instant], name="one")

@@ -20,11 +20,11 @@ import argparse
 import asyncio
 import json
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+from _loopback import http_response, pct, start_upstream
 from mindgate.config import McpServerConfig, ToolLoopSettings
 from mindgate.mcp.client import ToolOutput, ToolServers
 from mindgate.mcp.toolbox import OfferedTool, Toolbox, build_toolbox
@@ -144,50 +144,17 @@ def timed_toolbox(box: Toolbox, clock: Clock) -> Toolbox:
 # -- the loopback HTTP upstream ---------------------------------------------------------------------------
 
 
-def start_upstream() -> int:
-    """A raw keep-alive HTTP server on 127.0.0.1 answering the scripted step (by tool messages seen)."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    port: list[int] = []
-
-    def reply(request: dict[str, Any]) -> bytes:
-        step = _step_of(request["messages"])
-        if request.get("stream"):
-            body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in _chunks(step)) + b"data: [DONE]\n\n"
-            kind = b"text/event-stream"
-        else:
-            body, kind = json.dumps(_completion(step)).encode(), b"application/json"
-        return (b"HTTP/1.1 200 OK\r\ncontent-type: " + kind + b"\r\ncontent-length: " + str(len(body)).encode()
-                + b"\r\n\r\n" + body)
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                writer.write(reply(json.loads(await reader.readexactly(length))))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port.append(server.sockets[0].getsockname()[1])
-        ready.set()
-        await server.serve_forever()
-
-    threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True).start()
-    ready.wait(5)
-    return port[0]
+def reply(head: bytes, body: bytes) -> bytes:
+    """The scripted step for a request (by the tool messages it carries), streamed or not."""
+    request = json.loads(body)
+    step = _step_of(request["messages"])
+    if request.get("stream"):
+        events = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in _chunks(step))
+        return http_response(events + b"data: [DONE]\n\n", b"text/event-stream")
+    return http_response(json.dumps(_completion(step)).encode())
 
 
 # -- measuring ------------------------------------------------------------------------------------------
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def measure(runs: int, make_box: Callable[[], Awaitable[Toolbox]], complete: Complete, stream: Stream,
@@ -226,7 +193,7 @@ async def run(runs: int) -> dict[str, dict[str, dict[str, float]]]:
         return timed_toolbox(instant_toolbox(), clock)
 
     results = {"instant": await measure(runs, instant_box, complete, stream, clock)}
-    port = start_upstream()
+    port = start_upstream(reply)
     model = OpenAICompatChatModel(OpenAICompatClient(f"http://127.0.0.1:{port}/v1", timeout=30), "bench")
     servers = ToolServers({"time": McpServerConfig(command=sys.executable,
                                                    args=["-m", "mcp_server_time", "--local-timezone", "UTC"])})

@@ -32,7 +32,8 @@ from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompat
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]
 
-CODEX = Path(os.environ.get("MINDGATE_CODEX_BIN")
+# Not a MINDGATE_* variable: tests/conftest.py clears those before the tests import.
+CODEX = Path(os.environ.get("CODEX_CLI_BIN")
              or Path(__file__).resolve().parents[1] / ".codex-cli" / "node_modules" / ".bin" / "codex")
 ANSWER = "The scripted answer is forty-two."
 
@@ -40,7 +41,7 @@ ANSWER = "The scripted answer is forty-two."
 def _codex_binary() -> Path:
     if not CODEX.exists():
         pytest.fail(f"Codex CLI is not installed at {CODEX}: run `make codex-cli` (npm installs the pinned "
-                    "@openai/codex into .codex-cli/), or point MINDGATE_CODEX_BIN at a codex binary")
+                    "@openai/codex into .codex-cli/), or point CODEX_CLI_BIN at a codex binary")
     return CODEX
 
 

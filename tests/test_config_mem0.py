@@ -92,7 +92,6 @@ def test_a_mem0_key_mindgate_cannot_honour_is_a_clear_error(case: dict[str, Any]
 
 @pytest.mark.parametrize(("config", "key"), [
     ({"custom_update_memory_prompt": "Be concise"}, "custom_update_memory_prompt"),
-    ({"reranker": {"provider": "cohere", "config": {"model": "rerank-english-v3.0"}}}, "reranker"),
     ({"llm": {"provider": "openai", "config": {"model": "gpt-5-mini", "top_k": 1}}}, "llm.config.top_k"),
     ({"llm": {"provider": "lmstudio", "config": {"enable_vision": True}}}, "llm.config.enable_vision"),
 ])

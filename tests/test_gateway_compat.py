@@ -18,7 +18,7 @@ from fakes.cloud import OpenAIFake
 from fakes.lmstudio import LMStudioFake
 from fakes.ollama import OllamaFake
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
-from mindgate.config import MindgateConfig, ProviderConfig
+from mindgate.config import MindgateConfig
 from mindgate.gateway.app import create_app
 from mindgate.memory.memory import AsyncMemory
 from mindgate.providers import create_chat_model
@@ -73,7 +73,7 @@ def test_known_fields_stay_validated_beside_extras(llama_gateway: GatewayServer)
 def test_extras_are_dropped_for_openai_and_usage_still_comes(serve_gateway: Serve,
                                                              memory_factory: MakeMemory) -> None:
     with OpenAIFake() as fake:
-        chat = create_chat_model("openai", ProviderConfig(model="gpt-4o-mini", api_key=fake.api_key,
+        chat = create_chat_model("openai", dict(model="gpt-4o-mini", api_key=fake.api_key,
                                                           openai_base_url=f"{fake.base_url}/v1"))
         gateway = _serve(serve_gateway, memory_factory, chat)
         client = gateway.openai()
@@ -126,7 +126,7 @@ def test_completions_on_the_llama_server(llama_gateway: GatewayServer, llama_pro
 
 def test_completions_on_ollama_generate_raw(serve_gateway: Serve, memory_factory: MakeMemory,
                                             ollama_fake: OllamaFake) -> None:
-    chat = create_chat_model("ollama", ProviderConfig(model="llama3.2", ollama_base_url=ollama_fake.base_url))
+    chat = create_chat_model("ollama", dict(model="llama3.2", ollama_base_url=ollama_fake.base_url))
     client = _serve(serve_gateway, memory_factory, chat).openai()
     done = client.completions.create(model="llama3.2", prompt="Once upon a time", max_tokens=8, suffix=" The end.",
                                      extra_body={"top_k": 5, "ttl": 3})

@@ -76,6 +76,12 @@ def test_memory_rest_api_round_trip(gateway: GatewayServer) -> None:
         found = http.post("/v1/memories/search", json={"query": "which instrument do I play?",
                                                        "user_id": "alice"}).json()["results"]
         assert found[0]["id"] == first and all(m["user_id"] == "alice" for m in found)
+        dated = _seed(http, "I played the cello at a concert.", "alice", metadata={"date": "2023-05-02T19:00:00Z"})
+        in_may = http.post("/v1/memories/search", json={"query": "which instrument did I play in May?",
+                                                        "user_id": "alice", "reference_time": "2023-07-01T00:00:00Z",
+                                                        "explain": True}).json()["results"]
+        assert in_may[0]["id"] == dated and in_may[0]["explain"]["signals"]["time"]["raw"] == 1.0
+        http.delete(f"/v1/memories/{dated}", params={"user_id": "alice"})
 
         assert http.get(f"/v1/memories/{first}", params={"user_id": "alice"}).json()["memory"].startswith("I play")
         updated = http.put(f"/v1/memories/{first}", params={"user_id": "alice"},
@@ -106,6 +112,8 @@ def test_memory_rest_api_round_trip(gateway: GatewayServer) -> None:
     ("POST", "/v1/memories/search", {"json": {"query": "", "user_id": "a"}}, "query"),
     ("PUT", "/v1/memories/x", {"json": {"text": "a", "data": "b"}}, "exactly one"),
     ("GET", "/v1/memories", {"params": {"user_id": "a", "limit": 0}}, "limit"),
+    ("POST", "/v1/memories/search", {"json": {"query": "x", "user_id": "a", "reference_time": "soon"}},
+     "reference_time"),
 ])
 def test_memory_api_bad_input_is_a_clear_400(gateway: GatewayServer, method: str, path: str, kwargs: dict[str, Any],
                                              words: str) -> None:

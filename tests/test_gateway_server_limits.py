@@ -22,7 +22,7 @@ from mindgate.memory.memory import AsyncMemory
 Serve = Callable[..., GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]
 UNUSED_UPSTREAM = "http://127.0.0.1:9/v1"
-HEALTH = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
 def _server(serve: Serve, make_memory: MakeMemory, **gateway: object) -> GatewayServer:
@@ -100,7 +100,7 @@ def test_connections_that_never_complete_their_headers_get_a_408_and_are_closed(
     with _connection(server) as trickle:  # slow-loris: a header byte every 0.1 s, never finishing
         started = time.monotonic()
         closed = False
-        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 60:
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 60:
             try:
                 trickle.sendall(bytes([byte]))
             except OSError:

@@ -140,6 +140,23 @@ def test_scope_semantics_follow_the_partition(memory: Memory) -> None:
         memory.search("x")
 
 
+def test_entity_ids_in_filters_join_the_scope_like_mem0(memory: Memory) -> None:
+    """mem0 2.x copies ``filters`` and sets the keyword ids on top: the ids are AND-ed. Here too, and an id
+    anywhere but the top level (or a top-level AND) is a metadata condition, which can only narrow."""
+    memory.add("Alice drinks green tea.", user_id="alice", agent_id="butler", infer=False)
+    memory.add("Alice drinks black tea at work.", user_id="alice", infer=False)
+    memory.add("Bob drinks mint tea.", user_id="bob", agent_id="butler", infer=False)
+    memory.add("The butler brews tea at five.", agent_id="butler", infer=False)
+    via_filters = memory.search("tea", agent_id="butler", filters={"user_id": "alice"})["results"]
+    assert [(r["memory"], r["user_id"], r["agent_id"]) for r in via_filters] == \
+        [("Alice drinks green tea.", "alice", "butler")]
+    assert [r["id"] for r in via_filters] == \
+        [r["id"] for r in memory.search("tea", agent_id="butler", user_id="alice")["results"]]
+    assert memory.search("tea", user_id="alice", filters={"OR": [{"user_id": "bob"}]})["results"] == []
+    with pytest.raises(InvalidRequestError, match="given twice"):
+        memory.search("tea", user_id="alice", filters={"AND": [{"user_id": "bob"}]})
+
+
 def test_filters_and_paging(memory: Memory) -> None:
     for i in range(6):
         kind = "even" if i % 2 == 0 else "odd"

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from fakes import LMStudioFake, OllamaFake
 from mindgate.errors import ModelNotFoundError, ProviderError
-from mindgate.models import Endpoint, ModelCatalog, ModelManager, _lmstudio_api
+from mindgate.models import Endpoint, ModelCatalog, ModelManager
 from mindgate.models.commands import app
-from mindgate.models.records import DownloadProgress
+from mindgate.providers.lmstudio import _management as _lmstudio_api
+from mindgate.providers.management.records import DownloadProgress
 
 GRANITE = "ibm/granite-4-micro"
 
@@ -66,7 +67,7 @@ def test_lmstudio_download_failure_and_unknown_model(lmstudio_fake: LMStudioFake
     with pytest.raises(ProviderError, match="downloading ibm/granite-4-micro on lm failed") as caught:
         mgr.download(GRANITE)
     assert caught.value.hint and "--job job_" in caught.value.hint
-    with pytest.raises(ModelNotFoundError, match="no model 'nobody/nothing'"):
+    with pytest.raises(ModelNotFoundError, match="model 'nobody/nothing' is not available on LM Studio"):
         mgr.download("nobody/nothing")
 
 

@@ -8,15 +8,16 @@ import pytest
 
 from fakes import LMStudioFake, LMStudioModel, OllamaFake
 from fakes.ollama_chat import OllamaChatFake
-from mindgate.config import MindgateConfig, ProviderConfig
+from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError, ModelNotFoundError
 from mindgate.models import Endpoint, ModelInfo, ModelState, ModelType
-from mindgate.models.detect import choose, detect_provider
-from mindgate.models.fit import InsufficientMemoryError
-from mindgate.models.resources import Resources
 from mindgate.providers import create_chat_model, create_embedder
+from mindgate.providers.lmstudio import LMStudioConfig
+from mindgate.providers.management.detect import choose
+from mindgate.providers.management.fit import InsufficientMemoryError
+from mindgate.providers.management.resources import Resources
 from mindgate.routing import Router
-from mindgate.routing.auto import auto_from_config
+from mindgate.routing.auto import auto_from_config, detect_provider
 from mindgate.routing.chains import chat_model_for
 from routing_helpers import closed_port_url
 
@@ -25,8 +26,8 @@ GB = 1_000_000_000
 SEED_EMBEDDER = "nomic-ai/nomic-embed-text-v1.5-GGUF/nomic-embed-text-v1.5.f16.gguf"  # mem0's documented default
 
 
-def lm_config(fake: LMStudioFake, **settings: object) -> ProviderConfig:
-    return ProviderConfig(lmstudio_base_url=f"{fake.base_url}/v1", **settings)  # type: ignore[arg-type]
+def lm_config(fake: LMStudioFake, **settings: object) -> LMStudioConfig:
+    return LMStudioConfig(lmstudio_base_url=f"{fake.base_url}/v1", **settings)  # type: ignore[arg-type]
 
 
 def free(n_bytes: int) -> Resources:
@@ -153,4 +154,4 @@ def test_auto_config_errors() -> None:
     with pytest.raises(ConfigurationError, match="`endpoints` belongs to the `auto` provider"):
         MindgateConfig.from_dict({"llm": {"provider": "lmstudio", "config": {"endpoints": ["x"]}}}, env=False)
     with pytest.raises(ConfigurationError, match="routing chain, not a provider"):
-        create_chat_model("auto", ProviderConfig())
+        create_chat_model("auto", dict())

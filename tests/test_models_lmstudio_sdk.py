@@ -8,11 +8,10 @@ from __future__ import annotations
 import pytest
 
 from fakes import LMStudioFake
-from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ModelNotFoundError
 from mindgate.models import Endpoint, LoadProgress, ModelCatalog, ModelManager
-from mindgate.models.records import LoadOptions
 from mindgate.providers import create_chat_model
+from mindgate.providers.management.records import LoadOptions
 
 pytest.importorskip("lmstudio")
 
@@ -81,7 +80,7 @@ def test_rest_cannot_set_gpu_or_identifier(lmstudio_fake: LMStudioFake) -> None:
 
 def test_chat_model_counts_tokens_with_the_loaded_model_and_knows_its_context(sdk_fake: LMStudioFake) -> None:
     sdk_fake.load_instance(QWEN, context_length=16384)
-    model = create_chat_model("lmstudio", ProviderConfig(model=QWEN, lmstudio_base_url=f"{sdk_fake.base_url}/v1"))
+    model = create_chat_model("lmstudio", dict(model=QWEN, lmstudio_base_url=f"{sdk_fake.base_url}/v1"))
     tokens = model.count_tokens(ASK)
     assert tokens is not None and tokens >= 7  # the fake's tokenizer counts words of the ChatML-framed prompt
     assert sdk_fake.sdk is not None and sdk_fake.sdk.calls("countTokens")
@@ -90,7 +89,7 @@ def test_chat_model_counts_tokens_with_the_loaded_model_and_knows_its_context(sd
 
 
 def test_counting_never_loads_a_model(sdk_fake: LMStudioFake) -> None:
-    model = create_chat_model("lmstudio", ProviderConfig(model=QWEN, lmstudio_base_url=f"{sdk_fake.base_url}/v1"))
+    model = create_chat_model("lmstudio", dict(model=QWEN, lmstudio_base_url=f"{sdk_fake.base_url}/v1"))
     with pytest.raises(ModelNotFoundError, match="No loaded model"):  # "not now": asked again next time
         model.count_tokens(ASK)
     assert sdk_fake.loaded == []
@@ -99,7 +98,7 @@ def test_counting_never_loads_a_model(sdk_fake: LMStudioFake) -> None:
 
 def test_without_the_sdk_channel_token_counts_are_left_to_the_caller(lmstudio_fake: LMStudioFake) -> None:
     lmstudio_fake.load_instance(QWEN, context_length=16384)
-    model = create_chat_model("lmstudio", ProviderConfig(model=QWEN, lmstudio_base_url=f"{lmstudio_fake.base_url}/v1"))
+    model = create_chat_model("lmstudio", dict(model=QWEN, lmstudio_base_url=f"{lmstudio_fake.base_url}/v1"))
     assert model.count_tokens(ASK) is None
     model.complete(ASK, max_tokens=4)
     assert model.context_length == 16384  # from the REST listing

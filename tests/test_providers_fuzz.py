@@ -24,6 +24,7 @@ from mindgate.errors import MindgateError
 from mindgate.providers import azure, gemini, ollama
 from mindgate.providers._google import GoogleClient
 from mindgate.providers.base import ChatModel, Embedder
+from mindgate.providers.http_errors import retry_after_seconds
 from mindgate.providers.openai_compat import (
     GENERIC,
     OpenAICompatChatModel,
@@ -140,3 +141,24 @@ def test_only_mindgate_errors_escape_providers(server: CannedServer,
                 await model.aclose()
 
     asyncio.run(run())
+
+
+@given(value=header_values, ms=st.none() | header_values)
+def test_retry_after_is_finite_and_never_raises(value: str, ms: str | None) -> None:
+    headers = {"retry-after": value, **({"retry-after-ms": ms} if ms is not None else {})}
+    seconds = retry_after_seconds(headers)
+    assert seconds is None or 0.0 <= seconds <= 86_400.0
+
+
+@pytest.mark.parametrize("value", ["soon", "Mon, 99 Foo 2015 99:99:99 GMT", "in a minute"])
+def test_a_429_with_a_retry_after_that_is_neither_seconds_nor_a_date_is_a_rate_limit(server: CannedServer,
+                                                                                     value: str) -> None:
+    """Before: ``ValueError: Invalid date value or format`` escaped (a 500 on /v1/memories)."""
+    from mindgate.errors import RateLimitError
+
+    server.answer = (429, {"retry-after": value}, json.dumps({"error": {"message": "slow down"}}).encode())
+    for client in (OpenAICompatClient(f"{server.base_url}/v1", profile=GENERIC),
+                   GoogleClient(f"{server.base_url}/v1", profile=gemini.PROFILE, key_hint="k")):
+        with pytest.raises(RateLimitError) as info:
+            OpenAICompatChatModel(client, "m").complete([{"role": "user", "content": "hi"}])
+        assert info.value.retry_after is None

@@ -11,11 +11,12 @@ import pytest
 
 from fakes.cloud import GeminiFake, VertexFake
 from mindgate._sync import run_sync
-from mindgate.config import ProviderConfig
+from mindgate.config import BaseURLConfig
 from mindgate.errors import AuthenticationError, ConfigurationError, ModelNotFoundError, RateLimitError
 from mindgate.providers import create_chat_model, create_embedder
 from mindgate.providers.openai_compat import OpenAICompatChatModel
 from mindgate.providers.structured import complete_json, learned_mode
+from mindgate.providers.vertex import VertexConfig
 
 GOOGLE_VARS = ["GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS",
                "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION"]
@@ -40,8 +41,8 @@ def gemini(monkeypatch: pytest.MonkeyPatch) -> Iterator[GeminiFake]:
     server.stop()
 
 
-def gemini_config(fake: GeminiFake, **extra: object) -> ProviderConfig:
-    return ProviderConfig(base_url=f"{fake.base_url}{fake.PREFIX}", **extra)
+def gemini_config(fake: GeminiFake, **extra: object) -> BaseURLConfig:
+    return BaseURLConfig(base_url=f"{fake.base_url}{fake.PREFIX}", **extra)
 
 
 def test_gemini_chat_stream_and_bearer_key(gemini: GeminiFake) -> None:
@@ -124,9 +125,9 @@ def vertex() -> Iterator[VertexFake]:
     server.stop()
 
 
-def vertex_config(fake: VertexFake, **extra: object) -> ProviderConfig:
+def vertex_config(fake: VertexFake, **extra: object) -> VertexConfig:
     values = {"base_url": fake.base_url, "project": fake.project, "api_key": next(iter(fake.tokens)), **extra}
-    return ProviderConfig(**values)
+    return VertexConfig(**values)
 
 
 def service_account(fake: VertexFake) -> dict[str, str]:
@@ -152,7 +153,7 @@ def test_vertex_chat_prefixes_google_and_uses_the_project_path(vertex: VertexFak
 
 def test_vertex_default_hosts() -> None:
     def base(location: str) -> str:
-        model = create_chat_model("vertexai", ProviderConfig(api_key="t", project="p", location=location))
+        model = create_chat_model("vertexai", dict(api_key="t", project="p", location=location))
         assert isinstance(model, OpenAICompatChatModel)
         return model.client.base_url
 
@@ -164,7 +165,7 @@ def test_vertex_environment_token_project_and_location(vertex: VertexFake, monke
     monkeypatch.setenv("GOOGLE_ACCESS_TOKEN", next(iter(vertex.tokens)))
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", vertex.project)
     monkeypatch.setenv("GOOGLE_CLOUD_LOCATION", "asia-northeast1")
-    emb = create_embedder("vertexai", ProviderConfig(base_url=vertex.base_url))
+    emb = create_embedder("vertexai", dict(base_url=vertex.base_url))
     assert emb.dims() == 768
     assert vertex.requests_to(f"/v1/projects/{vertex.project}/locations/asia-northeast1/publishers/google/models/"
                               "text-embedding-005:predict")
@@ -208,7 +209,7 @@ def test_vertex_service_account_file_mints_and_reuses_a_token(vertex: VertexFake
     pytest.importorskip("google.auth")
     path = tmp_path / "sa.json"
     path.write_text(json.dumps(service_account(vertex)))
-    emb = create_embedder("vertexai", ProviderConfig(base_url=vertex.base_url, vertex_credentials_json=str(path)))
+    emb = create_embedder("vertexai", dict(base_url=vertex.base_url, vertex_credentials_json=str(path)))
     assert vertex.token_grants == []  # nothing is fetched before the first request
     emb.embed_batch(["a", "b"])
     emb.embed("c")
@@ -225,9 +226,9 @@ def test_vertex_credentials_from_environment_json(vertex: VertexFake, tmp_path: 
     path = tmp_path / "adc.json"
     path.write_text(json.dumps(service_account(vertex)))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
-    model = create_chat_model("vertexai", ProviderConfig(base_url=vertex.base_url))
+    model = create_chat_model("vertexai", dict(base_url=vertex.base_url))
     assert model.complete(MESSAGES).content == "echo: hello google"
-    inline = create_chat_model("vertexai", ProviderConfig(base_url=vertex.base_url,
+    inline = create_chat_model("vertexai", dict(base_url=vertex.base_url,
                                                           vertex_credentials_json=path.read_text()))
     assert inline.complete(MESSAGES).content == "echo: hello google"
     assert len(vertex.token_grants) == 2
@@ -237,14 +238,14 @@ def test_vertex_credentials_without_google_auth_say_what_to_install(tmp_path: Pa
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "google.oauth2", None)
     with pytest.raises(ConfigurationError, match="pip install google-auth"):
-        create_embedder("vertexai", ProviderConfig(project="p", vertex_credentials_json=str(tmp_path / "sa.json")))
+        create_embedder("vertexai", dict(project="p", vertex_credentials_json=str(tmp_path / "sa.json")))
 
 
 def test_vertex_without_credentials_or_project() -> None:
     with pytest.raises(ConfigurationError, match=r"GOOGLE_ACCESS_TOKEN.*GOOGLE_APPLICATION_CREDENTIALS"):
-        create_chat_model("vertexai", ProviderConfig(project="p"))
+        create_chat_model("vertexai", dict(project="p"))
     with pytest.raises(ConfigurationError, match="GOOGLE_CLOUD_PROJECT"):
-        create_chat_model("vertexai", ProviderConfig(api_key="token"))
+        create_chat_model("vertexai", dict(api_key="token"))
 
 
 def test_vertex_unreadable_credentials_file(tmp_path: Path) -> None:
@@ -252,4 +253,4 @@ def test_vertex_unreadable_credentials_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"type": "nonsense"}')
     with pytest.raises(ConfigurationError, match="cannot load Vertex AI credentials"):
-        create_embedder("vertexai", ProviderConfig(project="p", vertex_credentials_json=str(bad)))
+        create_embedder("vertexai", dict(project="p", vertex_credentials_json=str(bad)))

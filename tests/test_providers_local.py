@@ -11,7 +11,6 @@ import pytest
 import regex
 
 from mindgate._sync import run_sync
-from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ContextOverflowError
 from mindgate.providers import create_chat_model, create_embedder
 from mindgate.providers._json_constraint import Unsupported, schema_regex
@@ -85,11 +84,11 @@ def test_context_overflow_is_a_clear_error() -> None:
 
 
 def test_registry_builds_the_local_engine_and_rejects_a_missing_file(tmp_path: Path) -> None:
-    model = create_chat_model("local", ProviderConfig(n_ctx=512, n_threads=1, temperature=0.3))
+    model = create_chat_model("local", dict(n_ctx=512, n_threads=1, temperature=0.3))
     assert isinstance(model, LlamaCppChatModel) and model.context_length == 512
     assert model.defaults == {"temperature": 0.3}
     with pytest.raises(ConfigurationError, match="GGUF model file not found"):
-        create_chat_model("local", ProviderConfig(model_path=str(tmp_path / "missing.gguf")))
+        create_chat_model("local", dict(model_path=str(tmp_path / "missing.gguf")))
 
 
 def test_embedder_shapes_dims_and_batch_order(minilm: SentenceTransformerEmbedder) -> None:
@@ -119,7 +118,7 @@ def test_embedder_rejects_non_strings(minilm: SentenceTransformerEmbedder) -> No
 
 
 def test_embedder_dims_mismatch(minilm: SentenceTransformerEmbedder, caplog: pytest.LogCaptureFixture) -> None:
-    emb = create_embedder("local", ProviderConfig(embedding_dims=1536))
+    emb = create_embedder("local", dict(embedding_dims=1536))
     assert isinstance(emb, SentenceTransformerEmbedder)
     emb._st = minilm._st
     assert emb.embed("x").shape == (384,)  # the probe wins; the store checks its own recorded size

@@ -12,7 +12,6 @@ import pytest
 from fakes.ollama_chat import OllamaChatFake
 from fixtures_servers import free_port
 from mindgate._sync import run_sync
-from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, InvalidRequestError, ModelNotFoundError, NetworkError, ProviderError
 from mindgate.providers import create_chat_model, create_embedder
 from mindgate.providers.ollama import OllamaChatModel, OllamaEmbedder
@@ -35,13 +34,13 @@ def fake() -> Iterator[OllamaChatFake]:
 
 
 def chat(fake: OllamaChatFake, model: str = "llama3.2", **config: object) -> OllamaChatModel:
-    result = create_chat_model("ollama", ProviderConfig(model=model, ollama_base_url=fake.base_url, **config))
+    result = create_chat_model("ollama", dict(model=model, ollama_base_url=fake.base_url, **config))
     assert isinstance(result, OllamaChatModel)
     return result
 
 
 def embedder(fake: OllamaChatFake, **config: object) -> OllamaEmbedder:
-    result = create_embedder("ollama", ProviderConfig(ollama_base_url=fake.base_url, **config))
+    result = create_embedder("ollama", dict(ollama_base_url=fake.base_url, **config))
     assert isinstance(result, OllamaEmbedder)
     return result
 
@@ -201,17 +200,17 @@ def test_embedder_passes_keep_alive_and_truncate(fake: OllamaChatFake) -> None:
 
 
 def test_base_url_with_v1_suffix_reaches_the_native_api(fake: OllamaChatFake) -> None:
-    model = create_chat_model("ollama", ProviderConfig(model="llama3.2", ollama_base_url=f"{fake.base_url}/v1/"))
+    model = create_chat_model("ollama", dict(model="llama3.2", ollama_base_url=f"{fake.base_url}/v1/"))
     assert model.complete([{"role": "user", "content": "hi"}]).content == "echo: hi"
 
 
 def test_closed_port_is_a_network_error_naming_ollama_serve() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    model = create_chat_model("ollama", ProviderConfig(model="llama3.2", ollama_base_url=url, connect_timeout=1.0))
+    model = create_chat_model("ollama", dict(model="llama3.2", ollama_base_url=url, connect_timeout=1.0))
     started = time.monotonic()
     with pytest.raises(NetworkError) as info:
         model.complete([{"role": "user", "content": "hi"}])
     assert time.monotonic() - started < 5
     assert url in str(info.value) and "ollama serve" in str(info.value)
     with pytest.raises(NetworkError, match="ollama serve"):
-        create_embedder("ollama", ProviderConfig(ollama_base_url=url, connect_timeout=1.0)).embed("x")
+        create_embedder("ollama", dict(ollama_base_url=url, connect_timeout=1.0)).embed("x")

@@ -11,9 +11,9 @@ import pytest
 
 from fakes.cloud import OpenAIFake
 from fixtures_servers import free_port
-from mindgate.config import ProviderConfig
 from mindgate.errors import AuthenticationError, ConfigurationError, ModelNotFoundError, NetworkError, RateLimitError
 from mindgate.providers import ChatModel, Embedder, create_chat_model, create_embedder
+from mindgate.providers.openai import OpenAIConfig
 
 
 @pytest.fixture
@@ -24,8 +24,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIFake]:
     server.stop()
 
 
-def config(fake: OpenAIFake, **extra: object) -> ProviderConfig:
-    return ProviderConfig(**{"api_key": fake.api_key, "openai_base_url": f"{fake.base_url}/v1", **extra})
+def config(fake: OpenAIFake, **extra: object) -> OpenAIConfig:
+    return OpenAIConfig(**{"api_key": fake.api_key, "openai_base_url": f"{fake.base_url}/v1", **extra})
 
 
 def chat(fake: OpenAIFake, **extra: object) -> ChatModel:
@@ -95,7 +95,7 @@ def test_wrong_key_names_the_variable(fake: OpenAIFake) -> None:
 
 def test_missing_key_is_a_configuration_error(fake: OpenAIFake) -> None:
     with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
-        create_chat_model("openai", ProviderConfig(openai_base_url=f"{fake.base_url}/v1"))
+        create_chat_model("openai", dict(openai_base_url=f"{fake.base_url}/v1"))
 
 
 def test_rate_limit_carries_retry_after(fake: OpenAIFake) -> None:
@@ -117,7 +117,7 @@ def test_unknown_model_lists_the_available_ones(fake: OpenAIFake) -> None:
 
 def test_closed_port_fails_within_the_connect_timeout() -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    model = create_chat_model("openai", ProviderConfig(api_key="sk-x", openai_base_url=url, connect_timeout=1.0))
+    model = create_chat_model("openai", dict(api_key="sk-x", openai_base_url=url, connect_timeout=1.0))
     started = time.monotonic()
     with pytest.raises(NetworkError) as info:
         model.complete([{"role": "user", "content": "hi"}])

@@ -12,7 +12,6 @@ import pytest
 
 from fixtures_servers import LlamaServer, free_port
 from mindgate._sync import run_sync
-from mindgate.config import ProviderConfig
 from mindgate.errors import NetworkError, ProviderError
 from mindgate.providers import create_chat_model, create_embedder
 from mindgate.providers.lmstudio import LMStudioChatModel
@@ -27,7 +26,7 @@ FORCE_WEATHER = {"type": "function", "function": {"name": "get_weather"}}
 
 
 def compat(server: LlamaServer, **extra: object) -> OpenAICompatChatModel:
-    model = create_chat_model("openai_compatible", ProviderConfig(model=server.model_alias, base_url=server.base_url,
+    model = create_chat_model("openai_compatible", dict(model=server.model_alias, base_url=server.base_url,
                                                                   **extra))
     assert isinstance(model, OpenAICompatChatModel)
     return model
@@ -85,7 +84,7 @@ def test_developer_messages_reach_a_server_without_that_role_as_system(llama_ser
 
 
 def test_lmstudio_surface_against_the_same_server(llama_server: LlamaServer) -> None:
-    model = create_chat_model("lmstudio", ProviderConfig(model=llama_server.model_alias,
+    model = create_chat_model("lmstudio", dict(model=llama_server.model_alias,
                                                          lmstudio_base_url=llama_server.base_url, max_tokens=8))
     assert isinstance(model, LMStudioChatModel)
     assert model.complete(MESSAGES).content
@@ -96,7 +95,7 @@ def test_lmstudio_surface_against_the_same_server(llama_server: LlamaServer) -> 
 
 
 def test_a_chat_server_is_no_embedding_server(llama_server: LlamaServer) -> None:
-    emb = create_embedder("openai_compatible", ProviderConfig(model="smollm2", base_url=llama_server.base_url))
+    emb = create_embedder("openai_compatible", dict(model="smollm2", base_url=llama_server.base_url))
     with pytest.raises(ProviderError, match=r"HTTP 500.*embedding=True"):
         emb.embed("x")
 
@@ -106,7 +105,7 @@ def test_a_chat_server_is_no_embedding_server(llama_server: LlamaServer) -> None
                                                        ("ollama", "ollama_base_url", "ollama serve")])
 def test_closed_port_fails_fast_with_a_network_error(provider: str, key: str, hint: str) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    model = create_chat_model(provider, ProviderConfig(model="m", connect_timeout=1.0, **{key: url}))
+    model = create_chat_model(provider, dict(model="m", connect_timeout=1.0, **{key: url}))
     started = time.monotonic()
     with pytest.raises(NetworkError) as info:
         model.complete(MESSAGES)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from fakes.cloud import TogetherFake
-from mindgate.config import ProviderConfig
+from mindgate.config import BaseURLConfig
 from mindgate.errors import AuthenticationError, ConfigurationError, ModelNotFoundError
 from mindgate.providers import create_chat_model, create_embedder
 
@@ -22,8 +22,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[TogetherFake]:
     server.stop()
 
 
-def config(fake: TogetherFake, **extra: object) -> ProviderConfig:
-    return ProviderConfig(base_url=f"{fake.base_url}/v1", **extra)
+def config(fake: TogetherFake, **extra: object) -> BaseURLConfig:
+    return BaseURLConfig(base_url=f"{fake.base_url}/v1", **extra)
 
 
 def test_chat_and_stream_with_the_default_model(fake: TogetherFake) -> None:

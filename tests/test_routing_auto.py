@@ -16,7 +16,7 @@ import pytest
 
 from fakes import LMStudioFake, LMStudioModel
 from fakes.ollama_chat import OllamaChatFake
-from mindgate.config import MindgateConfig, ProviderConfig
+from mindgate.config import AutoConfig, MindgateConfig
 from mindgate.errors import ConfigurationError
 from mindgate.providers import create_chat_model
 from mindgate.routing import Router
@@ -25,7 +25,7 @@ from mindgate.routing.chains import chat_model_for
 from routing_helpers import closed_port_url
 
 ASK = [{"role": "user", "content": "Say hello."}]
-LOCAL = ProviderConfig(n_ctx=512, n_threads=1)
+LOCAL = AutoConfig(n_ctx=512, n_threads=1)
 
 
 def row(router: Router, name: str) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def test_lmstudio_first_with_the_loaded_chat_model(lmstudio_fake: LMStudioFake) 
 
 
 def test_configured_model_is_used_on_lmstudio(lmstudio_fake: LMStudioFake) -> None:
-    router = auto_router(ProviderConfig(model="llama-3.2-1b-instruct", n_ctx=512, n_threads=1),
+    router = auto_router(AutoConfig(model="llama-3.2-1b-instruct", n_ctx=512, n_threads=1),
                          lmstudio_url=f"{lmstudio_fake.base_url}/v1", ollama_url=closed_port_url(), use_openai=False)
     router.complete(ASK, max_tokens=8)
     assert lmstudio_fake.requests_to("/v1/models") == []  # a configured model needs no listing
@@ -149,7 +149,7 @@ def test_auto_is_what_the_llm_section_and_the_default_chain_build() -> None:
     model = chat_model_for(config.llm, config)
     assert isinstance(model, Router) and model.model == "auto"
     with pytest.raises(ConfigurationError, match="routing chain, not a provider"):
-        create_chat_model("auto", ProviderConfig(n_ctx=512))
+        create_chat_model("auto", dict(n_ctx=512))
     assert isinstance(Router.from_config("auto", MindgateConfig.from_dict({}, env=False)), Router)
     with pytest.raises(ConfigurationError, match="no routing chain named 'nope'"):
         Router.from_config("nope", MindgateConfig.from_dict({}, env=False))

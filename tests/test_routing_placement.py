@@ -19,16 +19,16 @@ from fakes.lmstudio import LMStudioFake
 from fakes.resources import FakeResourceFeed, GiB, MiB
 from fixtures_gateway import GatewayServer
 from mindgate._assets import default_gguf_path
-from mindgate.config import MindgateConfig, ProviderConfig
+from mindgate.config import MindgateConfig
 from mindgate.errors import RoutingError
 from mindgate.gateway.app import create_app
 from mindgate.models.catalog import Endpoint, ModelCatalog
 from mindgate.models.decisions import DecisionLog
-from mindgate.models.local_pool import LocalModelPool
 from mindgate.providers import create_chat_model
 from mindgate.providers.base import ChatModel, Embedder
 from mindgate.providers.lazy import LazyChatModel
 from mindgate.providers.local import LlamaCppChatModel
+from mindgate.providers.local._pool import LocalModelPool
 from mindgate.routing.placement import Placement
 from mindgate.routing.router import Router, Target
 from mindgate.routing.trace import RouteTrace, tracing
@@ -228,7 +228,7 @@ def test_a_loopback_lm_studio_model_is_admitted_by_fit(lmstudio_fake: LMStudioFa
     feed = FakeResourceFeed(2 * GiB)
     placement = Placement(feed, pool=pool, decisions=DecisionLog())
     placement.attach(catalog)
-    studio = create_chat_model("lmstudio", ProviderConfig(model="qwen2.5-7b-instruct", max_tokens=2,
+    studio = create_chat_model("lmstudio", dict(model="qwen2.5-7b-instruct", max_tokens=2,
                                                           lmstudio_base_url=f"{lmstudio_fake.base_url}/v1"))
     router = Router([Target(studio, name="studio"), Target(model(ggufs["smol-b"], 256, pool), name="small")],
                     name="mixed", placement=placement)

@@ -27,6 +27,8 @@ def test_the_adversarial_probes_find_nothing() -> None:
     assert found["filters"]["in_994"]["status"] == 200
     assert found["filters"]["or_494"]["status"] == 400 and not found["filters"]["or_494"]["names_path"]
     assert found["unauth"]["status"] == 401 and found["unauth"]["invalid_body_status"] == 401
+    assert found["browser"] == {"rebound_host_status": 403, "foreign_origin_status": 403, "plain_client_status": 200,
+                                "memories_written": 0}
     assert found["search"]["results"] > 0
     assert found["loris"]["closed_by_server"] == found["loris"]["connections"] == 8
     assert found["overload"]["503s"] == found["overload"]["with_retry_after"] == 5

@@ -77,7 +77,7 @@ def test_without_a_key_an_invalid_body_is_a_401_not_a_400(guarded: GatewayServer
 
 def test_a_401_does_not_wait_for_the_body(guarded: GatewayServer) -> None:
     # headers that announce 3 MB, and no body at all: the answer comes without a byte of it
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             b"Content-Length: 3000000\r\n\r\n")
     answer = _raw(guarded, head)
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
@@ -128,7 +128,7 @@ def test_a_body_over_the_limit_is_refused_while_it_arrives(guarded: GatewayServe
 
 
 def test_a_body_that_stops_arriving_is_a_408_and_the_connection_closes(guarded: GatewayServer) -> None:
-    head = (b"POST /v1/memories HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + ADMIN.encode() +
+    head = (b"POST /v1/memories HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + ADMIN.encode() +
             b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"messages\": ")
     answer = _raw(guarded, head)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]

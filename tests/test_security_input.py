@@ -195,7 +195,7 @@ def test_malformed_input_is_a_clear_400(http: httpx.Client, method: str, path: s
 
 def test_a_malformed_content_length_is_a_400(gateway: GatewayServer) -> None:
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
-        sock.sendall(b"POST /v1/memories HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        sock.sendall(b"POST /v1/memories HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 12abc\r\nConnection: close\r\n\r\n{}")
         raw = b""
         while chunk := sock.recv(65536):

@@ -155,6 +155,20 @@ def test_add_then_read_back_everything(store: MemoryStore) -> None:
     assert store.get("no-such-id") is None
 
 
+def test_the_key_context_is_kept_read_back_and_copied(store: MemoryStore, store_factory: StoreFactory) -> None:
+    change = add("Yes, the blue pair.", metadata={"role": "user"})
+    change.record.key_context = "Which shoes did you clean?"
+    store.apply([change, add("no context")])
+    by_text = {r.memory: r.key_context for r in store.list(ALICE)}
+    assert by_text == {"Yes, the blue pair.": "Which shoes did you clean?", "no context": None}
+    assert [r.key_context for r in store.iter_records() if r.memory == "Yes, the blue pair."] == \
+        ["Which shoes did you clean?"]
+    target = store_factory()
+    target.open(IDENT)
+    target.import_records([(r, None, False) for r in store.iter_records()])
+    assert {r.memory: r.key_context for r in target.list(ALICE)} == by_text
+
+
 def test_list_is_newest_first_with_limit_and_offset(store: MemoryStore) -> None:
     base = datetime(2024, 1, 1, tzinfo=UTC)
     store.apply([add(f"fact {i}", created_at=base + timedelta(minutes=i), id=f"f{i}") for i in range(7)])

@@ -31,6 +31,8 @@ _LLM_ALIASES = {"openai_structured": "openai", "azure_openai_structured": "azure
 _FOREIGN_LLMS = frozenset({"anthropic", "groq", "aws_bedrock", "litellm", "deepseek", "minimax", "xai", "sarvam",
                            "langchain"})
 _FOREIGN_EMBEDDERS = frozenset({"aws_bedrock", "fastembed", "langchain"})
+_FOREIGN_RERANKERS = frozenset({"cohere", "zero_entropy", "voyageai", "tei", "aws_bedrock", "bailian",
+                                "openai_compatible"})
 _FOREIGN_HINT = ("use provider `openai_compatible` with the service's OpenAI-compatible `base_url` and `api_key`, "
                  "install a provider package for it, or use one of the registered providers: ")
 
@@ -107,12 +109,20 @@ def _top_level(out: dict[str, Any]) -> None:
         warn_once("custom_update_memory_prompt",
                   "custom_update_memory_prompt is ignored: mindgate decides ADD/UPDATE/DELETE with its own prompt "
                   "(mem0 2.x deprecated the key too); put guidance in `custom_instructions`")
-    if out.pop("reranker", None):
-        warn_once("reranker", "`reranker` is ignored: mindgate ranks search results by fusing vector and "
-                              "full-text retrieval (reciprocal rank fusion)")
+    if isinstance(out.get("reranker"), dict):
+        _reranker(out["reranker"])
     if out.pop("history_db_path", None):
         warn_once("history_db_path", "history_db_path is not used: mindgate keeps history in the memory store, "
                                      "written in the same transaction as each change")
+
+
+def _reranker(section: dict[str, Any]) -> None:
+    provider = section.get("provider")
+    if isinstance(provider, str) and provider in _FOREIGN_RERANKERS:
+        raise ConfigurationError(
+            f"reranker.provider: mem0's {provider!r} reranker (a hosted API) is not built into mindgate",
+            hint="use `sentence_transformer` (a cross-encoder from a local folder or the Hugging Face cache) or "
+                 "`llm_reranker` (any configured chat model, the embedded one by default)")
 
 
 def _vector_store(section: dict[str, Any]) -> dict[str, Any]:

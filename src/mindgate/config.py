@@ -20,68 +20,45 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mindgate._env import environment_overrides
 from mindgate._mem0_compat import normalize as normalize_mem0
-from mindgate._plugins import load as load_plugin
 from mindgate._plugins import provider_names
+from mindgate._provider_config import AUTO as AUTO
+from mindgate._provider_config import TTL_DESCRIPTION as TTL_DESCRIPTION
+from mindgate._provider_config import AutoConfig as AutoConfig
+from mindgate._provider_config import BaseURLConfig as BaseURLConfig
+from mindgate._provider_config import EmbedderSection as EmbedderSection
+from mindgate._provider_config import EndpointConfig as EndpointConfig
+from mindgate._provider_config import LLMSection as LLMSection
+from mindgate._provider_config import ProviderConfig as ProviderConfig
+from mindgate._provider_config import base_url_keys as base_url_keys
+from mindgate._provider_config import config_model as config_model
+from mindgate._reranker_config import (
+    RERANKER_PROVIDERS,
+    CrossEncoderRerankerSection,
+    LLMRerankerSection,
+    RerankerSection,
+)
 from mindgate.errors import ConfigurationError
+
+_HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?")
 
 StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
 # Convex fusion's vector weight (memory.fusion: convex); `bench/retrieval.py --calibrate` fits it.
 FUSION_ALPHA = 0.5
-
-# `auto` is a routing chain over LM Studio and Ollama (mindgate.routing.auto), not a provider; these keys
-# move its targets.
-AUTO = "auto"
-_AUTO_BASE_URL_KEYS = ("lmstudio_base_url", "ollama_base_url")
-_ALL_BASE_URL_KEYS = ("lmstudio_base_url", "ollama_base_url", "openai_base_url", "huggingface_base_url",
-                      "base_url")
-
-
-def base_url_keys(provider: str) -> tuple[str, ...]:
-    """The config keys that may carry ``provider``'s URL, first set wins (from its spec; mem0 names them per
-    provider). An unregistered name gets ``("base_url",)``."""
-    if provider == AUTO:
-        return _AUTO_BASE_URL_KEYS
-    try:
-        keys: tuple[str, ...] = tuple(load_plugin(provider).base_url_keys)
-    except ConfigurationError:
-        return ("base_url",)
-    return keys
-
-
-# ProviderConfig keys that only some providers use; each provider's spec lists the ones it takes
-# (``ProviderSpec.config_keys``), so e.g. ``azure_kwargs`` under ``provider: openai`` is an error.
-PROVIDER_SPECIFIC_KEYS = frozenset({"azure_kwargs", "vertex_credentials_json", "project", "location", "model_path",
-                                    "n_ctx", "n_threads", "device", "ttl"})
-
-
-def own_keys(provider: str) -> frozenset[str]:
-    """The provider-specific config keys ``provider``'s spec says it takes (none for an unregistered name)."""
-    try:
-        return frozenset(load_plugin(provider).config_keys)
-    except ConfigurationError:
-        return frozenset()
-
-
-def _check_provider(name: str, *, kind: Literal["chat", "embedder"], auto: bool) -> str:
-    """``name`` if it is a registered provider offering ``kind`` (or ``auto`` where allowed)."""
-    if auto and name == AUTO:
-        return name
-    names = provider_names()
-    if name not in names:
-        valid = ([AUTO] if auto else []) + list(names)
-        close = difflib.get_close_matches(name, valid, n=1)
-        did_you_mean = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"{name!r} is not a valid choice{did_you_mean}; valid providers: {', '.join(valid)}")
-    spec = load_plugin(name)
-    if getattr(spec, "chat_model" if kind == "chat" else "embedder", None) is None:
-        raise ValueError(f"provider {name!r} offers no {'chat model' if kind == 'chat' else 'embedder'}")
-    return name
-
+KEY_CONTEXT_WEIGHT = 0.5
+TIME_WEIGHT = 0.3
 
 def mindgate_home() -> Path:
     """``MINDGATE_HOME`` or ``~/.mindgate``: where the embedded store and state live."""
@@ -90,100 +67,6 @@ def mindgate_home() -> Path:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
-
-
-class AzureKwargs(_Strict):
-    """mem0's ``azure_kwargs``; each falls back to the usual ``AZURE_OPENAI_*`` variable."""
-
-    api_key: str | None = Field(default=None, repr=False)
-    azure_deployment: str | None = None
-    azure_endpoint: str | None = None
-    api_version: str | None = None
-    default_headers: dict[str, str] | None = None
-
-
-class ProviderConfig(_Strict):
-    """Settings of one chat model or embedder (mem0's key names)."""
-
-    model: str | None = None
-    api_key: str | None = Field(default=None, repr=False)
-    embedding_dims: int | None = Field(default=None, gt=0)
-    base_url: str | None = None
-    lmstudio_base_url: str | None = None
-    ollama_base_url: str | None = None
-    openai_base_url: str | None = None
-    huggingface_base_url: str | None = None
-    azure_kwargs: AzureKwargs | None = None
-    vertex_credentials_json: str | None = None
-    project: str | None = None
-    location: str | None = None
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, gt=0)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    timeout: float = Field(default=120.0, gt=0, description="seconds for a whole request")
-    connect_timeout: float = Field(default=3.0, gt=0, description="seconds to establish a connection")
-    headers: dict[str, str] = Field(default_factory=dict)
-    http_client_proxies: str | dict[str, str] | None = Field(
-        default=None, description="mem0's: a proxy URL for every request, or {scheme: proxy URL}")
-    model_path: str | None = Field(default=None, description="local engine: a GGUF file or model folder")
-    n_ctx: int | None = Field(default=None, gt=0, description="local engine: context length")
-    n_threads: int | None = Field(default=None, gt=0, description="local engine: CPU threads")
-    device: str | None = Field(default=None, description="sentence-transformers device (cpu, cuda, mps)")
-    batch_size: int = Field(default=64, gt=0, description="embedding batch size")
-    ttl: int | None = Field(default=None, gt=0, description="seconds an idle model stays loaded (LM Studio's JIT "
-                            "ttl, Ollama's keep_alive, the local engine's idle TTL)")
-    endpoints: list[str] = Field(default_factory=list, description="auto only: endpoint names (under providers:) "
-                                                                    "or server URLs tried first, in order")
-
-    def base_url_for(self, provider: str) -> str | None:
-        for key in base_url_keys(provider):
-            value = getattr(self, key)
-            if value:
-                return str(value).rstrip("/")
-        return None
-
-
-class _ProviderSection(_Strict):
-    config: ProviderConfig = Field(default_factory=ProviderConfig)
-
-    @model_validator(mode="after")
-    def _base_url_key_matches_provider(self) -> _ProviderSection:
-        provider = getattr(self, "provider")  # noqa: B009 - defined on subclasses
-        allowed = base_url_keys(provider)
-        for key in _ALL_BASE_URL_KEYS:
-            if getattr(self.config, key) and key not in allowed:
-                choices = ", ".join(allowed) if allowed else "none (this provider takes no base URL)"
-                raise ValueError(f"`{key}` is not used by provider {provider!r}; use one of: {choices}")
-        if self.config.endpoints and provider != "auto":
-            raise ValueError(f"`endpoints` belongs to the `auto` provider, not {provider!r}; "
-                             "list fallbacks in a routing chain instead")
-        if provider != AUTO:  # auto's local target takes the engine's keys, its servers their TTL
-            own = own_keys(provider)
-            for key in sorted((self.config.model_fields_set & PROVIDER_SPECIFIC_KEYS) - own):
-                users = ", ".join(sorted(own)) or "none"
-                raise ValueError(f"`{key}` is not used by provider {provider!r} (its own keys: {users}; "
-                                 f"common keys: model, api_key, temperature, max_tokens, timeout, ...)")
-        return self
-
-
-class LLMSection(_ProviderSection):
-    provider: str = Field(default=AUTO, description="a registered provider (entry-point group "
-                          "mindgate.providers) or `auto`")
-
-    @field_validator("provider")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        return _check_provider(value, kind="chat", auto=True)
-
-
-class EmbedderSection(_ProviderSection):
-    provider: str = Field(default="local", description="a registered provider offering embeddings")
-
-    @field_validator("provider")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        return _check_provider(value, kind="embedder", auto=False)
 
 
 class SQLiteStoreConfig(_Strict):
@@ -226,17 +109,6 @@ class PgVectorStoreSection(_Strict):
 
 
 VectorStoreSection = Annotated[SQLiteStoreSection | PgVectorStoreSection, Field(discriminator="provider")]
-
-
-class EndpointConfig(_ProviderSection):
-    """A named endpoint under ``providers:``, e.g. a LAN LM Studio."""
-
-    provider: str
-
-    @field_validator("provider")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        return _check_provider(value, kind="chat", auto=True)
 
 
 class TargetConfig(_Strict):
@@ -337,6 +209,8 @@ class GatewayConfig(_Strict):
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     cors_origins: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=list, description="names besides localhost and loopback IPs "
+                                     "that a request's Host may give on a loopback bind (`name`, `name:port`, or `*`)")
     memory: bool = Field(default=True, description="memory-augmented chat when a request names a user")
     mcp: bool = Field(default=True, description="serve memory as an MCP server (streamable HTTP) at /mcp")
     log_contents: bool = False
@@ -355,6 +229,15 @@ class GatewayConfig(_Strict):
     response_retention_days: float | None = Field(default=30.0, gt=0,
                                                   description="days a stored response is kept; null: forever")
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry != "*" and not _HOST_ENTRY.fullmatch(entry):
+                raise ValueError(f"{entry!r} is not a host name, host:port or *: "
+                                 "e.g. mindgate.lan or mindgate.lan:8741")
+        return value
+
 
 class MemorySettings(_Strict):
     custom_instructions: str | None = Field(default=None, description="extra fact-extraction guidance")
@@ -366,7 +249,19 @@ class MemorySettings(_Strict):
                                 "vector score (calibrated on held-out LongMemEval questions)")
     rrf_k: int = Field(default=60, gt=0)
     query_cache: int = Field(default=1024, ge=0, description="query embeddings kept for repeated searches")
+    search_threads: int | None = Field(default=None, gt=0, le=256, description="threads searches run in, at a "
+                                       "lower CPU priority than the event loop; default: one fewer than the cores")
     recency: bool = Field(default=False, description="rank newer memories higher among relevant ones")
+    key_context: bool = Field(default=False, description="index a message stored from a conversation with "
+                              "its previous turn (vector key = text + weighted context); changing it asks "
+                              "for `mindgate reindex`")
+    key_context_weight: float = Field(default=KEY_CONTEXT_WEIGHT, ge=0, le=2,
+                                      description="weight of the previous turn in a key (key_context)")
+    key_context_window: float = Field(default=1800.0, gt=0, description="seconds between two messages of "
+                                      "one scope for the earlier to be the later one's key context")
+    time_aware: bool = Field(default=True, description="boost memories from the times a query names "
+                             "(\"last week\", \"in May\", \"3 days ago\") relative to its reference time")
+    time_weight: float = Field(default=TIME_WEIGHT, ge=0, le=2, description="weight of the time signal")
     inject_limit: int = Field(default=5, ge=0)
     inject_token_budget: int = Field(default=512, ge=0)
     mode: Literal["inject", "tool"] = Field(default="inject", description="chat memory: inject memories into "
@@ -455,6 +350,7 @@ class MindgateConfig(_Strict):
     mcp: McpSettings = Field(default_factory=McpSettings)
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
     tool_loop: ToolLoopSettings = Field(default_factory=ToolLoopSettings)
+    reranker: RerankerSection | None = Field(default=None, description="rerank search's fused candidates")
 
     @model_validator(mode="before")
     @classmethod
@@ -541,21 +437,27 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
+# discriminated unions: the tag pydantic puts in an error's location after these keys is left out of the path
+_TAGS: dict[str, tuple[str, ...]] = {"vector_store": STORE_TAGS, "reranker": RERANKER_PROVIDERS}
+
+
 def _configuration_error(exc: ValidationError, model: type[BaseModel]) -> ConfigurationError:
     lines = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-after", "function-before"))]
-        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "vector_store" and p in STORE_TAGS)]
+        loc = [p for i, p in enumerate(loc) if not (i and p in _TAGS.get(loc[i - 1], ()))]
         path = ".".join(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            tag = err["loc"][1] if len(err["loc"]) > 1 and err["loc"][0] == "vector_store" else None
+            tag = err["loc"][1] if len(err["loc"]) > 1 and err["loc"][0] in _TAGS else None
             valid = _fields_at(model, loc[:-1], str(tag) if tag else None)
             close = difflib.get_close_matches(loc[-1], valid, n=1)
             did_you_mean = f" (did you mean `{close[0]}`?)" if close else ""
             lines.append(f"{path}: unknown key{did_you_mean}; valid keys: {', '.join(valid)}")
+        elif err["type"] == "provider_key":  # already names the key, the provider and its keys
+            lines.append(f"{path}: {err['msg']}")
         elif err["type"] == "union_tag_invalid":
             lines.append(f"{path}.provider: {err['input'].get('provider')!r} is not a valid choice; "
-                         f"valid providers: {', '.join(STORE_TAGS)}")
+                         f"valid providers: {', '.join(_TAGS.get(path, STORE_TAGS))}")
         elif err["type"] == "literal_error":
             lines.append(f"{path}: {err['input']!r} is not a valid choice; {err['msg'].replace('Input', 'it')}")
         else:
@@ -569,6 +471,8 @@ def _fields_at(model: type[BaseModel], loc: list[str], tag: str | None = None) -
     for part in loc:
         if current is SQLiteStoreSection and tag == "pgvector":
             current = PgVectorStoreSection
+        if current is CrossEncoderRerankerSection and tag == "llm_reranker":
+            current = LLMRerankerSection
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(part)
             if field is None:

@@ -4,7 +4,8 @@ endpoints.
 
 Dependencies are injectable (``chat``, ``embedder``, ``memory``) so tests and embedding applications can
 pass their own; whatever the factory builds itself it also closes on shutdown. Middleware, outermost
-first: observability (request id, access log, metrics), CORS (only when origins are configured), the guard
+first: observability (request id, access log, metrics), the Host and Origin checks (browsers' DNS
+rebinding and cross-site requests: :mod:`.hosts`), CORS (only when origins are configured), the guard
 (authentication, per-key request limits and the body limits, before any body byte is read: :mod:`.guard`).
 """
 
@@ -25,6 +26,7 @@ from mindgate.config import MindgateConfig
 from mindgate.gateway import routes_completions, routes_health, routes_memory, routes_openai, routes_responses, ui
 from mindgate.gateway.auth import KeyRing
 from mindgate.gateway.guard import Guard
+from mindgate.gateway.hosts import HostCheck
 from mindgate.gateway.mcp_http import McpEndpoint
 from mindgate.gateway.observability import Metrics, Observability
 from mindgate.gateway.responses import install_error_handlers
@@ -141,6 +143,7 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     if config.gateway.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.gateway.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After", "X-Mindgate-Route"])
+    app.add_middleware(HostCheck, allowed_hosts=config.gateway.allowed_hosts, cors_origins=config.gateway.cors_origins)
     app.add_middleware(Observability, metrics=gateway.metrics)
     return app
 

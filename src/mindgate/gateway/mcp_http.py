@@ -1,10 +1,11 @@
 """``/mcp``: the memory MCP server over streamable HTTP, on the gateway's port and API keys.
 
 Each HTTP request is checked before the MCP SDK reads its body: the API key (the gateway's key ring),
-the rate limit, the ``Origin`` (browsers' DNS-rebinding defence the MCP specification asks for), and the
-memory scope. The scope is the key's user: a key bound to one user acts for it; a key bound to several,
-or an open gateway, names the user with ``X-Mindgate-User`` (checked against the key), and
-``X-Mindgate-Agent`` / ``X-Mindgate-Run`` narrow it. Tools never take a scope argument.
+the rate limit (by the guard) and the memory scope; the ``Origin`` check the MCP specification asks for
+(browsers' DNS rebinding) is the one every route gets (:mod:`.hosts`). The scope is the key's user: a key
+bound to one user acts for it; a key bound to several, or an open gateway, names the user with
+``X-Mindgate-User`` (checked against the key), and ``X-Mindgate-Agent`` / ``X-Mindgate-Run`` narrow it.
+Tools never take a scope argument.
 
 The SDK's session manager runs stateless with JSON responses: every request stands alone, so the key and
 scope are checked on every request and no session can outlive or change its key.
@@ -12,17 +13,15 @@ scope are checked on every request and no session can outlive or change its key.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.datastructures import Headers
 
-from mindgate.errors import InvalidRequestError, MindgateError, PermissionDeniedError
+from mindgate.errors import InvalidRequestError, MindgateError
 from mindgate.gateway.guard import principal_of
 from mindgate.gateway.observability import annotate
 from mindgate.gateway.on_behalf import on_behalf
@@ -42,26 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mindgate.gateway.mcp")
 
 SCOPE_KEY = "mindgate.memory_scope"
-
-
-def _loopback(host: str) -> bool:
-    name = host.strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def check_origin(headers: Headers, allowed: list[str]) -> None:
-    """A browser request (one with ``Origin``) must come from a loopback page or a configured CORS origin."""
-    origin = headers.get("origin")
-    if origin is None or origin in allowed or "*" in allowed:
-        return
-    if not _loopback(urlsplit(origin).hostname or ""):
-        raise PermissionDeniedError(f"requests to /mcp from the web origin {origin!r} are refused",
-                                    hint="add the origin to gateway.cors_origins if it is yours")
 
 
 def _scope_of(ctx: ServerRequestContext[Any]) -> ScopeArgs:
@@ -91,9 +70,7 @@ class McpEndpoint:
                 self._manager = None
 
     def _admit(self, scope: Scope) -> ScopeArgs:
-        gateway = self.gateway
         headers = Headers(scope=scope)
-        check_origin(headers, gateway.config.gateway.cors_origins)
         principal = principal_of(scope)  # authenticated and counted by the guard before any body byte
         memory = resolve_scope(requested_scope(headers, None, None), principal, enabled=True)
         annotate(scope, key=principal.name if principal else None, user=memory.user_id if memory else None)

@@ -100,7 +100,8 @@ async def search_memories(body: MemorySearchRequest, request: Request) -> Respon
     gateway, principal = _acting(request)
     scope = _scope(principal, body.user_id, body.agent_id, body.run_id)
     return JSONBytes(await gateway.memory.search(body.query, filters=body.filters, limit=body.limit,
-                                                 threshold=body.threshold, explain=body.explain, **scope))
+                                                 threshold=body.threshold, explain=body.explain, rerank=body.rerank,
+                                                 reference_time=body.reference_time, **scope))
 
 
 @router.get("/{memory_id}")

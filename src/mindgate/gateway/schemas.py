@@ -264,6 +264,9 @@ class MemorySearchRequest(ScopeFields):
     limit: int = Field(default=10, ge=1, le=1000)
     threshold: float | None = Field(default=None, ge=-1, le=1)
     explain: bool = Field(default=False, description="add each result's score breakdown")
+    rerank: bool = Field(default=True, description="rerank with the configured reranker (false: fused order)")
+    reference_time: str | None = Field(default=None, max_length=64, description="what time expressions in the "
+                                       "query are relative to (ISO 8601; default now)")
 
 
 class MemoryUpdateRequest(_Body):

@@ -118,11 +118,14 @@ def search(query: Annotated[str, typer.Argument(help="what to look for")], user:
            agent: AgentOpt = None, run: RunOpt = None, filters: FiltersOpt = None,
            limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 10,
            threshold: Annotated[float | None, typer.Option(help="minimum score")] = None,
+           rerank: Annotated[bool, typer.Option(help="rerank with the configured `reranker`")] = True,
+           at: Annotated[str | None, typer.Option("--at", help="reference time of the query's time words "
+                                                  "(ISO 8601; default now)")] = None,
            config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Search memories by meaning and words (hybrid), best first."""
     with open_memory(config) as memory:
         result = memory.search(query, filters=_json_object(filters, "--filters"), limit=limit,
-                               threshold=threshold, **_scope(user, agent, run))
+                               threshold=threshold, rerank=rerank, reference_time=at, **_scope(user, agent, run))
     if as_json:
         print_json(result)
     else:

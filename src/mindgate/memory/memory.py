@@ -13,6 +13,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from mindgate._sync import run_sync
@@ -30,7 +31,11 @@ from mindgate.memory.inputs import (
     scope_from,
     validate_metadata,
 )
+from mindgate.memory.keys import CONVERSATION_ROLES, context_text, follows, key_identity, mix
+from mindgate.memory.rerank import Reranker, create_reranker
+from mindgate.memory.rerank import rerank as _rerank
 from mindgate.memory.retrieval import Hit, QueryVectors, SearchMode, fuse, single
+from mindgate.memory.search_pool import SearchPool
 from mindgate.memory.stores import create_store
 from mindgate.memory.stores.base import (
     AddChange,
@@ -44,6 +49,7 @@ from mindgate.memory.stores.base import (
     content_hash,
     utcnow,
 )
+from mindgate.memory.timeinfo import TimeQuery, parse_time, query_windows
 from mindgate.providers import create_embedder
 from mindgate.providers.base import ChatModel, Embedder, EmbedderIdentity
 from mindgate.providers.structured import complete_json
@@ -62,19 +68,24 @@ def _optional_scope(user_id: str | None, agent_id: str | None, run_id: str | Non
 
 class AsyncMemory:
     """Long-term memory over an :class:`Embedder`, a :class:`MemoryStore` and (for ``infer=True``) a
-    :class:`ChatModel`, which is created on first use so that ``infer=False`` never needs one."""
+    :class:`ChatModel`, which is created on first use so that ``infer=False`` never needs one. With a
+    :class:`~mindgate.memory.rerank.Reranker`, search reranks its fused candidates."""
 
     def __init__(self, *, embedder: Embedder, store: MemoryStore,
                  llm: ChatModel | Callable[[], ChatModel] | None = None, settings: MemorySettings | None = None,
-                 expected_dims: int | None = None) -> None:
+                 expected_dims: int | None = None, reranker: Reranker | None = None) -> None:
         self.embedder = embedder
         self.store = store
+        self.reranker = reranker
         self.settings = settings or MemorySettings()
         self._llm = llm
         self._expected_dims = expected_dims
         self._opened = False
         self._open_lock = threading.Lock()
         self._query_vectors = QueryVectors(self.settings.query_cache)
+        self._searches = SearchPool(self.settings.search_threads)
+        # texts embedded by recent adds: the next turn's key context is usually one of them
+        self._recent_vectors = QueryVectors(64)
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | MindgateConfig | None = None) -> AsyncMemory:
@@ -82,8 +93,15 @@ class AsyncMemory:
         cfg = config if isinstance(config, MindgateConfig) else MindgateConfig.from_dict(config or {})
         embedder = create_embedder(cfg.embedder.provider, cfg.embedder.config)
         store = create_store(cfg.vector_store)
-        return cls(embedder=embedder, store=store, llm=lambda: _chat_model(cfg), settings=cfg.memory,
-                   expected_dims=cfg.vector_store.config.embedding_model_dims)
+        memory = cls(embedder=embedder, store=store, llm=lambda: _chat_model(cfg), settings=cfg.memory,
+                     expected_dims=cfg.vector_store.config.embedding_model_dims)
+        memory.configure_reranker(cfg)
+        return memory
+
+    def configure_reranker(self, config: MindgateConfig) -> None:
+        """Use ``config.reranker`` (none when it is absent); an ``llm_reranker`` naming no model scores with
+        this memory's own chat model."""
+        self.reranker = create_reranker(config.reranker, config, lambda: self.llm) if config.reranker else None
 
     @property
     def llm(self) -> ChatModel:
@@ -97,7 +115,7 @@ class AsyncMemory:
     async def _ready(self) -> None:
         if self._opened:
             return
-        identity = await self.embedder.aidentity()
+        identity = key_identity(await self.embedder.aidentity(), self.settings)
         if self._expected_dims is not None and self._expected_dims != identity.dims:
             # the probed value wins; a store holding vectors of another size refuses to open (naming reindex)
             log.warning("vector_store.config.embedding_model_dims is %d but the embedder %s produces %d; using %d "
@@ -142,18 +160,58 @@ class AsyncMemory:
         kept = [m for m in conversation if m["role"] != "system" and m["content"].strip()]
         if not kept:
             raise InvalidRequestError("nothing to store: every message is empty or a system message")
-        vectors = await self.embedder.aembed_batch([m["content"] for m in kept])
+        texts = [m["content"] for m in kept]
+        vectors: Any = await self.embedder.aembed_batch(texts)
         now = utcnow()
+        contexts = await self._key_contexts(kept, scope, meta, now) if self.settings.key_context else []
+        if contexts:
+            for text, vector in zip(texts, vectors, strict=True):
+                self._recent_vectors.put(context_text(text), vector)
+            vectors = await self._keys(list(vectors), contexts)
         changes: list[Change] = []
-        for message, vector in zip(kept, vectors, strict=True):
+        for i, (message, vector) in enumerate(zip(kept, vectors, strict=True)):
             record_meta = {**meta, "role": message["role"]}
             if (ref := message_ref(message)) is not None:
                 record_meta["source_message_ids"] = [ref]
+            # a microsecond apart, so that newest-first reads (and the next add's key context) keep the
+            # conversation's order
             record = MemoryRecord(id=str(uuid.uuid4()), memory=message["content"],
                                   hash=content_hash(message["content"]), scope=scope, metadata=record_meta,
-                                  created_at=now)
+                                  created_at=now + timedelta(microseconds=i),
+                                  key_context=contexts[i] if contexts else None)
             changes.append(AddChange(record, vector, actor="api"))
         return await self._apply(changes)
+
+    async def _key_contexts(self, kept: list[dict[str, Any]], scope: Scope, meta: dict[str, Any],
+                            now: datetime) -> list[str | None]:
+        """Each conversation message's key context (see :mod:`.keys`): the message before it in this call,
+        or for the first one the scope's newest memory when it is the previous turn."""
+        previous = await asyncio.to_thread(self.store.list, scope, None, limit=1)
+        first = follows(previous[0] if previous else None, scope, meta, now, self.settings.key_context_window)
+        out: list[str | None] = []
+        for i, message in enumerate(kept):
+            if message["role"] not in CONVERSATION_ROLES:
+                out.append(None)
+            elif i == 0:
+                out.append(first)
+            else:
+                out.append(context_text(kept[i - 1]["content"]) if kept[i - 1]["role"] in CONVERSATION_ROLES
+                           else None)
+        return out
+
+    async def _keys(self, vectors: list[Any], contexts: list[str | None]) -> list[Any]:
+        """Vector keys: each vector mixed with its context's vector (cached from recent adds, else embedded)."""
+        known: dict[str, Any] = {}
+        for context in contexts:
+            if context is not None and context not in known and (cached := self._recent_vectors.get(context)) \
+                    is not None:
+                known[context] = cached
+        missing = sorted({c for c in contexts if c is not None and c not in known})
+        if missing:
+            known.update(zip(missing, await self.embedder.aembed_batch(missing), strict=True))
+        weight = self.settings.key_context_weight
+        return [vector if context is None else mix(vector, known[context], weight)
+                for vector, context in zip(vectors, contexts, strict=True)]
 
     async def _add_inferred(self, conversation: list[dict[str, Any]], scope: Scope,
                             meta: dict[str, Any], llm: ChatModel | None = None) -> list[ChangeResult]:
@@ -218,6 +276,8 @@ class AsyncMemory:
         await self._ready()
         record = await self._get_record(memory_id, _optional_scope(user_id, agent_id, run_id))
         vector = await self.embedder.aembed(data)
+        if self.settings.key_context and record.key_context:
+            [vector] = await self._keys([vector], [record.key_context])
         [result] = await self._apply([UpdateChange(record.id, record.scope, data, vector, meta, actor="api")])
         return {"message": "Memory updated successfully!", **result.to_result()}
 
@@ -290,13 +350,20 @@ class AsyncMemory:
     async def search(self, query: str, *, user_id: str | None = None, agent_id: str | None = None,
                      run_id: str | None = None, filters: dict[str, Any] | None = None, limit: int = 10,
                      threshold: float | None = None, mode: SearchMode = "hybrid",
-                     explain: bool = False) -> dict[str, Any]:
+                     explain: bool = False, rerank: bool = True,
+                     reference_time: datetime | str | None = None) -> dict[str, Any]:
         """Memories in scope relevant to ``query``, best first.
 
         ``mode="hybrid"`` (default) fuses vector and full-text ranks (see :mod:`.retrieval` for what
         ``score`` means; ``threshold`` applies to it); ``"vector"`` / ``"text"`` use one retriever, with
         its raw score. ``explain=True`` adds to each result how its score was made (mem0 2.x's
         option): the fusion method and, per signal, its rank, raw and normalised value and contribution.
+        With a configured reranker (and ``rerank=True``, mem0's parameter), the best fused candidates are
+        reordered by the reranker's ``rerank_score`` and cut to ``min(limit, top_k)``; ``threshold``
+        still applies to the fused ``score`` (see :mod:`.rerank`).
+        ``reference_time`` (a datetime or an ISO 8601 / ``YYYY/MM/DD HH:MM`` string; default now) is what
+        time expressions in the query are relative to ("last week", "in May", "3 days ago"): with
+        ``memory.time_aware`` on, hybrid search boosts memories that happened then (see :mod:`.timeinfo`).
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidRequestError("query must be a non-empty string")
@@ -307,27 +374,46 @@ class AsyncMemory:
         flt = parse_filters(rest)
         check_limit("limit", limit, maximum=1000)
         minimum = check_threshold(threshold)
+        if not isinstance(rerank, bool):
+            raise InvalidRequestError(f"rerank must be true or false, got {rerank!r}")
+        when = self._time_query(query, reference_time)
+        reranker = self.reranker if rerank else None
+        pool = max(limit, reranker.candidates) if reranker else limit
         await self._ready()
-        hits = await self._search_hits(scope, query, flt, limit, mode)
+        hits = await self._search_hits(scope, query, flt, pool, mode, when)
         if minimum is not None:
             hits = [h for h in hits if h.score >= minimum]
+        if reranker is not None:
+            hits = await _rerank(reranker, query, hits)
+            limit = min(limit, reranker.top_k or limit)
         return {"results": [h.to_result(explain) for h in hits[:limit]]}
 
-    async def _search_hits(self, scope: Scope, query: str, flt: Any, limit: int, mode: SearchMode) -> list[Hit]:
+    def _time_query(self, query: str, reference_time: datetime | str | None) -> TimeQuery | None:
+        reference = None
+        if reference_time is not None:
+            reference = parse_time(reference_time)
+            if reference is None or isinstance(reference_time, int | float):
+                raise InvalidRequestError(f"reference_time must be a datetime or an ISO 8601 date-time string, "
+                                          f"got {reference_time!r}", hint='e.g. "2024-05-13T12:00:00Z"')
+        return query_windows(query, reference) if self.settings.time_aware else None
+
+    async def _search_hits(self, scope: Scope, query: str, flt: Any, limit: int, mode: SearchMode,
+                           when: TimeQuery | None = None) -> list[Hit]:
         k = max(self.settings.candidates, limit)
         vector_hits: list[tuple[MemoryRecord, float]] = []
         text_hits: list[tuple[MemoryRecord, float]] = []
         if mode in ("hybrid", "vector"):
             vector = await self._query_vector(query)
-            vector_job = asyncio.to_thread(self.store.vector_search, scope, vector, k, flt)
+            vector_job = self._searches.run(self.store.vector_search, scope, vector, k, flt)
         if mode == "hybrid":
             vector_hits, text_hits = await asyncio.gather(
-                vector_job, asyncio.to_thread(self.store.text_search, scope, query, k, flt))
+                vector_job, self._searches.run(self.store.text_search, scope, query, k, flt))
             return fuse(vector_hits, text_hits, fusion=self.settings.fusion, alpha=self.settings.fusion_alpha,
-                        rrf_k=self.settings.rrf_k, recency=self.settings.recency)[:limit]
+                        rrf_k=self.settings.rrf_k, recency=self.settings.recency, when=when,
+                        time_weight=self.settings.time_weight)[:limit]
         if mode == "vector":
             return single(await vector_job, "vector")[:limit]
-        return single(await asyncio.to_thread(self.store.text_search, scope, query, k, flt), "text")[:limit]
+        return single(await self._searches.run(self.store.text_search, scope, query, k, flt), "text")[:limit]
 
     async def _query_vector(self, query: str) -> Any:
         vector = self._query_vectors.get(query)
@@ -353,19 +439,22 @@ class AsyncMemory:
     # -- maintenance -----------------------------------------------------------------------------------
 
     async def reindex(self, *, batch_size: int = 256, progress: ProgressCallback | None = None) -> int:
-        """Re-embed every live memory with the configured embedder (after changing embedders).
+        """Re-embed every live memory with the configured embedder (after changing embedders, or
+        ``memory.key_context`` / its weight: keys are rebuilt from each memory's stored key context).
 
         Resumable: an interrupted run continues where it stopped; no memory is lost, because vectors of
         the new embedder are written beside the old ones and swapped in when all are done.
         Returns the number of memories re-embedded by this call.
         """
-        identity = await self.embedder.aidentity()
+        identity = key_identity(await self.embedder.aidentity(), self.settings)
         done = 0
         while True:
             pending = await asyncio.to_thread(self.store.reindex_pending, identity, limit=batch_size)
             if not pending:
                 break
-            vectors = await self.embedder.aembed_batch([r.memory for r in pending])
+            vectors: Any = await self.embedder.aembed_batch([r.memory for r in pending])
+            if self.settings.key_context:
+                vectors = await self._keys(list(vectors), [r.key_context for r in pending])
             await asyncio.to_thread(self.store.write_vectors, identity,
                                     [(r.id, v) for r, v in zip(pending, vectors, strict=True)])
             done += len(pending)
@@ -376,8 +465,11 @@ class AsyncMemory:
         return done
 
     async def close(self) -> None:
+        await asyncio.to_thread(self._searches.close)
         await asyncio.to_thread(self.store.close)
         await self.embedder.aclose()
+        if self.reranker is not None:
+            await self.reranker.aclose()
         if isinstance(self._llm, ChatModel):
             await self._llm.aclose()
 

@@ -16,6 +16,12 @@ that retriever found it, and with ``explain=True`` the breakdown of its score (:
 
 The optional recency signal (``memory.recency``) is a third ranked list (newest first) over the
 candidates the two retrievers found, so it reorders relevant memories but never brings in irrelevant ones.
+A query that asks for recent things ("most recent", "currently") turns it on for that search.
+
+The time signal (``memory.time_aware``, weight ``memory.time_weight``) works the same way: when the query
+names times (:func:`mindgate.memory.timeinfo.query_windows`), a candidate that happened inside one of them
+gets the full weight, one outside gets less the further away it lies (nothing at one window length, taken
+as 1 to 31 days).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mindgate.memory.stores.base import MemoryRecord
+from mindgate.memory.timeinfo import TimeQuery, event_time
 from mindgate.providers.base import Vector
 
 SearchMode = Literal["hybrid", "vector", "text"]
@@ -42,25 +49,38 @@ class Hit:
     text_score: float | None = None
     parts: dict[str, dict[str, float]] = field(default_factory=dict)
     method: str = ""
+    rerank_score: float | None = None  # set by a reranker (see .rerank), with the fused rank it started from
+    fused_rank: int | None = None
+    reranker: str = ""
 
     def to_result(self, explain: bool = False) -> dict[str, object]:
         out = self.record.to_result(round(self.score, 6))
         out["vector_score"] = self.vector_score
         out["text_score"] = self.text_score
+        if self.rerank_score is not None:
+            out["rerank_score"] = round(self.rerank_score, 6)
         if explain:
             out["explain"] = self.explanation()
         return out
 
     def explanation(self) -> dict[str, Any]:
         """How ``score`` was made: the method, and per signal its rank, raw and normalised value and
-        contribution (the contributions add up to ``score``)."""
-        return {"method": self.method, "score": round(self.score, 6),
-                "signals": {name: {k: round(v, 6) for k, v in part.items()} for name, part in self.parts.items()}}
+        contribution (the contributions add up to ``score``); after reranking, ``rerank`` gives the
+        reranker, its score and the fused rank the result had before."""
+        out: dict[str, Any] = {
+            "method": self.method, "score": round(self.score, 6),
+            "signals": {name: {k: round(v, 6) for k, v in part.items()} for name, part in self.parts.items()}}
+        if self.rerank_score is not None:
+            out["rerank"] = {"reranker": self.reranker, "score": round(self.rerank_score, 6),
+                             "fused_rank": self.fused_rank}
+        return out
 
 
 def fuse(vector_hits: Sequence[tuple[MemoryRecord, float]], text_hits: Sequence[tuple[MemoryRecord, float]], *,
-         fusion: Fusion = "rrf", alpha: float = 0.5, rrf_k: int = 60, recency: bool = False) -> list[Hit]:
-    """Fuse ranked lists into hits sorted by score, best first (ties: newer first, then id)."""
+         fusion: Fusion = "rrf", alpha: float = 0.5, rrf_k: int = 60, recency: bool = False,
+         when: TimeQuery | None = None, time_weight: float = 0.0) -> list[Hit]:
+    """Fuse ranked lists into hits sorted by score, best first (ties: newer first, then id). ``when``: the
+    query's time expressions (its windows add the time signal, its "recent" words the recency signal)."""
     hits: dict[str, Hit] = {}
     for ranked, kind in ((vector_hits, "vector"), (text_hits, "text")):
         for rank, (record, raw) in enumerate(ranked, start=1):
@@ -78,9 +98,12 @@ def fuse(vector_hits: Sequence[tuple[MemoryRecord, float]], text_hits: Sequence[
     else:
         _rrf(hits, rrf_k)
         best = float(sum(1 for ranked in (vector_hits, text_hits) if ranked))
-    if recency:
+    if recency or (when is not None and when.recent):
         _recency(hits, fusion, rrf_k)
         best += RECENCY_WEIGHT
+    if when is not None and when.windows and time_weight > 0:
+        _time(hits, when, time_weight)
+        best += time_weight
     for hit in hits.values():
         for part in hit.parts.values():
             part["contribution"] /= best
@@ -121,6 +144,17 @@ def _recency(hits: dict[str, Hit], fusion: Fusion, rrf_k: int) -> None:
     for rank, hit in enumerate(newest_first, start=1):
         value = (1.0 - (rank - 1) / n) if fusion == "convex" else (rrf_k + 1) / (rrf_k + rank)
         hit.parts["recency"] = {"rank": rank, "contribution": RECENCY_WEIGHT * value}
+
+
+def _time(hits: dict[str, Hit], when: TimeQuery, weight: float) -> None:
+    """1 inside a window of ``when``, falling linearly to 0 at one window length (1 to 31 days) outside."""
+    for hit in hits.values():
+        happened = event_time(hit.record.metadata, hit.record.created_at)
+        value = 0.0
+        for window in when.windows:
+            width = min(max((window.end - window.start).total_seconds(), 86400.0), 31 * 86400.0)
+            value = max(value, 1.0 - window.distance(happened).total_seconds() / width)
+        hit.parts["time"] = {"raw": value, "weight": weight, "contribution": weight * value}
 
 
 def single(ranked: Sequence[tuple[MemoryRecord, float]], kind: Literal["vector", "text"]) -> list[Hit]:

@@ -39,8 +39,10 @@ def memory_for(config: MindgateConfig, embedder: Embedder, targets: ChatTargets)
     def llm() -> ChatModel:
         return default if shares_llm else chat_model_for(config.llm, config)
 
-    return AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm, settings=config.memory,
-                       expected_dims=config.vector_store.config.embedding_model_dims)
+    memory = AsyncMemory(embedder=embedder, store=create_store(config.vector_store), llm=llm,
+                         settings=config.memory, expected_dims=config.vector_store.config.embedding_model_dims)
+    memory.configure_reranker(config)
+    return memory
 
 
 def context_for(config: MindgateConfig, memory: AsyncMemory | None, store: MemoryStore | None) -> ContextService:

@@ -9,6 +9,9 @@ backend's dependencies (torch, llama.cpp) are never imported.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from mindgate._plugins import load as _load_plugin
 from mindgate._plugins import provider_names
 from mindgate.config import ProviderConfig
@@ -35,17 +38,19 @@ def provider_spec(provider: str) -> ProviderSpec:
     return spec
 
 
-def create_chat_model(provider: str, config: ProviderConfig | None = None) -> ChatModel:
-    """A chat model for ``provider`` configured by ``config`` (mem0's keys)."""
+def create_chat_model(provider: str, config: ProviderConfig | Mapping[str, Any] | None = None) -> ChatModel:
+    """A chat model for ``provider`` configured by ``config``: a dict of mem0's keys
+    (``{"model": "llama3.2", "ollama_base_url": "http://h:11434"}``) or a config model, validated by the
+    provider's own model (:meth:`ProviderSpec.configure`; a key it does not take is a ConfigurationError)."""
     spec = provider_spec(provider)
     if spec.chat_model is None:
         raise ConfigurationError(f"provider {provider!r} offers no chat model",
                                  hint=f"chat providers: {', '.join(_offering('chat_model'))}")
-    return spec.chat_model(config or ProviderConfig())
+    return spec.chat_model(spec.configure(config))
 
 
-def create_embedder(provider: str, config: ProviderConfig | None = None) -> Embedder:
-    """An embedder for ``provider`` configured by ``config`` (mem0's keys)."""
+def create_embedder(provider: str, config: ProviderConfig | Mapping[str, Any] | None = None) -> Embedder:
+    """An embedder for ``provider`` configured by ``config`` (as for :func:`create_chat_model`)."""
     if provider == "auto":
         raise ConfigurationError("the embedder has no `auto` provider",
                                  hint="use `local` (the default) or name a provider")
@@ -53,7 +58,7 @@ def create_embedder(provider: str, config: ProviderConfig | None = None) -> Embe
     if spec.embedder is None:
         raise ConfigurationError(f"provider {provider!r} offers no embedder",
                                  hint=f"embedding providers: {', '.join(_offering('embedder'))}")
-    return spec.embedder(config or ProviderConfig())
+    return spec.embedder(spec.configure(config))
 
 
 def _offering(kind: str) -> list[str]:

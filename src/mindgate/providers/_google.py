@@ -11,19 +11,12 @@ OpenAI-compatible endpoints wrap that object in a one-element list. Quirks handl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mindgate.errors import AuthenticationError, ModelNotFoundError, RateLimitError
-from mindgate.providers.openai_compat import (
-    OpenAICompatClient,
-    ServerProfile,
-    finite_seconds,
-    json_or_none,
-    retry_after_seconds,
-)
+from mindgate.providers.http_errors import finite_seconds, http_error, json_or_none
+from mindgate.providers.openai_compat import OpenAICompatClient, ServerProfile
 
 _AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "ACCESS_TOKEN_EXPIRED"})
 _AUTH_STATUSES = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
@@ -84,21 +77,17 @@ class GoogleClient(OpenAICompatClient):
         if error is None:
             await super().raise_for_status(status, body, headers, model=model)
             return
-        where = f"{self.profile.display} at {self.base_url}"
-        provider = self.profile.provider
+        treat_as = status
         if status in (401, 403) or error.reason in _AUTH_REASONS or error.status in _AUTH_STATUSES:
-            raise AuthenticationError(f"{where} rejected the credentials (HTTP {status} {error.status}: "
-                                      f"{error.message})", provider=provider, status_code=status, body=body,
-                                      hint=self.key_hint, retryable=False)
-        if status == 429 or error.status == "RESOURCE_EXHAUSTED":
-            raise RateLimitError(f"{where} is rate limiting requests (HTTP {status}: {error.message})",
-                                 retry_after=retry_after_seconds(headers) or error.retry_delay, provider=provider,
-                                 status_code=status, body=body, hint="slow down or retry after the delay")
-        if model and (status == 404 or error.status == "NOT_FOUND"):
-            available = await self._available_models()
-            listing = f"; available: {', '.join(available)}" if available else ""
-            raise ModelNotFoundError(f"model {model!r} is not available on {where} ({error.message})",
-                                     available=available, provider=provider, status_code=status, body=body,
-                                     hint=f"{self.profile.model_hint}{listing}")
-        await super().raise_for_status(status, json.dumps({"error": {"message": error.message}}), headers,
-                                       model=None)
+            treat_as = 401  # e.g. a bad Gemini key is HTTP 400 INVALID_ARGUMENT with reason API_KEY_INVALID
+        elif error.status == "RESOURCE_EXHAUSTED":
+            treat_as = 429
+        elif error.status == "NOT_FOUND":
+            treat_as = 404
+        missing = bool(model) and treat_as == 404
+        raise http_error(status, body, headers, provider=self.profile.provider,
+                         where=f"{self.profile.display} at {self.base_url}", key_hint=self.key_hint,
+                         model=model if missing else None, model_hint=self.profile.model_hint,
+                         available=await self._available_models() if missing else None,
+                         message=f"{error.status}: {error.message}" if error.status else error.message,
+                         treat_as=treat_as, retry_after=error.retry_delay)

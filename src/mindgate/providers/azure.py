@@ -18,18 +18,39 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mindgate.config import AzureKwargs, ProviderConfig
+from pydantic import BaseModel, ConfigDict, Field
+
+from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ModelNotFoundError, ProviderError
+from mindgate.providers.http_errors import error_code, server_message
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatClient,
     OpenAICompatEmbedder,
     ServerProfile,
-    error_code,
     sampling_defaults,
-    server_message,
 )
 from mindgate.providers.spec import ProviderSpec
+
+
+class AzureKwargs(BaseModel):
+    """mem0's ``azure_kwargs``; each falls back to the usual ``AZURE_OPENAI_*`` variable."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    api_key: str | None = Field(default=None, repr=False)
+    azure_deployment: str | None = None
+    azure_endpoint: str | None = None
+    api_version: str | None = None
+    default_headers: dict[str, str] | None = None
+
+
+class AzureConfig(ProviderConfig):
+    """``provider: azure_openai``: the common keys plus ``azure_kwargs`` (no base-URL key: the endpoint is
+    ``azure_kwargs.azure_endpoint`` or ``AZURE_OPENAI_ENDPOINT``)."""
+
+    azure_kwargs: AzureKwargs | None = None
+
 
 PROFILE = ServerProfile(
     provider="azure_openai",
@@ -79,7 +100,7 @@ def _missing(setting: str) -> ConfigurationError:
                               hint=f"set azure_kwargs.{setting} in the provider config or {standard}")
 
 
-def azure_settings(config: ProviderConfig, role: str) -> AzureSettings:
+def azure_settings(config: AzureConfig, role: str) -> AzureSettings:
     """Resolve the Azure settings for ``role`` (``"chat"`` or ``"embed"``) from the config and environment."""
     kwargs = config.azure_kwargs or AzureKwargs()
     endpoint = _lookup(kwargs, "azure_endpoint", role)
@@ -138,18 +159,18 @@ class AzureClient(OpenAICompatClient):
         await super().raise_for_status(status, body, headers, model=model)
 
 
-def _client(config: ProviderConfig, role: str) -> AzureClient:
+def _client(config: AzureConfig, role: str) -> AzureClient:
     return AzureClient(azure_settings(config, role), timeout=config.timeout, connect_timeout=config.connect_timeout,
                        proxy=config.http_client_proxies)
 
 
-def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
+def chat_model(config: AzureConfig) -> OpenAICompatChatModel:
     client = _client(config, "chat")
     return OpenAICompatChatModel(client, client.settings.deployment, defaults=sampling_defaults(config),
                                  extra_body=config.model_kwargs)
 
 
-def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
+def embedder(config: AzureConfig) -> OpenAICompatEmbedder:
     client = _client(config, "embed")
     extra = dict(config.model_kwargs)
     if config.embedding_dims and "dimensions" not in extra:
@@ -159,7 +180,7 @@ def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
                                 extra_body=extra)
 
 
-SPEC = ProviderSpec(name="azure_openai", config_keys=frozenset({"azure_kwargs"}),
+SPEC = ProviderSpec(name="azure_openai", config_model=AzureConfig,
                     display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=(), start_hint=PROFILE.start_hint, key_env=PROFILE.key_env,
                     takes_reasoning_effort=True)

@@ -20,7 +20,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mindgate.config import ProviderConfig
+from pydantic import Field
+
+from mindgate.config import BaseURLConfig, ProviderConfig
 from mindgate.errors import ConfigurationError, MindgateError
 from mindgate.providers.local import SentenceTransformerEmbedder
 from mindgate.providers.openai_compat import (
@@ -31,6 +33,15 @@ from mindgate.providers.openai_compat import (
     sampling_defaults,
 )
 from mindgate.providers.spec import ProviderSpec
+
+
+class HuggingFaceConfig(BaseURLConfig):
+    """``provider: huggingface``: an inference endpoint (``huggingface_base_url``, mem0's name, or
+    ``base_url``) or, for embeddings without one, sentence-transformers in this process."""
+
+    huggingface_base_url: str | None = None
+    model_path: str | None = Field(default=None, description="a local model folder for sentence-transformers")
+    device: str | None = Field(default=None, description="sentence-transformers device (cpu, cuda, mps)")
 
 ROUTER_URL = "https://router.huggingface.co/v1"
 TOKEN_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -120,7 +131,7 @@ def _tei(config: ProviderConfig, base_url: str) -> TEIEmbedder:
                        config.model, embedding_dims=config.embedding_dims, batch_size=config.batch_size)
 
 
-def embedder(config: ProviderConfig) -> TEIEmbedder | SentenceTransformerEmbedder:
+def embedder(config: HuggingFaceConfig) -> TEIEmbedder | SentenceTransformerEmbedder:
     base_url = config.base_url_for("huggingface")
     if base_url:
         return _tei(config, base_url)
@@ -136,7 +147,7 @@ def embedder(config: ProviderConfig) -> TEIEmbedder | SentenceTransformerEmbedde
                                        provider="huggingface", options=options)
 
 
-def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
+def chat_model(config: HuggingFaceConfig) -> OpenAICompatChatModel:
     base_url = config.base_url_for("huggingface")
     token = _token(config)
     if not base_url and not token:
@@ -152,7 +163,7 @@ def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
                                  extra_body=config.model_kwargs)
 
 
-SPEC = ProviderSpec(name="huggingface", config_keys=frozenset({"model_path", "device"}),
+SPEC = ProviderSpec(name="huggingface", config_model=HuggingFaceConfig,
                     display="Hugging Face", chat_model=chat_model, embedder=embedder,
                     base_url_keys=("huggingface_base_url", "base_url"),
                     key_env="HF_TOKEN", takes_reasoning_effort=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mindgate.config import ProviderConfig
+from mindgate.config import BaseURLConfig
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatEmbedder,
@@ -11,6 +11,12 @@ from mindgate.providers.openai_compat import (
     sampling_defaults,
 )
 from mindgate.providers.spec import ProviderSpec
+
+
+class OpenAIConfig(BaseURLConfig):
+    """``provider: openai``: the common keys, ``openai_base_url`` (mem0's name) or ``base_url``."""
+
+    openai_base_url: str | None = None
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_CHAT_MODEL = "gpt-4o-mini"
@@ -26,13 +32,13 @@ PROFILE = ServerProfile(
 )
 
 
-def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
+def chat_model(config: OpenAIConfig) -> OpenAICompatChatModel:
     client = client_from_config(config, PROFILE, default_base_url=DEFAULT_BASE_URL, require_key=True)
     return OpenAICompatChatModel(client, config.model or DEFAULT_CHAT_MODEL, defaults=sampling_defaults(config),
                                  extra_body=config.model_kwargs)
 
 
-def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
+def embedder(config: OpenAIConfig) -> OpenAICompatEmbedder:
     client = client_from_config(config, PROFILE, default_base_url=DEFAULT_BASE_URL, require_key=True)
     extra = dict(config.model_kwargs)
     if config.embedding_dims and "dimensions" not in extra:
@@ -42,6 +48,7 @@ def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
                                 extra_body=extra)
 
 
-SPEC = ProviderSpec(name="openai", display=PROFILE.display, chat_model=chat_model, embedder=embedder,
-                    base_url_keys=("openai_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
+SPEC = ProviderSpec(name="openai", config_model=OpenAIConfig, display=PROFILE.display, chat_model=chat_model,
+                    embedder=embedder, base_url_keys=("openai_base_url", "base_url"),
+                    default_base_url=DEFAULT_BASE_URL,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_reasoning_effort=True)

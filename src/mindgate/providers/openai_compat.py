@@ -8,31 +8,19 @@ streams SSE, and maps every failure to :mod:`mindgate.errors` with a message tha
 
 from __future__ import annotations
 
-import email.utils
-import json
-import math
 import os
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 import aiohttp
 import numpy as np
 
 from mindgate._json import dumps, loads
-from mindgate.config import ProviderConfig, base_url_keys
-from mindgate.errors import (
-    AuthenticationError,
-    ConfigurationError,
-    MindgateError,
-    ModelNotFoundError,
-    NetworkError,
-    ProviderError,
-    RateLimitError,
-)
+from mindgate.config import BaseURLConfig, ProviderConfig, base_url_keys
+from mindgate.errors import ConfigurationError, MindgateError, NetworkError, ProviderError
+from mindgate.providers._openai_management import OpenAICompatDriver
 from mindgate.providers._upstream import TRANSPORT_ERRORS, Upstream, failure_kind, lines, proxy_for, sse_events
 from mindgate.providers.base import (
     ChatChunk,
@@ -44,7 +32,16 @@ from mindgate.providers.base import (
     Vector,
     chatml_prompt,
 )
+from mindgate.providers.http_errors import http_error, is_missing_model, json_or_none, server_message
+from mindgate.providers.management.driver import Driver
 from mindgate.providers.spec import ProviderSpec
+
+
+class OpenAICompatConfig(BaseURLConfig):
+    """``provider: openai_compatible``: the common keys and the server's URL (``base_url``, or mem0's
+    ``openai_base_url``)."""
+
+    openai_base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,72 +66,6 @@ class ServerProfile:
 
 GENERIC = ServerProfile("openai_compatible", "the OpenAI-compatible server",
                         start_hint="start the server or fix base_url", passes_extras=True, text_completions=True)
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date), or OpenAI's ``retry-after-ms``.
-
-    Never raises: a value that is neither (``"soon"``, ``"nan"``, a garbled date) is ignored (None), and
-    the result is finite and at most a day, so callers can sleep on it or echo it in a header."""
-    if (ms := finite_seconds(headers.get("retry-after-ms"))) is not None:
-        return min(ms / 1000, _MAX_RETRY_AFTER)
-    value = (headers.get("retry-after") or "").strip()
-    if not value:
-        return None
-    seconds = finite_seconds(value)
-    if seconds is None:
-        try:
-            parsed = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if parsed.tzinfo is None:  # RFC 9110 dates are GMT; parsedate gives naive for "-0000"
-            parsed = parsed.replace(tzinfo=UTC)
-        seconds = max(0.0, parsed.timestamp() - time.time())
-    return min(seconds, _MAX_RETRY_AFTER)
-
-
-_MAX_RETRY_AFTER = 86_400.0
-
-
-def finite_seconds(value: str | None) -> float | None:
-    """``value`` as a finite, non-negative number, or None when it is not one."""
-    if not value:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return max(0.0, number) if math.isfinite(number) else None
-
-
-def json_or_none(text: str | bytes) -> Any:
-    """``text`` decoded as JSON, or None when it is not JSON (or nested too deeply to decode)."""
-    try:
-        return loads(text)
-    except (ValueError, RecursionError):
-        return None
-
-
-def server_message(body: str) -> str:
-    """The human part of an error body: OpenAI's ``error.message``, Ollama's ``error``, FastAPI's
-    ``detail``, or the text itself (shortened)."""
-    data = json_or_none(body)
-    if isinstance(data, dict):
-        err = data.get("error", data.get("detail", data.get("message")))
-        if isinstance(err, dict):
-            err = err.get("message") or err.get("msg") or json.dumps(err)
-        if isinstance(err, list):
-            err = "; ".join(str(e.get("msg", e)) if isinstance(e, dict) else str(e) for e in err)
-        if err:
-            return str(err)[:500]
-    return body.strip()[:500]
-
-
-def error_code(body: str) -> Any:
-    """OpenAI's machine-readable ``error.code`` from an error body, or None."""
-    data = json_or_none(body)
-    error = data.get("error") if isinstance(data, dict) else None
-    return error.get("code") if isinstance(error, dict) else None
 
 
 def proxy_routes(proxy: str | Mapping[str, str] | None) -> dict[str, str]:
@@ -284,40 +215,18 @@ class OpenAICompatClient:
 
     async def raise_for_status(self, status: int, body: str, headers: Mapping[str, str], *,
                                model: str | None) -> None:
-        display, provider = self.profile.display, self.profile.provider
-        message = server_message(body)
-        where = f"{display} at {self.base_url}"
-        if status in (401, 403):
-            key_hint = (f"set {self.profile.key_env} or `api_key` in the provider config"
-                        if self.profile.key_env else "set `api_key` in the provider config")
-            raise AuthenticationError(f"{where} rejected the API key (HTTP {status}: {message})",
-                                      provider=provider, status_code=status, body=body, hint=key_hint,
-                                      retryable=False)
-        if status == 429:
-            raise RateLimitError(f"{where} is rate limiting requests (HTTP 429: {message})",
-                                 retry_after=retry_after_seconds(headers), provider=provider,
-                                 status_code=status, body=body, hint="slow down or retry after the delay")
-        if model and _mentions_missing_model(status, message):
-            available = await self._available_models()
-            listing = ", ".join(available) if available else "none"
-            raise ModelNotFoundError(f"model {model!r} is not available on {where} ({message})",
-                                     available=available, provider=provider, status_code=status, body=body,
-                                     hint=f"{self.profile.model_hint}; the server has: {listing}")
-        raise ProviderError(f"{where} answered HTTP {status}: {message}", provider=provider,
-                            status_code=status, body=body)
+        """Raise the error for a failed answer (:func:`mindgate.providers.http_errors.http_error`); for a missing
+        model, with the models the server lists. Providers with their own error format override this."""
+        available = await self._available_models() if model and is_missing_model(status, body) else None
+        raise http_error(status, body, headers, provider=self.profile.provider,
+                         where=f"{self.profile.display} at {self.base_url}", key_env=self.profile.key_env,
+                         model=model, available=available, model_hint=self.profile.model_hint)
 
     async def _available_models(self) -> list[str]:
         try:
             return await self.list_models()
         except MindgateError:
             return []
-
-
-def _mentions_missing_model(status: int, message: str) -> bool:
-    text = message.lower()
-    return status == 404 or ("model" in text and any(w in text for w in (
-        "not found", "does not exist", "not exist", "no such", "unknown model", "invalid model", "not loaded",
-        "no models loaded", "model_not_found")))
 
 
 def _usage(usage: Any) -> Usage:
@@ -543,13 +452,13 @@ def require_model(config: ProviderConfig, provider: str, example: str) -> str:
     return config.model
 
 
-def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
+def chat_model(config: OpenAICompatConfig) -> OpenAICompatChatModel:
     client = client_from_config(config, GENERIC, default_base_url=None, api_key_env="OPENAI_API_KEY")
     return OpenAICompatChatModel(client, require_model(config, "openai_compatible", "llama-3.1-8b"),
                                  defaults=sampling_defaults(config), extra_body=config.model_kwargs)
 
 
-def embedder(config: ProviderConfig) -> OpenAICompatEmbedder:
+def embedder(config: OpenAICompatConfig) -> OpenAICompatEmbedder:
     client = client_from_config(config, GENERIC, default_base_url=None, api_key_env="OPENAI_API_KEY")
     return OpenAICompatEmbedder(client, require_model(config, "openai_compatible", "bge-small-en-v1.5"),
                                 embedding_dims=config.embedding_dims, batch_size=config.batch_size,
@@ -561,10 +470,14 @@ def openai_compatible_spec(name: str, display: str, *, default_base_url: str | N
                            key_env: str | None = None, start_hint: str | None = None,
                            chat_model_default: str | None = None, embedding_model_default: str | None = None,
                            require_key: bool = False, takes_top_k: bool = False,
-                           takes_reasoning_effort: bool = False) -> ProviderSpec:
+                           takes_reasoning_effort: bool = False,
+                           config_model: type[BaseURLConfig] = BaseURLConfig,
+                           driver: type[Driver] | None = None) -> ProviderSpec:
     """A provider that speaks OpenAI's chat-completions and embeddings API, served by mindgate's shared
     client (pooling, timeouts, SSE, Retry-After, OpenAI-shaped errors). A model is required in config
-    unless a default is given."""
+    unless a default is given. ``config_model`` adds the provider's own config keys (a subclass of
+    :class:`~mindgate.config.BaseURLConfig`); ``driver`` lets ``mindgate models`` list the server's models
+    (e.g. :class:`~mindgate.providers._openai_management.OpenAICompatDriver`, over ``/v1/models``)."""
     profile = ServerProfile(provider=name, display=display,
                             start_hint=start_hint or "check that the server is reachable, or fix base_url",
                             key_env=key_env)
@@ -582,10 +495,12 @@ def openai_compatible_spec(name: str, display: str, *, default_base_url: str | N
                                     batch_size=config.batch_size, extra_body=config.model_kwargs)
 
     return ProviderSpec(name=name, display=display, chat_model=chat_model, embedder=embedder,
-                        default_base_url=default_base_url, start_hint=profile.start_hint, key_env=key_env,
+                        config_model=config_model, driver=driver, default_base_url=default_base_url,
+                        start_hint=profile.start_hint, key_env=key_env,
                         takes_top_k=takes_top_k, takes_reasoning_effort=takes_reasoning_effort)
 
-SPEC = ProviderSpec(name="openai_compatible", display=GENERIC.display, chat_model=chat_model, embedder=embedder,
-                    base_url_keys=("base_url", "openai_base_url"), start_hint=GENERIC.start_hint,
+SPEC = ProviderSpec(name="openai_compatible", config_model=OpenAICompatConfig, display=GENERIC.display,
+                    chat_model=chat_model, embedder=embedder, base_url_keys=("base_url", "openai_base_url"),
+                    start_hint=GENERIC.start_hint,
                     key_env="OPENAI_API_KEY", takes_top_k=True, takes_reasoning_effort=True,
-                    management="openai_compatible")
+                    driver=OpenAICompatDriver)

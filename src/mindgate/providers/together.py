@@ -11,15 +11,14 @@ import os
 from collections.abc import Mapping
 
 from mindgate.config import ProviderConfig
-from mindgate.errors import ConfigurationError, ModelNotFoundError
+from mindgate.errors import ConfigurationError
+from mindgate.providers.http_errors import error_code, http_error
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatClient,
     OpenAICompatEmbedder,
     ServerProfile,
-    error_code,
     sampling_defaults,
-    server_message,
 )
 from mindgate.providers.spec import ProviderSpec
 
@@ -27,7 +26,6 @@ DEFAULT_BASE_URL = "https://api.together.xyz/v1"
 DEFAULT_CHAT_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
 DEFAULT_EMBEDDING_MODEL = "togethercomputer/m2-bert-80M-8k-retrieval"
 _UNSERVED_CODES = frozenset({"model_not_available", "dedicated_endpoint_not_running"})
-_LISTED = 20
 
 PROFILE = ServerProfile(
     provider="together",
@@ -47,13 +45,10 @@ class TogetherClient(OpenAICompatClient):
 
     async def raise_for_status(self, status: int, body: str, headers: Mapping[str, str], *,
                                model: str | None) -> None:
-        if model and error_code(body) in _UNSERVED_CODES:
-            available = await self._available_models()
-            shown = ", ".join(available[:_LISTED]) + (f" and {len(available) - _LISTED} more"
-                                                       if len(available) > _LISTED else "")
-            raise ModelNotFoundError(f"model {model!r} is not available on Together AI ({server_message(body)})",
-                                     available=available, provider="together", status_code=status, body=body,
-                                     hint=f"{PROFILE.model_hint}; it lists: {shown or 'none'}")
+        if model and error_code(body) in _UNSERVED_CODES:  # a 400/503 that means "no such serverless model"
+            raise http_error(status, body, headers, provider=PROFILE.provider, where=f"Together AI at {self.base_url}",
+                             model=model, available=await self._available_models(), model_hint=PROFILE.model_hint,
+                             treat_as=404)
         await super().raise_for_status(status, body, headers, model=model)
 
 

@@ -27,13 +27,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from pydantic import Field
 
-from mindgate.config import ProviderConfig
+from mindgate.config import BaseURLConfig
 from mindgate.errors import AuthenticationError, ConfigurationError, NetworkError, ProviderError
 from mindgate.providers._google import GoogleClient
 from mindgate.providers.base import Embedder, Vector
 from mindgate.providers.openai_compat import OpenAICompatChatModel, ServerProfile, sampling_defaults
 from mindgate.providers.spec import ProviderSpec
+
+
+class VertexConfig(BaseURLConfig):
+    """``provider: vertexai``: the common keys plus the Google Cloud project, region and service-account
+    credentials."""
+
+    vertex_credentials_json: str | None = Field(default=None, description="a service-account JSON file")
+    project: str | None = None
+    location: str | None = None
 
 DEFAULT_LOCATION = "us-central1"
 DEFAULT_CHAT_MODEL = "google/gemini-2.5-flash"
@@ -143,7 +153,7 @@ def _adc_file() -> str | None:
     return str(path) if path.is_file() else None
 
 
-def _tokens(config: ProviderConfig) -> tuple[TokenSource, str | None]:
+def _tokens(config: VertexConfig) -> tuple[TokenSource, str | None]:
     """The token source and the project the credentials name (if any)."""
     if config.api_key:
         return StaticToken(config.api_key), None
@@ -159,7 +169,7 @@ def _tokens(config: ProviderConfig) -> tuple[TokenSource, str | None]:
     raise ConfigurationError("provider 'vertexai' needs credentials", hint=KEY_HINT)
 
 
-def _location_path(config: ProviderConfig) -> tuple[str, TokenSource]:
+def _location_path(config: VertexConfig) -> tuple[str, TokenSource]:
     """``{root}/v1/projects/{project}/locations/{location}`` and the token source."""
     tokens, credentials_project = _tokens(config)
     project = config.project or os.environ.get("GOOGLE_CLOUD_PROJECT") or credentials_project
@@ -172,7 +182,7 @@ def _location_path(config: ProviderConfig) -> tuple[str, TokenSource]:
     return f"{root.rstrip('/')}/v1/projects/{project}/locations/{location}", tokens
 
 
-def _client(config: ProviderConfig, suffix: str) -> VertexClient:
+def _client(config: VertexConfig, suffix: str) -> VertexClient:
     base, tokens = _location_path(config)
     return VertexClient(f"{base}{suffix}", tokens=tokens, headers=config.headers, timeout=config.timeout,
                         connect_timeout=config.connect_timeout, proxy=config.http_client_proxies)
@@ -213,18 +223,18 @@ class VertexEmbedder(Embedder):
         await self.client.aclose()
 
 
-def chat_model(config: ProviderConfig) -> OpenAICompatChatModel:
+def chat_model(config: VertexConfig) -> OpenAICompatChatModel:
     model = config.model or DEFAULT_CHAT_MODEL
     return OpenAICompatChatModel(_client(config, "/endpoints/openapi"), model if "/" in model else f"google/{model}",
                                  defaults=sampling_defaults(config), extra_body=config.model_kwargs)
 
 
-def embedder(config: ProviderConfig) -> VertexEmbedder:
+def embedder(config: VertexConfig) -> VertexEmbedder:
     return VertexEmbedder(_client(config, "/publishers/google/models"), config.model or DEFAULT_EMBEDDING_MODEL,
                           embedding_dims=config.embedding_dims, batch_size=config.batch_size,
                           model_kwargs=config.model_kwargs)
 
 
-SPEC = ProviderSpec(name="vertexai", config_keys=frozenset({"vertex_credentials_json", "project", "location"}),
+SPEC = ProviderSpec(name="vertexai", config_model=VertexConfig,
                     display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_reasoning_effort=True)

@@ -7,7 +7,7 @@ Targets, in order:
    endpoint, with its model or an auto-detected one) or a server URL (what serves it -- LM Studio, Ollama or
    another OpenAI-compatible server -- is detected at first use, then its model);
 1. LM Studio at ``lmstudio_base_url`` (default ``localhost:1234``) -- the configured ``model``, else the model
-   :mod:`mindgate.models.detect` picks (a loaded LLM, else the best downloaded one that fits);
+   :mod:`mindgate.providers.management.detect` picks (a loaded LLM, else the best downloaded one that fits);
 2. Ollama at ``ollama_base_url`` (default ``localhost:11434`` or ``OLLAMA_HOST``) -- the configured ``model``
    when it has it, else the first non-embedding model ``/api/tags`` lists;
 3. OpenAI, only when ``OPENAI_API_KEY`` is set;
@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Literal
 
 from mindgate.config import EndpointConfig, MindgateConfig, ProviderConfig
-from mindgate.errors import ConfigurationError, ModelNotFoundError
+from mindgate.errors import ConfigurationError, MindgateError, ModelNotFoundError, NetworkError
 from mindgate.providers import create_chat_model, lmstudio, provider_spec
 from mindgate.providers.base import ChatModel
 from mindgate.providers.lazy import LazyChatModel
+from mindgate.providers.lmstudio._management import OPENAI, LMStudioDriver
 from mindgate.providers.local import LlamaCppChatModel
+from mindgate.providers.management.http import Unsupported, client_for, request_json
+from mindgate.providers.management.records import Endpoint
 from mindgate.providers.openai_compat import sampling_defaults
 from mindgate.routing.placement import Placement, shared_placement
 from mindgate.routing.retry import RetryPolicy
@@ -54,8 +58,8 @@ def _local_server(model: ChatModel, name: str) -> Target:
 
 def lmstudio_target(config: ProviderConfig, url: str | None = None, *, name: str = "lmstudio") -> Target:
     """LM Studio at ``url`` (else the config's ``lmstudio_base_url``, else localhost:1234)."""
-    url = url or config.lmstudio_base_url or provider_spec("lmstudio").default_base_url
-    settings = _quick(config).model_copy(update={"lmstudio_base_url": url, "base_url": None})
+    url = url or config.get("lmstudio_base_url") or provider_spec("lmstudio").default_base_url
+    settings = _quick(config).as_config(lmstudio.LMStudioConfig, strict=False, lmstudio_base_url=url, base_url=None)
     return _local_server(lmstudio.chat_model(settings), name)
 
 
@@ -70,7 +74,7 @@ def ollama_url() -> str:
 
 
 def ollama_target(config: ProviderConfig, url: str | None = None, *, name: str = "ollama") -> Target:
-    root = (url or config.ollama_base_url or ollama_url()).rstrip("/").removesuffix("/v1")
+    root = (url or config.get("ollama_base_url") or ollama_url()).rstrip("/").removesuffix("/v1")
     quick = _quick(config)
 
     async def resolve() -> ChatModel:
@@ -91,16 +95,14 @@ def ollama_target(config: ProviderConfig, url: str | None = None, *, name: str =
                                      hint="pull one with `mindgate models get llama3.2` (or `ollama pull`)")
         wanted = config.model
         model = next((n for n in names if wanted and n in (wanted, f"{wanted}:latest")), names[0])
-        return ollama.chat_model(quick.model_copy(update={"model": model, "ollama_base_url": root,
-                                                          "base_url": None}))
+        return ollama.chat_model(quick.as_config(ollama.OllamaConfig, strict=False, model=model,
+                                                 ollama_base_url=root, base_url=None))
 
     return _local_server(LazyChatModel("ollama", root, resolve, defaults=sampling_defaults(config)), name)
 
 
 def url_target(config: ProviderConfig, url: str) -> Target:
     """A server at ``url`` whose kind is detected at first use (LM Studio, Ollama, or OpenAI-compatible)."""
-    from mindgate.models.detect import detect_provider
-
     async def resolve() -> ChatModel:
         kind = await detect_provider(url, api_key=config.api_key, connect_timeout=config.connect_timeout)
         if kind == "lmstudio":
@@ -117,11 +119,35 @@ def url_target(config: ProviderConfig, url: str) -> Target:
     return Target(LazyChatModel("auto", url, resolve, defaults=sampling_defaults(config)), name=url)
 
 
+async def detect_provider(url: str, *, api_key: str | None = None,
+                          connect_timeout: float = 2.0) -> Literal["lmstudio", "ollama", "openai_compatible"]:
+    """What serves ``url`` (a server root or an API base): Ollama when ``/api/tags`` lists models, LM Studio
+    when its native ``/api/v1|v0/models`` answers, else an OpenAI-compatible server. Raises NetworkError when
+    nothing answers."""
+    root = url.rstrip("/").removesuffix("/v1")
+    probe = Endpoint("probe", "ollama", root, api_key=api_key, timeout=5.0, connect_timeout=connect_timeout)
+    async with client_for(probe) as client:
+        try:
+            tags = await request_json(client, probe, "GET", f"{root}/api/tags")
+        except NetworkError:
+            raise
+        except (MindgateError, Unsupported):  # another server's answer: not Ollama
+            tags = None
+        if isinstance(tags, dict) and isinstance(tags.get("models"), list):
+            return "ollama"
+        lmstudio = Endpoint("probe", "lmstudio", root, api_key=api_key, timeout=5.0, connect_timeout=connect_timeout)
+        try:
+            _, api = await LMStudioDriver(lmstudio, client).list_models()
+        except MindgateError:
+            api = OPENAI
+        return "lmstudio" if api != OPENAI else "openai_compatible"
+
+
 async def _first_listed(config: ProviderConfig, url: str) -> ChatModel:
     from mindgate.providers import openai_compat
 
     base = url.rstrip("/") if url.rstrip("/").endswith("/v1") else f"{url.rstrip('/')}/v1"
-    settings = config.model_copy(update={"base_url": base, "lmstudio_base_url": None, "ollama_base_url": None})
+    settings = config.as_config(openai_compat.OpenAICompatConfig, strict=False, base_url=base)
     client = openai_compat.client_from_config(settings, openai_compat.GENERIC, default_base_url=base)
     listed = [m for m in await client.list_models() if not _is_embedding(m)]
     if not listed:
@@ -145,14 +171,15 @@ def endpoint_target(name: str, endpoint: EndpointConfig) -> Target:
 def openai_target(config: ProviderConfig) -> Target:
     from mindgate.providers import openai
 
-    settings = ProviderConfig(temperature=config.temperature, max_tokens=config.max_tokens, top_p=config.top_p,
-                              timeout=config.timeout)
+    settings = openai.OpenAIConfig(temperature=config.temperature, max_tokens=config.max_tokens,
+                                   top_p=config.top_p, timeout=config.timeout)
     return Target(openai.chat_model(settings), name="openai")
 
 
 def local_target(config: ProviderConfig) -> Target:
-    model = LlamaCppChatModel(config.model_path, n_ctx=config.n_ctx or 4096, n_threads=config.n_threads,
-                              defaults={**sampling_defaults(config), **config.model_kwargs}, ttl=config.ttl)
+    model = LlamaCppChatModel(config.get("model_path"), n_ctx=config.get("n_ctx") or 4096,
+                              n_threads=config.get("n_threads"),
+                              defaults={**sampling_defaults(config), **config.model_kwargs}, ttl=config.get("ttl"))
     return Target(model, name="local")
 
 
@@ -177,7 +204,7 @@ def auto_from_config(config: MindgateConfig, settings: ProviderConfig | None = N
     if settings is None:
         settings = config.llm.config if config.llm.provider == "auto" else ProviderConfig()
     extra = []
-    for entry in settings.endpoints:
+    for entry in settings.get("endpoints", []):
         if entry in config.providers:
             extra.append(endpoint_target(entry, config.providers[entry]))
         elif entry.startswith(("http://", "https://")):

@@ -1,7 +1,7 @@
 """A fallback chain that is itself a :class:`~mindgate.providers.base.ChatModel`.
 
 A :class:`Router` holds an ordered list of :class:`Target` (a chat model plus its timeouts and context
-size). For each request it walks the chain:
+size). For each request it walks the chain (steps 1-3 are :mod:`mindgate.routing.admission`):
 
 1. a target whose circuit breaker is open is skipped; a half-open one gets this request as its one probe;
 2. the request is fitted to the target's context window by the request's fit stage (``fit=``, a
@@ -35,118 +35,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mindgate.context.fit import ContextFitter
 from mindgate.context.tokens import TokenCounter
-from mindgate.errors import (
-    ConfigurationError,
-    ContextOverflowError,
-    MindgateError,
-    RoutingError,
-    StreamInterruptedError,
-    TargetTimeoutError,
-)
+from mindgate.errors import ConfigurationError, MindgateError, StreamInterruptedError, TargetTimeoutError
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
+from mindgate.routing.admission import Admission, HealthCheck, Outcome, Slot, Target, note_skip, tier_policy
 from mindgate.routing.breaker import BreakerState, CircuitBreaker
 from mindgate.routing.fitted import FittedRouter
-from mindgate.routing.retry import (
-    ErrorKind,
-    RetryPolicy,
-    Verdict,
-    classify,
-)
-from mindgate.routing.tiers import DEFAULT_HYSTERESIS, DEFAULT_RECOVER_AFTER, Tier, TierPolicy
-from mindgate.routing.trace import current as current_trace
+from mindgate.routing.retry import ErrorKind, RetryPolicy, Verdict, classify
+from mindgate.routing.tiers import DEFAULT_HYSTERESIS, DEFAULT_RECOVER_AFTER
 
 if TYPE_CHECKING:
     from mindgate.config import MindgateConfig
     from mindgate.routing.placement import Placement
 
-HealthCheck = Callable[[], Awaitable[Any]]
-LATENCY_SAMPLES = 1024
-
-
-@dataclass
-class Target:
-    """One step of a chain. ``timeout`` bounds a whole completion and, for streams, each silence between
-    chunks after the first; ``first_token_timeout`` bounds a stream's first chunk (default: ``timeout``).
-    ``context_length`` overrides the model's own (None: the model's, else unchecked).
-    ``health_check`` is an async callable that raises when the target is down (default: list the server's
-    models for OpenAI-compatible servers, the model's own ``ahealth_check`` when it has one).
-    ``breaker_failures`` / ``breaker_cooldown`` override the router's for this target (e.g. 1 failure for
-    a local server that is simply not running). ``min_free_memory`` (bytes) makes the chain tiered: see
-    :mod:`mindgate.routing.tiers`."""
-
-    model: ChatModel
-    name: str = ""
-    timeout: float | None = None
-    first_token_timeout: float | None = None
-    context_length: int | None = None
-    health_check: HealthCheck | None = None
-    breaker_failures: int | None = None
-    breaker_cooldown: float | None = None
-    min_free_memory: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            self.name = f"{self.model.provider}:{self.model.model}"
-        for key in ("timeout", "first_token_timeout", "context_length", "breaker_failures", "breaker_cooldown",
-                    "min_free_memory"):
-            value = getattr(self, key)
-            if value is not None and value <= 0:
-                raise ConfigurationError(f"target {self.name!r}: {key} must be positive, got {value}")
-
-    @property
-    def context_window(self) -> int | None:
-        return self.context_length or self.model.context_length
-
-
-@dataclass
-class _Slot:
-    """A target and what the router knows about it."""
-
-    target: Target
-    breaker: CircuitBreaker
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
-    errors: Counter[str] = field(default_factory=Counter)
-    requests: int = 0
-    successes: int = 0
-    last_error: str | None = None
-
-    def succeeded(self, seconds: float) -> None:
-        self.successes += 1
-        self.latencies.append(seconds)
-        self.breaker.record_success()
-
-    def failed(self, verdict: Verdict, exc: BaseException) -> None:
-        self.errors[verdict.kind.value] += 1
-        self.last_error = f"{type(exc).__name__}: {exc}"
-        if verdict.breaker_failure:
-            self.breaker.record_failure()
-        else:
-            self.breaker.release()
-
-    def describe(self) -> str:
-        state = self.breaker.state
-        if state is BreakerState.OPEN:
-            return (f"open after {self.breaker.failures} failure(s), retried in {self.breaker.retry_in():.1f}s"
-                    + (f" (last: {self.last_error})" if self.last_error else ""))
-        return state.value.replace("_", "-")
-
-
-@dataclass
-class _Outcome:
-    """Why one target did not answer this request."""
-
-    slot: _Slot
-    reason: str  # "context", "open", "memory", "tier", "failed"
-    detail: str = ""
-    needed: int | None = None
-    exc: BaseException | None = None
+__all__ = ["Router", "Target"]
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -178,7 +84,7 @@ class Router(ChatModel):
         self.retry = retry or RetryPolicy()
         self.health_check_interval = health_check_interval
         self.counter = counter or TokenCounter()
-        self._slots: list[_Slot] = []
+        self._slots: list[Slot] = []
         seen: set[str] = set()
         for item in targets:
             target = item if isinstance(item, Target) else Target(item)
@@ -188,20 +94,12 @@ class Router(ChatModel):
             seen.add(target.name)
             breaker = CircuitBreaker(target.breaker_failures or breaker_failures,
                                      target.breaker_cooldown or breaker_cooldown, clock=clock)
-            self._slots.append(_Slot(target, breaker))
+            self._slots.append(Slot(target, breaker))
         self._health_task: asyncio.Task[None] | None = None
         self.placement = placement
-        self.tiers: TierPolicy | None = None
-        if any(slot.target.min_free_memory for slot in self._slots):
-            if placement is None:
-                raise ConfigurationError(f"routing chain {name!r} has tiers (min_free_memory) but no placement",
-                                         hint="build the router with placement=... (from_config does this)")
-            self.tiers = TierPolicy(name, [Tier(s.target.name, s.target.model, s.target.min_free_memory)
-                                           for s in self._slots], placement.source,
-                                    held_bytes=placement.held_bytes, pending_bytes=placement.pending_bytes,
-                                    uses_gpu=placement.uses_gpu,
-                                    hysteresis=tier_hysteresis, recover_after=tier_recover_after,
-                                    decisions=placement.decisions)
+        self.tiers = tier_policy(name, self._slots, placement, hysteresis=tier_hysteresis,
+                                 recover_after=tier_recover_after)
+        self._admission = Admission(name, self._slots, counter=self.counter, placement=placement, tiers=self.tiers)
 
     # -- construction from config --------------------------------------------------------------------
 
@@ -233,11 +131,11 @@ class Router(ChatModel):
                         **options: Any) -> ChatResponse:
         """One completion from the first target that holds the (fitted) request and answers."""
         self._ensure_health_checks()
-        outcomes: list[_Outcome] = []
+        outcomes: list[Outcome] = []
         max_tokens = self._max_tokens(options)
         fit = fit or self._check_only()
-        for slot in self._walk(outcomes):
-            fitted = await self._admit(slot, messages, max_tokens, fit, outcomes)
+        for slot in self._admission.walk(outcomes):
+            fitted = await self._admission.admit(slot, messages, max_tokens, fit, outcomes)
             if fitted is None:
                 continue
             attempt = 0
@@ -268,17 +166,17 @@ class Router(ChatModel):
                     break
                 slot.succeeded(time.perf_counter() - start)
                 return response
-        raise self._exhausted(outcomes, messages, max_tokens)
+        raise self._admission.exhausted(outcomes, messages, max_tokens)
 
     async def astream(self, messages: Sequence[Message], *, fit: ContextFitter | None = None,
                       **options: Any) -> AsyncIterator[ChatChunk]:
         """A stream from the first target that holds the (fitted) request and sends a first chunk."""
         self._ensure_health_checks()
-        outcomes: list[_Outcome] = []
+        outcomes: list[Outcome] = []
         max_tokens = self._max_tokens(options)
         fit = fit or self._check_only()
-        for slot in self._walk(outcomes):
-            fitted = await self._admit(slot, messages, max_tokens, fit, outcomes)
+        for slot in self._admission.walk(outcomes):
+            fitted = await self._admission.admit(slot, messages, max_tokens, fit, outcomes)
             if fitted is None:
                 continue
             attempt = 0
@@ -316,7 +214,7 @@ class Router(ChatModel):
                         chunks += 1
                 finally:
                     await _aclose(stream)
-        raise self._exhausted(outcomes, messages, max_tokens)
+        raise self._admission.exhausted(outcomes, messages, max_tokens)
 
     def bind(self, fit: ContextFitter) -> FittedRouter:
         """This router with one request's fit stage bound: a chat model whose calls pass ``fit=``."""
@@ -401,7 +299,7 @@ class Router(ChatModel):
 
         return run_sync(self.ahealth_check())
 
-    async def _probe(self, slot: _Slot) -> None:
+    async def _probe(self, slot: Slot) -> None:
         check = _health_check_for(slot.target)
         if check is None:
             return
@@ -429,23 +327,6 @@ class Router(ChatModel):
 
     # -- the walk ------------------------------------------------------------------------------------
 
-    def _walk(self, outcomes: list[_Outcome]) -> list[_Slot]:
-        """The slots to try, in order: from the current tier on (larger tiers are noted as skipped)."""
-        start = self.tiers.current if self.tiers is not None else 0
-        if not start:
-            return self._slots
-        assert self.tiers is not None
-        for slot in self._slots[:start]:
-            outcomes.append(_Outcome(slot, "tier", f"memory pressure: {self.tiers.reason}"))
-            self._note_skip(slot, f"memory pressure: {self.tiers.reason}")
-        return self._slots[start:]
-
-    @staticmethod
-    def _note_skip(slot: _Slot, reason: str) -> None:
-        trace = current_trace()
-        if trace is not None:
-            trace.skipped.append((slot.target.name, reason))
-
     def _max_tokens(self, options: dict[str, Any]) -> int:
         """The output the context must leave room for: ``max_tokens`` (else the first target's default, else
         one token: a request that leaves no room at all is what cannot work)."""
@@ -456,55 +337,8 @@ class Router(ChatModel):
         """The fit stage of a request that brings none: checks that the request fits, changes nothing."""
         return ContextFitter("error", reserve=0, counter=self.counter)
 
-    async def _admit(self, slot: _Slot, messages: Sequence[Message], max_tokens: int, fit: ContextFitter,
-                     outcomes: list[_Outcome]) -> list[Message] | None:
-        """The request as ``slot`` gets it (fitted to its context), or None when it may not go there: it
-        cannot hold the fitted request, its breaker does not let it through, or it does not fit memory."""
-        if slot.breaker.state is BreakerState.OPEN:
-            # no fitting (a summariser call) for a target that will not be tried; its tokenizer is not asked
-            # either (its server is likely down), but a known window that cannot hold the request is noted
-            await self._note_open(slot, messages, max_tokens, fit, outcomes)
-            return None
-        try:
-            fitted = await fit.fit(messages, window=slot.target.context_window, max_tokens=max_tokens,
-                                   model=slot.target.model, target=slot.target.name, model_id=slot.target.model.model)
-        except ContextOverflowError as exc:
-            outcomes.append(_Outcome(slot, "context", exc.message, needed=exc.needed))
-            self._note_skip(slot, "context too small")
-            return None
-        if not slot.breaker.allow():
-            outcomes.append(_Outcome(slot, "open", slot.describe()))
-            self._note_skip(slot, "circuit open")
-            return None
-        action = ""
-        if self.placement is not None:
-            verdict = await self.placement.admit(slot.target.model, target=slot.target.name, chain=self.model)
-            if not verdict.ok:
-                slot.breaker.release()
-                outcomes.append(_Outcome(slot, "memory", verdict.reason))
-                self._note_skip(slot, verdict.reason)
-                return None
-            action = "" if verdict.action == "unknown" else verdict.describe()
-        trace = current_trace()
-        if trace is not None:
-            trace.served, trace.action = slot.target.name, action
-        return fitted
-
-    async def _note_open(self, slot: _Slot, messages: Sequence[Message], max_tokens: int, fit: ContextFitter,
-                         outcomes: list[_Outcome]) -> None:
-        try:
-            await ContextFitter("error", reserve=fit.reserve, counter=fit.counter).fit(
-                messages, window=slot.target.context_window, max_tokens=max_tokens, target=slot.target.name)
-        except ContextOverflowError as exc:
-            if fit.policy_for(slot.target.name, slot.target.model.model) == "error":
-                outcomes.append(_Outcome(slot, "context", exc.message, needed=exc.needed))
-                self._note_skip(slot, "context too small")
-                return
-        outcomes.append(_Outcome(slot, "open", slot.describe()))
-        self._note_skip(slot, "circuit open")
-
-    async def _retry_after_failure(self, slot: _Slot, exc: Exception, attempt: int,
-                                   outcomes: list[_Outcome]) -> bool:
+    async def _retry_after_failure(self, slot: Slot, exc: Exception, attempt: int,
+                                   outcomes: list[Outcome]) -> bool:
         """Record a failed attempt; True when the same target should be tried again (after the backoff,
         already slept), False to move on. Raises ``exc`` itself when no other target can help."""
         verdict = classify(exc)
@@ -516,11 +350,11 @@ class Router(ChatModel):
             if delay is not None and slot.breaker.allow():
                 await asyncio.sleep(delay)
                 return True
-        outcomes.append(_Outcome(slot, "failed", f"{type(exc).__name__}: {exc}", exc=exc))
-        self._note_skip(slot, f"failed with {type(exc).__name__}")
+        outcomes.append(Outcome(slot, "failed", f"{type(exc).__name__}: {exc}", exc=exc))
+        note_skip(slot, f"failed with {type(exc).__name__}")
         return False
 
-    async def _next(self, slot: _Slot, stream: AsyncIterator[ChatChunk], *, first: bool) -> ChatChunk:
+    async def _next(self, slot: Slot, stream: AsyncIterator[ChatChunk], *, first: bool) -> ChatChunk:
         limit = (slot.target.first_token_timeout or slot.target.timeout) if first else slot.target.timeout
         if limit is None:
             return await anext(stream)
@@ -534,59 +368,13 @@ class Router(ChatModel):
                                      hint="raise the target's `first_token_timeout`/`timeout` or use a faster "
                                           "model") from None
 
-    def _interrupted(self, slot: _Slot, error: Exception, chunks: int) -> StreamInterruptedError:
+    def _interrupted(self, slot: Slot, error: Exception, chunks: int) -> StreamInterruptedError:
         verdict = classify(error)
         slot.failed(Verdict(ErrorKind.INTERRUPTED, False, False, verdict.breaker_failure), error)
         return StreamInterruptedError(
             f"the stream from target {slot.target.name!r} broke after {chunks} chunk(s); the answer is "
             f"incomplete ({type(error).__name__}: {error})", chunks=chunks, provider=slot.target.model.provider,
             hint="retry the request")
-
-    def _exhausted(self, outcomes: list[_Outcome], messages: Sequence[Message], max_tokens: int) -> MindgateError:
-        if any(_too_small(o) for o in outcomes) and all(_too_small(o) or _unavailable(o) for o in outcomes):
-            sizes = [o.slot.target.context_window or 0 for o in outcomes if _too_small(o)]
-            needed = max((o.needed for o in outcomes if o.needed is not None),
-                         default=self.counter.estimate(messages) + max_tokens)
-            listing = "; ".join(f"{o.slot.target.name}: {o.detail if _too_small(o) else 'unavailable, ' + o.detail}"
-                                for o in outcomes)
-            return ContextOverflowError(
-                f"the request fits no target of chain {self.model!r} ({listing})", needed=needed,
-                available=max(sizes) if sizes else None,
-                hint="shorten the conversation, let mindgate fit it (context policy truncate, summarize or memory), "
-                     "lower max_tokens, or add a target with a larger context")
-        waits = [o.slot.breaker.retry_in() for o in outcomes if o.slot.breaker.state is BreakerState.OPEN]
-        retry_after = round(min(waits), 3) if waits else None
-        every_open = all(o.reason == "open" for o in outcomes)
-        head = (f"every target of chain {self.model!r} is unavailable (circuit open)" if every_open
-                else f"no target of chain {self.model!r} could answer")
-        parts = []
-        for o in outcomes:
-            if o.reason in ("open", "memory", "tier"):
-                parts.append(f"{o.slot.target.name}: {o.detail}")
-            elif o.reason == "context":
-                parts.append(f"{o.slot.target.name}: skipped, {o.detail}")
-            else:
-                parts.append(f"{o.slot.target.name}: failed with {o.detail}; breaker {o.slot.describe()}")
-        hint = (f"the next target is retried in {retry_after:.1f}s; start the servers or add a target"
-                if retry_after is not None else "check the targets' servers, or add a target to the chain")
-        if any(o.reason in ("memory", "tier") for o in outcomes):
-            hint = ("free memory (`mindgate models ps`, `mindgate models unload ID`) or add a smaller target; "
-                    + hint)
-        error = RoutingError(f"{head}: " + " | ".join(parts), retry_after=retry_after, hint=hint)
-        error.__cause__ = next((o.exc for o in reversed(outcomes) if o.exc is not None), None)
-        return error
-
-
-def _too_small(outcome: _Outcome) -> bool:
-    """The target could not hold the request (skipped, or the server said so)."""
-    return outcome.reason == "context" or (outcome.exc is not None and classify(outcome.exc).kind is ErrorKind.CONTEXT)
-
-
-def _unavailable(outcome: _Outcome) -> bool:
-    """The target is not there to answer (breaker open, server unreachable, model missing, no memory)."""
-    return outcome.reason in ("open", "memory", "tier") or (outcome.exc is not None and classify(outcome.exc).kind in (
-        ErrorKind.NETWORK, ErrorKind.MODEL_NOT_FOUND))
-
 
 def _health_check_for(target: Target) -> HealthCheck | None:
     if target.health_check is not None:

@@ -14,10 +14,11 @@ from mindgate.errors import InvalidRequestError, MindgateError, RoutingError
 from mindgate.routing.retry import classify
 
 if TYPE_CHECKING:
-    from mindgate.routing.router import Router, _Slot
+    from mindgate.routing.admission import Slot
+    from mindgate.routing.router import Router
 
 
-def _candidates(router: Router) -> list[_Slot]:
+def _candidates(router: Router) -> list[Slot]:
     slots = [slot for slot in router._slots if slot.target.model.text_completions]
     if not slots:
         names = ", ".join(slot.target.name for slot in router._slots)
@@ -28,7 +29,7 @@ def _candidates(router: Router) -> list[_Slot]:
     return slots
 
 
-def _failed(slot: _Slot, exc: Exception, errors: list[str]) -> None:
+def _failed(slot: Slot, exc: Exception, errors: list[str]) -> None:
     verdict = classify(exc)
     slot.failed(verdict, exc)
     if not verdict.fall_back:

@@ -41,12 +41,13 @@ def import_record(conn: apsw.Connection, item: Imported, *, now: str, tables: Se
     try:
         inserted: Any = conn.execute(
             "INSERT INTO memories (rowid, id, partition, scope_key, user_id, agent_id, run_id, memory, hash, "
-            "metadata, created_at, updated_at, deleted_at, vec_gen) "
-            "SELECT coalesce(max(rowid) + 1, ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM memories "
+            "metadata, created_at, updated_at, deleted_at, vec_gen, key_context) "
+            "SELECT coalesce(max(rowid) + 1, ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM memories "
             "WHERE rowid BETWEEN ? AND ? RETURNING rowid",
             (lo, rec.id, scope.partition, scope.key, scope.user_id, scope.agent_id, scope.run_id, rec.memory,
              rec.hash, metadata_json(rec.metadata), iso(rec.created_at),
-             iso(rec.updated_at) if rec.updated_at else None, deleted_at, active_gen, lo, hi)).fetchone()
+             iso(rec.updated_at) if rec.updated_at else None, deleted_at, active_gen, rec.key_context, lo,
+             hi)).fetchone()
     except apsw.ConstraintError as exc:
         raise StoreError(f"memory {rec.id!r} duplicates the text of another live memory in scope "
                          f"{scope.as_dict()} that the target already holds",

@@ -21,6 +21,8 @@ Semantics both stores share (one contract test suite checks them on both):
   drop a partition's (all) entries with the memories.
 * **Scores.** ``vector_search`` returns cosine similarity in [-1, 1] (higher is closer);
   ``text_search`` returns a BM25-style relevance (higher is better, scale store-specific).
+* **Long text queries.** ``text_search`` searches for at most :data:`MAX_SEARCH_TERMS` of the query's
+  words, the most selective ones (fewest documents), so a long query costs about what a short one does.
 
 Stores are synchronous and thread-safe; async callers run them in a worker thread.
 """
@@ -44,6 +46,7 @@ from mindgate.memory.filters import Filter
 from mindgate.providers.base import EmbedderIdentity, Vector
 
 Event = Literal["ADD", "UPDATE", "DELETE", "NONE"]
+MAX_SEARCH_TERMS = 8
 
 
 def utcnow() -> datetime:
@@ -142,6 +145,9 @@ class MemoryRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime | None = None
+    key_context: str | None = None
+    """The neighbouring turn this memory's vector key was built with (see :mod:`mindgate.memory.keys`);
+    stored so that a reindex rebuilds the same key; never part of the result shape."""
 
     def to_result(self, score: float | None = None) -> dict[str, Any]:
         """mem0's result item shape."""

@@ -10,6 +10,8 @@ Layout (``<c>`` is ``collection_name``)::
     <c>_responses      (id, owner, ..., response, ...)  stored Responses API responses (migration 2)
     <c>_summaries      (partition, conversation, prefix, kind, ...)  the context-summary cache (migration 3)
 
+``<c>_memories.key_context`` (migration 4) holds the turn a memory's vector key was built with.
+
 ``partition`` (:attr:`Scope.partition`) leads every primary key, unique index and foreign key, so
 ``<c>_memories``, ``<c>_history`` and ``<c>_summaries`` can be distributed (co-located) by it on Citus;
 ``schema_version`` and ``embedder`` are tiny reference tables; ``<c>_responses`` is keyed by its own id alone
@@ -147,6 +149,10 @@ MIGRATIONS: list[list[str]] = [
             created_at   timestamptz NOT NULL,
             PRIMARY KEY (partition, conversation, prefix, kind))""",
         "CREATE INDEX {sum_latest} ON {summaries} (partition, conversation, kind, covered DESC)",
+    ],
+    [
+        # The key context of a memory stored from a conversation (mindgate.memory.keys), for reindex.
+        "ALTER TABLE {memories} ADD COLUMN key_context text",
     ],
 ]
 LATEST_VERSION = len(MIGRATIONS)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,14 +31,12 @@ from mindgate.memory.stores.base import (
     Scope,
     UpdateChange,
 )
-from mindgate.memory.stores.pg_schema import TEXT_CONFIG
 from mindgate.providers.base import Vector
 
-COLUMNS = sql.SQL("m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at")
+COLUMNS = sql.SQL("m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at, "
+                  "m.key_context")
 HISTORY_COLUMNS = sql.SQL("id, memory_id, event, old_memory, new_memory, created_at, actor")
 MAX_DIMS = 16000  # pgvector's limit for the vector type
-MAX_QUERY_WORDS = 64
-_WORD = re.compile(r"\w+")
 _CMP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 Fragment = tuple[sql.Composable, list[Any]]
 
@@ -115,17 +112,6 @@ def _contains(c: Condition, params: list[Any]) -> str:
             f"ELSE false END)")
 
 
-def text_query(query: str) -> Fragment | None:
-    """A tsquery matching any word of ``query`` (None when it has none). Each word goes through
-    ``plainto_tsquery``, so user text is never tsquery syntax."""
-    query = query.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate becomes "?", not an error
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(query)))[:MAX_QUERY_WORDS]
-    if not words:
-        return None
-    one = f"plainto_tsquery('{TEXT_CONFIG}', %s)"
-    return sql.SQL("(" + " || ".join([one] * len(words)) + ")"), words
-
-
 def metadata_jsonb(metadata: dict[str, Any] | None) -> Jsonb:
     if metadata is None:
         metadata = {}
@@ -197,12 +183,12 @@ def utc(ts: datetime | None) -> datetime | None:
 
 def to_record(row: Sequence[Any]) -> MemoryRecord:
     """A MemoryRecord from a row that starts with :data:`COLUMNS`."""
-    id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated = row[:9]
+    id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated, key_context = row[:10]
     return MemoryRecord(id=id_, memory=memory, hash=hash_,
                         scope=Scope(user_id=user_id, agent_id=agent_id, run_id=run_id),
                         metadata=metadata if isinstance(metadata, dict) else {},
                         created_at=created.astimezone(UTC),
-                        updated_at=updated.astimezone(UTC) if updated else None)
+                        updated_at=updated.astimezone(UTC) if updated else None, key_context=key_context)
 
 
 def to_history(row: Sequence[Any]) -> HistoryRecord:

@@ -70,12 +70,12 @@ from mindgate.memory.stores.pg_sql import (
     metadata_jsonb,
     scope_sql,
     similarity,
-    text_query,
     to_history,
     to_record,
     to_vector,
     utc,
 )
+from mindgate.memory.stores.pg_text import search_terms, tsquery
 from mindgate.providers.base import EmbedderIdentity, Vector
 
 # Aliases: inside the class, `list` is the list() method.
@@ -262,14 +262,15 @@ class PgVectorStore(PgResponses, MemoryStore):
             try:
                 cur.execute(self._q(
                     "WITH ins AS (INSERT INTO {memories} (partition, id, scope_key, user_id, agent_id, run_id, "
-                    "memory, hash, metadata, created_at, updated_at, embedding) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "memory, hash, metadata, created_at, updated_at, embedding, key_context) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (partition, scope_key, hash) WHERE deleted_at IS NULL DO NOTHING "
                     "RETURNING partition, id, memory) "
                     "{hist} SELECT partition, gen_random_uuid()::text, id, 'ADD', NULL, memory, %s, %s FROM ins "
                     "RETURNING memory_id"),
                     [scope.partition, rec.id, scope.key, scope.user_id, scope.agent_id, scope.run_id, rec.memory,
-                     rec.hash, metadata, utc(rec.created_at), utc(rec.updated_at), vector, now, change.actor])
+                     rec.hash, metadata, utc(rec.created_at), utc(rec.updated_at), vector, rec.key_context, now,
+                     change.actor])
             except pg_errors.UniqueViolation:  # the primary key: the same id earlier in this batch
                 raise _id_taken(rec.id) from None
             if cur.fetchone() is not None:
@@ -398,15 +399,17 @@ class PgVectorStore(PgResponses, MemoryStore):
         check_count("k", k)
         if not isinstance(query, str):
             raise InvalidRequestError(f"a text query must be a string, got {type(query).__name__}")
-        tsq = text_query(query)
-        if k == 0 or tsq is None:
+        if k == 0:
             return []
-        qsql, qparams = tsq
         where, params = _where(scope, flt)
         with self._tx() as cur:
-            cur.execute(self._q("SELECT {}, ts_rank_cd(m.tsv, q.q, 1) AS rank FROM {memories} m, (SELECT {} AS q) q "
-                                "WHERE m.tsv @@ q.q AND {} ORDER BY rank DESC, m.id LIMIT %s",
-                                COLUMNS, qsql, where), [*qparams, *params, k])
+            terms = search_terms(cur, self._tables, query)
+            if not terms:
+                return []
+            cur.execute(self._q("SELECT {}, ts_rank_cd(m.tsv, q.q, 1) AS rank FROM {memories} m, "
+                                "(SELECT %s::tsquery AS q) q WHERE m.tsv @@ q.q AND {} "
+                                "ORDER BY rank DESC, m.id LIMIT %s",
+                                COLUMNS, where), [tsquery(terms), *params, k])
             return [(to_record(r), float(r[-1])) for r in cur.fetchall()]
 
     def history(self, memory_id: str) -> Histories:
@@ -511,20 +514,20 @@ class PgVectorStore(PgResponses, MemoryStore):
             s = rec.scope
             rows.append([s.partition, rec.id, s.key, s.user_id, s.agent_id, s.run_id, rec.memory, rec.hash,
                          metadata_jsonb(rec.metadata), utc(rec.created_at), utc(rec.updated_at),
-                         now if deleted else None, vec])
+                         now if deleted else None, vec, rec.key_context])
         with self._tx() as cur:
             self._writable(cur)
             cur.executemany(self._q(
                 "INSERT INTO {memories} AS t (partition, id, scope_key, user_id, agent_id, run_id, memory, hash, "
-                "metadata, created_at, updated_at, deleted_at, embedding) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "metadata, created_at, updated_at, deleted_at, embedding, key_context) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (partition, id) DO UPDATE SET scope_key = excluded.scope_key, "
                 "user_id = excluded.user_id, agent_id = excluded.agent_id, run_id = excluded.run_id, "
                 "memory = excluded.memory, hash = excluded.hash, metadata = excluded.metadata, "
                 "created_at = excluded.created_at, updated_at = excluded.updated_at, "
                 "deleted_at = CASE WHEN excluded.deleted_at IS NULL THEN NULL "
                 "ELSE coalesce(t.deleted_at, excluded.deleted_at) END, "
-                "embedding = excluded.embedding, embedding_next = NULL"), rows)
+                "embedding = excluded.embedding, embedding_next = NULL, key_context = excluded.key_context"), rows)
 
     def import_history(self, items: Sequence[HistoryRecord]) -> None:
         rows = [[h.id, h.memory_id, h.event, h.old_memory, h.new_memory, utc(h.created_at), h.actor, h.memory_id]

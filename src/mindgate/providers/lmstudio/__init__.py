@@ -9,8 +9,8 @@
 * mem0's path-style ids (``nomic-ai/nomic-embed-text-v1.5-GGUF/nomic-embed-text-v1.5.f16.gguf``) resolve to
   the listed key of the same model (``text-embedding-nomic-embed-text-v1.5``): by file path when the SDK
   lists paths, else by the file name without its quantization suffix.
-* No ``model`` configured: the model is detected at first use (:mod:`mindgate.models.detect`): a loaded LLM
-  (embedding model, for the embedder), else the best downloaded one that fits.
+* No ``model`` configured: the model is detected at first use (:mod:`mindgate.providers.management.detect`): a
+  loaded LLM (embedding model, for the embedder), else the best downloaded one that fits.
 * Before a chat request, the model is made loaded through the management API, once for all concurrent
   requests (:func:`ensure_loaded`): with JIT loading, concurrent first requests would make LM Studio load
   it once per request. The check is repeated at most every ``ENSURE_EVERY`` seconds; a model loaded this
@@ -31,14 +31,17 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from mindgate.config import ProviderConfig
+from pydantic import Field
+
+from mindgate.config import TTL_DESCRIPTION, BaseURLConfig, ProviderConfig
 from mindgate.errors import MindgateError, ModelNotFoundError, NetworkError
-from mindgate.models import _lmstudio_sdk as sdk
-from mindgate.models._http import client_for
-from mindgate.models._lmstudio_api import OPENAI, LMStudioDriver, single_flight
-from mindgate.models.records import Endpoint, ModelInfo, ModelState
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, chatml_prompt
 from mindgate.providers.lazy import LazyChatModel, LazyEmbedder
+from mindgate.providers.lmstudio import _sdk as sdk
+from mindgate.providers.lmstudio._management import OPENAI, LMStudioDriver, single_flight
+from mindgate.providers.management.driver import matches
+from mindgate.providers.management.http import client_for
+from mindgate.providers.management.records import Endpoint, ModelInfo, ModelState
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatClient,
@@ -49,6 +52,15 @@ from mindgate.providers.openai_compat import (
     sampling_defaults,
 )
 from mindgate.providers.spec import ProviderSpec
+
+
+class LMStudioConfig(BaseURLConfig):
+    """``provider: lmstudio``: the common keys, ``lmstudio_base_url`` (mem0's name) or ``base_url``, and how
+    mindgate loads the model (context length, idle TTL)."""
+
+    lmstudio_base_url: str | None = None
+    n_ctx: int | None = Field(default=None, gt=0, description="context length a model is loaded with")
+    ttl: int | None = Field(default=None, gt=0, description=TTL_DESCRIPTION)
 
 log = logging.getLogger("mindgate.providers.lmstudio")
 
@@ -118,8 +130,6 @@ async def ensure_loaded(endpoint: Endpoint, model_id: str, *, context_length: in
     """The record of ``model_id`` on ``endpoint`` after making sure it is loaded (loading it when it is not);
     None when the server's listing cannot tell (OpenAI ``/v1/models`` only) or does not name it, in which case
     the request goes ahead and LM Studio answers for itself."""
-    from mindgate.models.catalog import matches
-
     async with client_for(endpoint) as client:
         driver = LMStudioDriver(endpoint, client)
         models, api = await driver.list_models()
@@ -252,11 +262,11 @@ async def _paths(endpoint: Endpoint) -> dict[str, str]:
         return {}
 
 
-def _extra(config: ProviderConfig) -> dict[str, Any]:
+def _extra(config: LMStudioConfig) -> dict[str, Any]:
     return {**({"ttl": config.ttl} if config.ttl else {}), **config.model_kwargs}
 
 
-def chat_model(config: ProviderConfig) -> ChatModel:
+def chat_model(config: LMStudioConfig) -> ChatModel:
     """LM Studio chat; without ``model``, the model is detected at first use (see the module docstring)."""
     client = client_from_config(config, PROFILE, default_base_url=DEFAULT_BASE_URL)
     endpoint = endpoint_of(client, config)
@@ -269,14 +279,14 @@ def chat_model(config: ProviderConfig) -> ChatModel:
         return build(config.model)
 
     async def detect() -> ChatModel:
-        from mindgate.models.detect import pick
+        from mindgate.providers.management.detect import pick
 
         return build((await pick(endpoint, "chat")).id)
 
     return LazyChatModel("lmstudio", client.base_url, detect, defaults=sampling_defaults(config))
 
 
-def embedder(config: ProviderConfig) -> Embedder:
+def embedder(config: LMStudioConfig) -> Embedder:
     """LM Studio embeddings; without ``model``, a loaded embedding model (else a downloaded one) is used."""
     client = client_from_config(config, PROFILE, default_base_url=DEFAULT_BASE_URL)
     endpoint = endpoint_of(client, config)
@@ -289,15 +299,16 @@ def embedder(config: ProviderConfig) -> Embedder:
         return build(config.model)
 
     async def detect() -> Embedder:
-        from mindgate.models.detect import pick
+        from mindgate.providers.management.detect import pick
 
         return build((await pick(endpoint, "embedding")).id)
 
     return LazyEmbedder("lmstudio", detect, embedding_dims=config.embedding_dims, batch_size=config.batch_size)
 
 
-SPEC = ProviderSpec(name="lmstudio", config_keys=frozenset({"n_ctx", "ttl"}),
+SPEC = ProviderSpec(name="lmstudio", config_model=LMStudioConfig,
                     display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=("lmstudio_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
-                    takes_reasoning_effort=True, management="lmstudio")
+                    takes_reasoning_effort=True, driver=LMStudioDriver,
+                    get_model_hint="download one with `mindgate models get MODEL`, or load one with `lms load MODEL`")

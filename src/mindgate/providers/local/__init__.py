@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from mindgate._assets import (
     DEFAULT_CHAT_MODEL,
@@ -26,9 +27,8 @@ from mindgate._assets import (
     default_embedder_path,
     default_gguf_path,
 )
-from mindgate.config import ProviderConfig
+from mindgate.config import TTL_DESCRIPTION, ProviderConfig
 from mindgate.errors import ConfigurationError, ContextOverflowError, InvalidRequestError, ProviderError
-from mindgate.models.local_pool import LocalModelPool, default_pool
 from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex, vocabulary
 from mindgate.providers.base import (
     ChatChunk,
@@ -40,9 +40,22 @@ from mindgate.providers.base import (
     Vector,
     message_text,
 )
-from mindgate.providers.local_requests import check_logit_bias, check_options, prepare_messages
+from mindgate.providers.local._management import LocalDriver
+from mindgate.providers.local._pool import LocalModelPool, default_pool
+from mindgate.providers.local._requests import check_logit_bias, check_options, prepare_messages
 from mindgate.providers.openai_compat import sampling_defaults
 from mindgate.providers.spec import ProviderSpec
+
+
+class LocalConfig(ProviderConfig):
+    """``provider: local``, the in-process engine: the common keys plus the model file and how it runs (it
+    takes no base URL)."""
+
+    model_path: str | None = Field(default=None, description="a GGUF file (chat) or model folder (embeddings)")
+    n_ctx: int | None = Field(default=None, gt=0, description="context length")
+    n_threads: int | None = Field(default=None, gt=0, description="CPU threads")
+    device: str | None = Field(default=None, description="sentence-transformers device (cpu, cuda, mps)")
+    ttl: int | None = Field(default=None, gt=0, description=TTL_DESCRIPTION)
 
 _PACKAGED_EMBEDDER_NAMES = {DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}",
                             "all-minilm-l6-v2"}
@@ -401,12 +414,12 @@ class SentenceTransformerEmbedder(Embedder):
         return vectors
 
 
-def chat_model(config: ProviderConfig) -> LlamaCppChatModel:
+def chat_model(config: LocalConfig) -> LlamaCppChatModel:
     return LlamaCppChatModel(config.model_path, n_ctx=config.n_ctx or 4096, n_threads=config.n_threads,
                              defaults={**sampling_defaults(config), **config.model_kwargs}, ttl=config.ttl)
 
 
-def embedder(config: ProviderConfig) -> SentenceTransformerEmbedder:
+def embedder(config: LocalConfig) -> SentenceTransformerEmbedder:
     if config.model_kwargs:
         raise ConfigurationError("model_kwargs is not used by the local embedder",
                                  hint="remove it, or use `device` / `batch_size`")
@@ -414,6 +427,6 @@ def embedder(config: ProviderConfig) -> SentenceTransformerEmbedder:
                                        embedding_dims=config.embedding_dims, batch_size=config.batch_size)
 
 
-SPEC = ProviderSpec(name="local", config_keys=frozenset({"model_path", "n_ctx", "n_threads", "device", "ttl"}),
+SPEC = ProviderSpec(name="local", config_model=LocalConfig,
                     display="the local engine", chat_model=chat_model, embedder=embedder,
-                    base_url_keys=(), takes_top_k=True, management="local")
+                    base_url_keys=(), takes_top_k=True, driver=LocalDriver)

@@ -30,22 +30,32 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from mindgate.config import ProviderConfig
-from mindgate.errors import InvalidRequestError, ModelNotFoundError, NetworkError, ProviderError
+from mindgate.config import TTL_DESCRIPTION, BaseURLConfig, ProviderConfig
+from mindgate.errors import InvalidRequestError, NetworkError, ProviderError
 from mindgate.providers._upstream import TRANSPORT_ERRORS, lines
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Vector
+from mindgate.providers.http_errors import http_error, json_or_none, server_message
+from mindgate.providers.ollama._management import OllamaDriver
 from mindgate.providers.openai_compat import (
     OpenAICompatClient,
     ServerProfile,
-    json_or_none,
     parse_chat_chunk,
     parse_chat_response,
     require_model,
     sampling_defaults,
-    server_message,
 )
 from mindgate.providers.spec import ProviderSpec
+
+
+class OllamaConfig(BaseURLConfig):
+    """``provider: ollama``: the common keys, ``ollama_base_url`` (mem0's name) or ``base_url``, the context
+    length (Ollama's ``num_ctx``) and the idle TTL (``keep_alive``)."""
+
+    ollama_base_url: str | None = None
+    n_ctx: int | None = Field(default=None, gt=0, description="context length (Ollama's num_ctx)")
+    ttl: int | None = Field(default=None, gt=0, description=TTL_DESCRIPTION)
 
 DEFAULT_BASE_URL = "http://localhost:11434"
 
@@ -85,13 +95,10 @@ class OllamaClient(OpenAICompatClient):
 
     async def raise_for_status(self, status: int, body: str, headers: Mapping[str, str], *,
                                model: str | None) -> None:
-        message = server_message(body)
-        if model and status == 404 and "not found" in message.lower():
-            available = await self._available_models()
-            raise ModelNotFoundError(f"model {model!r} is not available on Ollama at {self.base_url} ({message})",
-                                     available=available, provider="ollama", status_code=status, body=body,
-                                     hint=f"pull it with `ollama pull {model}`; the server has: "
-                                          f"{', '.join(available) if available else 'none'}")
+        if model and status == 404 and "not found" in server_message(body).lower():
+            raise http_error(status, body, headers, provider=PROFILE.provider, where=f"Ollama at {self.base_url}",
+                             model=model, available=await self._available_models(),
+                             model_hint=f"pull it with `ollama pull {model}`")
         await super().raise_for_status(status, body, headers, model=model)
 
     async def stream_ndjson(self, path: str, body: Any, *, model: str | None = None
@@ -452,7 +459,7 @@ def _client(config: ProviderConfig) -> OllamaClient:
                         proxy=config.http_client_proxies)
 
 
-def _split_kwargs(config: ProviderConfig, top_level: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _split_kwargs(config: OllamaConfig, top_level: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(top-level fields, options)`` from ``ttl``, ``n_ctx`` and ``model_kwargs``."""
     top = {k: v for k, v in config.model_kwargs.items() if k in top_level}
     options = {k: v for k, v in config.model_kwargs.items() if k not in top_level}
@@ -463,22 +470,23 @@ def _split_kwargs(config: ProviderConfig, top_level: frozenset[str]) -> tuple[di
     return top, options
 
 
-def chat_model(config: ProviderConfig) -> OllamaChatModel:
+def chat_model(config: OllamaConfig) -> OllamaChatModel:
     top, options = _split_kwargs(config, _CHAT_TOP_LEVEL)
     return OllamaChatModel(_client(config), require_model(config, "ollama", "llama3.2"),
                            defaults=sampling_defaults(config), base_options=options, top_level=top,
                            context_length=config.n_ctx)
 
 
-def embedder(config: ProviderConfig) -> OllamaEmbedder:
+def embedder(config: OllamaConfig) -> OllamaEmbedder:
     top, options = _split_kwargs(config, _EMBED_TOP_LEVEL)
     extra = {**top, **({"options": options} if options else {})}
     return OllamaEmbedder(_client(config), config.model or "nomic-embed-text", embedding_dims=config.embedding_dims,
                           batch_size=config.batch_size, extra_body=extra)
 
 
-SPEC = ProviderSpec(name="ollama", config_keys=frozenset({"n_ctx", "ttl"}),
+SPEC = ProviderSpec(name="ollama", config_model=OllamaConfig,
                     display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=("ollama_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
-                    takes_reasoning_effort=True, management="ollama")
+                    takes_reasoning_effort=True, driver=OllamaDriver,
+                    get_model_hint="pull one with `mindgate models get MODEL` (or `ollama pull MODEL`)")

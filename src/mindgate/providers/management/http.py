@@ -2,28 +2,34 @@
 
 :class:`Unsupported` means "this server does not have that endpoint" (HTTP 404/405, or LM Studio's
 HTTP 200 ``{"error": "Unexpected endpoint or method. ..."}``); drivers catch it to fall back to an older API.
+Any other failed answer maps exactly as an inference call's does (:func:`mindgate.providers.http_errors.http_error`):
+the same error class and wording for 401/403, 429, a missing model and 5xx.
 """
 
 from __future__ import annotations
 
 import json as json_module
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 
-from mindgate.errors import AuthenticationError, ModelNotFoundError, NetworkError, ProviderError
-from mindgate.models.records import Endpoint
-from mindgate.providers import provider_spec
+from mindgate.errors import NetworkError, ProviderError
+from mindgate.providers.http_errors import http_error
+from mindgate.providers.management.records import Endpoint
 
 
 def display(provider: str) -> str:
     """The provider's name for people (from its spec)."""
+    from mindgate.providers import provider_spec  # the package imports this module's users
+
     return provider_spec(provider).display
 
 
 def start_hint(provider: str) -> str | None:
     """How to bring the provider's server up, from its spec (None for the in-process engine)."""
+    from mindgate.providers import provider_spec
+
     hint = provider_spec(provider).start_hint
     return f"{hint}, or fix its URL" if hint else None
 
@@ -46,6 +52,15 @@ def _error_text(data: Any, fallback: str) -> str:
         if error:
             return str(error)
     return fallback
+
+
+def _http_error(endpoint: Endpoint, status: int, body: str, headers: Mapping[str, str], *, model: str | None,
+                request: str, model_hint: str) -> ProviderError:
+    """A failed management answer, mapped as inference maps one (:func:`mindgate.providers.http_errors.http_error`)."""
+    return http_error(status, body, headers, provider=endpoint.provider,
+                      where=f"{display(endpoint.provider)} at {endpoint.url} ({endpoint.name})",
+                      model=model, request=request,  # an endpoint's key comes from its config only
+                      model_hint=model_hint)
 
 
 async def request_json(client: httpx.AsyncClient, endpoint: Endpoint, method: str, url: str, *,
@@ -71,18 +86,9 @@ async def request_json(client: httpx.AsyncClient, endpoint: Endpoint, method: st
     text = _error_text(data, response.text[:300])
     if "Unexpected endpoint" in text or (response.status_code in (404, 405) and model is None):
         raise Unsupported(f"{method} {url}: {text}")
-    if response.status_code in (401, 403):
-        raise AuthenticationError(f"{name} at {endpoint.url} rejected the API key: {text}",
-                                  provider=endpoint.provider, status_code=response.status_code,
-                                  hint="set `api_key` for this endpoint")
-    if response.status_code == 404 and model is not None:
-        raise ModelNotFoundError(f"{name} at {endpoint.url} has no model {model!r}: {text}",
-                                 provider=endpoint.provider, status_code=404,
-                                 hint="see `mindgate models list` for the models it has")
     if not response.is_success:
-        raise ProviderError(f"{name} at {endpoint.url} answered {method} {url} with HTTP "
-                            f"{response.status_code}: {text}", provider=endpoint.provider,
-                            status_code=response.status_code, body=response.text[:2000])
+        raise _http_error(endpoint, response.status_code, response.text, response.headers, model=model,
+                          request=f"{method} {url}", model_hint="see `mindgate models list` for the models it has")
     if data is None:
         raise ProviderError(f"{name} at {endpoint.url} answered {method} {url} with a body that is not JSON",
                             provider=endpoint.provider, status_code=response.status_code,
@@ -107,14 +113,9 @@ async def stream_json_lines(client: httpx.AsyncClient, endpoint: Endpoint, metho
                     data = json_module.loads(body)
                 except ValueError:
                     data = None
-                text = _error_text(data, body[:300])
-                if response.status_code == 404 and model is not None:
-                    raise ModelNotFoundError(f"{name} at {endpoint.url} has no model {model!r}: {text}",
-                                             provider=endpoint.provider, status_code=404,
-                                             hint="check the model's name in the server's library")
-                raise ProviderError(f"{name} at {endpoint.url} answered {method} {url} with HTTP "
-                                    f"{response.status_code}: {text}", provider=endpoint.provider,
-                                    status_code=response.status_code, body=body[:2000])
+                raise _http_error(endpoint, response.status_code, body, response.headers, model=model,
+                                  request=f"{method} {url}",
+                                  model_hint="check the model's name in the server's library")
             async for line in response.aiter_lines():
                 if not line.strip():
                     continue

@@ -1,0 +1,160 @@
+"""Context-augmented keys and time-aware search through the Memory API, with the real MiniLM embedder and the
+real SQLite store (format level: which turn is linked to which, what the stored key is, what reindex does)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mindgate import AsyncMemory, EmbedderMismatchError, InvalidRequestError, Memory
+from mindgate.config import MemorySettings
+from mindgate.memory.keys import mix
+from mindgate.memory.stores.base import Scope
+from mindgate.memory.stores.sqlite import SQLiteStore
+from mindgate.providers.local import SentenceTransformerEmbedder
+
+ALICE = Scope(user_id="alice")
+QUESTION = "Which of my running shoes should I clean first, the white ones or the blue ones?"
+ANSWER = "Start with the white ones."
+REPLY = "Done. I bought them at the outlet last week."
+
+
+def open_memory(path: Path, minilm: SentenceTransformerEmbedder, **settings: object) -> Memory:
+    return Memory(AsyncMemory(embedder=minilm, store=SQLiteStore(path), settings=MemorySettings(**settings)))
+
+
+@pytest.fixture
+def keyed(tmp_path: Path, minilm: SentenceTransformerEmbedder) -> Iterator[Memory]:
+    m = open_memory(tmp_path / "memory.db", minilm, key_context=True)
+    yield m
+    m.store.close()
+
+
+def contexts(memory: Memory) -> dict[str, str | None]:
+    return {r.memory: r.key_context for r in memory.store.list(ALICE)}
+
+
+def stored_vectors(memory: Memory) -> dict[str, np.ndarray]:
+    texts = {r.id: r.memory for r in memory.store.iter_records()}
+    return {texts[i]: v for i, v in memory.store.iter_vectors()}
+
+
+def test_turns_of_one_call_and_of_later_calls_are_keyed_with_the_previous_turn(keyed: Memory) -> None:
+    keyed.add([{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ANSWER}],
+              user_id="alice", infer=False)
+    keyed.add(REPLY, user_id="alice", infer=False)  # its own call, same scope, moments later
+    keyed.add("Unrelated: I like tea.", user_id="bob", infer=False)  # another scope is never context
+    assert contexts(keyed) == {QUESTION: None, ANSWER: QUESTION, REPLY: ANSWER}
+    assert keyed.store.list(Scope(user_id="bob"))[0].key_context is None
+    # results and get() keep mem0's shape: the key context is internal
+    assert "key_context" not in keyed.get_all(user_id="alice")["results"][0]
+
+
+def test_the_key_is_the_text_vector_mixed_with_its_context(keyed: Memory,
+                                                          minilm: SentenceTransformerEmbedder) -> None:
+    keyed.add([{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ANSWER}],
+              user_id="alice", infer=False)
+    vectors = stored_vectors(keyed)
+    question, answer = minilm.embed_batch([QUESTION, ANSWER])
+    assert np.allclose(vectors[QUESTION], question, atol=1e-5)
+    assert np.allclose(vectors[ANSWER], mix(answer, question, 0.5), atol=1e-5)
+    assert float(vectors[ANSWER] @ question) > float(answer @ question) + 0.1  # the answer now "knows" the topic
+
+
+def test_context_needs_the_same_exact_scope_a_conversation_turn_and_the_time_window(keyed: Memory) -> None:
+    keyed.add(QUESTION, user_id="alice", infer=False, metadata={"date": "2023/05/01 (Mon) 10:00"})
+    keyed.add(ANSWER, user_id="alice", run_id="r1", infer=False, metadata={"date": "2023/05/01 (Mon) 10:01"})
+    keyed.add(REPLY, user_id="alice", infer=False, metadata={"date": "2023/05/01 (Mon) 10:02"})
+    keyed.add("A new session a day later.", user_id="alice", infer=False, metadata={"date": "2023/05/02 (Tue) 10:02"})
+    found = contexts(keyed)
+    assert found[ANSWER] is None  # the newest memory before it was in another exact scope
+    assert found[REPLY] is None  # its newest predecessor (ANSWER) is in scope alice+r1, not alice
+    assert found["A new session a day later."] is None  # a day apart: past key_context_window (30 min)
+
+
+def test_a_fact_stored_by_update_keeps_its_context_and_the_key_follows_the_new_text(
+        keyed: Memory, minilm: SentenceTransformerEmbedder) -> None:
+    keyed.add([{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ANSWER}],
+              user_id="alice", infer=False)
+    answer_id = next(r.id for r in keyed.store.list(ALICE) if r.memory == ANSWER)
+    keyed.update(answer_id, "Start with the blue ones.")
+    [new, question] = minilm.embed_batch(["Start with the blue ones.", QUESTION])
+    assert np.allclose(stored_vectors(keyed)["Start with the blue ones."], mix(new, question, 0.5), atol=1e-5)
+
+
+def test_turning_key_context_on_or_off_asks_for_reindex_which_rebuilds_the_keys(
+        tmp_path: Path, minilm: SentenceTransformerEmbedder) -> None:
+    path = tmp_path / "memory.db"
+    keyed = open_memory(path, minilm, key_context=True)
+    keyed.add([{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ANSWER}],
+              user_id="alice", infer=False)
+    built = stored_vectors(keyed)
+    keyed.store.close()
+
+    plain = open_memory(path, minilm)
+    with pytest.raises(EmbedderMismatchError, match="mindgate reindex"):
+        plain.search("shoes", user_id="alice")
+    assert plain.reindex() == 2
+    [answer] = minilm.embed_batch([ANSWER])
+    assert np.allclose(stored_vectors(plain)[ANSWER], answer, atol=1e-5)  # plain keys again
+    plain.store.close()
+
+    again = open_memory(path, minilm, key_context=True)
+    assert again.reindex() == 2
+    rebuilt = stored_vectors(again)
+    assert all(np.allclose(rebuilt[text], built[text], atol=1e-5) for text in built)  # from the stored context
+    assert again.search("which running shoes to clean", user_id="alice")["results"]
+    again.store.close()
+
+
+def test_off_by_default_nothing_is_stored_or_mixed(tmp_path: Path, minilm: SentenceTransformerEmbedder) -> None:
+    plain = open_memory(tmp_path / "memory.db", minilm)
+    plain.add([{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ANSWER}],
+              user_id="alice", infer=False)
+    assert contexts(plain) == {QUESTION: None, ANSWER: None}
+    plain.store.close()
+
+
+# -- time-aware search ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def diary(tmp_path: Path, minilm: SentenceTransformerEmbedder) -> Iterator[Memory]:
+    m = open_memory(tmp_path / "memory.db", minilm)
+    for day, text in (("2023/04/04 (Tue) 12:30", "I had lunch with Maria at the noodle bar."),
+                      ("2023/04/11 (Tue) 12:30", "I had lunch with Tom at the noodle bar."),
+                      ("2023/04/14 (Fri) 12:30", "I had lunch with Sam at the noodle bar.")):
+        m.add(text, user_id="alice", infer=False, metadata={"date": day})
+    yield m
+    m.store.close()
+
+
+def test_a_time_expression_boosts_memories_from_that_time(diary: Memory) -> None:
+    query = "Who did I have lunch with last Tuesday?"
+    found = diary.search(query, user_id="alice", reference_time="2023-04-18T16:50:00Z", explain=True)["results"]
+    assert found[0]["memory"] == "I had lunch with Tom at the noodle bar."
+    assert found[0]["explain"]["signals"]["time"]["raw"] == 1.0
+    two_weeks = diary.search("Who did I have lunch with two weeks ago?", user_id="alice",
+                             reference_time="2023-04-18T16:50:00Z")["results"]
+    assert two_weeks[0]["memory"] == "I had lunch with Maria at the noodle bar."
+
+
+def test_without_a_time_expression_or_with_time_aware_off_nothing_changes(
+        diary: Memory, tmp_path: Path, minilm: SentenceTransformerEmbedder) -> None:
+    plain = diary.search("Who did I have lunch with?", user_id="alice", reference_time="2023-04-18T16:50:00Z",
+                         explain=True)["results"]
+    assert all("time" not in r["explain"]["signals"] for r in plain)
+    off = open_memory(tmp_path / "memory.db", minilm, time_aware=False)
+    results = off.search("Who did I have lunch with last Tuesday?", user_id="alice",
+                         reference_time="2023-04-18T16:50:00Z", explain=True)["results"]
+    assert all("time" not in r["explain"]["signals"] for r in results)
+    off.store.close()
+
+
+@pytest.mark.parametrize("bad", ["next blue moon", 1700000000, "2023-02-30"])
+def test_a_reference_time_that_is_not_a_date_is_a_clear_error(diary: Memory, bad: object) -> None:
+    with pytest.raises(InvalidRequestError, match="reference_time"):
+        diary.search("lunch last Tuesday", user_id="alice", reference_time=bad)  # type: ignore[arg-type]
