@@ -109,8 +109,10 @@ def test_it_brings_its_own_config_model(plugin_on_path: None) -> None:
     typo named with the provider and its keys."""
     section = {"llm": {"provider": "tinyserver", "config": {"base_url": "http://127.0.0.1:9/v1", "region": "us"}}}
     config = MindgateConfig.from_dict(section, env=False)
-    assert type(config.llm.config).__name__ == "TinyConfig" and config.llm.config.region == "us"  # type: ignore[attr-defined]
-    assert MindgateConfig.from_dict({"llm": {"provider": "tinyserver"}}, env=False).llm.config.region == "eu"  # type: ignore[attr-defined]
+    assert type(config.llm.config).__name__ == "TinyConfig"
+    assert config.llm.config.region == "us"  # type: ignore[attr-defined]
+    default = MindgateConfig.from_dict({"llm": {"provider": "tinyserver"}}, env=False).llm.config
+    assert default.region == "eu"  # type: ignore[attr-defined]
     with pytest.raises(ConfigurationError, match=r"llm\.config\.region: String should match pattern"):
         MindgateConfig.from_dict({"llm": {"provider": "tinyserver", "config": {"region": "mars"}}}, env=False)
     with pytest.raises(ConfigurationError, match=r"llm\.config\.regoin: unknown key for provider 'tinyserver' "

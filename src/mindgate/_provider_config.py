@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from mindgate._plugins import load as load_plugin
@@ -161,7 +161,7 @@ class _ProviderSection(_Strict):
             return ProviderConfig.model_construct()
         model = config_model(provider)
         if isinstance(value, ProviderConfig):
-            if isinstance(value, model):
+            if type(value) is model:  # exact: a subclass is another provider's model
                 return value
             value = {key: getattr(value, key) for key in value.model_fields_set}
         try:
@@ -169,13 +169,27 @@ class _ProviderSection(_Strict):
         except ValidationError as exc:
             raise _per_provider(exc, provider, model) from None
 
+    @model_validator(mode="after")
+    def _config_follows_provider(self) -> _ProviderSection:
+        """After ``section.provider = ...`` (assignment is validated), ``config`` becomes the new provider's
+        model; a key it does not take is an error."""
+        model = config_model(self.provider)
+        if type(self.config) is not model:
+            values = {key: getattr(self.config, key) for key in self.config.model_fields_set}
+            try:
+                self.__dict__["config"] = model.model_validate(values)  # not via setattr: no re-validation loop
+            except ValidationError as exc:
+                raise _per_provider(exc, self.provider, model, at=("config",)) from None
+        return self
 
-def _per_provider(exc: ValidationError, provider: str, model: type[ProviderConfig]) -> ValidationError:
+
+def _per_provider(exc: ValidationError, provider: str, model: type[ProviderConfig], *,
+                  at: tuple[str, ...] = ()) -> ValidationError:
     """``exc`` with each unknown key explained for ``provider``: whose key it is, and the keys it takes."""
     details: list[InitErrorDetails] = []
     for err in exc.errors():
         if err["type"] != "extra_forbidden":
-            details.append(InitErrorDetails(type=err["type"], loc=err["loc"], input=err["input"],
+            details.append(InitErrorDetails(type=err["type"], loc=(*at, *err["loc"]), input=err["input"],
                                             ctx=err.get("ctx", {})))
             continue
         key = str(err["loc"][-1])
@@ -198,7 +212,7 @@ def _per_provider(exc: ValidationError, provider: str, model: type[ProviderConfi
             message = f"unknown key for provider {provider!r}{did_you_mean}; valid keys: {', '.join(valid)}"
         details.append(InitErrorDetails(type=PydanticCustomError("provider_key", message.replace("{", "{{")
                                                                  .replace("}", "}}")),
-                                        loc=err["loc"], input=err["input"]))
+                                        loc=(*at, *err["loc"]), input=err["input"]))
     return ValidationError.from_exception_data(exc.title, details)
 
 

@@ -249,6 +249,8 @@ class MemorySettings(_Strict):
                                 "vector score (calibrated on held-out LongMemEval questions)")
     rrf_k: int = Field(default=60, gt=0)
     query_cache: int = Field(default=1024, ge=0, description="query embeddings kept for repeated searches")
+    search_threads: int | None = Field(default=None, gt=0, le=256, description="threads searches run in, at a "
+                                       "lower CPU priority than the event loop; default: one fewer than the cores")
     recency: bool = Field(default=False, description="rank newer memories higher among relevant ones")
     key_context: bool = Field(default=False, description="index a message stored from a conversation with "
                               "its previous turn (vector key = text + weighted context); changing it asks "

@@ -310,4 +310,5 @@ SPEC = ProviderSpec(name="lmstudio", config_model=LMStudioConfig,
                     display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=("lmstudio_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
-                    takes_reasoning_effort=True, driver=LMStudioDriver)
+                    takes_reasoning_effort=True, driver=LMStudioDriver,
+                    get_model_hint="download one with `mindgate models get MODEL`, or load one with `lms load MODEL`")

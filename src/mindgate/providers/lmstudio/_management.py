@@ -26,6 +26,7 @@ from mindgate.providers.management.driver import Driver
 from mindgate.providers.management.http import Unsupported, request_json
 from mindgate.providers.management.records import (
     NO_OPTIONS,
+    OPENAI_LISTING,
     Capabilities,
     DownloadCallback,
     DownloadProgress,
@@ -38,7 +39,7 @@ from mindgate.providers.management.records import (
 
 V1 = "/api/v1/models"
 V0 = "/api/v0/models"
-OPENAI = "/v1/models"
+OPENAI = OPENAI_LISTING
 DOWNLOAD_POLL_S = 1.0
 SDK_NEEDED = "install the SDK (`pip install 'mindgate[lmstudio]'`) so mindgate can use LM Studio's SDK channel"
 

@@ -81,6 +81,10 @@ class ModelInfo:
         return data
 
 
+OPENAI_LISTING = "/v1/models"
+"""The ``source`` suffix of a model listed by OpenAI's ``GET /v1/models``: ids only, no types or sizes."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """A server (or the in-process engine) whose models mindgate manages.

@@ -490,4 +490,5 @@ SPEC = ProviderSpec(name="ollama", config_model=OllamaConfig,
                     display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=("ollama_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
-                    takes_reasoning_effort=True, driver=OllamaDriver)
+                    takes_reasoning_effort=True, driver=OllamaDriver,
+                    get_model_hint="pull one with `mindgate models get MODEL` (or `ollama pull MODEL`)")
