@@ -1,6 +1,6 @@
 """The SQLite store's bounded-cost searches give the exhaustive answers.
 
-* Vector search of a partition of >= 1,024 vectors runs in numpy over an in-memory copy: same hits and
+* Vector search of a partition of >= 2,048 vectors runs in numpy over an in-memory copy: same hits and
   similarities as sqlite-vec's KNN, and fresh after writes by this store or by another connection.
 * Text search scores at most CANDIDATE_BUDGET documents: the words in many documents do not make every
   document a candidate, and the scores of the documents found equal exhaustive BM25.
@@ -41,8 +41,8 @@ def big(tmp_path: Path) -> SQLiteStore:
     rng = np.random.default_rng(5)
     store = SQLiteStore(tmp_path / "big.db")
     store.open(IDENTITY)
-    vectors = rng.standard_normal((1100, 16)).astype(np.float32)
-    store.apply(_records([f"memory {i}" for i in range(1100)], vectors))
+    vectors = rng.standard_normal((2100, 16)).astype(np.float32)
+    store.apply(_records([f"memory {i}" for i in range(2100)], vectors))
     store.apply(_records(["bob's"], vectors[:1], Scope(user_id="bob")))
     yield store
     store.close()

@@ -43,7 +43,7 @@ class _Matrix:
 class PartitionVectors:
     """A bounded LRU cache of partitions' vectors, used by the SQLite store's unfiltered vector search."""
 
-    def __init__(self, *, max_bytes: int = 256 * 2**20, min_vectors: int = 1024, chunk_size: int = 64) -> None:
+    def __init__(self, *, max_bytes: int = 256 * 2**20, min_vectors: int = 2048, chunk_size: int = 64) -> None:
         self.max_bytes = max_bytes
         self.min_vectors = min_vectors
         self.chunk_size = chunk_size
@@ -112,18 +112,20 @@ class PartitionVectors:
         if not version or not str(version[0]).startswith("v0.1.") or not chunks or \
                 int(chunks[0]) * self.chunk_size < self.min_vectors:
             return SMALL
-        rows = conn.execute(f"SELECT c.size, c.validity, c.rowids, v.vectors FROM {table}_chunks c "
-                            f"JOIN {table}_vector_chunks00 v ON v.rowid = c.chunk_id WHERE c.partition00 = ? "
-                            "ORDER BY c.chunk_id", (partition,)).fetchall()
+        # vec0 declares a column named "rowid" (no index): join on the real rowid, check the two agree
+        rows = conn.execute(f"SELECT c.chunk_id, v.rowid, c.size, c.validity, c.rowids, v.vectors "
+                            f"FROM {table}_chunks c JOIN {table}_vector_chunks00 v ON v._rowid_ = c.chunk_id "
+                            "WHERE c.partition00 = ? ORDER BY c.chunk_id", (partition,)).fetchall()
         return _matrix(rows, dims) or SMALL
 
 
 def _matrix(rows: list[Any], dims: int) -> _Matrix | None:
     ids: list[np.ndarray] = []
     vectors: list[np.ndarray] = []
-    for size, validity, rowids, blob in rows:
+    for chunk_id, declared, size, validity, rowids, blob in rows:
         size = int(size)
-        if len(rowids) != 8 * size or len(blob) != 4 * dims * size or len(validity) * 8 < size:
+        if chunk_id != declared or len(rowids) != 8 * size or len(blob) != 4 * dims * size \
+                or len(validity) * 8 < size:
             return None  # not the layout this reads
         valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[:size].astype(bool)
         ids.append(np.frombuffer(rowids, dtype=np.int64)[valid])

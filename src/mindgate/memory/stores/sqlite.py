@@ -14,7 +14,7 @@ docstring. Choices specific to this store:
   ``memories``) are handed to the vec0 KNN as a ``rowid IN (...)`` constraint, so the k nearest of the
   matching rows are found even when the filter is very selective (over-fetch + post-filter would not).
   Cost is linear in the partition's size, like the unfiltered KNN (vec0 is brute force).
-* **Unfiltered vector search** of a partition of 1,024 vectors or more runs in numpy over an in-memory
+* **Unfiltered vector search** of a partition of 2,048 vectors or more runs in numpy over an in-memory
   copy of its vectors (``_sqlite_vectors``, bounded, dropped at any write), ~50x faster than vec0's
   brute force at 5,000 vectors; smaller partitions and filtered searches use vec0.
 * **Full-text search** ORs the query's words, each a quoted FTS5 string (user text is never FTS5
