@@ -50,6 +50,7 @@ KS = (5, 10)
 METRICS = [f"{kind}@{k}" for kind in ("session", "turn") for k in KS]
 ALPHAS = [round(0.05 * i, 2) for i in range(21)]
 TIME_WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.8]
+SPEAKER_WEIGHTS = [0.0, 0.2, 0.4, 0.6, 1.0]
 
 
 def load(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
@@ -213,15 +214,15 @@ async def keyed_store(memory: Any, questions: list[dict[str, Any]], path: str, w
     return keyed
 
 
-Params = tuple[str, float, float]  # fusion, alpha, time weight
+Params = tuple[str, float, float, float]  # fusion, alpha, time weight, speaker weight
 
 
-def ranked(cands: tuple[Any, Any], params: Params, when: Any) -> list[Any]:
+def ranked(cands: tuple[Any, Any], params: Params, when: Any, speaker: Any = None) -> list[Any]:
     from mindgate.memory.retrieval import fuse
 
-    fusion, alpha, time_weight = params
+    fusion, alpha, time_weight, speaker_weight = params
     return fuse(cands[0], cands[1], fusion="rrf" if fusion == "rrf" else "convex", alpha=alpha, rrf_k=60,
-                when=when, time_weight=time_weight)
+                when=when, time_weight=time_weight, speaker=speaker, speaker_weight=speaker_weight)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -230,6 +231,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from mindgate import AsyncMemory
     from mindgate.config import MemorySettings
     from mindgate.memory.retrieval import single
+    from mindgate.memory.speaker import query_speaker
     from mindgate.memory.timeinfo import parse_time, query_windows
 
     torch.set_num_threads(args.threads)
@@ -260,7 +262,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if method in ("vector", "text"):
                 hits = single(vec_hits if method == "vector" else text_hits, method)  # type: ignore[arg-type]
             else:
-                hits = ranked(cands_a[i], (method, alpha, 0.0), None)
+                hits = ranked(cands_a[i], (method, alpha, 0.0, 0.0), None)
             rows.append((questions[i], scores_of([h.record.metadata for h in hits[:max(KS)]], questions[i])))
         return rows
 
@@ -277,22 +279,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.key_context else memory
         cands_b = await candidates_of(keyed, questions)
         whens = [query_windows(q["question"], parse_time(q["question_date"])) for q in questions]
+        speakers = [query_speaker(q["question"]) for q in questions]
         train, test = everyone[0::2], everyone[1::2]
 
         def rows_of(params: Params, subset: list[int]) -> list[tuple[dict[str, Any], dict[str, float]]]:
             return [(questions[i], scores_of([h.record.metadata
-                                              for h in ranked(cands_b[i], params, whens[i])[:max(KS)]], questions[i]))
+                                              for h in ranked(cands_b[i], params, whens[i], speakers[i])[:max(KS)]],
+                                             questions[i]))
                     for i in subset]
 
         def objective(params: Params) -> float:
             return statistics.fmean(r["turn@5"] + r["turn@10"] for _, r in rows_of(params, train) if "turn@5" in r)
 
-        grid: list[Params] = [(f, a, w) for w in TIME_WEIGHTS
+        grid: list[Params] = [(f, a, w, sw) for sw in SPEAKER_WEIGHTS for w in TIME_WEIGHTS
                               for f, a in [("rrf", 0.0), *[("convex", a) for a in ALPHAS]]]
         curve = {p: objective(p) for p in grid}
-        best = max(grid, key=lambda p: (round(curve[p], 6), p[0] == "rrf", -abs(p[1] - 0.5), -p[2]))
+        best = max(grid, key=lambda p: (round(curve[p], 6), p[0] == "rrf", -abs(p[1] - 0.5), -p[2], -p[3]))
         fitted = MemorySettings(fusion=best[0], fusion_alpha=best[1] if best[0] == "convex" else settings.fusion_alpha,  # type: ignore[arg-type]
-                                time_aware=True, time_weight=best[2], key_context=bool(args.key_context),
+                                time_aware=True, time_weight=best[2], speaker_weight=best[3],
+                                key_context=bool(args.key_context),
                                 key_context_weight=args.key_context_weight)
         # the fitted configuration through the public API, on every question
         api = AsyncMemory(embedder=keyed.embedder, store=keyed.store, settings=fitted)
@@ -303,15 +308,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             api_rows.append((q, scores_of([r["metadata"] for r in found["results"]], q)))
         new = table(api_rows)
         config = {"memory": {k: getattr(fitted, k) for k in ("fusion", "fusion_alpha", "time_aware", "time_weight",
-                                                             "key_context", "key_context_weight")}}
+                                                             "speaker_weight", "key_context", "key_context_weight")}}
         if args.write_config:
             import yaml
 
             Path(args.write_config).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         report["calibration"] = {
             "train_questions": len(train), "test_questions": len(test),
-            "best": {"fusion": best[0], "alpha": best[1], "time_weight": best[2], "objective": round(curve[best], 4)},
-            "rrf_objective_train": round(objective(("rrf", 0.0, 0.0)), 4),
+            "best": {"fusion": best[0], "alpha": best[1], "time_weight": best[2], "speaker_weight": best[3],
+                     "objective": round(curve[best], 4)},
+            "rrf_objective_train": round(objective(("rrf", 0.0, 0.0, 0.0)), 4),
             "held_out": {"rrf": table(evaluate("rrf", 0.0, test)),
                          "new": table(rows_of(best, test))},
             "config": config, "new_all": new,
@@ -394,7 +400,8 @@ def print_table(report: dict[str, Any]) -> None:
         cal = report["calibration"]
         best = cal["best"]
         print(f"calibration on {cal['train_questions']} questions (turn@5+@10): fusion {best['fusion']} alpha "
-              f"{best['alpha']} time_weight {best['time_weight']} -> {best['objective']} (RRF "
+              f"{best['alpha']} time_weight {best['time_weight']} speaker_weight {best['speaker_weight']} -> "
+              f"{best['objective']} (RRF "
               f"{cal['rrf_objective_train']}); config: {json.dumps(cal['config'])}")
         print(f"held-out {cal['test_questions']} questions, today's RRF vs the fitted configuration:")
         _rows({"rrf": cal["held_out"]["rrf"], "new": cal["held_out"]["new"]})
