@@ -1,30 +1,38 @@
-"""Retrieval quality on LongMemEval (shared/data/longmemeval): today's RRF vs calibrated convex fusion,
-dense-only and BM25-only, in one run over the same stored turns.
+"""Retrieval quality on LongMemEval (shared/data/longmemeval): today's RRF vs the configuration fitted on
+held-out questions (fusion, time and speaker signals, context-augmented keys), in one run.
 
 Each question gets its own scope (user_id = question id); every haystack turn is stored with
 ``add(infer=False)`` in conversation order (metadata: session id and date; the turn's id as provenance),
 one call per session (its turns embedded in one batch), or one per turn with ``--per-message`` (the same
-records; vectors equal up to float rounding, several times slower to build). ``--db`` keeps the store so
-later runs skip the ingest.
+records; vectors equal up to float rounding, several times slower to build). ``--db`` keeps this store
+(store A: today's defaults) and a later run resumes or reuses it; ``--stored-only`` evaluates only the
+questions it already holds completely. Questions are taken round robin by question_type, so a prefix
+(``--questions N``, or an ingest stopped early) covers every type.
 
 Per question the candidates (``memory.candidates`` per retriever) are fetched once through the store and
-fused by every method in Python with :func:`mindgate.memory.retrieval.fuse`, so the comparison is exact
-and cheap:
+fused in Python with :func:`mindgate.memory.retrieval.fuse`, so the comparison is exact and cheap:
 
-* ``rrf``: reciprocal rank fusion with k=60 (the fusion before calibration);
-* ``convex``: convex fusion with the configured ``memory.fusion_alpha`` (the default);
+* ``rrf``: reciprocal rank fusion with k=60 (today's default);
+* ``convex``: convex fusion with the configured ``memory.fusion_alpha``;
 * ``vector`` / ``text``: one retriever.
 
-``--calibrate`` picks alpha on the even-numbered questions (file order) by mean turn recall@5+@10 and
-reports it on the odd-numbered (held-out) ones next to RRF.
+``--calibrate`` fits, on the even-numbered questions (by mean turn recall@5+@10), the fusion (RRF or
+convex with alpha), ``memory.time_weight`` (time expressions read against the question date),
+``memory.speaker_weight`` and, with ``--key-context FILE``, whether to use store B: the same turns, each by
+its own ``add`` call, with ``memory.key_context`` on (``--key-context-weight``; the vectors come from store A,
+so B costs no embedding). It prints the held-out (odd-numbered) questions and then every question through
+``search(..., reference_time=question_date)`` with the fitted settings, next to today's RRF, with the ratio
+and the question types where the fitted configuration is below RRF. ``--write-config FILE`` writes the
+fitted ``memory:`` settings as a mindgate config file.
 
 Printed per question_type and overall: session recall@5/@10 (share of evidence sessions among the
 sessions of the top-k memories) and turn recall@5/@10 (share of ``has_answer`` turns in the top-k);
-abstention questions (no evidence) are skipped. Then ``search()`` latency through the public API with the
-default settings: p50/p95 on first sight of a question (query embedding included) and repeated (the
+abstention questions (no evidence) are skipped. Then ``search()`` latency through the public API with
+today's settings: p50/p95 on first sight of a question (query embedding included) and repeated (the
 query embedding comes from the cache).
 
-Usage: python bench/retrieval.py [--data PATH] [--questions N] [--db FILE] [--calibrate] [--per-message]
+Usage: python bench/retrieval.py [--data PATH] [--questions N] [--db FILE] [--per-message] [--stored-only]
+       [--calibrate [--key-context FILE] [--key-context-weight W] [--write-config FILE]]
        [--store sqlite|pgvector --dsn DSN]
 """
 
@@ -214,13 +222,13 @@ async def keyed_store(memory: Any, questions: list[dict[str, Any]], path: str, w
     return keyed
 
 
-Params = tuple[str, float, float, float]  # fusion, alpha, time weight, speaker weight
+Params = tuple[str, float, float, float, bool]  # fusion, alpha, time weight, speaker weight, key context
 
 
 def ranked(cands: tuple[Any, Any], params: Params, when: Any, speaker: Any = None) -> list[Any]:
     from mindgate.memory.retrieval import fuse
 
-    fusion, alpha, time_weight, speaker_weight = params
+    fusion, alpha, time_weight, speaker_weight, _ = params
     return fuse(cands[0], cands[1], fusion="rrf" if fusion == "rrf" else "convex", alpha=alpha, rrf_k=60,
                 when=when, time_weight=time_weight, speaker=speaker, speaker_weight=speaker_weight)
 
@@ -262,7 +270,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if method in ("vector", "text"):
                 hits = single(vec_hits if method == "vector" else text_hits, method)  # type: ignore[arg-type]
             else:
-                hits = ranked(cands_a[i], (method, alpha, 0.0, 0.0), None)
+                hits = ranked(cands_a[i], (method, alpha, 0.0, 0.0, False), None)
             rows.append((questions[i], scores_of([h.record.metadata for h in hits[:max(KS)]], questions[i])))
         return rows
 
@@ -277,30 +285,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.calibrate:
         keyed = await keyed_store(memory, questions, args.key_context, args.key_context_weight) \
             if args.key_context else memory
-        cands_b = await candidates_of(keyed, questions)
+        cands = {False: cands_a, True: await candidates_of(keyed, questions) if keyed is not memory else cands_a}
         whens = [query_windows(q["question"], parse_time(q["question_date"])) for q in questions]
         speakers = [query_speaker(q["question"]) for q in questions]
         train, test = everyone[0::2], everyone[1::2]
 
         def rows_of(params: Params, subset: list[int]) -> list[tuple[dict[str, Any], dict[str, float]]]:
-            return [(questions[i], scores_of([h.record.metadata
-                                              for h in ranked(cands_b[i], params, whens[i], speakers[i])[:max(KS)]],
-                                             questions[i]))
-                    for i in subset]
+            out = []
+            for i in subset:
+                hits = ranked(cands[params[4]][i], params, whens[i], speakers[i])[:max(KS)]
+                out.append((questions[i], scores_of([h.record.metadata for h in hits], questions[i])))
+            return out
 
         def objective(params: Params) -> float:
             return statistics.fmean(r["turn@5"] + r["turn@10"] for _, r in rows_of(params, train) if "turn@5" in r)
 
-        grid: list[Params] = [(f, a, w, sw) for sw in SPEAKER_WEIGHTS for w in TIME_WEIGHTS
-                              for f, a in [("rrf", 0.0), *[("convex", a) for a in ALPHAS]]]
+        grid: list[Params] = [(f, a, w, sw, kc) for kc in sorted({False, keyed is not memory}) for sw in SPEAKER_WEIGHTS
+                              for w in TIME_WEIGHTS for f, a in [("rrf", 0.0), *[("convex", a) for a in ALPHAS]]]
         curve = {p: objective(p) for p in grid}
-        best = max(grid, key=lambda p: (round(curve[p], 6), p[0] == "rrf", -abs(p[1] - 0.5), -p[2], -p[3]))
+        best = max(grid, key=lambda p: (round(curve[p], 6), not p[4], p[0] == "rrf", -abs(p[1] - 0.5), -p[2], -p[3]))
         fitted = MemorySettings(fusion=best[0], fusion_alpha=best[1] if best[0] == "convex" else settings.fusion_alpha,  # type: ignore[arg-type]
                                 time_aware=True, time_weight=best[2], speaker_weight=best[3],
-                                key_context=bool(args.key_context),
+                                key_context=best[4],
                                 key_context_weight=args.key_context_weight)
         # the fitted configuration through the public API, on every question
-        api = AsyncMemory(embedder=keyed.embedder, store=keyed.store, settings=fitted)
+        chosen = keyed if best[4] else memory
+        api = AsyncMemory(embedder=chosen.embedder, store=chosen.store, settings=fitted)
         api_rows = []
         for q in questions:
             found = await api.search(q["question"], user_id=q["question_id"], limit=max(KS),
@@ -316,8 +326,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["calibration"] = {
             "train_questions": len(train), "test_questions": len(test),
             "best": {"fusion": best[0], "alpha": best[1], "time_weight": best[2], "speaker_weight": best[3],
-                     "objective": round(curve[best], 4)},
-            "rrf_objective_train": round(objective(("rrf", 0.0, 0.0, 0.0)), 4),
+                     "key_context": best[4], "objective": round(curve[best], 4)},
+            "rrf_objective_train": round(objective(("rrf", 0.0, 0.0, 0.0, False)), 4),
+            "best_with_key_context": max((round(v, 4), p) for p, v in curve.items() if p[4]) if keyed is not memory
+            else None,
             "held_out": {"rrf": table(evaluate("rrf", 0.0, test)),
                          "new": table(rows_of(best, test))},
             "config": config, "new_all": new,
@@ -400,7 +412,8 @@ def print_table(report: dict[str, Any]) -> None:
         cal = report["calibration"]
         best = cal["best"]
         print(f"calibration on {cal['train_questions']} questions (turn@5+@10): fusion {best['fusion']} alpha "
-              f"{best['alpha']} time_weight {best['time_weight']} speaker_weight {best['speaker_weight']} -> "
+              f"{best['alpha']} time_weight {best['time_weight']} speaker_weight {best['speaker_weight']} key_context "
+              f"{best['key_context']} -> "
               f"{best['objective']} (RRF "
               f"{cal['rrf_objective_train']}); config: {json.dumps(cal['config'])}")
         print(f"held-out {cal['test_questions']} questions, today's RRF vs the fitted configuration:")

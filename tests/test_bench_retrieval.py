@@ -58,12 +58,14 @@ def test_calibration_prints_rrf_beside_the_fitted_configuration_and_writes_it_as
     assert all(0.0 <= v <= 1.0 for v in cal["new_all"]["overall"].values())
 
     written = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    assert written == cal["config"] and written["memory"]["key_context"] is True
-    settings = MindgateConfig.from_dict({**written, "vector_store": {"provider": "sqlite",
-                                                                     "config": {"path": str(tmp_path / "b.db")}}})
+    assert written == cal["config"] and written["memory"]["key_context"] == cal["best"]["key_context"]
+    store = tmp_path / ("b.db" if cal["best"]["key_context"] else "a.db")
+    settings = MindgateConfig.from_dict({**written,
+                                         "vector_store": {"provider": "sqlite", "config": {"path": str(store)}}})
     assert settings.memory.fusion == written["memory"]["fusion"]
     assert settings.memory.time_weight == written["memory"]["time_weight"]
-    # the fitted config opens the key-context store as it is (same key construction, no reindex needed)
+    assert settings.memory.speaker_weight == written["memory"]["speaker_weight"]
+    # the fitted config opens the store it was fitted on as it is (same key construction, no reindex needed)
     with Memory.from_config(settings) as memory:
         found = memory.search("Which city did I move to?", user_id="q1")["results"]
         assert found[0]["memory"] == "I moved to Lisbon last spring."
