@@ -30,12 +30,12 @@ import psutil
 
 from fit import measure  # bench/fit.py: RSS delta of a fresh process loading the GGUF
 from mindgate._assets import default_gguf_path
-from mindgate.models import fit
-from mindgate.models.gguf_info import read_gguf_info
-from mindgate.models.local_pool import LocalModelPool
 from mindgate.models.monitor import ResourceMonitor
-from mindgate.models.resources import format_bytes, read_resources
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
+from mindgate.providers.local._pool import LocalModelPool
+from mindgate.providers.management import fit
+from mindgate.providers.management.gguf_info import read_gguf_info
+from mindgate.providers.management.resources import format_bytes, read_resources
 from mindgate.routing.placement import Placement
 from mindgate.routing.router import Router, Target
 

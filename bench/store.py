@@ -35,6 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 
 from mindgate.memory.filters import parse_filters
+from mindgate.memory.retrieval import fuse
 from mindgate.memory.stores.base import AddChange, MemoryRecord, MemoryStore, Scope, content_hash
 from mindgate.providers.base import EmbedderIdentity
 
@@ -123,6 +124,8 @@ def search_latency(store: MemoryStore, scopes: int, queries: int, rng: np.random
         "vector": lambda s, v, q: store.vector_search(s, v, 10),
         "vector+filter": lambda s, v, q: store.vector_search(s, v, 10, flt),
         "text": lambda s, v, q: store.text_search(s, q, 10),
+        # what search() does once the query is embedded: both retrievers (50 candidates each) and fusion
+        "hybrid": lambda s, v, q: fuse(store.vector_search(s, v, 50), store.text_search(s, q, 50))[:10],
     }
     out: dict[str, Any] = {}
     for name, fn in kinds.items():
@@ -212,6 +215,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     parser.add_argument("--dir", type=Path, default=None, help="where the store lives (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the store files")
+    parser.add_argument("--existing", action="store_true", help="--dir holds a store built by an earlier run "
+                        "with --keep at the (single) size given: measure it without adding")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
 
@@ -225,12 +230,13 @@ def main() -> None:
     stored, extra = 0, 10**8  # embedding-included records get ids far above the built ones
     try:
         for size in sizes:
-            seconds, cpu = grow(store, stored, size, args.scopes, args.batch, rng)
+            seconds, cpu = (0.0, 0.0) if args.existing else grow(store, stored, size, args.scopes, args.batch, rng)
             row: dict[str, Any] = {"size": size, "added": size - stored, "build_s": round(seconds, 1),
                                    "build_cpu_s": round(cpu, 1),
                                    "add_per_s": round((size - stored) / seconds, 1) if seconds else None}
             stored = size
             row["search"] = search_latency(store, args.scopes, args.queries, rng)
+            row["load_avg_1m"] = round(os.getloadavg()[0], 2)
             if emb is not None:
                 row["embedding"] = add_with_embedding(store, emb, extra, args.embed_texts, args.scopes,
                                                       args.embed_batch, args.embed_rounds, rng)
@@ -250,15 +256,18 @@ def main() -> None:
 def print_row(row: dict[str, Any], header: bool) -> None:
     if header:
         print(f"{'size':>9} {'add/s':>9} {'build s':>8} {'cpu s':>7} {'vec p50/p95 ms':>15} {'vec+flt p50/p95':>16} "
-              f"{'text p50/p95':>14} {'embed/s':>8} {'add+emb/s':>9} {'ratio':>6} {'disk MB':>8}")
+              f"{'text p50/p95':>14} {'hybrid p50/p95':>15} {'embed/s':>8} {'add+emb/s':>9} {'ratio':>6} "
+              f"{'disk MB':>8} {'load':>5}")
     s, e = row["search"], row.get("embedding") or {}
 
     def pair(d: dict[str, float]) -> str:
         return f"{d['p50_ms']:.2f}/{d['p95_ms']:.2f}"
 
-    print(f"{row['size']:>9} {row['add_per_s']:>9} {row['build_s']:>8} {row['build_cpu_s']:>7} {pair(s['vector']):>15} "
-          f"{pair(s['vector+filter']):>16} {pair(s['text']):>14} {e.get('raw_embed_per_s', '-'):>8} "
-          f"{e.get('add_with_embed_per_s', '-'):>9} {e.get('ratio', '-'):>6} {row['disk_mb']!s:>8}", flush=True)
+    print(f"{row['size']:>9} {row['add_per_s']!s:>9} {row['build_s']:>8} {row['build_cpu_s']:>7} "
+          f"{pair(s['vector']):>15} "
+          f"{pair(s['vector+filter']):>16} {pair(s['text']):>14} {pair(s['hybrid']):>15} "
+          f"{e.get('raw_embed_per_s', '-'):>8} {e.get('add_with_embed_per_s', '-'):>9} {e.get('ratio', '-'):>6} "
+          f"{row['disk_mb']!s:>8} {row['load_avg_1m']:>5}", flush=True)
 
 
 if __name__ == "__main__":

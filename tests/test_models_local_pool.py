@@ -11,7 +11,7 @@ import pytest
 from mindgate._assets import default_gguf_path
 from mindgate.errors import ConfigurationError
 from mindgate.models import InsufficientMemoryError
-from mindgate.models.local_pool import LocalModelPool
+from mindgate.providers.local._pool import LocalModelPool
 
 
 @pytest.fixture

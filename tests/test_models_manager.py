@@ -22,10 +22,10 @@ from mindgate.models import (
     ModelManager,
     ModelState,
     ModelType,
-    fit,
     snapshot,
 )
-from mindgate.models.local_pool import LocalModelPool
+from mindgate.providers.local._pool import LocalModelPool
+from mindgate.providers.management import fit
 
 QWEN = "qwen2.5-7b-instruct"
 

@@ -19,9 +19,9 @@ from starlette.routing import Route
 
 from fakes._server import FakeServer
 from mindgate.errors import AuthenticationError, MindgateError, ModelNotFoundError, ProviderError, RateLimitError
-from mindgate.models._http import client_for, request_json
-from mindgate.models.records import Endpoint
 from mindgate.providers import create_chat_model
+from mindgate.providers.management.http import client_for, request_json
+from mindgate.providers.management.records import Endpoint
 
 
 class Refusing(FakeServer):

@@ -1,9 +1,9 @@
 """A provider from another package: built and installed in the test, used from config and through the gateway.
 
-The package is one module (``SPEC`` from ``openai_compatible_spec``) plus its entry point in the
-``mindgate.providers`` group, installed with pip into a folder on ``sys.path`` -- what a user's
-``pip install mindgate-acme`` does. Nothing in mindgate names it; the gateway serves the real llama.cpp server
-through it.
+The package is one module (``SPEC`` from ``openai_compatible_spec``, with its own config model and a
+model-management driver) plus its entry point in the ``mindgate.providers`` group, installed with pip into a
+folder on ``sys.path`` -- what a user's ``pip install mindgate-acme`` does. Nothing in mindgate names it; the
+gateway serves the real llama.cpp server through it and ``mindgate models`` lists that server's model.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError
 from mindgate.gateway.app import create_app
 from mindgate.memory.memory import AsyncMemory
+from mindgate.models import ModelCatalog, endpoints_from_config
 from mindgate.providers import create_chat_model, provider_names, provider_spec
 
 _PYPROJECT = """\
@@ -47,6 +48,7 @@ from pydantic import Field
 
 from mindgate.config import BaseURLConfig
 from mindgate.providers import openai_compatible_spec
+from mindgate.providers._openai_management import OpenAICompatDriver
 
 
 class TinyConfig(BaseURLConfig):
@@ -55,7 +57,7 @@ class TinyConfig(BaseURLConfig):
 
 SPEC = openai_compatible_spec("tinyserver", "Tiny Server", key_env="TINYSERVER_API_KEY",
                               start_hint="start it with `tinyserver --port 8080`", takes_top_k=True,
-                              config_model=TinyConfig)
+                              config_model=TinyConfig, driver=OpenAICompatDriver)
 """
 
 
@@ -107,8 +109,10 @@ def test_it_brings_its_own_config_model(plugin_on_path: None) -> None:
     typo named with the provider and its keys."""
     section = {"llm": {"provider": "tinyserver", "config": {"base_url": "http://127.0.0.1:9/v1", "region": "us"}}}
     config = MindgateConfig.from_dict(section, env=False)
-    assert type(config.llm.config).__name__ == "TinyConfig" and config.llm.config.region == "us"  # type: ignore[attr-defined]
-    assert MindgateConfig.from_dict({"llm": {"provider": "tinyserver"}}, env=False).llm.config.region == "eu"  # type: ignore[attr-defined]
+    assert type(config.llm.config).__name__ == "TinyConfig"
+    assert config.llm.config.region == "us"  # type: ignore[attr-defined]
+    default = MindgateConfig.from_dict({"llm": {"provider": "tinyserver"}}, env=False).llm.config
+    assert default.region == "eu"  # type: ignore[attr-defined]
     with pytest.raises(ConfigurationError, match=r"llm\.config\.region: String should match pattern"):
         MindgateConfig.from_dict({"llm": {"provider": "tinyserver", "config": {"region": "mars"}}}, env=False)
     with pytest.raises(ConfigurationError, match=r"llm\.config\.regoin: unknown key for provider 'tinyserver' "
@@ -136,6 +140,20 @@ def test_the_gateway_serves_a_plugin_provider_from_config(plugin_on_path: None, 
     assert reply.choices[0].message.content
     assert reply.usage is not None and reply.usage.completion_tokens > 0
     assert "mindgate_tinyserver" in sys.modules  # the plugin's module served it, not a built-in
+
+
+def test_its_models_are_managed_through_its_driver(plugin_on_path: None, llama_server: Any) -> None:
+    """The spec's driver is all ``mindgate models`` needs: the endpoint comes from config under the plugin's
+    name and the catalog lists the real server's model through it."""
+    config = MindgateConfig.from_dict({"llm": {"provider": "tinyserver", "config": {
+        "base_url": llama_server.base_url, "model": "smollm2"}}}, env=False)
+    endpoints = endpoints_from_config(config)
+    assert [(e.name, e.provider, e.url) for e in endpoints if e.provider == "tinyserver"] == [
+        ("tinyserver", "tinyserver", llama_server.base_url.rstrip("/"))]
+    listing = ModelCatalog([e for e in endpoints if e.provider == "tinyserver"], ttl=0).list()
+    assert [s.reachable for s in listing.endpoints] == [True]
+    assert [m.id for m in listing.models] == ["smollm2"] and listing.models[0].provider == "tinyserver"
+    assert listing.find("smollm2", endpoint="tinyserver")
 
 
 def test_a_plugin_named_like_a_mem0_provider_takes_over_its_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from fixtures_servers import free_port
-from mindgate.config import MindgateConfig
+from mindgate.config import MindgateConfig, ProviderConfig
 from mindgate.errors import ConfigurationError, NetworkError
 from mindgate.providers import ProviderSpec, create_chat_model, create_embedder, provider_names, provider_spec
 from mindgate.providers.azure import AzureKwargs
@@ -105,3 +105,37 @@ def test_each_provider_takes_its_own_keys() -> None:
                       "gcp": {"provider": "vertexai", "config": {"project": "p", "location": "europe-west4"}}},
     }, env=False)
     assert config.llm.config.n_ctx == 512 and config.providers["gcp"].config.location == "europe-west4"
+
+
+def test_a_section_holds_its_providers_own_config_model() -> None:
+    """Each spec's pydantic model validates its section: the instance is that model, with its defaults."""
+    config = MindgateConfig.from_dict({"llm": {"provider": "ollama", "config": {"model": "llama3.2", "ttl": 60}},
+                                       "providers": {"az": {"provider": "azure_openai", "config": {
+                                           "azure_kwargs": {"azure_deployment": "d"}}}}}, env=False)
+    for section in (config.llm, config.embedder, config.providers["az"]):
+        assert type(section.config) is provider_spec(section.provider).config_model
+    assert config.llm.config.ttl == 60 and config.embedder.config.n_ctx is None  # type: ignore[attr-defined]
+    assert config.providers["az"].config.azure_kwargs.azure_deployment == "d"  # type: ignore[attr-defined]
+    assert isinstance(config.llm.config, ProviderConfig)  # consumers of the common keys still read them
+    with pytest.raises(ConfigurationError, match=r"providers\.az\.config\.azure_kwargs\.api_kye: unknown key "
+                                                 r"\(did you mean `api_key`\?\)"):
+        MindgateConfig.from_dict({"providers": {"az": {"provider": "azure_openai", "config": {
+            "azure_kwargs": {"api_kye": "k"}}}}}, env=False)
+
+
+def test_switching_a_sections_provider_revalidates_its_config() -> None:
+    config = MindgateConfig.from_dict({"llm": {"provider": "lmstudio", "config": {"model": "m", "ttl": 60}}},
+                                      env=False)
+    config.llm.provider = "ollama"
+    assert type(config.llm.config).__name__ == "OllamaConfig"
+    assert config.llm.config.ttl == 60  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"config\.ttl\n.*`ttl` is not used by provider 'gemini'"):
+        config.llm.provider = "gemini"
+
+
+def test_the_python_api_takes_a_dict_checked_by_the_providers_model() -> None:
+    with pytest.raises(ConfigurationError, match=r"invalid config for provider 'openai': `ttl`: Extra inputs") as info:
+        create_chat_model("openai", {"model": "gpt-4o-mini", "api_key": "k", "ttl": 5})
+    assert "openai_base_url" in (info.value.hint or "")
+    model = create_chat_model("ollama", {"model": "llama3.2", "ollama_base_url": "http://127.0.0.1:9", "ttl": 5})
+    assert model.model == "llama3.2"

@@ -24,11 +24,11 @@ from mindgate.errors import RoutingError
 from mindgate.gateway.app import create_app
 from mindgate.models.catalog import Endpoint, ModelCatalog
 from mindgate.models.decisions import DecisionLog
-from mindgate.models.local_pool import LocalModelPool
 from mindgate.providers import create_chat_model
 from mindgate.providers.base import ChatModel, Embedder
 from mindgate.providers.lazy import LazyChatModel
 from mindgate.providers.local import LlamaCppChatModel
+from mindgate.providers.local._pool import LocalModelPool
 from mindgate.routing.placement import Placement
 from mindgate.routing.router import Router, Target
 from mindgate.routing.trace import RouteTrace, tracing

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from mindgate.models import _lmstudio_api
+from mindgate.providers.lmstudio import _management as _lmstudio_api
 from ui_harness import ALICE_KEY, browser, dashboard, get_json, gguf_header_read, page_factory, screenshot, sign_in
 
 __all__ = ["browser", "dashboard", "gguf_header_read", "page_factory"]

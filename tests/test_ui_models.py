@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from fakes.lmstudio import LMStudioModel
 from mindgate.gateway import ui_api
-from mindgate.models.resources import GPUInfo, read_resources
+from mindgate.providers.management.resources import GPUInfo, read_resources
 from mindgate.routing.placement import shared_placement
 from ui_harness import MOBILE, browser, dashboard, get_json, gguf_header_read, page_factory, screenshot, sign_in
 

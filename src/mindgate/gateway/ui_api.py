@@ -42,7 +42,7 @@ from mindgate.gateway.ui_timeseries import TrafficSeries, router_fallbacks
 from mindgate.models.catalog import ModelCatalog, ModelInfo
 from mindgate.models.manager import ModelManager
 from mindgate.models.monitor import default_monitor
-from mindgate.models.records import LoadProgress
+from mindgate.providers.management.records import LoadProgress
 from mindgate.routing.placement import Placement, shared_placement
 
 router = APIRouter(prefix="/ui/api", tags=["ui"], include_in_schema=False)

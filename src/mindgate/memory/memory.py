@@ -35,6 +35,7 @@ from mindgate.memory.keys import CONVERSATION_ROLES, context_text, follows, key_
 from mindgate.memory.rerank import Reranker, create_reranker
 from mindgate.memory.rerank import rerank as _rerank
 from mindgate.memory.retrieval import Hit, QueryVectors, SearchMode, fuse, single
+from mindgate.memory.search_pool import SearchPool
 from mindgate.memory.speaker import query_speaker
 from mindgate.memory.stores import create_store
 from mindgate.memory.stores.base import (
@@ -83,6 +84,7 @@ class AsyncMemory:
         self._opened = False
         self._open_lock = threading.Lock()
         self._query_vectors = QueryVectors(self.settings.query_cache)
+        self._searches = SearchPool(self.settings.search_threads)
         # texts embedded by recent adds: the next turn's key context is usually one of them
         self._recent_vectors = QueryVectors(64)
 
@@ -403,17 +405,17 @@ class AsyncMemory:
         text_hits: list[tuple[MemoryRecord, float]] = []
         if mode in ("hybrid", "vector"):
             vector = await self._query_vector(query)
-            vector_job = asyncio.to_thread(self.store.vector_search, scope, vector, k, flt)
+            vector_job = self._searches.run(self.store.vector_search, scope, vector, k, flt)
         if mode == "hybrid":
             vector_hits, text_hits = await asyncio.gather(
-                vector_job, asyncio.to_thread(self.store.text_search, scope, query, k, flt))
+                vector_job, self._searches.run(self.store.text_search, scope, query, k, flt))
             return fuse(vector_hits, text_hits, fusion=self.settings.fusion, alpha=self.settings.fusion_alpha,
                         rrf_k=self.settings.rrf_k, recency=self.settings.recency, when=when,
                         time_weight=self.settings.time_weight, speaker=query_speaker(query),
                         speaker_weight=self.settings.speaker_weight)[:limit]
         if mode == "vector":
             return single(await vector_job, "vector")[:limit]
-        return single(await asyncio.to_thread(self.store.text_search, scope, query, k, flt), "text")[:limit]
+        return single(await self._searches.run(self.store.text_search, scope, query, k, flt), "text")[:limit]
 
     async def _query_vector(self, query: str) -> Any:
         vector = self._query_vectors.get(query)
@@ -465,6 +467,7 @@ class AsyncMemory:
         return done
 
     async def close(self) -> None:
+        await asyncio.to_thread(self._searches.close)
         await asyncio.to_thread(self.store.close)
         await self.embedder.aclose()
         if self.reranker is not None:

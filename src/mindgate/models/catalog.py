@@ -2,7 +2,7 @@
 
 Contracts:
 
-* One record shape for every provider (:class:`~mindgate.models.records.ModelInfo`); ``source`` says which
+* One record shape for every provider (:class:`~mindgate.providers.management.records.ModelInfo`); ``source`` says which
   API each fact came from. LM Studio is read through ``/api/v1/models``, falling back to ``/api/v0/models``
   and then ``/v1/models``; Ollama through ``/api/tags`` + ``/api/ps`` + ``/api/show``; any
   OpenAI-compatible server through ``/v1/models``; the local engine from GGUF headers.
@@ -27,14 +27,11 @@ import httpx
 from mindgate._sync import run_sync
 from mindgate.config import MindgateConfig, ProviderConfig
 from mindgate.errors import ConfigurationError, MindgateError, ModelNotFoundError, ProviderError
-from mindgate.models._driver import Driver
-from mindgate.models._http import Unsupported, client_for, display
-from mindgate.models._lmstudio_api import LMStudioDriver
-from mindgate.models._local_api import LocalDriver
-from mindgate.models._ollama_api import OllamaDriver, full_name
-from mindgate.models._openai_api import OpenAICompatDriver
-from mindgate.models.local_pool import LocalModelPool, default_pool
-from mindgate.models.records import (
+from mindgate.providers import provider_spec
+from mindgate.providers.local._pool import LocalModelPool, default_pool
+from mindgate.providers.management.driver import Driver, Shared, driver_for, matches
+from mindgate.providers.management.http import Unsupported, client_for, display
+from mindgate.providers.management.records import (
     Capabilities,
     Endpoint,
     EndpointStatus,
@@ -43,10 +40,9 @@ from mindgate.models.records import (
     ModelState,
     ModelType,
 )
-from mindgate.providers import provider_spec
 
 __all__ = ["Capabilities", "CatalogListing", "Endpoint", "EndpointStatus", "LoadedInstance", "ModelCatalog",
-           "ModelInfo", "ModelState", "ModelType", "endpoints_from_config"]
+           "ModelInfo", "ModelState", "ModelType", "endpoints_from_config", "matches"]
 
 DISCOVERY_TIMEOUT = 10.0
 
@@ -67,19 +63,18 @@ def _endpoint(name: str, provider: str, config: ProviderConfig | None) -> Endpoi
     config = config or ProviderConfig()
     url = config.base_url_for(provider)
     spec = provider_spec(provider)
-    kind = spec.management
-    if kind in ("lmstudio", "ollama"):
+    if spec.driver is None:
+        raise ConfigurationError(f"provider {provider!r} has no model management", hint="its spec names no driver")
+    form = spec.driver.url_form
+    if form == "root":
         url = _server_root(url or spec.default_base_url or "")
-    elif kind == "openai_compatible":
+    elif form == "api":
         url = url or spec.default_base_url
         if not url:
             raise ConfigurationError(f"endpoint {name!r} ({provider}) has no base_url",
                                      hint="set base_url, e.g. http://localhost:8000/v1")
         url = _api_base(url)
-    if kind is None:
-        raise ConfigurationError(f"provider {provider!r} has no model management", hint="its spec names none")
-    return Endpoint(name=name, provider=kind,
-                    url=url if kind != "local" else None, api_key=config.api_key,
+    return Endpoint(name=name, provider=provider, url=url if form != "none" else None, api_key=config.api_key,
                     model_path=config.get("model_path"), n_ctx=config.get("n_ctx"),
                     timeout=min(config.timeout, DISCOVERY_TIMEOUT), connect_timeout=config.connect_timeout)
 
@@ -93,7 +88,7 @@ def endpoints_from_config(config: MindgateConfig) -> list[Endpoint]:
     out: list[Endpoint] = []
 
     def add(name: str, provider: str, cfg: ProviderConfig | None) -> None:
-        if provider == "auto" or provider_spec(provider).management is None:
+        if provider == "auto" or provider_spec(provider).driver is None:
             return
         endpoint = _endpoint(name, provider, cfg)
         if any(e.provider == endpoint.provider and e.url == endpoint.url and e.model_path == endpoint.model_path
@@ -114,18 +109,6 @@ def endpoints_from_config(config: MindgateConfig) -> list[Endpoint]:
         else:
             add(section.provider, section.provider, section.config)
     return out
-
-
-def matches(model: ModelInfo, requested: str) -> bool:
-    """Does ``requested`` name ``model``? Exact id, a loaded instance id, LM Studio's id without its
-    ``@quantization`` suffix, or an Ollama name without its ``:latest`` tag."""
-    if requested == model.id or any(i.id == requested for i in model.instances):
-        return True
-    if model.provider == "lmstudio":
-        return model.id.split("@", 1)[0] == requested.split("@", 1)[0] and "@" not in requested
-    if model.provider == "ollama":
-        return model.id == full_name(requested)
-    return False
 
 
 @dataclass(frozen=True)
@@ -162,7 +145,7 @@ class ModelCatalog:
         self.pool = pool or default_pool()
         self._cache: dict[str, tuple[float, list[ModelInfo], EndpointStatus]] = {}
         self._errors: dict[str, MindgateError] = {}
-        self._show_cache: dict[str, dict[str, Any]] = {}
+        self._shared = Shared(pool=self.pool)
 
     @classmethod
     def from_config(cls, config: MindgateConfig | None = None, **kwargs: Any) -> ModelCatalog:
@@ -176,13 +159,8 @@ class ModelCatalog:
                                  hint=f"configured endpoints: {', '.join(e.name for e in self.endpoints) or 'none'}")
 
     def driver(self, endpoint: Endpoint, client: httpx.AsyncClient) -> Driver:
-        if endpoint.provider == "lmstudio":
-            return LMStudioDriver(endpoint, client)
-        if endpoint.provider == "ollama":
-            return OllamaDriver(endpoint, client, self._show_cache)
-        if endpoint.provider == "openai_compatible":
-            return OpenAICompatDriver(endpoint, client)
-        return LocalDriver(endpoint, client, self.pool)
+        """The driver of ``endpoint``'s provider (from its spec), sharing this catalog's pool and caches."""
+        return driver_for(endpoint, client, self._shared)
 
     def invalidate(self, endpoint: str | None = None) -> None:
         """Drop cached listings (of one endpoint, or all)."""

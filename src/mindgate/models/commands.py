@@ -34,9 +34,16 @@ from mindgate.models.catalog import ModelCatalog
 from mindgate.models.decisions import FILE_NAME as DECISIONS_FILE
 from mindgate.models.decisions import Decision, read_decisions
 from mindgate.models.manager import ModelManager
-from mindgate.models.records import DownloadProgress, GpuOffload, LoadedInstance, LoadOptions, LoadProgress, ModelInfo
-from mindgate.models.resources import Resources, format_bytes, snapshot
 from mindgate.providers import provider_spec
+from mindgate.providers.management.records import (
+    DownloadProgress,
+    GpuOffload,
+    LoadedInstance,
+    LoadOptions,
+    LoadProgress,
+    ModelInfo,
+)
+from mindgate.providers.management.resources import Resources, format_bytes, snapshot
 
 app = typer.Typer(help="See, load and unload models on LM Studio, Ollama, OpenAI-compatible servers and the "
                        "local engine.", no_args_is_help=True)
@@ -383,8 +390,9 @@ def doctor(config: ConfigOption = None,
         console.print("no switching decisions recorded yet (a gateway records loads, unloads and skips for memory)")
     if cfg.llm.provider != "auto" and cfg.llm.config.model:
         found = listing.find(cfg.llm.config.model)
-        kind = provider_spec(cfg.llm.provider).management  # None: a cloud API, whose models are not listed
-        reachable = kind is not None and any(s.reachable and s.endpoint.provider == kind for s in listing.endpoints)
+        managed = provider_spec(cfg.llm.provider).driver is not None  # False: a cloud API, its models not listed
+        reachable = managed and any(s.reachable and s.endpoint.provider == cfg.llm.provider
+                                    for s in listing.endpoints)
         if reachable and not found:
             problems.append(f"the configured llm model {cfg.llm.config.model!r} is not on {cfg.llm.provider}")
     if probe_embedder:

@@ -11,16 +11,16 @@ Contracts:
 * TTL: LM Studio gets ``ttl`` on the load request, Ollama ``keep_alive`` (no TTL = stay loaded), the local
   engine an idle TTL in its pool.
 * Before a load on this machine (local engine or a loopback server), the memory estimate
-  (:mod:`mindgate.models.fit`) is checked against free RAM/VRAM; a model that does not fit is refused with
-  :class:`~mindgate.models.fit.InsufficientMemoryError`, naming a shorter context and smaller models that
+  (:mod:`mindgate.providers.management.fit`) is checked against free RAM/VRAM; a model that does not fit is refused with
+  :class:`~mindgate.providers.management.fit.InsufficientMemoryError`, naming a shorter context and smaller models that
   would fit. Servers on other machines are not checked (their memory is not visible from here).
-* Progress: ``progress`` receives :class:`~mindgate.models.records.LoadProgress` reports (checking,
+* Progress: ``progress`` receives :class:`~mindgate.providers.management.records.LoadProgress` reports (checking,
   unloading, loading, then loaded or reused). While loading, the fraction is the server's own when it
   reports one (LM Studio through its SDK), else estimated from elapsed time every 0.2 s.
-* ``options`` (:class:`~mindgate.models.records.LoadOptions`: GPU offload, instance identifier) are LM
+* ``options`` (:class:`~mindgate.providers.management.records.LoadOptions`: GPU offload, instance identifier) are LM
   Studio's; an identifier always asks for a new instance (that is what it is for).
 * Downloads (``download``) go to the endpoint's server (LM Studio's download jobs, Ollama's pull) and
-  report :class:`~mindgate.models.records.DownloadProgress`; running ones are listed by ``downloads()``.
+  report :class:`~mindgate.providers.management.records.DownloadProgress`; running ones are listed by ``downloads()``.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from typing import Any, Protocol
 from mindgate._sync import run_sync
 from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError, MindgateError, ProviderError, ResourceError
-from mindgate.models import fit
-from mindgate.models._http import client_for
 from mindgate.models.catalog import ModelCatalog
-from mindgate.models.records import (
+from mindgate.providers.management import fit
+from mindgate.providers.management.http import client_for
+from mindgate.providers.management.records import (
     NO_OPTIONS,
     DownloadCallback,
     DownloadProgress,
@@ -51,7 +51,7 @@ from mindgate.models.records import (
     ModelType,
     ProgressCallback,
 )
-from mindgate.models.resources import Resources, format_bytes, snapshot
+from mindgate.providers.management.resources import Resources, format_bytes, snapshot
 
 DEFAULT_SERVER_CONTEXT = 4096
 LOAD_BYTES_PER_SECOND = 1e9

@@ -3,8 +3,9 @@ request path reads a snapshot and never makes system calls.
 
 Contract:
 
-* :meth:`ResourceMonitor.latest` returns the newest published :class:`~mindgate.models.resources.Resources`
-  (immutable; reading it takes no lock and no system call). The first call takes one reading at once.
+* :meth:`ResourceMonitor.latest` returns the newest published
+  :class:`~mindgate.providers.management.resources.Resources` (immutable; reading it takes no lock and no
+  system call). The first call takes one reading at once.
 * The sampling thread (a daemon) starts on first use and reads every ``interval`` seconds
   (``resources.sample_interval``, default 1 s); :meth:`stop` ends it.
 * :meth:`subscribe` registers a callback run in the sampling thread after each reading (event-driven
@@ -20,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from mindgate.models.resources import Resources, read_resources
+from mindgate.providers.management.resources import Resources, read_resources
 
 log = logging.getLogger("mindgate.resources")
 
@@ -37,7 +38,8 @@ class ResourceSource(Protocol):
 
 
 class ResourceMonitor:
-    """Samples :func:`~mindgate.models.resources.read_resources` every ``interval`` seconds in a thread."""
+    """Samples :func:`~mindgate.providers.management.resources.read_resources` every ``interval`` seconds in a
+    thread."""
 
     def __init__(self, interval: float = DEFAULT_INTERVAL, *, read: Callable[[], Resources] = read_resources) -> None:
         if interval <= 0:

@@ -21,6 +21,7 @@ from httpx_sse import EventSource, SSEError
 
 from mindgate.config import BaseURLConfig, ProviderConfig, base_url_keys
 from mindgate.errors import ConfigurationError, MindgateError, NetworkError, ProviderError
+from mindgate.providers._openai_management import OpenAICompatDriver
 from mindgate.providers.base import (
     ChatChunk,
     ChatModel,
@@ -32,6 +33,7 @@ from mindgate.providers.base import (
     chatml_prompt,
 )
 from mindgate.providers.http_errors import http_error, is_missing_model, json_or_none, server_message
+from mindgate.providers.management.driver import Driver
 from mindgate.providers.spec import ProviderSpec
 
 
@@ -472,11 +474,13 @@ def openai_compatible_spec(name: str, display: str, *, default_base_url: str | N
                            chat_model_default: str | None = None, embedding_model_default: str | None = None,
                            require_key: bool = False, takes_top_k: bool = False,
                            takes_reasoning_effort: bool = False,
-                           config_model: type[BaseURLConfig] = BaseURLConfig) -> ProviderSpec:
+                           config_model: type[BaseURLConfig] = BaseURLConfig,
+                           driver: type[Driver] | None = None) -> ProviderSpec:
     """A provider that speaks OpenAI's chat-completions and embeddings API, served by mindgate's shared
     client (pooling, timeouts, SSE, Retry-After, OpenAI-shaped errors). A model is required in config
     unless a default is given. ``config_model`` adds the provider's own config keys (a subclass of
-    :class:`~mindgate.config.BaseURLConfig`)."""
+    :class:`~mindgate.config.BaseURLConfig`); ``driver`` lets ``mindgate models`` list the server's models
+    (e.g. :class:`~mindgate.providers._openai_management.OpenAICompatDriver`, over ``/v1/models``)."""
     profile = ServerProfile(provider=name, display=display,
                             start_hint=start_hint or "check that the server is reachable, or fix base_url",
                             key_env=key_env)
@@ -494,7 +498,7 @@ def openai_compatible_spec(name: str, display: str, *, default_base_url: str | N
                                     batch_size=config.batch_size, extra_body=config.model_kwargs)
 
     return ProviderSpec(name=name, display=display, chat_model=chat_model, embedder=embedder,
-                        config_model=config_model, default_base_url=default_base_url,
+                        config_model=config_model, driver=driver, default_base_url=default_base_url,
                         start_hint=profile.start_hint, key_env=key_env,
                         takes_top_k=takes_top_k, takes_reasoning_effort=takes_reasoning_effort)
 
@@ -502,4 +506,4 @@ SPEC = ProviderSpec(name="openai_compatible", config_model=OpenAICompatConfig, d
                     chat_model=chat_model, embedder=embedder, base_url_keys=("base_url", "openai_base_url"),
                     start_hint=GENERIC.start_hint,
                     key_env="OPENAI_API_KEY", takes_top_k=True, takes_reasoning_effort=True,
-                    management="openai_compatible")
+                    driver=OpenAICompatDriver)

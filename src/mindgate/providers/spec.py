@@ -18,15 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
 from mindgate.config import BaseURLConfig, ProviderConfig
 from mindgate.errors import ConfigurationError
 from mindgate.providers.base import ChatModel, Embedder
-
-ManagementKind = Literal["lmstudio", "ollama", "openai_compatible", "local"]
+from mindgate.providers.management.driver import Driver
 
 
 @dataclass(frozen=True)
@@ -42,8 +41,11 @@ class ProviderSpec:
     this provider is validated by it, so any other key is an error naming this provider's keys. Its
     ``chat_model`` / ``embedder`` receive an instance of it.
     ``default_base_url`` is used when none is set (None: one is required). ``start_hint`` says how to
-    bring the server up when it does not answer. ``management`` names the driver ``mindgate models``
-    uses to list/load/unload its models (None: not managed)."""
+    bring the server up when it does not answer; ``get_model_hint`` how to get a model onto it when it has
+    none of the kind wanted. ``driver`` is the class (a
+    :class:`~mindgate.providers.management.driver.Driver`, kept in the provider's own package) that
+    ``mindgate models``, the catalog and routing's placement use to list/load/unload its models (None: not
+    managed)."""
 
     name: str
     display: str
@@ -53,10 +55,11 @@ class ProviderSpec:
     config_model: type[ProviderConfig] = BaseURLConfig
     default_base_url: str | None = None
     start_hint: str | None = None
+    get_model_hint: str | None = None
     key_env: str | None = None
     takes_top_k: bool = False
     takes_reasoning_effort: bool = False
-    management: ManagementKind | None = None
+    driver: type[Driver] | None = None
 
     def __post_init__(self) -> None:
         if self.chat_model is None and self.embedder is None:
@@ -72,7 +75,7 @@ class ProviderSpec:
     def configure(self, config: ProviderConfig | Mapping[str, Any] | None = None) -> ProviderConfig:
         """``config`` (a config model or a dict of mem0-style keys) as this provider's model (default: all
         defaults); a key it does not take, or a bad value, is a ConfigurationError naming it."""
-        if isinstance(config, self.config_model):
+        if type(config) is self.config_model:  # exact: a subclass is another provider's model
             return config
         if isinstance(config, ProviderConfig):
             config = {key: getattr(config, key) for key in config.model_fields_set}

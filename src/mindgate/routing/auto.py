@@ -7,7 +7,7 @@ Targets, in order:
    endpoint, with its model or an auto-detected one) or a server URL (what serves it -- LM Studio, Ollama or
    another OpenAI-compatible server -- is detected at first use, then its model);
 1. LM Studio at ``lmstudio_base_url`` (default ``localhost:1234``) -- the configured ``model``, else the model
-   :mod:`mindgate.models.detect` picks (a loaded LLM, else the best downloaded one that fits);
+   :mod:`mindgate.providers.management.detect` picks (a loaded LLM, else the best downloaded one that fits);
 2. Ollama at ``ollama_base_url`` (default ``localhost:11434`` or ``OLLAMA_HOST``) -- the configured ``model``
    when it has it, else the first non-embedding model ``/api/tags`` lists;
 3. OpenAI, only when ``OPENAI_API_KEY`` is set;
@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Literal
 
 from mindgate.config import EndpointConfig, MindgateConfig, ProviderConfig
-from mindgate.errors import ConfigurationError, ModelNotFoundError
+from mindgate.errors import ConfigurationError, MindgateError, ModelNotFoundError, NetworkError
 from mindgate.providers import create_chat_model, lmstudio, provider_spec
 from mindgate.providers.base import ChatModel
 from mindgate.providers.lazy import LazyChatModel
+from mindgate.providers.lmstudio._management import OPENAI, LMStudioDriver
 from mindgate.providers.local import LlamaCppChatModel
+from mindgate.providers.management.http import Unsupported, client_for, request_json
+from mindgate.providers.management.records import Endpoint
 from mindgate.providers.openai_compat import sampling_defaults
 from mindgate.routing.placement import Placement, shared_placement
 from mindgate.routing.retry import RetryPolicy
@@ -99,8 +103,6 @@ def ollama_target(config: ProviderConfig, url: str | None = None, *, name: str =
 
 def url_target(config: ProviderConfig, url: str) -> Target:
     """A server at ``url`` whose kind is detected at first use (LM Studio, Ollama, or OpenAI-compatible)."""
-    from mindgate.models.detect import detect_provider
-
     async def resolve() -> ChatModel:
         kind = await detect_provider(url, api_key=config.api_key, connect_timeout=config.connect_timeout)
         if kind == "lmstudio":
@@ -115,6 +117,30 @@ def url_target(config: ProviderConfig, url: str) -> Target:
         return inner
 
     return Target(LazyChatModel("auto", url, resolve, defaults=sampling_defaults(config)), name=url)
+
+
+async def detect_provider(url: str, *, api_key: str | None = None,
+                          connect_timeout: float = 2.0) -> Literal["lmstudio", "ollama", "openai_compatible"]:
+    """What serves ``url`` (a server root or an API base): Ollama when ``/api/tags`` lists models, LM Studio
+    when its native ``/api/v1|v0/models`` answers, else an OpenAI-compatible server. Raises NetworkError when
+    nothing answers."""
+    root = url.rstrip("/").removesuffix("/v1")
+    probe = Endpoint("probe", "ollama", root, api_key=api_key, timeout=5.0, connect_timeout=connect_timeout)
+    async with client_for(probe) as client:
+        try:
+            tags = await request_json(client, probe, "GET", f"{root}/api/tags")
+        except NetworkError:
+            raise
+        except (MindgateError, Unsupported):  # another server's answer: not Ollama
+            tags = None
+        if isinstance(tags, dict) and isinstance(tags.get("models"), list):
+            return "ollama"
+        lmstudio = Endpoint("probe", "lmstudio", root, api_key=api_key, timeout=5.0, connect_timeout=connect_timeout)
+        try:
+            _, api = await LMStudioDriver(lmstudio, client).list_models()
+        except MindgateError:
+            api = OPENAI
+        return "lmstudio" if api != OPENAI else "openai_compatible"
 
 
 async def _first_listed(config: ProviderConfig, url: str) -> ChatModel:

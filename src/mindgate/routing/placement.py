@@ -7,7 +7,7 @@ Contract:
 * :meth:`Placement.admit` reads only the published resource snapshot (:mod:`mindgate.models.monitor`)
   and in-process state; a loaded model is admitted at once, without a lock. A model whose memory need is
   unknown here (a server on another machine, a model found only at first use) is admitted as ``unknown``.
-* The need is the memory estimate of :mod:`mindgate.models.fit` (weights + KV cache for the context the
+* The need is the memory estimate of :mod:`mindgate.providers.management.fit` (weights + KV cache for the context the
   model is loaded with + overhead) plus ``reserve_bytes``. Free memory is the snapshot's, corrected for
   the loads and unloads decided since that snapshot was taken, so a model is never counted twice: once
   by the snapshot and once by the correction.
@@ -16,7 +16,7 @@ Contract:
   unloaded. Models with an idle TTL keep it: eviction only ever unloads earlier.
 * Decisions that change something (load, unload, skip) go to the :class:`DecisionLog`.
 
-Models on this machine are those of the in-process engine (:class:`~mindgate.models.local_pool.LocalModelPool`),
+Models on this machine are those of the in-process engine (:class:`~mindgate.providers.local._pool.LocalModelPool`),
 recognised by their ``model_path`` and ``n_ctx``, and, once a catalog is attached (:meth:`Placement.attach`,
 the gateway does), the models of LM Studio and Ollama servers on a loopback address, known from the
 catalog's background listing (size, shape, loaded or not; a load decided here counts as loaded until the
@@ -39,13 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from mindgate.config import ResourcesConfig, mindgate_home
-from mindgate.models import fit
 from mindgate.models.catalog import ModelCatalog, matches
 from mindgate.models.decisions import FILE_NAME, DecisionLog
-from mindgate.models.gguf_info import read_gguf_info
-from mindgate.models.local_pool import LocalInstance, LocalModelPool, default_pool
 from mindgate.models.monitor import ResourceSource, default_monitor
-from mindgate.models.resources import format_bytes
+from mindgate.providers.local._pool import LocalInstance, LocalModelPool, default_pool
+from mindgate.providers.management import fit
+from mindgate.providers.management.gguf_info import read_gguf_info
+from mindgate.providers.management.resources import format_bytes
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 
 from mindgate.models.decisions import DecisionLog
 from mindgate.models.monitor import ResourceSource
-from mindgate.models.resources import Resources, format_bytes
+from mindgate.providers.management.resources import Resources, format_bytes
 
 DEFAULT_HYSTERESIS = 0.15
 DEFAULT_RECOVER_AFTER = 30.0

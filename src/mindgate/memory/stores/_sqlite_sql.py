@@ -8,6 +8,7 @@ from the number 1 and a missing key from ``null``, and every leaf yields 0 or 1,
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -129,11 +130,16 @@ def metadata_json(metadata: dict[str, Any] | None) -> str:
                                   hint="use strings, finite numbers, booleans, null, lists and objects") from exc
 
 
+@functools.lru_cache(maxsize=4096)
+def _scope(user_id: str | None, agent_id: str | None, run_id: str | None) -> Scope:
+    # a search reads up to 100 rows of one scope: validate its ids once (Scope is frozen, so shared)
+    return Scope(user_id=user_id, agent_id=agent_id, run_id=run_id)
+
+
 def to_record(row: Sequence[Any]) -> MemoryRecord:
     """A MemoryRecord from a row selected with :data:`RECORD_COLUMNS`."""
     _rowid, id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated, key_context = row
-    return MemoryRecord(id=id_, memory=memory, hash=hash_,
-                        scope=Scope(user_id=user_id, agent_id=agent_id, run_id=run_id),
+    return MemoryRecord(id=id_, memory=memory, hash=hash_, scope=_scope(user_id, agent_id, run_id),
                         metadata=json.loads(metadata), created_at=datetime.fromisoformat(created),
                         updated_at=datetime.fromisoformat(updated) if updated else None, key_context=key_context)
 

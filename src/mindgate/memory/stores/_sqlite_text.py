@@ -6,6 +6,10 @@
   from an ``fts5vocab`` table over the index): its cost stays bounded however many words it has.
 * The match is restricted to the partition's rowid range (see ``partitions`` in the schema), so it reads
   only that partition's postings.
+* English function words (:data:`STOPWORDS`: "i", "the", "what", ...) are left out of a query that has
+  other words: in long conversational memories they occur in nearly every document, so matching them
+  made every memory of the partition a candidate scored in Python (60-110 ms at 5,000 memories), while
+  their BM25 weight (idf) is near zero. A query of function words only is searched as it is.
 * Ranking is Okapi BM25 (k1=1.2, b=0.75) computed here, with document frequencies and document count
   taken *within the partition*: FTS5's built-in ``bm25()`` counts each term's documents over the whole
   table on every query, which costs milliseconds per common word at a million rows. Per-partition
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import apsw
 
@@ -25,8 +30,23 @@ from mindgate.memory.stores.base import MAX_SEARCH_TERMS
 K1 = 1.2
 B = 0.75
 MAX_QUERY_TOKENS = 64
+CANDIDATE_BUDGET = 200  # documents scored in Python per text search (see ranked())
 STATS_FUNCTION = "mg_term_stats"
 VOCAB_TABLE = "temp.mg_fts_vocab"
+# as the unicode61 tokenizer yields them (lower case; "don't" gives "don" and "t")
+STOPWORDS = frozenset({
+    "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as", "at",
+    "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "d", "did",
+    "didn", "do", "does", "doesn", "doing", "don", "down", "during", "each", "few", "for", "from", "further", "get",
+    "got", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how",
+    "i", "if", "in", "into", "is", "isn", "it", "its", "itself", "just", "ll", "m", "me", "might", "more", "most",
+    "must", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our",
+    "ours", "ourselves", "out", "over", "own", "re", "s", "same", "she", "should", "so", "some", "such", "t", "than",
+    "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those",
+    "through", "to", "too", "under", "until", "up", "ve", "very", "was", "wasn", "we", "were", "what", "when",
+    "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself",
+    "yourselves"
+})
 
 
 def query_tokens(conn: apsw.Connection, query: str) -> list[str]:
@@ -35,6 +55,12 @@ def query_tokens(conn: apsw.Connection, query: str) -> list[str]:
     tokens: Sequence[str] = tokenize(query.encode("utf-8", "replace"), apsw.FTS5_TOKENIZE_QUERY, None,
                                      include_offsets=False, include_colocated=False)  # type: ignore[assignment]
     return list(dict.fromkeys(t for t in tokens if t))[:MAX_QUERY_TOKENS]
+
+
+def content_words(tokens: list[str]) -> list[str]:
+    """``tokens`` without :data:`STOPWORDS`, unless that leaves none."""
+    kept = [t for t in tokens if t not in STOPWORDS]
+    return kept or tokens
 
 
 def prune(conn: apsw.Connection, tokens: list[str], limit: int = MAX_SEARCH_TERMS) -> list[str]:
@@ -70,32 +96,85 @@ def register(conn: apsw.Connection) -> None:
 
 
 def _term_stats(api: apsw.FTS5ExtensionApi, *args: apsw.SQLiteValue) -> str:
-    # "<table average length> <row length> <tf of phrase 0> <tf of phrase 1> ..."; the average is
-    # the same for every row of a query, so it is formatted once per query (aux data).
+    # "<table average length> <row length> <tf of phrase skip> <tf of phrase skip+1> ..." (``skip``, the
+    # optional argument, leaves out the candidate-selecting phrases of ranked()); the average is the same
+    # for every row of a query, so it is formatted once per query (aux data).
     average = api.aux_data
     if average is None:
         average = api.aux_data = str(api.column_total_size(0) / (api.row_count or 1))
-    tfs = " ".join(str(len(api.phrase_column_offsets(i, 0))) for i in range(api.phrase_count))
+    skip = int(args[0]) if args else 0  # type: ignore[arg-type]
+    tfs = " ".join(str(len(api.phrase_column_offsets(i, 0))) for i in range(skip, api.phrase_count))
     return f"{average} {api.column_size(0)} {tfs}"
 
 
-def bm25(candidates: Sequence[tuple[int, str]], documents: int) -> list[tuple[int, float]]:
+def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
+           documents: int) -> list[tuple[int, float]]:
+    """The documents with rowid in ``[lo, hi]`` (one partition) that hold any of ``tokens``, by BM25, best
+    first, as ``(rowid, score)``.
+
+    Cost is bounded by :data:`CANDIDATE_BUDGET` documents scored in Python: each word's document count in
+    the partition is read first (capped), and when all words together occur in more documents than the
+    budget, only the documents holding one of the rarest words (within the budget) are candidates; the
+    other words still count in their score (their frequency is read from the same rows, their document
+    frequency counted exactly). Documents holding only common words are then left out: their BM25 is low
+    (a common word's idf is small) and they would not make the top ``k``. When even the rarest word is in
+    more documents than the budget, the newest of them are the candidates.
+    """
+    capped = {t: _count(conn, t, lo, hi, CANDIDATE_BUDGET + 1) for t in tokens}
+    words = sorted((t for t in tokens if capped[t]), key=lambda t: (capped[t], t))
+    if not words:
+        return []
+    chosen, total = [words[0]], capped[words[0]]
+    for word in words[1:]:
+        if total + capped[word] > CANDIDATE_BUDGET:
+            break
+        chosen.append(word)
+        total += capped[word]
+    sql = (f"SELECT rowid, {STATS_FUNCTION}(memories_fts, ?) FROM memories_fts WHERE memories_fts MATCH ? "
+           "AND rowid BETWEEN ? AND ?")
+    if len(chosen) == len(words):
+        return bm25(_rows(conn, sql, (0, match_expression(words), lo, hi)), documents)
+    expression = f"({match_expression(chosen)}) AND ({match_expression(words)})"
+    if total > CANDIDATE_BUDGET:
+        sql += f" ORDER BY rowid DESC LIMIT {CANDIDATE_BUDGET}"
+    frequencies = [capped[w] if capped[w] <= CANDIDATE_BUDGET else _count(conn, w, lo, hi, None) for w in words]
+    return bm25(_rows(conn, sql, (len(chosen), expression, lo, hi)), documents, frequencies)
+
+
+def _count(conn: apsw.Connection, token: str, lo: int, hi: int, cap: int | None) -> int:
+    """Documents of the partition holding ``token``; at most ``cap`` are counted."""
+    inner = ("SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? AND rowid BETWEEN ? AND ?"
+             + (f" LIMIT {int(cap)}" if cap is not None else ""))
+    row = conn.execute(f"SELECT count(*) FROM ({inner})", (match_expression([token]), lo, hi)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _rows(conn: apsw.Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[int, str]]:
+    return [(int(r[0]), str(r[1])) for r in conn.execute(sql, params)]
+
+
+def bm25(candidates: Sequence[tuple[int, str]], documents: int,
+         frequencies: Sequence[int] | None = None) -> list[tuple[int, float]]:
     """BM25 of each candidate ``(rowid, stats)`` given ``documents`` in the partition; best first.
 
-    Every document of the partition that contains a query term is a candidate, so counting candidates
-    per term gives the exact in-partition document frequency.
+    ``stats`` holds a term frequency per scored phrase of the query. Without ``frequencies`` (the
+    document frequency of each scored phrase), every document of the partition that holds a query word is a
+    candidate, so counting candidates per phrase gives the exact in-partition document frequency.
     """
     if not candidates:
         return []
     rows = [(rowid, stats.split()) for rowid, stats in candidates]
     average = float(rows[0][1][0]) or 1.0
     phrases = range(2, len(rows[0][1]))
-    df = dict.fromkeys(phrases, 0)
-    for _, fields in rows:
-        for i in phrases:
-            if fields[i] != "0":
-                df[i] += 1
-    n = max(documents, len(rows))
+    if frequencies is not None:
+        df = dict(zip(phrases, frequencies, strict=True))
+    else:
+        df = dict.fromkeys(phrases, 0)
+        for _, fields in rows:
+            for i in phrases:
+                if fields[i] != "0":
+                    df[i] += 1
+    n = max(documents, len(rows), *df.values())
     idf = {i: math.log(1.0 + (n - d + 0.5) / (d + 0.5)) for i, d in df.items()}
     scored: list[tuple[int, float]] = []
     for rowid, fields in rows:

@@ -9,8 +9,8 @@
 * mem0's path-style ids (``nomic-ai/nomic-embed-text-v1.5-GGUF/nomic-embed-text-v1.5.f16.gguf``) resolve to
   the listed key of the same model (``text-embedding-nomic-embed-text-v1.5``): by file path when the SDK
   lists paths, else by the file name without its quantization suffix.
-* No ``model`` configured: the model is detected at first use (:mod:`mindgate.models.detect`): a loaded LLM
-  (embedding model, for the embedder), else the best downloaded one that fits.
+* No ``model`` configured: the model is detected at first use (:mod:`mindgate.providers.management.detect`): a
+  loaded LLM (embedding model, for the embedder), else the best downloaded one that fits.
 * Before a chat request, the model is made loaded through the management API, once for all concurrent
   requests (:func:`ensure_loaded`): with JIT loading, concurrent first requests would make LM Studio load
   it once per request. The check is repeated at most every ``ENSURE_EVERY`` seconds; a model loaded this
@@ -35,12 +35,13 @@ from pydantic import Field
 
 from mindgate.config import TTL_DESCRIPTION, BaseURLConfig, ProviderConfig
 from mindgate.errors import MindgateError, ModelNotFoundError, NetworkError
-from mindgate.models import _lmstudio_sdk as sdk
-from mindgate.models._http import client_for
-from mindgate.models._lmstudio_api import OPENAI, LMStudioDriver, single_flight
-from mindgate.models.records import Endpoint, ModelInfo, ModelState
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, chatml_prompt
 from mindgate.providers.lazy import LazyChatModel, LazyEmbedder
+from mindgate.providers.lmstudio import _sdk as sdk
+from mindgate.providers.lmstudio._management import OPENAI, LMStudioDriver, single_flight
+from mindgate.providers.management.driver import matches
+from mindgate.providers.management.http import client_for
+from mindgate.providers.management.records import Endpoint, ModelInfo, ModelState
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatClient,
@@ -129,8 +130,6 @@ async def ensure_loaded(endpoint: Endpoint, model_id: str, *, context_length: in
     """The record of ``model_id`` on ``endpoint`` after making sure it is loaded (loading it when it is not);
     None when the server's listing cannot tell (OpenAI ``/v1/models`` only) or does not name it, in which case
     the request goes ahead and LM Studio answers for itself."""
-    from mindgate.models.catalog import matches
-
     async with client_for(endpoint) as client:
         driver = LMStudioDriver(endpoint, client)
         models, api = await driver.list_models()
@@ -280,7 +279,7 @@ def chat_model(config: LMStudioConfig) -> ChatModel:
         return build(config.model)
 
     async def detect() -> ChatModel:
-        from mindgate.models.detect import pick
+        from mindgate.providers.management.detect import pick
 
         return build((await pick(endpoint, "chat")).id)
 
@@ -300,7 +299,7 @@ def embedder(config: LMStudioConfig) -> Embedder:
         return build(config.model)
 
     async def detect() -> Embedder:
-        from mindgate.models.detect import pick
+        from mindgate.providers.management.detect import pick
 
         return build((await pick(endpoint, "embedding")).id)
 
@@ -311,4 +310,5 @@ SPEC = ProviderSpec(name="lmstudio", config_model=LMStudioConfig,
                     display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=("lmstudio_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
-                    takes_reasoning_effort=True, management="lmstudio")
+                    takes_reasoning_effort=True, driver=LMStudioDriver,
+                    get_model_hint="download one with `mindgate models get MODEL`, or load one with `lms load MODEL`")

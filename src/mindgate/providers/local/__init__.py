@@ -29,7 +29,6 @@ from mindgate._assets import (
 )
 from mindgate.config import TTL_DESCRIPTION, ProviderConfig
 from mindgate.errors import ConfigurationError, ContextOverflowError, InvalidRequestError, ProviderError
-from mindgate.models.local_pool import LocalModelPool, default_pool
 from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex, vocabulary
 from mindgate.providers.base import (
     ChatChunk,
@@ -41,7 +40,9 @@ from mindgate.providers.base import (
     Vector,
     message_text,
 )
-from mindgate.providers.local_requests import check_logit_bias, check_options, prepare_messages
+from mindgate.providers.local._management import LocalDriver
+from mindgate.providers.local._pool import LocalModelPool, default_pool
+from mindgate.providers.local._requests import check_logit_bias, check_options, prepare_messages
 from mindgate.providers.openai_compat import sampling_defaults
 from mindgate.providers.spec import ProviderSpec
 
@@ -428,4 +429,4 @@ def embedder(config: LocalConfig) -> SentenceTransformerEmbedder:
 
 SPEC = ProviderSpec(name="local", config_model=LocalConfig,
                     display="the local engine", chat_model=chat_model, embedder=embedder,
-                    base_url_keys=(), takes_top_k=True, management="local")
+                    base_url_keys=(), takes_top_k=True, driver=LocalDriver)

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mindgate.errors import InsufficientMemoryError
-from mindgate.models.gguf_info import GGUFInfo
-from mindgate.models.resources import format_bytes
+from mindgate.providers.management.gguf_info import GGUFInfo
+from mindgate.providers.management.resources import format_bytes
 
 KV_BYTES_PER_ELEMENT = 2
 OVERHEAD_FIXED_BYTES = 16 * 2**20

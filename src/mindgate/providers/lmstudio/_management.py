@@ -21,11 +21,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from mindgate.errors import ConfigurationError, ProviderError
-from mindgate.models import _lmstudio_sdk as sdk
-from mindgate.models._driver import Driver
-from mindgate.models._http import Unsupported, request_json
-from mindgate.models.records import (
+from mindgate.providers.lmstudio import _sdk as sdk
+from mindgate.providers.management.driver import Driver
+from mindgate.providers.management.http import Unsupported, request_json
+from mindgate.providers.management.records import (
     NO_OPTIONS,
+    OPENAI_LISTING,
     Capabilities,
     DownloadCallback,
     DownloadProgress,
@@ -38,7 +39,7 @@ from mindgate.models.records import (
 
 V1 = "/api/v1/models"
 V0 = "/api/v0/models"
-OPENAI = "/v1/models"
+OPENAI = OPENAI_LISTING
 DOWNLOAD_POLL_S = 1.0
 SDK_NEEDED = "install the SDK (`pip install 'mindgate[lmstudio]'`) so mindgate can use LM Studio's SDK channel"
 
@@ -64,6 +65,11 @@ def _int(value: Any) -> int | None:
 
 
 class LMStudioDriver(Driver):
+    @classmethod
+    def names(cls, model: ModelInfo, requested: str) -> bool:
+        """LM Studio's id without its ``@quantization`` suffix names the one listed variant."""
+        return model.id.split("@", 1)[0] == requested.split("@", 1)[0] and "@" not in requested
+
     def _url(self, path: str) -> str:
         return f"{self.endpoint.url}{path}"
 

@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 
 from mindgate.errors import ModelNotFoundError
-from mindgate.models._driver import Driver
-from mindgate.models._http import request_json, stream_json_lines
-from mindgate.models.fit import ModelShape
-from mindgate.models.gguf_info import EMBEDDING_ARCHITECTURES
-from mindgate.models.records import (
+from mindgate.providers.management.driver import Driver, Shared
+from mindgate.providers.management.fit import ModelShape
+from mindgate.providers.management.gguf_info import EMBEDDING_ARCHITECTURES
+from mindgate.providers.management.http import request_json, stream_json_lines
+from mindgate.providers.management.records import (
     NO_OPTIONS,
     Capabilities,
     DownloadCallback,
@@ -51,10 +51,13 @@ def full_name(name: str) -> str:
 
 
 class OllamaDriver(Driver):
-    def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient,
-                 show_cache: dict[str, dict[str, Any]] | None = None) -> None:
-        super().__init__(endpoint, client)
-        self.show_cache = show_cache if show_cache is not None else {}
+    def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient, shared: Shared | None = None) -> None:
+        super().__init__(endpoint, client, shared)
+        self.show_cache = self.shared.cache("ollama")
+
+    @classmethod
+    def names(cls, model: ModelInfo, requested: str) -> bool:
+        return model.id == full_name(requested)
 
     def _url(self, path: str) -> str:
         return f"{self.endpoint.url}{path}"

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from mindgate.models._driver import Driver
-from mindgate.models._http import request_json
-from mindgate.models.records import ModelInfo
+from mindgate.providers.management.driver import Driver
+from mindgate.providers.management.http import request_json
+from mindgate.providers.management.records import ModelInfo
 
 
 class OpenAICompatDriver(Driver):
+    url_form = "api"
     async def list_models(self) -> tuple[list[ModelInfo], str]:
         data = await request_json(self.client, self.endpoint, "GET", f"{self.endpoint.url}/models")
         out = []
         for m in data.get("data") or []:
             meta: dict[str, Any] = m.get("meta") if isinstance(m.get("meta"), dict) else {}
-            out.append(ModelInfo(provider="openai_compatible", endpoint=self.endpoint.name, id=str(m.get("id")),
+            out.append(ModelInfo(provider=self.endpoint.provider, endpoint=self.endpoint.name, id=str(m.get("id")),
                                  max_context_length=meta.get("n_ctx_train"), size_bytes=meta.get("size"),
                                  source="openai_compatible /v1/models"))
         return out, "/v1/models"

@@ -5,7 +5,7 @@ load, the loaded model's own tokenizer and context length, and downloaded models
 The SDK speaks LM Studio's websocket protocol on the server's own port (``ws://host:port/llm`` etc., after a
 ``GET /lmstudio-greeting`` probe). :func:`usable` says whether that works for an endpoint: the package is
 installed and the server answers the probe (remembered for ``CHECK_TTL`` seconds). Everything here raises
-mindgate errors; the REST path (:mod:`._lmstudio_api`) is the fallback when the SDK is not usable.
+mindgate errors; the REST path (:mod:`._management`) is the fallback when the SDK is not usable.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from mindgate.errors import MindgateError, ModelNotFoundError, NetworkError, ProviderError
-from mindgate.models._http import start_hint
-from mindgate.models.records import (
+from mindgate.providers.management.http import start_hint
+from mindgate.providers.management.records import (
     Capabilities,
     Endpoint,
     LoadedInstance,

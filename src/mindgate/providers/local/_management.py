@@ -1,6 +1,6 @@
 """The in-process engine as a managed endpoint: its models are GGUF files (``model_path``: a file or a
 folder of ``.gguf`` files; by default the shipped SmolLM2), described from their headers, loaded into the
-process-wide :class:`~mindgate.models.local_pool.LocalModelPool`.
+process-wide :class:`~mindgate.providers.local._pool.LocalModelPool`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import httpx
 
 from mindgate._assets import DEFAULT_CHAT_MODEL, default_gguf_path
 from mindgate.errors import ConfigurationError
-from mindgate.models._driver import Driver
-from mindgate.models.gguf_info import read_gguf_info
-from mindgate.models.local_pool import LocalModelPool
-from mindgate.models.records import (
+from mindgate.providers.local._pool import LocalModelPool, default_pool
+from mindgate.providers.management.driver import Driver, Shared
+from mindgate.providers.management.gguf_info import read_gguf_info
+from mindgate.providers.management.records import (
     NO_OPTIONS,
     Capabilities,
     Endpoint,
@@ -54,9 +54,11 @@ def _expiry(last_used: float, ttl: float | None) -> str | None:
 
 
 class LocalDriver(Driver):
-    def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient, pool: LocalModelPool) -> None:
-        super().__init__(endpoint, client)
-        self.pool = pool
+    url_form = "none"
+
+    def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient, shared: Shared | None = None) -> None:
+        super().__init__(endpoint, client, shared)
+        self.pool: LocalModelPool = self.shared.pool or default_pool()
 
     def _describe(self, model_id: str, path: Path) -> ModelInfo:
         info = read_gguf_info(path)

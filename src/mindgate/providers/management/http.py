@@ -15,18 +15,21 @@ from typing import Any
 import httpx
 
 from mindgate.errors import NetworkError, ProviderError
-from mindgate.models.records import Endpoint
-from mindgate.providers import provider_spec
 from mindgate.providers.http_errors import http_error
+from mindgate.providers.management.records import Endpoint
 
 
 def display(provider: str) -> str:
     """The provider's name for people (from its spec)."""
+    from mindgate.providers import provider_spec  # the package imports this module's users
+
     return provider_spec(provider).display
 
 
 def start_hint(provider: str) -> str | None:
     """How to bring the provider's server up, from its spec (None for the in-process engine)."""
+    from mindgate.providers import provider_spec
+
     hint = provider_spec(provider).start_hint
     return f"{hint}, or fix its URL" if hint else None
 

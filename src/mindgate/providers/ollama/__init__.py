@@ -37,6 +37,7 @@ from mindgate.config import TTL_DESCRIPTION, BaseURLConfig, ProviderConfig
 from mindgate.errors import InvalidRequestError, NetworkError, ProviderError
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Vector
 from mindgate.providers.http_errors import http_error, json_or_none, server_message
+from mindgate.providers.ollama._management import OllamaDriver
 from mindgate.providers.openai_compat import (
     OpenAICompatClient,
     ServerProfile,
@@ -489,4 +490,5 @@ SPEC = ProviderSpec(name="ollama", config_model=OllamaConfig,
                     display=PROFILE.display, chat_model=chat_model, embedder=embedder,
                     base_url_keys=("ollama_base_url", "base_url"), default_base_url=DEFAULT_BASE_URL,
                     start_hint=PROFILE.start_hint, key_env=PROFILE.key_env, takes_top_k=True,
-                    takes_reasoning_effort=True, management="ollama")
+                    takes_reasoning_effort=True, driver=OllamaDriver,
+                    get_model_hint="pull one with `mindgate models get MODEL` (or `ollama pull MODEL`)")

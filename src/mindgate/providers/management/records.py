@@ -12,8 +12,6 @@ from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-ManagedProvider = Literal["lmstudio", "ollama", "openai_compatible", "local"]
-
 
 class ModelType(StrEnum):
     LLM = "llm"
@@ -83,18 +81,24 @@ class ModelInfo:
         return data
 
 
+OPENAI_LISTING = "/v1/models"
+"""The ``source`` suffix of a model listed by OpenAI's ``GET /v1/models``: ids only, no types or sizes."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """A server (or the in-process engine) whose models mindgate manages.
 
-    ``url`` is the server root for ``lmstudio`` / ``ollama`` (``http://localhost:1234``), the API base for
-    ``openai_compatible`` (``http://host:8000/v1``), and None for ``local``. ``sdk`` False keeps LM Studio
+    ``provider`` is the provider's registered name; its spec names the driver that manages it
+    (:func:`~mindgate.providers.management.driver.driver_for`). ``url`` is written as that driver's ``url_form``
+    says: the server root (``http://localhost:1234``: LM Studio, Ollama), the API base (``http://host:8000/v1``:
+    OpenAI-compatible servers), or None (the in-process engine). ``sdk`` False keeps LM Studio
     on its REST API even when the ``lmstudio`` SDK is installed. ``proxies`` are httpx mount patterns -> proxy
     URL (mem0's ``http_client_proxies``): management requests go through them as inference requests do.
     """
 
     name: str
-    provider: ManagedProvider
+    provider: str
     url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     model_path: str | None = None
