@@ -12,15 +12,15 @@ ends it with ``response.failed``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from mindgate._json import dumps
 from mindgate.gateway.openai_responses import Item, function_call_item, mcp_call_item, message_item, new_id
 from mindgate.providers.base import ChatChunk
 
 
 def _json(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return dumps(data)
 
 
 class ResponseEvents:

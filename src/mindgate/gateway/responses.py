@@ -9,7 +9,6 @@ never lands here because it is validated first).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -20,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from mindgate._json import dumps
 from mindgate.errors import (
     AuthenticationError,
     MindgateError,
@@ -58,7 +58,7 @@ class JSONBytes(Response):
     def render(self, content: Any) -> bytes:
         if isinstance(content, bytes):
             return content
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return dumps(content)
 
 
 class EventStream(Response):

@@ -3,11 +3,11 @@ callback that charges a key, and the error body of an unexpected failure mid-str
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from typing import Any
 
+from mindgate._json import dumps
 from mindgate.errors import InvalidRequestError, MindgateError
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.state import Gateway
@@ -20,7 +20,7 @@ SSE_DONE = b"data: [DONE]\n\n"
 
 
 def json_bytes(data: Any) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return dumps(data)
 
 
 def check_unicode(what: str, value: Any) -> None:
