@@ -35,6 +35,7 @@ from mindgate.models.decisions import FILE_NAME as DECISIONS_FILE
 from mindgate.models.decisions import Decision, read_decisions
 from mindgate.models.manager import ModelManager
 from mindgate.providers import provider_spec
+from mindgate.providers.management.driver import loads_on_demand
 from mindgate.providers.management.records import (
     DownloadProgress,
     GpuOffload,
@@ -333,7 +334,7 @@ def _servers_table(catalog: ModelCatalog, listing: Any) -> Table | None:
 
     rows = 0
     for status in listing.endpoints:
-        if not status.reachable or status.endpoint.provider not in ("lmstudio", "ollama"):
+        if not status.reachable or not loads_on_demand(status.endpoint.provider):
             continue
         try:
             about = run_sync(catalog.aabout(status.endpoint.name))

@@ -44,6 +44,7 @@ from mindgate.models.decisions import FILE_NAME, DecisionLog
 from mindgate.models.monitor import ResourceSource, default_monitor
 from mindgate.providers.local._pool import LocalInstance, LocalModelPool, default_pool
 from mindgate.providers.management import fit
+from mindgate.providers.management.driver import loads_on_demand
 from mindgate.providers.management.gguf_info import read_gguf_info
 from mindgate.providers.management.resources import format_bytes
 
@@ -173,7 +174,7 @@ class Placement:
         model = getattr(model, "resolved_model", None) or model  # the auto chain's servers, once found
         provider = getattr(model, "provider", None)
         base = getattr(getattr(model, "client", None), "base_url", None)
-        if catalog is None or provider not in ("lmstudio", "ollama") or not isinstance(base, str):
+        if catalog is None or not loads_on_demand(provider) or not isinstance(base, str):
             return None
         root = base.rstrip("/").removesuffix("/v1")
         endpoint = next((e for e in catalog.endpoints if e.provider == provider and e.url == root), None)
@@ -195,10 +196,10 @@ class Placement:
 
     @staticmethod
     def uses_gpu(model: Any) -> bool:
-        """Whether ``model`` may use free VRAM: LM Studio and Ollama offload to the GPU; the in-process
-        engine here runs on the CPU."""
+        """Whether ``model`` may use free VRAM: servers that load on demand (LM Studio, Ollama) offload to the
+        GPU; the in-process engine here runs on the CPU."""
         model = getattr(model, "resolved_model", None) or model
-        return getattr(model, "provider", None) in ("lmstudio", "ollama")
+        return loads_on_demand(getattr(model, "provider", None))
 
     def held_bytes(self, model: Any) -> int:
         """Memory ``model`` holds now (its estimate when loaded, else 0): free to itself, never counted twice."""

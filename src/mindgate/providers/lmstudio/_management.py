@@ -65,6 +65,8 @@ def _int(value: Any) -> int | None:
 
 
 class LMStudioDriver(Driver):
+    loads_on_demand = True
+
     @classmethod
     def names(cls, model: ModelInfo, requested: str) -> bool:
         """LM Studio's id without its ``@quantization`` suffix names the one listed variant."""

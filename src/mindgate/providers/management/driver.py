@@ -46,6 +46,10 @@ class Driver(ABC):
     ``none`` (the in-process engine)."""
 
     url_form: ClassVar[Literal["root", "api", "none"]] = "root"
+    loads_on_demand: ClassVar[bool] = False
+    """The server loads models into its own memory on demand, lists their sizes, offloads to the GPU and
+    reports what it can do (LM Studio, Ollama): routing admits its models by fit when it runs on this
+    machine, and ``mindgate doctor`` shows its capabilities."""
 
     def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient, shared: Shared | None = None) -> None:
         self.endpoint = endpoint
@@ -101,6 +105,17 @@ def driver_class(provider: str) -> type[Driver] | None:
     from mindgate.providers import provider_spec
 
     return provider_spec(provider).driver
+
+
+def loads_on_demand(provider: str | None) -> bool:
+    """Whether ``provider`` is registered and its driver's server loads models on demand
+    (:attr:`Driver.loads_on_demand`); False for routers, ``auto`` and anything unregistered."""
+    from mindgate._plugins import provider_names
+
+    if not provider or provider not in provider_names():  # no registry scan for names that are not providers
+        return False
+    cls = driver_class(provider)
+    return cls is not None and cls.loads_on_demand
 
 
 def driver_for(endpoint: Endpoint, client: httpx.AsyncClient, shared: Shared | None = None) -> Driver:

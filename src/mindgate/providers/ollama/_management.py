@@ -51,6 +51,8 @@ def full_name(name: str) -> str:
 
 
 class OllamaDriver(Driver):
+    loads_on_demand = True
+
     def __init__(self, endpoint: Endpoint, client: httpx.AsyncClient, shared: Shared | None = None) -> None:
         super().__init__(endpoint, client, shared)
         self.show_cache = self.shared.cache("ollama")
