@@ -36,6 +36,7 @@ from mindgate.memory.rerank import Reranker, create_reranker
 from mindgate.memory.rerank import rerank as _rerank
 from mindgate.memory.retrieval import Hit, QueryVectors, SearchMode, fuse, single
 from mindgate.memory.search_pool import SearchPool
+from mindgate.memory.speaker import query_speaker
 from mindgate.memory.stores import create_store
 from mindgate.memory.stores.base import (
     AddChange,
@@ -412,7 +413,8 @@ class AsyncMemory:
             fused = await self._searches.run(fuse, vector_hits, text_hits, fusion=self.settings.fusion,
                                              alpha=self.settings.fusion_alpha, rrf_k=self.settings.rrf_k,
                                              recency=self.settings.recency, when=when,
-                                             time_weight=self.settings.time_weight)
+                                             time_weight=self.settings.time_weight, speaker=query_speaker(query),
+                                             speaker_weight=self.settings.speaker_weight)
             return fused[:limit]
         if mode == "vector":
             return single(await vector_job, "vector")[:limit]
