@@ -1,30 +1,38 @@
-"""Retrieval quality on LongMemEval (shared/data/longmemeval): today's RRF vs calibrated convex fusion,
-dense-only and BM25-only, in one run over the same stored turns.
+"""Retrieval quality on LongMemEval (shared/data/longmemeval): today's RRF vs the configuration fitted on
+held-out questions (fusion, time and speaker signals, context-augmented keys), in one run.
 
 Each question gets its own scope (user_id = question id); every haystack turn is stored with
 ``add(infer=False)`` in conversation order (metadata: session id and date; the turn's id as provenance),
 one call per session (its turns embedded in one batch), or one per turn with ``--per-message`` (the same
-records; vectors equal up to float rounding, several times slower to build). ``--db`` keeps the store so
-later runs skip the ingest.
+records; vectors equal up to float rounding, several times slower to build). ``--db`` keeps this store
+(store A: today's defaults) and a later run resumes or reuses it; ``--stored-only`` evaluates only the
+questions it already holds completely. Questions are taken round robin by question_type, so a prefix
+(``--questions N``, or an ingest stopped early) covers every type.
 
 Per question the candidates (``memory.candidates`` per retriever) are fetched once through the store and
-fused by every method in Python with :func:`mindgate.memory.retrieval.fuse`, so the comparison is exact
-and cheap:
+fused in Python with :func:`mindgate.memory.retrieval.fuse`, so the comparison is exact and cheap:
 
-* ``rrf``: reciprocal rank fusion with k=60 (the fusion before calibration);
-* ``convex``: convex fusion with the configured ``memory.fusion_alpha`` (the default);
+* ``rrf``: reciprocal rank fusion with k=60 (today's default);
+* ``convex``: convex fusion with the configured ``memory.fusion_alpha``;
 * ``vector`` / ``text``: one retriever.
 
-``--calibrate`` picks alpha on the even-numbered questions (file order) by mean turn recall@5+@10 and
-reports it on the odd-numbered (held-out) ones next to RRF.
+``--calibrate`` fits, on the even-numbered questions (by mean turn recall@5+@10), the fusion (RRF or
+convex with alpha), ``memory.time_weight`` (time expressions read against the question date),
+``memory.speaker_weight`` and, with ``--key-context FILE``, whether to use store B: the same turns, each by
+its own ``add`` call, with ``memory.key_context`` on (``--key-context-weight``; the vectors come from store A,
+so B costs no embedding). It prints the held-out (odd-numbered) questions and then every question through
+``search(..., reference_time=question_date)`` with the fitted settings, next to today's RRF, with the ratio
+and the question types where the fitted configuration is below RRF. ``--write-config FILE`` writes the
+fitted ``memory:`` settings as a mindgate config file.
 
 Printed per question_type and overall: session recall@5/@10 (share of evidence sessions among the
 sessions of the top-k memories) and turn recall@5/@10 (share of ``has_answer`` turns in the top-k);
-abstention questions (no evidence) are skipped. Then ``search()`` latency through the public API with the
-default settings: p50/p95 on first sight of a question (query embedding included) and repeated (the
+abstention questions (no evidence) are skipped. Then ``search()`` latency through the public API with
+today's settings: p50/p95 on first sight of a question (query embedding included) and repeated (the
 query embedding comes from the cache).
 
-Usage: python bench/retrieval.py [--data PATH] [--questions N] [--db FILE] [--calibrate] [--per-message]
+Usage: python bench/retrieval.py [--data PATH] [--questions N] [--db FILE] [--per-message] [--stored-only]
+       [--calibrate [--key-context FILE] [--key-context-weight W] [--write-config FILE]]
        [--store sqlite|pgvector --dsn DSN]
 """
 
@@ -49,15 +57,16 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/longmem
 KS = (5, 10)
 METRICS = [f"{kind}@{k}" for kind in ("session", "turn") for k in KS]
 ALPHAS = [round(0.05 * i, 2) for i in range(21)]
+TIME_WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.8]
+SPEAKER_WEIGHTS = [0.0, 0.2, 0.4, 0.6, 1.0]
 
 
-def load(path: Path, limit: int | None) -> list[dict[str, Any]]:
-    """Non-abstention questions; with ``limit``, a sample stratified by question_type (round robin in file
-    order), so a small run still covers every type."""
+def load(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Non-abstention questions, stratified by question_type (round robin in file order), so that a
+    prefix (``limit``, or an ingest stopped early) covers every type and the even / odd halves too."""
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         questions = [q for q in json.load(fh) if not q["question_id"].endswith("_abs")]
-    if not limit or limit >= len(questions):
-        return questions
+    limit = min(limit or len(questions), len(questions))
     by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for q in questions:
         by_type[q["question_type"]].append(q)
@@ -139,48 +148,129 @@ def table(per_question: list[tuple[dict[str, Any], dict[str, float]]]) -> dict[s
             for g in sorted(groups, key=lambda g: (g == "overall", g))}
 
 
+async def complete(memory: Any, question: dict[str, Any]) -> bool:
+    """Whether the scope holds every turn of the question (a turn whose text repeats an earlier one of the
+    same question is deduplicated, so it counts as held)."""
+    from mindgate.memory.stores.base import content_hash
+
+    stored = await stored_turns(memory, question["question_id"])
+    seen: set[str] = set()
+    for sid, session in zip(question["haystack_session_ids"], question["haystack_sessions"], strict=True):
+        for i, t in enumerate(session):
+            if not t.get("content", "").strip():
+                continue
+            digest = content_hash(t["content"])
+            if f"{sid}#{i}" not in stored and digest not in seen:
+                return False
+            seen.add(digest)
+    return True
+
+
+async def candidates_of(memory: Any, questions: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
+    """Per question, the vector and text candidates (``memory.candidates`` each), fetched once."""
+    from mindgate.memory.stores.base import Scope
+
+    k = memory.settings.candidates
+    out = []
+    for q in questions:
+        scope = Scope(user_id=q["question_id"])
+        vector = await memory.embedder.aembed(q["question"])
+        out.append((await asyncio.to_thread(memory.store.vector_search, scope, vector, k, None),
+                    await asyncio.to_thread(memory.store.text_search, scope, q["question"], k, None)))
+    return out
+
+
+def stored_vector_embedder(memory: Any) -> Any:
+    """An embedder that answers with the vectors store A already holds for the same texts (the same model's
+    output for the same text; a miss is embedded for real), so the keyed store B costs no embedding."""
+    from mindgate.memory.keys import context_text
+    from mindgate.providers.base import Embedder
+
+    texts = {r.id: r.memory for r in memory.store.iter_records()}
+    known: dict[str, Any] = {}
+    for memory_id, vector in memory.store.iter_vectors():
+        if memory_id in texts:
+            known[texts[memory_id]] = known[context_text(texts[memory_id])] = vector
+    base = memory.embedder
+
+    class StoredVectors(Embedder):
+        provider = base.provider
+
+        async def _embed_batch(self, batch: Any) -> Any:
+            import numpy as np
+
+            missing = [t for t in batch if t not in known]
+            if missing:
+                known.update(zip(missing, await base.aembed_batch(missing), strict=True))
+            return np.stack([known[t] for t in batch])
+
+    return StoredVectors(base.model)
+
+
+async def keyed_store(memory: Any, questions: list[dict[str, Any]], path: str, weight: float) -> Any:
+    """Store B: the same turns, each by its own ``add`` call, with ``memory.key_context`` on."""
+    from mindgate import AsyncMemory
+    from mindgate.config import MemorySettings
+    from mindgate.memory.stores.sqlite import SQLiteStore
+
+    keyed = AsyncMemory(embedder=stored_vector_embedder(memory), store=SQLiteStore(path),
+                        settings=MemorySettings(key_context=True, key_context_weight=weight))
+    for n, q in enumerate(questions, 1):
+        await ingest(keyed, q, True)
+        print(f"\rkeyed store: {n}/{len(questions)} questions", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    return keyed
+
+
+Params = tuple[str, float, float, float, bool]  # fusion, alpha, time weight, speaker weight, key context
+
+
+def ranked(cands: tuple[Any, Any], params: Params, when: Any, speaker: Any = None) -> list[Any]:
+    from mindgate.memory.retrieval import fuse
+
+    fusion, alpha, time_weight, speaker_weight, _ = params
+    return fuse(cands[0], cands[1], fusion="rrf" if fusion == "rrf" else "convex", alpha=alpha, rrf_k=60,
+                when=when, time_weight=time_weight, speaker=speaker, speaker_weight=speaker_weight)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from mindgate import AsyncMemory
-    from mindgate.memory.retrieval import fuse, single
-    from mindgate.memory.stores.base import Scope
+    from mindgate.config import MemorySettings
+    from mindgate.memory.retrieval import single
+    from mindgate.memory.speaker import query_speaker
+    from mindgate.memory.timeinfo import parse_time, query_windows
 
     torch.set_num_threads(args.threads)
     questions = load(Path(args.data), args.questions)
     db_path = args.db or f"{tempfile.mkdtemp(prefix='mindgate-bench-')}/lme.db"
     store: dict[str, Any] = ({"provider": "pgvector", "config": {"dsn": args.dsn, "collection_name": "bench_lme"}}
                              if args.store == "pgvector" else {"provider": "sqlite", "config": {"path": db_path}})
-    memory = AsyncMemory.from_config({"vector_store": store})
+    # store A: today's defaults (plain keys, RRF, no time signal)
+    memory = AsyncMemory.from_config({"vector_store": store, "memory": {"time_aware": False}})
     t0 = time.perf_counter()
-    stored = 0
-    for n, q in enumerate(questions, 1):
-        existing = await memory.count(user_id=q["question_id"])
-        stored += existing or await ingest(memory, q, args.per_message)  # --db: questions already stored are reused
-        print(f"\ringested {n}/{len(questions)} questions ({stored} memories)", end="", file=sys.stderr)
+    if args.stored_only:
+        questions = [q for q in questions if await complete(memory, q)]
+    else:
+        for n, q in enumerate(questions, 1):
+            await ingest(memory, q, args.per_message)  # resumes: turns already stored are skipped
+            print(f"\ringested {n}/{len(questions)} questions", end="", file=sys.stderr)
+        print(file=sys.stderr)
     ingest_s = time.perf_counter() - t0
-    print(file=sys.stderr)
+    stored = sum([await memory.count(user_id=q["question_id"]) for q in questions])
 
     settings = memory.settings
-    candidates: list[tuple[Any, Any]] = []
-    for q in questions:
-        scope = Scope(user_id=q["question_id"])
-        vector = await memory.embedder.aembed(q["question"])
-        vec_hits = await asyncio.to_thread(memory.store.vector_search, scope, vector, settings.candidates, None)
-        text_hits = await asyncio.to_thread(memory.store.text_search, scope, q["question"], settings.candidates, None)
-        candidates.append((vec_hits, text_hits))
+    cands_a = await candidates_of(memory, questions)
 
     def evaluate(method: str, alpha: float, subset: list[int]) -> list[tuple[dict[str, Any], dict[str, float]]]:
         rows = []
         for i in subset:
-            vec_hits, text_hits = candidates[i]
-            if method == "vector":
-                hits = single(vec_hits, "vector")
-            elif method == "text":
-                hits = single(text_hits, "text")
+            vec_hits, text_hits = cands_a[i]
+            if method in ("vector", "text"):
+                hits = single(vec_hits if method == "vector" else text_hits, method)  # type: ignore[arg-type]
             else:
-                hits = fuse(vec_hits, text_hits, fusion="rrf" if method == "rrf" else "convex", alpha=alpha,
-                            rrf_k=60)
+                hits = ranked(cands_a[i], (method, alpha, 0.0, 0.0, False), None)
             rows.append((questions[i], scores_of([h.record.metadata for h in hits[:max(KS)]], questions[i])))
         return rows
 
@@ -193,18 +283,62 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                               "fusion_alpha": settings.fusion_alpha, "results": results}
 
     if args.calibrate:
+        keyed = await keyed_store(memory, questions, args.key_context, args.key_context_weight) \
+            if args.key_context else memory
+        cands = {False: cands_a, True: await candidates_of(keyed, questions) if keyed is not memory else cands_a}
+        whens = [query_windows(q["question"], parse_time(q["question_date"])) for q in questions]
+        speakers = [query_speaker(q["question"]) for q in questions]
         train, test = everyone[0::2], everyone[1::2]
 
-        def objective(alpha: float) -> float:
-            rows = [r for _, r in evaluate("convex", alpha, train) if "turn@5" in r]
-            return statistics.fmean(r["turn@5"] + r["turn@10"] for r in rows)
+        def rows_of(params: Params, subset: list[int]) -> list[tuple[dict[str, Any], dict[str, float]]]:
+            out = []
+            for i in subset:
+                hits = ranked(cands[params[4]][i], params, whens[i], speakers[i])[:max(KS)]
+                out.append((questions[i], scores_of([h.record.metadata for h in hits], questions[i])))
+            return out
 
-        curve = {alpha: round(objective(alpha), 4) for alpha in ALPHAS}
-        best = max(curve, key=lambda a: (curve[a], -abs(a - 0.5)))
-        held_out = {"rrf": table(evaluate("rrf", 0.0, test))["overall"],
-                    "convex": table(evaluate("convex", best, test))["overall"]}
-        report["calibration"] = {"train_questions": len(train), "test_questions": len(test), "curve": curve,
-                                 "alpha": best, "held_out": held_out}
+        def objective(params: Params) -> float:
+            return statistics.fmean(r["turn@5"] + r["turn@10"] for _, r in rows_of(params, train) if "turn@5" in r)
+
+        grid: list[Params] = [(f, a, w, sw, kc) for kc in sorted({False, keyed is not memory}) for sw in SPEAKER_WEIGHTS
+                              for w in TIME_WEIGHTS for f, a in [("rrf", 0.0), *[("convex", a) for a in ALPHAS]]]
+        curve = {p: objective(p) for p in grid}
+        best = max(grid, key=lambda p: (round(curve[p], 6), not p[4], p[0] == "rrf", -abs(p[1] - 0.5), -p[2], -p[3]))
+        fitted = MemorySettings(fusion=best[0], fusion_alpha=best[1] if best[0] == "convex" else settings.fusion_alpha,  # type: ignore[arg-type]
+                                time_aware=True, time_weight=best[2], speaker_weight=best[3],
+                                key_context=best[4],
+                                key_context_weight=args.key_context_weight)
+        # the fitted configuration through the public API, on every question
+        chosen = keyed if best[4] else memory
+        api = AsyncMemory(embedder=chosen.embedder, store=chosen.store, settings=fitted)
+        api_rows = []
+        for q in questions:
+            found = await api.search(q["question"], user_id=q["question_id"], limit=max(KS),
+                                     reference_time=q["question_date"])
+            api_rows.append((q, scores_of([r["metadata"] for r in found["results"]], q)))
+        new = table(api_rows)
+        config = {"memory": {k: getattr(fitted, k) for k in ("fusion", "fusion_alpha", "time_aware", "time_weight",
+                                                             "speaker_weight", "key_context", "key_context_weight")}}
+        if args.write_config:
+            import yaml
+
+            Path(args.write_config).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        report["calibration"] = {
+            "train_questions": len(train), "test_questions": len(test),
+            "best": {"fusion": best[0], "alpha": best[1], "time_weight": best[2], "speaker_weight": best[3],
+                     "key_context": best[4], "objective": round(curve[best], 4)},
+            "rrf_objective_train": round(objective(("rrf", 0.0, 0.0, 0.0, False)), 4),
+            "best_with_key_context": max((round(v, 4), p) for p, v in curve.items() if p[4]) if keyed is not memory
+            else None,
+            "held_out": {"rrf": table(evaluate("rrf", 0.0, test)),
+                         "new": table(rows_of(best, test))},
+            "config": config, "new_all": new,
+            "ratio_all": {m: round((new["overall"][m] or 0.0) / b, 3) if (b := results["rrf"]["overall"][m]) else None
+                          for m in METRICS},
+            "types_below_rrf": [g for g in new if g != "overall" and any(
+                (new[g][m] or 0) < (results["rrf"][g][m] or 0) for m in ("turn@5", "turn@10"))]}
+        if keyed is not memory:
+            await keyed.close()
 
     latency: dict[str, list[float]] = {"first": [], "repeated": []}
     for q in questions:
@@ -255,6 +389,15 @@ async def big_scope_latency(memory: Any, questions: list[dict[str, Any]], size: 
                            for k, v in latency.items()}}
 
 
+def _rows(tables: dict[str, dict[str, dict[str, float | None]]]) -> None:
+    first = next(iter(tables.values()))
+    for group in first:
+        for method, rows in tables.items():
+            row = rows.get(group, {})
+            print(f"  {group:<28}{method:<8}" + "".join(f"{row.get(m) if row.get(m) is not None else '-':>12}"
+                                                      for m in METRICS))
+
+
 def print_table(report: dict[str, Any]) -> None:
     print(f"LongMemEval {report['data']}: {report['questions']} questions, {report['memories']} memories "
           f"({report['store']}), ingest {report['ingest_s']} s; convex alpha {report['fusion_alpha']}")
@@ -267,10 +410,19 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"gain {name}: " + ", ".join(f"{m} x{r}" for m, r in ratios.items()))
     if "calibration" in report:
         cal = report["calibration"]
-        print(f"calibration: alpha {cal['alpha']} chosen on {cal['train_questions']} questions; held-out "
-              f"{cal['test_questions']}:")
-        for method, row in cal["held_out"].items():
-            print(f"  {method:<8}" + "".join(f"{m} {row[m]}  " for m in METRICS))
+        best = cal["best"]
+        print(f"calibration on {cal['train_questions']} questions (turn@5+@10): fusion {best['fusion']} alpha "
+              f"{best['alpha']} time_weight {best['time_weight']} speaker_weight {best['speaker_weight']} key_context "
+              f"{best['key_context']} -> "
+              f"{best['objective']} (RRF "
+              f"{cal['rrf_objective_train']}); config: {json.dumps(cal['config'])}")
+        print(f"held-out {cal['test_questions']} questions, today's RRF vs the fitted configuration:")
+        _rows({"rrf": cal["held_out"]["rrf"], "new": cal["held_out"]["new"]})
+        print("every question: today's RRF (store A) vs the fitted configuration through search() "
+              "(reference_time = question date):")
+        _rows({"rrf": report["results"]["rrf"], "new": cal["new_all"]})
+        print("ratio new/rrf: " + ", ".join(f"{m} x{r}" for m, r in cal["ratio_all"].items()))
+        print(f"question types where new < RRF on turn@5 or turn@10: {cal['types_below_rrf'] or 'none'}")
     for kind, lat in report["latency_ms"].items():
         print(f"search() latency, {kind} query: p50 {lat['p50']} ms  p95 {lat['p95']} ms (embedding included)")
     if "big_scope" in report:
@@ -291,7 +443,17 @@ def main() -> None:
     parser.add_argument("--latency-scope", type=int, default=0,
                         help="also time search() in one scope of N memories (copies of the stored turns)")
     parser.add_argument("--per-message", action="store_true", help="store each turn by its own add() call")
-    parser.add_argument("--calibrate", action="store_true", help="fit alpha on half the questions, test on the rest")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit fusion (RRF or convex alpha) and the time weight on half the questions, report "
+                             "the other half and every question through search() next to today's RRF")
+    parser.add_argument("--key-context", default=None, metavar="FILE",
+                        help="with --calibrate: build a second SQLite store with memory.key_context on (each turn "
+                             "by its own add(); vectors reused from the first store) and fit on it")
+    parser.add_argument("--key-context-weight", type=float, default=0.5)
+    parser.add_argument("--stored-only", action="store_true",
+                        help="no ingest: evaluate the questions whose turns --db already holds completely")
+    parser.add_argument("--write-config", default=None, metavar="FILE",
+                        help="with --calibrate: write the fitted `memory:` settings as a mindgate config file")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     print_table(report)

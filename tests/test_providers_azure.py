@@ -9,6 +9,7 @@ import pytest
 from fakes.cloud import AzureOpenAIFake
 from mindgate.errors import AuthenticationError, ConfigurationError, ModelNotFoundError, ProviderError, RateLimitError
 from mindgate.providers import create_chat_model, create_embedder
+from mindgate.providers._upstream import Upstream
 from mindgate.providers.azure import AzureClient, AzureConfig, AzureKwargs
 from mindgate.providers.openai_compat import OpenAICompatChatModel
 
@@ -101,7 +102,8 @@ def test_missing_api_version_is_a_404_the_adapter_explains(fake: AzureOpenAIFake
     model = create_chat_model("azure_openai", dict(azure_kwargs=kwargs(fake)))
     assert isinstance(model, OpenAICompatChatModel) and isinstance(model.client, AzureClient)
     client = AzureClient(model.client.settings, timeout=10, connect_timeout=1)
-    client.params.clear()  # what a client that forgets api-version sends
+    # what a client that forgets api-version sends: the same requests without the query
+    client.upstream = Upstream(client.base_url, headers=client.headers, timeout=10, connect_timeout=1)
     with pytest.raises(ProviderError, match="api_version") as info:
         OpenAICompatChatModel(client, "gpt4o-prod").complete(MESSAGES)
     assert info.value.status_code == 404 and "Resource not found" in str(info.value)

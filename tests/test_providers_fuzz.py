@@ -5,22 +5,21 @@ and a body (JSON of any shape, error-shaped JSON with fields of the wrong type, 
 with multi-line fields, NDJSON lines); the providers' HTTP clients answer chat, streamed chat and embedding
 calls from it. Whatever comes back, the call returns or raises a :class:`~mindgate.errors.MindgateError`.
 
-The upstream here is an ``httpx.MockTransport`` (a contract fake of "any server at all"): the property is
-about parsing, and thousands of real servers could not be started per run.
+The upstream here is a canned HTTP server on loopback (tests/fakes/canned.py, "any server at all"), whose
+answer each example sets: the property is about parsing what comes over a real socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Iterator
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fakes.canned import CannedServer, canned_server
 from mindgate.errors import MindgateError
 from mindgate.providers import azure, gemini, ollama
 from mindgate.providers._google import GoogleClient
@@ -96,20 +95,17 @@ def answers(draw: st.DrawFn) -> tuple[int, dict[str, str], bytes]:
     return status, headers, draw(bodies)
 
 
-def _transport(answer: tuple[int, dict[str, str], bytes]) -> httpx.MockTransport:
-    status, headers, body = answer
-    return httpx.MockTransport(lambda request: httpx.Response(status, headers=headers, content=body))
+@pytest.fixture(scope="module")
+def server() -> Iterator[CannedServer]:
+    with canned_server() as running:
+        yield running
 
 
-def _client(cls: Callable[..., Any], answer: tuple[int, dict[str, str], bytes], **kwargs: Any) -> Any:
-    return cls("http://upstream.test/v1", transport=_transport(answer), **kwargs)
-
-
-def _models(answer: tuple[int, dict[str, str], bytes]) -> list[ChatModel | Embedder]:
-    generic = _client(OpenAICompatClient, answer, profile=GENERIC)
-    google = _client(GoogleClient, answer, profile=gemini.PROFILE, key_hint="set GOOGLE_API_KEY")
-    azure_client = _client(OpenAICompatClient, answer, profile=azure.PROFILE)
-    native = ollama.OllamaClient("http://upstream.test", profile=ollama.PROFILE, transport=_transport(answer))
+def _models(base: str) -> list[ChatModel | Embedder]:
+    generic = OpenAICompatClient(f"{base}/v1", profile=GENERIC)
+    google = GoogleClient(f"{base}/v1", profile=gemini.PROFILE, key_hint="set GOOGLE_API_KEY")
+    azure_client = OpenAICompatClient(f"{base}/v1", profile=azure.PROFILE)
+    native = ollama.OllamaClient(base, profile=ollama.PROFILE)
     return [OpenAICompatChatModel(generic, "m"), OpenAICompatEmbedder(generic, "e"),
             OpenAICompatChatModel(google, "m"), OpenAICompatEmbedder(google, "e"),
             OpenAICompatChatModel(azure_client, "m"),
@@ -128,12 +124,21 @@ async def _exercise(model: ChatModel | Embedder) -> None:
         pass
 
 
-@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(answer=answers())
-def test_only_mindgate_errors_escape_providers(answer: tuple[int, dict[str, str], bytes]) -> None:
+def test_only_mindgate_errors_escape_providers(server: CannedServer,
+                                               answer: tuple[int, dict[str, str], bytes]) -> None:
+    server.answer = answer
+
     async def run() -> None:
-        for model in _models(answer):
-            await _exercise(model)  # anything but a MindgateError fails the test with its traceback
+        models = _models(server.base_url)
+        try:
+            for model in models:
+                await _exercise(model)  # anything but a MindgateError fails the test with its traceback
+        finally:
+            for model in models:
+                await model.aclose()
 
     asyncio.run(run())
 
@@ -146,14 +151,14 @@ def test_retry_after_is_finite_and_never_raises(value: str, ms: str | None) -> N
 
 
 @pytest.mark.parametrize("value", ["soon", "Mon, 99 Foo 2015 99:99:99 GMT", "in a minute"])
-def test_a_429_with_a_retry_after_that_is_neither_seconds_nor_a_date_is_a_rate_limit(value: str) -> None:
+def test_a_429_with_a_retry_after_that_is_neither_seconds_nor_a_date_is_a_rate_limit(server: CannedServer,
+                                                                                     value: str) -> None:
     """Before: ``ValueError: Invalid date value or format`` escaped (a 500 on /v1/memories)."""
     from mindgate.errors import RateLimitError
 
-    body = json.dumps({"error": {"message": "slow down"}}).encode()
-    for cls, kwargs in ((OpenAICompatClient, {"profile": GENERIC}),
-                        (GoogleClient, {"profile": gemini.PROFILE, "key_hint": "k"})):
-        model = OpenAICompatChatModel(_client(cls, (429, {"retry-after": value}, body), **kwargs), "m")
+    server.answer = (429, {"retry-after": value}, json.dumps({"error": {"message": "slow down"}}).encode())
+    for client in (OpenAICompatClient(f"{server.base_url}/v1", profile=GENERIC),
+                   GoogleClient(f"{server.base_url}/v1", profile=gemini.PROFILE, key_hint="k")):
         with pytest.raises(RateLimitError) as info:
-            model.complete([{"role": "user", "content": "hi"}])
+            OpenAICompatChatModel(client, "m").complete([{"role": "user", "content": "hi"}])
         assert info.value.retry_after is None

@@ -59,6 +59,7 @@ STORE_TAGS = get_args(StoreProviderName)
 FUSION_ALPHA = 0.5
 KEY_CONTEXT_WEIGHT = 0.5
 TIME_WEIGHT = 0.3
+SPEAKER_WEIGHT = 0.0
 
 def mindgate_home() -> Path:
     """``MINDGATE_HOME`` or ``~/.mindgate``: where the embedded store and state live."""
@@ -262,6 +263,9 @@ class MemorySettings(_Strict):
     time_aware: bool = Field(default=True, description="boost memories from the times a query names "
                              "(\"last week\", \"in May\", \"3 days ago\") relative to its reference time")
     time_weight: float = Field(default=TIME_WEIGHT, ge=0, le=2, description="weight of the time signal")
+    speaker_weight: float = Field(default=SPEAKER_WEIGHT, ge=0, le=2, description="weight of the speaker signal: "
+                                  "memories stored from the role a query asks about (the user's own words for "
+                                  "\"my ...\", the assistant's for \"you recommended ...\"); 0 turns it off")
     inject_limit: int = Field(default=5, ge=0)
     inject_token_budget: int = Field(default=512, ge=0)
     mode: Literal["inject", "tool"] = Field(default="inject", description="chat memory: inject memories into "

@@ -36,6 +36,7 @@ from mindgate.memory.rerank import Reranker, create_reranker
 from mindgate.memory.rerank import rerank as _rerank
 from mindgate.memory.retrieval import Hit, QueryVectors, SearchMode, fuse, single
 from mindgate.memory.search_pool import SearchPool
+from mindgate.memory.speaker import query_speaker
 from mindgate.memory.stores import create_store
 from mindgate.memory.stores.base import (
     AddChange,
@@ -410,7 +411,8 @@ class AsyncMemory:
                 vector_job, self._searches.run(self.store.text_search, scope, query, k, flt))
             return fuse(vector_hits, text_hits, fusion=self.settings.fusion, alpha=self.settings.fusion_alpha,
                         rrf_k=self.settings.rrf_k, recency=self.settings.recency, when=when,
-                        time_weight=self.settings.time_weight)[:limit]
+                        time_weight=self.settings.time_weight, speaker=query_speaker(query),
+                        speaker_weight=self.settings.speaker_weight)[:limit]
         if mode == "vector":
             return single(await vector_job, "vector")[:limit]
         return single(await self._searches.run(self.store.text_search, scope, query, k, flt), "text")[:limit]

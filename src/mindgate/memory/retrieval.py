@@ -22,6 +22,10 @@ The time signal (``memory.time_aware``, weight ``memory.time_weight``) works the
 names times (:func:`mindgate.memory.timeinfo.query_windows`), a candidate that happened inside one of them
 gets the full weight, one outside gets less the further away it lies (nothing at one window length, taken
 as 1 to 31 days).
+
+The speaker signal (weight ``memory.speaker_weight``) goes to candidates stored from the role whose words
+the query asks about (:func:`mindgate.memory.speaker.query_speaker`): the user's own messages for "How often
+do I see my therapist?", the assistant's for "Which venue did you recommend?".
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mindgate.memory.speaker import Speaker
 from mindgate.memory.stores.base import MemoryRecord
 from mindgate.memory.timeinfo import TimeQuery, event_time
 from mindgate.providers.base import Vector
@@ -78,9 +83,11 @@ class Hit:
 
 def fuse(vector_hits: Sequence[tuple[MemoryRecord, float]], text_hits: Sequence[tuple[MemoryRecord, float]], *,
          fusion: Fusion = "rrf", alpha: float = 0.5, rrf_k: int = 60, recency: bool = False,
-         when: TimeQuery | None = None, time_weight: float = 0.0) -> list[Hit]:
+         when: TimeQuery | None = None, time_weight: float = 0.0, speaker: Speaker | None = None,
+         speaker_weight: float = 0.0) -> list[Hit]:
     """Fuse ranked lists into hits sorted by score, best first (ties: newer first, then id). ``when``: the
-    query's time expressions (its windows add the time signal, its "recent" words the recency signal)."""
+    query's time expressions (its windows add the time signal, its "recent" words the recency signal);
+    ``speaker``: whose words the query asks about (memories stored from that role get the speaker signal)."""
     hits: dict[str, Hit] = {}
     for ranked, kind in ((vector_hits, "vector"), (text_hits, "text")):
         for rank, (record, raw) in enumerate(ranked, start=1):
@@ -104,6 +111,12 @@ def fuse(vector_hits: Sequence[tuple[MemoryRecord, float]], text_hits: Sequence[
     if when is not None and when.windows and time_weight > 0:
         _time(hits, when, time_weight)
         best += time_weight
+    if speaker is not None and speaker_weight > 0:
+        for hit in hits.values():
+            said = hit.record.metadata.get("role") == speaker
+            hit.parts["speaker"] = {"raw": float(said), "weight": speaker_weight,
+                                    "contribution": speaker_weight * float(said)}
+        best += speaker_weight
     for hit in hits.values():
         for part in hit.parts.values():
             part["contribution"] /= best

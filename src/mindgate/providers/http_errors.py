@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
 
+from mindgate._json import loads
 from mindgate.errors import AuthenticationError, ModelNotFoundError, ProviderError, RateLimitError
 
 _MAX_RETRY_AFTER = 86_400.0
@@ -124,7 +125,7 @@ def finite_seconds(value: str | None) -> float | None:
 def json_or_none(text: str | bytes) -> Any:
     """``text`` decoded as JSON, or None when it is not JSON (or nested too deeply to decode)."""
     try:
-        return json.loads(text)
+        return loads(text)
     except (ValueError, RecursionError):
         return None
 

@@ -1,27 +1,27 @@
 """The shared HTTP client for every OpenAI-compatible server, and the chat/embedding models over it.
 
 Most providers are a :class:`ServerProfile` (how to name the server, how to start it, which key variable
-it uses, which quirks it has) plus, at most, a few overridden hooks. The client pools connections
-(one ``httpx.AsyncClient`` per event loop), applies connect and request timeouts, streams SSE, and maps
-every failure to :mod:`mindgate.errors` with a message that says what to do.
+it uses, which quirks it has) plus, at most, a few overridden hooks. The client pools connections (the
+lean transport of :mod:`._upstream`, one pool per event loop), applies connect and request timeouts,
+streams SSE, and maps every failure to :mod:`mindgate.errors` with a message that says what to do.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import numpy as np
-from httpx_sse import EventSource, SSEError
 
+from mindgate._json import dumps, loads
 from mindgate.config import BaseURLConfig, ProviderConfig, base_url_keys
 from mindgate.errors import ConfigurationError, MindgateError, NetworkError, ProviderError
 from mindgate.providers._openai_management import OpenAICompatDriver
+from mindgate.providers._upstream import TRANSPORT_ERRORS, Upstream, failure_kind, lines, proxy_for, sse_events
 from mindgate.providers.base import (
     ChatChunk,
     ChatModel,
@@ -64,8 +64,6 @@ class ServerProfile:
     ``system``, which every chat template has (the llama.cpp server rejects an unknown role)."""
 
 
-_SSE_HEADERS = {"Accept": "text/event-stream"}
-
 GENERIC = ServerProfile("openai_compatible", "the OpenAI-compatible server",
                         start_hint="start the server or fix base_url", passes_extras=True, text_completions=True)
 
@@ -78,9 +76,9 @@ def proxy_routes(proxy: str | Mapping[str, str] | None) -> dict[str, str]:
     routes = {"all://": proxy} if isinstance(proxy, str) else dict(proxy)
     out = {}
     for pattern, url in routes.items():
-        if not isinstance(url, str) or not url.startswith(("http://", "https://", "socks5://")):
-            raise ConfigurationError(f"http_client_proxies: {url!r} is not a proxy URL",
-                                     hint="e.g. http://proxy.internal:3128")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"http_client_proxies: {url!r} is not an HTTP proxy URL (SOCKS proxies "
+                                     "are not supported)", hint="e.g. http://proxy.internal:3128")
         out[pattern if "://" in pattern else f"{pattern}://"] = url
     return out
 
@@ -89,85 +87,85 @@ class OpenAICompatClient:
     """Pooled HTTP access to one OpenAI-compatible server at ``base_url`` (ending in ``/v1`` or similar).
 
     Requests go to ``base_url + path``; ``params`` are added to every request (Azure's api-version).
+    ``proxy`` is mem0's ``http_client_proxies`` (:func:`proxy_routes`); the route matching ``base_url`` is used.
     """
 
     def __init__(self, base_url: str, *, profile: ServerProfile = GENERIC, api_key: str | None = None,
                  headers: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
                  timeout: float = 120.0, connect_timeout: float = 3.0, auth_header: str = "Authorization",
-                 transport: httpx.AsyncBaseTransport | None = None,
                  proxy: str | Mapping[str, str] | None = None) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"base URL {base_url!r} for {profile.display} must start with http:// "
                                      "or https://", hint="e.g. http://localhost:1234/v1")
         self.base_url = base_url.rstrip("/")
         self.profile = profile
-        self.params = dict(params or {})
-        self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self.read_timeout = timeout
+        self.connect_timeout = connect_timeout
         self.headers = {"Accept": "application/json", **(headers or {})}
         if api_key:
             self.headers[auth_header] = f"Bearer {api_key}" if auth_header == "Authorization" else api_key
-        self._transport = transport
-        self._proxies = proxy_routes(proxy)
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
-
-    def _client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None or client.is_closed:
-            for stale in [lp for lp in self._clients if lp.is_closed()]:
-                del self._clients[stale]
-            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-            mounts = {pattern: httpx.AsyncHTTPTransport(proxy=url, limits=limits)
-                      for pattern, url in self._proxies.items()} if self._transport is None else None
-            client = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, params=self.params,
-                                       timeout=self.timeout, transport=self._transport, mounts=mounts or None,
-                                       limits=limits)
-            self._clients[loop] = client
-        return client
+        self.upstream = Upstream(self.base_url, headers=self.headers, params=params, timeout=timeout,
+                                 connect_timeout=connect_timeout,
+                                 proxy=proxy_for(self.base_url, proxy_routes(proxy)))
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        client = self._clients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
+        await self.upstream.aclose()
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
+
+    async def request_headers(self) -> dict[str, str] | None:
+        """Headers computed per request (e.g. a refreshed bearer token); None: the fixed ones suffice."""
+        return None
 
     # -- requests ------------------------------------------------------------------------------------
 
     async def request_json(self, method: str, path: str, body: Any = None, *,
                            model: str | None = None, timeout: float | None = None) -> Any:
         """Send a request and return the decoded JSON body; failures raise mindgate errors."""
-        per_request = httpx.USE_CLIENT_DEFAULT if timeout is None else httpx.Timeout(timeout,
-                                                                                         connect=self.timeout.connect)
         try:
-            response = await self._client().request(method, path, json=body, timeout=per_request)
-        except httpx.HTTPError as exc:
+            answer = await self.upstream.request(method, path, body, headers=await self.request_headers(),
+                                                 timeout=timeout)
+        except TRANSPORT_ERRORS as exc:
             raise self.network_error(exc, path) from None
-        if response.status_code >= 400:
-            await self.raise_for_status(response.status_code, response.text, response.headers, model=model)
+        if answer.status >= 400:
+            await self.raise_for_status(answer.status, answer.text, answer.headers, model=model)
         try:
-            return response.json()
-        except ValueError:
+            return loads(answer.body)
+        except (ValueError, RecursionError):
             raise ProviderError(f"{self.profile.display} at {self.url(path)} answered with invalid JSON: "
-                                f"{response.text[:200]!r}", provider=self.profile.provider,
-                                status_code=response.status_code, retryable=True) from None
+                                f"{answer.text[:200]!r}", provider=self.profile.provider,
+                                status_code=answer.status, retryable=True) from None
+
+    @asynccontextmanager
+    async def open_stream(self, path: str, body: Any, *, model: str | None = None,
+                          accept: str = "text/event-stream") -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST ``body`` and hold the response open once its status says success (an error status raises
+        through :meth:`raise_for_status`). Transport failures while reading inside the block are the
+        caller's to map (:meth:`network_error`), because they surface where the body is read."""
+        headers = {"Accept": accept, **(await self.request_headers() or {})}
+        async with self.upstream.stream("POST", path, body, headers=headers) as response:
+            if response.status >= 400:
+                text = (await response.read()).decode("utf-8", "replace")
+                await self.raise_for_status(response.status, text, response.headers, model=model)
+            yield response
 
     async def stream_sse(self, path: str, body: Any, *, model: str | None = None
                          ) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
         """POST ``body`` and yield ``(data payload, decoded event)`` for each server-sent event until
-        ``[DONE]``. Events are parsed by httpx-sse (multi-line ``data:`` fields, comments, CRLF); a payload
-        that spanned several lines is re-serialised on one line so it can be forwarded as one SSE event.
-        A connection cut before ``[DONE]`` raises :class:`NetworkError` (never a silent end)."""
-        client = self._client()
+        ``[DONE]``. Events are parsed as the SSE standard says (multi-line ``data:`` fields, comments, CR,
+        LF or CRLF line ends); a payload that spanned several lines is re-serialised on one line so it can
+        be forwarded as one SSE event. A connection cut before ``[DONE]`` raises :class:`NetworkError`
+        (never a silent end)."""
         try:
-            async with client.stream("POST", path, json=body, headers=_SSE_HEADERS) as response:
-                if response.status_code >= 400:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    await self.raise_for_status(response.status_code, text, response.headers, model=model)
+            async with self.open_stream(path, body, model=model) as response:
+                content_type = response.headers.get("content-type", "").partition(";")[0]
+                if "text/event-stream" not in content_type:
+                    raise ProviderError(f"{self.profile.display} at {self.url(path)} did not answer with an "
+                                        f"event stream (content type {content_type or 'none'!r})",
+                                        provider=self.profile.provider, retryable=True)
                 done = False
-                async for sse in EventSource(response).aiter_sse():
+                async for sse in sse_events(lines(response)):
                     if done or not sse.data:
                         continue  # after [DONE], read to the end so the connection goes back to the pool
                     if sse.data.strip() == "[DONE]":
@@ -178,10 +176,7 @@ class OpenAICompatClient:
                     raise NetworkError(f"{self.profile.display} at {self.url(path)} ended the stream "
                                        "before [DONE]", url=self.url(path),
                                        hint="the server may have crashed or restarted; retry the request")
-        except SSEError as exc:
-            raise ProviderError(f"{self.profile.display} at {self.url(path)} did not answer with an event "
-                                f"stream ({exc})", provider=self.profile.provider, retryable=True) from None
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise self.network_error(exc, path) from None
 
     def _stream_event(self, data: str) -> tuple[bytes, dict[str, Any]]:
@@ -192,8 +187,7 @@ class OpenAICompatClient:
         if "error" in event:
             raise ProviderError(f"{self.profile.display} reported an error mid-stream: "
                                 f"{server_message(data)}", provider=self.profile.provider)
-        wire = json.dumps(event, ensure_ascii=False, separators=(",", ":")) if "\n" in data else data.strip()
-        return wire.encode("utf-8"), event
+        return (dumps(event) if "\n" in data else data.strip().encode("utf-8")), event
 
     async def list_models(self) -> list[str]:
         data = await self.request_json("GET", "/models", timeout=10.0)
@@ -202,16 +196,18 @@ class OpenAICompatClient:
 
     # -- error mapping -------------------------------------------------------------------------------
 
-    def network_error(self, exc: httpx.HTTPError, path: str) -> NetworkError:
+    def network_error(self, exc: BaseException, path: str) -> NetworkError:
+        """A transport failure (:data:`._upstream.TRANSPORT_ERRORS`) as a NetworkError saying what to do."""
         url = self.url(path)
         display = self.profile.display
-        if isinstance(exc, httpx.ConnectTimeout):
+        kind = failure_kind(exc)
+        if kind == "connect_timeout":
             return NetworkError(f"{display} is not reachable at {self.base_url} (connect timed out after "
-                                f"{self.timeout.connect}s)", url=url, hint=self.profile.start_hint)
-        if isinstance(exc, httpx.TimeoutException):
-            return NetworkError(f"{display} at {url} did not answer within {self.timeout.read}s", url=url,
+                                f"{self.connect_timeout}s)", url=url, hint=self.profile.start_hint)
+        if kind == "timeout":
+            return NetworkError(f"{display} at {url} did not answer within {self.read_timeout}s", url=url,
                                 hint="raise `timeout` in the provider config or use a smaller model")
-        if isinstance(exc, httpx.ConnectError):
+        if kind == "unreachable":
             return NetworkError(f"{display} is not reachable at {self.base_url}", url=url,
                                 hint=self.profile.start_hint)
         return NetworkError(f"{display} at {url} dropped the connection ({type(exc).__name__}: {exc})",
@@ -404,7 +400,8 @@ class OpenAICompatEmbedder(Embedder):
         data = await self.client.request_json("POST", "/embeddings", body, model=self.model)
         items = data.get("data") if isinstance(data, dict) else None
         if not isinstance(items, list) or len(items) != len(texts):
-            raise ProviderError(f"{self.client.profile.display} returned {len(items or [])} embeddings for "
+            count = len(items) if isinstance(items, list) else 0
+            raise ProviderError(f"{self.client.profile.display} returned {count} embeddings for "
                                 f"{len(texts)} inputs", provider=self.provider, retryable=True)
         try:
             items = sorted(items, key=lambda item: int(item.get("index", 0)))

@@ -22,11 +22,10 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import AsyncGenerator, Generator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
 import numpy as np
 from pydantic import Field
 
@@ -109,29 +108,15 @@ class GoogleAuthToken:
                                       hint=KEY_HINT, retryable=False) from None
 
 
-class _BearerAuth(httpx.Auth):
-    def __init__(self, source: TokenSource) -> None:
-        self.source = source
-
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("Vertex AI clients are async-only")
-
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        request.headers["Authorization"] = f"Bearer {await self.source.token()}"
-        yield request
-
-
 class VertexClient(GoogleClient):
     """Google's error format plus a bearer token fetched per request from a :class:`TokenSource`."""
 
     def __init__(self, base_url: str, *, tokens: TokenSource, **kwargs: Any) -> None:
         super().__init__(base_url, profile=PROFILE, key_hint=KEY_HINT, **kwargs)
-        self._auth = _BearerAuth(tokens)
+        self.tokens = tokens
 
-    def _client(self) -> httpx.AsyncClient:
-        client = super()._client()
-        client.auth = self._auth
-        return client
+    async def request_headers(self) -> dict[str, str] | None:
+        return {"Authorization": f"Bearer {await self.tokens.token()}"}
 
     async def list_models(self) -> list[str]:
         """Vertex AI's OpenAI-compatible endpoint has no model listing."""

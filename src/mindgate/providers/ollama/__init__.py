@@ -29,12 +29,12 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import numpy as np
 from pydantic import Field
 
 from mindgate.config import TTL_DESCRIPTION, BaseURLConfig, ProviderConfig
 from mindgate.errors import InvalidRequestError, NetworkError, ProviderError
+from mindgate.providers._upstream import TRANSPORT_ERRORS, lines
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Vector
 from mindgate.providers.http_errors import http_error, json_or_none, server_message
 from mindgate.providers.lazy import LazyChatModel
@@ -107,17 +107,15 @@ class OllamaClient(OpenAICompatClient):
                             ) -> AsyncIterator[dict[str, Any]]:
         """POST ``body`` and yield each JSON line until one has ``done: true``."""
         try:
-            async with self._client().stream("POST", path, json=body) as response:
-                if response.status_code >= 400:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    await self.raise_for_status(response.status_code, text, response.headers, model=model)
-                async for line in response.aiter_lines():
-                    if not line.strip():
+            async with self.open_stream(path, body, model=model, accept="application/x-ndjson") as response:
+                async for raw in lines(response):
+                    if not raw.strip():
                         continue
-                    event = json_or_none(line)
+                    event = json_or_none(raw)
                     if not isinstance(event, dict):
-                        raise ProviderError(f"Ollama sent a malformed stream line: {line[:200]!r}",
-                                            provider="ollama", retryable=True) from None
+                        text = raw[:200].decode("utf-8", "replace")
+                        raise ProviderError(f"Ollama sent a malformed stream line: {text!r}", provider="ollama",
+                                            retryable=True) from None
                     if event.get("error"):
                         raise ProviderError(f"Ollama reported an error mid-stream: {event['error']}",
                                             provider="ollama")
@@ -126,7 +124,7 @@ class OllamaClient(OpenAICompatClient):
                         return
                 raise NetworkError(f"Ollama at {self.url(path)} ended the stream before the final `done` line",
                                    url=self.url(path), hint="the server may have crashed or restarted; retry")
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise self.network_error(exc, path) from None
 
 

@@ -1,5 +1,6 @@
-"""Context-augmented keys and time-aware search through the Memory API, with the real MiniLM embedder and the
-real SQLite store (format level: which turn is linked to which, what the stored key is, what reindex does)."""
+"""Context-augmented keys, time-aware and speaker-aware search through the Memory API, with the real MiniLM
+embedder and the real SQLite store (format level: which turn is linked to which, what the stored key is, what
+reindex does, which signal a query turns on)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from mindgate import AsyncMemory, EmbedderMismatchError, InvalidRequestError, Memory
 from mindgate.config import MemorySettings
 from mindgate.memory.keys import mix
+from mindgate.memory.speaker import query_speaker
 from mindgate.memory.stores.base import Scope
 from mindgate.memory.stores.sqlite import SQLiteStore
 from mindgate.providers.local import SentenceTransformerEmbedder
@@ -158,3 +160,38 @@ def test_without_a_time_expression_or_with_time_aware_off_nothing_changes(
 def test_a_reference_time_that_is_not_a_date_is_a_clear_error(diary: Memory, bad: object) -> None:
     with pytest.raises(InvalidRequestError, match="reference_time"):
         diary.search("lunch last Tuesday", user_id="alice", reference_time=bad)  # type: ignore[arg-type]
+
+
+# -- speaker-aware search ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("query", "speaker"), [
+    ("How often do I see my therapist?", "user"),
+    ("Where did I park?", "user"),
+    ("Can you remind me which venue you recommended in Portland?", "assistant"),
+    ("In our previous chat, what were the three aims?", "assistant"),
+    ("I remember you told me to dilute tea tree oil. What ratio?", "assistant"),
+    ("Can you suggest some useful accessories for my phone?", "user"),  # a request, not a recall of its words
+    ("What is the capital of France?", None),
+])
+def test_query_speaker_reads_whose_words_a_question_asks_about(query: str, speaker: str | None) -> None:
+    assert query_speaker(query) == speaker
+
+
+def test_the_speaker_signal_prefers_the_turns_of_the_speaker_asked_about(tmp_path: Path,
+                                                                        minilm: SentenceTransformerEmbedder) -> None:
+    m = open_memory(tmp_path / "memory.db", minilm, speaker_weight=0.6)
+    m.add([{"role": "user", "content": "For the trip to Portland I want a jazz venue."},
+           {"role": "assistant", "content": "In Portland, try the Jack London Revue jazz venue."}],
+          user_id="alice", infer=False)
+    asked_assistant = m.search("Which jazz venue in Portland did you recommend?", user_id="alice",
+                               explain=True)["results"]
+    assert asked_assistant[0]["memory"].startswith("In Portland, try")
+    assert asked_assistant[0]["explain"]["signals"]["speaker"]["raw"] == 1.0
+    asked_user = m.search("What kind of venue did I want in Portland?", user_id="alice")["results"]
+    assert asked_user[0]["memory"].startswith("For the trip")
+    m.store.close()
+    off = open_memory(tmp_path / "memory.db", minilm)  # speaker_weight 0 (the default): no speaker signal
+    plain = off.search("Which jazz venue in Portland did you recommend?", user_id="alice", explain=True)["results"]
+    assert all("speaker" not in r["explain"]["signals"] for r in plain)
+    off.store.close()

@@ -1,0 +1,282 @@
+"""Pooled HTTP/1.1 to one upstream model server: the transport under :class:`~.openai_compat.OpenAICompatClient`.
+
+Every chat, completion and embedding request the gateway forwards crosses this module, so it is built for
+CPU per request: aiohttp's client (C HTTP parser, one connection pool per event loop), bodies encoded and
+decoded with orjson (:mod:`mindgate._json`), URLs parsed once per path, no cookie jar (a gateway must not
+carry one user's upstream cookies into another's request). Measured on the same loopback upstream, a call
+costs ~0.3 ms of CPU here against ~1.0-1.3 ms through httpx/httpcore/anyio (bench/gateway.py; the notes of
+issue 12). Management requests (``mindgate models``) stay on httpx: they are rare and use its mounts.
+
+Contracts:
+
+* :meth:`Upstream.request` returns status, headers and the whole body; :meth:`Upstream.stream` yields the
+  open response for :func:`lines` / :func:`sse_events`. Neither interprets the status.
+* Failures to connect, send or receive raise :data:`TRANSPORT_ERRORS`; :func:`failure_kind` says which kind
+  (``connect_timeout``, ``timeout``, ``unreachable``, ``dropped``) so the caller can word the error.
+* Timeouts have httpx's meaning: ``connect_timeout`` bounds connecting, ``timeout`` bounds each wait for
+  bytes (not the whole answer: a long stream that keeps sending never times out).
+* Proxies: one proxy URL per upstream, chosen from mem0's ``http_client_proxies`` routes the way httpx
+  matches mount patterns (:func:`proxy_for`); otherwise the environment's ``HTTP(S)_PROXY``/``NO_PROXY``,
+  read once (aiohttp's own ``trust_env`` would look them and ``.netrc`` up in a thread on every request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import ssl
+import urllib.request
+import warnings
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+import certifi
+from yarl import URL
+
+from mindgate._json import dumps
+
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+"""What :class:`Upstream` raises when the exchange itself fails (no HTTP status to speak of)."""
+
+FailureKind = Literal["connect_timeout", "timeout", "unreachable", "dropped"]
+
+_JSON_BODY = {"Content-Type": "application/json"}
+_KEEPALIVE_S = 4.0  # under the 5 s idle close of uvicorn, llama.cpp's server and most others
+
+
+def failure_kind(exc: BaseException) -> FailureKind:
+    """Which way an exchange failed: connecting timed out, an answer timed out, nothing listens (or the proxy
+    does not), or the connection broke (reset, closed early, malformed HTTP)."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connect_timeout"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "unreachable"
+    return "dropped"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A finished exchange: the status, the headers (case-insensitive) and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+def proxy_for(url: str, routes: Mapping[str, str]) -> str | None:
+    """The proxy for requests to ``url`` out of ``routes`` (httpx mount patterns -> proxy URL: ``all://``,
+    ``https://``, ``all://host``, ``all://*.domain``, ``all://*domain``, ``http://host:port``); the most
+    specific match wins (a port, then a longer host, then a scheme), as in httpx."""
+    target = urlsplit(url)
+    best: tuple[bool, int, int] | None = None
+    chosen = None
+    for pattern, proxy in routes.items():
+        scheme, _, rest = pattern.partition("://")
+        host, _, port = rest.partition(":")
+        if scheme not in ("all", target.scheme) or (port and port != str(target.port or "")):
+            continue
+        name = target.hostname or ""
+        if host.startswith("*."):
+            matched = name.endswith(host[1:])
+        elif host.startswith("*"):
+            matched = name == host[1:] or name.endswith("." + host[1:])
+        else:
+            matched = not host or name == host
+        rank = (bool(port), len(host), len(scheme) if scheme != "all" else 0)
+        if matched and (best is None or rank > best):
+            best, chosen = rank, proxy
+    return chosen
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY``, unless
+    ``NO_PROXY`` covers its host), read once per upstream as httpx does, not per request."""
+    target = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    if not proxies or urllib.request.proxy_bypass(target.hostname or ""):
+        return None
+    proxy = proxies.get(target.scheme) or proxies.get("all")
+    return proxy if proxy and proxy.startswith(("http://", "https://")) else None
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # loading a CA bundle takes tens of milliseconds: once per process, shared by every pool;
+    # certifi's bundle (or SSL_CERT_FILE), as httpx verifies: the same servers are trusted as before
+    return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
+
+
+class _Pool(aiohttp.TCPConnector):
+    """aiohttp's connection pool, quiet when it is collected after its event loop has ended (code that runs
+    each call under its own ``asyncio.run``): nothing can be closed on a finished loop, and its sockets are
+    closed when collected. Collected on a live loop it reports a leak as aiohttp does."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.home = asyncio.get_running_loop()
+
+    def __del__(self, _warnings: Any = warnings) -> None:
+        if not self.home.is_closed():
+            super().__del__(_warnings)
+
+
+def _release(sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession]) -> None:
+    """Close the pools of an :class:`Upstream` that was dropped without ``aclose()`` (or is still open at
+    exit): on a running loop the close is scheduled there (and waited for, up to a second, from another
+    thread); a pool whose loop has ended is only marked closed."""
+    for loop, session in list(sessions.items()):
+        if session.closed:
+            continue
+        if loop.is_closed() or not loop.is_running():
+            session.detach()
+            continue
+        future = asyncio.run_coroutine_threadsafe(session.close(), loop)
+        try:
+            same_thread = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            same_thread = False
+        if not same_thread:
+            with contextlib.suppress(Exception):
+                future.result(timeout=1.0)
+
+
+class Upstream:
+    """Pooled access to the server at ``base_url``: requests go to ``base_url + path`` with ``params`` in the
+    query and ``headers`` on every request; one aiohttp session (connection pool) per event loop."""
+
+    def __init__(self, base_url: str, *, headers: Mapping[str, str], params: Mapping[str, str] | None = None,
+                 timeout: float, connect_timeout: float, proxy: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers)
+        self.query = urlencode(dict(params or {}))
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect_timeout,
+                                             sock_read=timeout)
+        self.proxy = proxy or env_proxy(self.base_url)
+        self._urls: dict[str, URL] = {}
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+        weakref.finalize(self, _release, self._sessions)
+
+    def url(self, path: str) -> URL:
+        """``base_url + path`` (plus the query), parsed once per path."""
+        url = self._urls.get(path)
+        if url is None:
+            full = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+            if self.query:
+                full += ("&" if "?" in full else "?") + self.query
+            url = self._urls[path] = URL(full)
+        return url
+
+    def _session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            for stale in [lp for lp in self._sessions if lp.is_closed()]:
+                # its loop is gone, so its sockets cannot be closed on it any more; marking the session
+                # closed keeps aiohttp from reporting it as leaked when it is collected
+                self._sessions.pop(stale).detach()
+            tls = self.base_url.startswith("https:") or (self.proxy or "").startswith("https:")
+            connector = _Pool(limit=256, keepalive_timeout=_KEEPALIVE_S, ssl=_ssl_context() if tls else True)
+            session = aiohttp.ClientSession(connector=connector, headers=self.headers, timeout=self.timeout,
+                                            cookie_jar=aiohttp.DummyCookieJar())
+            self._sessions[loop] = session
+        return session
+
+    def _send_args(self, body: Any, headers: Mapping[str, str] | None, timeout: float | None) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if body is not None:
+            args["data"] = body if isinstance(body, bytes) else dumps(body)
+            args["headers"] = {**_JSON_BODY, **headers} if headers else _JSON_BODY
+        elif headers:
+            args["headers"] = headers
+        if self.proxy:
+            args["proxy"] = self.proxy
+        if timeout is not None:
+            args["timeout"] = aiohttp.ClientTimeout(total=None, connect=None, sock_read=timeout,
+                                                    sock_connect=self.timeout.sock_connect)
+        return args
+
+    async def request(self, method: str, path: str, body: Any = None, *,
+                      headers: Mapping[str, str] | None = None, timeout: float | None = None) -> Answer:
+        """Send ``body`` (JSON-encoded unless it is bytes already) and read the whole answer."""
+        async with self._session().request(method, self.url(path),
+                                           **self._send_args(body, headers, timeout)) as response:
+            data = await response.read()
+            return Answer(response.status, response.headers, data)
+
+    @asynccontextmanager
+    async def stream(self, method: str, path: str, body: Any = None, *,
+                     headers: Mapping[str, str] | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The open response, its body not yet read; leaving the block releases the connection (back to
+        the pool when the body was read to the end)."""
+        async with self._session().request(method, self.url(path),
+                                           **self._send_args(body, headers, None)) as response:
+            yield response
+
+    async def aclose(self) -> None:
+        """Close the current event loop's pool (the others close with their loops)."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None:
+            await session.close()
+
+
+async def lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body's lines without their ends; a line ends at CRLF, LF or a lone CR (as event streams may)."""
+    buffer = b""
+    async for chunk in response.content.iter_any():
+        buffer += chunk
+        held = False
+        if b"\r" in buffer:
+            held = buffer.endswith(b"\r")  # perhaps the first half of a CRLF: decide with the next chunk
+            buffer = (buffer[:-1] if held else buffer).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            yield line
+        if held:
+            buffer += b"\r"
+    if buffer:
+        yield buffer.removesuffix(b"\r")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One server-sent event: its ``event`` name (``message`` when unnamed) and ``data`` (lines joined)."""
+
+    event: str
+    data: str
+
+
+async def sse_events(body_lines: AsyncIterator[bytes]) -> AsyncIterator[Event]:
+    """The server-sent events in the lines of a ``text/event-stream`` body (:func:`lines`), parsed as the
+    HTML standard says: ``data`` fields of one event are joined with newlines, a space after the colon is
+    dropped, comments (``:``) and unknown fields are ignored, a blank line dispatches, an event with no
+    data is not dispatched, and an event left unfinished when the body ends is dropped."""
+    name, data = "", list[str]()
+    async for raw in body_lines:
+        if not raw:
+            if data:
+                yield Event(name or "message", "\n".join(data))
+            name, data = "", []
+            continue
+        line = raw.decode("utf-8", "replace")
+        field, colon, value = line.partition(":")
+        if not field and colon:
+            continue  # a comment (keep-alive)
+        if value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            name = value
