@@ -70,7 +70,7 @@ def test_known_fields_stay_validated_beside_extras(llama_gateway: GatewayServer)
             model="smollm2", messages=[{"role": "user", "content": "Hi"}], temperature=5, extra_body=EXTRAS)
 
 
-def test_extras_are_dropped_for_openai_and_usage_still_comes(serve_gateway: Serve,
+def test_extras_are_dropped_for_openai_reasoning_effort_is_sent_and_usage_comes(serve_gateway: Serve,
                                                              memory_factory: MakeMemory) -> None:
     with OpenAIFake() as fake:
         chat = create_chat_model("openai", dict(model="gpt-4o-mini", api_key=fake.api_key,
@@ -88,6 +88,12 @@ def test_extras_are_dropped_for_openai_and_usage_still_comes(serve_gateway: Serv
         assert len(_usage_chunks(chunks)) == 1
         with pytest.raises(openai.BadRequestError, match="openai:gpt-4o-mini has no raw text completion"):
             client.completions.create(model="gpt-4o-mini", prompt="Once upon a time")
+        # reasoning effort is one of OpenAI's own fields: sent, from chat and from the Responses bridge
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+                                       reasoning_effort="low")
+        client.responses.create(model="gpt-4o-mini", input="Hi", reasoning={"effort": "high"}, store=False)
+        efforts = [r.json.get("reasoning_effort") for r in fake.requests_to("/v1/chat/completions")]
+        assert efforts[-2:] == ["low", "high"] and efforts[0] is None
 
 
 def test_the_embedded_local_engine_serves_every_api(serve_gateway: Serve, memory_factory: MakeMemory,

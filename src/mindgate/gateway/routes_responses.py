@@ -117,8 +117,8 @@ def _options(body: ResponsesRequest) -> tuple[dict[str, Any], dict[str, Any], To
     if response_format is not None:
         options["response_format"] = response_format
     effort = (body.reasoning or {}).get("effort")
-    if effort:  # chat completions' name for it; sent where the target takes extra fields (see docs)
-        options["extra_body"] = {"reasoning_effort": effort}
+    if effort:  # chat completions' name for it; sent to targets whose spec takes it (see docs)
+        options["reasoning_effort"] = effort
     return options, ({"json_schema": schema} if schema is not None else {}), tools
 
 

@@ -170,6 +170,7 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    reasoning_effort: str | None = Field(default=None, min_length=1, max_length=32)
     stream_options: StreamOptions | None = None
     store: bool | None = None
     metadata: dict[str, str] | None = None
@@ -188,7 +189,7 @@ class ChatCompletionRequest(BaseModel):
         """The options every :class:`~mindgate.providers.base.ChatModel` takes, from this request."""
         opts: dict[str, Any] = {}
         for name in ("temperature", "top_p", "n", "stop", "seed", "presence_penalty", "frequency_penalty",
-                     "logit_bias", "user", "tool_choice", "parallel_tool_calls"):
+                     "logit_bias", "user", "tool_choice", "parallel_tool_calls", "reasoning_effort"):
             value = getattr(self, name)
             if value is not None:
                 opts[name] = value

@@ -14,6 +14,7 @@ Contracts:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -104,11 +105,13 @@ class ChatChunk:
 CHAT_OPTIONS = frozenset({
     "tools", "tool_choice", "response_format", "temperature", "max_tokens", "top_p", "stop", "seed",
     "presence_penalty", "frequency_penalty", "parallel_tool_calls", "logit_bias", "user", "n",
-    "extra_body", "stream_options",
+    "reasoning_effort", "extra_body", "stream_options",
 })
 """``extra_body`` holds a request's unknown top-level fields (``top_k``, ``min_p``, ``ttl``, ...): a provider
 that can take them sends them on (:attr:`ChatModel.accepts_extras`), the others drop them with a debug log.
-``stream_options`` (``include_usage``) is sent only by providers whose streams can report usage that way."""
+``stream_options`` (``include_usage``) is sent only by providers whose streams can report usage that way.
+``reasoning_effort`` is sent only by models whose provider spec says it takes it
+(:attr:`ChatModel.takes_reasoning_effort`); the others drop it with a debug log."""
 _PASSED_APART = frozenset({"extra_body", "stream_options"})
 TEXT_OPTIONS = frozenset({
     "temperature", "max_tokens", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
@@ -142,6 +145,17 @@ class ChatModel(ABC):
         """The model's context window in tokens, when known without a call."""
         return None
 
+    @functools.cached_property
+    def takes_reasoning_effort(self) -> bool:
+        """Whether the provider's API takes ``reasoning_effort`` (its spec says so:
+        :attr:`~mindgate.providers.spec.ProviderSpec.takes_reasoning_effort`); False for an unregistered one."""
+        from mindgate.providers import provider_spec  # the registry imports this module
+
+        try:
+            return provider_spec(self.provider).takes_reasoning_effort
+        except ConfigurationError:
+            return False
+
     def _extras(self, options: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
         """The request's extra fields this provider maps natively (``known``); the rest dropped (debug log)."""
         extra = options.get("extra_body") or {}
@@ -158,7 +172,11 @@ class ChatModel(ABC):
         extra = options.get("extra_body")
         if extra and not self.accepts_extras:
             log.debug("%r takes no extra request fields; dropped %s", self, ", ".join(sorted(extra)))
-        return {**self.defaults, **{k: v for k, v in options.items() if v is not None and k not in _PASSED_APART}}
+        apart = _PASSED_APART
+        if options.get("reasoning_effort") is not None and not self.takes_reasoning_effort:
+            log.debug("%r has no reasoning-effort setting; dropped reasoning_effort", self)
+            apart = _PASSED_APART | {"reasoning_effort"}
+        return {**self.defaults, **{k: v for k, v in options.items() if v is not None and k not in apart}}
 
     @abstractmethod
     async def acomplete(self, messages: Sequence[Message], **options: Any) -> ChatResponse:
