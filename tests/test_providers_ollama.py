@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from fakes.ollama import OllamaModel
 from fakes.ollama_chat import OllamaChatFake
 from fixtures_servers import free_port
 from mindgate._sync import run_sync
@@ -214,3 +215,47 @@ def test_closed_port_is_a_network_error_naming_ollama_serve() -> None:
     assert url in str(info.value) and "ollama serve" in str(info.value)
     with pytest.raises(NetworkError, match="ollama serve"):
         create_embedder("ollama", dict(ollama_base_url=url, connect_timeout=1.0)).embed("x")
+
+
+# -- no model configured: detected at first use -------------------------------------------------------------
+
+
+def test_without_model_the_loaded_chat_model_is_used(fake: OllamaChatFake) -> None:
+    run_sync(fake_load(fake, "qwen2.5:7b"))
+    model = create_chat_model("ollama", dict(ollama_base_url=fake.base_url))
+    assert model.model == "(auto-detected)" and model.text_completions  # /v1/completions is offered before
+    assert fake.requests_to("/api/chat") == []  # nothing is asked before the first request
+    model.complete([{"role": "user", "content": "Say hello."}], max_tokens=8)
+    assert last_chat_body(fake)["model"] == "qwen2.5:7b" and model.model == "qwen2.5:7b"
+
+
+def test_without_model_and_nothing_loaded_a_pulled_chat_model_is_chosen_never_an_embedder() -> None:
+    only = OllamaChatFake(models=[OllamaModel("nomic-embed-text:latest", family="nomic-bert", size=274_302_450,
+                                              capabilities=("embedding",)),
+                                  OllamaModel("llama3.2:latest")]).start()
+    try:
+        create_chat_model("ollama", dict(ollama_base_url=only.base_url)).complete(
+            [{"role": "user", "content": "Say hello."}], max_tokens=8)
+        assert last_chat_body(only)["model"] == "llama3.2:latest"
+    finally:
+        only.stop()
+
+
+def test_without_model_and_no_chat_model_pulled_says_how_to_get_one() -> None:
+    empty = OllamaChatFake(models=[OllamaModel("nomic-embed-text:latest", family="nomic-bert",
+                                               capabilities=("embedding",))]).start()
+    try:
+        model = create_chat_model("ollama", dict(ollama_base_url=empty.base_url))
+        with pytest.raises(ModelNotFoundError, match="has no chat model") as info:
+            model.complete([{"role": "user", "content": "Say hello."}], max_tokens=8)
+        assert info.value.available == ["nomic-embed-text:latest"] and "ollama pull" in str(info.value)
+    finally:
+        empty.stop()
+
+
+async def fake_load(fake: OllamaChatFake, name: str) -> None:
+    """Load ``name`` the way Ollama's docs say to: an empty generate request."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=fake.base_url) as client:
+        (await client.post("/api/generate", json={"model": name})).raise_for_status()

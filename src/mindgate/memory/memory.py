@@ -409,10 +409,13 @@ class AsyncMemory:
         if mode == "hybrid":
             vector_hits, text_hits = await asyncio.gather(
                 vector_job, self._searches.run(self.store.text_search, scope, query, k, flt))
-            return fuse(vector_hits, text_hits, fusion=self.settings.fusion, alpha=self.settings.fusion_alpha,
-                        rrf_k=self.settings.rrf_k, recency=self.settings.recency, when=when,
-                        time_weight=self.settings.time_weight, speaker=query_speaker(query),
-                        speaker_weight=self.settings.speaker_weight)[:limit]
+            # fusion is Python over ~100 candidates: a search thread does it, not the event loop
+            fused = await self._searches.run(fuse, vector_hits, text_hits, fusion=self.settings.fusion,
+                                             alpha=self.settings.fusion_alpha, rrf_k=self.settings.rrf_k,
+                                             recency=self.settings.recency, when=when,
+                                             time_weight=self.settings.time_weight, speaker=query_speaker(query),
+                                             speaker_weight=self.settings.speaker_weight)
+            return fused[:limit]
         if mode == "vector":
             return single(await vector_job, "vector")[:limit]
         return single(await self._searches.run(self.store.text_search, scope, query, k, flt), "text")[:limit]

@@ -19,12 +19,16 @@ class LazyChatModel(ChatModel):
     """A chat model built by ``resolve`` at first use; every call is delegated to it."""
 
     def __init__(self, provider: str, url: str, resolve: Callable[[], Awaitable[ChatModel]], *,
-                 model: str | None = None, defaults: dict[str, Any] | None = None) -> None:
+                 model: str | None = None, defaults: dict[str, Any] | None = None,
+                 text_completions: bool = False) -> None:
+        """``text_completions``: whether the server has raw completion whatever model is found (LM Studio,
+        Ollama); once resolved, the found model's own answer counts."""
         super().__init__(model or UNRESOLVED, defaults=defaults)
         self.provider = provider
         self.url = url
         self._resolve = resolve
         self._resolved: ChatModel | None = None
+        self._text_completions = text_completions
 
     @property
     def endpoint_key(self) -> str:
@@ -58,6 +62,17 @@ class LazyChatModel(ChatModel):
 
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
         return await (await self.resolved()).acount_tokens(messages)
+
+    @property
+    def text_completions(self) -> bool:
+        return self._resolved.text_completions if self._resolved else self._text_completions
+
+    async def atext_complete(self, prompt: str, **options: Any) -> dict[str, Any]:
+        return await (await self.resolved()).atext_complete(prompt, **options)
+
+    async def atext_stream(self, prompt: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        async for chunk in (await self.resolved()).atext_stream(prompt, **options):
+            yield chunk
 
     async def ahealth_check(self) -> None:
         """Raises when the server is down: resolves the model, or lists the server's models again."""

@@ -283,7 +283,8 @@ def chat_model(config: LMStudioConfig) -> ChatModel:
 
         return build((await pick(endpoint, "chat")).id)
 
-    return LazyChatModel("lmstudio", client.base_url, detect, defaults=sampling_defaults(config))
+    return LazyChatModel("lmstudio", client.base_url, detect, defaults=sampling_defaults(config),
+                         text_completions=True)
 
 
 def embedder(config: LMStudioConfig) -> Embedder:

@@ -37,13 +37,15 @@ from mindgate.errors import InvalidRequestError, NetworkError, ProviderError
 from mindgate.providers._upstream import TRANSPORT_ERRORS, lines
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Vector
 from mindgate.providers.http_errors import http_error, json_or_none, server_message
+from mindgate.providers.lazy import LazyChatModel
+from mindgate.providers.management.records import Endpoint
 from mindgate.providers.ollama._management import OllamaDriver
 from mindgate.providers.openai_compat import (
     OpenAICompatClient,
     ServerProfile,
     parse_chat_chunk,
     parse_chat_response,
-    require_model,
+    proxy_routes,
     sampling_defaults,
 )
 from mindgate.providers.spec import ProviderSpec
@@ -470,11 +472,33 @@ def _split_kwargs(config: OllamaConfig, top_level: frozenset[str]) -> tuple[dict
     return top, options
 
 
-def chat_model(config: OllamaConfig) -> OllamaChatModel:
+def endpoint_of(client: OllamaClient, config: ProviderConfig) -> Endpoint:
+    """The management endpoint of the Ollama server ``client`` talks to."""
+    return Endpoint("ollama", "ollama", client.base_url, api_key=config.api_key or os.environ.get("OLLAMA_API_KEY"),
+                    timeout=min(config.timeout, 10.0), connect_timeout=config.connect_timeout,
+                    proxies=tuple(proxy_routes(config.http_client_proxies).items()))
+
+
+def chat_model(config: OllamaConfig) -> ChatModel:
+    """Ollama chat; without ``model``, the model is detected at first use: a loaded chat model (``/api/ps``),
+    else the largest pulled one that fits free memory (:mod:`mindgate.providers.management.detect`)."""
     top, options = _split_kwargs(config, _CHAT_TOP_LEVEL)
-    return OllamaChatModel(_client(config), require_model(config, "ollama", "llama3.2"),
-                           defaults=sampling_defaults(config), base_options=options, top_level=top,
-                           context_length=config.n_ctx)
+    client = _client(config)
+
+    def build(model: str) -> OllamaChatModel:
+        return OllamaChatModel(client, model, defaults=sampling_defaults(config), base_options=options,
+                               top_level=top, context_length=config.n_ctx)
+
+    if config.model:
+        return build(config.model)
+
+    async def detect() -> ChatModel:
+        from mindgate.providers.management.detect import pick
+
+        return build((await pick(endpoint_of(client, config), "chat")).id)
+
+    return LazyChatModel("ollama", client.base_url, detect, defaults=sampling_defaults(config),
+                         text_completions=True)
 
 
 def embedder(config: OllamaConfig) -> OllamaEmbedder:
