@@ -56,7 +56,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/longmemeval/longmemeval_s_100.json.gz"
 KS = (5, 10)
 METRICS = [f"{kind}@{k}" for kind in ("session", "turn") for k in KS]
-ALPHAS = [round(0.05 * i, 2) for i in range(21)]
+ALPHAS = [round(0.1 * i, 1) for i in range(1, 10)]
 TIME_WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.8]
 SPEAKER_WEIGHTS = [0.0, 0.2, 0.4, 0.6, 1.0]
 

@@ -156,6 +156,20 @@ def test_without_a_time_expression_or_with_time_aware_off_nothing_changes(
     off.store.close()
 
 
+def test_asking_for_the_most_recent_ranks_newer_memories_with_the_time_weight(
+        diary: Memory, tmp_path: Path, minilm: SentenceTransformerEmbedder) -> None:
+    query = "Who did I have lunch with most recently?"
+    found = diary.search(query, user_id="alice", explain=True)["results"]
+    newest = next(r for r in found if r["memory"] == "I had lunch with Sam at the noodle bar.")  # the latest date
+    assert newest["explain"]["signals"]["recency"]["rank"] == 1
+    by_recency = sorted(found, key=lambda r: -r["explain"]["signals"]["recency"]["contribution"])
+    assert [r["memory"].split()[4] for r in by_recency] == ["Sam", "Tom", "Maria"]  # by the dates in metadata
+    off = open_memory(tmp_path / "memory.db", minilm, time_weight=0.0)
+    assert all("recency" not in r["explain"]["signals"]
+               for r in off.search(query, user_id="alice", explain=True)["results"])
+    off.store.close()
+
+
 @pytest.mark.parametrize("bad", ["next blue moon", 1700000000, "2023-02-30"])
 def test_a_reference_time_that_is_not_a_date_is_a_clear_error(diary: Memory, bad: object) -> None:
     with pytest.raises(InvalidRequestError, match="reference_time"):

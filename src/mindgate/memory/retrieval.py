@@ -16,7 +16,8 @@ that retriever found it, and with ``explain=True`` the breakdown of its score (:
 
 The optional recency signal (``memory.recency``) is a third ranked list (newest first) over the
 candidates the two retrievers found, so it reorders relevant memories but never brings in irrelevant ones.
-A query that asks for recent things ("most recent", "currently") turns it on for that search.
+A query that asks for recent things ("most recent", "currently") turns it on for that search, with the
+time signal's weight (``memory.time_weight``; 0 leaves it off).
 
 The time signal (``memory.time_aware``, weight ``memory.time_weight``) works the same way: when the query
 names times (:func:`mindgate.memory.timeinfo.query_windows`), a candidate that happened inside one of them
@@ -34,6 +35,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from mindgate.memory.speaker import Speaker
@@ -105,9 +107,11 @@ def fuse(vector_hits: Sequence[tuple[MemoryRecord, float]], text_hits: Sequence[
     else:
         _rrf(hits, rrf_k)
         best = float(sum(1 for ranked in (vector_hits, text_hits) if ranked))
-    if recency or (when is not None and when.recent):
-        _recency(hits, fusion, rrf_k)
-        best += RECENCY_WEIGHT
+    asks_recent = when is not None and when.recent and time_weight > 0
+    if recency or asks_recent:
+        weight = RECENCY_WEIGHT if recency else time_weight
+        _recency(hits, fusion, rrf_k, weight, by_event_time=not recency)
+        best += weight
     if when is not None and when.windows and time_weight > 0:
         _time(hits, when, time_weight)
         best += time_weight
@@ -150,13 +154,20 @@ def _rrf(hits: dict[str, Hit], rrf_k: int) -> None:
             part["contribution"] = (rrf_k + 1) / (rrf_k + part["rank"])
 
 
-def _recency(hits: dict[str, Hit], fusion: Fusion, rrf_k: int) -> None:
-    """Newest first as a third list with weight RECENCY_WEIGHT (on the scale of the fusion's lists)."""
-    newest_first = sorted(hits.values(), key=lambda h: h.record.updated_at or h.record.created_at, reverse=True)
+def _recency(hits: dict[str, Hit], fusion: Fusion, rrf_k: int, weight: float = RECENCY_WEIGHT,
+             by_event_time: bool = False) -> None:
+    """Newest first as a third list with ``weight`` (on the scale of the fusion's lists): by last change, or
+    (for a query asking for recent things) by when the memory happened."""
+    def newest(h: Hit) -> datetime:
+        if by_event_time:
+            return event_time(h.record.metadata, h.record.created_at)
+        return h.record.updated_at or h.record.created_at
+
+    newest_first = sorted(hits.values(), key=newest, reverse=True)
     n = len(newest_first)
     for rank, hit in enumerate(newest_first, start=1):
         value = (1.0 - (rank - 1) / n) if fusion == "convex" else (rrf_k + 1) / (rrf_k + rank)
-        hit.parts["recency"] = {"rank": rank, "contribution": RECENCY_WEIGHT * value}
+        hit.parts["recency"] = {"rank": rank, "contribution": weight * value}
 
 
 def _time(hits: dict[str, Hit], when: TimeQuery, weight: float) -> None:
