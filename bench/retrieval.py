@@ -16,11 +16,11 @@ fused in Python with :func:`mindgate.memory.retrieval.fuse`, so the comparison i
 * ``convex``: convex fusion with the configured ``memory.fusion_alpha``;
 * ``vector`` / ``text``: one retriever.
 
-``--calibrate`` fits, on the even-numbered questions (by mean turn recall@5+@10), the fusion (RRF or
+``--calibrate`` fits, on every other question of each type (by mean turn recall@5+@10), the fusion (RRF or
 convex with alpha), ``memory.time_weight`` (time expressions read against the question date),
 ``memory.speaker_weight`` and, with ``--key-context FILE``, whether to use store B: the same turns, each by
 its own ``add`` call, with ``memory.key_context`` on (``--key-context-weight``; the vectors come from store A,
-so B costs no embedding). It prints the held-out (odd-numbered) questions and then every question through
+so B costs no embedding). It prints the held-out questions (the other half) and then every question through
 ``search(..., reference_time=question_date)`` with the fitted settings, next to today's RRF, with the ratio
 and the question types where the fitted configuration is below RRF. ``--write-config FILE`` writes the
 fitted ``memory:`` settings as a mindgate config file.
@@ -58,7 +58,13 @@ KS = (5, 10)
 METRICS = [f"{kind}@{k}" for kind in ("session", "turn") for k in KS]
 ALPHAS = [round(0.1 * i, 1) for i in range(1, 10)]
 TIME_WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.8]
-SPEAKER_WEIGHTS = [0.0, 0.2, 0.4, 0.6, 1.0]
+SPEAKER_WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.4]
+# one signal at a time over RRF, on every question (no fitting): what each technique does alone
+ABLATION: dict[str, tuple[str, float, float, float, bool]] = {
+    "rrf": ("rrf", 0.0, 0.0, 0.0, False), "rrf+time0.3": ("rrf", 0.0, 0.3, 0.0, False),
+    "rrf+speaker0.2": ("rrf", 0.0, 0.0, 0.2, False), "rrf+speaker0.4": ("rrf", 0.0, 0.0, 0.4, False),
+    "rrf+key_context": ("rrf", 0.0, 0.0, 0.0, True), "convex0.5": ("convex", 0.5, 0.0, 0.0, False),
+    "rrf+time0.3+speaker0.2": ("rrf", 0.0, 0.3, 0.2, False)}
 
 
 def load(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
@@ -222,6 +228,17 @@ async def keyed_store(memory: Any, questions: list[dict[str, Any]], path: str, w
     return keyed
 
 
+def split(questions: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+    """Calibration and held-out halves: every other question of each question_type (so both halves hold
+    every type)."""
+    seen: dict[str, int] = defaultdict(int)
+    train, test = [], []
+    for i, q in enumerate(questions):
+        (train if seen[q["question_type"]] % 2 == 0 else test).append(i)
+        seen[q["question_type"]] += 1
+    return train, test
+
+
 Params = tuple[str, float, float, float, bool]  # fusion, alpha, time weight, speaker weight, key context
 
 
@@ -288,7 +305,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         cands = {False: cands_a, True: await candidates_of(keyed, questions) if keyed is not memory else cands_a}
         whens = [query_windows(q["question"], parse_time(q["question_date"])) for q in questions]
         speakers = [query_speaker(q["question"]) for q in questions]
-        train, test = everyone[0::2], everyone[1::2]
+        train, test = split(questions)
 
         def rows_of(params: Params, subset: list[int]) -> list[tuple[dict[str, Any], dict[str, float]]]:
             out = []
@@ -303,6 +320,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         grid: list[Params] = [(f, a, w, sw, kc) for kc in sorted({False, keyed is not memory}) for sw in SPEAKER_WEIGHTS
                               for w in TIME_WEIGHTS for f, a in [("rrf", 0.0), *[("convex", a) for a in ALPHAS]]]
         curve = {p: objective(p) for p in grid}
+        ablation = {name: table(rows_of(p, everyone)) for name, p in ABLATION.items()
+                    if not p[4] or keyed is not memory}
         best = max(grid, key=lambda p: (round(curve[p], 6), not p[4], p[0] == "rrf", -abs(p[1] - 0.5), -p[2], -p[3]))
         fitted = MemorySettings(fusion=best[0], fusion_alpha=best[1] if best[0] == "convex" else settings.fusion_alpha,  # type: ignore[arg-type]
                                 time_aware=True, time_weight=best[2], speaker_weight=best[3],
@@ -332,7 +351,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             else None,
             "held_out": {"rrf": table(evaluate("rrf", 0.0, test)),
                          "new": table(rows_of(best, test))},
-            "config": config, "new_all": new,
+            "config": config, "new_all": new, "ablation": ablation,
             "ratio_all": {m: round((new["overall"][m] or 0.0) / b, 3) if (b := results["rrf"]["overall"][m]) else None
                           for m in METRICS},
             "types_below_rrf": [g for g in new if g != "overall" and any(
@@ -423,6 +442,10 @@ def print_table(report: dict[str, Any]) -> None:
         _rows({"rrf": report["results"]["rrf"], "new": cal["new_all"]})
         print("ratio new/rrf: " + ", ".join(f"{m} x{r}" for m, r in cal["ratio_all"].items()))
         print(f"question types where new < RRF on turn@5 or turn@10: {cal['types_below_rrf'] or 'none'}")
+        print("one technique at a time, every question (turn@5 / turn@10, overall then per type):")
+        for name, rows in cal["ablation"].items():
+            print(f"  {name:<24}{rows['overall']['turn@5']} / {rows['overall']['turn@10']}   " + "  ".join(
+                f"{g[:10]} {r['turn@5']}/{r['turn@10']}" for g, r in rows.items() if g != "overall"))
     for kind, lat in report["latency_ms"].items():
         print(f"search() latency, {kind} query: p50 {lat['p50']} ms  p95 {lat['p95']} ms (embedding included)")
     if "big_scope" in report:

@@ -102,7 +102,7 @@ def test_explain_breaks_the_score_down_and_convex_fusion_is_configurable(tmp_pat
             explained = result["explain"]
             assert explained["method"] == fusion and explained["score"] == pytest.approx(result["score"], abs=1e-5)
             signals = explained["signals"]
-            assert set(signals) <= {"vector", "text"} and "vector" in signals
+            assert set(signals) <= {"vector", "text", "speaker"} and "vector" in signals
             assert signals["vector"]["raw"] == pytest.approx(result["vector_score"], abs=1e-5)
             assert sum(s["contribution"] for s in signals.values()) == pytest.approx(result["score"], abs=1e-5)
             if fusion == "convex":

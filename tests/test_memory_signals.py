@@ -205,7 +205,7 @@ def test_the_speaker_signal_prefers_the_turns_of_the_speaker_asked_about(tmp_pat
     asked_user = m.search("What kind of venue did I want in Portland?", user_id="alice")["results"]
     assert asked_user[0]["memory"].startswith("For the trip")
     m.store.close()
-    off = open_memory(tmp_path / "memory.db", minilm)  # speaker_weight 0 (the default): no speaker signal
+    off = open_memory(tmp_path / "memory.db", minilm, speaker_weight=0.0)  # off: no speaker signal
     plain = off.search("Which jazz venue in Portland did you recommend?", user_id="alice", explain=True)["results"]
     assert all("speaker" not in r["explain"]["signals"] for r in plain)
     off.store.close()
