@@ -264,15 +264,16 @@ def _keys_at(model: type[BaseModel], loc: list[str]) -> list[str]:
         field = current.model_fields.get(part) if isinstance(current, type) and issubclass(current, BaseModel) else None
         if field is None:
             return []
-        current = _model_in(field.annotation)
+        current = model_in(field.annotation)
     return sorted(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
 
 
-def _model_in(annotation: Any) -> Any:
+def model_in(annotation: Any) -> Any:
+    """The pydantic model inside a field's annotation (``Model``, ``Model | None``, ``dict[str, Model]``), or None."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in get_args(annotation):
-        found = _model_in(arg)
+        found = model_in(arg)
         if found is not None:
             return found
     return None

@@ -43,6 +43,7 @@ from mindgate._provider_config import LLMSection as LLMSection
 from mindgate._provider_config import ProviderConfig as ProviderConfig
 from mindgate._provider_config import base_url_keys as base_url_keys
 from mindgate._provider_config import config_model as config_model
+from mindgate._provider_config import model_in
 from mindgate._reranker_config import (
     RERANKER_PROVIDERS,
     CrossEncoderRerankerSection,
@@ -482,7 +483,7 @@ def _fields_at(model: type[BaseModel], loc: list[str], tag: str | None = None) -
             field = current.model_fields.get(part)
             if field is None:
                 return []
-            current = _model_in(field.annotation)
+            current = model_in(field.annotation)
         elif current is not None:
             # a dict[str, Model] value: the key is a free name, the model follows
             continue
@@ -491,11 +492,3 @@ def _fields_at(model: type[BaseModel], loc: list[str], tag: str | None = None) -
     return []
 
 
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
