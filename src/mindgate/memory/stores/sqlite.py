@@ -46,6 +46,7 @@ from mindgate.memory.filters import Filter
 from mindgate.memory.stores._sqlite_conn import Connections, validate_path
 from mindgate.memory.stores._sqlite_import import import_history, import_record
 from mindgate.memory.stores._sqlite_responses import SQLiteResponses
+from mindgate.memory.stores._sqlite_spaces import CHUNK_SIZE, Space, create_space, drop_space, drop_vectors, find_space
 from mindgate.memory.stores._sqlite_sql import (
     RECORD_COLUMNS,
     SCOPES_SQL,
@@ -82,19 +83,8 @@ from mindgate.providers.base import EmbedderIdentity, Vector
 
 MAX_K = 4096
 MAX_DIMS = 8192
-CHUNK_SIZE = 64  # vec0 rows per chunk: small partitions stay small, a 1,000-row partition scans fast
 _HISTORY_INSERT = ("INSERT INTO history (id, memory_id, event, old_memory, new_memory, created_at, actor) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?)")
-
-
-@dataclass(frozen=True)
-class _Space:
-    gen: int
-    identity: EmbedderIdentity
-
-    @property
-    def table(self) -> str:
-        return f"memories_vec_{self.gen}"
 
 
 @dataclass
@@ -103,8 +93,8 @@ class _Txn:
 
     conn: apsw.Connection
     now: str
-    active: _Space
-    staging: _Space | None
+    active: Space
+    staging: Space | None
     new_slots: dict[str, int] = field(default_factory=dict)
 
 
@@ -133,10 +123,10 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
     def open(self, identity: EmbedderIdentity) -> None:
         check_identity(identity, MAX_DIMS)
         with self._db.read() as conn:
-            active = _space(conn, "active")
+            active = find_space(conn, "active")
         if active is None:
             with self._db.write() as conn:
-                active = _space(conn, "active") or _create_space(conn, identity, "active")
+                active = find_space(conn, "active") or create_space(conn, identity, "active")
         if active.identity != identity:
             raise self._mismatch(active.identity, identity)
         self._identity = identity
@@ -148,13 +138,13 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             hint="run `mindgate reindex` to re-embed every memory with the new embedder, "
                  "or configure the old embedder again")
 
-    def _writable_space(self, conn: apsw.Connection) -> _Space:
+    def _writable_space(self, conn: apsw.Connection) -> Space:
         if self._identity is None:
             raise StoreError(f"the memory store {self.path} was not opened",
                              hint="call store.open(embedder_identity) before writing")
-        active = _space(conn, "active")
+        active = find_space(conn, "active")
         if active is None:  # reset() dropped it: start again with this store's embedder
-            return _create_space(conn, self._identity, "active")
+            return create_space(conn, self._identity, "active")
         if active.identity != self._identity:
             raise self._mismatch(active.identity, self._identity)
         return active
@@ -167,7 +157,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             return []
         with self._db.write() as conn:
             active = self._writable_space(conn)
-            txn = _Txn(conn, iso(utcnow()), active, _space(conn, "staging"))
+            txn = _Txn(conn, iso(utcnow()), active, find_space(conn, "staging"))
             results = [self._apply_one(txn, change, blob) for change, blob in prepared]
         self._slots.update(txn.new_slots)  # committed now; a rolled-back slot must never be cached
         return results
@@ -221,7 +211,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                 conn.execute("UPDATE memories SET memory = ?, hash = ?, metadata = coalesce(?, metadata), "
                              "updated_at = ?, vec_gen = ? WHERE rowid = ?",
                              (change.memory, new_hash, meta, now, active.gen, rowid))
-                _drop_vectors(conn, rowid, active, staging)
+                drop_vectors(conn, rowid, active, staging)
                 conn.execute(f"INSERT INTO {active.table} (rowid, part, embedding) VALUES (?, ?, ?)",
                              (rowid, partition, blob))
                 conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
@@ -230,7 +220,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                                                change.actor))
                 return ChangeResult(change.id, change.memory, "UPDATE", previous_memory=old)
         conn.execute("UPDATE memories SET deleted_at = ? WHERE rowid = ?", (now, rowid))
-        _drop_vectors(conn, rowid, active, staging)
+        drop_vectors(conn, rowid, active, staging)
         conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
         conn.execute(_HISTORY_INSERT, (_new_id(), change.id, "DELETE", old, None, now, change.actor))
         return ChangeResult(change.id, old, "DELETE")
@@ -291,7 +281,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             conn.execute("DELETE FROM context_summaries WHERE partition = ?", (scope.partition,))
             if not rows:
                 return 0
-            active, staging = _space(conn, "active"), _space(conn, "staging")
+            active, staging = find_space(conn, "active"), find_space(conn, "staging")
             for table in [s.table for s in (active, staging) if s is not None]:
                 conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(r[0],) for r in rows])
             conn.executemany("DELETE FROM memories_fts WHERE rowid = ?", [(r[0],) for r in rows])
@@ -367,7 +357,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         if k == 0:
             return []
         with self._db.read() as conn:
-            active = _space(conn, "active")
+            active = find_space(conn, "active")
             if active is None:
                 return []
             if self._identity is not None and active.identity != self._identity:
@@ -451,14 +441,14 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
 
     def recorded_identity(self) -> EmbedderIdentity | None:
         with self._db.read() as conn:
-            active = _space(conn, "active")
+            active = find_space(conn, "active")
         return active.identity if active else None
 
     def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[str, Vector]]:
         """Live records' vectors of the active space (deleted records keep none), in id order."""
         check_count("batch_size", batch_size, minimum=1)
         with self._db.read() as conn:
-            active = _space(conn, "active")
+            active = find_space(conn, "active")
         if active is None:
             return iter(())
         sql = (f"SELECT m.id, v.embedding FROM memories m JOIN {active.table} v ON v.rowid = m.rowid "
@@ -473,7 +463,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                     for rec, vector, deleted in items]
         with self._db.write() as conn:
             active = self._writable_space(conn)
-            txn = _Txn(conn, iso(utcnow()), active, _space(conn, "staging"))
+            txn = _Txn(conn, iso(utcnow()), active, find_space(conn, "staging"))
             tables = [s.table for s in (active, txn.staging) if s is not None]
             for item in prepared:
                 import_record(conn, item, now=txn.now, tables=tables, active_table=active.table,
@@ -490,14 +480,14 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         check_identity(identity, MAX_DIMS)
         check_count("limit", limit, minimum=1)
         with self._db.write() as conn:
-            active = _space(conn, "active")
+            active = find_space(conn, "active")
             if active is None or active.identity == identity:
                 return []
-            staging = _space(conn, "staging")
+            staging = find_space(conn, "staging")
             if staging is None or staging.identity != identity:
                 if staging is not None:
-                    _drop_space(conn, staging)
-                staging = _create_space(conn, identity, "staging")
+                    drop_space(conn, staging)
+                staging = create_space(conn, identity, "staging")
             rows = _all(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.deleted_at IS NULL AND "
                                 "m.vec_gen < ? ORDER BY m.vec_gen, m.rowid LIMIT ?",
                                 (staging.gen, limit))
@@ -509,7 +499,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         check_identity(identity, MAX_DIMS)
         blobs = [(memory_id, _vector_blob(vec, identity.dims)) for memory_id, vec in items]
         with self._db.write() as conn:
-            active, staging = _space(conn, "active"), _space(conn, "staging")
+            active, staging = find_space(conn, "active"), find_space(conn, "staging")
             target = next((s for s in (active, staging) if s is not None and s.identity == identity), None)
             if target is None:
                 raise StoreError(f"no reindex to {identity.describe()} is in progress in {self.path}",
@@ -528,8 +518,8 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                     (staging.gen,)) is None:
                 self._swap(conn, active, staging)
 
-    def _swap(self, conn: apsw.Connection, active: _Space, staging: _Space) -> None:
-        _drop_space(conn, active)
+    def _swap(self, conn: apsw.Connection, active: Space, staging: Space) -> None:
+        drop_space(conn, active)
         conn.execute("UPDATE vector_spaces SET state = 'active' WHERE gen = ?", (staging.gen,))
         self._identity = staging.identity
 
@@ -545,34 +535,6 @@ def _one(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
 
 def _all(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
     return conn.execute(sql, params).fetchall()
-
-
-def _space(conn: apsw.Connection, state: str) -> _Space | None:
-    row = _one(conn, "SELECT gen, provider, model, dims FROM vector_spaces WHERE state = ?", (state,))
-    return None if row is None else _Space(int(row[0]), EmbedderIdentity(row[1], row[2], int(row[3])))
-
-
-def _create_space(conn: apsw.Connection, identity: EmbedderIdentity, state: str) -> _Space:
-    gen = _one(conn, "INSERT INTO vector_spaces (provider, model, dims, state) VALUES (?, ?, ?, ?) "
-                       "RETURNING gen", (identity.provider, identity.model, identity.dims, state))[0]
-    space = _Space(int(gen), identity)
-    conn.execute(f"CREATE VIRTUAL TABLE {space.table} USING vec0 (part TEXT PARTITION KEY, "
-                 f"embedding FLOAT[{identity.dims}] distance_metric=cosine, chunk_size={CHUNK_SIZE})")
-    # sqlite-vec 0.1 looks up a partition's chunks with "WHERE partition00 = ?" on its shadow table and
-    # has no index for it: without this one every KNN and every insert scans all chunks (9 ms at 1M).
-    conn.execute(f"CREATE INDEX {space.table}_chunks_by_partition ON {space.table}_chunks (partition00, chunk_id)")
-    return space
-
-
-def _drop_space(conn: apsw.Connection, space: _Space) -> None:
-    conn.execute(f"DROP TABLE IF EXISTS {space.table}")
-    conn.execute("DELETE FROM vector_spaces WHERE gen = ?", (space.gen,))
-
-
-def _drop_vectors(conn: apsw.Connection, rowid: int, active: _Space, staging: _Space | None) -> None:
-    for space in (active, staging):
-        if space is not None:
-            conn.execute(f"DELETE FROM {space.table} WHERE rowid = ?", (rowid,))
 
 
 def _records_by_rowid(conn: apsw.Connection, rowids: Sequence[int]) -> dict[int, MemoryRecord]:

@@ -63,6 +63,18 @@ def _http_error(endpoint: Endpoint, status: int, body: str, headers: Mapping[str
                       model_hint=model_hint)
 
 
+def _unreachable(endpoint: Endpoint, method: str, url: str, exc: httpx.HTTPError) -> NetworkError:
+    """A transport failure (connect, timeout, broken connection) talking to ``endpoint``, with its start hint."""
+    name, hint = display(endpoint.provider), start_hint(endpoint.provider)
+    if isinstance(exc, httpx.ConnectTimeout):
+        return NetworkError(f"{name} is not reachable at {endpoint.url} ({endpoint.name}; connect timed out after "
+                            f"{endpoint.connect_timeout}s)", url=url, hint=hint)
+    if isinstance(exc, httpx.TimeoutException):
+        return NetworkError(f"{name} at {endpoint.url} ({endpoint.name}) did not answer {method} {url} in time",
+                            url=url, hint=hint)
+    return NetworkError(f"cannot reach {name} at {endpoint.url} ({endpoint.name}): {exc}", url=url, hint=hint)
+
+
 async def request_json(client: httpx.AsyncClient, endpoint: Endpoint, method: str, url: str, *,
                        json: Any = None, timeout: float | None = None, model: str | None = None) -> Any:
     """The JSON body of a successful response; raises mindgate errors (or :class:`Unsupported`)."""
@@ -70,15 +82,8 @@ async def request_json(client: httpx.AsyncClient, endpoint: Endpoint, method: st
     try:
         response = await client.request(method, url, json=json,
                                          timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
-    except httpx.ConnectTimeout:
-        raise NetworkError(f"{name} is not reachable at {endpoint.url} ({endpoint.name}; connect timed out after "
-                           f"{endpoint.connect_timeout}s)", url=url, hint=start_hint(endpoint.provider)) from None
-    except httpx.TimeoutException:
-        raise NetworkError(f"{name} at {endpoint.url} ({endpoint.name}) did not answer {method} {url} in time",
-                           url=url, hint=start_hint(endpoint.provider)) from None
     except httpx.HTTPError as exc:
-        raise NetworkError(f"cannot reach {name} at {endpoint.url} ({endpoint.name}): {exc}", url=url,
-                           hint=start_hint(endpoint.provider)) from None
+        raise _unreachable(endpoint, method, url, exc) from None
     try:
         data = response.json()
     except ValueError:
@@ -109,10 +114,6 @@ async def stream_json_lines(client: httpx.AsyncClient, endpoint: Endpoint, metho
                                  ) as response:
             if not response.is_success:
                 body = (await response.aread()).decode("utf-8", "replace")
-                try:
-                    data = json_module.loads(body)
-                except ValueError:
-                    data = None
                 raise _http_error(endpoint, response.status_code, body, response.headers, model=model,
                                   request=f"{method} {url}",
                                   model_hint="check the model's name in the server's library")
@@ -128,9 +129,5 @@ async def stream_json_lines(client: httpx.AsyncClient, endpoint: Endpoint, metho
                     raise ProviderError(f"{name} at {endpoint.url}: {data['error']}", provider=endpoint.provider,
                                         retryable=False)
                 yield data
-    except httpx.TimeoutException:
-        raise NetworkError(f"{name} at {endpoint.url} ({endpoint.name}) did not answer {method} {url} in time",
-                           url=url, hint=start_hint(endpoint.provider)) from None
     except httpx.HTTPError as exc:
-        raise NetworkError(f"cannot reach {name} at {endpoint.url} ({endpoint.name}): {exc}", url=url,
-                           hint=start_hint(endpoint.provider)) from None
+        raise _unreachable(endpoint, method, url, exc) from None
