@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mindgate.errors import FilterError, InvalidRequestError, ScopeError
-from mindgate.memory.extraction import (
+from mindgate.memory._extraction import (
     DECISION_SCHEMA,
     FACT_MAX_CHARS,
     MAX_DECISIONS,
@@ -19,10 +19,10 @@ from mindgate.memory.extraction import (
     decisions_validator,
     plan,
 )
-from mindgate.memory.filters import And, Condition, Not, Or, matches, parse_filters
-from mindgate.memory.inputs import normalize_messages, scope_from, validate_metadata
-from mindgate.memory.retrieval import QueryVectors, fuse
-from mindgate.memory.stores.base import MemoryRecord, Scope, content_hash
+from mindgate.memory._filters import And, Condition, Not, Or, matches, parse_filters
+from mindgate.memory._inputs import normalize_messages, scope_from, validate_metadata
+from mindgate.memory._retrieval import QueryVectors, fuse
+from mindgate.memory.stores._base import MemoryRecord, Scope, content_hash
 
 
 def record(i: int, text: str = "fact", age_days: int = 0) -> MemoryRecord:

@@ -1,7 +1,7 @@
 """Discovery of provider plugins: the ``mindgate.providers`` entry-point group.
 
 Every provider, built-in or third-party, is one entry point ``name = "package.module:SPEC"`` whose object
-is a :class:`mindgate.providers.spec.ProviderSpec`. Entry points are listed lazily and each one is imported
+is a :class:`mindgate.providers._spec.ProviderSpec`. Entry points are listed lazily and each one is imported
 on first use, so an unused provider's module (and its dependencies) is never imported.
 
 This module sits below :mod:`mindgate.config` (which checks provider names and per-provider keys with it)

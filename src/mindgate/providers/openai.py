@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mindgate.config import BaseURLConfig
+from mindgate.providers._spec import ProviderSpec
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatEmbedder,
@@ -10,7 +11,6 @@ from mindgate.providers.openai_compat import (
     client_from_config,
     sampling_defaults,
 )
-from mindgate.providers.spec import ProviderSpec
 
 
 class OpenAIConfig(BaseURLConfig):

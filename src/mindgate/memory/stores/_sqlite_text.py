@@ -25,7 +25,7 @@ from typing import Any
 
 import apsw
 
-from mindgate.memory.stores.base import MAX_SEARCH_TERMS
+from mindgate.memory.stores._base import MAX_SEARCH_TERMS
 
 K1 = 1.2
 B = 0.75

@@ -34,11 +34,12 @@ from pydantic import Field
 
 from mindgate.config import TTL_DESCRIPTION, BaseURLConfig, ProviderConfig
 from mindgate.errors import InvalidRequestError, NetworkError, ProviderError
+from mindgate.providers._base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Vector
+from mindgate.providers._http_errors import http_error, json_or_none, server_message
+from mindgate.providers._lazy import LazyChatModel
+from mindgate.providers._spec import ProviderSpec
 from mindgate.providers._upstream import TRANSPORT_ERRORS, lines
-from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Vector
-from mindgate.providers.http_errors import http_error, json_or_none, server_message
-from mindgate.providers.lazy import LazyChatModel
-from mindgate.providers.management.records import Endpoint
+from mindgate.providers.management._records import Endpoint
 from mindgate.providers.ollama._management import OllamaDriver
 from mindgate.providers.openai_compat import (
     OpenAICompatClient,
@@ -48,7 +49,6 @@ from mindgate.providers.openai_compat import (
     proxy_routes,
     sampling_defaults,
 )
-from mindgate.providers.spec import ProviderSpec
 
 
 class OllamaConfig(BaseURLConfig):
@@ -481,7 +481,7 @@ def endpoint_of(client: OllamaClient, config: ProviderConfig) -> Endpoint:
 
 def chat_model(config: OllamaConfig) -> ChatModel:
     """Ollama chat; without ``model``, the model is detected at first use: a loaded chat model (``/api/ps``),
-    else the largest pulled one that fits free memory (:mod:`mindgate.providers.management.detect`)."""
+    else the largest pulled one that fits free memory (:mod:`mindgate.providers.management._detect`)."""
     top, options = _split_kwargs(config, _CHAT_TOP_LEVEL)
     client = _client(config)
 
@@ -493,7 +493,7 @@ def chat_model(config: OllamaConfig) -> ChatModel:
         return build(config.model)
 
     async def detect() -> ChatModel:
-        from mindgate.providers.management.detect import pick
+        from mindgate.providers.management._detect import pick
 
         return build((await pick(endpoint_of(client, config), "chat")).id)
 
