@@ -24,9 +24,9 @@ Targets: ``local`` (the embedded default: the in-process llama.cpp engine on the
 ``--model PATH`` measures another GGUF with both.
 
 ``--three N`` measures the latency bound instead: N ``add(infer=True)`` calls of one 3-message
-conversation on the embedded defaults (``AsyncMemory()``: the ``auto`` chain falling back to the
-in-process engine with its default threads, MiniLM, SQLite under a temporary MINDGATE_HOME), after one
-warm-up call that loads the models; target <= 10 s each.
+conversation on the embedded defaults (``AsyncMemory.from_config()``, what ``Memory()`` builds: the
+``auto`` chain falling back to the in-process engine with its default threads, MiniLM, SQLite under a
+temporary MINDGATE_HOME), after one warm-up call that loads the models; target <= 10 s each.
 
 Usage: python bench/extraction.py [--target local server] [--cases N] [--model PATH] [--threads N]
        python bench/extraction.py --three N
@@ -125,7 +125,7 @@ async def three_message_latency(runs: int) -> dict[str, Any]:
     os.environ["MINDGATE_HOME"] = tempfile.mkdtemp(prefix="mindgate-three-")
     from mindgate import AsyncMemory
 
-    memory = AsyncMemory()
+    memory = AsyncMemory.from_config()  # what Memory() builds
     await memory.add(THREE, user_id="warm-up")
     seconds = []
     for n in range(runs):
