@@ -5,7 +5,8 @@ file's ``--upstream`` mode), the real gateway started with ``mindgate serve`` an
 is that upstream (so requests go through the real route, router and provider client, with access logging
 on, written to a file), and this load generator (httpx, async). For each API (``chat``:
 ``/v1/chat/completions``; ``responses``: ``/v1/responses``, which the upstream serves itself, as LM
-Studio, vLLM and Ollama do, while the gateway bridges it onto the upstream's chat completions), for 1, 32
+Studio, vLLM and Ollama do, while the gateway bridges it onto the upstream's chat completions, or with
+``--responses-api native`` passes it through to the upstream's own route), for 1, 32
 and 256 concurrent clients, non-streaming and streaming (8 content chunks), it reports requests/s and
 p50/p99 latency direct and through the gateway, the p50 overhead and the throughput ratio; then the
 gateway's RSS over a long run. Responses requests are sent with ``store: false`` (``--store`` keeps them,
@@ -162,7 +163,8 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 180.0
     raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
-def start_processes(workdir: Path) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], str, str]:
+def start_processes(workdir: Path, responses_api: str = "bridge"
+                    ) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], str, str]:
     up_port, gw_port = free_port(), free_port()
     upstream = subprocess.Popen([sys.executable, __file__, "--upstream", str(up_port)], stdout=subprocess.PIPE)
     assert upstream.stdout is not None
@@ -170,7 +172,8 @@ def start_processes(workdir: Path) -> tuple[subprocess.Popen[bytes], subprocess.
     config = workdir / "bench.yaml"
     config.write_text(json.dumps({
         "llm": {"provider": "openai_compatible",
-                "config": {"base_url": f"http://127.0.0.1:{up_port}/v1", "model": "bench"}},
+                "config": {"base_url": f"http://127.0.0.1:{up_port}/v1", "model": "bench",
+                           "responses_api": responses_api}},
         "vector_store": {"config": {"path": str(workdir / "memory.db")}},
     }))
     env = {**os.environ, "MINDGATE_HOME": str(workdir), "HF_HUB_OFFLINE": "1"}
@@ -274,6 +277,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 32, 256])
     parser.add_argument("--apis", nargs="+", choices=["chat", "responses"], default=["chat", "responses"])
     parser.add_argument("--store", action="store_true", help="responses with store: true (a SQLite write each)")
+    parser.add_argument("--responses-api", choices=["bridge", "native"], default="bridge",
+                        help="native: /v1/responses passed through to the upstream's own route (not bridged)")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
@@ -281,7 +286,7 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory(prefix="mindgate-bench-") as tmp:
-        upstream, gateway, direct, through = start_processes(Path(tmp))
+        upstream, gateway, direct, through = start_processes(Path(tmp), args.responses_api)
         up_proc, gw_proc = psutil.Process(upstream.pid), psutil.Process(gateway.pid)
         try:
             rows = []
@@ -318,6 +323,7 @@ def main() -> None:
     print(f"\nRSS over {memory['requests']} requests: {memory['rss_before_mb']} MB -> {memory['rss_after_mb']} MB "
           f"({memory['growth_pct']:+.2f}%)")
     summary = {"cpus": os.cpu_count(), "load_average": os.getloadavg(), "python": sys.version.split()[0],
+               "responses_api": args.responses_api,
                "scenarios": rows, "rss": memory,
                "uvloop": _installed("uvloop"), "httptools": _installed("httptools"),
                "targets": {"p50_overhead_ms_at_32": 1.0, "throughput_ratio": 0.8, "rss_growth_pct": 10.0}}
