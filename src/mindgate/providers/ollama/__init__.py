@@ -492,9 +492,10 @@ def endpoint_of(client: OllamaClient, config: ProviderConfig) -> Endpoint:
                     proxies=tuple(proxy_routes(config.http_client_proxies).items()))
 
 
-def chat_model(config: OllamaConfig) -> ChatModel:
-    """Ollama chat; without ``model``, the model is detected at first use: a loaded chat model (``/api/ps``),
-    else the largest pulled one that fits free memory (:mod:`mindgate.providers.management.detect`)."""
+def chat_model(config: OllamaConfig, *, prefer: str | None = None) -> ChatModel:
+    """Ollama chat; without ``model``, the model is detected at first use: ``prefer`` when it is pulled (a
+    model named for several servers, as ``auto``'s is), else a loaded chat model (``/api/ps``), else the
+    largest pulled one that fits free memory (:mod:`mindgate.providers.management.detect`)."""
     top, options = _split_kwargs(config, _CHAT_TOP_LEVEL)
     client = _client(config)
 
@@ -508,7 +509,7 @@ def chat_model(config: OllamaConfig) -> ChatModel:
     async def detect() -> ChatModel:
         from mindgate.providers.management.detect import pick
 
-        return build((await pick(endpoint_of(client, config), "chat")).id)
+        return build((await pick(endpoint_of(client, config), "chat", prefer=prefer)).id)
 
     return LazyChatModel("ollama", client.base_url, detect, defaults=sampling_defaults(config),
                          text_completions=True, responses_api=config.responses_api)
