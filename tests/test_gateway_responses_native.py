@@ -164,6 +164,12 @@ def test_bridge_is_used_when_memory_is_on(fake: ResponsesAPIFake, start: Callabl
                                                        extra_body={"memory": False})
     assert passed.headers["x-mindgate-responses"] == "native" and len(fake.response_bodies()) == 1
     assert "memory" not in fake.response_bodies()[0]
+    # the passed-through response is owned by the user it acted for, as a bridged one is
+    stored = passed.parse().id
+    with gateway.http() as http:
+        assert http.get(f"/v1/responses/{stored}", headers={"X-Mindgate-User": "ann"}).status_code == 200
+        assert http.get(f"/v1/responses/{stored}", headers={"X-Mindgate-User": "bob"}).status_code == 404
+        assert http.get(f"/v1/responses/{stored}").status_code == 404
 
 
 def test_auto_bridges_a_server_without_the_route_and_native_names_the_fix(
