@@ -142,6 +142,17 @@ class BaseURLConfig(ProviderConfig):
     base_url: str | None = None
 
 
+ResponsesAPI = Literal["bridge", "native", "auto"]
+"""How a provider's chat model serves ``POST /v1/responses`` (the ``responses_api`` key of the providers whose
+servers have their own Responses API: OpenAI, OpenAI-compatible servers such as vLLM, LM Studio, Ollama).
+``bridge``: onto chat completions, as for every other target (the default); ``native``: the request is passed
+to the server's own ``/v1/responses`` whenever nothing in it needs mindgate's help (docs/openai-compat.md);
+``auto``: the same, but a server that turns out to have no such route (HTTP 404/405) is remembered and
+bridged."""
+RESPONSES_API_DESCRIPTION = ("POST /v1/responses: bridge (onto chat completions), native (pass through to the "
+                             "server's own /v1/responses when nothing needs mindgate's help), or auto (native, "
+                             "bridged when the server has no such route)")
+
 TTL_DESCRIPTION = ("seconds an idle model stays loaded (LM Studio's JIT ttl, Ollama's keep_alive, the local "
                     "engine's idle TTL)")
 

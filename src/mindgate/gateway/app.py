@@ -3,10 +3,11 @@ the OpenAI-compatible routes, the memory REST API, ``/mcp`` (memory as an MCP se
 endpoints.
 
 Dependencies are injectable (``chat``, ``embedder``, ``memory``) so tests and embedding applications can
-pass their own; whatever the factory builds itself it also closes on shutdown. Middleware, outermost
-first: observability (request id, access log, metrics), the Host and Origin checks (browsers' DNS
-rebinding and cross-site requests: :mod:`.hosts`), CORS (only when origins are configured), the guard
-(authentication, per-key request limits and the body limits, before any body byte is read: :mod:`.guard`).
+pass their own; whatever the factory builds itself it also closes on shutdown. In front of the FastAPI
+app's own stack sits one ASGI layer, the front door (:mod:`._front`): request id, access log and metrics,
+the Host and Origin checks, CORS (only when origins are configured), the guard (authentication, per-key
+request limits and the body limits, before any body byte is read), then the hot routes (chat completions,
+responses) served without FastAPI's routing and dependency layers.
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from mindgate import __version__
 from mindgate.config import MindgateConfig
 from mindgate.gateway import routes_completions, routes_health, routes_memory, routes_openai, routes_responses, ui
+from mindgate.gateway._front import Front, HotRoute
 from mindgate.gateway.auth import KeyRing
-from mindgate.gateway.guard import Guard
-from mindgate.gateway.hosts import HostCheck
+from mindgate.gateway.guard import BodyLimits
 from mindgate.gateway.mcp_http import McpEndpoint
-from mindgate.gateway.observability import Metrics, Observability
+from mindgate.gateway.observability import Metrics
 from mindgate.gateway.responses import install_error_handlers
+from mindgate.gateway.schemas import ChatCompletionRequest
+from mindgate.gateway.schemas_responses import ResponsesRequest
 from mindgate.gateway.state import Gateway
 from mindgate.mcp.client import ToolServers, list_all
 from mindgate.mcp.toolloop import ToolLoopCall
@@ -98,9 +101,21 @@ async def _warm_up(gateway: Gateway) -> None:
             log.error("MCP tool server %r is not usable yet: %s", name, reason)
 
 
+class GatewayApp(FastAPI):
+    """The FastAPI app with the front door (:mod:`._front`) outside its middleware stack."""
+
+    front_options: dict[str, Any]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        gateway: Gateway = self.state.gateway
+        hot = [HotRoute("/v1/chat/completions", ChatCompletionRequest, routes_openai.chat_completions),
+               HotRoute("/v1/responses", ResponsesRequest, routes_responses.create_response)]
+        return Front(super().build_middleware_stack(), gateway, hot=hot, **self.front_options)
+
+
 def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTargets | None = None,
                embedder: Embedder | None = None, memory: AsyncMemory | None = None,
-               warm_up: bool = True) -> FastAPI:
+               warm_up: bool = True) -> GatewayApp:
     """The gateway as an ASGI app. ``chat`` may be one :class:`ChatModel` (serving every model name) or
     :class:`ChatTargets`; anything not given is built from ``config`` (embedded defaults when None)."""
     config = config or MindgateConfig.load()
@@ -124,7 +139,7 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
             await gateway.aclose()
 
     docs = config.gateway.docs
-    app = FastAPI(title="mindgate", version=__version__, lifespan=lifespan,
+    app = GatewayApp(title="mindgate", version=__version__, lifespan=lifespan,
                   description="OpenAI-compatible model gateway with long-term memory.",
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
                   openapi_url="/openapi.json" if docs else None)
@@ -138,12 +153,7 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
     if mcp is not None:
         app.router.routes.append(Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]))
     ui.install(app)  # the /ui dashboard (gateway/ui.py)
-    app.add_middleware(Guard, gateway=gateway, max_body_bytes=config.gateway.max_body_bytes,
-                       body_timeout_s=config.gateway.body_timeout_s)
-    if config.gateway.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=config.gateway.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=["X-Request-Id", "Retry-After", "X-Mindgate-Route"])
-    app.add_middleware(HostCheck, allowed_hosts=config.gateway.allowed_hosts, cors_origins=config.gateway.cors_origins)
-    app.add_middleware(Observability, metrics=gateway.metrics)
+    app.front_options = {"allowed_hosts": config.gateway.allowed_hosts, "cors_origins": config.gateway.cors_origins,
+                         "limits": BodyLimits(config.gateway.max_body_bytes, config.gateway.body_timeout_s)}
     return app
 

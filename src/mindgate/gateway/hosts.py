@@ -10,8 +10,9 @@ alone do not stop (and with no keys configured, the default on loopback, nothing
   ``text/plain`` fetch) that need no CORS preflight, e.g. to write memories. The browser sends that page's
   ``Origin``.
 
-:class:`HostCheck` (pure ASGI middleware, inside observability and outside CORS and the guard, so a refusal
-costs a header scan and reads no body) therefore refuses with an OpenAI-shaped 403 naming the setting:
+:class:`HostPolicy` (run by the front door, :mod:`._front`, after the request id and before CORS and the
+guard, so a refusal costs a header scan and reads no body) therefore refuses with an OpenAI-shaped 403
+naming the setting:
 
 1. on a connection that arrived on a loopback address, a ``Host`` that does not name the gateway. Allowed:
    ``localhost`` and loopback IPs (``127.0.0.1``, ``[::1]``) with any port (a forwarded port, such as
@@ -28,22 +29,21 @@ with a loopback or allowed ``Host`` pass untouched.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from mindgate.errors import PermissionDeniedError
-from mindgate.gateway.responses import mindgate_error_response
 
 Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_SEEN_LIMIT = 1024  # allowed header combinations remembered (clients send few; a flood of new ones is just checked)
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback_name(host: str) -> bool:
     """True for ``localhost`` and loopback IP literals (``127.0.0.1``, ``::1``, ``[::1]``)."""
     name = host.strip("[]").lower()
@@ -91,34 +91,25 @@ class AllowedHosts:
         return self.any or name in self.names or (port is not None and (name, port) in self.pairs)
 
 
-class HostCheck:
-    """ASGI middleware: refuse requests whose ``Host`` or ``Origin`` a browser attack would carry."""
+class HostPolicy:
+    """Which ``Host`` and ``Origin`` headers a request may carry (see the module docstring). The verdicts
+    on the headers a gateway sees (a handful of distinct values) are remembered."""
 
-    def __init__(self, app: ASGIApp, *, allowed_hosts: Iterable[str], cors_origins: Iterable[str]) -> None:
-        self.app = app
+    def __init__(self, allowed_hosts: Iterable[str], cors_origins: Iterable[str]) -> None:
         self.allowed = AllowedHosts(allowed_hosts)
         self.origins = frozenset(cors_origins)
+        self._seen: dict[tuple[str | None, str | None, bool, int], bool] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            problem = self.problem(scope)
-            if problem is not None:
-                await mindgate_error_response(problem)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    def problem(self, scope: Scope) -> PermissionDeniedError | None:
-        """Why this request is refused, or None."""
-        host = origin = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value.decode("latin-1")
-            elif name == b"origin":
-                origin = value.decode("latin-1")
+    def problem(self, host: str | None, origin: str | None, scope: Scope) -> PermissionDeniedError | None:
+        """Why a request with these ``Host`` and ``Origin`` headers, arriving on ``scope``'s connection, is
+        refused, or None."""
         server = scope.get("server")
         default_port = DEFAULT_PORTS.get(scope.get("scheme", "http"), 80)
-        if host is not None and server and is_loopback_name(str(server[0])) \
-                and not self._host_allowed(host, default_port):
+        loopback = is_loopback_name(str(server[0])) if server else False
+        key = (host, origin, loopback, default_port)
+        if self._seen.get(key):
+            return None
+        if host is not None and loopback and not self._host_allowed(host, default_port):
             return PermissionDeniedError(
                 f"the Host header {host[:100]!r} does not name this gateway (a browser sends that for a page "
                 "whose name was re-pointed at this machine: DNS rebinding)",
@@ -129,6 +120,8 @@ class HostCheck:
                 f"requests from the web origin {origin[:100]!r} are refused (a page on another site may not "
                 "use this gateway through the browser)",
                 hint="add the origin to gateway.cors_origins if it is yours")
+        if len(self._seen) < _SEEN_LIMIT:
+            self._seen[key] = True
         return None
 
     def _host_allowed(self, host: str, default_port: int) -> bool:

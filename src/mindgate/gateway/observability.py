@@ -1,10 +1,10 @@
 """Request ids, structured access logs and Prometheus metrics.
 
-:class:`Observability` is a pure ASGI middleware (outermost): it takes the caller's ``X-Request-Id`` when
-it is sane or makes one, returns it on every response, times the request to its last byte, counts it by
-route template (bounded label cardinality) and writes one JSON access-log line to ``mindgate.access``.
-Log lines never hold message contents; routes add fields such as the key name, model and token counts
-through :func:`annotate`.
+The front door (:mod:`._front`, the outermost layer) takes the caller's ``X-Request-Id`` when it is sane or
+makes one (:func:`new_request_id`), returns it on every response, times the request to its last byte,
+then :func:`record` counts it by route template (bounded label cardinality) and writes one JSON
+access-log line to ``mindgate.access``. Log lines never hold message contents; routes add fields such as
+the key name, model and token counts through :func:`annotate`.
 """
 
 from __future__ import annotations
@@ -15,18 +15,16 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mindgate._json import dumps
+
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 access_log = logging.getLogger("mindgate.access")
 
@@ -123,53 +121,30 @@ class _Fixed(Collector):
         return iter(self.families)
 
 
-class Observability:
-    """Outermost ASGI middleware: request id, timing, metrics, access log."""
+def new_request_id(header: bytes | None) -> str:
+    """The caller's ``X-Request-Id`` value when it is sane (1-128 of ``A-Za-z0-9._:-``), else a new id."""
+    if header is not None:
+        candidate = header.decode("latin-1")
+        if _REQUEST_ID.match(candidate):
+            return candidate
+    return uuid.uuid4().hex
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        rid = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                candidate = value.decode("latin-1")
-                rid = candidate if _REQUEST_ID.match(candidate) else None
-                break
-        rid = rid or uuid.uuid4().hex
-        state = scope.setdefault("state", {})
-        state["request_id"] = rid
-        header = (b"x-request-id", rid.encode("latin-1"))
-        status = 500
-        sent = 0
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
-            elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-            await send(message)
-
+def record(metrics: Metrics, scope: Scope, rid: str, status: int, sent: int, elapsed: float) -> None:
+    """Count a finished request in ``metrics`` and write its access-log line (``sent``: body bytes)."""
+    route_obj = scope.get("route")
+    route = getattr(route_obj, "path", None) or "unmatched"
+    metrics.observe_request(route, scope["method"], status, elapsed)
+    if access_log.isEnabledFor(logging.INFO):
+        entry: dict[str, Any] = {"ts": round(time.time(), 3), "request_id": rid, "method": scope["method"],
+                                 "path": scope["path"], "route": route, "status": status,
+                                 "duration_ms": round(elapsed * 1000, 2), "bytes": sent}
+        client = scope.get("client")
+        if client:
+            entry["client"] = client[0]
+        entry.update(scope.get("state", {}).get("log", {}))
         try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            route_obj = scope.get("route")
-            route = getattr(route_obj, "path", None) or "unmatched"
-            self.metrics.observe_request(route, scope["method"], status, elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                entry: dict[str, Any] = {"ts": round(time.time(), 3), "request_id": rid, "method": scope["method"],
-                                         "path": scope["path"], "route": route, "status": status,
-                                         "duration_ms": round(elapsed * 1000, 2), "bytes": sent}
-                client = scope.get("client")
-                if client:
-                    entry["client"] = client[0]
-                entry.update(state.get("log", {}))
-                access_log.info(json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
+            line = dumps(entry).decode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate in an annotated field: escaped, not lost
+            line = json.dumps(entry, separators=(",", ":"))
+        access_log.info(line)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,6 +30,7 @@ from mindgate.errors import (
     StructuredOutputError,
     TooManyRequestsError,
 )
+from mindgate.providers.http_errors import json_or_none
 
 log = logging.getLogger("mindgate.gateway")
 
@@ -130,9 +131,18 @@ def status_of(exc: MindgateError) -> tuple[int, dict[str, Any]]:
             body["error"].update(type="api_error", code="upstream_authentication_failed")
             return 502, body
         if type(exc) in (ProviderError, StructuredOutputError) and exc.status_code in _CALLER_STATUSES:
-            body["error"].update(type="invalid_request_error", code="upstream_rejected_request")
+            body["error"].update(type="invalid_request_error", code="upstream_rejected_request",
+                                 param=upstream_param(exc.body))
             return 400, body
     return exc.http_status, body
+
+
+def upstream_param(body: str | None) -> str | None:
+    """The request parameter an upstream's OpenAI-shaped error names (``error.param``), if any."""
+    data = json_or_none(body) if body else None
+    error = data.get("error") if isinstance(data, dict) else None
+    param = error.get("param") if isinstance(error, dict) else None
+    return param if isinstance(param, str) else None
 
 
 def mindgate_error_response(exc: MindgateError) -> JSONBytes:
@@ -182,12 +192,23 @@ def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | 
     return "; ".join(lines) + more, first or None
 
 
+def exception_response(exc: Exception, scope: MutableMapping[str, Any]) -> JSONBytes:
+    """The answer to an exception a route raised: a mindgate error's own (a store failure without its
+    internals), anything else a 500 naming the request id, logged with its traceback."""
+    request_id = scope.get("state", {}).get("request_id")
+    if isinstance(exc, MindgateError):
+        if isinstance(exc, StoreError) and exc.http_status >= 500:
+            return store_error_response(exc, request_id)
+        return mindgate_error_response(exc)
+    log.error("unhandled error in %s %s (request %s)", scope.get("method"), scope.get("path"), request_id,
+              exc_info=(type(exc), exc, exc.__traceback__))
+    return error_response(500, f"internal error ({type(exc).__name__}); request id {request_id}")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MindgateError)
     async def _mindgate(request: Request, exc: MindgateError) -> Response:
-        if isinstance(exc, StoreError) and exc.http_status >= 500:
-            return store_error_response(exc, request.scope.get("state", {}).get("request_id"))
-        return mindgate_error_response(exc)
+        return exception_response(exc, request.scope)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
@@ -206,6 +227,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        request_id = request.scope.get("state", {}).get("request_id")
-        log.exception("unhandled error in %s %s (request %s)", request.method, request.url.path, request_id)
-        return error_response(500, f"internal error ({type(exc).__name__}); request id {request_id}")
+        return exception_response(exc, request.scope)
