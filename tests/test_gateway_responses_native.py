@@ -215,14 +215,18 @@ def test_chain_falls_back_natively_then_onto_the_bridge(fake: ResponsesAPIFake,
         scripted.stop()
 
 
-def test_a_key_bound_to_models_is_checked_before_passing_through(fake: ResponsesAPIFake,
+def test_a_keys_model_binding_and_token_limit_apply_to_pass_through(fake: ResponsesAPIFake,
                                                                  start: Callable[..., GatewayServer]) -> None:
     config = {"llm": _llm(fake), "gateway": {"api_keys": [{"name": "ci", "key": "sk-ci-0123456789",
-                                                           "models": ["gpt-4o-mini"]}]}}
+                                                           "models": ["gpt-4o-mini"], "tokens_per_minute": 5}]}}
     client = start(config).openai(api_key="sk-ci-0123456789")
-    assert client.responses.create(model="gpt-4o-mini", input="ok").output_text == "echo: ok"
     with pytest.raises(openai.PermissionDeniedError):
         client.responses.create(model="gpt-4o", input="no")
+    answer = client.responses.create(model="gpt-4o-mini", input="ok")
+    assert answer.output_text == "echo: ok" and answer.usage is not None and answer.usage.total_tokens > 5
+    # the upstream's usage was charged to the key: its token bucket is in debt now
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model="gpt-4o-mini", input="more")
     assert len(fake.response_bodies()) == 1
 
 
