@@ -142,6 +142,13 @@ def test_mindgates_built_ins_are_one_package_entry_point() -> None:
         assert scanned[name].module.startswith("mindgate.providers.") and scanned[name].attr == "SPEC"
 
 
+def test_an_entry_point_naming_a_plain_module_registers_its_spec(caplog: pytest.LogCaptureFixture) -> None:
+    plain = EntryPoint(name="label", value="mindgate.providers.openai", group=_plugins.GROUP)
+    assert [(p.name, p.value) for p in _plugins._expand(plain)] == [("openai", "mindgate.providers.openai:SPEC")]
+    assert _plugins._expand(EntryPoint(name="none", value="json", group=_plugins.GROUP)) == []
+    assert "entry point 'none' (json) registers no provider" in caplog.text
+
+
 def test_its_keys_are_checked_like_a_built_in(plugin_on_path: None) -> None:
     with pytest.raises(ConfigurationError, match="`lmstudio_base_url` is not used by provider 'tinyserver'"):
         MindgateConfig.from_dict({"llm": {"provider": "tinyserver",

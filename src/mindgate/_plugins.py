@@ -5,9 +5,10 @@ Every provider, built-in or third-party, is registered through this group, in on
 * ``name = "package.module:SPEC"``: one provider, whose object is a
   :class:`mindgate.providers._spec.ProviderSpec`; listed without importing it, imported on first use;
 * ``label = "package"`` (no ``:attr``): a package of providers: each public module (or subpackage) of it that
-  defines ``SPEC`` is one provider, named by its spec. Its modules are imported when the group is first
-  listed, so they must import lightly (heavy dependencies inside functions). mindgate's built-ins are one
-  such entry (``mindgate = "mindgate.providers"``): a new built-in is one new module, nothing else.
+  defines ``SPEC`` is one provider, named by its spec (a plain module with ``SPEC`` is one provider). Its
+  modules are imported when the group is first listed, so they must import lightly (heavy dependencies
+  inside functions). mindgate's built-ins are one such entry (``mindgate = "mindgate.providers"``): a new
+  built-in is one new module, nothing else.
 
 This module sits below :mod:`mindgate.config` (which checks provider names and per-provider keys with it)
 and imports nothing of mindgate but the errors; it hands specs back untyped, and
@@ -69,19 +70,23 @@ def _expand(point: EntryPoint) -> list[EntryPoint]:
         _log.warning("provider package %s (entry point %r) could not be imported: %s: %s", point.module,
                      point.name, type(exc).__name__, exc)
         return []
-    found = []
+    modules = [package]  # a plain module (no ``:SPEC`` written) is its own one provider
     for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
         if info.name.startswith("_"):
             continue
-        module_name = f"{point.module}.{info.name}"
         try:
-            module = importlib.import_module(module_name)
+            modules.append(importlib.import_module(f"{point.module}.{info.name}"))
         except Exception as exc:
-            _log.warning("provider module %s could not be imported: %s: %s", module_name, type(exc).__name__, exc)
-            continue
+            _log.warning("provider module %s.%s could not be imported: %s: %s", point.module, info.name,
+                         type(exc).__name__, exc)
+    found = []
+    for module in modules:
         name = getattr(getattr(module, "SPEC", None), "name", None)
         if isinstance(name, str):
-            found.append(EntryPoint(name=name, value=f"{module_name}:SPEC", group=GROUP))
+            found.append(EntryPoint(name=name, value=f"{module.__name__}:SPEC", group=GROUP))
+    if not found:
+        _log.warning("entry point %r (%s) registers no provider: no public module of it defines SPEC", point.name,
+                     point.value)
     return found
 
 

@@ -84,7 +84,8 @@ class Front:
         if cors_origins:
             self.inner = CORSMiddleware(self._guarded, allow_origins=cors_origins, allow_methods=["*"],
                                         allow_headers=["*"],
-                                        expose_headers=["X-Request-Id", "Retry-After", "X-Mindgate-Route"])
+                                        expose_headers=["X-Request-Id", "Retry-After", "X-Mindgate-Route",
+                                                        "X-Mindgate-Responses"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

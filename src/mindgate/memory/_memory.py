@@ -37,7 +37,7 @@ from mindgate.memory._rerank import rerank as _rerank
 from mindgate.memory._retrieval import Hit, QueryVectors, SearchMode, fuse, single
 from mindgate.memory._search_pool import SearchPool
 from mindgate.memory._speaker import query_speaker
-from mindgate.memory._timeinfo import TimeQuery, parse_time, query_windows
+from mindgate.memory._timeinfo import parse_time, query_windows
 from mindgate.memory.stores import create_store
 from mindgate.memory.stores._base import (
     AddChange,
@@ -61,6 +61,17 @@ T = TypeVar("T")
 ProgressCallback = Callable[[int, int], None]
 
 _QUERY_CHARS = 2000  # how much of a conversation is embedded to find similar memories
+
+
+def _reference(reference_time: datetime | str | None) -> datetime | None:
+    """``search``'s ``reference_time`` as a datetime (None: now), or a clear error."""
+    if reference_time is None:
+        return None
+    reference = parse_time(reference_time)
+    if reference is None or isinstance(reference_time, int | float):
+        raise InvalidRequestError(f"reference_time must be a datetime or an ISO 8601 date-time string, "
+                                  f"got {reference_time!r}", hint='e.g. "2024-05-13T12:00:00Z"')
+    return reference
 
 
 def _optional_scope(user_id: str | None, agent_id: str | None, run_id: str | None) -> Scope | None:
@@ -377,11 +388,11 @@ class AsyncMemory:
         minimum = check_threshold(threshold)
         if not isinstance(rerank, bool):
             raise InvalidRequestError(f"rerank must be true or false, got {rerank!r}")
-        when = self._time_query(query, reference_time)
+        reference = _reference(reference_time)
         reranker = self.reranker if rerank else None
         pool = max(limit, reranker.candidates) if reranker else limit
         await self._ready()
-        hits = await self._search_hits(scope, query, flt, pool, mode, when)
+        hits = await self._search_hits(scope, query, flt, pool, mode, timed=True, reference=reference)
         if minimum is not None:
             hits = [h for h in hits if h.score >= minimum]
         if reranker is not None:
@@ -389,36 +400,27 @@ class AsyncMemory:
             limit = min(limit, reranker.top_k or limit)
         return {"results": [h.to_result(explain) for h in hits[:limit]]}
 
-    def _time_query(self, query: str, reference_time: datetime | str | None) -> TimeQuery | None:
-        reference = None
-        if reference_time is not None:
-            reference = parse_time(reference_time)
-            if reference is None or isinstance(reference_time, int | float):
-                raise InvalidRequestError(f"reference_time must be a datetime or an ISO 8601 date-time string, "
-                                          f"got {reference_time!r}", hint='e.g. "2024-05-13T12:00:00Z"')
-        return query_windows(query, reference) if self.settings.time_aware else None
+    async def _search_hits(self, scope: Scope, query: str, flt: Any, limit: int, mode: SearchMode, *,
+                           timed: bool = False, reference: datetime | None = None) -> list[Hit]:
+        vector = await self._query_vector(query) if mode != "text" else None
+        # one hop into a search thread per search (retrievers, time expressions and fusion together):
+        # each hop back wakes the event loop from a thread that holds the GIL, and the loop then waits
+        return await self._searches.run(self._hits, scope, query, vector, flt, limit, mode, timed, reference)
 
-    async def _search_hits(self, scope: Scope, query: str, flt: Any, limit: int, mode: SearchMode,
-                           when: TimeQuery | None = None) -> list[Hit]:
+    def _hits(self, scope: Scope, query: str, vector: Any, flt: Any, limit: int, mode: SearchMode,
+              timed: bool, reference: datetime | None) -> list[Hit]:
         k = max(self.settings.candidates, limit)
-        vector_hits: list[tuple[MemoryRecord, float]] = []
-        text_hits: list[tuple[MemoryRecord, float]] = []
-        if mode in ("hybrid", "vector"):
-            vector = await self._query_vector(query)
-            vector_job = self._searches.run(self.store.vector_search, scope, vector, k, flt)
-        if mode == "hybrid":
-            vector_hits, text_hits = await asyncio.gather(
-                vector_job, self._searches.run(self.store.text_search, scope, query, k, flt))
-            # fusion is Python over ~100 candidates: a search thread does it, not the event loop
-            fused = await self._searches.run(fuse, vector_hits, text_hits, fusion=self.settings.fusion,
-                                             alpha=self.settings.fusion_alpha, rrf_k=self.settings.rrf_k,
-                                             recency=self.settings.recency, when=when,
-                                             time_weight=self.settings.time_weight, speaker=query_speaker(query),
-                                             speaker_weight=self.settings.speaker_weight)
-            return fused[:limit]
+        if mode == "text":
+            return single(self.store.text_search(scope, query, k, flt), "text")[:limit]
+        vector_hits = self.store.vector_search(scope, vector, k, flt)
         if mode == "vector":
-            return single(await vector_job, "vector")[:limit]
-        return single(await self._searches.run(self.store.text_search, scope, query, k, flt), "text")[:limit]
+            return single(vector_hits, "vector")[:limit]
+        text_hits = self.store.text_search(scope, query, k, flt)
+        when = query_windows(query, reference) if timed and self.settings.time_aware else None
+        return fuse(vector_hits, text_hits, fusion=self.settings.fusion, alpha=self.settings.fusion_alpha,
+                    rrf_k=self.settings.rrf_k, recency=self.settings.recency, when=when,
+                    time_weight=self.settings.time_weight, speaker=query_speaker(query),
+                    speaker_weight=self.settings.speaker_weight)[:limit]
 
     async def _query_vector(self, query: str) -> Any:
         vector = self._query_vectors.get(query)

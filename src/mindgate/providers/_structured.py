@@ -116,9 +116,16 @@ class _Recursive(ValueError):
     pass
 
 
+# The order keywords are written in a prompt: what a value is, then what constrains it, then the rest.
+_PROMPT_ORDER = ("type", "properties", "items", "enum", "minLength", "maxLength", "minItems", "maxItems",
+                 "required")
+
+
 def prompt_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` as a model reads it best in a prompt: local ``$ref`` inlined, ``$defs`` and ``title``
-    dropped (pydantic's ``model_json_schema()`` has both). A recursive schema is returned unchanged."""
+    """``schema`` as a model reads it best in a prompt, as a person would write it: local ``$ref`` inlined;
+    ``$defs``, ``title`` and null defaults dropped (pydantic's ``model_json_schema()`` has all three);
+    ``const`` as a one-value ``enum``; ``type`` first and ``additionalProperties`` last. A recursive schema is
+    returned unchanged."""
 
     def walk(node: Any, expanding: tuple[str, ...]) -> Any:
         if not isinstance(node, dict):
@@ -135,15 +142,21 @@ def prompt_schema(schema: dict[str, Any]) -> dict[str, Any]:
                 return walk({**target, **siblings}, (*expanding, ref))
         out: dict[str, Any] = {}
         for key, value in node.items():
-            if key in ("title", "$defs", "definitions"):  # inside a dict walked here, keys are keywords
+            # inside a dict walked here, keys are keywords (property names sit in the _SCHEMA_MAPS values)
+            if key in ("title", "$defs", "definitions") or (key == "default" and value is None):
                 continue
-            if key in _SCHEMA_MAPS and isinstance(value, dict):
+            if key == "const" and "enum" not in node:
+                out["enum"] = [value]
+            elif key in _SCHEMA_MAPS and isinstance(value, dict):
                 out[key] = {name: walk(sub, expanding) for name, sub in value.items()}
             elif key in _SCHEMA_LISTS or key in _SCHEMA_VALUES:
                 out[key] = walk(value, expanding)
             else:
                 out[key] = value
-        return out
+        rank = {key: n for n, key in enumerate(_PROMPT_ORDER)}
+        last = len(_PROMPT_ORDER) + 1
+        return dict(sorted(out.items(), key=lambda kv: rank.get(kv[0], last if kv[0] == "additionalProperties"
+                                                                 else len(_PROMPT_ORDER))))
 
     try:
         result: dict[str, Any] = walk(schema, ())
