@@ -10,7 +10,7 @@ questions it already holds completely. Questions are taken round robin by questi
 (``--questions N``, or an ingest stopped early) covers every type.
 
 Per question the candidates (``memory.candidates`` per retriever) are fetched once through the store and
-fused in Python with :func:`mindgate.memory.retrieval.fuse`, so the comparison is exact and cheap:
+fused in Python with :func:`mindgate.memory._retrieval.fuse`, so the comparison is exact and cheap:
 
 * ``rrf``: reciprocal rank fusion with k=60 (today's default);
 * ``convex``: convex fusion with the configured ``memory.fusion_alpha``;
@@ -157,7 +157,7 @@ def table(per_question: list[tuple[dict[str, Any], dict[str, float]]]) -> dict[s
 async def complete(memory: Any, question: dict[str, Any]) -> bool:
     """Whether the scope holds every turn of the question (a turn whose text repeats an earlier one of the
     same question is deduplicated, so it counts as held)."""
-    from mindgate.memory.stores.base import content_hash
+    from mindgate.memory.stores._base import content_hash
 
     stored = await stored_turns(memory, question["question_id"])
     seen: set[str] = set()
@@ -174,7 +174,7 @@ async def complete(memory: Any, question: dict[str, Any]) -> bool:
 
 async def candidates_of(memory: Any, questions: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
     """Per question, the vector and text candidates (``memory.candidates`` each), fetched once."""
-    from mindgate.memory.stores.base import Scope
+    from mindgate.memory.stores._base import Scope
 
     k = memory.settings.candidates
     out = []
@@ -189,8 +189,8 @@ async def candidates_of(memory: Any, questions: list[dict[str, Any]]) -> list[tu
 def stored_vector_embedder(memory: Any) -> Any:
     """An embedder that answers with the vectors store A already holds for the same texts (the same model's
     output for the same text; a miss is embedded for real), so the keyed store B costs no embedding."""
-    from mindgate.memory.keys import context_text
-    from mindgate.providers.base import Embedder
+    from mindgate.memory._keys import context_text
+    from mindgate.providers._base import Embedder
 
     texts = {r.id: r.memory for r in memory.store.iter_records()}
     known: dict[str, Any] = {}
@@ -217,7 +217,7 @@ async def keyed_store(memory: Any, questions: list[dict[str, Any]], path: str, w
     """Store B: the same turns, each by its own ``add`` call, with ``memory.key_context`` on."""
     from mindgate import AsyncMemory
     from mindgate.config import MemorySettings
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
     keyed = AsyncMemory(embedder=stored_vector_embedder(memory), store=SQLiteStore(path),
                         settings=MemorySettings(key_context=True, key_context_weight=weight))
@@ -243,7 +243,7 @@ Params = tuple[str, float, float, float, bool]  # fusion, alpha, time weight, sp
 
 
 def ranked(cands: tuple[Any, Any], params: Params, when: Any, speaker: Any = None) -> list[Any]:
-    from mindgate.memory.retrieval import fuse
+    from mindgate.memory._retrieval import fuse
 
     fusion, alpha, time_weight, speaker_weight, _ = params
     return fuse(cands[0], cands[1], fusion="rrf" if fusion == "rrf" else "convex", alpha=alpha, rrf_k=60,
@@ -255,9 +255,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from mindgate import AsyncMemory
     from mindgate.config import MemorySettings
-    from mindgate.memory.retrieval import single
-    from mindgate.memory.speaker import query_speaker
-    from mindgate.memory.timeinfo import parse_time, query_windows
+    from mindgate.memory._retrieval import single
+    from mindgate.memory._speaker import query_speaker
+    from mindgate.memory._timeinfo import parse_time, query_windows
 
     torch.set_num_threads(args.threads)
     questions = load(Path(args.data), args.questions)
@@ -381,7 +381,7 @@ async def big_scope_latency(memory: Any, questions: list[dict[str, Any]], size: 
     vectors (nothing is embedded again; copies beyond the turns available get a numbered suffix)."""
     import uuid
 
-    from mindgate.memory.stores.base import AddChange, MemoryRecord, content_hash
+    from mindgate.memory.stores._base import AddChange, MemoryRecord, content_hash
 
     records = {r.id: r for r in memory.store.iter_records()}
     pairs = [(records[i], v) for i, v in memory.store.iter_vectors() if i in records]

@@ -24,9 +24,9 @@ import pytest
 from fakes.scripted import ScriptedUpstream, ToolCall
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.providers.base import ChatModel
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.providers._base import ChatModel
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 
 Serve = Callable[[Any], GatewayServer]

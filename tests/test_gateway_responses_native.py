@@ -20,8 +20,8 @@ from fakes.responses_api import ResponsesAPIFake
 from fakes.scripted import ScriptedUpstream
 from fixtures_gateway import GatewayServer
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]

@@ -24,8 +24,8 @@ from fixtures_gateway import GatewayServer
 from mindgate import _plugins
 from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
 from mindgate.models import ModelCatalog, endpoints_from_config
 from mindgate.providers import create_chat_model, provider_names, provider_spec
 

@@ -15,7 +15,7 @@ from mindgate._sync import run_sync
 from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError, NativeResponsesUnavailable, NetworkError, ProviderError
 from mindgate.providers import create_chat_model
-from mindgate.providers.base import ChatModel
+from mindgate.providers._base import ChatModel
 
 
 @pytest.fixture

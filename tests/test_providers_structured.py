@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mindgate.providers.structured import _with_schema_prompt, prompt_schema
+from mindgate.providers._structured import _with_schema_prompt, prompt_schema
 
 
 class _Place(BaseModel):

@@ -3,7 +3,7 @@
 Every provider, built-in or third-party, is registered through this group, in one of two forms:
 
 * ``name = "package.module:SPEC"``: one provider, whose object is a
-  :class:`mindgate.providers.spec.ProviderSpec`; listed without importing it, imported on first use;
+  :class:`mindgate.providers._spec.ProviderSpec`; listed without importing it, imported on first use;
 * ``label = "package"`` (no ``:attr``): a package of providers: each public module (or subpackage) of it that
   defines ``SPEC`` is one provider, named by its spec (a plain module with ``SPEC`` is one provider). Its
   modules are imported when the group is first listed, so they must import lightly (heavy dependencies

@@ -31,11 +31,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mindgate.gateway.guard import BodyLimits, admit_caller, is_public, read_body, replayed
-from mindgate.gateway.hosts import HostPolicy
-from mindgate.gateway.observability import Metrics, new_request_id, record
-from mindgate.gateway.responses import error_response, exception_response, mindgate_error_response
-from mindgate.gateway.state import Gateway
+from mindgate.gateway._guard import BodyLimits, admit_caller, is_public, read_body, replayed
+from mindgate.gateway._hosts import HostPolicy
+from mindgate.gateway._observability import Metrics, new_request_id, record
+from mindgate.gateway._responses import error_response, exception_response, mindgate_error_response
+from mindgate.gateway._state import Gateway
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
