@@ -42,9 +42,13 @@ from ._server import FakeServer
 RESPONSES_FIELDS = frozenset({
     "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
     "max_tool_calls", "temperature", "top_p", "text", "reasoning", "metadata", "user", "store",
-    "previous_response_id", "stream", "stream_options", "background", "conversation", "include", "truncation",
-    "service_tier", "prompt", "prompt_cache_key", "safety_identifier", "top_logprobs",
+    "previous_response_id", "stream", "stream_options", "background", "background_options", "conversation",
+    "context_management", "include", "truncation", "service_tier", "prompt", "prompt_cache_key",
+    "prompt_cache_options", "prompt_cache_retention", "safety_identifier", "top_logprobs", "moderation",
+    "access_programs", "image",
+    "client_metadata",  # not in the SDK's params, but sent by OpenAI's own Codex CLI, so OpenAI takes it
 })
+"""The request fields of OpenAI's ``responses.create`` (the ``openai`` SDK's ``ResponseCreateParams``)."""
 
 
 def _text_of(content: Any) -> str:
