@@ -60,6 +60,7 @@ STORE_TAGS = get_args(StoreProviderName)
 # and speaker weights are what that bench measured on LongMemEval S (each alone over RRF, no type lower).
 FUSION_ALPHA = 0.5
 KEY_CONTEXT_WEIGHT = 0.5
+KEY_FACTS_WEIGHT = 1.0
 TIME_WEIGHT = 0.3
 SPEAKER_WEIGHT = 0.2
 
@@ -262,6 +263,11 @@ class MemorySettings(_Strict):
                                       description="weight of the previous turn in a key (key_context)")
     key_context_window: float = Field(default=1800.0, gt=0, description="seconds between two messages of "
                                       "one scope for the earlier to be the later one's key context")
+    key_facts: bool = Field(default=False, description="index a user message stored from a conversation with "
+                            "its first-person statements (vector key = text + weighted facts); changing it asks "
+                            "for `mindgate reindex`")
+    key_facts_weight: float = Field(default=KEY_FACTS_WEIGHT, ge=0, le=4,
+                                    description="weight of the fact sentences in a key (key_facts)")
     time_aware: bool = Field(default=True, description="boost memories from the times a query names "
                              "(\"last week\", \"in May\", \"3 days ago\") relative to its reference time")
     time_weight: float = Field(default=TIME_WEIGHT, ge=0, le=2, description="weight of the time signal")
