@@ -23,7 +23,13 @@ Targets: ``local`` (the embedded default: the in-process llama.cpp engine on the
 ``server`` (the real llama.cpp server, ``python -m llama_cpp.server`` on the same GGUF with one thread).
 ``--model PATH`` measures another GGUF with both.
 
+``--three N`` measures the latency bound instead: N ``add(infer=True)`` calls of one 3-message
+conversation on the embedded defaults (``AsyncMemory.from_config()``, what ``Memory()`` builds: the
+``auto`` chain falling back to the in-process engine with its default threads, MiniLM, SQLite under a
+temporary MINDGATE_HOME), after one warm-up call that loads the models; target <= 10 s each.
+
 Usage: python bench/extraction.py [--target local server] [--cases N] [--model PATH] [--threads N]
+       python bench/extraction.py --three N
 """
 
 from __future__ import annotations
@@ -109,6 +115,29 @@ async def run_target(target: str, cases: list[dict[str, Any]], args: argparse.Na
     return outcomes
 
 
+THREE = [{"role": "user", "content": "Hi! I'm Dana, I work as a nurse in Lyon."},
+         {"role": "assistant", "content": "Nice to meet you, Dana. How long have you lived in Lyon?"},
+         {"role": "user", "content": "Six years. I have a cat named Luna and I'm learning Italian."}]
+
+
+async def three_message_latency(runs: int) -> dict[str, Any]:
+    """Seconds per ``add(infer=True)`` of :data:`THREE` on the embedded defaults (after one warm-up)."""
+    os.environ["MINDGATE_HOME"] = tempfile.mkdtemp(prefix="mindgate-three-")
+    from mindgate import AsyncMemory
+
+    memory = AsyncMemory.from_config()  # what Memory() builds
+    await memory.add(THREE, user_id="warm-up")
+    seconds = []
+    for n in range(runs):
+        start = time.perf_counter()
+        await memory.add(THREE, user_id=f"run-{n}")
+        seconds.append(time.perf_counter() - start)
+    await memory.close()
+    return {"bench": "extraction-three-messages", "runs": runs, "p50_s": round(statistics.median(seconds), 2),
+            "max_s": round(max(seconds), 2), "seconds": [round(s, 2) for s in seconds],
+            "load_1min": round(os.getloadavg()[0], 1)}
+
+
 def score(outcomes: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
     from mindgate.providers.local import SentenceTransformerEmbedder
 
@@ -177,7 +206,15 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a GGUF file (default: the shipped SmolLM2-135M)")
     parser.add_argument("--threads", type=int, default=2, help="threads of the in-process engine")
     parser.add_argument("--threshold", type=float, default=0.6, help="cosine similarity for a match")
+    parser.add_argument("--three", type=int, default=0, metavar="N",
+                        help="time N adds of a 3-message conversation on the embedded defaults instead")
     args = parser.parse_args()
+    if args.three:
+        result = asyncio.run(three_message_latency(args.three))
+        print(f"3-message add(infer=True), embedded defaults, {result['runs']} runs: p50 {result['p50_s']} s, "
+              f"max {result['max_s']} s (target <= 10 s), load {result['load_1min']}")
+        print(json.dumps(result))
+        return
 
     import torch
 

@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from mindgate.errors import FilterError, InvalidRequestError, ScopeError
 from mindgate.memory.extraction import (
-    DECISION_SCHEMA,
     FACT_MAX_CHARS,
     MAX_DECISIONS,
     build_messages,
     clean_text,
+    decision_model,
+    decision_schema,
     decisions_validator,
     plan,
 )
@@ -23,6 +25,7 @@ from mindgate.memory.filters import And, Condition, Not, Or, matches, parse_filt
 from mindgate.memory.inputs import normalize_messages, scope_from, validate_metadata
 from mindgate.memory.retrieval import QueryVectors, fuse
 from mindgate.memory.stores.base import MemoryRecord, Scope, content_hash
+from mindgate.providers._json_constraint import schema_regex
 
 
 def record(i: int, text: str = "fact", age_days: int = 0) -> MemoryRecord:
@@ -138,7 +141,6 @@ def test_extraction_prompt_is_small_and_numbered() -> None:
     assert "0: Lives in Paris 0" in messages[1]["content"]
     assert "[1] user: I moved to Berlin." in messages[1]["content"]
     assert len(messages[0]["content"]) < 2000  # ~300 tokens: fits a 4k context with the conversation
-    assert DECISION_SCHEMA["required"] == ["memory"]
 
 
 def test_decisions_map_short_ids_back_and_reject_unknown_ones() -> None:
@@ -216,23 +218,34 @@ def test_query_vector_cache_is_a_bounded_lru() -> None:
 
 def test_decision_schema_is_bounded_and_sized_from_the_conversation() -> None:
     short = plan([{"role": "user", "content": "I moved to Berlin."}], [])
-    item = short.schema["properties"]["memory"]["items"]
-    assert short.schema["properties"]["memory"]["maxItems"] == 2
-    assert item["properties"]["event"]["enum"] == ["ADD"] and "id" not in item["properties"]
+    assert short.schema["required"] == ["memory"] and short.schema["additionalProperties"] is False
+    memory = short.schema["properties"]["memory"]
+    item = short.schema["$defs"][memory["items"]["$ref"].rsplit("/", 1)[-1]]  # pydantic's model_json_schema()
+    assert memory["maxItems"] == 2
+    assert item["properties"]["event"]["const"] == "ADD" and "id" not in item["properties"]
     assert item["properties"]["text"]["maxLength"] == FACT_MAX_CHARS
-    assert item["properties"]["sources"] == {"type": "array", "items": {"type": "integer", "enum": [1]},
-                                             "maxItems": 3}
+    assert item["properties"]["sources"]["items"]["const"] == 1 and item["properties"]["sources"]["maxItems"] == 3
+    assert item["required"] == ["event", "text"] and item["additionalProperties"] is False
     assert short.options["frequency_penalty"] > 0 and short.options["temperature"] == 0
     long = plan([{"role": "user", "content": "x" * 5000}, {"role": "assistant", "content": "ok"}],
                 [record(0), record(1), record(2)])
-    item = long.schema["properties"]["memory"]["items"]
+    item = long.schema["$defs"]["Decision"]
     assert long.schema["properties"]["memory"]["maxItems"] == MAX_DECISIONS
-    assert item["properties"]["id"]["enum"] == [0, 1, 2]
+    assert item["properties"]["id"]["enum"] == [0, 1, 2] and "anyOf" not in item["properties"]["id"]  # no null
     assert item["properties"]["event"]["enum"] == ["ADD", "UPDATE", "DELETE", "NONE"]
     # the token cap covers the longest answer the schema allows, and grows with it
     assert short.max_tokens < long.max_tokens <= 1024
     assert long.max_tokens >= MAX_DECISIONS * (FACT_MAX_CHARS // 4)
-    assert DECISION_SCHEMA["properties"]["memory"]["maxItems"] == MAX_DECISIONS
+    # the schema is the model's: an answer it accepts is one the bounds allow, and the reverse
+    model = decision_model(3, 2, 2)
+    model.model_validate({"memory": [{"event": "UPDATE", "id": 2, "text": "Lives in Rome", "sources": [1, 2]}]})
+    for bad in ({"memory": [{"event": "ADD", "text": "x" * (FACT_MAX_CHARS + 1)}]},
+                {"memory": [{"event": "ADD", "id": 3, "text": "Has a cat"}]},
+                {"memory": [{"event": "ADD", "text": "Has a cat", "sources": [3]}]},
+                {"memory": [{"event": "ADD", "text": "Has a cat"}] * 3}):
+        with pytest.raises(ValidationError):
+            model.model_validate(bad)
+    assert schema_regex(decision_schema(3, 2, 2))  # the greedy constraint compiles it (no grammar fallback)
 
 
 def test_repeated_text_is_cleaned_and_repeated_decisions_dropped() -> None:

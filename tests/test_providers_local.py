@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pytest
 import regex
+from pydantic import BaseModel, Field
 
 from mindgate._sync import run_sync
 from mindgate.errors import ConfigurationError, ContextOverflowError
 from mindgate.providers import create_chat_model, create_embedder
-from mindgate.providers._json_constraint import Unsupported, schema_regex
+from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex
 from mindgate.providers.local import LlamaCppChatModel, SentenceTransformerEmbedder
 from mindgate.providers.structured import complete_json, learned_mode
 
@@ -142,8 +144,68 @@ def test_bounded_schema_regex_accepts_exactly_the_valid_texts() -> None:
     assert pattern.fullmatch(b'{"memory": [{"event": "AD', partial=True)  # a prefix is still viable
     with pytest.raises(Unsupported):
         schema_regex({"type": "string"})  # unbounded: llama.cpp's grammar is used instead
+
+
+class _Where(BaseModel):
+    kind: Literal["city"]
+    name: str = Field(max_length=8)
+
+
+class _Pydantic(BaseModel):
+    """What pydantic emits: $defs/$ref, anyOf with null, const, titles, an optional first property."""
+    note: str | None = Field(default=None, max_length=4)
+    place: _Where
+    rank: int | None = Field(default=None, ge=1, le=3)
+    tags: list[Literal["a", "b"]] = Field(default_factory=list, max_length=2)
+
+
+def test_schema_regex_follows_what_pydantic_emits() -> None:
+    schema = _Pydantic.model_json_schema()
+    assert "$defs" in schema and "anyOf" in schema["properties"]["note"]  # the shapes under test
+    pattern = regex.compile(schema_regex(schema))
+    good = [b'{"place": {"kind": "city", "name": "Oslo"}}', b'{"note":null,"place":{"kind":"city","name":""}}',
+            b'{"note": "hi", "place": {"kind": "city", "name": "Rome"}, "rank": 3, "tags": ["a", "b"]}',
+            b'{"place": {"kind": "city", "name": "x"}, "rank": null, "tags": []}', b'{"note":"x","place":'
+            b'{"kind":"city","name":"y"},"tags":["b"]}']
+    for text in good:
+        assert pattern.fullmatch(text), text
+        _Pydantic.model_validate_json(text)  # every match is valid for the model itself
+    for bad in (b'{"note": "hi"}', b'{"place": {"kind": "town", "name": "x"}}', b'{"note": "toolong",'
+                b' "place": {"kind": "city", "name": "x"}}', b'{"place": {"kind": "city", "name": "x"}, "rank": 4}',
+                b'{"place": {"kind": "city", "name": "x"}, "tags": ["a", "b", "a"]}', b'{}'):
+        assert pattern.fullmatch(bad) is None, bad
+    assert regex.fullmatch(schema_regex({"type": "object", "properties": {"a": {"type": "integer"}}}), b"{}")
+    assert regex.fullmatch(schema_regex({"type": ["string", "null"], "maxLength": 2}), b"null")
+    assert regex.fullmatch(schema_regex({"type": "integer", "minimum": 0}), b"-1") is None
+
+
+class _Tree(BaseModel):
+    label: str = Field(max_length=4)
+    children: list[_Tree] = Field(default_factory=list, max_length=2)
+
+
+@pytest.mark.parametrize("schema", [
+    _Tree.model_json_schema(),  # recursive $ref: llama.cpp's grammar takes it
+    {"type": "string", "maxLength": 9, "pattern": "^a"},
+    {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["b"]},
+    {"type": "object", "additionalProperties": {"type": "integer"}},  # free-form
+    {"$ref": "#/$defs/Missing"},
+    {"type": "integer", "exclusiveMinimum": 0},
+], ids=["recursive", "pattern", "required-unknown", "free-form", "dangling-ref", "unknown-keyword"])
+def test_schema_regex_refuses_what_it_cannot_bound(schema: dict[str, Any]) -> None:
     with pytest.raises(Unsupported):
-        schema_regex({"type": "object", "properties": {"a": {"type": "integer"}}})  # first property optional
+        schema_regex(schema)
+
+
+def test_a_pydantic_schema_is_answered_through_the_fast_constraint(smollm: LlamaCppChatModel) -> None:
+    schema = _Pydantic.model_json_schema()
+    with smollm._llama() as llama:  # the greedy constraint takes it (no fallback to llama.cpp's grammar)
+        kwargs = smollm._fast_constraint(llama, smollm._kwargs({"temperature": 0, "response_format": {
+            "type": "json_schema", "json_schema": {"name": "p", "schema": schema}}}))
+    assert isinstance(kwargs["logits_processor"][0], SchemaConstraint) and "response_format" not in kwargs
+    answer = run_sync(complete_json(smollm, [{"role": "user", "content": "Name a city as JSON."}], schema,
+                                    validate=_Pydantic.model_validate, max_tokens=80, temperature=0))
+    assert isinstance(answer, _Pydantic) and answer.place.kind == "city" and len(answer.place.name) <= 8
 
 
 def test_greedy_schema_constraint_bounds_the_real_model(smollm: LlamaCppChatModel) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Literal
 
 import pytest
+from pydantic import BaseModel, Field
 
 from fixtures_servers import LlamaServer, free_port
 from mindgate._sync import run_sync
@@ -64,6 +66,24 @@ def test_json_schema_is_rejected_so_json_object_is_used_and_remembered(llama_ser
     assert learned_mode(model.endpoint_key) == "json_object"
     again = run_sync(complete_json(model, MESSAGES, schema, max_tokens=60))
     assert isinstance(again["colour"], str)
+
+
+class _Colour(BaseModel):
+    kind: Literal["colour"]
+    name: str = Field(max_length=12)
+
+
+class _Answer(BaseModel):
+    colour: _Colour
+    shade: _Colour | None = None
+
+
+def test_a_pydantic_schema_reaches_the_servers_grammar(llama_server: LlamaServer) -> None:
+    schema = _Answer.model_json_schema()  # $defs/$ref, anyOf with null, const, titles, as pydantic emits them
+    model = compat(llama_server, temperature=0)
+    answer = run_sync(complete_json(model, MESSAGES, schema, validate=_Answer.model_validate, max_tokens=60))
+    assert isinstance(answer, _Answer) and answer.colour.kind == "colour" and len(answer.colour.name) <= 12
+    assert learned_mode(model.endpoint_key) == "json_object"
 
 
 def test_forced_tool_choice_returns_parseable_tool_calls(llama_server: LlamaServer) -> None:

@@ -15,6 +15,7 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import openai
 import pytest
 
@@ -121,6 +122,14 @@ def test_it_brings_its_own_config_model(plugin_on_path: None) -> None:
     # the built-ins do not take it
     with pytest.raises(ConfigurationError, match="`region` is not used by provider 'openai_compatible'"):
         MindgateConfig.from_dict({"llm": {"provider": "openai_compatible", "config": {"region": "us"}}}, env=False)
+    # the config file's JSON schema, made now, has it as a member with its model
+    schema = MindgateConfig.model_json_schema()
+    member = schema["$defs"][schema["$defs"]["LLMSection"]["discriminator"]["mapping"]["tinyserver"].rsplit("/", 1)[-1]]
+    tiny = schema["$defs"][member["properties"]["config"]["$ref"].rsplit("/", 1)[-1]]
+    assert tiny["title"] == "TinyConfig" and tiny["properties"]["region"]["pattern"] == "^(eu|us)$"
+    validator = jsonschema.Draft202012Validator(schema)
+    assert not list(validator.iter_errors(section))
+    assert list(validator.iter_errors({"llm": {"provider": "tinyserver", "config": {"region": "mars"}}}))
 
 
 def test_without_the_package_the_name_is_a_clear_error() -> None:

@@ -20,7 +20,7 @@ from mindgate.config import AutoConfig, MindgateConfig
 from mindgate.errors import ConfigurationError
 from mindgate.providers import create_chat_model
 from mindgate.routing import Router
-from mindgate.routing.auto import auto_router, ollama_url
+from mindgate.routing.auto import LOCAL_BREAKER_COOLDOWN, auto_router, ollama_url
 from mindgate.routing.chains import chat_model_for
 from routing_helpers import closed_port_url
 
@@ -30,6 +30,11 @@ LOCAL = AutoConfig(n_ctx=512, n_threads=1)
 
 def row(router: Router, name: str) -> dict[str, Any]:
     return next(r for r in router.status() if r["name"] == name)
+
+
+def load_on_ollama(fake: OllamaChatFake, name: str) -> None:
+    """Load ``name`` the way Ollama's docs say to: an empty generate request."""
+    httpx.post(f"{fake.base_url}/api/generate", json={"model": name}).raise_for_status()
 
 
 @pytest.fixture
@@ -90,6 +95,7 @@ def test_configured_model_is_used_on_lmstudio(lmstudio_fake: LMStudioFake) -> No
 def test_lmstudio_with_only_embedding_models_falls_through_to_ollama(ollama_chat_fake: OllamaChatFake) -> None:
     embeddings_only = LMStudioFake(models=[LMStudioModel("text-embedding-nomic-embed-text-v1.5", type="embedding",
                                                          embedding_dims=768)]).start()
+    load_on_ollama(ollama_chat_fake, "qwen2.5:7b")
     try:
         router = auto_router(LOCAL, lmstudio_url=f"{embeddings_only.base_url}/v1",
                              ollama_url=ollama_chat_fake.base_url, use_openai=False)
@@ -98,24 +104,46 @@ def test_lmstudio_with_only_embedding_models_falls_through_to_ollama(ollama_chat
         assert embeddings_only.requests_to("/v1/chat/completions") == []
         assert row(router, "lmstudio")["errors"] == {"model_not_found": 1}
         chat = ollama_chat_fake.requests_to("/api/chat")
-        assert len(chat) == 1 and chat[0].json["model"] == "llama3.2:latest"  # first non-embedding tag
+        assert len(chat) == 1 and chat[0].json["model"] == "qwen2.5:7b"  # the Ollama provider's choice: loaded
+        assert row(router, "ollama")["model"] == "qwen2.5:7b"
     finally:
         embeddings_only.stop()
 
 
+@pytest.mark.parametrize(("configured", "used"), [
+    ("llama3.2", "llama3.2:latest"),  # pulled (Ollama's `:latest` form): used, though another one is loaded
+    ("qwen2.5-7b-instruct", "qwen2.5:7b"),  # an LM Studio name Ollama lacks: Ollama's own choice, the loaded one
+])
+def test_ollama_uses_the_configured_model_when_pulled_else_its_own_choice(
+        ollama_chat_fake: OllamaChatFake, configured: str, used: str) -> None:
+    load_on_ollama(ollama_chat_fake, "qwen2.5:7b")
+    router = auto_router(AutoConfig(model=configured, n_ctx=512, n_threads=1), lmstudio_url=closed_port_url(),
+                         ollama_url=ollama_chat_fake.base_url, use_openai=False)
+    assert router.complete(ASK, max_tokens=8).content
+    assert ollama_chat_fake.requests_to("/api/chat")[-1].json["model"] == used
+
+
 def test_nothing_running_answers_from_the_in_process_engine_and_skips_servers_after() -> None:
-    router = auto_router(LOCAL, lmstudio_url=closed_port_url(), ollama_url=closed_port_url(), use_openai=False)
+    # The breakers' clock is the test's: how long the in-process model takes to load (past the 15 s cool-down
+    # on a busy machine) does not decide what the breakers say.
+    now = [0.0]
+    router = auto_router(LOCAL, lmstudio_url=closed_port_url(), ollama_url=closed_port_url(), use_openai=False,
+                         clock=lambda: now[0])
     response = router.complete(ASK, max_tokens=8)
     assert response.content is not None and response.model == "SmolLM2-135M-Instruct"
     for name in ("lmstudio", "ollama"):
         assert row(router, name)["state"] == "open" and row(router, name)["errors"] == {"network": 1}
     attempts = [r["requests"] for r in router.status()]
-    start = time.perf_counter()
+    now[0] += LOCAL_BREAKER_COOLDOWN - 0.1
     router.complete(ASK, max_tokens=4)
-    elapsed = time.perf_counter() - start
     after = [r["requests"] for r in router.status()]
     assert after[:2] == attempts[:2] and after[2] == attempts[2] + 1  # the breakers remember
-    assert elapsed < 5.0
+    now[0] += 0.1  # cool-down over: each server gets one probe again (a server started since is found)
+    router.complete(ASK, max_tokens=4)
+    again = [r["requests"] for r in router.status()]
+    assert again == [after[0] + 1, after[1] + 1, after[2] + 1]
+    for name in ("lmstudio", "ollama"):
+        assert row(router, name)["state"] == "open" and row(router, name)["errors"] == {"network": 2}
     router.close()
 
 

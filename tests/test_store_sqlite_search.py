@@ -4,6 +4,8 @@
   similarities as sqlite-vec's KNN, and fresh after writes by this store or by another connection.
 * Text search scores at most CANDIDATE_BUDGET documents: the words in many documents do not make every
   document a candidate, and the scores of the documents found equal exhaustive BM25.
+* The counts text search caches (documents per partition and per word) follow writes by this store and
+  by another connection: the scores after a write are those of a store opened afresh.
 """
 
 from __future__ import annotations
@@ -103,4 +105,37 @@ def test_text_search_scores_a_bounded_set_with_exhaustive_bm25(tmp_path: Path) -
         # a question of function words only is still searched
         assert store.text_search(ALICE, "what was it about?", 3)
     finally:
+        store.close()
+
+
+def test_cached_text_counts_follow_writes_here_and_from_another_connection(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    store = SQLiteStore(tmp_path / "counts.db")
+    store.open(IDENTITY)
+    other = SQLiteStore(tmp_path / "counts.db")  # another connection (as another process would be)
+    other.open(IDENTITY)
+    words = " ".join(f"w{i}" for i in range(12))  # more words than MAX_SEARCH_TERMS: pruned by counts
+
+    def scores(s: SQLiteStore) -> dict[str, float]:
+        return {r.memory: score for r, score in s.text_search(ALICE, f"kiwi mango {words}", 50)}
+
+    def fresh() -> dict[str, float]:
+        again = SQLiteStore(tmp_path / "counts.db")
+        try:
+            return scores(again)
+        finally:
+            again.close()
+
+    try:
+        store.apply(_records(["kiwi one", "mango two", "kiwi mango three", "w1 w2"], rng.standard_normal((4, 16))))
+        first = scores(store)
+        assert first == fresh() and scores(store) == first  # the second search reads the cached counts
+        [added] = store.apply(_records(["kiwi four w3"], rng.standard_normal((1, 16))))
+        assert scores(store) == fresh() != first
+        other.apply(_records(["mango five", "w4 w5 w6"], rng.standard_normal((2, 16))))
+        assert scores(store) == fresh() and "mango five" in scores(store)
+        other.apply([DeleteChange(added.id, ALICE)])
+        assert scores(store) == fresh() and "kiwi four w3" not in scores(store)
+    finally:
+        other.close()
         store.close()

@@ -18,6 +18,7 @@ from mindgate.errors import (
     MindgateError,
     ModelNotFoundError,
     ModelNotServedError,
+    NativeResponsesUnavailable,
     NetworkError,
     NotFoundError,
     PermissionDeniedError,
@@ -41,8 +42,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncMemory", "AuthenticationError", "ConfigurationError", "ContextOverflowError", "EmbedderMismatchError",
     "FilterError", "InsufficientMemoryError", "InvalidRequestError", "Memory", "MindgateConfig", "MindgateError",
-    "ModelNotFoundError", "ModelNotServedError", "NetworkError", "NotFoundError", "PermissionDeniedError",
-    "ProviderError", "RateLimitError", "ResourceError", "RoutingError", "ScopeError", "StoreError",
-    "StreamInterruptedError", "StructuredOutputError", "TargetTimeoutError", "TooManyRequestsError", "ToolServerError",
-    "UnauthorizedError", "__version__",
+    "ModelNotFoundError", "ModelNotServedError", "NativeResponsesUnavailable", "NetworkError", "NotFoundError",
+    "PermissionDeniedError", "ProviderError", "RateLimitError", "ResourceError", "RoutingError", "ScopeError",
+    "StoreError", "StreamInterruptedError", "StructuredOutputError", "TargetTimeoutError", "TooManyRequestsError",
+    "ToolServerError", "UnauthorizedError", "__version__",
 ]

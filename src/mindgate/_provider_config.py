@@ -13,10 +13,24 @@ model, and a key it does not take is an error naming the key, the provider and t
 from __future__ import annotations
 
 import difflib
-from typing import Any, Literal, TypeVar, get_args
+import functools
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import tagged_union_schema
 
 from mindgate._plugins import load as load_plugin
 from mindgate._plugins import provider_names
@@ -128,6 +142,17 @@ class BaseURLConfig(ProviderConfig):
     base_url: str | None = None
 
 
+ResponsesAPI = Literal["bridge", "native", "auto"]
+"""How a provider's chat model serves ``POST /v1/responses`` (the ``responses_api`` key of the providers whose
+servers have their own Responses API: OpenAI, OpenAI-compatible servers such as vLLM, LM Studio, Ollama).
+``bridge``: onto chat completions, as for every other target (the default); ``native``: the request is passed
+to the server's own ``/v1/responses`` whenever nothing in it needs mindgate's help (docs/openai-compat.md);
+``auto``: the same, but a server that turns out to have no such route (HTTP 404/405) is remembered and
+bridged."""
+RESPONSES_API_DESCRIPTION = ("POST /v1/responses: bridge (onto chat completions), native (pass through to the "
+                             "server's own /v1/responses when nothing needs mindgate's help), or auto (native, "
+                             "bridged when the server has no such route)")
+
 TTL_DESCRIPTION = ("seconds an idle model stays loaded (LM Studio's JIT ttl, Ollama's keep_alive, the local "
                     "engine's idle TTL)")
 
@@ -148,10 +173,30 @@ class AutoConfig(ProviderConfig):
 
 class _ProviderSection(_Strict):
     """``{"provider": NAME, "config": {...}}``: ``config`` is validated by NAME's own model
-    (:func:`config_model`), so every key is checked against that provider."""
+    (:func:`config_model`), so every key is checked against that provider.
+
+    Its JSON schema is the discriminated union this is: one member per provider registered when the
+    schema is made (plugins included), each with that provider's config model (:meth:`__get_pydantic_json_schema__`)."""
+
+    _kind: ClassVar[Literal["chat", "embedder"]] = "chat"
+    _auto: ClassVar[bool] = True  # `auto` is a valid provider here
 
     provider: str
-    config: ProviderConfig = Field(default_factory=ProviderConfig, validate_default=True)
+    # SerializeAsAny: dumped as the provider's model, its own keys included (not as the declared base)
+    config: SerializeAsAny[ProviderConfig] = Field(default_factory=ProviderConfig, validate_default=True)
+
+    @field_validator("provider")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return _check_provider(value, kind=cls._kind, auto=cls._auto)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        default = cls.model_fields["provider"].default
+        members = {name: _member(cls, name, model, default=name == default).__pydantic_core_schema__
+                   for name, model in _section_models(cls._kind, cls._auto).items()}
+        union = handler(tagged_union_schema(members, discriminator="provider"))
+        return {**union, "title": cls.__name__, "description": " ".join((cls.__doc__ or "").split("\n\n")[0].split())}
 
     @field_validator("config", mode="before")
     @classmethod
@@ -228,22 +273,20 @@ def _other_providers_keys() -> set[str]:
 
 
 class LLMSection(_ProviderSection):
+    """The chat model: a registered provider (entry-point group ``mindgate.providers``) or ``auto``, and
+    its config."""
+
     provider: str = Field(default=AUTO, description="a registered provider (entry-point group "
                           "mindgate.providers) or `auto`")
 
-    @field_validator("provider")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        return _check_provider(value, kind="chat", auto=True)
-
 
 class EmbedderSection(_ProviderSection):
-    provider: str = Field(default="local", description="a registered provider offering embeddings")
+    """An embedder: a registered provider offering embeddings, and its config."""
 
-    @field_validator("provider")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        return _check_provider(value, kind="embedder", auto=False)
+    _kind = "embedder"
+    _auto = False
+
+    provider: str = Field(default="local", description="a registered provider offering embeddings")
 
 
 class EndpointConfig(_ProviderSection):
@@ -251,10 +294,35 @@ class EndpointConfig(_ProviderSection):
 
     provider: str
 
-    @field_validator("provider")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        return _check_provider(value, kind="chat", auto=True)
+
+def _section_models(kind: Literal["chat", "embedder"], auto: bool) -> dict[str, type[ProviderConfig]]:
+    """Provider name -> config model for every provider registered now that offers ``kind`` (``auto``
+    first where allowed); a plugin that fails to load is left out (it is reported when it is used)."""
+    models: dict[str, type[ProviderConfig]] = {AUTO: AutoConfig} if auto else {}
+    for name in provider_names():
+        try:
+            _check_provider(name, kind=kind, auto=False)
+            models[name] = config_model(name)
+        except (ValueError, ConfigurationError):
+            continue
+    return models
+
+
+@functools.lru_cache(maxsize=512)
+def _member(section: type[_ProviderSection], provider: str, model: type[ProviderConfig], *,
+            default: bool) -> type[BaseModel]:
+    """The member of ``section``'s union for ``provider``: ``provider`` fixed to that name, ``config`` its model
+    (for the JSON schema only; validation goes through :class:`_ProviderSection`)."""
+    display = getattr(load_plugin(provider), "display", None) if provider != AUTO else None
+    description = f"the keys {display} takes" if display else "the keys of `auto` and of its local engine"
+    name_field = Field(default=provider) if default else Field()
+    return create_model(f"{section.__name__}_{provider}",
+                        __config__=ConfigDict(extra="forbid", title=f"{section.__name__} ({provider})"),
+                        provider=(_LITERAL[provider], name_field),
+                        config=(model, Field(default_factory=model, description=description)))
+
+
+_LITERAL: Any = Literal  # indexed with a provider name known at run time only
 
 
 def _keys_at(model: type[BaseModel], loc: list[str]) -> list[str]:

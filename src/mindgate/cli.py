@@ -2,14 +2,15 @@
 
 ``mindgate serve`` starts the gateway; ``mindgate chat`` is an interactive chat with memory;
 ``mindgate memory ...`` reads and writes memories; ``mindgate mcp`` serves them to MCP hosts on stdio;
-``mindgate reindex`` re-embeds them; ``models``, ``doctor``, ``routes`` and ``migrate`` come from the
-model-management, routing and store packages.
+``mindgate reindex`` re-embeds them; ``mindgate config schema`` prints the config file's JSON schema;
+``models``, ``doctor``, ``routes`` and ``migrate`` come from the model-management, routing and store packages.
 Every failure is printed as one line (what was wrong and what to do) with exit code 1, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -37,6 +38,8 @@ app.command("doctor")(models_commands.doctor)
 app.command("migrate")(migrate_command)
 app.add_typer(routing_commands.app, name="routes")
 app.command("mcp")(mcp_command)
+config_app = typer.Typer(help="The config file's format.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 err_console = Console(stderr=True)
 ConfigOpt = memory_commands.ConfigOpt
@@ -68,6 +71,14 @@ def serve(host: Annotated[str | None, typer.Option(help="address to bind (defaul
         raise typer.BadParameter(f"{log_level!r} is not one of debug, info, warning, error", param_hint="--log-level")
     run_server(MindgateConfig.load(config), host=host, port=port, allow_remote=allow_remote,
                log_level=log_level.lower())
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the config file's JSON schema (``MindgateConfig.model_json_schema()``): every section, and for
+    ``llm`` / ``embedder`` / ``embedders`` / ``providers`` one member per provider with its own keys, installed
+    provider packages included. For editors and CI checks of YAML configs."""
+    typer.echo(json.dumps(MindgateConfig.model_json_schema(), indent=2))
 
 
 @app.command("hash-key")

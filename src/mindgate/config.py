@@ -34,6 +34,7 @@ from mindgate._env import environment_overrides
 from mindgate._mem0_compat import normalize as normalize_mem0
 from mindgate._plugins import provider_names
 from mindgate._provider_config import AUTO as AUTO
+from mindgate._provider_config import RESPONSES_API_DESCRIPTION as RESPONSES_API_DESCRIPTION
 from mindgate._provider_config import TTL_DESCRIPTION as TTL_DESCRIPTION
 from mindgate._provider_config import AutoConfig as AutoConfig
 from mindgate._provider_config import BaseURLConfig as BaseURLConfig
@@ -41,6 +42,7 @@ from mindgate._provider_config import EmbedderSection as EmbedderSection
 from mindgate._provider_config import EndpointConfig as EndpointConfig
 from mindgate._provider_config import LLMSection as LLMSection
 from mindgate._provider_config import ProviderConfig as ProviderConfig
+from mindgate._provider_config import ResponsesAPI as ResponsesAPI
 from mindgate._provider_config import base_url_keys as base_url_keys
 from mindgate._provider_config import config_model as config_model
 from mindgate._provider_config import model_in

@@ -58,6 +58,14 @@ class FilterError(InvalidRequestError):
     code = "invalid_filter"
 
 
+class NativeResponsesUnavailable(InvalidRequestError):
+    """A target cannot take a Responses API request on its own ``/v1/responses`` (no pass-through configured,
+    or the server turned out to have no such route): the request is bridged onto chat completions instead.
+    Raised before anything reached the client, so the caller can still bridge; it never reaches a client."""
+
+    code = "responses_passthrough_unavailable"
+
+
 class NotFoundError(MindgateError, LookupError):
     """A memory (or other named object) does not exist in the caller's scope."""
 

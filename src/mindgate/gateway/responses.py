@@ -30,6 +30,7 @@ from mindgate.errors import (
     StructuredOutputError,
     TooManyRequestsError,
 )
+from mindgate.providers.http_errors import json_or_none
 
 log = logging.getLogger("mindgate.gateway")
 
@@ -130,9 +131,18 @@ def status_of(exc: MindgateError) -> tuple[int, dict[str, Any]]:
             body["error"].update(type="api_error", code="upstream_authentication_failed")
             return 502, body
         if type(exc) in (ProviderError, StructuredOutputError) and exc.status_code in _CALLER_STATUSES:
-            body["error"].update(type="invalid_request_error", code="upstream_rejected_request")
+            body["error"].update(type="invalid_request_error", code="upstream_rejected_request",
+                                 param=upstream_param(exc.body))
             return 400, body
     return exc.http_status, body
+
+
+def upstream_param(body: str | None) -> str | None:
+    """The request parameter an upstream's OpenAI-shaped error names (``error.param``), if any."""
+    data = json_or_none(body) if body else None
+    error = data.get("error") if isinstance(data, dict) else None
+    param = error.get("param") if isinstance(error, dict) else None
+    return param if isinstance(param, str) else None
 
 
 def mindgate_error_response(exc: MindgateError) -> JSONBytes:

@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from mindgate.context.policy import CONTEXT_HEADER, requested_policy
 from mindgate.errors import InvalidRequestError, MindgateError, NotFoundError
+from mindgate.gateway._responses_native import NativeTurn, configured, conversation, pass_through, upstream_body
 from mindgate.gateway.auth import Principal
 from mindgate.gateway.observability import annotate, request_id
 from mindgate.gateway.on_behalf import memory_writes
@@ -45,9 +46,10 @@ from mindgate.gateway.scoping import requested_scope
 from mindgate.gateway.state import Gateway, gateway_of
 from mindgate.gateway.tool_options import tool_stage_options
 from mindgate.gateway.wire import SSE_HEADERS, charger, check_unicode
+from mindgate.pipeline._passthrough import NativeRequest
 from mindgate.pipeline.conversations import ResponseLog
 from mindgate.pipeline.core import ChatRequest, ChatStream
-from mindgate.pipeline.scope import acting_user
+from mindgate.pipeline.scope import ChatScope, acting_user
 from mindgate.providers.base import Usage
 
 log = logging.getLogger("mindgate.gateway")
@@ -139,20 +141,26 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     history: list[dict[str, Any]] = []
     if body.previous_response_id is not None:
         history = list((await _log_of(gateway).load(body.previous_response_id, owner)).context)
+    headers: dict[str, str] = {}
+    policy = requested_policy(request.headers.get(CONTEXT_HEADER), body.mindgate.context if body.mindgate else None)
+    gateway_tools = tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope)
+    if configured(gateway):
+        passed = await _pass_through(request, gateway, principal, body, scope, owner, items, history,
+                                     {**gateway_tools, **({"fit": policy} if policy else {})}, headers)
+        if passed is not None:
+            return passed
     turn = _Turn(body, owner, items, history + items_to_messages(items))
     messages = ([{"role": "system", "content": body.instructions}] if body.instructions else []) + turn.conversation
     if not messages:
         raise InvalidRequestError("`input` is empty", hint="send at least one input item")
     options, stage_options, tools = _options(body)
     check_unicode("the request", [messages, options])
-    policy = requested_policy(request.headers.get(CONTEXT_HEADER), body.mindgate.context if body.mindgate else None)
     if policy is None and body.truncation is not None:
         policy = "truncate" if body.truncation == "auto" else "error"
     if policy is not None:
         stage_options["fit"] = policy
-    headers: dict[str, str] = {}
     remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
-    stage_options.update(tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope))
+    stage_options.update(gateway_tools)
     # with gateway-run tools, each model call of the loop is charged on behalf of the key as it happens
     charged_per_call = "tools" in stage_options and principal is not None
     chat = ChatRequest(body.model, messages, options, scope, request_id(request.scope), stage_options,
@@ -184,6 +192,28 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
              completion_tokens=result.usage.completion_tokens, served_by=answer.model)
     background = BackgroundTask(result.remember) if scope is not None else None
     return JSONBytes(response, headers=headers, background=background)
+
+
+async def _pass_through(request: Request, gateway: Gateway, principal: Principal | None, body: ResponsesRequest,
+                        scope: ChatScope | None, owner: str | None, items: list[dict[str, Any]],
+                        history: list[dict[str, Any]], stage_options: dict[str, Any],
+                        headers: dict[str, str]) -> Response | None:
+    """The request passed through to the target's own ``/v1/responses`` (see :mod:`._responses_native`), or
+    None when it is to be bridged."""
+    sent = upstream_body(body, history)
+    check_unicode("the request", sent)
+    native = NativeRequest(body.model, sent, history + conversation(items), scope, stage_options,
+                           request_id(request.scope), charger(gateway, principal))
+    passed = await pass_through(gateway, NativeTurn(gateway, body, owner, items, history), native, headers)
+    if passed is None:
+        return None
+    gateway.metrics.chats[(passed.routed.label, body.stream)] += 1
+    annotate(request.scope, key=principal.name if principal else None, model=body.model, stream=body.stream,
+             passthrough=True)
+    if passed.usage is not None:
+        annotate(request.scope, prompt_tokens=passed.usage.prompt_tokens,
+                 completion_tokens=passed.usage.completion_tokens)
+    return passed.response
 
 
 async def _events(gateway: Gateway, turn: _Turn, stream: ChatStream, rid: str | None,

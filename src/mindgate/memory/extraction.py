@@ -1,9 +1,9 @@
 """``add(infer=True)``: one LLM call that extracts facts and decides ADD / UPDATE / DELETE / NONE.
 
 The model sees the most similar existing memories under short integer ids (0, 1, 2, ...), never the real
-ids, and answers JSON matching the schema of :func:`decision_schema`. :func:`decisions_validator` maps the
-integers back and rejects ids that were not shown, so a confused model cannot touch a memory it was not
-given (the rejection is shown to the model for one retry by
+ids, and answers JSON matching the schema of :func:`decision_model` (pydantic's ``model_json_schema()``).
+:func:`decisions_validator` maps the integers back and rejects ids that were not shown, so a confused
+model cannot touch a memory it was not given (the rejection is shown to the model for one retry by
 :func:`mindgate.providers.structured.complete_json`).
 
 Decoding is bounded so that a small model cannot loop (SmolLM2-135M, left alone, repeats "I'm a nurse."
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from mindgate.memory.stores.base import MemoryRecord, content_hash
 
@@ -59,34 +59,40 @@ Answer with JSON only, e.g. {"memory": [{"event": "ADD", "text": "Works as a nur
 If nothing is worth remembering, answer {"memory": []}."""
 
 
-def decision_schema(n_existing: int, n_messages: int, max_items: int = MAX_DECISIONS) -> dict[str, Any]:
-    """The JSON schema of an answer, bounded so that a grammar built from it is finite.
+# Typed as Any so that types built at run time can be indexed in (a static checker cannot follow them).
+_LIST: Any = list
+_LITERAL: Any = Literal
 
-    With no existing memories the only event is ADD and there is no ``id``; otherwise ``id`` is one of
-    the shown ids. ``sources`` are line numbers 1..n_messages.
+
+def decision_model(n_existing: int, n_messages: int, max_items: int = MAX_DECISIONS) -> type[BaseModel]:
+    """The answer as a pydantic model, bounded so that a grammar built from its schema is finite.
+
+    Built per call because the bounds are sized from the call: with no existing memories the only event
+    is ADD and there is no ``id``; otherwise ``id`` is one of the shown ids. ``sources`` are line numbers
+    1..n_messages. The model states what may be asked for; :func:`decisions_validator` accepts more
+    (a long text, an unknown id on NONE) and explains the rest to the model.
     """
-    item: dict[str, Any] = {
-        "type": "object",
-        "properties": {
-            "event": {"type": "string", "enum": ["ADD", "UPDATE", "DELETE", "NONE"] if n_existing else ["ADD"]},
-            "text": {"type": "string", "minLength": 3, "maxLength": FACT_MAX_CHARS},
-            "sources": {"type": "array", "items": {"type": "integer", "enum": list(range(1, max(n_messages, 1) + 1))},
-                        "maxItems": MAX_SOURCES},
-        },
-        "required": ["event", "text"],
-        "additionalProperties": False,
-    }
+    events = ("ADD", "UPDATE", "DELETE", "NONE") if n_existing else ("ADD",)
+    lines = tuple(range(1, max(n_messages, 1) + 1))
+    strict = ConfigDict(extra="forbid")
+    fields: dict[str, Any] = {"event": (_one_of(events), ...)}
     if n_existing:
-        item["properties"] = {"event": item["properties"]["event"],
-                              "id": {"type": "integer", "enum": list(range(n_existing))},
-                              "text": item["properties"]["text"], "sources": item["properties"]["sources"]}
-    return {"type": "object",
-            "properties": {"memory": {"type": "array", "items": item, "maxItems": max_items}},
-            "required": ["memory"], "additionalProperties": False}
+        # Optional without a null branch (a default is not validated): a shown id or no "id" key at all.
+        fields["id"] = (_one_of(tuple(range(n_existing))), None)
+    fields["text"] = (str, Field(min_length=3, max_length=FACT_MAX_CHARS))
+    fields["sources"] = (_LIST[_one_of(lines)], Field(default_factory=list, max_length=MAX_SOURCES))
+    item = create_model("Decision", __config__=strict, **fields)
+    return create_model("Decisions", __config__=strict, memory=(_LIST[item], Field(max_length=max_items)))
 
 
-# The schema's shape for callers that need a static one (e.g. to document it); the call uses a sized one.
-DECISION_SCHEMA: dict[str, Any] = decision_schema(MAX_DECISIONS, MAX_DECISIONS)
+def _one_of(values: tuple[Any, ...]) -> Any:
+    """``Literal[values]`` for values known at run time only."""
+    return _LITERAL[values]
+
+
+def decision_schema(n_existing: int, n_messages: int, max_items: int = MAX_DECISIONS) -> dict[str, Any]:
+    """The JSON schema of :func:`decision_model` (pydantic's, with ``$defs``/``$ref``), as sent to the model."""
+    return decision_model(n_existing, n_messages, max_items).model_json_schema()
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,16 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from mindgate._sync import iterate_sync, run_sync
-from mindgate.errors import ConfigurationError, InvalidRequestError, ProviderError
+from mindgate.errors import ConfigurationError, InvalidRequestError, NativeResponsesUnavailable, ProviderError
+
+if TYPE_CHECKING:
+    from mindgate.providers._responses_api import NativeResponses
 
 log = logging.getLogger("mindgate.providers")
 
@@ -218,6 +221,43 @@ class ChatModel(ABC):
             raise ConfigurationError(f"unknown completion option(s): {', '.join(sorted(unknown))}",
                                      hint=f"valid options: {', '.join(sorted(TEXT_OPTIONS))}")
         return {**self.defaults, **{k: v for k, v in options.items() if v is not None and k not in _PASSED_APART}}
+
+    # -- the server's own Responses API (``/v1/responses`` pass-through); optional ----------------------
+
+    native: NativeResponses | None = None
+    """The server's own Responses API, when the provider config's ``responses_api`` is ``native`` or ``auto``
+    (set by providers whose servers have one: :mod:`mindgate.providers._responses_api`)."""
+
+    @property
+    def passes_responses(self) -> bool:
+        """Whether a Responses API request may go to this model's own ``/v1/responses`` now: its provider
+        config says ``responses_api: native`` (or ``auto`` and the server has not shown it lacks the route)."""
+        return self.native is not None and self.native.usable
+
+    def _responses_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` for this model, with the provider config's sampling defaults where it has none."""
+        out = {**body, "model": self.model}
+        for option, key in (("temperature", "temperature"), ("top_p", "top_p"), ("max_tokens", "max_output_tokens")):
+            if self.defaults.get(option) is not None and out.get(key) is None:
+                out[key] = self.defaults[option]
+        return out
+
+    async def aresponses(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` (a Responses API request; its ``model`` is replaced by this model's id) sent to the
+        server's own ``/v1/responses``; the ``response`` object it answers. Raises
+        :class:`NativeResponsesUnavailable` when there is no pass-through (the caller bridges the request onto
+        chat completions instead), other :mod:`mindgate.errors` classes for failures."""
+        if self.native is None:
+            raise NativeResponsesUnavailable(f"{self!r} has no pass-through to a /v1/responses route")
+        return await self.native.create(self._responses_body(body))
+
+    async def aresponses_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The same, streamed: the server's events as dicts, in order, up to and including the terminal one
+        (``response.completed`` / ``.incomplete`` / ``.failed`` or ``error``); a stream cut before it raises."""
+        if self.native is None:
+            raise NativeResponsesUnavailable(f"{self!r} has no pass-through to a /v1/responses route")
+        async for event in self.native.stream(self._responses_body(body)):
+            yield event
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op unless a provider holds resources
         """Release connections or in-process resources."""

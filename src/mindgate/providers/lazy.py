@@ -20,15 +20,17 @@ class LazyChatModel(ChatModel):
 
     def __init__(self, provider: str, url: str, resolve: Callable[[], Awaitable[ChatModel]], *,
                  model: str | None = None, defaults: dict[str, Any] | None = None,
-                 text_completions: bool = False) -> None:
+                 text_completions: bool = False, responses_api: str = "bridge") -> None:
         """``text_completions``: whether the server has raw completion whatever model is found (LM Studio,
-        Ollama); once resolved, the found model's own answer counts."""
+        Ollama); ``responses_api``: the provider config's key (whether Responses requests may be passed through);
+        once resolved, the found model's own answers count."""
         super().__init__(model or UNRESOLVED, defaults=defaults)
         self.provider = provider
         self.url = url
         self._resolve = resolve
         self._resolved: ChatModel | None = None
         self._text_completions = text_completions
+        self._passes_responses = responses_api != "bridge"
 
     @property
     def endpoint_key(self) -> str:
@@ -73,6 +75,17 @@ class LazyChatModel(ChatModel):
     async def atext_stream(self, prompt: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
         async for chunk in (await self.resolved()).atext_stream(prompt, **options):
             yield chunk
+
+    @property
+    def passes_responses(self) -> bool:
+        return self._resolved.passes_responses if self._resolved else self._passes_responses
+
+    async def aresponses(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await (await self.resolved()).aresponses(body)
+
+    async def aresponses_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        async for event in (await self.resolved()).aresponses_stream(body):
+            yield event
 
     async def ahealth_check(self) -> None:
         """Raises when the server is down: resolves the model, or lists the server's models again."""

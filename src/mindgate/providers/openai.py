@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mindgate.config import BaseURLConfig
+from pydantic import Field
+
+from mindgate.config import RESPONSES_API_DESCRIPTION, BaseURLConfig, ResponsesAPI
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatEmbedder,
@@ -14,9 +16,12 @@ from mindgate.providers.spec import ProviderSpec
 
 
 class OpenAIConfig(BaseURLConfig):
-    """``provider: openai``: the common keys, ``openai_base_url`` (mem0's name) or ``base_url``."""
+    """``provider: openai``: the common keys, ``openai_base_url`` (mem0's name) or ``base_url``, and
+    ``responses_api`` (OpenAI serves ``/v1/responses`` itself: ``native`` passes requests that need no help
+    from mindgate through, hosted tools included)."""
 
     openai_base_url: str | None = None
+    responses_api: ResponsesAPI = Field(default="bridge", description=RESPONSES_API_DESCRIPTION)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_CHAT_MODEL = "gpt-4o-mini"
@@ -35,7 +40,7 @@ PROFILE = ServerProfile(
 def chat_model(config: OpenAIConfig) -> OpenAICompatChatModel:
     client = client_from_config(config, PROFILE, default_base_url=DEFAULT_BASE_URL, require_key=True)
     return OpenAICompatChatModel(client, config.model or DEFAULT_CHAT_MODEL, defaults=sampling_defaults(config),
-                                 extra_body=config.model_kwargs)
+                                 extra_body=config.model_kwargs, responses_api=config.responses_api)
 
 
 def embedder(config: OpenAIConfig) -> OpenAICompatEmbedder:

@@ -16,11 +16,13 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+from pydantic import Field
 
 from mindgate._json import dumps, loads
-from mindgate.config import BaseURLConfig, ProviderConfig, base_url_keys
+from mindgate.config import RESPONSES_API_DESCRIPTION, BaseURLConfig, ProviderConfig, ResponsesAPI, base_url_keys
 from mindgate.errors import ConfigurationError, MindgateError, NetworkError, ProviderError
 from mindgate.providers._openai_management import OpenAICompatDriver
+from mindgate.providers._responses_api import NativeResponses
 from mindgate.providers._upstream import TRANSPORT_ERRORS, Upstream, failure_kind, lines, proxy_for, sse_events
 from mindgate.providers.base import (
     ChatChunk,
@@ -38,10 +40,11 @@ from mindgate.providers.spec import ProviderSpec
 
 
 class OpenAICompatConfig(BaseURLConfig):
-    """``provider: openai_compatible``: the common keys and the server's URL (``base_url``, or mem0's
-    ``openai_base_url``)."""
+    """``provider: openai_compatible``: the common keys, the server's URL (``base_url``, or mem0's
+    ``openai_base_url``) and ``responses_api`` (vLLM and others serve ``/v1/responses`` themselves)."""
 
     openai_base_url: str | None = None
+    responses_api: ResponsesAPI = Field(default="bridge", description=RESPONSES_API_DESCRIPTION)
 
 
 @dataclass(frozen=True)
@@ -276,13 +279,18 @@ class OpenAICompatChatModel(ChatModel):
     """Chat over ``POST {base_url}/chat/completions``."""
 
     def __init__(self, client: OpenAICompatClient, model: str, *, defaults: dict[str, Any] | None = None,
-                 extra_body: dict[str, Any] | None = None, context_length: int | None = None) -> None:
+                 extra_body: dict[str, Any] | None = None, context_length: int | None = None,
+                 responses_api: ResponsesAPI = "bridge") -> None:
+        """``responses_api``: the provider config's key (``native``/``auto``: Responses requests may be passed
+        to the server's own ``/v1/responses``, see :mod:`._responses_api`)."""
         super().__init__(model, defaults=defaults)
         self.client = client
         self.provider = client.profile.provider
         self.accepts_extras = client.profile.passes_extras
         self.extra_body = dict(extra_body or {})
         self._context_length = context_length
+        if responses_api != "bridge":
+            self.native = NativeResponses(client, responses_api)
 
     @property
     def endpoint_key(self) -> str:
@@ -455,7 +463,8 @@ def require_model(config: ProviderConfig, provider: str, example: str) -> str:
 def chat_model(config: OpenAICompatConfig) -> OpenAICompatChatModel:
     client = client_from_config(config, GENERIC, default_base_url=None, api_key_env="OPENAI_API_KEY")
     return OpenAICompatChatModel(client, require_model(config, "openai_compatible", "llama-3.1-8b"),
-                                 defaults=sampling_defaults(config), extra_body=config.model_kwargs)
+                                 defaults=sampling_defaults(config), extra_body=config.model_kwargs,
+                                 responses_api=config.responses_api)
 
 
 def embedder(config: OpenAICompatConfig) -> OpenAICompatEmbedder:

@@ -105,9 +105,56 @@ def _modes_for(model: ChatModel) -> list[str]:
     return supported
 
 
+# Keywords whose value is a map of names to schemas, a list of schemas, or one schema (or a list).
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+_SCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
+_SCHEMA_VALUES = frozenset({"items", "additionalProperties", "not", "contains", "if", "then", "else",
+                            "propertyNames", "additionalItems", "unevaluatedItems", "unevaluatedProperties"})
+
+
+class _Recursive(ValueError):
+    pass
+
+
+def prompt_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` as a model reads it best in a prompt: local ``$ref`` inlined, ``$defs`` and ``title``
+    dropped (pydantic's ``model_json_schema()`` has both). A recursive schema is returned unchanged."""
+
+    def walk(node: Any, expanding: tuple[str, ...]) -> Any:
+        if not isinstance(node, dict):
+            return [walk(n, expanding) for n in node] if isinstance(node, list) else node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/"):
+            if ref in expanding:
+                raise _Recursive(ref)
+            target: Any = schema
+            for part in ref[2:].split("/"):
+                target = target.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(target, dict) else None
+            if isinstance(target, dict):
+                siblings = {k: v for k, v in node.items() if k != "$ref"}
+                return walk({**target, **siblings}, (*expanding, ref))
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in ("title", "$defs", "definitions"):  # inside a dict walked here, keys are keywords
+                continue
+            if key in _SCHEMA_MAPS and isinstance(value, dict):
+                out[key] = {name: walk(sub, expanding) for name, sub in value.items()}
+            elif key in _SCHEMA_LISTS or key in _SCHEMA_VALUES:
+                out[key] = walk(value, expanding)
+            else:
+                out[key] = value
+        return out
+
+    try:
+        result: dict[str, Any] = walk(schema, ())
+    except _Recursive:
+        return schema
+    return result
+
+
 def _with_schema_prompt(messages: Sequence[Message], schema: dict[str, Any]) -> list[Message]:
     instruction = ("Answer with only a JSON value that matches this JSON schema, no prose, no code fence:\n"
-                   + json.dumps(schema, separators=(",", ":")))
+                   + json.dumps(prompt_schema(schema), separators=(",", ":")))
     out = [dict(m) for m in messages]
     if out and out[0].get("role") == "system":
         out[0]["content"] = f"{out[0].get('content') or ''}\n\n{instruction}"

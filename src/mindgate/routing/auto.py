@@ -9,7 +9,8 @@ Targets, in order:
 1. LM Studio at ``lmstudio_base_url`` (default ``localhost:1234``) -- the configured ``model``, else the model
    :mod:`mindgate.providers.management.detect` picks (a loaded LLM, else the best downloaded one that fits);
 2. Ollama at ``ollama_base_url`` (default ``localhost:11434`` or ``OLLAMA_HOST``) -- the configured ``model``
-   when it has it, else the first non-embedding model ``/api/tags`` lists;
+   when it has it pulled, else what the Ollama provider detects (a loaded chat model, else the largest pulled
+   one that fits);
 3. OpenAI, only when ``OPENAI_API_KEY`` is set;
 4. the in-process llama.cpp engine (SmolLM2-135M-Instruct unless ``model_path`` says otherwise).
 
@@ -21,12 +22,13 @@ nothing running pays one refused connection per server and then answers from the
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from mindgate.config import EndpointConfig, MindgateConfig, ProviderConfig
 from mindgate.errors import ConfigurationError, MindgateError, ModelNotFoundError, NetworkError
-from mindgate.providers import create_chat_model, lmstudio, provider_spec
+from mindgate.providers import create_chat_model, lmstudio, ollama, provider_spec
 from mindgate.providers.base import ChatModel
 from mindgate.providers.lazy import LazyChatModel
 from mindgate.providers.lmstudio._management import OPENAI, LMStudioDriver
@@ -40,9 +42,6 @@ from mindgate.routing.router import Router, Target
 
 LOCAL_CONNECT_TIMEOUT = 0.4
 LOCAL_BREAKER_COOLDOWN = 15.0
-
-_EMBEDDING_FAMILIES = {"bert", "nomic-bert"}
-
 
 def _is_embedding(model_id: str) -> bool:
     return "embed" in model_id.lower()
@@ -74,31 +73,13 @@ def ollama_url() -> str:
 
 
 def ollama_target(config: ProviderConfig, url: str | None = None, *, name: str = "ollama") -> Target:
+    """Ollama at ``url`` (else the config's ``ollama_base_url``, else ``OLLAMA_HOST`` / localhost:11434), with
+    the provider's own model detection: the configured ``model`` when it is pulled, else a loaded chat model,
+    else the largest pulled one that fits."""
     root = (url or config.get("ollama_base_url") or ollama_url()).rstrip("/").removesuffix("/v1")
-    quick = _quick(config)
-
-    async def resolve() -> ChatModel:
-        from mindgate.providers import ollama
-
-        client = ollama.OllamaClient(root, profile=ollama.PROFILE, timeout=quick.timeout,
-                                     connect_timeout=quick.connect_timeout)
-        try:
-            tags = await client.request_json("GET", "/api/tags")
-        finally:
-            await client.aclose()
-        entries = tags.get("models", []) if isinstance(tags, dict) else []
-        names = [str(m.get("name") or m.get("model")) for m in entries
-                 if isinstance(m, dict) and not _is_embedding(str(m.get("name", "")))
-                 and (m.get("details") or {}).get("family") not in _EMBEDDING_FAMILIES]
-        if not names:
-            raise ModelNotFoundError(f"Ollama at {root} has no chat model pulled", available=[], provider="ollama",
-                                     hint="pull one with `mindgate models get llama3.2` (or `ollama pull`)")
-        wanted = config.model
-        model = next((n for n in names if wanted and n in (wanted, f"{wanted}:latest")), names[0])
-        return ollama.chat_model(quick.as_config(ollama.OllamaConfig, strict=False, model=model,
-                                                 ollama_base_url=root, base_url=None))
-
-    return _local_server(LazyChatModel("ollama", root, resolve, defaults=sampling_defaults(config)), name)
+    settings = _quick(config).as_config(ollama.OllamaConfig, strict=False, model=None, ollama_base_url=root,
+                                        base_url=None)
+    return _local_server(ollama.chat_model(settings, prefer=config.model), name)
 
 
 def url_target(config: ProviderConfig, url: str) -> Target:
@@ -185,17 +166,18 @@ def local_target(config: ProviderConfig) -> Target:
 
 def auto_router(config: ProviderConfig | None = None, *, lmstudio_url: str | None = None,
                 ollama_url: str | None = None, use_openai: bool | None = None, extra: Sequence[Target] = (),
-                health_check_interval: float | None = None, placement: Placement | None = None) -> Router:
+                health_check_interval: float | None = None, placement: Placement | None = None,
+                clock: Callable[[], float] = time.monotonic) -> Router:
     """The ``auto`` chain: ``extra`` targets first, then the defaults of the module docstring. ``use_openai``
     None means "when OPENAI_API_KEY is set"; the URLs override the config's (for tests and odd ports);
-    ``placement`` admits the local engine by fit."""
+    ``placement`` admits the local engine by fit; ``clock`` is the breakers' (tests may pass their own)."""
     config = config or ProviderConfig()
     targets = [*extra, lmstudio_target(config, lmstudio_url), ollama_target(config, ollama_url)]
     if use_openai if use_openai is not None else bool(os.environ.get("OPENAI_API_KEY")):
         targets.append(openai_target(config))
     targets.append(local_target(config))
     return Router(targets, name="auto", retry=RetryPolicy(retries=1, backoff_base=0.25, backoff_max=4.0),
-                  health_check_interval=health_check_interval, placement=placement)
+                  health_check_interval=health_check_interval, placement=placement, clock=clock)
 
 
 def auto_from_config(config: MindgateConfig, settings: ProviderConfig | None = None) -> Router:

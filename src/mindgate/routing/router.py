@@ -234,6 +234,22 @@ class Router(ChatModel):
 
         return text_stream(self, prompt, options)
 
+    @property
+    def passes_responses(self) -> bool:
+        from mindgate.routing._responses import passes
+
+        return passes(self)
+
+    async def aresponses(self, body: dict[str, Any]) -> dict[str, Any]:
+        from mindgate.routing._responses import create
+
+        return await create(self, body)
+
+    def aresponses_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        from mindgate.routing._responses import stream
+
+        return stream(self, body)
+
     async def acount_tokens(self, messages: Sequence[Message]) -> int | None:
         """Tokens by the first reachable target's tokenizer (None when none has one)."""
         for slot in self._slots:

@@ -33,8 +33,10 @@ from mindgate.memory.stores import _sqlite_text
 
 # FULL: a commit is on disk when apply() returns. A larger autocheckpoint interval folds the many
 # scattered page writes of consecutive batches into fewer checkpoint copies (~12% less CPU per add).
+# mmap_size is an upper bound (only the file's size is mapped): 16 GiB lets searches of a large store
+# read pages without a system call each (a 2.4 GB store of 1M memories: ~20% less CPU per search).
 PRAGMAS = ("PRAGMA synchronous=FULL", "PRAGMA temp_store=MEMORY", "PRAGMA cache_size=-32768",
-           "PRAGMA mmap_size=1073741824", "PRAGMA wal_autocheckpoint=10000")
+           "PRAGMA mmap_size=17179869184", "PRAGMA wal_autocheckpoint=10000")
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 

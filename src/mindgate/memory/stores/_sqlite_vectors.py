@@ -6,10 +6,10 @@ matrix in memory costs ~0.2 ms. :class:`PartitionVectors` keeps such matrices fo
 ``min_vectors`` vectors (smaller ones are fast in sqlite-vec and stay there), within ``max_bytes`` (least
 recently used first out).
 
-Freshness: every cached matrix is dropped as soon as anything may have changed the file: a write
-transaction of this process (:attr:`Connections.writes`), or a commit by another connection or process
-(SQLite's ``PRAGMA data_version``, per connection). A matrix built from a snapshot older than the last
-drop is not kept (``generation``). Results are the same as sqlite-vec's (cosine similarity, exact), up to
+Freshness: every cached matrix is dropped as soon as anything may have changed the file (the store's
+generation, :class:`~mindgate.memory.stores._sqlite_cache.Freshness`: a write transaction of this
+process, or a commit by another connection or process). A matrix built from a snapshot older than the
+last drop is not kept. Results are the same as sqlite-vec's (cosine similarity, exact), up to
 the order of exact ties.
 
 The copy is read from vec0's own tables (chunks of ``rowids`` / ``validity`` / ``vectors``), whose layout
@@ -51,17 +51,16 @@ class PartitionVectors:
         self._bytes = 0
         self._lock = threading.Lock()
         self._generation = 0
-        self._seen_versions: dict[int, int] = {}
-        self._seen_writes = -1
 
     def search(self, conn: apsw.Connection, table: str, dims: int, partition: str, query: np.ndarray,
-               k: int, writes: int) -> list[tuple[int, float]] | None:
+               k: int, generation: int) -> list[tuple[int, float]] | None:
         """The ``k`` nearest ``(rowid, cosine similarity)`` of the partition, best first; None when the
         partition is not cached here (the caller asks sqlite-vec). ``conn`` holds a read transaction;
-        ``writes`` is the store's count of committed write transactions."""
+        ``generation`` is the store's generation as that transaction saw it."""
         if self.max_bytes <= 0:
             return None
-        generation = self._fresh(conn, writes)
+        if not self._fresh(generation):
+            return None  # this reader's snapshot is older than the cache's
         key = (table, partition)
         with self._lock:
             entry = self._entries.get(key)
@@ -78,18 +77,14 @@ class PartitionVectors:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
-            self._generation += 1
 
-    def _fresh(self, conn: apsw.Connection, writes: int) -> int:
-        version = int(conn.execute("PRAGMA data_version").fetchone()[0])  # type: ignore[index]
+    def _fresh(self, generation: int) -> bool:
         with self._lock:
-            if self._seen_versions.get(id(conn)) != version or self._seen_writes != writes:
+            if generation > self._generation:
                 self._entries.clear()
                 self._bytes = 0
-                self._generation += 1
-                self._seen_versions[id(conn)] = version
-                self._seen_writes = writes
-            return self._generation
+                self._generation = generation
+            return generation == self._generation
 
     def _keep(self, key: tuple[str, str], entry: _Matrix | object, generation: int) -> None:
         size = entry.nbytes if isinstance(entry, _Matrix) else 0

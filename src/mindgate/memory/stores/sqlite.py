@@ -43,6 +43,7 @@ import numpy as np
 
 from mindgate.errors import EmbedderMismatchError, InvalidRequestError, NotFoundError, StoreError
 from mindgate.memory.filters import Filter
+from mindgate.memory.stores._sqlite_cache import Counts, Freshness
 from mindgate.memory.stores._sqlite_conn import Connections, validate_path
 from mindgate.memory.stores._sqlite_import import import_history, import_record
 from mindgate.memory.stores._sqlite_responses import SQLiteResponses
@@ -113,6 +114,8 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         self._identity: EmbedderIdentity | None = None
         self._slots: dict[str, int] = {}
         self._vectors = PartitionVectors(chunk_size=CHUNK_SIZE)
+        self._fresh = Freshness()
+        self._counts = Counts()
         self._db.get()  # fail here, not at the first write, when the file cannot be opened or migrated
 
     def __repr__(self) -> str:
@@ -365,7 +368,8 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             blob = _vector_blob(vector, active.identity.dims, what="query vector")
             if flt is None and len(scope.as_dict()) == 1:
                 found = self._vectors.search(conn, active.table, active.identity.dims, scope.partition,
-                                             np.frombuffer(blob, dtype=np.float32), min(k, MAX_K), self._db.writes)
+                                             np.frombuffer(blob, dtype=np.float32), min(k, MAX_K),
+                                             self._fresh.generation(conn, self._db.writes))
                 if found is not None:
                     records = _records_by_rowid(conn, [rowid for rowid, _ in found])
                     return [(records[rowid], sim) for rowid, sim in found if rowid in records]
@@ -397,12 +401,16 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             slot = self._slot(conn, scope.partition)
             if not tokens or slot is None:
                 return []
-            tokens = prune(conn, content_words(tokens))
+            counts = self._counts.at(self._fresh.generation(conn, self._db.writes))
+            tokens = prune(conn, content_words(tokens), cache=counts)
             if not tokens:
                 return []
-            documents = _one(conn, "SELECT count(*) FROM memories m WHERE m.partition = ? AND "
-                                   "m.deleted_at IS NULL", (scope.partition,))[0]
-            ranked = bm25_ranked(conn, tokens, *slot_range(slot), int(documents))
+            documents = counts.get(("n", scope.partition))
+            if documents is None:
+                documents = int(_one(conn, "SELECT count(*) FROM memories m WHERE m.partition = ? AND "
+                                           "m.deleted_at IS NULL", (scope.partition,))[0])
+                counts.put(("n", scope.partition), documents)
+            ranked = bm25_ranked(conn, tokens, *slot_range(slot), documents, counts)
             if not ranked:
                 return []
             if flt is not None or len(scope.as_dict()) > 1:

@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import Field
 
-from mindgate.config import TTL_DESCRIPTION, BaseURLConfig, ProviderConfig
+from mindgate.config import RESPONSES_API_DESCRIPTION, TTL_DESCRIPTION, BaseURLConfig, ProviderConfig, ResponsesAPI
 from mindgate.errors import MindgateError, ModelNotFoundError, NetworkError
 from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, chatml_prompt
 from mindgate.providers.lazy import LazyChatModel, LazyEmbedder
@@ -61,6 +61,8 @@ class LMStudioConfig(BaseURLConfig):
     lmstudio_base_url: str | None = None
     n_ctx: int | None = Field(default=None, gt=0, description="context length a model is loaded with")
     ttl: int | None = Field(default=None, gt=0, description=TTL_DESCRIPTION)
+    responses_api: ResponsesAPI = Field(default="bridge", description=RESPONSES_API_DESCRIPTION
+                                        + "; LM Studio serves /v1/responses from 0.3.29")
 
 log = logging.getLogger("mindgate.providers.lmstudio")
 
@@ -235,6 +237,18 @@ class LMStudioChatModel(OpenAICompatChatModel):
             yield chunk
 
 
+    async def aresponses(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.native is not None:
+            await self._ensure_loaded()  # with mindgate's context length and TTL, as for chat
+        return await super().aresponses(body)
+
+    async def aresponses_stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        if self.native is not None:
+            await self._ensure_loaded()
+        async for event in super().aresponses_stream(body):
+            yield event
+
+
 class LMStudioEmbedder(OpenAICompatEmbedder):
     def __init__(self, client: OpenAICompatClient, model: str, *, endpoint: Endpoint, **kwargs: Any) -> None:
         super().__init__(client, model, **kwargs)
@@ -273,7 +287,8 @@ def chat_model(config: LMStudioConfig) -> ChatModel:
 
     def build(model: str) -> LMStudioChatModel:
         return LMStudioChatModel(client, model, endpoint=endpoint, load_context=config.n_ctx, ttl=config.ttl,
-                                 defaults=sampling_defaults(config), extra_body=_extra(config))
+                                 defaults=sampling_defaults(config), extra_body=_extra(config),
+                                 responses_api=config.responses_api)
 
     if config.model:
         return build(config.model)
@@ -284,7 +299,7 @@ def chat_model(config: LMStudioConfig) -> ChatModel:
         return build((await pick(endpoint, "chat")).id)
 
     return LazyChatModel("lmstudio", client.base_url, detect, defaults=sampling_defaults(config),
-                         text_completions=True)
+                         text_completions=True, responses_api=config.responses_api)
 
 
 def embedder(config: LMStudioConfig) -> Embedder:

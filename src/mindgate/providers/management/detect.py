@@ -16,7 +16,7 @@ from typing import Literal
 
 from mindgate.errors import ModelNotFoundError
 from mindgate.providers.management import fit
-from mindgate.providers.management.driver import driver_for
+from mindgate.providers.management.driver import driver_for, matches
 from mindgate.providers.management.http import client_for, display
 from mindgate.providers.management.records import OPENAI_LISTING, Endpoint, ModelInfo, ModelType
 from mindgate.providers.management.resources import Resources, snapshot
@@ -64,8 +64,11 @@ def _get_model_hint(provider: str) -> str:
     return provider_spec(provider).get_model_hint or "add one to the server"
 
 
-async def pick(endpoint: Endpoint, kind: Kind, *, resources: Callable[[], Resources] = snapshot) -> ModelInfo:
-    """List ``endpoint``'s models and :func:`choose` one."""
+async def pick(endpoint: Endpoint, kind: Kind, *, prefer: str | None = None,
+               resources: Callable[[], Resources] = snapshot) -> ModelInfo:
+    """List ``endpoint``'s models: the one ``prefer`` names when the server has it (in any form its driver
+    accepts) and it is of ``kind``, else the one :func:`choose` picks."""
     async with client_for(endpoint) as client:
         models, _ = await driver_for(endpoint, client).list_models()
-    return choose(models, kind, endpoint, resources=resources)
+    named = next((m for m in models if prefer and matches(m, prefer) and _kind_of(m) == kind), None)
+    return named or choose(models, kind, endpoint, resources=resources)

@@ -32,10 +32,18 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from mindgate.config import TTL_DESCRIPTION, BaseURLConfig, ProviderConfig
+from mindgate.config import RESPONSES_API_DESCRIPTION, TTL_DESCRIPTION, BaseURLConfig, ProviderConfig, ResponsesAPI
 from mindgate.errors import InvalidRequestError, NetworkError, ProviderError
+from mindgate.providers._responses_api import NativeResponses
 from mindgate.providers._upstream import TRANSPORT_ERRORS, lines
-from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, Vector
+from mindgate.providers.base import (
+    ChatChunk,
+    ChatModel,
+    ChatResponse,
+    Embedder,
+    Message,
+    Vector,
+)
 from mindgate.providers.http_errors import http_error, json_or_none, server_message
 from mindgate.providers.lazy import LazyChatModel
 from mindgate.providers.management.records import Endpoint
@@ -58,6 +66,8 @@ class OllamaConfig(BaseURLConfig):
     ollama_base_url: str | None = None
     n_ctx: int | None = Field(default=None, gt=0, description="context length (Ollama's num_ctx)")
     ttl: int | None = Field(default=None, gt=0, description=TTL_DESCRIPTION)
+    responses_api: ResponsesAPI = Field(default="bridge", description=RESPONSES_API_DESCRIPTION
+                                        + "; Ollama serves a stateless /v1/responses from 0.13.3")
 
 DEFAULT_BASE_URL = "http://localhost:11434"
 
@@ -298,12 +308,15 @@ class OllamaChatModel(ChatModel):
 
     def __init__(self, client: OllamaClient, model: str, *, defaults: dict[str, Any] | None = None,
                  base_options: dict[str, Any] | None = None, top_level: dict[str, Any] | None = None,
-                 context_length: int | None = None) -> None:
+                 context_length: int | None = None, responses_api: ResponsesAPI = "bridge") -> None:
         super().__init__(model, defaults=defaults)
         self.client = client
         self.base_options = dict(base_options or {})
         self.top_level = dict(top_level or {})
         self._context_length = context_length
+        # Ollama's OpenAI-compatible routes live under /v1 of the same root as its native API
+        if responses_api != "bridge":
+            self.native = NativeResponses(client, responses_api, "/v1/responses")
 
     @property
     def endpoint_key(self) -> str:
@@ -479,15 +492,16 @@ def endpoint_of(client: OllamaClient, config: ProviderConfig) -> Endpoint:
                     proxies=tuple(proxy_routes(config.http_client_proxies).items()))
 
 
-def chat_model(config: OllamaConfig) -> ChatModel:
-    """Ollama chat; without ``model``, the model is detected at first use: a loaded chat model (``/api/ps``),
-    else the largest pulled one that fits free memory (:mod:`mindgate.providers.management.detect`)."""
+def chat_model(config: OllamaConfig, *, prefer: str | None = None) -> ChatModel:
+    """Ollama chat; without ``model``, the model is detected at first use: ``prefer`` when it is pulled (a
+    model named for several servers, as ``auto``'s is), else a loaded chat model (``/api/ps``), else the
+    largest pulled one that fits free memory (:mod:`mindgate.providers.management.detect`)."""
     top, options = _split_kwargs(config, _CHAT_TOP_LEVEL)
     client = _client(config)
 
     def build(model: str) -> OllamaChatModel:
         return OllamaChatModel(client, model, defaults=sampling_defaults(config), base_options=options,
-                               top_level=top, context_length=config.n_ctx)
+                               top_level=top, context_length=config.n_ctx, responses_api=config.responses_api)
 
     if config.model:
         return build(config.model)
@@ -495,10 +509,10 @@ def chat_model(config: OllamaConfig) -> ChatModel:
     async def detect() -> ChatModel:
         from mindgate.providers.management.detect import pick
 
-        return build((await pick(endpoint_of(client, config), "chat")).id)
+        return build((await pick(endpoint_of(client, config), "chat", prefer=prefer)).id)
 
     return LazyChatModel("ollama", client.base_url, detect, defaults=sampling_defaults(config),
-                         text_completions=True)
+                         text_completions=True, responses_api=config.responses_api)
 
 
 def embedder(config: OllamaConfig) -> OllamaEmbedder:
