@@ -53,6 +53,8 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from mindgate.config import KEY_FACTS_WEIGHT
+
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/longmemeval/longmemeval_s_100.json.gz"
 KS = (5, 10)
 METRICS = [f"{kind}@{k}" for kind in ("session", "turn") for k in KS]
@@ -228,7 +230,8 @@ async def keyed_store(memory: Any, questions: list[dict[str, Any]], path: str, s
     embedder = stored_vector_embedder(memory)
     keyed = AsyncMemory(embedder=embedder, store=SQLiteStore(path), settings=settings)
     if settings.key_facts:
-        facts = sorted({f for q in questions for session in q["haystack_sessions"] for t in session
+        todo = [q for q in questions if not await complete(keyed, q)]
+        facts = sorted({f for q in todo for session in q["haystack_sessions"] for t in session
                         if (f := fact_text(t.get("content", ""), t["role"]))})
         for start in range(0, len(facts), 256):
             await embedder.aembed_batch(facts[start:start + 256])
@@ -276,8 +279,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     db_path = args.db or f"{tempfile.mkdtemp(prefix='mindgate-bench-')}/lme.db"
     store: dict[str, Any] = ({"provider": "pgvector", "config": {"dsn": args.dsn, "collection_name": "bench_lme"}}
                              if args.store == "pgvector" else {"provider": "sqlite", "config": {"path": db_path}})
-    # store A: today's defaults (plain keys, RRF, no time signal)
-    memory = AsyncMemory.from_config({"vector_store": store, "memory": {"time_aware": False}})
+    # store A: last release's keys (plain, no facts); its candidates give today's RRF
+    memory = AsyncMemory.from_config({"vector_store": store, "memory": {"time_aware": False, "key_facts": False}})
     t0 = time.perf_counter()
     if args.stored_only:
         questions = [q for q in questions if await complete(memory, q)]
@@ -519,7 +522,7 @@ def main() -> None:
                         help="build a SQLite store with memory.key_facts on (each turn by its own add(); turn vectors "
                              "reused from the first store, fact sentences embedded): the defaults row and "
                              "--calibrate use it")
-    parser.add_argument("--key-facts-weight", type=float, default=1.0)
+    parser.add_argument("--key-facts-weight", type=float, default=KEY_FACTS_WEIGHT)
     parser.add_argument("--stored-only", action="store_true",
                         help="no ingest: evaluate the questions whose turns --db already holds completely")
     parser.add_argument("--write-config", default=None, metavar="FILE",

@@ -116,19 +116,39 @@ class AsyncMemory:
     async def _ready(self) -> None:
         if self._opened:
             return
-        identity = key_identity(await self.embedder.aidentity(), self.settings)
+        base = await self.embedder.aidentity()
+        identity = key_identity(base, self.settings)
         if self._expected_dims is not None and self._expected_dims != identity.dims:
             # the probed value wins; a store holding vectors of another size refuses to open (naming reindex)
             log.warning("vector_store.config.embedding_model_dims is %d but the embedder %s produces %d; using %d "
                         "(set embedding_model_dims to %d or remove it: mindgate probes it)", self._expected_dims,
                         identity.describe(), identity.dims, identity.dims, identity.dims)
-        await asyncio.to_thread(self._open_once, identity)
+        await asyncio.to_thread(self._open_once, base)
 
-    def _open_once(self, identity: EmbedderIdentity) -> None:
+    def _open_once(self, base: EmbedderIdentity) -> None:
         with self._open_lock:
             if not self._opened:
-                self.store.open(identity)
+                self.store.open(self._follow_plain_store(base))
                 self._opened = True
+
+    def _follow_plain_store(self, base: EmbedderIdentity) -> EmbedderIdentity:
+        """Fact-augmented keys are on by default for new stores; a store built before (plain keys, same
+        embedder) keeps working with plain keys unless ``memory.key_facts`` was set explicitly
+        (``mindgate reindex`` then rebuilds it with fact keys). Returns the identity to open the store with."""
+        identity = key_identity(base, self.settings)
+        if not self.settings.key_facts or "key_facts" in self.settings.model_fields_set:
+            return identity
+        try:
+            recorded = self.store.recorded_identity()
+        except NotImplementedError:
+            return identity
+        plain = self.settings.model_copy(update={"key_facts": False})
+        if recorded is not None and recorded != identity and recorded == key_identity(base, plain):
+            log.info("this memory store holds keys without facts; searching it as it is (set memory.key_facts: "
+                     "true and run `mindgate reindex` for fact-augmented keys)")
+            self.settings = plain
+            return recorded
+        return identity
 
     async def _apply(self, changes: list[Change]) -> list[ChangeResult]:
         return await asyncio.to_thread(self.store.apply, changes) if changes else []
