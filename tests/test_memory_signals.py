@@ -175,7 +175,7 @@ def test_turning_key_facts_on_asks_for_reindex_which_builds_the_same_keys_as_add
                 user_id="alice", infer=False)
     built = stored_vectors(faceted)
     faceted.store.close()
-    plain = open_memory(path, minilm)
+    plain = open_memory(path, minilm, key_facts=False)
     with pytest.raises(EmbedderMismatchError, match="mindgate reindex"):
         plain.search("art events", user_id="alice")
     assert plain.reindex() == 2
@@ -186,6 +186,32 @@ def test_turning_key_facts_on_asks_for_reindex_which_builds_the_same_keys_as_add
     assert all(np.allclose(rebuilt[text], built[text], atol=1e-5) for text in built)
     assert again.search("Which art events did I attend?", user_id="alice")["results"][0]["memory"] == REQUEST
     again.store.close()
+
+
+def test_fact_keys_are_on_for_new_stores_and_a_store_built_without_them_is_searched_as_it_is(
+        tmp_path: Path, minilm: SentenceTransformerEmbedder) -> None:
+    assert MemorySettings().key_facts
+    path = tmp_path / "memory.db"
+    old = open_memory(path, minilm, key_facts=False)
+    old.add(REQUEST, user_id="alice", infer=False)
+    old.store.close()
+    upgraded = open_memory(path, minilm)  # the defaults, nothing set: plain keys kept, no reindex asked
+    assert upgraded.search("Which art events did I attend?", user_id="alice")["results"][0]["memory"] == REQUEST
+    upgraded.add("I also ran the Walk for Hunger.", user_id="alice", infer=False)
+    [walk] = minilm.embed_batch(["I also ran the Walk for Hunger."])
+    assert np.allclose(stored_vectors(upgraded)["I also ran the Walk for Hunger."], walk, atol=1e-5)  # still plain
+    upgraded.store.close()
+    explicit = open_memory(path, minilm, key_facts=True)  # asked for explicitly: the store must be rebuilt
+    with pytest.raises(EmbedderMismatchError, match="mindgate reindex"):
+        explicit.search("art events", user_id="alice")
+    assert explicit.reindex() == 2
+    [text, fact] = minilm.embed_batch([REQUEST, FACT])
+    assert np.allclose(stored_vectors(explicit)[REQUEST], mix(text, None, 0.0, [(fact, 1.5)]), atol=1e-5)
+    explicit.store.close()
+    new = open_memory(tmp_path / "new.db", minilm)
+    new.add(REQUEST, user_id="alice", infer=False)
+    assert np.allclose(stored_vectors(new)[REQUEST], mix(text, None, 0.0, [(fact, 1.5)]), atol=1e-5)
+    new.store.close()
 
 
 # -- time-aware search ------------------------------------------------------------------------------
