@@ -122,7 +122,7 @@ class AsyncMemory:
             # the probed value wins; a store holding vectors of another size refuses to open (naming reindex)
             log.warning("vector_store.config.embedding_model_dims is %d but the embedder %s produces %d; using %d "
                         "(set embedding_model_dims to %d or remove it: mindgate probes it)", self._expected_dims,
-                        identity.describe(), identity.dims, identity.dims, identity.dims)
+                        base.describe(), identity.dims, identity.dims, identity.dims)
         await asyncio.to_thread(self._open_once, base)
 
     def _open_once(self, base: EmbedderIdentity) -> None:
