@@ -5,7 +5,8 @@ file's ``--upstream`` mode), the real gateway started with ``mindgate serve`` an
 is that upstream (so requests go through the real route, router and provider client, with access logging
 on, written to a file), and this load generator (httpx, async). For each API (``chat``:
 ``/v1/chat/completions``; ``responses``: ``/v1/responses``, which the upstream serves itself, as LM
-Studio, vLLM and Ollama do, while the gateway bridges it onto the upstream's chat completions), for 1, 32
+Studio, vLLM and Ollama do, while the gateway bridges it onto the upstream's chat completions, or with
+``--responses-api native`` passes it through to the upstream's own route), for 1, 32
 and 256 concurrent clients, non-streaming and streaming (8 content chunks), it reports requests/s and
 p50/p99 latency direct and through the gateway, the p50 overhead and the throughput ratio; then the
 gateway's RSS over a long run. Responses requests are sent with ``store: false`` (``--store`` keeps them,
@@ -14,7 +15,10 @@ which adds a SQLite write per request).
 Targets (2 cores): p50 overhead <= 1 ms at 32 clients, throughput >= 80% of direct, RSS growth < 10%.
 
 Usage: python bench/gateway.py [--requests 2000] [--rss-requests 5000] [--apis chat responses]
-(``--rss-requests 50000`` for the full memory run). Prints a table, then JSON.
+[--baseline DIR] (``--rss-requests 50000`` for the full memory run, ``0`` to skip it). Prints a table, then
+JSON. ``--baseline DIR`` serves a second gateway from another source tree (``DIR/src``, e.g. ``git worktree
+add /tmp/base main``) measured in turn with the first in the same run: an A/B that a busy machine's
+drift hits alike; ``gw cpu/req`` and ``base cpu/req`` are each gateway's CPU time per request.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -162,23 +167,40 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 180.0
     raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
-def start_processes(workdir: Path) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], str, str]:
-    up_port, gw_port = free_port(), free_port()
+def start_gateway(workdir: Path, config: Path, source: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """``mindgate serve`` on a free port with ``config``; ``source``: a source tree whose ``src`` is imported
+    instead of the installed mindgate (the ``--baseline`` gateway)."""
+    port = free_port()
+    env = {**os.environ, "MINDGATE_HOME": str(workdir), "HF_HUB_OFFLINE": "1"}
+    if source is not None:
+        env["PYTHONPATH"] = str(source / "src")
+    log = (workdir / f"gateway-{port}.log").open("wb")
+    gateway = subprocess.Popen([sys.executable, "-m", "mindgate.cli", "serve", "--port", str(port),
+                                "--config", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    wait_http(f"http://127.0.0.1:{port}/readyz", gateway)
+    return gateway, f"http://127.0.0.1:{port}/v1"
+
+
+def start_processes(workdir: Path, baseline: Path | None = None, responses_api: str = "bridge"
+                    ) -> tuple[dict[str, subprocess.Popen[bytes]], dict[str, str]]:
+    """The upstream, the gateway and (with ``baseline``) the baseline gateway: processes and base URLs."""
+    up_port = free_port()
     upstream = subprocess.Popen([sys.executable, __file__, "--upstream", str(up_port)], stdout=subprocess.PIPE)
     assert upstream.stdout is not None
     upstream.stdout.readline()
     config = workdir / "bench.yaml"
     config.write_text(json.dumps({
         "llm": {"provider": "openai_compatible",
-                "config": {"base_url": f"http://127.0.0.1:{up_port}/v1", "model": "bench"}},
+                "config": {"base_url": f"http://127.0.0.1:{up_port}/v1", "model": "bench",
+                           "responses_api": responses_api}},
         "vector_store": {"config": {"path": str(workdir / "memory.db")}},
     }))
-    env = {**os.environ, "MINDGATE_HOME": str(workdir), "HF_HUB_OFFLINE": "1"}
-    log = (workdir / "gateway.log").open("wb")
-    gateway = subprocess.Popen([sys.executable, "-m", "mindgate.cli", "serve", "--port", str(gw_port),
-                                "--config", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
-    wait_http(f"http://127.0.0.1:{gw_port}/readyz", gateway)
-    return upstream, gateway, f"http://127.0.0.1:{up_port}/v1", f"http://127.0.0.1:{gw_port}/v1"
+    processes = {"direct": upstream}
+    bases = {"direct": f"http://127.0.0.1:{up_port}/v1"}
+    processes["gateway"], bases["gateway"] = start_gateway(workdir, config)
+    if baseline is not None:
+        processes["baseline"], bases["baseline"] = start_gateway(workdir, config, baseline)
+    return processes, bases
 
 
 # -- load ----------------------------------------------------------------------------------------------------
@@ -274,6 +296,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 32, 256])
     parser.add_argument("--apis", nargs="+", choices=["chat", "responses"], default=["chat", "responses"])
     parser.add_argument("--store", action="store_true", help="responses with store: true (a SQLite write each)")
+    parser.add_argument("--responses-api", choices=["bridge", "native"], default="bridge",
+                        help="native: /v1/responses passed through to the upstream's own route (not bridged); "
+                        "a --baseline tree must know the key")
+    parser.add_argument("--rounds", type=int, default=2, help="runs per scenario and side (the best is kept)")
+    parser.add_argument("--baseline", type=Path, help="a source tree (e.g. a git worktree of an older commit) "
+                        "served by a second gateway measured in the same run, for an A/B")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
@@ -281,48 +309,59 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory(prefix="mindgate-bench-") as tmp:
-        upstream, gateway, direct, through = start_processes(Path(tmp))
-        up_proc, gw_proc = psutil.Process(upstream.pid), psutil.Process(gateway.pid)
+        processes, bases = start_processes(Path(tmp), args.baseline, args.responses_api)
+        sides = list(bases)  # direct, gateway[, baseline]: measured in turn, so drift hits all alike
+        procs = {side: psutil.Process(p.pid) for side, p in processes.items()}
         try:
             rows = []
             for api, stream, clients in [(a, s, c) for a in args.apis for s in (False, True) for c in args.clients]:
                 requests = args.requests if clients > 1 else max(200, args.requests // 4)
-                runs = {"direct": [], "gateway": []}  # type: dict[str, list[Result]]
-                for _ in range(2):  # alternate sides so drift hits both alike; keep the better run
-                    runs["direct"].append(measured(direct, up_proc, clients=clients, requests=requests,
+                runs: dict[str, list[Result]] = {side: [] for side in sides}
+                for _ in range(args.rounds):  # keep each side's best run
+                    for side in sides:
+                        runs[side].append(measured(bases[side], procs[side], clients=clients, requests=requests,
                                                    stream=stream, api=api, store=args.store))
-                    runs["gateway"].append(measured(through, gw_proc, clients=clients, requests=requests,
-                                                    stream=stream, api=api, store=args.store))
-                best_direct = max(runs["direct"], key=lambda r: r.rps)
-                best_gateway = max(runs["gateway"], key=lambda r: r.rps)
-                rows.append({"api": api, "stream": stream, "clients": clients, "direct": asdict(best_direct),
-                             "gateway": asdict(best_gateway),
-                             "p50_overhead_ms": round(best_gateway.p50_ms - best_direct.p50_ms, 3),
-                             "throughput_ratio": round(best_gateway.rps / best_direct.rps, 3)})
-            memory = asyncio.run(rss_run(through, gateway.pid, args.rss_requests))
+                best = {side: asdict(max(runs[side], key=lambda r: r.rps)) for side in sides}
+                direct = best["direct"]
+                row: dict[str, Any] = {"api": api, "stream": stream, "clients": clients, **best}
+                for side, prefix in (("gateway", ""), ("baseline", "baseline_")):
+                    if side in best:
+                        row[prefix + "p50_overhead_ms"] = round(best[side]["p50_ms"] - direct["p50_ms"], 3)
+                        row[prefix + "throughput_ratio"] = round(best[side]["rps"] / direct["rps"], 3)
+                rows.append(row)
+            memory = asyncio.run(rss_run(bases["gateway"], processes["gateway"].pid, args.rss_requests)) \
+                if args.rss_requests else None
         finally:
-            gateway.terminate()
-            upstream.terminate()
-            gateway.wait(timeout=60)
-            upstream.wait(timeout=10)
+            for process in processes.values():
+                process.terminate()
+            for process in processes.values():
+                process.wait(timeout=60)
 
+    baseline = any("baseline" in row for row in rows)
     header = f"{'api':<10}{'mode':<8}{'clients':>8}{'direct rps':>12}{'gw rps':>10}{'ratio':>8}{'direct p50':>12}" \
-             f"{'gw p50':>9}{'overhead':>10}{'direct p99':>12}{'gw p99':>9}{'gw cpu/req':>12}"
+             f"{'gw p50':>9}{'overhead':>10}{'direct p99':>12}{'gw p99':>9}{'gw cpu/req':>12}" \
+             + (f"{'base ratio':>12}{'base overhead':>15}{'base cpu/req':>14}" if baseline else "")
     print(header)
     print("-" * len(header))
     for row in rows:
         d, g = row["direct"], row["gateway"]
-        print(f"{row['api']:<10}{'stream' if row['stream'] else 'json':<8}{row['clients']:>8}{d['rps']:>12.0f}"
-              f"{g['rps']:>10.0f}{row['throughput_ratio']:>8.2f}{d['p50_ms']:>11.2f}m{g['p50_ms']:>8.2f}m"
-              f"{row['p50_overhead_ms']:>9.2f}m{d['p99_ms']:>11.2f}m{g['p99_ms']:>8.2f}m{g['server_cpu_us']:>10.0f}us")
-    print(f"\nRSS over {memory['requests']} requests: {memory['rss_before_mb']} MB -> {memory['rss_after_mb']} MB "
-          f"({memory['growth_pct']:+.2f}%)")
+        line = f"{row['api']:<10}{'stream' if row['stream'] else 'json':<8}{row['clients']:>8}{d['rps']:>12.0f}" \
+               f"{g['rps']:>10.0f}{row['throughput_ratio']:>8.2f}{d['p50_ms']:>11.2f}m{g['p50_ms']:>8.2f}m" \
+               f"{row['p50_overhead_ms']:>9.2f}m{d['p99_ms']:>11.2f}m{g['p99_ms']:>8.2f}m{g['server_cpu_us']:>10.0f}us"
+        if "baseline" in row:
+            line += f"{row['baseline_throughput_ratio']:>12.2f}{row['baseline_p50_overhead_ms']:>14.2f}m" \
+                    f"{row['baseline']['server_cpu_us']:>12.0f}us"
+        print(line)
+    if memory is not None:
+        print(f"\nRSS over {memory['requests']} requests: {memory['rss_before_mb']} MB -> {memory['rss_after_mb']} MB "
+              f"({memory['growth_pct']:+.2f}%)")
     summary = {"cpus": os.cpu_count(), "load_average": os.getloadavg(), "python": sys.version.split()[0],
+               "responses_api": args.responses_api,
                "scenarios": rows, "rss": memory,
                "uvloop": _installed("uvloop"), "httptools": _installed("httptools"),
                "targets": {"p50_overhead_ms_at_32": 1.0, "throughput_ratio": 0.8, "rss_growth_pct": 10.0}}
     print(json.dumps(summary, indent=2))
-    errors = sum(row["direct"]["errors"] + row["gateway"]["errors"] for row in rows)
+    errors = sum(row[side]["errors"] for row in rows for side in ("direct", "gateway", "baseline") if side in row)
     if errors:
         print(f"warning: {errors} requests failed", file=sys.stderr)
 

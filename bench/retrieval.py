@@ -10,7 +10,7 @@ questions it already holds completely. Questions are taken round robin by questi
 (``--questions N``, or an ingest stopped early) covers every type.
 
 Per question the candidates (``memory.candidates`` per retriever) are fetched once through the store and
-fused in Python with :func:`mindgate.memory.retrieval.fuse`, so the comparison is exact and cheap:
+fused in Python with :func:`mindgate.memory._retrieval.fuse`, so the comparison is exact and cheap:
 
 * ``rrf``: reciprocal rank fusion with k=60 (today's default);
 * ``convex``: convex fusion with the configured ``memory.fusion_alpha``;
@@ -162,7 +162,7 @@ def table(per_question: list[tuple[dict[str, Any], dict[str, float]]]) -> dict[s
 async def complete(memory: Any, question: dict[str, Any]) -> bool:
     """Whether the scope holds every turn of the question (a turn whose text repeats an earlier one of the
     same question is deduplicated, so it counts as held)."""
-    from mindgate.memory.stores.base import content_hash
+    from mindgate.memory.stores._base import content_hash
 
     stored = await stored_turns(memory, question["question_id"])
     seen: set[str] = set()
@@ -179,7 +179,7 @@ async def complete(memory: Any, question: dict[str, Any]) -> bool:
 
 async def candidates_of(memory: Any, questions: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
     """Per question, the vector and text candidates (``memory.candidates`` each), fetched once."""
-    from mindgate.memory.stores.base import Scope
+    from mindgate.memory.stores._base import Scope
 
     k = memory.settings.candidates
     out = []
@@ -195,8 +195,8 @@ def stored_vector_embedder(memory: Any) -> Any:
     """An embedder that answers with the vectors store A already holds for the same texts (the same model's
     output for the same text; a miss is embedded for real), so a keyed store costs no embedding of turns
     (only of what they are keyed with that store A does not hold, e.g. fact sentences)."""
-    from mindgate.memory.keys import context_text
-    from mindgate.providers.base import Embedder
+    from mindgate.memory._keys import context_text
+    from mindgate.providers._base import Embedder
 
     texts = {r.id: r.memory for r in memory.store.iter_records()}
     known: dict[str, Any] = {}
@@ -224,8 +224,8 @@ async def keyed_store(memory: Any, questions: list[dict[str, Any]], path: str, s
     (``memory.key_context`` or ``memory.key_facts``); resumes a partly built one. The fact sentences are
     embedded up front in batches (the same vectors as one at a time, several times faster)."""
     from mindgate import AsyncMemory
-    from mindgate.memory.keys import fact_text
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.memory._keys import fact_text
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
     embedder = stored_vector_embedder(memory)
     keyed = AsyncMemory(embedder=embedder, store=SQLiteStore(path), settings=settings)
@@ -258,7 +258,7 @@ Params = tuple[str, float, float, float, str]  # fusion, alpha, time weight, spe
 
 
 def ranked(cands: tuple[Any, Any], params: Params, when: Any, speaker: Any = None) -> list[Any]:
-    from mindgate.memory.retrieval import fuse
+    from mindgate.memory._retrieval import fuse
 
     fusion, alpha, time_weight, speaker_weight, _ = params
     return fuse(cands[0], cands[1], fusion="rrf" if fusion == "rrf" else "convex", alpha=alpha, rrf_k=60,
@@ -270,9 +270,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from mindgate import AsyncMemory
     from mindgate.config import MemorySettings
-    from mindgate.memory.retrieval import single
-    from mindgate.memory.speaker import query_speaker
-    from mindgate.memory.timeinfo import parse_time, query_windows
+    from mindgate.memory._retrieval import single
+    from mindgate.memory._speaker import query_speaker
+    from mindgate.memory._timeinfo import parse_time, query_windows
 
     torch.set_num_threads(args.threads)
     questions = load(Path(args.data), args.questions)
@@ -416,7 +416,7 @@ async def big_scope_latency(memory: Any, questions: list[dict[str, Any]], size: 
     vectors (nothing is embedded again; copies beyond the turns available get a numbered suffix)."""
     import uuid
 
-    from mindgate.memory.stores.base import AddChange, MemoryRecord, content_hash
+    from mindgate.memory.stores._base import AddChange, MemoryRecord, content_hash
 
     records = {r.id: r for r in memory.store.iter_records()}
     pairs = [(records[i], v) for i, v in memory.store.iter_vectors() if i in records]

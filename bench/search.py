@@ -92,8 +92,8 @@ async def copy_scope(memory: Any, source: str, n: int) -> None:
     distinct turns available, copies get a numbered suffix."""
     import uuid
 
-    from mindgate.memory.stores.base import AddChange, MemoryRecord, Scope, content_hash
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.memory.stores._base import AddChange, MemoryRecord, Scope, content_hash
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
     other = SQLiteStore(source)
     records = {r.id: r.memory for r in other.iter_records()}
@@ -110,8 +110,8 @@ async def copy_scope(memory: Any, source: str, n: int) -> None:
 
 
 async def one_round(memory: Any, queries: list[str], salt: str) -> dict[str, Any]:
-    from mindgate.memory.retrieval import fuse
-    from mindgate.memory.stores.base import Scope
+    from mindgate.memory._retrieval import fuse
+    from mindgate.memory.stores._base import Scope
 
     timings: dict[str, list[float]] = {k: [] for k in ("first", "repeated", *STAGES)}
     scope = Scope(user_id=SCOPE)

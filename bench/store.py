@@ -34,17 +34,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
-from mindgate.memory.filters import parse_filters
-from mindgate.memory.retrieval import fuse
-from mindgate.memory.stores.base import AddChange, MemoryRecord, MemoryStore, Scope, content_hash
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory._filters import parse_filters
+from mindgate.memory._retrieval import fuse
+from mindgate.memory.stores._base import AddChange, MemoryRecord, MemoryStore, Scope, content_hash
+from mindgate.providers._base import EmbedderIdentity
 
 DIMS = 384
 IDENTITY = EmbedderIdentity("bench", "all-MiniLM-L6-v2-or-random", DIMS)
 
 
 def _sqlite(workdir: Path) -> MemoryStore:
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
     return SQLiteStore(workdir / "bench.db")
 
@@ -54,7 +54,7 @@ def _pgvector(workdir: Path) -> MemoryStore:
     throwaway PostgreSQL 16 from pgserver on a unix socket (stopped and deleted at exit).
     MINDGATE_BENCH_PG_HNSW=0 benches it without the HNSW index (exact search only)."""
     from mindgate.config import PgVectorStoreConfig
-    from mindgate.memory.stores.pgvector import PgVectorStore
+    from mindgate.memory.stores._pgvector import PgVectorStore
 
     dsn = os.environ.get("MINDGATE_BENCH_PG_DSN")
     if not dsn:

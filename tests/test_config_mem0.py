@@ -14,9 +14,9 @@ import yaml
 
 from mindgate import ConfigurationError, EmbedderMismatchError, Memory, MindgateConfig
 from mindgate._mem0_compat import _WARNED
-from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import Embedder, EmbedderIdentity
+from mindgate.memory._memory import AsyncMemory
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import Embedder, EmbedderIdentity
 
 CORPUS = Path(__file__).parent / "data" / "mem0_configs"
 # Variables a developer machine may have set, which would otherwise decide what a case builds.

@@ -13,9 +13,9 @@ from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from fixtures_servers import free_port
 from metrics_helpers import sample
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.routing.router import Router
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.routing._router import Router
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]

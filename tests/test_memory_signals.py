@@ -12,10 +12,10 @@ import pytest
 
 from mindgate import AsyncMemory, EmbedderMismatchError, InvalidRequestError, Memory
 from mindgate.config import MemorySettings
-from mindgate.memory.keys import fact_text, mix
-from mindgate.memory.speaker import query_speaker
-from mindgate.memory.stores.base import Scope
-from mindgate.memory.stores.sqlite import SQLiteStore
+from mindgate.memory._keys import fact_text, mix
+from mindgate.memory._speaker import query_speaker
+from mindgate.memory.stores._base import Scope
+from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.providers.local import SentenceTransformerEmbedder
 
 ALICE = Scope(user_id="alice")

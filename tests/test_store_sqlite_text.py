@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from mindgate.errors import NotFoundError
+from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.memory.stores._sqlite_text import K1, B, bm25
-from mindgate.memory.stores.base import AddChange, DeleteChange, MemoryRecord, Scope, content_hash
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.providers._base import EmbedderIdentity
 
 ALICE, BOB = Scope(user_id="alice"), Scope(user_id="bob")
 

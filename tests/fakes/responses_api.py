@@ -15,10 +15,12 @@ Not a vendor and not a model: a small real HTTP server on 127.0.0.1 answering in
   requests with a chosen status.
 
 It also serves ``/v1/chat/completions`` (the shared OpenAI surface of :mod:`fakes._openai`), so the same server
-can be bridged. Knobs: ``responses_route=False`` answers ``/v1/responses`` with FastAPI's plain 404 ``{"detail":
-"Not Found"}`` (a server without the route); ``tool_calls`` (function calls returned when the request offers
-tools); ``sequence_numbers=False`` leaves ``sequence_number`` out (servers that do not number their events);
-``cut_after`` drops the connection after that many events. Answers are ``"echo: <last user text>"``.
+can be bridged. Knobs: ``responses_route=False`` answers ``/v1/responses`` with FastAPI's plain 404
+``{"detail": "Not Found"}`` (a server without the route); ``tool_calls`` (function calls returned when the
+request offers tools, unless its input ends with a tool's result: then the answer is text, as a model's would
+be); ``sequence_numbers=False`` leaves ``sequence_number`` out (servers that do not number their events);
+``cut_after`` drops the connection after that many events. Answers are ``"echo: <last user text>"`` (or
+``reply``).
 """
 
 from __future__ import annotations
@@ -40,9 +42,13 @@ from ._server import FakeServer
 RESPONSES_FIELDS = frozenset({
     "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
     "max_tool_calls", "temperature", "top_p", "text", "reasoning", "metadata", "user", "store",
-    "previous_response_id", "stream", "stream_options", "background", "conversation", "include", "truncation",
-    "service_tier", "prompt", "prompt_cache_key", "safety_identifier", "top_logprobs",
+    "previous_response_id", "stream", "stream_options", "background", "background_options", "conversation",
+    "context_management", "include", "truncation", "service_tier", "prompt", "prompt_cache_key",
+    "prompt_cache_options", "prompt_cache_retention", "safety_identifier", "top_logprobs", "moderation",
+    "access_programs", "image",
+    "client_metadata",  # not in the SDK's params, but sent by OpenAI's own Codex CLI, so OpenAI takes it
 })
+"""The request fields of OpenAI's ``responses.create`` (the ``openai`` SDK's ``ResponseCreateParams``)."""
 
 
 def _text_of(content: Any) -> str:
@@ -117,7 +123,10 @@ class ResponsesAPIFake(OpenAISurface, FakeServer):
         return JSONResponse(self._response(body, "completed", self._output(body)))
 
     def _calls(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        if not body.get("tools") or not self.tool_calls:
+        raw = body.get("input")
+        answered = isinstance(raw, list) and raw and isinstance(raw[-1], dict) \
+            and raw[-1].get("type") == "function_call_output"
+        if not body.get("tools") or not self.tool_calls or answered:
             return []
         return [{"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:24]}", "call_id": call.get("id"),
                  "name": call["function"]["name"], "arguments": call["function"]["arguments"], "status": "completed"}

@@ -29,14 +29,14 @@ from typing import Any
 
 from mindgate._json import dumps
 from mindgate.errors import InvalidRequestError, MindgateError, NativeResponsesUnavailable
-from mindgate.gateway.openai_responses import items_to_messages, new_id, output_messages, response_object
-from mindgate.gateway.responses import EventStream, JSONBytes
-from mindgate.gateway.schemas_responses import ResponsesRequest
-from mindgate.gateway.state import Gateway
-from mindgate.gateway.wire import SSE_HEADERS
+from mindgate.gateway._openai_responses import items_to_messages, new_id, output_messages, response_object
+from mindgate.gateway._responses import EventStream, JSONBytes
+from mindgate.gateway._schemas_responses import ResponsesRequest
+from mindgate.gateway._state import Gateway
+from mindgate.gateway._wire import SSE_HEADERS
+from mindgate.pipeline._conversations import ResponseLog
 from mindgate.pipeline._passthrough import NativeRequest, NativeStream, Routed, complete, route, stream
-from mindgate.pipeline.conversations import ResponseLog
-from mindgate.providers.base import Message, Usage
+from mindgate.providers._base import Message, Usage
 
 log = logging.getLogger("mindgate.gateway")
 

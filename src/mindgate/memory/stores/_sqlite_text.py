@@ -29,8 +29,8 @@ from typing import Any
 
 import apsw
 
+from mindgate.memory.stores._base import MAX_SEARCH_TERMS
 from mindgate.memory.stores._sqlite_cache import CountsView
-from mindgate.memory.stores.base import MAX_SEARCH_TERMS
 
 K1 = 1.2
 B = 0.75
