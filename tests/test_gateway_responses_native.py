@@ -16,12 +16,14 @@ import pytest
 from agents import Agent, RunConfig, Runner, function_tool
 from agents.models.openai_provider import OpenAIProvider
 
+from fakes import LMStudioFake
 from fakes.responses_api import ResponsesAPIFake
 from fakes.scripted import ScriptedUpstream
 from fixtures_gateway import GatewayServer
 from mindgate.config import MindgateConfig
 from mindgate.gateway._app import create_app
 from mindgate.memory._memory import AsyncMemory
+from mindgate.providers._base import Embedder
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]
@@ -258,3 +260,29 @@ def test_an_openai_agents_run_passes_through_with_its_function_tool(fake: Respon
     assert first["instructions"] == "Answer with the weather tool." and first["tools"][0]["name"] == "get_weather"
     assert second["input"][-1] == {"type": "function_call_output", "call_id": "call_w1", "output": "sunny, 21 C"}
     assert not fake.requests_to("/v1/chat/completions")
+
+
+def test_lm_studio_passes_through_after_one_load(serve_gateway: Serve, minilm: Embedder) -> None:
+    """LM Studio >= 0.3.29 (its contract fake with /v1/responses): the model is loaded once by mindgate, with
+    the configured context length, before concurrent passed-through requests (not JIT-raced by them)."""
+    with LMStudioFake(responses=True, load_delay=0.3, auto_evict=False) as fake:
+        config = MindgateConfig.from_dict({
+            "llm": {"provider": "lmstudio", "config": {"model": "qwen2.5-7b-instruct", "n_ctx": 8192,
+                                                       "lmstudio_base_url": f"{fake.base_url}/v1",
+                                                       "responses_api": "native"}},
+            "gateway": {"memory": False}}, env=False)
+        gateway = serve_gateway(create_app(config, embedder=minilm, warm_up=False))
+
+        async def burst() -> list[str]:
+            client = openai.AsyncOpenAI(base_url=gateway.v1, api_key="unused", max_retries=0, timeout=60)
+            try:
+                answers = await asyncio.gather(*(client.responses.create(model="qwen2.5-7b-instruct",
+                                                                         input=f"question {i}") for i in range(5)))
+            finally:
+                await client.close()
+            return [a.output_text for a in answers]
+
+        assert asyncio.run(burst()) == [f"echo: question {i}" for i in range(5)]
+        [load] = fake.requests_to("/api/v1/models/load")
+        assert load.json["context_length"] == 8192 and [i.id for i in fake.loaded] == ["qwen2.5-7b-instruct"]
+        assert len(fake.requests_to("/v1/responses")) == 5 and not fake.requests_to("/v1/chat/completions")

@@ -131,16 +131,23 @@ def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
     """The documents with rowid in ``[lo, hi]`` (one partition) that hold any of ``tokens``, by BM25, best
     first, as ``(rowid, score)``.
 
-    Cost is bounded by :data:`CANDIDATE_BUDGET` documents scored in Python: each word's document count in
-    the partition is read first (capped), and when all words together occur in more documents than the
-    budget, only the documents holding one of the rarest words (within the budget) are candidates; the
-    other words still count in their score (their frequency is read from the same rows, their document
-    frequency counted exactly). Documents holding only common words are then left out: their BM25 is low
-    (a common word's idf is small) and they would not make the top ``k``. When even the rarest word is in
+    Cost is bounded by :data:`CANDIDATE_BUDGET` documents scored in Python: the partition's documents
+    holding any of the words are counted first (capped; within the budget, they are all candidates),
+    then, past the budget, each word's document count (capped), and only the documents holding one of
+    the rarest words (within the budget) are candidates; the other words still count in their score
+    (their frequency is read from the same rows, their document frequency counted exactly). Documents
+    holding only common words are then left out: their BM25 is low (a common word's idf is small) and
+    they would not make the top ``k``. When even the rarest word is in
     more documents than the budget, the newest of them are the candidates. Counts are taken from
     ``cache`` where it has them.
     """
-    capped = {t: _count(conn, t, lo, hi, CANDIDATE_BUDGET + 1, cache) for t in tokens}
+    sql = (f"SELECT rowid, {STATS_FUNCTION}(memories_fts, ?) FROM memories_fts WHERE memories_fts MATCH ? "
+           "AND rowid BETWEEN ? AND ?")
+    if len(tokens) > 1 and _count(conn, tokens, lo, hi, CANDIDATE_BUDGET + 1, cache) <= CANDIDATE_BUDGET:
+        # all the words together are within the budget (one capped count, not one per word): every
+        # document holding any of them is a candidate
+        return bm25(_rows(conn, sql, (0, match_expression(tokens), lo, hi)), documents)
+    capped = {t: _count(conn, [t], lo, hi, CANDIDATE_BUDGET + 1, cache) for t in tokens}
     words = sorted((t for t in tokens if capped[t]), key=lambda t: (capped[t], t))
     if not words:
         return []
@@ -150,28 +157,26 @@ def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
             break
         chosen.append(word)
         total += capped[word]
-    sql = (f"SELECT rowid, {STATS_FUNCTION}(memories_fts, ?) FROM memories_fts WHERE memories_fts MATCH ? "
-           "AND rowid BETWEEN ? AND ?")
     if len(chosen) == len(words):
         return bm25(_rows(conn, sql, (0, match_expression(words), lo, hi)), documents)
     expression = f"({match_expression(chosen)}) AND ({match_expression(words)})"
     if total > CANDIDATE_BUDGET:
         sql += f" ORDER BY rowid DESC LIMIT {CANDIDATE_BUDGET}"
-    frequencies = [capped[w] if capped[w] <= CANDIDATE_BUDGET else _count(conn, w, lo, hi, None, cache)
+    frequencies = [capped[w] if capped[w] <= CANDIDATE_BUDGET else _count(conn, [w], lo, hi, None, cache)
                    for w in words]
     return bm25(_rows(conn, sql, (len(chosen), expression, lo, hi)), documents, frequencies)
 
 
-def _count(conn: apsw.Connection, token: str, lo: int, hi: int, cap: int | None,
+def _count(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int, cap: int | None,
            cache: CountsView | None = None) -> int:
-    """Documents of the partition holding ``token``; at most ``cap`` are counted."""
-    key = ("tf", token, lo, hi, cap)
+    """Documents of the partition holding any of ``tokens``; at most ``cap`` are counted."""
+    key = ("tf", tuple(tokens), lo, hi, cap)
     known = cache.get(key) if cache is not None else None
     if known is not None:
         return known
     inner = ("SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? AND rowid BETWEEN ? AND ?"
              + (f" LIMIT {int(cap)}" if cap is not None else ""))
-    row = conn.execute(f"SELECT count(*) FROM ({inner})", (match_expression([token]), lo, hi)).fetchone()
+    row = conn.execute(f"SELECT count(*) FROM ({inner})", (match_expression(tokens), lo, hi)).fetchone()
     count = int(row[0]) if row else 0
     if cache is not None:
         cache.put(key, count)
