@@ -31,7 +31,7 @@ from mindgate.memory._inputs import (
     scope_from,
     validate_metadata,
 )
-from mindgate.memory._keys import CONVERSATION_ROLES, context_text, follows, key_identity, mix
+from mindgate.memory._keys import CONVERSATION_ROLES, context_text, fact_text, follows, key_identity, mix
 from mindgate.memory._rerank import Reranker, create_reranker
 from mindgate.memory._rerank import rerank as _rerank
 from mindgate.memory._retrieval import Hit, QueryVectors, SearchMode, fuse, single
@@ -127,19 +127,39 @@ class AsyncMemory:
     async def _ready(self) -> None:
         if self._opened:
             return
-        identity = key_identity(await self.embedder.aidentity(), self.settings)
+        base = await self.embedder.aidentity()
+        identity = key_identity(base, self.settings)
         if self._expected_dims is not None and self._expected_dims != identity.dims:
             # the probed value wins; a store holding vectors of another size refuses to open (naming reindex)
             log.warning("vector_store.config.embedding_model_dims is %d but the embedder %s produces %d; using %d "
                         "(set embedding_model_dims to %d or remove it: mindgate probes it)", self._expected_dims,
-                        identity.describe(), identity.dims, identity.dims, identity.dims)
-        await asyncio.to_thread(self._open_once, identity)
+                        base.describe(), identity.dims, identity.dims, identity.dims)
+        await asyncio.to_thread(self._open_once, base)
 
-    def _open_once(self, identity: EmbedderIdentity) -> None:
+    def _open_once(self, base: EmbedderIdentity) -> None:
         with self._open_lock:
             if not self._opened:
-                self.store.open(identity)
+                self.store.open(self._follow_plain_store(base))
                 self._opened = True
+
+    def _follow_plain_store(self, base: EmbedderIdentity) -> EmbedderIdentity:
+        """Fact-augmented keys are on by default for new stores; a store built before (plain keys, same
+        embedder) keeps working with plain keys unless ``memory.key_facts`` was set explicitly
+        (``mindgate reindex`` then rebuilds it with fact keys). Returns the identity to open the store with."""
+        identity = key_identity(base, self.settings)
+        if not self.settings.key_facts or "key_facts" in self.settings.model_fields_set:
+            return identity
+        try:
+            recorded = self.store.recorded_identity()
+        except NotImplementedError:
+            return identity
+        plain = self.settings.model_copy(update={"key_facts": False})
+        if recorded is not None and recorded != identity and recorded == key_identity(base, plain):
+            log.info("this memory store holds keys without facts; searching it as it is (set memory.key_facts: "
+                     "true and run `mindgate reindex` for fact-augmented keys)")
+            self.settings = plain
+            return recorded
+        return identity
 
     async def _apply(self, changes: list[Change]) -> list[ChangeResult]:
         return await asyncio.to_thread(self.store.apply, changes) if changes else []
@@ -173,13 +193,15 @@ class AsyncMemory:
         if not kept:
             raise InvalidRequestError("nothing to store: every message is empty or a system message")
         texts = [m["content"] for m in kept]
-        vectors: Any = await self.embedder.aembed_batch(texts)
+        facts = [fact_text(m["content"], m["role"]) for m in kept] if self.settings.key_facts else []
+        vectors, known = await self._embed_with(texts, facts)
         now = utcnow()
         contexts = await self._key_contexts(kept, scope, meta, now) if self.settings.key_context else []
         if contexts:
             for text, vector in zip(texts, vectors, strict=True):
                 self._recent_vectors.put(context_text(text), vector)
-            vectors = await self._keys(list(vectors), contexts)
+        if contexts or facts:
+            vectors = await self._keys(vectors, contexts, facts, known)
         changes: list[Change] = []
         for i, (message, vector) in enumerate(zip(kept, vectors, strict=True)):
             record_meta = {**meta, "role": message["role"]}
@@ -211,19 +233,33 @@ class AsyncMemory:
                            else None)
         return out
 
-    async def _keys(self, vectors: list[Any], contexts: list[str | None]) -> list[Any]:
-        """Vector keys: each vector mixed with its context's vector (cached from recent adds, else embedded)."""
-        known: dict[str, Any] = {}
+    async def _embed_with(self, texts: list[str], facts: list[str | None]) -> tuple[list[Any], dict[str, Any]]:
+        """The texts' vectors, and the fact sentences' vectors by text, embedded in one batch."""
+        extra = sorted({f for f in facts if f is not None} - set(texts))
+        vectors = list(await self.embedder.aembed_batch(texts + extra))
+        known = dict(zip(texts + extra, vectors, strict=True))
+        return vectors[:len(texts)], known
+
+    async def _keys(self, vectors: list[Any], contexts: list[str | None], facts: list[str | None],
+                    known: dict[str, Any] | None = None) -> list[Any]:
+        """Vector keys (see :mod:`.keys`): each vector mixed with its context's vector (``contexts``; cached
+        from recent adds, else embedded) and its fact sentences' vector (``facts``); an empty list adds
+        nothing. ``known``: vectors already embedded, by text."""
+        known = dict(known or {})
         for context in contexts:
             if context is not None and context not in known and (cached := self._recent_vectors.get(context)) \
                     is not None:
                 known[context] = cached
-        missing = sorted({c for c in contexts if c is not None and c not in known})
+        missing = sorted({c for c in (*contexts, *facts) if c is not None and c not in known})
         if missing:
             known.update(zip(missing, await self.embedder.aembed_batch(missing), strict=True))
-        weight = self.settings.key_context_weight
-        return [vector if context is None else mix(vector, known[context], weight)
-                for vector, context in zip(vectors, contexts, strict=True)]
+        n = len(vectors)
+        contexts = contexts or [None] * n
+        facts = facts or [None] * n
+        return [mix(vector, None if context is None else known[context], self.settings.key_context_weight,
+                    [] if fact is None else [(known[fact], self.settings.key_facts_weight)])
+                if context is not None or fact is not None else vector
+                for vector, context, fact in zip(vectors, contexts, facts, strict=True)]
 
     async def _add_inferred(self, conversation: list[dict[str, Any]], scope: Scope,
                             meta: dict[str, Any], llm: ChatModel | None = None) -> list[ChangeResult]:
@@ -287,9 +323,11 @@ class AsyncMemory:
         meta = validate_metadata(metadata) if metadata is not None else None
         await self._ready()
         record = await self._get_record(memory_id, _optional_scope(user_id, agent_id, run_id))
-        vector = await self.embedder.aembed(data)
-        if self.settings.key_context and record.key_context:
-            [vector] = await self._keys([vector], [record.key_context])
+        facts = [fact_text(data, (meta or record.metadata).get("role"))] if self.settings.key_facts else []
+        [vector], known = await self._embed_with([data], facts)
+        contexts: list[str | None] = [record.key_context] if self.settings.key_context and record.key_context else []
+        if contexts or facts:
+            [vector] = await self._keys([vector], contexts, facts, known)
         [result] = await self._apply([UpdateChange(record.id, record.scope, data, vector, meta, actor="api")])
         return {"message": "Memory updated successfully!", **result.to_result()}
 
@@ -447,7 +485,8 @@ class AsyncMemory:
 
     async def reindex(self, *, batch_size: int = 256, progress: ProgressCallback | None = None) -> int:
         """Re-embed every live memory with the configured embedder (after changing embedders, or
-        ``memory.key_context`` / its weight: keys are rebuilt from each memory's stored key context).
+        ``memory.key_context`` / ``memory.key_facts`` or their weights: keys are rebuilt from each memory's stored
+        key context and its text's fact sentences).
 
         Resumable: an interrupted run continues where it stopped; no memory is lost, because vectors of
         the new embedder are written beside the old ones and swapped in when all are done.
@@ -459,9 +498,11 @@ class AsyncMemory:
             pending = await asyncio.to_thread(self.store.reindex_pending, identity, limit=batch_size)
             if not pending:
                 break
-            vectors: Any = await self.embedder.aembed_batch([r.memory for r in pending])
-            if self.settings.key_context:
-                vectors = await self._keys(list(vectors), [r.key_context for r in pending])
+            facts = [fact_text(r.memory, r.metadata.get("role")) for r in pending] if self.settings.key_facts else []
+            vectors, known = await self._embed_with([r.memory for r in pending], facts)
+            if self.settings.key_context or facts:
+                vectors = await self._keys(vectors, [r.key_context for r in pending] if self.settings.key_context
+                                           else [], facts, known)
             await asyncio.to_thread(self.store.write_vectors, identity,
                                     [(r.id, v) for r, v in zip(pending, vectors, strict=True)])
             done += len(pending)

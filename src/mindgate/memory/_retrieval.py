@@ -2,13 +2,15 @@
 
 Two fusions (``memory.fusion``):
 
-* ``"rrf"`` (default): reciprocal rank fusion, ``sum 1 / (rrf_k + rank)`` over the lists, divided by the
-  best possible sum so that 1.0 means "first in every list".
-* ``"convex"``: ``score = alpha * v + (1 - alpha) * t``, where ``v`` is the cosine similarity min-max
-  scaled over the vector candidates and ``t`` the text relevance divided by the best in its list (a
-  candidate one retriever did not return gets 0 from it); ``alpha`` is ``memory.fusion_alpha``, which
-  ``bench/retrieval.py --calibrate`` fits on held-out questions. Unlike rank fusion it keeps how much
-  better the first candidate is than the second.
+* ``"rrf"``: reciprocal rank fusion, ``sum 1 / (rrf_k + rank)`` over the lists, divided by the best
+  possible sum so that 1.0 means "first in every list".
+* ``"convex"`` (default): ``score = alpha * v + (1 - alpha) * t``, where ``v`` is the cosine similarity
+  min-max scaled over the vector candidates (1 for the best; the spread taken as at least
+  :data:`MIN_COSINE_SPREAD`, so that a few near-identical candidates are not spread over the whole 0-1
+  range) and ``t`` the text relevance divided by the best in its list (a candidate one retriever did not
+  return gets 0 from it); ``alpha`` is ``memory.fusion_alpha`` (0.6), which ``bench/retrieval.py
+  --calibrate`` fits on held-out questions. Unlike rank fusion it keeps how much better the first
+  candidate is than the second.
 
 Either way ``score`` lies in [0, 1] and ``threshold`` in search applies to it. Each result also carries
 the raw ``vector_score`` (cosine similarity) and ``text_score`` (the store's BM25-style relevance) when
@@ -46,6 +48,7 @@ from mindgate.providers._base import Vector
 SearchMode = Literal["hybrid", "vector", "text"]
 Fusion = Literal["convex", "rrf"]
 RECENCY_WEIGHT = 0.5
+MIN_COSINE_SPREAD = 0.2  # LongMemEval's 50 vector candidates spread 0.16-0.6 (median 0.36) in cosine
 
 
 @dataclass
@@ -139,7 +142,7 @@ def _convex(hits: dict[str, Hit], vector_hits: Sequence[tuple[MemoryRecord, floa
     for hit in hits.values():
         for kind, part in hit.parts.items():
             if kind == "vector":
-                norm = (part["raw"] - low_cos) / (top_cos - low_cos) if top_cos > low_cos else 1.0
+                norm = 1.0 - (top_cos - part["raw"]) / max(top_cos - low_cos, MIN_COSINE_SPREAD)
             else:
                 norm = part["raw"] / top_text if top_text > 0 else 0.0
             part["normalized"] = norm
