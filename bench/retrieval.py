@@ -1,37 +1,46 @@
-"""Retrieval quality on LongMemEval (shared/data/longmemeval): today's RRF vs the configuration fitted on
-held-out questions (fusion, time and speaker signals, context-augmented keys), in one run.
+"""Retrieval quality on LongMemEval (shared/data/longmemeval): today's RRF vs the defaults and vs the
+configuration fitted on held-out questions (fusion, time and speaker signals, augmented keys), in one run.
 
 Each question gets its own scope (user_id = question id); every haystack turn is stored with
-``add(infer=False)`` in conversation order (metadata: session id and date; the turn's id as provenance),
-one call per session (its turns embedded in one batch), or one per turn with ``--per-message`` (the same
-records; vectors equal up to float rounding, several times slower to build). ``--db`` keeps this store
-(store A: today's defaults) and a later run resumes or reuses it; ``--stored-only`` evaluates only the
-questions it already holds completely. Questions are taken round robin by question_type, so a prefix
+``add(infer=False)`` in conversation order (metadata: session id and date; the turn's id as provenance), one
+call per session (its turns embedded in one batch), or one per turn with ``--per-message`` (the same records;
+vectors equal up to float rounding, several times slower to build). ``--db`` keeps this store (store A: plain
+keys, as before fact-augmented keys) and a later run resumes or reuses it; ``--stored-only`` evaluates only
+the questions it already holds completely. Questions are taken round robin by question_type, so a prefix
 (``--questions N``, or an ingest stopped early) covers every type.
 
-Per question the candidates (``memory.candidates`` per retriever) are fetched once through the store and
-fused in Python with :func:`mindgate.memory._retrieval.fuse`, so the comparison is exact and cheap:
+Per question the candidates (``memory.candidates`` per retriever) are fetched once through the store and fused
+in Python with :func:`mindgate.memory._retrieval.fuse`, so the comparison is exact and cheap:
 
-* ``rrf``: reciprocal rank fusion with k=60 (today's default);
+* ``rrf``: reciprocal rank fusion with k=60 (the default before fact-augmented keys: "today's RRF");
 * ``convex``: convex fusion with the configured ``memory.fusion_alpha``;
 * ``vector`` / ``text``: one retriever.
 
+``--key-facts FILE`` builds (or resumes) store C: the same turns, each by its own ``add`` call, with
+``memory.key_facts`` on (``--key-facts-weight``; turn vectors reused from store A, fact sentences embedded).
+Every run prints today's RRF (store A) beside the defaults (:class:`MemorySettings`) through ``search(...,
+reference_time=question_date)`` on the store keyed the way the defaults key memories, per question type, with
+the ratio and the types where the defaults are lower.
+
 ``--calibrate`` fits, on every other question of each type (by mean turn recall@5+@10), the fusion (RRF or
 convex with alpha), ``memory.time_weight`` (time expressions read against the question date),
-``memory.speaker_weight`` and, with ``--key-context FILE``, whether to use store B: the same turns, each by
-its own ``add`` call, with ``memory.key_context`` on (``--key-context-weight``; the vectors come from store A,
-so B costs no embedding). It prints the held-out questions (the other half) and then every question through
-``search(..., reference_time=question_date)`` with the fitted settings, next to today's RRF, with the ratio
-and the question types where the fitted configuration is below RRF. ``--write-config FILE`` writes the
-fitted ``memory:`` settings as a mindgate config file.
+``memory.speaker_weight`` and, with ``--key-context FILE`` / ``--key-facts FILE``, which keys to use: store A,
+store B (the same turns, each by its own ``add`` call, with ``memory.key_context`` on,
+``--key-context-weight``; the vectors come from store A, so B costs no embedding) or store C. It prints the
+held-out questions (the other half) and then every question through ``search(...,
+reference_time=question_date)`` with the fitted settings, next to today's RRF, with the ratio and the question
+types where the fitted configuration is below RRF. ``--write-config FILE`` writes the fitted ``memory:``
+settings as a mindgate config file.
 
-Printed per question_type and overall: session recall@5/@10 (share of evidence sessions among the
-sessions of the top-k memories) and turn recall@5/@10 (share of ``has_answer`` turns in the top-k);
-abstention questions (no evidence) are skipped. Then ``search()`` latency through the public API with
-today's settings: p50/p95 on first sight of a question (query embedding included) and repeated (the
-query embedding comes from the cache).
+Printed per question_type and overall: session recall@5/@10 (share of evidence sessions among the sessions of
+the top-k memories) and turn recall@5/@10 (share of ``has_answer`` turns in the top-k); abstention questions
+(no evidence) are skipped. Then ``search()`` latency through the public API with today's settings: p50/p95 on
+first sight of a question (query embedding included) and repeated (the query embedding comes from the cache).
+
+``--ingest-cost N`` only measures per-message ``add()`` throughput of N turns with fact keys off vs on.
 
 Usage: python bench/retrieval.py [--data PATH] [--questions N] [--db FILE] [--per-message] [--stored-only]
+       [--key-facts FILE [--key-facts-weight W]] [--ingest-cost N]
        [--calibrate [--key-context FILE] [--key-context-weight W] [--write-config FILE]]
        [--store sqlite|pgvector --dsn DSN]
 """
@@ -443,6 +452,38 @@ async def big_scope_latency(memory: Any, questions: list[dict[str, Any]], size: 
                            for k, v in latency.items()}}
 
 
+async def ingest_cost(data: Path, turns_n: int, rounds: int, threads: int) -> dict[str, Any]:
+    """Per-message ``add(infer=False)`` throughput with fact-augmented keys off and on: the same LongMemEval
+    turns (both roles, in order), one embedder, a fresh store per run, alternating runs so that load drift
+    hits both sides alike."""
+    import torch
+
+    from mindgate import AsyncMemory
+    from mindgate.config import MemorySettings
+    from mindgate.memory.stores._sqlite import SQLiteStore
+
+    torch.set_num_threads(threads)
+    turns = [{"role": t["role"], "content": t["content"]} for q in load(data) for s in q["haystack_sessions"]
+             for t in s if t.get("content", "").strip()][:turns_n]
+    first = AsyncMemory.from_config({"vector_store": {"provider": "sqlite", "config": {
+        "path": f"{tempfile.mkdtemp(prefix='mindgate-bench-')}/warm.db"}}})
+    await first.add("warm-up", user_id="warm", infer=False)
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        for name in rates:
+            memory = AsyncMemory(embedder=first.embedder, settings=MemorySettings(key_facts=name == "on"),
+                                 store=SQLiteStore(f"{tempfile.mkdtemp(prefix='mindgate-bench-')}/ab.db"))
+            start = time.perf_counter()
+            for turn in turns:
+                await memory.add([turn], user_id="ab", infer=False)
+            rates[name].append(len(turns) / (time.perf_counter() - start))
+            await asyncio.to_thread(memory.store.close)
+    await first.close()
+    median = {k: round(statistics.median(v), 1) for k, v in rates.items()}
+    return {"turns": len(turns), "rounds": rounds, "adds_per_s": median,
+            "ratio_on_off": round(median["on"] / median["off"], 3), "load_average": os.getloadavg()[0]}
+
+
 def _rows(tables: dict[str, dict[str, dict[str, float | None]]]) -> None:
     first = next(iter(tables.values()))
     for group in first:
@@ -523,11 +564,20 @@ def main() -> None:
                              "reused from the first store, fact sentences embedded): the defaults row and "
                              "--calibrate use it")
     parser.add_argument("--key-facts-weight", type=float, default=KEY_FACTS_WEIGHT)
+    parser.add_argument("--ingest-cost", type=int, default=0, metavar="N",
+                        help="only measure per-message add() throughput of N turns with key_facts off vs on")
     parser.add_argument("--stored-only", action="store_true",
                         help="no ingest: evaluate the questions whose turns --db already holds completely")
     parser.add_argument("--write-config", default=None, metavar="FILE",
                         help="with --calibrate: write the fitted `memory:` settings as a mindgate config file")
     args = parser.parse_args()
+    if args.ingest_cost:
+        cost = asyncio.run(ingest_cost(Path(args.data), args.ingest_cost, 3, args.threads))
+        print(f"per-message add(), {cost['turns']} LongMemEval turns, median of {cost['rounds']}: key_facts off "
+              f"{cost['adds_per_s']['off']}/s, on {cost['adds_per_s']['on']}/s (x{cost['ratio_on_off']}); "
+              f"load average {cost['load_average']:.1f}")
+        print(json.dumps(cost))
+        return
     report = asyncio.run(run(args))
     print_table(report)
     print(json.dumps(report))

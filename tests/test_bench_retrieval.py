@@ -78,3 +78,21 @@ def test_calibration_prints_rrf_beside_the_fitted_configuration_and_writes_it_as
     with Memory.from_config(settings) as memory:
         found = memory.search("Which city did I move to?", user_id="q1")["results"]
         assert found[0]["memory"] == "I moved to Lisbon last spring."
+
+
+def test_ingest_cost_times_per_message_adds_with_fact_keys_off_and_on(tmp_path: Path) -> None:
+    turns = [("user", "I moved to Lisbon last spring. Can you suggest a café?", True),
+             ("assistant", "Try Café A Brasileira.", False)]
+    path = tmp_path / "lme.json.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        json.dump([_question("q1", "single-session-user", "Where did I move?", "2023/05/20 (Sat) 10:00",
+                             [turns])], fh)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, str(ROOT / "bench/retrieval.py"), "--data", str(path), "--ingest-cost", "2",
+                          "--threads", "1"], capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cost = json.loads(run.stdout.strip().splitlines()[-1])
+    assert cost["turns"] == 2 and cost["rounds"] == 3
+    assert cost["adds_per_s"]["off"] > 0 and cost["adds_per_s"]["on"] > 0
+    assert cost["ratio_on_off"] == round(cost["adds_per_s"]["on"] / cost["adds_per_s"]["off"], 3)
+    assert "key_facts off" in run.stdout
