@@ -12,7 +12,10 @@ through, in this order:
    directly: the body validated once with the route's pydantic model (``model_validate_json`` on the raw
    bytes) and the route's handler called, its errors answered as the app's exception handlers answer them.
    Everything else goes to the FastAPI app's own stack, with the body already read; so does a hot request
-   whose body is not JSON or does not validate, so that its 400 is exactly FastAPI's.
+   whose body is not JSON or does not validate, so that its 400 is exactly FastAPI's. ``GET /healthz``
+   (liveness) is answered here with its fixed body: a probe costs the event loop the least while searches
+   and chats are being served, and it shows the process answers even when the app's stack is stuck (the
+   FastAPI route stays for the OpenAPI document).
 
 One layer instead of eight nested middlewares (observability, host check, guard, and FastAPI's error,
 telemetry, body-limit, exception and exit-stack layers, then routing and dependency solving): the headers
@@ -47,6 +50,16 @@ Handler = Callable[[Any, Request], Awaitable[Response]]
 log = logging.getLogger("mindgate.gateway")
 
 _CLOSE = {"Connection": "close"}
+LIVENESS_PATH = "/healthz"
+_LIVENESS_BODY = b'{"status":"ok"}'
+_LIVENESS_HEADERS = [(b"content-type", b"application/json"),
+                     (b"content-length", str(len(_LIVENESS_BODY)).encode("ascii"))]
+
+
+class _Liveness:
+    """``scope["route"]`` of a liveness probe answered by the front door (metrics and logs read ``path``)."""
+
+    path = LIVENESS_PATH
 
 
 class HotRoute:
@@ -156,6 +169,11 @@ class Front:
                 await refusal(scope, receive, send)
                 return
         if not has_body:
+            if path == LIVENESS_PATH and scope["method"] == "GET":
+                scope["route"] = _Liveness
+                await send({"type": "http.response.start", "status": 200, "headers": list(_LIVENESS_HEADERS)})
+                await send({"type": "http.response.body", "body": _LIVENESS_BODY})
+                return
             await self.app(scope, receive, send)
             return
         body = await read_body(self.limits, scope, receive, send, length)
