@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -53,13 +54,17 @@ def start(serve_gateway: Serve, memory_factory: MakeMemory) -> Callable[..., Gat
     return make
 
 
-def test_non_streamed_passthrough_is_stored_and_continued(fake: ResponsesAPIFake,
-                                                          start: Callable[..., GatewayServer]) -> None:
+def test_non_streamed_passthrough_is_stored_and_continued(fake: ResponsesAPIFake, start: Callable[..., GatewayServer],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     gateway = start({"llm": _llm(fake)})
     client = gateway.openai()
-    raw = client.responses.with_raw_response.create(model="smart", input="hello there", instructions="Be brief.",
-                                                    metadata={"run": "1"}, max_output_tokens=20)
+    with caplog.at_level(logging.INFO, logger="mindgate.access"):
+        raw = client.responses.with_raw_response.create(model="smart", input="hello there", instructions="Be brief.",
+                                                        metadata={"run": "1"}, max_output_tokens=20)
     first = raw.parse()
+    [logged] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "mindgate.access"]
+    assert logged["passthrough"] is True and logged["served_by"] == "gpt-4o-mini"
+    assert logged["prompt_tokens"] == first.usage.input_tokens  # type: ignore[union-attr]
     assert raw.headers["x-mindgate-responses"] == "native"
     assert first.output_text == "echo: hello there" and first.model == "gpt-4o-mini"
     assert first.usage is not None and first.usage.input_tokens > 0 and first.store is True

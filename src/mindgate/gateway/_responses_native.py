@@ -141,11 +141,13 @@ def configured(gateway: Gateway) -> bool:
 
 @dataclass
 class Passed:
-    """A passed-through answer: the target it went to, the HTTP response, and (not streamed) its usage."""
+    """A passed-through answer: the target it went to, the HTTP response, and (not streamed) its usage and the
+    model that answered."""
 
     routed: Routed
     response: JSONBytes | EventStream
     usage: Usage | None = None
+    served_by: str | None = None
 
 
 async def pass_through(gateway: Gateway, turn: NativeTurn, request: NativeRequest,
@@ -169,7 +171,7 @@ async def pass_through(gateway: Gateway, turn: NativeTurn, request: NativeReques
         return Passed(routed, EventStream(frames, headers={**SSE_HEADERS, **headers}))
     shown = turn.shown(result.response)
     await turn.keep(gateway.responses, shown)
-    return Passed(routed, JSONBytes(shown, headers=headers), result.usage)
+    return Passed(routed, JSONBytes(shown, headers=headers), result.usage, str(shown.get("model") or ""))
 
 
 def _frame(event: dict[str, Any], sequence: int) -> bytes:

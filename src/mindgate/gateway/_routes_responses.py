@@ -212,7 +212,7 @@ async def _pass_through(request: Request, gateway: Gateway, principal: Principal
              passthrough=True)
     if passed.usage is not None:
         annotate(request.scope, prompt_tokens=passed.usage.prompt_tokens,
-                 completion_tokens=passed.usage.completion_tokens)
+                 completion_tokens=passed.usage.completion_tokens, served_by=passed.served_by)
     return passed.response
 
 
