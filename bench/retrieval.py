@@ -403,7 +403,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 CONFIG_KEYS = ("fusion", "fusion_alpha", "time_aware", "time_weight", "speaker_weight", "key_context",
-               "key_context_weight", "key_facts", "key_facts_weight")
+               "key_context_weight", "key_facts", "key_facts_weight", "expansion_weight")
 
 
 async def api_table(store: Any, settings: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:

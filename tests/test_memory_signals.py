@@ -12,6 +12,7 @@ import pytest
 
 from mindgate import AsyncMemory, EmbedderMismatchError, InvalidRequestError, Memory
 from mindgate.config import MemorySettings
+from mindgate.memory._expand import comparison_parts
 from mindgate.memory._keys import fact_text, mix
 from mindgate.memory._speaker import query_speaker
 from mindgate.memory.stores._base import Scope
@@ -302,4 +303,47 @@ def test_the_speaker_signal_prefers_the_turns_of_the_speaker_asked_about(tmp_pat
     off = open_memory(tmp_path / "memory.db", minilm, speaker_weight=0.0)  # off: no speaker signal
     plain = off.search("Which jazz venue in Portland did you recommend?", user_id="alice", explain=True)["results"]
     assert all("speaker" not in r["explain"]["signals"] for r in plain)
+    off.store.close()
+
+
+# -- comparison questions: each compared part searched too ------------------------------------------
+
+
+@pytest.mark.parametrize(("query", "parts"), [
+    ("Which event did I participate in first, the volleyball league or the charity 5K run?",
+     ["volleyball league", "charity 5K run"]),
+    ("How many days had passed between the 'Walk for Hunger' event and the 'Coastal Cleanup' event?",
+     ["Walk for Hunger' event", "Coastal Cleanup' event"]),
+    ("Which mode of transport did I use most recently, a bus or a train?", ["a bus", "a train"]),
+    ("Who did I have lunch with last Tuesday?", []),
+    ("Do I prefer tea or coffee?", []),  # no comma before the alternatives: not read as a comparison
+])
+def test_comparison_parts_reads_the_two_compared_things(query: str, parts: list[str]) -> None:
+    assert comparison_parts(query) == parts
+
+
+def test_a_comparison_question_brings_up_a_memory_about_each_compared_event(
+        tmp_path: Path, minilm: SentenceTransformerEmbedder) -> None:
+    m = open_memory(tmp_path / "memory.db", minilm)
+    m.add([{"role": "user", "content": text} for text in (
+        "I joined a recreational volleyball league with friends from work in March.",
+        "I ran the charity 5K for the children's hospital on April 2nd.",
+        "Our volleyball league plays on Tuesdays; we won the first game.",
+        "The volleyball league jerseys are blue and the team is called Spikers.",
+        "I bought new running shoes for the spring.")], user_id="alice", infer=False)
+    query = "Which event did I participate in first, the volleyball league or the charity 5K run?"
+    found = m.search(query, user_id="alice", limit=3, explain=True)["results"]
+    assert any("charity 5K" in r["memory"] for r in found[:2])  # the second event is not crowded out
+    assert any("volleyball" in r["memory"] for r in found[:2])
+    for r in found:
+        signals = r["explain"]["signals"]
+        assert 0.0 <= signals["expansion"]["raw"] <= 1.0 and signals["expansion"]["weight"] == 1.0
+        assert sum(s["contribution"] for s in signals.values()) == pytest.approx(r["score"], abs=1e-5)
+        assert 0.0 <= r["score"] <= 1.0
+    plain = m.search("When did I run the charity 5K?", user_id="alice", explain=True)["results"]
+    assert all("expansion" not in r["explain"]["signals"] for r in plain)  # not a comparison: searched as before
+    m.store.close()
+    off = open_memory(tmp_path / "memory.db", minilm, expansion_weight=0.0)
+    assert all("expansion" not in r["explain"]["signals"]
+               for r in off.search(query, user_id="alice", explain=True)["results"])
     off.store.close()

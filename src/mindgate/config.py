@@ -272,6 +272,9 @@ class MemorySettings(_Strict):
                             "asks for `mindgate reindex`")
     key_facts_weight: float = Field(default=KEY_FACTS_WEIGHT, ge=0, le=4,
                                     description="weight of the fact sentences in a key (key_facts)")
+    expansion_weight: float = Field(default=1.0, ge=0, le=4, description="comparison questions (\"between X and "
+                                    "Y\", \"..., X or Y?\"): weight of each compared part searched on its own; 0 "
+                                    "turns it off")
     time_aware: bool = Field(default=True, description="boost memories from the times a query names "
                              "(\"last week\", \"in May\", \"3 days ago\") relative to its reference time")
     time_weight: float = Field(default=TIME_WEIGHT, ge=0, le=2, description="weight of the time signal")

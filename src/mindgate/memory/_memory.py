@@ -19,6 +19,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from mindgate._sync import run_sync
 from mindgate.config import MemorySettings, MindgateConfig
 from mindgate.errors import ConfigurationError, InvalidRequestError, NotFoundError
+from mindgate.memory._expand import comparison_parts, expand
 from mindgate.memory._extraction import Decision, plan
 from mindgate.memory._filters import parse_filters
 from mindgate.memory._inputs import (
@@ -37,7 +38,7 @@ from mindgate.memory._rerank import rerank as _rerank
 from mindgate.memory._retrieval import Hit, QueryVectors, SearchMode, fuse, single
 from mindgate.memory._search_pool import SearchPool
 from mindgate.memory._speaker import query_speaker
-from mindgate.memory._timeinfo import parse_time, query_windows
+from mindgate.memory._timeinfo import TimeQuery, parse_time, query_windows
 from mindgate.memory.stores import create_store
 from mindgate.memory.stores._base import (
     AddChange,
@@ -441,24 +442,34 @@ class AsyncMemory:
     async def _search_hits(self, scope: Scope, query: str, flt: Any, limit: int, mode: SearchMode, *,
                            timed: bool = False, reference: datetime | None = None) -> list[Hit]:
         vector = await self._query_vector(query) if mode != "text" else None
+        parts = comparison_parts(query) if mode == "hybrid" and self.settings.expansion_weight > 0 else []
+        expansions = [(part, await self._query_vector(part)) for part in parts]
         # one hop into a search thread per search (retrievers, time expressions and fusion together):
         # each hop back wakes the event loop from a thread that holds the GIL, and the loop then waits
-        return await self._searches.run(self._hits, scope, query, vector, flt, limit, mode, timed, reference)
+        return await self._searches.run(self._hits, scope, query, vector, flt, limit, mode, timed, reference,
+                                        expansions)
 
     def _hits(self, scope: Scope, query: str, vector: Any, flt: Any, limit: int, mode: SearchMode,
-              timed: bool, reference: datetime | None) -> list[Hit]:
+              timed: bool, reference: datetime | None, expansions: list[tuple[str, Any]]) -> list[Hit]:
         k = max(self.settings.candidates, limit)
         if mode == "text":
             return single(self.store.text_search(scope, query, k, flt), "text")[:limit]
         vector_hits = self.store.vector_search(scope, vector, k, flt)
         if mode == "vector":
             return single(vector_hits, "vector")[:limit]
-        text_hits = self.store.text_search(scope, query, k, flt)
         when = query_windows(query, reference) if timed and self.settings.time_aware else None
-        return fuse(vector_hits, text_hits, fusion=self.settings.fusion, alpha=self.settings.fusion_alpha,
-                    rrf_k=self.settings.rrf_k, recency=self.settings.recency, when=when,
-                    time_weight=self.settings.time_weight, speaker=query_speaker(query),
-                    speaker_weight=self.settings.speaker_weight)[:limit]
+
+        def fused(text: str, vectors: list[tuple[MemoryRecord, float]], when: TimeQuery | None) -> list[Hit]:
+            return fuse(vectors, self.store.text_search(scope, text, k, flt), fusion=self.settings.fusion,
+                        alpha=self.settings.fusion_alpha, rrf_k=self.settings.rrf_k, recency=self.settings.recency,
+                        when=when, time_weight=self.settings.time_weight, speaker=query_speaker(query),
+                        speaker_weight=self.settings.speaker_weight)
+
+        hits = fused(query, vector_hits, when)
+        if expansions:
+            parts = [fused(part, self.store.vector_search(scope, v, k, flt), None) for part, v in expansions]
+            hits = expand(hits, parts, self.settings.expansion_weight)
+        return hits[:limit]
 
     async def _query_vector(self, query: str) -> Any:
         vector = self._query_vectors.get(query)
