@@ -409,10 +409,22 @@ def measured_search(base: str, pid: int, seconds: float, memories: int) -> dict[
     return result
 
 
+def _settle(pids: list[int], timeout: float = 90.0) -> None:
+    """Wait until none of ``pids`` used more than 5 % of a core over one second (start-up work such as
+    loading the embedder done), so that it is not counted in a measured round."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = [_cpu_seconds(pid) or 0.0 for pid in pids]
+        time.sleep(1.0)
+        if all((_cpu_seconds(pid) or 0.0) - b <= 0.05 for pid, b in zip(pids, before, strict=True)):
+            return
+
+
 def search_ab(args: argparse.Namespace, new: tuple[str, int], baseline: tuple[str, int]) -> dict[str, Any]:
     """The search probe alternated between two gateways for ``args.rounds`` rounds: medians and ratios."""
     import statistics
 
+    _settle([new[1], baseline[1]])
     runs: dict[str, list[dict[str, Any]]] = {"new": [], "baseline": []}
     for i in range(args.rounds):
         order = [("new", new), ("baseline", baseline)] if i % 2 == 0 else [("baseline", baseline), ("new", new)]
