@@ -406,7 +406,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             if not tokens or slot is None:
                 return []
             counts = self._counts.at(self._fresh.generation(conn, self._db.writes))
-            tokens = prune(conn, content_words(tokens), cache=counts)
+            tokens = prune(conn, content_words(tokens), *slot_range(slot), cache=counts)
             if not tokens:
                 return []
             documents = counts.get(("n", scope.partition))
