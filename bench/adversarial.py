@@ -101,8 +101,8 @@ def fill_child(db: str, count: int, embedder_kind: str) -> None:
     import numpy as np
 
     from mindgate._sync import run_sync
-    from mindgate.memory.stores.base import AddChange, MemoryRecord, Scope, content_hash
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.memory.stores._base import AddChange, MemoryRecord, Scope, content_hash
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
     embedder = make_embedder(embedder_kind)
     identity = run_sync(embedder.aidentity())
@@ -129,8 +129,8 @@ def gateway_child(db: str, port: int, embedder_kind: str, max_connections: int) 
     import uvicorn
 
     from mindgate.config import MindgateConfig
-    from mindgate.gateway.app import create_app
-    from mindgate.gateway.server import uvicorn_config
+    from mindgate.gateway._app import create_app
+    from mindgate.gateway._server import uvicorn_config
 
     config = MindgateConfig.from_dict(_config(db, max_connections))
     app = create_app(config, embedder=make_embedder(embedder_kind))

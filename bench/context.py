@@ -40,10 +40,10 @@ import uvicorn
 
 from _loopback import http_response, pct, start_upstream
 from mindgate.config import MindgateConfig
-from mindgate.context.tokens import DEFAULT_ESTIMATOR
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.stores.sqlite import SQLiteStore
+from mindgate.context._tokens import DEFAULT_ESTIMATOR
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.providers import create_embedder
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 from mindgate.routing import Router, Target

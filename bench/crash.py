@@ -67,7 +67,7 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from mindgate.providers.base import Embedder, Vector
+from mindgate.providers._base import Embedder, Vector
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 USERS = [f"user{i}" for i in range(6)]
@@ -175,8 +175,8 @@ def texts_for(tag: str, rng: random.Random) -> list[str]:
 
 def writer_child(db: str, journal_path: str, name: str, threads: int, seed: int, embedder_kind: str) -> None:
     """Write through the Python API from ``threads`` threads until killed."""
-    from mindgate.memory.memory import AsyncMemory, Memory
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.memory._memory import AsyncMemory, Memory
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
     journal = Journal(Path(journal_path))
     memory = Memory(AsyncMemory(embedder=make_embedder(embedder_kind), store=SQLiteStore(db)))
@@ -210,9 +210,9 @@ def gateway_child(db: str, port: int, embedder_kind: str) -> None:
     import uvicorn
 
     from mindgate.config import MindgateConfig
-    from mindgate.gateway.app import create_app
-    from mindgate.memory.memory import AsyncMemory
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.gateway._app import create_app
+    from mindgate.memory._memory import AsyncMemory
+    from mindgate.memory.stores._sqlite import SQLiteStore
     from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 
     embedder = make_embedder(embedder_kind)
@@ -483,8 +483,8 @@ def check_store(db: Path, previous: dict[str, tuple[str, str]], outcomes: Outcom
 
 def _check_through_api(db: Path, current: dict[str, tuple[str, str]], embedder: Embedder) -> list[str]:
     """The reopened store, through the Memory API: per-user counts and a text search for a few rows."""
-    from mindgate.memory.memory import AsyncMemory, Memory
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.memory._memory import AsyncMemory, Memory
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
     bad = []
     memory = Memory(AsyncMemory(embedder=embedder, store=SQLiteStore(db)))

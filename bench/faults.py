@@ -418,9 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from crash import HashEmbedder
     from mindgate.config import MindgateConfig
-    from mindgate.gateway.app import create_app
-    from mindgate.memory.memory import AsyncMemory
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.gateway._app import create_app
+    from mindgate.memory._memory import AsyncMemory
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
     healthy: dict[str, Any] = ({"provider": "openai_compatible", "config": {"base_url": opts.healthy_url,
                                                                             "model": "smollm2"}}

@@ -3,7 +3,7 @@
 For each context length, a fresh Python process imports llama_cpp, notes its resident memory (RSS), loads
 the GGUF with ``llama_cpp.Llama`` (one thread), generates a few tokens (so compute buffers are touched)
 and notes the RSS again; the difference is what the model costs. mindgate's estimate
-(:func:`mindgate.providers.management.fit.estimate`: weights + KV cache + overhead) is printed next to it, with the
+(:func:`mindgate.providers.management._fit.estimate`: weights + KV cache + overhead) is printed next to it, with the
 error ratio estimate/measured (target: within 25%, i.e. 0.75-1.25).
 
     python bench/fit.py [--gguf PATH] [--contexts 512 2048 8192]
@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from mindgate._assets import default_gguf_path
-from mindgate.providers.management import fit
-from mindgate.providers.management.gguf_info import read_gguf_info
-from mindgate.providers.management.resources import format_bytes
+from mindgate.providers.management import _fit as fit
+from mindgate.providers.management._gguf_info import read_gguf_info
+from mindgate.providers.management._resources import format_bytes
 
 MEASURE = r"""
 import json, sys, psutil, llama_cpp

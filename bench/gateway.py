@@ -5,7 +5,8 @@ file's ``--upstream`` mode), the real gateway started with ``mindgate serve`` an
 is that upstream (so requests go through the real route, router and provider client, with access logging
 on, written to a file), and this load generator (httpx, async). For each API (``chat``:
 ``/v1/chat/completions``; ``responses``: ``/v1/responses``, which the upstream serves itself, as LM
-Studio, vLLM and Ollama do, while the gateway bridges it onto the upstream's chat completions), for 1, 32
+Studio, vLLM and Ollama do, while the gateway bridges it onto the upstream's chat completions, or with
+``--responses-api native`` passes it through to the upstream's own route), for 1, 32
 and 256 concurrent clients, non-streaming and streaming (8 content chunks), it reports requests/s and
 p50/p99 latency direct and through the gateway, the p50 overhead and the throughput ratio; then the
 gateway's RSS over a long run. Responses requests are sent with ``store: false`` (``--store`` keeps them,
@@ -181,7 +182,7 @@ def start_gateway(workdir: Path, config: Path, source: Path | None = None) -> tu
     return gateway, f"http://127.0.0.1:{port}/v1"
 
 
-def start_processes(workdir: Path, baseline: Path | None = None
+def start_processes(workdir: Path, baseline: Path | None = None, responses_api: str = "bridge"
                     ) -> tuple[dict[str, subprocess.Popen[bytes]], dict[str, str]]:
     """The upstream, the gateway and (with ``baseline``) the baseline gateway: processes and base URLs."""
     up_port = free_port()
@@ -191,7 +192,8 @@ def start_processes(workdir: Path, baseline: Path | None = None
     config = workdir / "bench.yaml"
     config.write_text(json.dumps({
         "llm": {"provider": "openai_compatible",
-                "config": {"base_url": f"http://127.0.0.1:{up_port}/v1", "model": "bench"}},
+                "config": {"base_url": f"http://127.0.0.1:{up_port}/v1", "model": "bench",
+                           "responses_api": responses_api}},
         "vector_store": {"config": {"path": str(workdir / "memory.db")}},
     }))
     processes = {"direct": upstream}
@@ -300,6 +302,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 32, 256])
     parser.add_argument("--apis", nargs="+", choices=["chat", "responses"], default=["chat", "responses"])
     parser.add_argument("--store", action="store_true", help="responses with store: true (a SQLite write each)")
+    parser.add_argument("--responses-api", choices=["bridge", "native"], default="bridge",
+                        help="native: /v1/responses passed through to the upstream's own route (not bridged); "
+                        "a --baseline tree must know the key")
     parser.add_argument("--rounds", type=int, default=2, help="runs per scenario and side (the best is kept)")
     parser.add_argument("--baseline", type=Path, help="a source tree (e.g. a git worktree of an older commit) "
                         "served by a second gateway measured in the same run, for an A/B")
@@ -310,7 +315,7 @@ def main() -> None:
         return
 
     with tempfile.TemporaryDirectory(prefix="mindgate-bench-") as tmp:
-        processes, bases = start_processes(Path(tmp), args.baseline)
+        processes, bases = start_processes(Path(tmp), args.baseline, args.responses_api)
         sides = list(bases)  # direct, gateway[, baseline]: measured in turn, so drift hits all alike
         procs = {side: psutil.Process(p.pid) for side, p in processes.items()}
         try:
@@ -357,6 +362,7 @@ def main() -> None:
         print(f"\nRSS over {memory['requests']} requests: {memory['rss_before_mb']} MB -> {memory['rss_after_mb']} MB "
               f"({memory['growth_pct']:+.2f}%)")
     summary = {"cpus": os.cpu_count(), "load_average": os.getloadavg(), "python": sys.version.split()[0],
+               "responses_api": args.responses_api,
                "scenarios": rows, "rss": memory,
                "uvloop": _installed("uvloop"), "httptools": _installed("httptools"),
                "targets": {"p50_overhead_ms_at_32": 1.0, "throughput_ratio": 0.8, "rss_growth_pct": 10.0}}

@@ -30,14 +30,14 @@ import psutil
 
 from fit import measure  # bench/fit.py: RSS delta of a fresh process loading the GGUF
 from mindgate._assets import default_gguf_path
-from mindgate.models.monitor import ResourceMonitor
-from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
+from mindgate.models._monitor import ResourceMonitor
+from mindgate.providers._base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.providers.local._pool import LocalModelPool
-from mindgate.providers.management import fit
-from mindgate.providers.management.gguf_info import read_gguf_info
-from mindgate.providers.management.resources import format_bytes, read_resources
-from mindgate.routing.placement import Placement
-from mindgate.routing.router import Router, Target
+from mindgate.providers.management import _fit as fit
+from mindgate.providers.management._gguf_info import read_gguf_info
+from mindgate.providers.management._resources import format_bytes, read_resources
+from mindgate.routing._placement import Placement
+from mindgate.routing._router import Router, Target
 
 TARGET_DECISION_MS = 0.1
 TARGET_MONITOR_CORE_PERCENT = 0.5

@@ -1,37 +1,46 @@
-"""Retrieval quality on LongMemEval (shared/data/longmemeval): today's RRF vs the configuration fitted on
-held-out questions (fusion, time and speaker signals, context-augmented keys), in one run.
+"""Retrieval quality on LongMemEval (shared/data/longmemeval): today's RRF vs the defaults and vs the
+configuration fitted on held-out questions (fusion, time and speaker signals, augmented keys), in one run.
 
 Each question gets its own scope (user_id = question id); every haystack turn is stored with
-``add(infer=False)`` in conversation order (metadata: session id and date; the turn's id as provenance),
-one call per session (its turns embedded in one batch), or one per turn with ``--per-message`` (the same
-records; vectors equal up to float rounding, several times slower to build). ``--db`` keeps this store
-(store A: today's defaults) and a later run resumes or reuses it; ``--stored-only`` evaluates only the
-questions it already holds completely. Questions are taken round robin by question_type, so a prefix
+``add(infer=False)`` in conversation order (metadata: session id and date; the turn's id as provenance), one
+call per session (its turns embedded in one batch), or one per turn with ``--per-message`` (the same records;
+vectors equal up to float rounding, several times slower to build). ``--db`` keeps this store (store A: plain
+keys, as before fact-augmented keys) and a later run resumes or reuses it; ``--stored-only`` evaluates only
+the questions it already holds completely. Questions are taken round robin by question_type, so a prefix
 (``--questions N``, or an ingest stopped early) covers every type.
 
-Per question the candidates (``memory.candidates`` per retriever) are fetched once through the store and
-fused in Python with :func:`mindgate.memory.retrieval.fuse`, so the comparison is exact and cheap:
+Per question the candidates (``memory.candidates`` per retriever) are fetched once through the store and fused
+in Python with :func:`mindgate.memory._retrieval.fuse`, so the comparison is exact and cheap:
 
-* ``rrf``: reciprocal rank fusion with k=60 (today's default);
+* ``rrf``: reciprocal rank fusion with k=60 (the default before fact-augmented keys: "today's RRF");
 * ``convex``: convex fusion with the configured ``memory.fusion_alpha``;
 * ``vector`` / ``text``: one retriever.
 
+``--key-facts FILE`` builds (or resumes) store C: the same turns, each by its own ``add`` call, with
+``memory.key_facts`` on (``--key-facts-weight``; turn vectors reused from store A, fact sentences embedded).
+Every run prints today's RRF (store A) beside the defaults (:class:`MemorySettings`) through ``search(...,
+reference_time=question_date)`` on the store keyed the way the defaults key memories, per question type, with
+the ratio and the types where the defaults are lower.
+
 ``--calibrate`` fits, on every other question of each type (by mean turn recall@5+@10), the fusion (RRF or
 convex with alpha), ``memory.time_weight`` (time expressions read against the question date),
-``memory.speaker_weight`` and, with ``--key-context FILE``, whether to use store B: the same turns, each by
-its own ``add`` call, with ``memory.key_context`` on (``--key-context-weight``; the vectors come from store A,
-so B costs no embedding). It prints the held-out questions (the other half) and then every question through
-``search(..., reference_time=question_date)`` with the fitted settings, next to today's RRF, with the ratio
-and the question types where the fitted configuration is below RRF. ``--write-config FILE`` writes the
-fitted ``memory:`` settings as a mindgate config file.
+``memory.speaker_weight`` and, with ``--key-context FILE`` / ``--key-facts FILE``, which keys to use: store A,
+store B (the same turns, each by its own ``add`` call, with ``memory.key_context`` on,
+``--key-context-weight``; the vectors come from store A, so B costs no embedding) or store C. It prints the
+held-out questions (the other half) and then every question through ``search(...,
+reference_time=question_date)`` with the fitted settings, next to today's RRF, with the ratio and the question
+types where the fitted configuration is below RRF. ``--write-config FILE`` writes the fitted ``memory:``
+settings as a mindgate config file.
 
-Printed per question_type and overall: session recall@5/@10 (share of evidence sessions among the
-sessions of the top-k memories) and turn recall@5/@10 (share of ``has_answer`` turns in the top-k);
-abstention questions (no evidence) are skipped. Then ``search()`` latency through the public API with
-today's settings: p50/p95 on first sight of a question (query embedding included) and repeated (the
-query embedding comes from the cache).
+Printed per question_type and overall: session recall@5/@10 (share of evidence sessions among the sessions of
+the top-k memories) and turn recall@5/@10 (share of ``has_answer`` turns in the top-k); abstention questions
+(no evidence) are skipped. Then ``search()`` latency through the public API with today's settings: p50/p95 on
+first sight of a question (query embedding included) and repeated (the query embedding comes from the cache).
+
+``--ingest-cost N`` only measures per-message ``add()`` throughput of N turns with fact keys off vs on.
 
 Usage: python bench/retrieval.py [--data PATH] [--questions N] [--db FILE] [--per-message] [--stored-only]
+       [--key-facts FILE [--key-facts-weight W]] [--ingest-cost N]
        [--calibrate [--key-context FILE] [--key-context-weight W] [--write-config FILE]]
        [--store sqlite|pgvector --dsn DSN]
 """
@@ -53,6 +62,8 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from mindgate.config import KEY_FACTS_WEIGHT
+
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/longmemeval/longmemeval_s_100.json.gz"
 KS = (5, 10)
 METRICS = [f"{kind}@{k}" for kind in ("session", "turn") for k in KS]
@@ -60,11 +71,14 @@ ALPHAS = [round(0.1 * i, 1) for i in range(1, 10)]
 TIME_WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.8]
 SPEAKER_WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.4]
 # one signal at a time over RRF, on every question (no fitting): what each technique does alone
-ABLATION: dict[str, tuple[str, float, float, float, bool]] = {
-    "rrf": ("rrf", 0.0, 0.0, 0.0, False), "rrf+time0.3": ("rrf", 0.0, 0.3, 0.0, False),
-    "rrf+speaker0.2": ("rrf", 0.0, 0.0, 0.2, False), "rrf+speaker0.4": ("rrf", 0.0, 0.0, 0.4, False),
-    "rrf+key_context": ("rrf", 0.0, 0.0, 0.0, True), "convex0.5": ("convex", 0.5, 0.0, 0.0, False),
-    "rrf+time0.3+speaker0.2": ("rrf", 0.0, 0.3, 0.2, False)}
+ABLATION: dict[str, tuple[str, float, float, float, str]] = {
+    "rrf": ("rrf", 0.0, 0.0, 0.0, "plain"), "rrf+time0.3": ("rrf", 0.0, 0.3, 0.0, "plain"),
+    "rrf+speaker0.2": ("rrf", 0.0, 0.0, 0.2, "plain"), "rrf+speaker0.3": ("rrf", 0.0, 0.0, 0.3, "plain"),
+    "rrf+speaker0.4": ("rrf", 0.0, 0.0, 0.4, "plain"),
+    "rrf+key_context": ("rrf", 0.0, 0.0, 0.0, "context"), "rrf+key_facts": ("rrf", 0.0, 0.0, 0.0, "facts"),
+    "convex0.5": ("convex", 0.5, 0.0, 0.0, "plain"),
+    "rrf+time0.3+speaker0.3": ("rrf", 0.0, 0.3, 0.3, "plain"),
+    "rrf+time0.3+speaker0.3+key_facts": ("rrf", 0.0, 0.3, 0.3, "facts")}
 
 
 def load(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
@@ -157,7 +171,7 @@ def table(per_question: list[tuple[dict[str, Any], dict[str, float]]]) -> dict[s
 async def complete(memory: Any, question: dict[str, Any]) -> bool:
     """Whether the scope holds every turn of the question (a turn whose text repeats an earlier one of the
     same question is deduplicated, so it counts as held)."""
-    from mindgate.memory.stores.base import content_hash
+    from mindgate.memory.stores._base import content_hash
 
     stored = await stored_turns(memory, question["question_id"])
     seen: set[str] = set()
@@ -174,7 +188,7 @@ async def complete(memory: Any, question: dict[str, Any]) -> bool:
 
 async def candidates_of(memory: Any, questions: list[dict[str, Any]]) -> list[tuple[Any, Any]]:
     """Per question, the vector and text candidates (``memory.candidates`` each), fetched once."""
-    from mindgate.memory.stores.base import Scope
+    from mindgate.memory.stores._base import Scope
 
     k = memory.settings.candidates
     out = []
@@ -188,9 +202,10 @@ async def candidates_of(memory: Any, questions: list[dict[str, Any]]) -> list[tu
 
 def stored_vector_embedder(memory: Any) -> Any:
     """An embedder that answers with the vectors store A already holds for the same texts (the same model's
-    output for the same text; a miss is embedded for real), so the keyed store B costs no embedding."""
-    from mindgate.memory.keys import context_text
-    from mindgate.providers.base import Embedder
+    output for the same text; a miss is embedded for real), so a keyed store costs no embedding of turns
+    (only of what they are keyed with that store A does not hold, e.g. fact sentences)."""
+    from mindgate.memory._keys import context_text
+    from mindgate.providers._base import Embedder
 
     texts = {r.id: r.memory for r in memory.store.iter_records()}
     known: dict[str, Any] = {}
@@ -213,17 +228,26 @@ def stored_vector_embedder(memory: Any) -> Any:
     return StoredVectors(base.model)
 
 
-async def keyed_store(memory: Any, questions: list[dict[str, Any]], path: str, weight: float) -> Any:
-    """Store B: the same turns, each by its own ``add`` call, with ``memory.key_context`` on."""
+async def keyed_store(memory: Any, questions: list[dict[str, Any]], path: str, settings: Any) -> Any:
+    """A store of the same turns, each by its own ``add`` call, with the key construction of ``settings``
+    (``memory.key_context`` or ``memory.key_facts``); resumes a partly built one. The fact sentences are
+    embedded up front in batches (the same vectors as one at a time, several times faster)."""
     from mindgate import AsyncMemory
-    from mindgate.config import MemorySettings
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.memory._keys import fact_text
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
-    keyed = AsyncMemory(embedder=stored_vector_embedder(memory), store=SQLiteStore(path),
-                        settings=MemorySettings(key_context=True, key_context_weight=weight))
+    embedder = stored_vector_embedder(memory)
+    keyed = AsyncMemory(embedder=embedder, store=SQLiteStore(path), settings=settings)
+    if settings.key_facts:
+        todo = [q for q in questions if not await complete(keyed, q)]
+        facts = sorted({f for q in todo for session in q["haystack_sessions"] for t in session
+                        if (f := fact_text(t.get("content", ""), t["role"]))})
+        for start in range(0, len(facts), 256):
+            await embedder.aembed_batch(facts[start:start + 256])
+            print(f"\rfact sentences embedded: {min(start + 256, len(facts))}/{len(facts)}", end="", file=sys.stderr)
     for n, q in enumerate(questions, 1):
         await ingest(keyed, q, True)
-        print(f"\rkeyed store: {n}/{len(questions)} questions", end="", file=sys.stderr)
+        print(f"\rkeyed store {path}: {n}/{len(questions)} questions", end="", file=sys.stderr)
     print(file=sys.stderr)
     return keyed
 
@@ -239,11 +263,11 @@ def split(questions: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
     return train, test
 
 
-Params = tuple[str, float, float, float, bool]  # fusion, alpha, time weight, speaker weight, key context
+Params = tuple[str, float, float, float, str]  # fusion, alpha, time weight, speaker weight, keys (plain/context/facts)
 
 
 def ranked(cands: tuple[Any, Any], params: Params, when: Any, speaker: Any = None) -> list[Any]:
-    from mindgate.memory.retrieval import fuse
+    from mindgate.memory._retrieval import fuse
 
     fusion, alpha, time_weight, speaker_weight, _ = params
     return fuse(cands[0], cands[1], fusion="rrf" if fusion == "rrf" else "convex", alpha=alpha, rrf_k=60,
@@ -255,17 +279,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from mindgate import AsyncMemory
     from mindgate.config import MemorySettings
-    from mindgate.memory.retrieval import single
-    from mindgate.memory.speaker import query_speaker
-    from mindgate.memory.timeinfo import parse_time, query_windows
+    from mindgate.memory._retrieval import single
+    from mindgate.memory._speaker import query_speaker
+    from mindgate.memory._timeinfo import parse_time, query_windows
 
     torch.set_num_threads(args.threads)
     questions = load(Path(args.data), args.questions)
     db_path = args.db or f"{tempfile.mkdtemp(prefix='mindgate-bench-')}/lme.db"
     store: dict[str, Any] = ({"provider": "pgvector", "config": {"dsn": args.dsn, "collection_name": "bench_lme"}}
                              if args.store == "pgvector" else {"provider": "sqlite", "config": {"path": db_path}})
-    # store A: today's defaults (plain keys, RRF, no time signal)
-    memory = AsyncMemory.from_config({"vector_store": store, "memory": {"time_aware": False}})
+    # store A: last release's keys (plain, no facts); its candidates give today's RRF
+    memory = AsyncMemory.from_config({"vector_store": store, "memory": {"time_aware": False, "key_facts": False}})
     t0 = time.perf_counter()
     if args.stored_only:
         questions = [q for q in questions if await complete(memory, q)]
@@ -299,10 +323,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                               "memories": stored, "store": args.store, "ingest_s": round(ingest_s, 1),
                               "fusion_alpha": settings.fusion_alpha, "results": results}
 
+    stores = {"plain": memory}
+    if args.key_context:
+        stores["context"] = await keyed_store(memory, questions, args.key_context, MemorySettings(
+            key_context=True, key_context_weight=args.key_context_weight))
+    if args.key_facts:
+        stores["facts"] = await keyed_store(memory, questions, args.key_facts, MemorySettings(
+            key_facts=True, key_facts_weight=args.key_facts_weight))
+    defaults = MemorySettings()
+    default_keys = "facts" if defaults.key_facts else "context" if defaults.key_context else "plain"
+    if default_keys in stores and (default_keys == "plain" or getattr(defaults, f"key_{default_keys}_weight") ==
+                                   getattr(args, f"key_{default_keys}_weight")):
+        report["defaults"] = {"settings": defaults.model_dump(include=set(CONFIG_KEYS)),
+                              "all": await api_table(stores[default_keys], defaults, questions)}
     if args.calibrate:
-        keyed = await keyed_store(memory, questions, args.key_context, args.key_context_weight) \
-            if args.key_context else memory
-        cands = {False: cands_a, True: await candidates_of(keyed, questions) if keyed is not memory else cands_a}
+        cands = {name: cands_a if store is memory else await candidates_of(store, questions)
+                 for name, store in stores.items()}
         whens = [query_windows(q["question"], parse_time(q["question_date"])) for q in questions]
         speakers = [query_speaker(q["question"]) for q in questions]
         train, test = split(questions)
@@ -317,27 +353,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         def objective(params: Params) -> float:
             return statistics.fmean(r["turn@5"] + r["turn@10"] for _, r in rows_of(params, train) if "turn@5" in r)
 
-        grid: list[Params] = [(f, a, w, sw, kc) for kc in sorted({False, keyed is not memory}) for sw in SPEAKER_WEIGHTS
+        grid: list[Params] = [(f, a, w, sw, keys) for keys in stores for sw in SPEAKER_WEIGHTS
                               for w in TIME_WEIGHTS for f, a in [("rrf", 0.0), *[("convex", a) for a in ALPHAS]]]
         curve = {p: objective(p) for p in grid}
-        ablation = {name: table(rows_of(p, everyone)) for name, p in ABLATION.items()
-                    if not p[4] or keyed is not memory}
-        best = max(grid, key=lambda p: (round(curve[p], 6), not p[4], p[0] == "rrf", -abs(p[1] - 0.5), -p[2], -p[3]))
+        ablation = {name: table(rows_of(p, everyone)) for name, p in ABLATION.items() if p[4] in stores}
+        best = max(grid, key=lambda p: (round(curve[p], 6), p[4] == "plain", p[0] == "rrf", -abs(p[1] - 0.5),
+                                        -p[2], -p[3]))
         fitted = MemorySettings(fusion=best[0], fusion_alpha=best[1] if best[0] == "convex" else settings.fusion_alpha,  # type: ignore[arg-type]
                                 time_aware=True, time_weight=best[2], speaker_weight=best[3],
-                                key_context=best[4],
-                                key_context_weight=args.key_context_weight)
+                                key_context=best[4] == "context", key_context_weight=args.key_context_weight,
+                                key_facts=best[4] == "facts", key_facts_weight=args.key_facts_weight)
         # the fitted configuration through the public API, on every question
-        chosen = keyed if best[4] else memory
-        api = AsyncMemory(embedder=chosen.embedder, store=chosen.store, settings=fitted)
-        api_rows = []
-        for q in questions:
-            found = await api.search(q["question"], user_id=q["question_id"], limit=max(KS),
-                                     reference_time=q["question_date"])
-            api_rows.append((q, scores_of([r["metadata"] for r in found["results"]], q)))
-        new = table(api_rows)
-        config = {"memory": {k: getattr(fitted, k) for k in ("fusion", "fusion_alpha", "time_aware", "time_weight",
-                                                             "speaker_weight", "key_context", "key_context_weight")}}
+        new = await api_table(stores[best[4]], fitted, questions)
+        config = {"memory": {k: getattr(fitted, k) for k in CONFIG_KEYS}}
         if args.write_config:
             import yaml
 
@@ -345,10 +373,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         report["calibration"] = {
             "train_questions": len(train), "test_questions": len(test),
             "best": {"fusion": best[0], "alpha": best[1], "time_weight": best[2], "speaker_weight": best[3],
-                     "key_context": best[4], "objective": round(curve[best], 4)},
-            "rrf_objective_train": round(objective(("rrf", 0.0, 0.0, 0.0, False)), 4),
-            "best_with_key_context": max((round(v, 4), p) for p, v in curve.items() if p[4]) if keyed is not memory
-            else None,
+                     "keys": best[4], "objective": round(curve[best], 4)},
+            "rrf_objective_train": round(objective(("rrf", 0.0, 0.0, 0.0, "plain")), 4),
+            "best_per_keys": {keys: max((round(v, 4), p) for p, v in curve.items() if p[4] == keys) for keys in stores},
             "held_out": {"rrf": table(evaluate("rrf", 0.0, test)),
                          "new": table(rows_of(best, test))},
             "config": config, "new_all": new, "ablation": ablation,
@@ -356,8 +383,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                           for m in METRICS},
             "types_below_rrf": [g for g in new if g != "overall" and any(
                 (new[g][m] or 0) < (results["rrf"][g][m] or 0) for m in ("turn@5", "turn@10"))]}
-        if keyed is not memory:
-            await keyed.close()
 
     latency: dict[str, list[float]] = {"first": [], "repeated": []}
     for q in questions:
@@ -367,7 +392,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             latency[kind].append((time.perf_counter() - start) * 1000)
     if args.latency_scope:
         report["big_scope"] = await big_scope_latency(memory, questions, args.latency_scope)
-    await memory.close()
+    for store in stores.values():
+        await store.close()
     report["latency_ms"] = {k: {"p50": round(pct(v, 0.5), 2), "p95": round(pct(v, 0.95), 2)}
                             for k, v in latency.items()}
     report["gain"] = {f"convex/{m}": {metric: round(results["convex"]["overall"][metric] / b, 3)
@@ -376,12 +402,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+CONFIG_KEYS = ("fusion", "fusion_alpha", "time_aware", "time_weight", "speaker_weight", "key_context",
+               "key_context_weight", "key_facts", "key_facts_weight", "expansion_weight")
+
+
+async def api_table(store: Any, settings: Any, questions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every question through the public ``search(..., reference_time=question date)`` with ``settings`` on
+    the store of ``store`` (an AsyncMemory whose keys were built the way ``settings`` says)."""
+    from mindgate import AsyncMemory
+
+    api = AsyncMemory(embedder=store.embedder, store=store.store, settings=settings)
+    rows = []
+    for q in questions:
+        found = await api.search(q["question"], user_id=q["question_id"], limit=max(KS),
+                                 reference_time=q["question_date"])
+        rows.append((q, scores_of([r["metadata"] for r in found["results"]], q)))
+    return table(rows)
+
+
 async def big_scope_latency(memory: Any, questions: list[dict[str, Any]], size: int) -> dict[str, Any]:
     """search() latency in one scope of ``size`` memories: copies of the stored turns with their stored
     vectors (nothing is embedded again; copies beyond the turns available get a numbered suffix)."""
     import uuid
 
-    from mindgate.memory.stores.base import AddChange, MemoryRecord, content_hash
+    from mindgate.memory.stores._base import AddChange, MemoryRecord, content_hash
 
     records = {r.id: r for r in memory.store.iter_records()}
     pairs = [(records[i], v) for i, v in memory.store.iter_vectors() if i in records]
@@ -408,6 +452,38 @@ async def big_scope_latency(memory: Any, questions: list[dict[str, Any]], size: 
                            for k, v in latency.items()}}
 
 
+async def ingest_cost(data: Path, turns_n: int, rounds: int, threads: int) -> dict[str, Any]:
+    """Per-message ``add(infer=False)`` throughput with fact-augmented keys off and on: the same LongMemEval
+    turns (both roles, in order), one embedder, a fresh store per run, alternating runs so that load drift
+    hits both sides alike."""
+    import torch
+
+    from mindgate import AsyncMemory
+    from mindgate.config import MemorySettings
+    from mindgate.memory.stores._sqlite import SQLiteStore
+
+    torch.set_num_threads(threads)
+    turns = [{"role": t["role"], "content": t["content"]} for q in load(data) for s in q["haystack_sessions"]
+             for t in s if t.get("content", "").strip()][:turns_n]
+    first = AsyncMemory.from_config({"vector_store": {"provider": "sqlite", "config": {
+        "path": f"{tempfile.mkdtemp(prefix='mindgate-bench-')}/warm.db"}}})
+    await first.add("warm-up", user_id="warm", infer=False)
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        for name in rates:
+            memory = AsyncMemory(embedder=first.embedder, settings=MemorySettings(key_facts=name == "on"),
+                                 store=SQLiteStore(f"{tempfile.mkdtemp(prefix='mindgate-bench-')}/ab.db"))
+            start = time.perf_counter()
+            for turn in turns:
+                await memory.add([turn], user_id="ab", infer=False)
+            rates[name].append(len(turns) / (time.perf_counter() - start))
+            await asyncio.to_thread(memory.store.close)
+    await first.close()
+    median = {k: round(statistics.median(v), 1) for k, v in rates.items()}
+    return {"turns": len(turns), "rounds": rounds, "adds_per_s": median,
+            "ratio_on_off": round(median["on"] / median["off"], 3), "load_average": os.getloadavg()[0]}
+
+
 def _rows(tables: dict[str, dict[str, dict[str, float | None]]]) -> None:
     first = next(iter(tables.values()))
     for group in first:
@@ -431,8 +507,8 @@ def print_table(report: dict[str, Any]) -> None:
         cal = report["calibration"]
         best = cal["best"]
         print(f"calibration on {cal['train_questions']} questions (turn@5+@10): fusion {best['fusion']} alpha "
-              f"{best['alpha']} time_weight {best['time_weight']} speaker_weight {best['speaker_weight']} key_context "
-              f"{best['key_context']} -> "
+              f"{best['alpha']} time_weight {best['time_weight']} speaker_weight {best['speaker_weight']} keys "
+              f"{best['keys']} -> "
               f"{best['objective']} (RRF "
               f"{cal['rrf_objective_train']}); config: {json.dumps(cal['config'])}")
         print(f"held-out {cal['test_questions']} questions, today's RRF vs the fitted configuration:")
@@ -446,6 +522,16 @@ def print_table(report: dict[str, Any]) -> None:
         for name, rows in cal["ablation"].items():
             print(f"  {name:<24}{rows['overall']['turn@5']} / {rows['overall']['turn@10']}   " + "  ".join(
                 f"{g[:10]} {r['turn@5']}/{r['turn@10']}" for g, r in rows.items() if g != "overall"))
+    if "defaults" in report:
+        print(f"every question: today's RRF (store A) vs the defaults ({json.dumps(report['defaults']['settings'])}) "
+              "through search() (reference_time = question date):")
+        _rows({"rrf": report["results"]["rrf"], "default": report["defaults"]["all"]})
+        rrf, new = report["results"]["rrf"], report["defaults"]["all"]
+        print("ratio default/rrf: " + ", ".join(
+            f"{m} x{round((new['overall'][m] or 0) / b, 3)}" for m in METRICS if (b := rrf["overall"][m])))
+        print("question types where the defaults < RRF on turn@5 or turn@10: " + str([
+            g for g in new if g != "overall"
+            and any((new[g][m] or 0) < (rrf[g][m] or 0) for m in ("turn@5", "turn@10"))] or "none"))
     for kind, lat in report["latency_ms"].items():
         print(f"search() latency, {kind} query: p50 {lat['p50']} ms  p95 {lat['p95']} ms (embedding included)")
     if "big_scope" in report:
@@ -473,11 +559,25 @@ def main() -> None:
                         help="with --calibrate: build a second SQLite store with memory.key_context on (each turn "
                              "by its own add(); vectors reused from the first store) and fit on it")
     parser.add_argument("--key-context-weight", type=float, default=0.5)
+    parser.add_argument("--key-facts", default=None, metavar="FILE",
+                        help="build a SQLite store with memory.key_facts on (each turn by its own add(); turn vectors "
+                             "reused from the first store, fact sentences embedded): the defaults row and "
+                             "--calibrate use it")
+    parser.add_argument("--key-facts-weight", type=float, default=KEY_FACTS_WEIGHT)
+    parser.add_argument("--ingest-cost", type=int, default=0, metavar="N",
+                        help="only measure per-message add() throughput of N turns with key_facts off vs on")
     parser.add_argument("--stored-only", action="store_true",
                         help="no ingest: evaluate the questions whose turns --db already holds completely")
     parser.add_argument("--write-config", default=None, metavar="FILE",
                         help="with --calibrate: write the fitted `memory:` settings as a mindgate config file")
     args = parser.parse_args()
+    if args.ingest_cost:
+        cost = asyncio.run(ingest_cost(Path(args.data), args.ingest_cost, 3, args.threads))
+        print(f"per-message add(), {cost['turns']} LongMemEval turns, median of {cost['rounds']}: key_facts off "
+              f"{cost['adds_per_s']['off']}/s, on {cost['adds_per_s']['on']}/s (x{cost['ratio_on_off']}); "
+              f"load average {cost['load_average']:.1f}")
+        print(json.dumps(cost))
+        return
     report = asyncio.run(run(args))
     print_table(report)
     print(json.dumps(report))

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from _loopback import http_response, pct, start_upstream
-from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
+from mindgate.providers._base import ChatChunk, ChatModel, ChatResponse, Message
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 from mindgate.routing import Router, Target
 

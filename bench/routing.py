@@ -24,7 +24,7 @@ DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
 
 def load(threshold: float | None) -> tuple[list, str, list[tuple[str, str | None]]]:
-    from mindgate.routing.semantic import SemanticRoute
+    from mindgate.routing._semantic import SemanticRoute
 
     spec = json.loads((DATA / "routing_routes.json").read_text())
     routes = [SemanticRoute(r["name"], tuple(r["utterances"]), r["target"],
@@ -37,7 +37,7 @@ async def run(args: argparse.Namespace) -> dict:
     import torch
 
     from mindgate.providers.local import SentenceTransformerEmbedder
-    from mindgate.routing.semantic import SemanticRouter
+    from mindgate.routing._semantic import SemanticRouter
 
     torch.set_num_threads(args.threads)
     routes, default, labelled = load(args.threshold)

@@ -98,10 +98,10 @@ def gateway_child(db: str, port: int, upstream_port: int, embedder_kind: str) ->
     import uvicorn
 
     from mindgate.config import MindgateConfig
-    from mindgate.gateway.app import create_app
-    from mindgate.gateway.server import uvicorn_config
-    from mindgate.memory.memory import AsyncMemory
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.gateway._app import create_app
+    from mindgate.gateway._server import uvicorn_config
+    from mindgate.memory._memory import AsyncMemory
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
     config = MindgateConfig.from_dict({
         "providers": {"fake": {"provider": "openai_compatible", "config": {

@@ -5,7 +5,7 @@ For each size (the store grows from one size to the next) it prints:
 * add throughput with the embedding step excluded: batched ``apply()`` of random unit vectors (this is
   also how the store is built, so the build time is reported too);
 * search latency p50/p95 inside one random scope: ``vector_search`` (k=10), the same with a metadata
-  filter, and ``text_search`` (k=10);
+  filter, and ``text_search`` (k=10), and the process CPU time per search of each kind;
 * add throughput with the embedding step included (the real MiniLM embedder): embed a batch, then
   ``apply()`` it, versus raw embedding of the same texts; the ratio is the target figure.
 
@@ -34,17 +34,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 
-from mindgate.memory.filters import parse_filters
-from mindgate.memory.retrieval import fuse
-from mindgate.memory.stores.base import AddChange, MemoryRecord, MemoryStore, Scope, content_hash
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory._filters import parse_filters
+from mindgate.memory._retrieval import fuse
+from mindgate.memory.stores._base import AddChange, MemoryRecord, MemoryStore, Scope, content_hash
+from mindgate.providers._base import EmbedderIdentity
 
 DIMS = 384
 IDENTITY = EmbedderIdentity("bench", "all-MiniLM-L6-v2-or-random", DIMS)
 
 
 def _sqlite(workdir: Path) -> MemoryStore:
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
     return SQLiteStore(workdir / "bench.db")
 
@@ -54,7 +54,7 @@ def _pgvector(workdir: Path) -> MemoryStore:
     throwaway PostgreSQL 16 from pgserver on a unix socket (stopped and deleted at exit).
     MINDGATE_BENCH_PG_HNSW=0 benches it without the HNSW index (exact search only)."""
     from mindgate.config import PgVectorStoreConfig
-    from mindgate.memory.stores.pgvector import PgVectorStore
+    from mindgate.memory.stores._pgvector import PgVectorStore
 
     dsn = os.environ.get("MINDGATE_BENCH_PG_DSN")
     if not dsn:
@@ -130,15 +130,18 @@ def search_latency(store: MemoryStore, scopes: int, queries: int, rng: np.random
     out: dict[str, Any] = {}
     for name, fn in kinds.items():
         samples = []
+        cpu = 0.0
         for i in range(queries + 20):
             scope = scope_of(int(rng.integers(0, scopes)), scopes)
             vec = unit_vectors(rng, 1)[0]
             query = f"{OBJECTS[int(rng.integers(0, len(OBJECTS)))]} {VERBS[int(rng.integers(0, len(VERBS)))]}"
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn(scope, vec, query)
             if i >= 20:  # the first queries warm caches
                 samples.append(time.perf_counter() - t0)
-        out[name] = percentiles(samples)
+                cpu += time.process_time() - c0
+        # CPU per search: on a shared, loaded machine steadier than the wall time
+        out[name] = {**percentiles(samples), "cpu_ms": round(cpu * 1000 / queries, 3)}
     return out
 
 
@@ -263,11 +266,13 @@ def print_row(row: dict[str, Any], header: bool) -> None:
     def pair(d: dict[str, float]) -> str:
         return f"{d['p50_ms']:.2f}/{d['p95_ms']:.2f}"
 
+    cpu = " ".join(f"{name} {d['cpu_ms']:.2f}" for name, d in s.items())
+
     print(f"{row['size']:>9} {row['add_per_s']!s:>9} {row['build_s']:>8} {row['build_cpu_s']:>7} "
           f"{pair(s['vector']):>15} "
           f"{pair(s['vector+filter']):>16} {pair(s['text']):>14} {pair(s['hybrid']):>15} "
           f"{e.get('raw_embed_per_s', '-'):>8} {e.get('add_with_embed_per_s', '-'):>9} {e.get('ratio', '-'):>6} "
-          f"{row['disk_mb']!s:>8} {row['load_avg_1m']:>5}", flush=True)
+          f"{row['disk_mb']!s:>8} {row['load_avg_1m']:>5}   CPU ms per search: {cpu}", flush=True)
 
 
 if __name__ == "__main__":

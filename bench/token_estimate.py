@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from mindgate._assets import default_gguf_path
-from mindgate.context.tokens import _DIGIT, _SYMBOL, _WORD, DEFAULT_ESTIMATOR
-from mindgate.providers.base import chatml_prompt
+from mindgate.context._tokens import _DIGIT, _SYMBOL, _WORD, DEFAULT_ESTIMATOR
+from mindgate.providers._base import chatml_prompt
 
 DATA = Path("/work/shared/data/longmemeval/longmemeval_s_100.json.gz")
 

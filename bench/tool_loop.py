@@ -26,10 +26,10 @@ from typing import Any
 
 from _loopback import http_response, pct, start_upstream
 from mindgate.config import McpServerConfig, ToolLoopSettings
-from mindgate.mcp.client import ToolOutput, ToolServers
-from mindgate.mcp.toolbox import OfferedTool, Toolbox, build_toolbox
-from mindgate.mcp.toolloop import complete_with_tools, stream_with_tools
-from mindgate.providers.base import ChatChunk, ChatResponse, Message, Usage
+from mindgate.mcp._client import ToolOutput, ToolServers
+from mindgate.mcp._toolbox import OfferedTool, Toolbox, build_toolbox
+from mindgate.mcp._toolloop import complete_with_tools, stream_with_tools
+from mindgate.providers._base import ChatChunk, ChatResponse, Message, Usage
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient, parse_chat_chunk
 
 TARGET_MS = 2.0

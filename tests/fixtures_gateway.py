@@ -19,10 +19,10 @@ import uvicorn
 
 from fakes._server import ASGIApp, FakeServer, Receive, Scope, Send
 from mindgate.config import MemorySettings, MindgateConfig
-from mindgate.gateway.server import uvicorn_config
-from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import ChatModel, Embedder
+from mindgate.gateway._server import uvicorn_config
+from mindgate.memory._memory import AsyncMemory
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import ChatModel, Embedder
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from mindgate.memory.stores.pgvector import PgVectorStore
+    from mindgate.memory.stores._pgvector import PgVectorStore
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +61,7 @@ def drop_collection(dsn: str, prefix: str) -> None:
 @pytest.fixture
 def pg_store_factory(pg_dsn: str) -> Iterator[Callable[..., PgVectorStore]]:
     from mindgate.config import PgVectorStoreConfig
-    from mindgate.memory.stores.pgvector import PgVectorStore
+    from mindgate.memory.stores._pgvector import PgVectorStore
 
     stores: list[PgVectorStore] = []
 

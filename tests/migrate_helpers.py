@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from mindgate.memory.migrate import export_records
-from mindgate.memory.stores.base import (
+from mindgate.memory._migrate import export_records
+from mindgate.memory.stores._base import (
     AddChange,
     DeleteChange,
     MemoryRecord,
@@ -17,7 +17,7 @@ from mindgate.memory.stores.base import (
     UpdateChange,
     content_hash,
 )
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.providers._base import EmbedderIdentity
 
 IDENT = EmbedderIdentity("test", "unit-vectors", 8)
 SCOPES = [Scope(user_id="alice"), Scope(user_id="bob", agent_id="helper"), Scope(agent_id="helper"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from mindgate import Memory
-from mindgate.config import MindgateConfig
+from mindgate.config import MemorySettings, MindgateConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +45,7 @@ def test_calibration_prints_rrf_beside_the_fitted_configuration_and_writes_it_as
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
     run = subprocess.run([sys.executable, str(ROOT / "bench/retrieval.py"), "--data", str(path), "--per-message",
                           "--db", str(tmp_path / "a.db"), "--calibrate", "--key-context", str(tmp_path / "b.db"),
+                          "--key-facts", str(tmp_path / "c.db"),
                           "--threads", "1", "--write-config", str(config_file)],
                          capture_output=True, text=True, env=env, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -55,11 +56,19 @@ def test_calibration_prints_rrf_beside_the_fitted_configuration_and_writes_it_as
     assert set(cal["new_all"]) == {"single-session-user", "temporal-reasoning", "overall"}
     assert set(cal["ratio_all"]) == {"session@5", "session@10", "turn@5", "turn@10"}
     assert "today's RRF" in run.stdout and "ratio new/rrf" in run.stdout
+    # the defaults through search() beside RRF, on the store built the way the defaults key memories
+    assert set(report["defaults"]["all"]) == {"single-session-user", "temporal-reasoning", "overall"}
+    assert report["defaults"]["settings"]["speaker_weight"] == MemorySettings().speaker_weight
+    assert "ratio default/rrf" in run.stdout and "defaults < RRF" in run.stdout
+    assert set(cal["best_per_keys"]) == {"plain", "context", "facts"}
+    assert {"rrf+key_facts", "rrf+key_context"} <= set(cal["ablation"])
     assert all(0.0 <= v <= 1.0 for v in cal["new_all"]["overall"].values())
 
     written = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    assert written == cal["config"] and written["memory"]["key_context"] == cal["best"]["key_context"]
-    store = tmp_path / ("b.db" if cal["best"]["key_context"] else "a.db")
+    assert written == cal["config"]
+    assert written["memory"]["key_context"] == (cal["best"]["keys"] == "context")
+    assert written["memory"]["key_facts"] == (cal["best"]["keys"] == "facts")
+    store = tmp_path / {"plain": "a.db", "context": "b.db", "facts": "c.db"}[cal["best"]["keys"]]
     settings = MindgateConfig.from_dict({**written,
                                          "vector_store": {"provider": "sqlite", "config": {"path": str(store)}}})
     assert settings.memory.fusion == written["memory"]["fusion"]
@@ -69,3 +78,21 @@ def test_calibration_prints_rrf_beside_the_fitted_configuration_and_writes_it_as
     with Memory.from_config(settings) as memory:
         found = memory.search("Which city did I move to?", user_id="q1")["results"]
         assert found[0]["memory"] == "I moved to Lisbon last spring."
+
+
+def test_ingest_cost_times_per_message_adds_with_fact_keys_off_and_on(tmp_path: Path) -> None:
+    turns = [("user", "I moved to Lisbon last spring. Can you suggest a café?", True),
+             ("assistant", "Try Café A Brasileira.", False)]
+    path = tmp_path / "lme.json.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as fh:
+        json.dump([_question("q1", "single-session-user", "Where did I move?", "2023/05/20 (Sat) 10:00",
+                             [turns])], fh)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, str(ROOT / "bench/retrieval.py"), "--data", str(path), "--ingest-cost", "2",
+                          "--threads", "1"], capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    cost = json.loads(run.stdout.strip().splitlines()[-1])
+    assert cost["turns"] == 2 and cost["rounds"] == 3
+    assert cost["adds_per_s"]["off"] > 0 and cost["adds_per_s"]["on"] > 0
+    assert cost["ratio_on_off"] == round(cost["adds_per_s"]["on"] / cost["adds_per_s"]["off"], 3)
+    assert "key_facts off" in run.stdout

@@ -82,7 +82,7 @@ def test_serve_refuses_a_public_address_without_the_flag(tmp_path: Path) -> None
 
 
 def test_hash_key_prints_the_digest_the_config_takes(tmp_path: Path) -> None:
-    from mindgate.gateway.auth import KeyRing, hash_key
+    from mindgate.gateway._auth import KeyRing, hash_key
 
     key = "sk-mindgate-0123456789abcdef"
     done = subprocess.run([str(Path(sys.executable).with_name("mindgate")), "hash-key"], input=f"{key}\n{key}\n",

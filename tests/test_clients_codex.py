@@ -21,12 +21,13 @@ from typing import Any
 
 import pytest
 
+from fakes.responses_api import ResponsesAPIFake
 from fakes.scripted import ScriptedUpstream, ToolCall
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.providers.base import ChatModel
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.providers._base import ChatModel
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 
 Serve = Callable[[Any], GatewayServer]
@@ -162,3 +163,22 @@ def test_codex_on_the_real_local_model(tmp_path: Path, llama_proxy: RecordingPro
                       if line.startswith("data: {") and json.loads(line[6:]).get("choices"))
     assert message["text"].strip() and message["text"].strip() == relayed.strip()
     assert events[-1]["type"] == "turn.completed"
+
+
+def test_codex_passes_through_to_a_server_with_its_own_responses_api(
+        tmp_path: Path, serve_gateway: Serve, memory_factory: MakeMemory) -> None:
+    """``responses_api: native``: Codex's request reaches the CONTRACT FAKE of a Responses API server
+    (tests/fakes/responses_api.py) as Codex sent it, hosted tools included, and its events come back."""
+    with ResponsesAPIFake(models=("codex-model",)) as fake:
+        fake.reply = ANSWER
+        config = {"llm": {"provider": "openai_compatible", "config": {
+            "base_url": f"{fake.base_url}/v1", "model": "codex-model", "responses_api": "native"}}}
+        gateway = serve_gateway(create_app(MindgateConfig.from_dict(config), memory=memory_factory(None)))
+        events, _ = run_codex(tmp_path, gateway.v1, "Say the answer.", model="codex-model")
+        [sent] = fake.response_bodies()
+    assert [item["text"] for item in _items(events, "agent_message")] == [ANSWER]
+    assert events[-1]["type"] == "turn.completed"
+    assert sent["stream"] is True and sent["store"] is False and sent["model"] == "codex-model"
+    # nothing left out: the server gets the hosted tools the bridge would have had to drop
+    assert "web_search" in {tool.get("type") for tool in sent["tools"]}
+    assert not fake.requests_to("/v1/chat/completions")

@@ -14,9 +14,9 @@ import yaml
 
 from mindgate import ConfigurationError, EmbedderMismatchError, Memory, MindgateConfig
 from mindgate._mem0_compat import _WARNED
-from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import Embedder, EmbedderIdentity
+from mindgate.memory._memory import AsyncMemory
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import Embedder, EmbedderIdentity
 
 CORPUS = Path(__file__).parent / "data" / "mem0_configs"
 # Variables a developer machine may have set, which would otherwise decide what a case builds.
@@ -128,7 +128,8 @@ def test_configured_dims_that_disagree_with_the_probe_on_a_new_store_warn_and_th
     with caplog.at_level(logging.WARNING):
         result = memory.add("I like tea", user_id="u", infer=False)
     assert result["results"][0]["event"] == "ADD"
-    assert store.recorded_identity() == EmbedderIdentity("test", "fixed", 8)
+    # the recorded identity also names the key construction (fact keys are on for new stores)
+    assert store.recorded_identity() == EmbedderIdentity("test", "fixed+key_facts1:1.5", 8)
     text = caplog.text
     assert "embedding_dims is set to 1536; using 8" in text and "embedding_model_dims is 1536" in text
     memory.close()

@@ -17,9 +17,9 @@ import pytest
 from context_helpers import FACT, QUESTION, check_tool_pairs, history, turn
 from mindgate.config import ContextSettings
 from mindgate.context import ContextService, requested_policy
-from mindgate.context.summary import SUMMARY_PREFIX
+from mindgate.context._summary import SUMMARY_PREFIX
 from mindgate.errors import ContextOverflowError, InvalidRequestError, RoutingError
-from mindgate.memory.stores.sqlite import SQLiteStore
+from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.routing import Router, Target
 from routing_helpers import ScriptedServer, chat_model, closed_port_url
 
@@ -168,10 +168,10 @@ def test_policy_choice_precedence_and_bad_names() -> None:
 
 def test_mindgate_chat_sends_the_whole_history_fitted(scripted: ScriptedServer) -> None:
     """``mindgate chat`` keeps the whole conversation and lets the pipeline's fit stage trim it (``--context``)."""
-    from mindgate.cli_chat import ChatSession
+    from mindgate._cli_chat import ChatSession
     from mindgate.config import MindgateConfig
-    from mindgate.pipeline.build import pipeline_for
-    from mindgate.routing.targets import ChatTargets
+    from mindgate.pipeline._build import pipeline_for
+    from mindgate.routing._targets import ChatTargets
 
     router = one_target(scripted.base_url, window=512)
     pipeline = pipeline_for(MindgateConfig.from_dict({}, env=False), ChatTargets(router, default_name="test"), None)

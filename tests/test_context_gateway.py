@@ -17,9 +17,9 @@ from context_helpers import FACT, QUESTION, SYSTEM, check_tool_pairs, history, t
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from fixtures_servers import LlamaServer
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.providers.base import ChatResponse, Message
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.providers._base import ChatResponse, Message
 from mindgate.providers.local import LlamaCppChatModel
 from mindgate.routing import Router, Target
 

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from fakes import LMStudioFake
 from fixtures_servers import LlamaServer
 from mindgate._assets import default_gguf_path
-from mindgate.context.tokens import DEFAULT_ESTIMATOR, TokenCounter, byte_bound
-from mindgate.providers.base import chatml_prompt, message_text
+from mindgate.context._tokens import DEFAULT_ESTIMATOR, TokenCounter, byte_bound
+from mindgate.providers._base import chatml_prompt, message_text
 from routing_helpers import ScriptedServer, chat_model, closed_port_url
 from shared_data import LONGMEMEVAL_ORACLE, shared_file
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mindgate.context.tokens import DEFAULT_ESTIMATOR
-from mindgate.context.window import sliding_window, split_system, token_budget, trim_memories, turn_units
+from mindgate.context._tokens import DEFAULT_ESTIMATOR
+from mindgate.context._window import sliding_window, split_system, token_budget, trim_memories, turn_units
 from mindgate.errors import ContextOverflowError
 
 Message = dict[str, Any]

@@ -13,11 +13,11 @@ import pytest
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError
-from mindgate.gateway.app import create_app
-from mindgate.gateway.auth import KeyRing, hash_key
-from mindgate.gateway.limits import TokenBucket
-from mindgate.gateway.server import check_bind
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.gateway._auth import KeyRing, hash_key
+from mindgate.gateway._limits import TokenBucket
+from mindgate.gateway._server import check_bind
+from mindgate.memory._memory import AsyncMemory
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]

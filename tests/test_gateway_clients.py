@@ -18,8 +18,8 @@ from langchain_openai import ChatOpenAI
 from fakes.scripted import ScriptedUpstream, ToolCall
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 
 Serve = Callable[[Any], GatewayServer]

@@ -19,10 +19,10 @@ from fakes.lmstudio import LMStudioFake
 from fakes.ollama import OllamaFake
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
 from mindgate.providers import create_chat_model
-from mindgate.providers.base import ChatModel, Embedder
+from mindgate.providers._base import ChatModel, Embedder
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]

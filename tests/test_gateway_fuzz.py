@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, settings
 
 from fixtures_gateway import GatewayServer, llama_chat
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.stores.sqlite import SQLiteStore
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.providers.local import SentenceTransformerEmbedder
 
 CHAT = "/v1/chat/completions"

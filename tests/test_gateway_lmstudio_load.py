@@ -15,8 +15,8 @@ import openai
 from fakes import LMStudioFake
 from fixtures_gateway import GatewayServer
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.providers.base import Embedder
+from mindgate.gateway._app import create_app
+from mindgate.providers._base import Embedder
 
 QWEN = "qwen2.5-7b-instruct"
 BURST = 20

@@ -16,11 +16,11 @@ from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from fixtures_servers import free_port
 from metrics_helpers import sample
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.extraction import SYSTEM_PROMPT
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._extraction import SYSTEM_PROMPT
+from mindgate.memory._memory import AsyncMemory
 from mindgate.pipeline import INJECT_HEADER
-from mindgate.routing.retry import RetryPolicy
+from mindgate.routing._retry import RetryPolicy
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -13,9 +14,9 @@ from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from fixtures_servers import free_port
 from metrics_helpers import sample
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.routing.router import Router
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.routing._router import Router
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]
@@ -111,3 +112,39 @@ def test_metrics_need_a_key_when_keys_are_configured(serve_gateway: Serve, llama
     with server.http() as http:
         assert http.get("/metrics").status_code == 401
         assert http.get("/metrics", headers={"Authorization": "Bearer sk-ops"}).status_code == 200
+
+
+def test_liveness_is_answered_by_the_front_door_even_when_the_app_stack_is_stuck(
+        llama_proxy: RecordingProxy, memory_factory: MakeMemory) -> None:
+    app = create_app(MindgateConfig.from_dict({"gateway": {"memory": False}}),
+                     chat=llama_chat(f"{llama_proxy.base_url}/v1"), memory=memory_factory())
+    front = app.build_middleware_stack()
+    stuck = asyncio.Event()
+
+    async def app_stack(scope: Any, receive: Any, send: Any) -> None:
+        await stuck.wait()  # never set: a route that never answers
+
+    front.app = app_stack  # type: ignore[attr-defined]
+
+    async def get(path: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
+                 "headers": [(b"host", b"127.0.0.1:8000")], "client": ("127.0.0.1", 5), "server": ("127.0.0.1", 8000),
+                 "scheme": "http", "http_version": "1.1", "root_path": "", "app": app}
+        await asyncio.wait_for(front(scope, receive, send), timeout)
+        return sent
+
+    start, body = asyncio.run(get("/healthz"))
+    assert start["status"] == 200 and json.loads(body["body"]) == {"status": "ok"}
+    assert dict(start["headers"])[b"content-type"] == b"application/json"
+    assert dict(start["headers"])[b"x-request-id"]
+    assert app.state.gateway.metrics.requests[("/healthz", "GET", 200)] == 1
+    with pytest.raises(TimeoutError):  # the other routes do go through the (stuck) app stack
+        asyncio.run(get("/readyz", 0.3))

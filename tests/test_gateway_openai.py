@@ -16,9 +16,9 @@ import pytest
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from metrics_helpers import sample
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.providers.base import Embedder
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.providers._base import Embedder
 
 Serve = Callable[[Any], GatewayServer]
 SAY_HI = [{"role": "user", "content": "Say hello."}]

@@ -15,8 +15,8 @@ import pytest
 from fakes.scripted import CUT, ScriptedUpstream, ToolCall
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
 from mindgate.pipeline import INJECT_HEADER
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 

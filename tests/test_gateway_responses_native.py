@@ -6,19 +6,25 @@ bridge fallback target is the SCRIPTED UPSTREAM (tests/fakes/scripted.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
+from agents import Agent, RunConfig, Runner, function_tool
+from agents.models.openai_provider import OpenAIProvider
 
+from fakes import LMStudioFake
 from fakes.responses_api import ResponsesAPIFake
 from fakes.scripted import ScriptedUpstream
 from fixtures_gateway import GatewayServer
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.providers._base import Embedder
 
 Serve = Callable[[Any], GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]
@@ -48,13 +54,17 @@ def start(serve_gateway: Serve, memory_factory: MakeMemory) -> Callable[..., Gat
     return make
 
 
-def test_non_streamed_passthrough_is_stored_and_continued(fake: ResponsesAPIFake,
-                                                          start: Callable[..., GatewayServer]) -> None:
+def test_non_streamed_passthrough_is_stored_and_continued(fake: ResponsesAPIFake, start: Callable[..., GatewayServer],
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     gateway = start({"llm": _llm(fake)})
     client = gateway.openai()
-    raw = client.responses.with_raw_response.create(model="smart", input="hello there", instructions="Be brief.",
-                                                    metadata={"run": "1"}, max_output_tokens=20)
+    with caplog.at_level(logging.INFO, logger="mindgate.access"):
+        raw = client.responses.with_raw_response.create(model="smart", input="hello there", instructions="Be brief.",
+                                                        metadata={"run": "1"}, max_output_tokens=20)
     first = raw.parse()
+    [logged] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "mindgate.access"]
+    assert logged["passthrough"] is True and logged["served_by"] == "gpt-4o-mini"
+    assert logged["prompt_tokens"] == first.usage.input_tokens  # type: ignore[union-attr]
     assert raw.headers["x-mindgate-responses"] == "native"
     assert first.output_text == "echo: hello there" and first.model == "gpt-4o-mini"
     assert first.usage is not None and first.usage.input_tokens > 0 and first.store is True
@@ -161,6 +171,12 @@ def test_bridge_is_used_when_memory_is_on(fake: ResponsesAPIFake, start: Callabl
                                                        extra_body={"memory": False})
     assert passed.headers["x-mindgate-responses"] == "native" and len(fake.response_bodies()) == 1
     assert "memory" not in fake.response_bodies()[0]
+    # the passed-through response is owned by the user it acted for, as a bridged one is
+    stored = passed.parse().id
+    with gateway.http() as http:
+        assert http.get(f"/v1/responses/{stored}", headers={"X-Mindgate-User": "ann"}).status_code == 200
+        assert http.get(f"/v1/responses/{stored}", headers={"X-Mindgate-User": "bob"}).status_code == 404
+        assert http.get(f"/v1/responses/{stored}").status_code == 404
 
 
 def test_auto_bridges_a_server_without_the_route_and_native_names_the_fix(
@@ -206,12 +222,72 @@ def test_chain_falls_back_natively_then_onto_the_bridge(fake: ResponsesAPIFake,
         scripted.stop()
 
 
-def test_a_key_bound_to_models_is_checked_before_passing_through(fake: ResponsesAPIFake,
+def test_a_keys_model_binding_and_token_limit_apply_to_pass_through(fake: ResponsesAPIFake,
                                                                  start: Callable[..., GatewayServer]) -> None:
     config = {"llm": _llm(fake), "gateway": {"api_keys": [{"name": "ci", "key": "sk-ci-0123456789",
-                                                           "models": ["gpt-4o-mini"]}]}}
+                                                           "models": ["gpt-4o-mini"], "tokens_per_minute": 5}]}}
     client = start(config).openai(api_key="sk-ci-0123456789")
-    assert client.responses.create(model="gpt-4o-mini", input="ok").output_text == "echo: ok"
     with pytest.raises(openai.PermissionDeniedError):
         client.responses.create(model="gpt-4o", input="no")
+    answer = client.responses.create(model="gpt-4o-mini", input="ok")
+    assert answer.output_text == "echo: ok" and answer.usage is not None and answer.usage.total_tokens > 5
+    # the upstream's usage was charged to the key: its token bucket is in debt now
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(model="gpt-4o-mini", input="more")
     assert len(fake.response_bodies()) == 1
+
+
+def test_an_openai_agents_run_passes_through_with_its_function_tool(fake: ResponsesAPIFake,
+                                                                   start: Callable[..., GatewayServer]) -> None:
+    fake.tool_calls, fake.reply = [WEATHER_CALL], "It is sunny in Oslo."
+    gateway = start({"llm": _llm(fake)})
+    called: list[str] = []
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """The current weather in a city."""
+        called.append(city)
+        return "sunny, 21 C"
+
+    async def run() -> Any:
+        client = openai.AsyncOpenAI(base_url=gateway.v1, api_key="unused", max_retries=0)
+        agent = Agent(name="weather", instructions="Answer with the weather tool.", tools=[get_weather],
+                      model="gpt-4o-mini")
+        config = RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True)
+        try:
+            return await Runner.run(agent, "What is the weather in Oslo?", run_config=config)
+        finally:
+            await client.close()
+
+    result = asyncio.run(run())
+    assert called == ["Oslo"] and result.final_output == "It is sunny in Oslo."
+    first, second = fake.response_bodies()
+    assert first["instructions"] == "Answer with the weather tool." and first["tools"][0]["name"] == "get_weather"
+    assert second["input"][-1] == {"type": "function_call_output", "call_id": "call_w1", "output": "sunny, 21 C"}
+    assert not fake.requests_to("/v1/chat/completions")
+
+
+def test_lm_studio_passes_through_after_one_load(serve_gateway: Serve, minilm: Embedder) -> None:
+    """LM Studio >= 0.3.29 (its contract fake with /v1/responses): the model is loaded once by mindgate, with
+    the configured context length, before concurrent passed-through requests (not JIT-raced by them)."""
+    with LMStudioFake(responses=True, load_delay=0.3, auto_evict=False) as fake:
+        config = MindgateConfig.from_dict({
+            "llm": {"provider": "lmstudio", "config": {"model": "qwen2.5-7b-instruct", "n_ctx": 8192,
+                                                       "lmstudio_base_url": f"{fake.base_url}/v1",
+                                                       "responses_api": "native"}},
+            "gateway": {"memory": False}}, env=False)
+        gateway = serve_gateway(create_app(config, embedder=minilm, warm_up=False))
+
+        async def burst() -> list[str]:
+            client = openai.AsyncOpenAI(base_url=gateway.v1, api_key="unused", max_retries=0, timeout=60)
+            try:
+                answers = await asyncio.gather(*(client.responses.create(model="qwen2.5-7b-instruct",
+                                                                         input=f"question {i}") for i in range(5)))
+            finally:
+                await client.close()
+            return [a.output_text for a in answers]
+
+        assert asyncio.run(burst()) == [f"echo: question {i}" for i in range(5)]
+        [load] = fake.requests_to("/api/v1/models/load")
+        assert load.json["context_length"] == 8192 and [i.id for i in fake.loaded] == ["qwen2.5-7b-instruct"]
+        assert len(fake.requests_to("/v1/responses")) == 5 and not fake.requests_to("/v1/chat/completions")

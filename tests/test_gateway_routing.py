@@ -11,9 +11,9 @@ import pytest
 
 from fixtures_gateway import GatewayServer, RecordingProxy
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.providers.base import Embedder
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.providers._base import Embedder
 
 CODE = ["write a python function", "fix this stack trace", "refactor this class", "a bash script that"]
 

@@ -12,8 +12,8 @@ import pytest
 
 from fixtures_gateway import GatewayServer
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
 from routing_helpers import ScriptedServer, Step, chat_model
 
 

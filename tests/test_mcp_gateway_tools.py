@@ -17,10 +17,10 @@ import pytest
 from fakes.scripted_chat import ScriptedChat, call, say
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MemorySettings, MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import Embedder
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import Embedder
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 
 Serve = Callable[[Any], GatewayServer]

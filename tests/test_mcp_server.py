@@ -23,8 +23,8 @@ import mindgate
 from fixtures_gateway import GatewayServer
 from mindgate.cli import main
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
 
 TOOLS = {"add_memory", "search_memory", "list_memories", "get_memory", "update_memory", "delete_memory",
          "memory_history"}

@@ -16,10 +16,10 @@ import pytest
 
 from fakes.scripted_chat import ScriptedChat, call, say
 from mindgate.config import McpServerConfig, ToolLoopSettings
-from mindgate.mcp.client import ToolOutput, ToolServers
-from mindgate.mcp.toolbox import OfferedTool, Toolbox, build_toolbox
-from mindgate.mcp.toolloop import complete_with_tools, stream_with_tools
-from mindgate.providers.base import ChatChunk
+from mindgate.mcp._client import ToolOutput, ToolServers
+from mindgate.mcp._toolbox import OfferedTool, Toolbox, build_toolbox
+from mindgate.mcp._toolloop import complete_with_tools, stream_with_tools
+from mindgate.providers._base import ChatChunk
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient, parse_chat_chunk
 
 FLAKY = str(Path(__file__).parent / "tool_servers" / "flaky.py")

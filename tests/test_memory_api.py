@@ -18,8 +18,8 @@ from mindgate import (
     NotFoundError,
     ScopeError,
 )
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import Embedder, Vector
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import Embedder, Vector
 from mindgate.providers.local import SentenceTransformerEmbedder
 
 

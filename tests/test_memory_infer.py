@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from mindgate import AsyncMemory, Memory, StructuredOutputError
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import ChatChunk, ChatModel, ChatResponse, Message
+from mindgate.providers._structured import learned_mode
 from mindgate.providers.local import SentenceTransformerEmbedder
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
-from mindgate.providers.structured import learned_mode
 
 
 class ScriptedChat(ChatModel):

@@ -21,9 +21,9 @@ from mindgate import AsyncMemory, ConfigurationError, Memory
 from mindgate._reranker_config import CrossEncoderRerankerConfig, LLMRerankerConfig
 from mindgate.config import MindgateConfig
 from mindgate.errors import ProviderError
-from mindgate.gateway.app import create_app
-from mindgate.memory.rerank import CrossEncoderReranker, LLMReranker
-from mindgate.memory.stores.sqlite import SQLiteStore
+from mindgate.gateway._app import create_app
+from mindgate.memory._rerank import CrossEncoderReranker, LLMReranker
+from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.providers.local import LlamaCppChatModel, SentenceTransformerEmbedder
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from mindgate.config import MemorySettings, MindgateConfig
-from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.search_pool import NICE_INCREMENT, SearchPool, search_threads, usable_cores
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import Embedder
+from mindgate.memory._memory import AsyncMemory
+from mindgate.memory._search_pool import NICE_INCREMENT, SearchPool, search_threads, usable_cores
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import Embedder
 
 CALLER = contextvars.ContextVar("caller", default="")
 

@@ -1,4 +1,4 @@
-"""Context-augmented keys, time-aware and speaker-aware search through the Memory API, with the real MiniLM
+"""Context- and fact-augmented keys, time-aware and speaker-aware search through the Memory API, with the real MiniLM
 embedder and the real SQLite store (format level: which turn is linked to which, what the stored key is, what
 reindex does, which signal a query turns on)."""
 
@@ -12,10 +12,11 @@ import pytest
 
 from mindgate import AsyncMemory, EmbedderMismatchError, InvalidRequestError, Memory
 from mindgate.config import MemorySettings
-from mindgate.memory.keys import mix
-from mindgate.memory.speaker import query_speaker
-from mindgate.memory.stores.base import Scope
-from mindgate.memory.stores.sqlite import SQLiteStore
+from mindgate.memory._expand import comparison_parts
+from mindgate.memory._keys import fact_text, mix
+from mindgate.memory._speaker import query_speaker
+from mindgate.memory.stores._base import Scope
+from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.providers.local import SentenceTransformerEmbedder
 
 ALICE = Scope(user_id="alice")
@@ -120,6 +121,100 @@ def test_off_by_default_nothing_is_stored_or_mixed(tmp_path: Path, minilm: Sente
     plain.store.close()
 
 
+# -- fact-augmented keys ----------------------------------------------------------------------------
+
+REQUEST = ("Can you recommend good paints for a kids' art project? By the way, I volunteered at the Children's "
+           "Museum for their Art Afternoon event on February 17th. Thanks!")
+FACT = "By the way, I volunteered at the Children's Museum for their Art Afternoon event on February 17th."
+
+
+@pytest.mark.parametrize(("text", "role", "facts"), [
+    (REQUEST, "user", FACT),
+    (REQUEST, "assistant", None),  # only the user's own statements are facts about them
+    (REQUEST, None, None),
+    ("Could you help me plan a trip? What should I pack?", "user", None),  # requests and questions only
+    ("I'm looking for a phone case. My old phone is a Pixel 6 and I got it in 2021.\nIt works.", "user",
+     "My old phone is a Pixel 6 and I got it in 2021."),
+    ("The weather is nice today.", "user", None),  # no first person
+])
+def test_fact_text_keeps_the_users_first_person_statements(text: str, role: str | None, facts: str | None) -> None:
+    assert fact_text(text, role) == facts
+
+
+def test_a_user_message_is_keyed_with_its_facts_and_found_by_a_question_about_them(
+        tmp_path: Path, minilm: SentenceTransformerEmbedder) -> None:
+    memory = open_memory(tmp_path / "memory.db", minilm, key_facts=True, key_facts_weight=1.0)
+    echo = f"You said: {REQUEST}"
+    memory.add([{"role": "user", "content": REQUEST}, {"role": "assistant", "content": echo}],
+               user_id="alice", infer=False)
+    memory.add("The weather is nice today.", user_id="alice", infer=False)
+    text, fact, plain, question, echoed = minilm.embed_batch(
+        [REQUEST, FACT, "The weather is nice today.", "Which art events did I attend?", echo])
+    records = memory.store.list(ALICE)
+    vectors = {(r.memory, r.metadata.get("role")): v for r in records
+               for i, v in memory.store.iter_vectors() if i == r.id}
+    assert np.allclose(vectors[(REQUEST, "user")], mix(text, None, 0.0, [(fact, 1.0)]), atol=1e-5)
+    assert np.allclose(vectors[(echo, "assistant")], echoed, atol=1e-5)  # not the user's words: plain key
+    assert np.allclose(vectors[("The weather is nice today.", "user")], plain, atol=1e-5)  # no fact sentence
+    assert float(vectors[(REQUEST, "user")] @ question) > float(text @ question) + 0.05
+    assert all(r.key_context is None for r in records)  # nothing stored: the facts come from the text
+    # update re-derives the facts from the new text
+    user_id = next(r.id for r in records if r.metadata.get("role") == "user")
+    memory.update(user_id, "Thanks! I moved to Lisbon in May.")
+    [new] = minilm.embed_batch(["Thanks! I moved to Lisbon in May."])
+    [moved] = minilm.embed_batch(["I moved to Lisbon in May."])
+    assert np.allclose(stored_vectors(memory)["Thanks! I moved to Lisbon in May."], mix(new, None, 0.0, [(moved, 1.0)]),
+                       atol=1e-5)
+    memory.store.close()
+
+
+def test_turning_key_facts_on_asks_for_reindex_which_builds_the_same_keys_as_adding(
+        tmp_path: Path, minilm: SentenceTransformerEmbedder) -> None:
+    path = tmp_path / "memory.db"
+    faceted = open_memory(path, minilm, key_facts=True)
+    faceted.add([{"role": "user", "content": REQUEST}, {"role": "assistant", "content": ANSWER}],
+                user_id="alice", infer=False)
+    built = stored_vectors(faceted)
+    faceted.store.close()
+    plain = open_memory(path, minilm, key_facts=False)
+    with pytest.raises(EmbedderMismatchError, match="mindgate reindex"):
+        plain.search("art events", user_id="alice")
+    assert plain.reindex() == 2
+    plain.store.close()
+    again = open_memory(path, minilm, key_facts=True)
+    assert again.reindex() == 2
+    rebuilt = stored_vectors(again)
+    assert all(np.allclose(rebuilt[text], built[text], atol=1e-5) for text in built)
+    assert again.search("Which art events did I attend?", user_id="alice")["results"][0]["memory"] == REQUEST
+    again.store.close()
+
+
+def test_fact_keys_are_on_for_new_stores_and_a_store_built_without_them_is_searched_as_it_is(
+        tmp_path: Path, minilm: SentenceTransformerEmbedder) -> None:
+    assert MemorySettings().key_facts
+    path = tmp_path / "memory.db"
+    old = open_memory(path, minilm, key_facts=False)
+    old.add(REQUEST, user_id="alice", infer=False)
+    old.store.close()
+    upgraded = open_memory(path, minilm)  # the defaults, nothing set: plain keys kept, no reindex asked
+    assert upgraded.search("Which art events did I attend?", user_id="alice")["results"][0]["memory"] == REQUEST
+    upgraded.add("I also ran the Walk for Hunger.", user_id="alice", infer=False)
+    [walk] = minilm.embed_batch(["I also ran the Walk for Hunger."])
+    assert np.allclose(stored_vectors(upgraded)["I also ran the Walk for Hunger."], walk, atol=1e-5)  # still plain
+    upgraded.store.close()
+    explicit = open_memory(path, minilm, key_facts=True)  # asked for explicitly: the store must be rebuilt
+    with pytest.raises(EmbedderMismatchError, match="mindgate reindex"):
+        explicit.search("art events", user_id="alice")
+    assert explicit.reindex() == 2
+    [text, fact] = minilm.embed_batch([REQUEST, FACT])
+    assert np.allclose(stored_vectors(explicit)[REQUEST], mix(text, None, 0.0, [(fact, 1.5)]), atol=1e-5)
+    explicit.store.close()
+    new = open_memory(tmp_path / "new.db", minilm)
+    new.add(REQUEST, user_id="alice", infer=False)
+    assert np.allclose(stored_vectors(new)[REQUEST], mix(text, None, 0.0, [(fact, 1.5)]), atol=1e-5)
+    new.store.close()
+
+
 # -- time-aware search ------------------------------------------------------------------------------
 
 
@@ -208,4 +303,47 @@ def test_the_speaker_signal_prefers_the_turns_of_the_speaker_asked_about(tmp_pat
     off = open_memory(tmp_path / "memory.db", minilm, speaker_weight=0.0)  # off: no speaker signal
     plain = off.search("Which jazz venue in Portland did you recommend?", user_id="alice", explain=True)["results"]
     assert all("speaker" not in r["explain"]["signals"] for r in plain)
+    off.store.close()
+
+
+# -- comparison questions: each compared part searched too ------------------------------------------
+
+
+@pytest.mark.parametrize(("query", "parts"), [
+    ("Which event did I participate in first, the volleyball league or the charity 5K run?",
+     ["volleyball league", "charity 5K run"]),
+    ("How many days had passed between the 'Walk for Hunger' event and the 'Coastal Cleanup' event?",
+     ["Walk for Hunger' event", "Coastal Cleanup' event"]),
+    ("Which mode of transport did I use most recently, a bus or a train?", ["a bus", "a train"]),
+    ("Who did I have lunch with last Tuesday?", []),
+    ("Do I prefer tea or coffee?", []),  # no comma before the alternatives: not read as a comparison
+])
+def test_comparison_parts_reads_the_two_compared_things(query: str, parts: list[str]) -> None:
+    assert comparison_parts(query) == parts
+
+
+def test_a_comparison_question_brings_up_a_memory_about_each_compared_event(
+        tmp_path: Path, minilm: SentenceTransformerEmbedder) -> None:
+    m = open_memory(tmp_path / "memory.db", minilm)
+    m.add([{"role": "user", "content": text} for text in (
+        "I joined a recreational volleyball league with friends from work in March.",
+        "I ran the charity 5K for the children's hospital on April 2nd.",
+        "Our volleyball league plays on Tuesdays; we won the first game.",
+        "The volleyball league jerseys are blue and the team is called Spikers.",
+        "I bought new running shoes for the spring.")], user_id="alice", infer=False)
+    query = "Which event did I participate in first, the volleyball league or the charity 5K run?"
+    found = m.search(query, user_id="alice", limit=3, explain=True)["results"]
+    assert any("charity 5K" in r["memory"] for r in found[:2])  # the second event is not crowded out
+    assert any("volleyball" in r["memory"] for r in found[:2])
+    for r in found:
+        signals = r["explain"]["signals"]
+        assert 0.0 <= signals["expansion"]["raw"] <= 1.0 and signals["expansion"]["weight"] == 1.0
+        assert sum(s["contribution"] for s in signals.values()) == pytest.approx(r["score"], abs=1e-5)
+        assert 0.0 <= r["score"] <= 1.0
+    plain = m.search("When did I run the charity 5K?", user_id="alice", explain=True)["results"]
+    assert all("expansion" not in r["explain"]["signals"] for r in plain)  # not a comparison: searched as before
+    m.store.close()
+    off = open_memory(tmp_path / "memory.db", minilm, expansion_weight=0.0)
+    assert all("expansion" not in r["explain"]["signals"]
+               for r in off.search(query, user_id="alice", explain=True)["results"])
     off.store.close()

@@ -1,4 +1,4 @@
-"""Time expressions in questions and dates in metadata (mindgate.memory.timeinfo)."""
+"""Time expressions in questions and dates in metadata (mindgate.memory._timeinfo)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from mindgate.memory.timeinfo import event_time, parse_time, query_windows
+from mindgate.memory._timeinfo import event_time, parse_time, query_windows
 
 # A Tuesday afternoon, as LongMemEval writes question dates.
 REF = datetime(2023, 4, 18, 16, 50, tzinfo=UTC)

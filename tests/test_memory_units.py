@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from mindgate.errors import FilterError, InvalidRequestError, ScopeError
-from mindgate.memory.extraction import (
+from mindgate.memory._extraction import (
     FACT_MAX_CHARS,
     MAX_DECISIONS,
     build_messages,
@@ -21,11 +21,12 @@ from mindgate.memory.extraction import (
     decisions_validator,
     plan,
 )
-from mindgate.memory.filters import And, Condition, Not, Or, matches, parse_filters
-from mindgate.memory.inputs import normalize_messages, scope_from, validate_metadata
-from mindgate.memory.retrieval import QueryVectors, fuse
-from mindgate.memory.stores.base import MemoryRecord, Scope, content_hash
+from mindgate.memory._filters import And, Condition, Not, Or, matches, parse_filters
+from mindgate.memory._inputs import normalize_messages, scope_from, validate_metadata
+from mindgate.memory._retrieval import QueryVectors, fuse
+from mindgate.memory.stores._base import MemoryRecord, Scope, content_hash
 from mindgate.providers._json_constraint import schema_regex
+from mindgate.providers._structured import prompt_schema
 
 
 def record(i: int, text: str = "fact", age_days: int = 0) -> MemoryRecord:
@@ -246,6 +247,9 @@ def test_decision_schema_is_bounded_and_sized_from_the_conversation() -> None:
         with pytest.raises(ValidationError):
             model.model_validate(bad)
     assert schema_regex(decision_schema(3, 2, 2))  # the greedy constraint compiles it (no grammar fallback)
+    # what a model reads in a prompt (json_object / text modes): inlined, as a person writes it
+    shown = prompt_schema(short.schema)["properties"]["memory"]
+    assert shown["items"]["properties"]["event"] == {"type": "string", "enum": ["ADD"]} and "$ref" not in str(shown)
 
 
 def test_repeated_text_is_cleaned_and_repeated_decisions_dropped() -> None:

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from fakes import LMStudioFake, OllamaFake
 from fixtures_servers import free_port
 from mindgate.config import mindgate_home
-from mindgate.models.commands import app, doctor
-from mindgate.models.decisions import FILE_NAME as DECISIONS_FILE
-from mindgate.models.decisions import DecisionLog
+from mindgate.models._commands import app, doctor
+from mindgate.models._decisions import FILE_NAME as DECISIONS_FILE
+from mindgate.models._decisions import DecisionLog
 
 root = typer.Typer()
 root.add_typer(app, name="models")

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from fakes import LMStudioFake, OllamaFake
 from mindgate.errors import ConfigurationError
 from mindgate.models import Endpoint, ModelCatalog
-from mindgate.models.commands import app, doctor, parse_gpu, ttl_left
-from mindgate.providers.management.records import LoadedInstance
+from mindgate.models._commands import app, doctor, parse_gpu, ttl_left
+from mindgate.providers.management._records import LoadedInstance
 
 root = typer.Typer()
 root.add_typer(app, name="models")

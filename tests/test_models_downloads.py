@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from fakes import LMStudioFake, OllamaFake
 from mindgate.errors import ModelNotFoundError, ProviderError
 from mindgate.models import Endpoint, ModelCatalog, ModelManager
-from mindgate.models.commands import app
+from mindgate.models._commands import app
 from mindgate.providers.lmstudio import _management as _lmstudio_api
-from mindgate.providers.management.records import DownloadProgress
+from mindgate.providers.management._records import DownloadProgress
 
 GRANITE = "ibm/granite-4-micro"
 

@@ -9,8 +9,9 @@ import pytest
 
 from mindgate._assets import default_gguf_path
 from mindgate.errors import ConfigurationError
-from mindgate.providers.management import fit, resources
-from mindgate.providers.management.gguf_info import read_gguf_info
+from mindgate.providers.management import _fit as fit
+from mindgate.providers.management import _resources as resources
+from mindgate.providers.management._gguf_info import read_gguf_info
 
 
 def test_snapshot_reports_this_machine_and_is_cached() -> None:

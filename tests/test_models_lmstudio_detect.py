@@ -13,12 +13,12 @@ from mindgate.errors import ConfigurationError, ModelNotFoundError
 from mindgate.models import Endpoint, ModelInfo, ModelState, ModelType
 from mindgate.providers import create_chat_model, create_embedder
 from mindgate.providers.lmstudio import LMStudioConfig
-from mindgate.providers.management.detect import choose
-from mindgate.providers.management.fit import InsufficientMemoryError
-from mindgate.providers.management.resources import Resources
+from mindgate.providers.management._detect import choose
+from mindgate.providers.management._fit import InsufficientMemoryError
+from mindgate.providers.management._resources import Resources
 from mindgate.routing import Router
-from mindgate.routing.auto import auto_from_config, detect_provider
-from mindgate.routing.chains import chat_model_for
+from mindgate.routing._auto import auto_from_config, detect_provider
+from mindgate.routing._chains import chat_model_for
 from routing_helpers import closed_port_url
 
 ASK = [{"role": "user", "content": "Say hello."}]

@@ -11,7 +11,7 @@ from fakes import LMStudioFake
 from mindgate.errors import ConfigurationError, ModelNotFoundError
 from mindgate.models import Endpoint, LoadProgress, ModelCatalog, ModelManager
 from mindgate.providers import create_chat_model
-from mindgate.providers.management.records import LoadOptions
+from mindgate.providers.management._records import LoadOptions
 
 pytest.importorskip("lmstudio")
 

@@ -25,7 +25,7 @@ from mindgate.models import (
     snapshot,
 )
 from mindgate.providers.local._pool import LocalModelPool
-from mindgate.providers.management import fit
+from mindgate.providers.management import _fit as fit
 
 QWEN = "qwen2.5-7b-instruct"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from mindgate.models.monitor import ResourceMonitor
-from mindgate.providers.management import resources
-from mindgate.providers.management.resources import NO_GPU_LIBRARY, GPUProbe, Resources, read_resources
+from mindgate.models._monitor import ResourceMonitor
+from mindgate.providers.management import _resources as resources
+from mindgate.providers.management._resources import NO_GPU_LIBRARY, GPUProbe, Resources, read_resources
 
 GiB = 2**30
 

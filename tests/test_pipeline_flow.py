@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fixtures_gateway import RecordingProxy, llama_chat
-from mindgate.memory.memory import AsyncMemory
+from mindgate.memory._memory import AsyncMemory
 from mindgate.pipeline import INJECT_HEADER, ChatRequest, ChatScope, DirectCall, Fitted, MemoryWriter, Pipeline
-from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Message
-from mindgate.routing.targets import ChatTargets
+from mindgate.providers._base import ChatChunk, ChatModel, ChatResponse, Message
+from mindgate.routing._targets import ChatTargets
 
 
 class LastTurnOnly:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from mindgate.context.tokens import DEFAULT_ESTIMATOR
+from mindgate.context._tokens import DEFAULT_ESTIMATOR
 from mindgate.errors import InvalidRequestError, PermissionDeniedError
-from mindgate.gateway.auth import Principal
-from mindgate.gateway.scoping import requested_scope
+from mindgate.gateway._auth import Principal
+from mindgate.gateway._scoping import requested_scope
 from mindgate.pipeline import ChatScope, new_turn, resolve_scope
-from mindgate.pipeline.recall import INJECT_HEADER, memory_block, with_memories
+from mindgate.pipeline._recall import INJECT_HEADER, memory_block, with_memories
 
 
 def _scope(headers: dict[str, str], user: str | None, memory: bool | None, principal: Principal | None, *,
@@ -79,8 +79,8 @@ def test_stored_responses_are_their_owners_and_expire(tmp_path: Path) -> None:
     import asyncio
 
     from mindgate.errors import NotFoundError
-    from mindgate.memory.stores.sqlite import SQLiteStore
-    from mindgate.pipeline.conversations import ResponseLog
+    from mindgate.memory.stores._sqlite import SQLiteStore
+    from mindgate.pipeline._conversations import ResponseLog
 
     now = [1000.0]
     with SQLiteStore(tmp_path / "responses.db") as store:

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from fakes.canned import CannedServer, canned_server
 from mindgate.errors import MindgateError
 from mindgate.providers import azure, gemini, ollama
+from mindgate.providers._base import ChatModel, Embedder
 from mindgate.providers._google import GoogleClient
-from mindgate.providers.base import ChatModel, Embedder
-from mindgate.providers.http_errors import retry_after_seconds
+from mindgate.providers._http_errors import retry_after_seconds
 from mindgate.providers.openai_compat import (
     GENERIC,
     OpenAICompatChatModel,

@@ -14,8 +14,8 @@ from mindgate._sync import run_sync
 from mindgate.config import BaseURLConfig
 from mindgate.errors import AuthenticationError, ConfigurationError, ModelNotFoundError, RateLimitError
 from mindgate.providers import create_chat_model, create_embedder
+from mindgate.providers._structured import complete_json, learned_mode
 from mindgate.providers.openai_compat import OpenAICompatChatModel
-from mindgate.providers.structured import complete_json, learned_mode
 from mindgate.providers.vertex import VertexConfig
 
 GOOGLE_VARS = ["GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS",

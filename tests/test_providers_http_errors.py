@@ -20,8 +20,8 @@ from starlette.routing import Route
 from fakes._server import FakeServer
 from mindgate.errors import AuthenticationError, MindgateError, ModelNotFoundError, ProviderError, RateLimitError
 from mindgate.providers import create_chat_model
-from mindgate.providers.management.http import client_for, request_json
-from mindgate.providers.management.records import Endpoint
+from mindgate.providers.management._http import client_for, request_json
+from mindgate.providers.management._records import Endpoint
 
 
 class Refusing(FakeServer):

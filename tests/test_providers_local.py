@@ -16,8 +16,8 @@ from mindgate._sync import run_sync
 from mindgate.errors import ConfigurationError, ContextOverflowError
 from mindgate.providers import create_chat_model, create_embedder
 from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex
+from mindgate.providers._structured import complete_json, learned_mode
 from mindgate.providers.local import LlamaCppChatModel, SentenceTransformerEmbedder
-from mindgate.providers.structured import complete_json, learned_mode
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 WEATHER_TOOL = {"type": "function", "function": {
@@ -41,7 +41,7 @@ def test_stream(smollm: LlamaCppChatModel) -> None:
 
 
 def test_json_object_output_parses(smollm: LlamaCppChatModel) -> None:
-    # json_object as structured.py sends it: with a schema, which llama.cpp turns into a grammar
+    # json_object as _structured.py sends it: with a schema, which llama.cpp turns into a grammar
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
     response = smollm.complete([{"role": "user", "content": "Is the sky blue? Answer in JSON."}],
                                response_format={"type": "json_object", "schema": schema}, max_tokens=40,

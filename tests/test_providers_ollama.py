@@ -15,8 +15,8 @@ from fixtures_servers import free_port
 from mindgate._sync import run_sync
 from mindgate.errors import ConfigurationError, InvalidRequestError, ModelNotFoundError, NetworkError, ProviderError
 from mindgate.providers import create_chat_model, create_embedder
+from mindgate.providers._structured import complete_json, learned_mode
 from mindgate.providers.ollama import OllamaChatModel, OllamaEmbedder
-from mindgate.providers.structured import complete_json, learned_mode
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",

@@ -16,9 +16,9 @@ from fixtures_servers import LlamaServer, free_port
 from mindgate._sync import run_sync
 from mindgate.errors import NetworkError, ProviderError
 from mindgate.providers import create_chat_model, create_embedder
+from mindgate.providers._structured import complete_json, learned_mode
 from mindgate.providers.lmstudio import LMStudioChatModel
 from mindgate.providers.openai_compat import OpenAICompatChatModel
-from mindgate.providers.structured import complete_json, learned_mode
 
 MESSAGES = [{"role": "user", "content": "Name one colour."}]
 WEATHER_TOOL = {"type": "function", "function": {

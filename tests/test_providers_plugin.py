@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -23,8 +24,8 @@ from fixtures_gateway import GatewayServer
 from mindgate import _plugins
 from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
 from mindgate.models import ModelCatalog, endpoints_from_config
 from mindgate.providers import create_chat_model, provider_names, provider_spec
 
@@ -39,9 +40,11 @@ version = "0.1.0"
 
 [project.entry-points."mindgate.providers"]
 tinyserver = "mindgate_tinyserver:SPEC"
+tinyclouds = "mindgate_tinyclouds"
 
 [tool.setuptools]
 py-modules = ["mindgate_tinyserver"]
+packages = ["mindgate_tinyclouds"]
 """
 
 _MODULE = """\
@@ -62,6 +65,18 @@ SPEC = openai_compatible_spec("tinyserver", "Tiny Server", key_env="TINYSERVER_A
 """
 
 
+# A package of providers (the form mindgate's built-ins use): each public module defining SPEC is one provider.
+_CLOUD = """\
+from mindgate.providers import openai_compatible_spec
+
+SPEC = openai_compatible_spec("{name}", "{display}", default_base_url="http://127.0.0.1:9/v1", key_env="TINY_KEY")
+"""
+_CLOUDS = {"__init__.py": '"""Tiny clouds."""\n', "alpha.py": _CLOUD.format(name="tinyalpha", display="Tiny Alpha"),
+           "_shared.py": "BROKEN = 1 / 0\n",  # private: never imported
+           "helpers.py": "TIMEOUT = 5\n",  # public but no SPEC: no provider
+           "broken.py": "raise RuntimeError('missing dependency')\n"}  # logged, hides no other provider
+
+
 @pytest.fixture(scope="module")
 def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The package built from source and installed (no dependencies, no index) into its own folder."""
@@ -70,6 +85,9 @@ def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source.mkdir()
     (source / "pyproject.toml").write_text(_PYPROJECT, encoding="utf-8")
     (source / "mindgate_tinyserver.py").write_text(_MODULE, encoding="utf-8")
+    (source / "mindgate_tinyclouds").mkdir()
+    for name, text in _CLOUDS.items():
+        (source / "mindgate_tinyclouds" / name).write_text(text, encoding="utf-8")
     target = root / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
                     "--no-build-isolation", "--target", str(target), str(source)],
@@ -85,13 +103,50 @@ def plugin_on_path(installed_plugin: Path, monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setattr(_plugins, "_loaded", {})
     monkeypatch.syspath_prepend(str(installed_plugin))
     yield
-    sys.modules.pop("mindgate_tinyserver", None)
+    for module in [m for m in sys.modules if m.startswith(("mindgate_tinyserver", "mindgate_tinyclouds"))]:
+        sys.modules.pop(module)
 
 
 def test_an_installed_provider_is_registered_beside_the_built_ins(plugin_on_path: None) -> None:
     assert {"tinyserver", "lmstudio", "openai_compatible"} <= set(provider_names())
     spec = provider_spec("tinyserver")
     assert (spec.display, spec.key_env, spec.takes_top_k) == ("Tiny Server", "TINYSERVER_API_KEY", True)
+
+
+def test_a_package_of_providers_is_one_entry_point_and_a_new_provider_one_new_module(
+        plugin_on_path: None, installed_plugin: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The form mindgate's own built-ins take (``mindgate = "mindgate.providers"``): adding a provider to such a
+    package is one file, its module; no entry-point line."""
+    names = provider_names()
+    assert "tinyalpha" in names and "tinyclouds" not in names and "helpers" not in names  # labels are no names
+    assert "mindgate_tinyclouds._shared" not in sys.modules
+    assert "mindgate_tinyclouds.broken could not be imported: RuntimeError: missing dependency" in caplog.text
+    assert provider_spec("tinyalpha").display == "Tiny Alpha"
+    added = installed_plugin / "mindgate_tinyclouds" / "beta.py"
+    added.write_text(_CLOUD.format(name="tinybeta", display="Tiny Beta"), encoding="utf-8")
+    try:
+        assert provider_spec("tinybeta").key_env == "TINY_KEY"  # an unseen name rescans the group
+        config = MindgateConfig.from_dict({"llm": {"provider": "tinybeta", "config": {"model": "m"}}}, env=False)
+        assert config.llm.provider == "tinybeta" and type(config.llm.config).__name__ == "BaseURLConfig"
+    finally:
+        added.unlink()
+
+
+def test_mindgates_built_ins_are_one_package_entry_point() -> None:
+    """mindgate registers its built-ins the way a third-party package of providers does."""
+    table = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    assert table["project"]["entry-points"][_plugins.GROUP] == {"mindgate": "mindgate.providers"}
+    scanned = _plugins._scan()
+    for name in ("lmstudio", "ollama", "openai", "azure_openai", "gemini", "vertexai", "together", "huggingface",
+                 "openai_compatible", "local"):
+        assert scanned[name].module.startswith("mindgate.providers.") and scanned[name].attr == "SPEC"
+
+
+def test_an_entry_point_naming_a_plain_module_registers_its_spec(caplog: pytest.LogCaptureFixture) -> None:
+    plain = EntryPoint(name="label", value="mindgate.providers.openai", group=_plugins.GROUP)
+    assert [(p.name, p.value) for p in _plugins._expand(plain)] == [("openai", "mindgate.providers.openai:SPEC")]
+    assert _plugins._expand(EntryPoint(name="none", value="json", group=_plugins.GROUP)) == []
+    assert "entry point 'none' (json) registers no provider" in caplog.text
 
 
 def test_its_keys_are_checked_like_a_built_in(plugin_on_path: None) -> None:

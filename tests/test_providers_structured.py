@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from mindgate.providers.structured import _with_schema_prompt, prompt_schema
+from mindgate.providers._structured import _with_schema_prompt, prompt_schema
 
 
 class _Place(BaseModel):
@@ -29,10 +29,12 @@ def test_the_text_prompt_gets_the_schema_inlined_without_titles() -> None:
     schema = _Answer.model_json_schema()
     assert "$defs" in schema and schema["properties"]["home"] == {"$ref": "#/$defs/_Place"}
     flat = prompt_schema(schema)
-    place = {"properties": {"title": {"maxLength": 20, "type": "string"}, "kind": {"const": "city", "type": "string"}},
-             "required": ["title", "kind"], "type": "object"}
-    assert flat == {"properties": {"home": place, "previous": {"anyOf": [place, {"type": "null"}], "default": None}},
-                    "required": ["home"], "type": "object"}
+    place = {"type": "object", "properties": {"title": {"type": "string", "maxLength": 20},
+                                              "kind": {"type": "string", "enum": ["city"]}},
+             "required": ["title", "kind"]}
+    assert flat == {"type": "object", "properties": {"home": place, "previous": {"anyOf": [place, {"type": "null"}]}},
+                    "required": ["home"]}
+    assert list(flat) == ["type", "properties", "required"] and list(place) == ["type", "properties", "required"]
     assert schema["$defs"]["_Place"]["title"] == "_Place"  # the caller's schema is left as it was
     prompt = _with_schema_prompt([{"role": "user", "content": "Where?"}], schema)
     assert prompt[0]["role"] == "system" and json.dumps(flat, separators=(",", ":")) in prompt[0]["content"]

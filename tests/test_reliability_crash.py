@@ -21,8 +21,8 @@ import apsw
 import pytest
 import sqlite_vec
 
-from mindgate.memory.memory import AsyncMemory, Memory
-from mindgate.memory.stores.sqlite import SQLiteStore
+from mindgate.memory._memory import AsyncMemory, Memory
+from mindgate.memory.stores._sqlite import SQLiteStore
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 

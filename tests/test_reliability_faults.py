@@ -18,10 +18,10 @@ import pytest
 from fixtures_gateway import GatewayServer
 from metrics_helpers import sample
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import Embedder
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import Embedder
 from test_reliability_crash import load_bench
 
 faults = load_bench("faults")

@@ -20,8 +20,8 @@ from mindgate.config import AutoConfig, MindgateConfig
 from mindgate.errors import ConfigurationError
 from mindgate.providers import create_chat_model
 from mindgate.routing import Router
-from mindgate.routing.auto import LOCAL_BREAKER_COOLDOWN, auto_router, ollama_url
-from mindgate.routing.chains import chat_model_for
+from mindgate.routing._auto import LOCAL_BREAKER_COOLDOWN, auto_router, ollama_url
+from mindgate.routing._chains import chat_model_for
 from routing_helpers import closed_port_url
 
 ASK = [{"role": "user", "content": "Say hello."}]

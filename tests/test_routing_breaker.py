@@ -15,8 +15,8 @@ from mindgate.errors import (
     StreamInterruptedError,
     TargetTimeoutError,
 )
-from mindgate.routing.breaker import BreakerState, CircuitBreaker
-from mindgate.routing.retry import ErrorKind, RetryPolicy, classify
+from mindgate.routing._breaker import BreakerState, CircuitBreaker
+from mindgate.routing._retry import ErrorKind, RetryPolicy, classify
 
 
 class Clock:

@@ -15,8 +15,8 @@ from fixtures_servers import LlamaServer
 from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError
 from mindgate.routing import Router, Target
-from mindgate.routing.chains import resolve_route_target
-from mindgate.routing.commands import app
+from mindgate.routing._chains import resolve_route_target
+from mindgate.routing._commands import app
 from routing_helpers import chat_model, closed_port_url
 
 ASK = [{"role": "user", "content": "Say one word."}]

@@ -21,17 +21,17 @@ from fixtures_gateway import GatewayServer
 from mindgate._assets import default_gguf_path
 from mindgate.config import MindgateConfig
 from mindgate.errors import RoutingError
-from mindgate.gateway.app import create_app
-from mindgate.models.catalog import Endpoint, ModelCatalog
-from mindgate.models.decisions import DecisionLog
+from mindgate.gateway._app import create_app
+from mindgate.models._catalog import Endpoint, ModelCatalog
+from mindgate.models._decisions import DecisionLog
 from mindgate.providers import create_chat_model
-from mindgate.providers.base import ChatModel, Embedder
-from mindgate.providers.lazy import LazyChatModel
+from mindgate.providers._base import ChatModel, Embedder
+from mindgate.providers._lazy import LazyChatModel
 from mindgate.providers.local import LlamaCppChatModel
 from mindgate.providers.local._pool import LocalModelPool
-from mindgate.routing.placement import Placement
-from mindgate.routing.router import Router, Target
-from mindgate.routing.trace import RouteTrace, tracing
+from mindgate.routing._placement import Placement
+from mindgate.routing._router import Router, Target
+from mindgate.routing._trace import RouteTrace, tracing
 
 HI = [{"role": "user", "content": "Say hi."}]
 
@@ -181,7 +181,7 @@ def test_the_local_engine_chat_path_honours_the_ttl(pool: LocalModelPool) -> Non
 
 
 def test_config_wires_ttl_tiers_and_placement() -> None:
-    from mindgate.routing.chains import router_from_config
+    from mindgate.routing._chains import router_from_config
 
     config = MindgateConfig.from_dict({
         "llm": {"provider": "local", "config": {"ttl": 600, "n_ctx": 512}},

@@ -11,9 +11,9 @@ import pytest
 
 from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError
-from mindgate.providers.base import Vector
+from mindgate.providers._base import Vector
 from mindgate.providers.local import SentenceTransformerEmbedder
-from mindgate.routing.semantic import SemanticRoute, SemanticRouter
+from mindgate.routing._semantic import SemanticRoute, SemanticRouter
 
 DATA = Path(__file__).parent / "data"
 

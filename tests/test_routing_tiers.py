@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from fakes.resources import FakeResourceFeed, GiB
-from mindgate.models.decisions import DecisionLog
-from mindgate.routing.tiers import Tier, TierPolicy
+from mindgate.models._decisions import DecisionLog
+from mindgate.routing._tiers import Tier, TierPolicy
 
 BIG, MEDIUM, SMALL = "big-model", "medium-model", "small-model"
 

@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from mindgate.errors import MindgateError
-from mindgate.memory.filters import OPERATORS
-from mindgate.memory.memory import AsyncMemory, Memory
-from mindgate.memory.stores.base import content_hash
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import Embedder
+from mindgate.memory._filters import OPERATORS
+from mindgate.memory._memory import AsyncMemory, Memory
+from mindgate.memory.stores._base import content_hash
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import Embedder
 from test_reliability_crash import load_bench
 
 crash = load_bench("crash")

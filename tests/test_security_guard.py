@@ -14,8 +14,8 @@ import pytest
 
 from fixtures_gateway import GatewayServer, llama_chat
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
 
 Serve = Callable[..., GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]

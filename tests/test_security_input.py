@@ -25,10 +25,10 @@ import pytest
 from fixtures_gateway import GatewayServer, llama_chat
 from mindgate.config import MindgateConfig
 from mindgate.errors import ProviderError
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory, Memory
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import Embedder
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory, Memory
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import Embedder
 from mindgate.providers.openai_compat import OpenAICompatClient, OpenAICompatEmbedder
 from test_reliability_crash import load_bench
 

@@ -23,10 +23,10 @@ import pytest
 
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import Embedder
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import Embedder
 
 KEYS = {"alice": "sk-test-alice-7f3a", "bob": "sk-test-bob-91cc", "team": "sk-test-team-0b2e",
         "admin": "sk-test-admin-55d1"}

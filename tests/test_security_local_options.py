@@ -12,11 +12,11 @@ import pytest
 
 from fixtures_gateway import GatewayServer
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
 from mindgate.providers.local import LlamaCppChatModel
-from mindgate.routing.router import Router
-from mindgate.routing.targets import ChatTargets
+from mindgate.routing._router import Router
+from mindgate.routing._targets import ChatTargets
 
 Serve = Callable[..., GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]

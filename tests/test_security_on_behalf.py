@@ -17,8 +17,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
 
 Serve = Callable[..., GatewayServer]
 MakeMemory = Callable[..., AsyncMemory]

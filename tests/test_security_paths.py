@@ -15,9 +15,9 @@ import pytest
 
 from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError, MindgateError, StoreError
-from mindgate.memory.memory import AsyncMemory, Memory
+from mindgate.memory._memory import AsyncMemory, Memory
 from mindgate.memory.stores import create_store
-from mindgate.providers.base import Embedder
+from mindgate.providers._base import Embedder
 
 PASSWD = b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
 

@@ -1,4 +1,4 @@
-"""One contract suite for every memory store (SQLite, pgvector): the semantics of stores/base.py.
+"""One contract suite for every memory store (SQLite, pgvector): the semantics of stores/_base.py.
 
 ``store_factory()`` returns a fresh, empty, unopened store; ``store_factory(reopen=store)`` returns a new
 store object on the same storage (tests that need it skip for a factory that does not take ``reopen``).
@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mindgate.errors import EmbedderMismatchError, FilterError, InvalidRequestError, NotFoundError
-from mindgate.memory.filters import MAX_TERMS, MAX_VALUES, Filter, matches, parse_filters
-from mindgate.memory.stores.base import (
+from mindgate.memory._filters import MAX_TERMS, MAX_VALUES, Filter, matches, parse_filters
+from mindgate.memory.stores._base import (
     AddChange,
     ContextSummary,
     DeleteChange,
@@ -31,8 +31,8 @@ from mindgate.memory.stores.base import (
     UpdateChange,
     content_hash,
 )
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import EmbedderIdentity
 
 StoreFactory = Callable[..., MemoryStore]
 DIMS = 8
@@ -642,7 +642,7 @@ def test_filters_at_their_size_limits_compile_within_the_databases_limits(filter
 
 
 def test_stored_responses_round_trip_expire_purge_and_delete(store: MemoryStore) -> None:
-    from mindgate.memory.stores.base import StoredResponse
+    from mindgate.memory.stores._base import StoredResponse
 
     body = {"id": "resp_1", "object": "response", "output": [{"type": "message", "content": [{"text": "héllo"}]}]}
     items = [{"type": "message", "id": "msg_1", "role": "user", "content": "hi"}]

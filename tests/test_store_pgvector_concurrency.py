@@ -18,9 +18,9 @@ pytest.importorskip("psycopg", reason="the pgvector store needs the `postgres` e
 import psycopg
 
 from mindgate.errors import InvalidRequestError, NotFoundError
-from mindgate.memory.stores.base import AddChange, ChangeResult, DeleteChange, MemoryRecord, Scope, content_hash
-from mindgate.memory.stores.pgvector import PgVectorStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory.stores._base import AddChange, ChangeResult, DeleteChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores._pgvector import PgVectorStore
+from mindgate.providers._base import EmbedderIdentity
 
 IDENT = EmbedderIdentity("test", "unit-vectors", 8)
 ALICE = Scope(user_id="alice")

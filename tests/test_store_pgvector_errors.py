@@ -20,9 +20,9 @@ from psycopg import sql
 
 from mindgate.config import PgVectorStoreConfig
 from mindgate.errors import ConfigurationError, InvalidRequestError, StoreError
-from mindgate.memory.stores.base import AddChange, MemoryRecord, Scope, content_hash
-from mindgate.memory.stores.pgvector import PgVectorStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory.stores._base import AddChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores._pgvector import PgVectorStore
+from mindgate.providers._base import EmbedderIdentity
 
 IDENT = EmbedderIdentity("test", "unit-vectors", 8)
 Factory = Callable[..., PgVectorStore]

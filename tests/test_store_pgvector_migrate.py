@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 
 from migrate_helpers import IDENT, SCOPES, embed, populate, snapshot
 from mindgate.errors import EmbedderMismatchError, StoreError
-from mindgate.memory.commands_migrate import migrate_command
-from mindgate.memory.migrate import digest, export_records, migrate
-from mindgate.memory.stores.base import AddChange, MemoryRecord, Scope, content_hash
-from mindgate.memory.stores.pgvector import PgVectorStore
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory._commands_migrate import migrate_command
+from mindgate.memory._migrate import digest, export_records, migrate
+from mindgate.memory.stores._base import AddChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores._pgvector import PgVectorStore
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import EmbedderIdentity
 
 Factory = Callable[..., PgVectorStore]
 

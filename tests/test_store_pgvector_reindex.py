@@ -15,9 +15,9 @@ pytest.importorskip("psycopg", reason="the pgvector store needs the `postgres` e
 import psycopg
 
 from mindgate.errors import EmbedderMismatchError, StoreError
-from mindgate.memory.stores.base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
-from mindgate.memory.stores.pgvector import PgVectorStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
+from mindgate.memory.stores._pgvector import PgVectorStore
+from mindgate.providers._base import EmbedderIdentity
 
 OLD = EmbedderIdentity("test", "old", 8)
 NEW = EmbedderIdentity("test", "new", 16)

@@ -18,10 +18,10 @@ import psycopg
 
 from fixtures_pg import drop_collection
 from mindgate.config import PgVectorStoreConfig
-from mindgate.memory.stores import pg_schema
-from mindgate.memory.stores.base import AddChange, MemoryRecord, Scope, content_hash
-from mindgate.memory.stores.pgvector import PgVectorStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory.stores import _pg_schema as pg_schema
+from mindgate.memory.stores._base import AddChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores._pgvector import PgVectorStore
+from mindgate.providers._base import EmbedderIdentity
 
 IDENT = EmbedderIdentity("test", "unit-vectors", 8)
 Factory = Callable[..., PgVectorStore]

@@ -14,11 +14,11 @@ pytest.importorskip("psycopg", reason="the pgvector store needs the `postgres` e
 
 import psycopg
 
-from mindgate.memory.stores.base import MAX_SEARCH_TERMS, AddChange, MemoryRecord, Scope, content_hash
-from mindgate.memory.stores.pg_schema import Tables
-from mindgate.memory.stores.pg_text import operand, search_terms
-from mindgate.memory.stores.pgvector import PgVectorStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory.stores._base import MAX_SEARCH_TERMS, AddChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores._pg_schema import Tables
+from mindgate.memory.stores._pg_text import operand, search_terms
+from mindgate.memory.stores._pgvector import PgVectorStore
+from mindgate.providers._base import EmbedderIdentity
 
 IDENT = EmbedderIdentity("test", "unit-vectors", 8)
 SCOPE = Scope(user_id="walker")

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from mindgate.errors import StoreError
-from mindgate.memory.stores.base import AddChange, MemoryRecord, Scope, content_hash
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory.stores._base import AddChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import EmbedderIdentity
 
 IDENT = EmbedderIdentity("test", "concurrency", 8)
 SCOPES = [Scope(user_id="alice"), Scope(user_id="alice", agent_id="bot"), Scope(agent_id="bot")]
@@ -34,9 +34,9 @@ FACTS = [f"fact number {i} about the weather" for i in range(60)]
 WORKER = r"""
 import json, random, sys, time, uuid
 import numpy as np
-from mindgate.memory.stores.base import AddChange, MemoryRecord, Scope, content_hash
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory.stores._base import AddChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import EmbedderIdentity
 
 path, seed, tasks, start_at = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4])
 store = SQLiteStore(path)

@@ -23,18 +23,18 @@ import apsw
 import pytest
 import sqlite_vec
 
-from mindgate.memory.stores.base import Scope
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory.stores._base import Scope
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import EmbedderIdentity
 
 IDENT = EmbedderIdentity("test", "crash", 16)
 
 CHILD = r"""
 import json, random, sys, uuid
 import numpy as np
-from mindgate.memory.stores.base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import EmbedderIdentity
 
 path, seed = sys.argv[1], int(sys.argv[2])
 rng = random.Random(seed)

@@ -9,9 +9,9 @@ import typer
 from typer.testing import CliRunner
 
 from migrate_helpers import IDENT, SCOPES, embed, populate, snapshot
-from mindgate.memory.commands_migrate import migrate_command
-from mindgate.memory.migrate import digest, export_records, migrate
-from mindgate.memory.stores.sqlite import SQLiteStore
+from mindgate.memory._commands_migrate import migrate_command
+from mindgate.memory._migrate import digest, export_records, migrate
+from mindgate.memory.stores._sqlite import SQLiteStore
 
 
 def _source(path: Path) -> SQLiteStore:

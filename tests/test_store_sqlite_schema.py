@@ -11,11 +11,11 @@ import pytest
 import sqlite_vec
 
 from mindgate.errors import InvalidRequestError, StoreError
-from mindgate.memory.filters import parse_filters
+from mindgate.memory._filters import parse_filters
+from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
+from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.memory.stores._sqlite_conn import migrate, migrations
-from mindgate.memory.stores.base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.providers._base import EmbedderIdentity
 
 IDENT = EmbedderIdentity("test", "schema", 4)
 U = Scope(user_id="u")

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from mindgate.memory.stores import _sqlite_text
-from mindgate.memory.stores.base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
+from mindgate.memory.stores._sqlite import SQLiteStore
+from mindgate.providers._base import EmbedderIdentity
 
 IDENTITY = EmbedderIdentity("test", "random", 16)
 ALICE = Scope(user_id="alice")
@@ -32,7 +32,7 @@ def _records(texts: list[str], vectors: np.ndarray, scope: Scope = ALICE) -> lis
 
 def _exact(store: SQLiteStore, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
     # a metadata filter that holds for every record sends the search through sqlite-vec's KNN
-    from mindgate.memory.filters import parse_filters
+    from mindgate.memory._filters import parse_filters
 
     hits = store.vector_search(ALICE, vector, k, parse_filters({"user_id": {"ne": "nobody"}}))
     return [(r.id, s) for r, s in hits]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from mindgate.errors import NotFoundError
+from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.memory.stores._sqlite_text import K1, B, bm25
-from mindgate.memory.stores.base import AddChange, DeleteChange, MemoryRecord, Scope, content_hash
-from mindgate.memory.stores.sqlite import SQLiteStore
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.providers._base import EmbedderIdentity
 
 ALICE, BOB = Scope(user_id="alice"), Scope(user_id="bob")
 
@@ -59,8 +59,8 @@ def test_stemming_and_diacritics(store: SQLiteStore) -> None:
 
 
 def test_bm25_matches_the_formula() -> None:
-    # two phrases; rows: (rowid, "average-length length tf0 tf1")
-    candidates = [(1, "5.0 4 2 0"), (2, "5.0 8 1 1"), (3, "5.0 5 0 1")]
+    # two phrases; rowids, and per row: average length, length, tf0, tf1
+    candidates = ([1, 2, 3], np.array([[5.0, 4, 2, 0], [5.0, 8, 1, 1], [5.0, 5, 0, 1]]))
     n = 10
     idf = [math.log(1 + (n - df + 0.5) / (df + 0.5)) for df in (2, 2)]
 
@@ -74,7 +74,7 @@ def test_bm25_matches_the_formula() -> None:
     assert [r for r, _ in got] == [r for r, _ in expected]
     for (_, a), (_, b) in zip(got, expected, strict=True):
         assert a == pytest.approx(b)
-    assert bm25([], 5) == []
+    assert bm25(([], np.empty((0, 2))), 5) == []
 
 
 def test_a_partition_created_in_a_rolled_back_batch_is_not_remembered(tmp_path: Path) -> None:

@@ -170,7 +170,7 @@ def test_user_bound_key(dashboard: Any, page_factory: Any, lmstudio_fake: Any) -
 
 @pytest.fixture
 def open_dashboard(lmstudio_fake: Any, memory_factory: Any, serve_gateway: Any, gguf_header_read: None) -> Any:
-    from mindgate.gateway.app import create_app
+    from mindgate.gateway._app import create_app
 
     return serve_gateway(create_app(dashboard_config(lmstudio_fake, keys=False), memory=memory_factory()))
 

@@ -11,9 +11,9 @@ import pytest
 from playwright.sync_api import expect
 
 from fakes.lmstudio import LMStudioModel
-from mindgate.gateway import ui_api
-from mindgate.providers.management.resources import GPUInfo, read_resources
-from mindgate.routing.placement import shared_placement
+from mindgate.gateway import _ui_api as ui_api
+from mindgate.providers.management._resources import GPUInfo, read_resources
+from mindgate.routing._placement import shared_placement
 from ui_harness import MOBILE, browser, dashboard, get_json, gguf_header_read, page_factory, screenshot, sign_in
 
 __all__ = ["browser", "dashboard", "gguf_header_read", "page_factory"]

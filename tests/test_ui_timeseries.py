@@ -7,8 +7,8 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from mindgate.gateway.observability import Metrics
-from mindgate.gateway.ui_timeseries import SAMPLES_PER_MINUTE, TrafficSeries
+from mindgate.gateway._observability import Metrics
+from mindgate.gateway._ui_timeseries import SAMPLES_PER_MINUTE, TrafficSeries
 from ui_harness import MOBILE, browser, dashboard, gguf_header_read, page_factory, screenshot, sign_in
 
 __all__ = ["browser", "dashboard", "gguf_header_read", "page_factory"]

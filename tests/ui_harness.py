@@ -20,9 +20,9 @@ from fakes import LMStudioFake, OllamaFake
 from fixtures_gateway import GatewayServer
 from mindgate._assets import default_gguf_path
 from mindgate.config import MindgateConfig
-from mindgate.gateway.app import create_app
-from mindgate.memory.memory import AsyncMemory
-from mindgate.providers.management.gguf_info import read_gguf_info
+from mindgate.gateway._app import create_app
+from mindgate.memory._memory import AsyncMemory
+from mindgate.providers.management._gguf_info import read_gguf_info
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -35,7 +35,7 @@ from mindgate.errors import (
     TooManyRequestsError,
     UnauthorizedError,
 )
-from mindgate.memory.memory import AsyncMemory, Memory
+from mindgate.memory._memory import AsyncMemory, Memory
 
 __version__ = "0.1.0"
 

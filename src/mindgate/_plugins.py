@@ -1,20 +1,29 @@
 """Discovery of provider plugins: the ``mindgate.providers`` entry-point group.
 
-Every provider, built-in or third-party, is one entry point ``name = "package.module:SPEC"`` whose object
-is a :class:`mindgate.providers.spec.ProviderSpec`. Entry points are listed lazily and each one is imported
-on first use, so an unused provider's module (and its dependencies) is never imported.
+Every provider, built-in or third-party, is registered through this group, in one of two forms:
+
+* ``name = "package.module:SPEC"``: one provider, whose object is a
+  :class:`mindgate.providers._spec.ProviderSpec`; listed without importing it, imported on first use;
+* ``label = "package"`` (no ``:attr``): a package of providers: each public module (or subpackage) of it that
+  defines ``SPEC`` is one provider, named by its spec (a plain module with ``SPEC`` is one provider). Its
+  modules are imported when the group is first listed, so they must import lightly (heavy dependencies
+  inside functions). mindgate's built-ins are one such entry (``mindgate = "mindgate.providers"``): a new
+  built-in is one new module, nothing else.
 
 This module sits below :mod:`mindgate.config` (which checks provider names and per-provider keys with it)
 and imports nothing of mindgate but the errors; it hands specs back untyped, and
 :func:`mindgate.providers.provider_spec` checks their type.
 
 Running from a source checkout (``src/`` on ``PYTHONPATH``) with an older install's metadata, mindgate's
-own entry points are read from the checkout's ``pyproject.toml``, so a built-in added there is found
-without reinstalling; third-party packages always come from installed metadata.
+own entry points are read from the checkout's ``pyproject.toml``, so the checkout's entries are the ones
+used without reinstalling; third-party packages always come from installed metadata.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
+import pkgutil
 import threading
 import tomllib
 from importlib.metadata import EntryPoint, entry_points
@@ -26,7 +35,9 @@ from mindgate.errors import ConfigurationError
 GROUP = "mindgate.providers"
 _DIST = "mindgate"
 
-_lock = threading.Lock()
+_log = logging.getLogger(__name__)
+# Reentrant: listing a package of providers imports its modules, which may ask for the registry themselves.
+_lock = threading.RLock()
 _points: dict[str, EntryPoint] | None = None
 _loaded: dict[str, Any] = {}
 
@@ -47,6 +58,38 @@ def _checkout_points() -> list[EntryPoint] | None:
     return [EntryPoint(name=name, value=value, group=GROUP) for name, value in table.items()]
 
 
+def _expand(point: EntryPoint) -> list[EntryPoint]:
+    """``point`` when it names an object; for a package (no ``:attr``), one entry point per public module of
+    it that defines ``SPEC``, named by the spec. A module that fails to import is logged and left out (it
+    must not hide every other provider)."""
+    if point.attr:
+        return [point]
+    try:
+        package = importlib.import_module(point.module)
+    except Exception as exc:
+        _log.warning("provider package %s (entry point %r) could not be imported: %s: %s", point.module,
+                     point.name, type(exc).__name__, exc)
+        return []
+    modules = [package]  # a plain module (no ``:SPEC`` written) is its own one provider
+    for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
+        if info.name.startswith("_"):
+            continue
+        try:
+            modules.append(importlib.import_module(f"{point.module}.{info.name}"))
+        except Exception as exc:
+            _log.warning("provider module %s.%s could not be imported: %s: %s", point.module, info.name,
+                         type(exc).__name__, exc)
+    found = []
+    for module in modules:
+        name = getattr(getattr(module, "SPEC", None), "name", None)
+        if isinstance(name, str):
+            found.append(EntryPoint(name=name, value=f"{module.__name__}:SPEC", group=GROUP))
+    if not found:
+        _log.warning("entry point %r (%s) registers no provider: no public module of it defines SPEC", point.name,
+                     point.value)
+    return found
+
+
 def _scan() -> dict[str, EntryPoint]:
     own = _checkout_points()
     found: dict[str, EntryPoint] = {}
@@ -54,9 +97,11 @@ def _scan() -> dict[str, EntryPoint]:
         dist = point.dist.name if point.dist is not None else None
         if own is not None and dist is not None and dist.lower() == _DIST:
             continue  # the checkout's pyproject is the truth for mindgate's own providers
-        found.setdefault(point.name, point)
+        for each in _expand(point):
+            found.setdefault(each.name, each)
     for point in own or ():
-        found[point.name] = point
+        for each in _expand(point):
+            found[each.name] = each
     return found
 
 

@@ -41,7 +41,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
-# `auto` is a routing chain over LM Studio and Ollama (mindgate.routing.auto), not a provider; these keys
+# `auto` is a routing chain over LM Studio and Ollama (mindgate.routing._auto), not a provider; these keys
 # move its targets.
 AUTO = "auto"
 _AUTO_BASE_URL_KEYS = ("lmstudio_base_url", "ollama_base_url")

@@ -23,11 +23,11 @@ from rich.text import Text
 from mindgate import __version__
 from mindgate.config import MindgateConfig
 from mindgate.errors import MindgateError
-from mindgate.mcp.commands import mcp_command
-from mindgate.memory import commands as memory_commands
-from mindgate.memory.commands_migrate import migrate_command
-from mindgate.models import commands as models_commands
-from mindgate.routing import commands as routing_commands
+from mindgate.mcp._commands import mcp_command
+from mindgate.memory import _commands as memory_commands
+from mindgate.memory._commands_migrate import migrate_command
+from mindgate.models import _commands as models_commands
+from mindgate.routing import _commands as routing_commands
 
 app = typer.Typer(name="mindgate", help="Local-first model gateway with long-term memory for AI agents.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -65,7 +65,7 @@ def serve(host: Annotated[str | None, typer.Option(help="address to bind (defaul
                                                      help="allow binding a non-loopback address")] = False,
           log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info") -> None:
     """Start the OpenAI-compatible gateway with memory (http://127.0.0.1:8741/v1 by default)."""
-    from mindgate.gateway.server import serve as run_server
+    from mindgate.gateway._server import serve as run_server
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter(f"{log_level!r} is not one of debug, info, warning, error", param_hint="--log-level")
@@ -86,7 +86,7 @@ def hash_key_command(key: Annotated[str, typer.Option(prompt=True, hide_input=Tr
                                                       help="the API key (asked for when not given)")]) -> None:
     """Print the SHA-256 digest of an API key, for ``gateway.api_keys[].key_sha256`` (the config then holds no
     secret)."""
-    from mindgate.gateway.auth import hash_key
+    from mindgate.gateway._auth import hash_key
 
     if len(key) < 16:
         raise typer.BadParameter("use at least 16 characters (e.g. `openssl rand -hex 24`)", param_hint="--key")
@@ -104,13 +104,13 @@ def chat(user: Annotated[str | None, typer.Option("--user", "-u", help="remember
                   "memory or error (default: the config's context.policy)")] = None,
          config: ConfigOpt = None) -> None:
     """Chat interactively with streaming answers and long-term memory (talks to the models directly)."""
-    from mindgate.cli_chat import ChatSession, run_interactive
-    from mindgate.context.policy import requested_policy
-    from mindgate.gateway.server import configure_logging
-    from mindgate.pipeline.build import memory_for, pipeline_for
-    from mindgate.pipeline.scope import ChatScope
+    from mindgate._cli_chat import ChatSession, run_interactive
+    from mindgate.context._policy import requested_policy
+    from mindgate.gateway._server import configure_logging
+    from mindgate.pipeline._build import memory_for, pipeline_for
+    from mindgate.pipeline._scope import ChatScope
     from mindgate.providers import create_embedder
-    from mindgate.routing.targets import build_targets
+    from mindgate.routing._targets import build_targets
 
     configure_logging("warning")
     try:

@@ -58,12 +58,14 @@ _HOST_ENTRY = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:[0-9]{1,5})?")
 
 StoreProviderName = Literal["sqlite", "pgvector"]
 STORE_TAGS = get_args(StoreProviderName)
-# Convex fusion's vector weight (memory.fusion: convex); `bench/retrieval.py --calibrate` fits it. The time
-# and speaker weights are what that bench measured on LongMemEval S (each alone over RRF, no type lower).
-FUSION_ALPHA = 0.5
+# The defaults of hybrid search and fact-augmented keys, measured together with `bench/retrieval.py` on
+# LongMemEval S (each message added by its own call): turn recall@5/@10 over RRF with plain keys, no question
+# type lower. `--calibrate` refits them on held-out questions.
+FUSION_ALPHA = 0.6
 KEY_CONTEXT_WEIGHT = 0.5
-TIME_WEIGHT = 0.3
-SPEAKER_WEIGHT = 0.2
+KEY_FACTS_WEIGHT = 1.5
+TIME_WEIGHT = 0.2
+SPEAKER_WEIGHT = 0.4
 
 def mindgate_home() -> Path:
     """``MINDGATE_HOME`` or ``~/.mindgate``: where the embedded store and state live."""
@@ -249,7 +251,7 @@ class MemorySettings(_Strict):
     similar_memories: int = Field(default=5, ge=0, le=50, description="existing memories shown to the LLM")
     search_limit: int = Field(default=10, gt=0)
     candidates: int = Field(default=50, gt=0, description="per-retriever candidates before fusion")
-    fusion: Literal["convex", "rrf"] = Field(default="rrf", description="how vector and text ranks are fused")
+    fusion: Literal["convex", "rrf"] = Field(default="convex", description="how vector and text ranks are fused")
     fusion_alpha: float = Field(default=FUSION_ALPHA, ge=0, le=1, description="convex fusion: weight of the "
                                 "vector score (calibrated on held-out LongMemEval questions)")
     rrf_k: int = Field(default=60, gt=0)
@@ -264,6 +266,15 @@ class MemorySettings(_Strict):
                                       description="weight of the previous turn in a key (key_context)")
     key_context_window: float = Field(default=1800.0, gt=0, description="seconds between two messages of "
                                       "one scope for the earlier to be the later one's key context")
+    key_facts: bool = Field(default=True, description="index a user message stored from a conversation with "
+                            "its first-person statements (vector key = text + weighted facts); a store built "
+                            "without them is searched as it is unless this is set explicitly, and changing it "
+                            "asks for `mindgate reindex`")
+    key_facts_weight: float = Field(default=KEY_FACTS_WEIGHT, ge=0, le=4,
+                                    description="weight of the fact sentences in a key (key_facts)")
+    expansion_weight: float = Field(default=1.0, ge=0, le=4, description="comparison questions (\"between X and "
+                                    "Y\", \"..., X or Y?\"): weight of each compared part searched on its own; 0 "
+                                    "turns it off")
     time_aware: bool = Field(default=True, description="boost memories from the times a query names "
                              "(\"last week\", \"in May\", \"3 days ago\") relative to its reference time")
     time_weight: float = Field(default=TIME_WEIGHT, ge=0, le=2, description="weight of the time signal")

@@ -13,7 +13,8 @@ Documented surface served (lmstudio.ai/docs/developer):
   ``max_context_length``, ``quantization``, ``arch``, ``capabilities[]``), ``/api/v0/chat/completions``,
   ``/api/v0/embeddings``;
 * OpenAI-compatible: ``GET /v1/models``, ``POST /v1/chat/completions`` (JSON and SSE),
-  ``POST /v1/embeddings``;
+  ``POST /v1/embeddings``; with ``responses=True`` also ``POST /v1/responses`` (LM Studio >= 0.3.29; JIT
+  loading as for chat, answers in OpenAI's documented shapes from :mod:`fakes.responses_api`);
 * downloads (REST v1): ``POST /api/v1/models/download`` (``model``, ``quantization`` only for Hugging Face
   links) -> a job status ``{job_id, status: "downloading", total_size_bytes, started_at}`` or
   ``{status: "already_downloaded"}``; ``GET /api/v1/models/download/status/{job_id}`` -> ``{job_id, status,
@@ -56,9 +57,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ._openai import OpenAISurface, openai_error
+from ._openai import openai_error
 from ._server import FakeServer, sleep
 from .lmstudio_sdk import SDKChannel
+from .responses_api import ResponsesSurface
 
 NO_MODELS_LOADED = ("No models loaded. Please load a model in the developer page or use the 'lms load' "
                     "command.")
@@ -147,19 +149,24 @@ def default_lmstudio_catalog() -> list[LMStudioModel]:
                           size_bytes=2_279_145_003, max_context_length=131072, tool_use=True)]
 
 
-class LMStudioFake(OpenAISurface, FakeServer):
+class LMStudioFake(ResponsesSurface, FakeServer):
     """LM Studio contract fake. Mutable state tests may read or change between calls:
 
     ``models`` (downloaded models), ``loaded`` (instances), ``requests`` (log), ``jit`` (JIT loading on/off),
     ``auto_evict``, ``load_delay`` (seconds a load takes), ``api_versions`` (native APIs served),
-    ``reply`` / ``tool_calls`` (chat answer, see :class:`~fakes._openai.OpenAISurface`).
+    ``reply`` / ``tool_calls`` (chat answer, see :class:`~fakes._openai.OpenAISurface`), ``responses``
+    (serve ``POST /v1/responses`` as LM Studio >= 0.3.29 does, with JIT loading as for chat; answers in
+    OpenAI's shapes, see :mod:`fakes.responses_api`; off: the route is an "Unexpected endpoint", as before
+    0.3.29).
     """
 
     def __init__(self, models: list[LMStudioModel] | None = None, *,
                  api_versions: tuple[str, ...] = ("v1", "v0"), jit: bool = True, auto_evict: bool = True,
-                 load_delay: float = 0.05, sdk: bool = False, download_steps: int = 3) -> None:
+                 load_delay: float = 0.05, sdk: bool = False, download_steps: int = 3,
+                 responses: bool = False) -> None:
         FakeServer.__init__(self)
-        self._init_surface()
+        self._init_responses()
+        self.responses = responses
         self.models: list[LMStudioModel] = list(default_lmstudio_models() if models is None else models)
         self.loaded: list[LMStudioInstance] = []
         self.api_versions = api_versions
@@ -217,6 +224,8 @@ class LMStudioFake(OpenAISurface, FakeServer):
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/v1/embeddings", self._embeddings, methods=["POST"]),
         ]
+        if self.responses:
+            routes.append(Route("/v1/responses", self._responses, methods=["POST"]))
         if "v0" in self.api_versions:
             routes += [
                 Route("/api/v0/models", self._v0_models, methods=["GET"]),
@@ -438,6 +447,15 @@ class LMStudioFake(OpenAISurface, FakeServer):
         if isinstance(instance, Response):
             return instance
         return self.chat_response(body, instance.id if ":" in instance.id else instance.model.id)
+
+    async def _responses(self, request: Request) -> Response:
+        body = await self._body(request)
+        if body is None:
+            return JSONResponse({"error": "'input' field is required"}, status_code=400)
+        instance = await self._resolve(body.get("model"), body, "llm")
+        if isinstance(instance, Response):
+            return instance
+        return self.responses_answer(body, instance.id if ":" in instance.id else instance.model.id)
 
     async def _embeddings(self, request: Request) -> Response:
         body = await self._body(request) or {}

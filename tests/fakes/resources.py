@@ -1,9 +1,9 @@
 """FAKE RESOURCE FEED (a labelled test double): stands in for the machine's memory readings.
 
-The real source is :class:`mindgate.models.monitor.ResourceMonitor` (psutil + GPU libraries, sampled in a
+The real source is :class:`mindgate.models._monitor.ResourceMonitor` (psutil + GPU libraries, sampled in a
 thread). Tests cannot make this machine run out of memory, so this feed implements the same
 ``ResourceSource`` contract (``latest`` / ``subscribe``) with readings the test pushes: each ``push``
-publishes a :class:`~mindgate.providers.management.resources.Resources` to every subscriber at once, as the monitor's
+publishes a :class:`~mindgate.providers.management._resources.Resources` to every subscriber at once, as the monitor's
 thread does after each sample. Reading times advance by ``advance`` seconds per push (never behind the
 wall clock), so hysteresis timing is driven without sleeping. ``source`` reads ``"fake feed (tests)"``.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from mindgate.providers.management.resources import GPUInfo, Resources
+from mindgate.providers.management._resources import GPUInfo, Resources
 
 GiB = 2**30
 MiB = 2**20

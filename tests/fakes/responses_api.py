@@ -15,10 +15,12 @@ Not a vendor and not a model: a small real HTTP server on 127.0.0.1 answering in
   requests with a chosen status.
 
 It also serves ``/v1/chat/completions`` (the shared OpenAI surface of :mod:`fakes._openai`), so the same server
-can be bridged. Knobs: ``responses_route=False`` answers ``/v1/responses`` with FastAPI's plain 404 ``{"detail":
-"Not Found"}`` (a server without the route); ``tool_calls`` (function calls returned when the request offers
-tools); ``sequence_numbers=False`` leaves ``sequence_number`` out (servers that do not number their events);
-``cut_after`` drops the connection after that many events. Answers are ``"echo: <last user text>"``.
+can be bridged. Knobs: ``responses_route=False`` answers ``/v1/responses`` with FastAPI's plain 404
+``{"detail": "Not Found"}`` (a server without the route); ``tool_calls`` (function calls returned when the
+request offers tools, unless its input ends with a tool's result: then the answer is text, as a model's would
+be); ``sequence_numbers=False`` leaves ``sequence_number`` out (servers that do not number their events);
+``cut_after`` drops the connection after that many events. Answers are ``"echo: <last user text>"`` (or
+``reply``).
 """
 
 from __future__ import annotations
@@ -40,9 +42,13 @@ from ._server import FakeServer
 RESPONSES_FIELDS = frozenset({
     "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
     "max_tool_calls", "temperature", "top_p", "text", "reasoning", "metadata", "user", "store",
-    "previous_response_id", "stream", "stream_options", "background", "conversation", "include", "truncation",
-    "service_tier", "prompt", "prompt_cache_key", "safety_identifier", "top_logprobs",
+    "previous_response_id", "stream", "stream_options", "background", "background_options", "conversation",
+    "context_management", "include", "truncation", "service_tier", "prompt", "prompt_cache_key",
+    "prompt_cache_options", "prompt_cache_retention", "safety_identifier", "top_logprobs", "moderation",
+    "access_programs", "image",
+    "client_metadata",  # not in the SDK's params, but sent by OpenAI's own Codex CLI, so OpenAI takes it
 })
+"""The request fields of OpenAI's ``responses.create`` (the ``openai`` SDK's ``ResponseCreateParams``)."""
 
 
 def _text_of(content: Any) -> str:
@@ -67,57 +73,37 @@ class CutStream(Exception):
     """Raised inside the event generator to drop the connection mid-stream."""
 
 
-class ResponsesAPIFake(OpenAISurface, FakeServer):
-    """See the module docstring."""
+class ResponsesSurface(OpenAISurface):
+    """Mixin: OpenAI's Responses answers (JSON or the event stream) for a validated request, for any fake that
+    serves ``/v1/responses`` (this module's server; LM Studio's fake as LM Studio >= 0.3.29)."""
 
-    def __init__(self, models: tuple[str, ...] = ("gpt-4o-mini",)) -> None:
-        FakeServer.__init__(self)
+    sequence_numbers: bool
+    cut_after: int | None
+
+    def _init_responses(self) -> None:
         self._init_surface()
-        self.models = list(models)
-        self.responses_route = True
         self.sequence_numbers = True
-        self.cut_after: int | None = None
-        self.fail_next: list[tuple[int, dict[str, Any]]] = []
+        self.cut_after = None
 
-    def response_bodies(self) -> list[dict[str, Any]]:
-        """The JSON bodies ``/v1/responses`` received, in order."""
-        return [r.json for r in self.requests_to("/v1/responses", "POST")]
-
-    def build_app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/models", self._models, methods=["GET"]),
-                                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
-                                 Route("/v1/responses", self._responses, methods=["POST"])])
-
-    async def _models(self, request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
-                                                        for m in self.models]})
-
-    async def _chat(self, request: Request) -> Response:
-        body = await request.json()
-        return self.chat_response(body, str(body.get("model")))
-
-    async def _responses(self, request: Request) -> Response:
-        if not self.responses_route:
-            return JSONResponse({"detail": "Not Found"}, status_code=404)
-        body = await request.json()
-        if self.fail_next:
-            status, error = self.fail_next.pop(0)
-            return JSONResponse({"error": error}, status_code=status)
+    def responses_answer(self, body: dict[str, Any], model_id: str) -> Response:
+        """The answer to ``body`` from ``model_id``: unknown parameters and a missing ``input`` are OpenAI's
+        400s; otherwise a ``response`` object, or its events when ``stream`` is set."""
         unknown = sorted(set(body) - RESPONSES_FIELDS)
         if unknown:
             return openai_error(400, f"Unknown parameter: '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
-        if body.get("model") not in self.models:
-            return openai_error(404, f"The model `{body.get('model')}` does not exist or you do not have access to it.",
-                                code="model_not_found")
         if not body.get("input"):
             return openai_error(400, "Missing required parameter: 'input'.", param="input",
                                 code="missing_required_parameter")
+        body = {**body, "model": model_id}
         if body.get("stream"):
             return StreamingResponse(self._events(body), media_type="text/event-stream")
         return JSONResponse(self._response(body, "completed", self._output(body)))
 
     def _calls(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        if not body.get("tools") or not self.tool_calls:
+        raw = body.get("input")
+        answered = isinstance(raw, list) and raw and isinstance(raw[-1], dict) \
+            and raw[-1].get("type") == "function_call_output"
+        if not body.get("tools") or not self.tool_calls or answered:
             return []
         return [{"type": "function_call", "id": f"fc_{uuid.uuid4().hex[:24]}", "call_id": call.get("id"),
                  "name": call["function"]["name"], "arguments": call["function"]["arguments"], "status": "completed"}
@@ -188,3 +174,43 @@ class ResponsesAPIFake(OpenAISurface, FakeServer):
             if self.sequence_numbers:
                 event["sequence_number"] = number
             yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+
+class ResponsesAPIFake(ResponsesSurface, FakeServer):
+    """See the module docstring."""
+
+    def __init__(self, models: tuple[str, ...] = ("gpt-4o-mini",)) -> None:
+        FakeServer.__init__(self)
+        self._init_responses()
+        self.models = list(models)
+        self.responses_route = True
+        self.fail_next: list[tuple[int, dict[str, Any]]] = []
+
+    def response_bodies(self) -> list[dict[str, Any]]:
+        """The JSON bodies ``/v1/responses`` received, in order."""
+        return [r.json for r in self.requests_to("/v1/responses", "POST")]
+
+    def build_app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/models", self._models, methods=["GET"]),
+                                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                                 Route("/v1/responses", self._responses, methods=["POST"])])
+
+    async def _models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
+                                                        for m in self.models]})
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        return self.chat_response(body, str(body.get("model")))
+
+    async def _responses(self, request: Request) -> Response:
+        if not self.responses_route:
+            return JSONResponse({"detail": "Not Found"}, status_code=404)
+        body = await request.json()
+        if self.fail_next:
+            status, error = self.fail_next.pop(0)
+            return JSONResponse({"error": error}, status_code=status)
+        if body.get("model") not in self.models:
+            return openai_error(404, f"The model `{body.get('model')}` does not exist or you do not have access to it.",
+                                code="model_not_found")
+        return self.responses_answer(body, str(body["model"]))

@@ -12,7 +12,10 @@ through, in this order:
    directly: the body validated once with the route's pydantic model (``model_validate_json`` on the raw
    bytes) and the route's handler called, its errors answered as the app's exception handlers answer them.
    Everything else goes to the FastAPI app's own stack, with the body already read; so does a hot request
-   whose body is not JSON or does not validate, so that its 400 is exactly FastAPI's.
+   whose body is not JSON or does not validate, so that its 400 is exactly FastAPI's. ``GET /healthz``
+   (liveness) is answered here with its fixed body: a probe costs the event loop the least while searches
+   and chats are being served, and it shows the process answers even when the app's stack is stuck (the
+   FastAPI route stays for the OpenAPI document).
 
 One layer instead of eight nested middlewares (observability, host check, guard, and FastAPI's error,
 telemetry, body-limit, exception and exit-stack layers, then routing and dependency solving): the headers
@@ -31,11 +34,11 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mindgate.gateway.guard import BodyLimits, admit_caller, is_public, read_body, replayed
-from mindgate.gateway.hosts import HostPolicy
-from mindgate.gateway.observability import Metrics, new_request_id, record
-from mindgate.gateway.responses import error_response, exception_response, mindgate_error_response
-from mindgate.gateway.state import Gateway
+from mindgate.gateway._guard import BodyLimits, admit_caller, is_public, read_body, replayed
+from mindgate.gateway._hosts import HostPolicy
+from mindgate.gateway._observability import Metrics, new_request_id, record
+from mindgate.gateway._responses import error_response, exception_response, mindgate_error_response
+from mindgate.gateway._state import Gateway
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,6 +50,16 @@ Handler = Callable[[Any, Request], Awaitable[Response]]
 log = logging.getLogger("mindgate.gateway")
 
 _CLOSE = {"Connection": "close"}
+LIVENESS_PATH = "/healthz"
+_LIVENESS_BODY = b'{"status":"ok"}'
+_LIVENESS_HEADERS = [(b"content-type", b"application/json"),
+                     (b"content-length", str(len(_LIVENESS_BODY)).encode("ascii"))]
+
+
+class _Liveness:
+    """``scope["route"]`` of a liveness probe answered by the front door (metrics and logs read ``path``)."""
+
+    path = LIVENESS_PATH
 
 
 class HotRoute:
@@ -84,7 +97,8 @@ class Front:
         if cors_origins:
             self.inner = CORSMiddleware(self._guarded, allow_origins=cors_origins, allow_methods=["*"],
                                         allow_headers=["*"],
-                                        expose_headers=["X-Request-Id", "Retry-After", "X-Mindgate-Route"])
+                                        expose_headers=["X-Request-Id", "Retry-After", "X-Mindgate-Route",
+                                                        "X-Mindgate-Responses"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,6 +169,11 @@ class Front:
                 await refusal(scope, receive, send)
                 return
         if not has_body:
+            if path == LIVENESS_PATH and scope["method"] == "GET":
+                scope["route"] = _Liveness
+                await send({"type": "http.response.start", "status": 200, "headers": list(_LIVENESS_HEADERS)})
+                await send({"type": "http.response.body", "body": _LIVENESS_BODY})
+                return
             await self.app(scope, receive, send)
             return
         body = await read_body(self.limits, scope, receive, send, length)

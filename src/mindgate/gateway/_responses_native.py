@@ -29,14 +29,14 @@ from typing import Any
 
 from mindgate._json import dumps
 from mindgate.errors import InvalidRequestError, MindgateError, NativeResponsesUnavailable
-from mindgate.gateway.openai_responses import items_to_messages, new_id, output_messages, response_object
-from mindgate.gateway.responses import EventStream, JSONBytes
-from mindgate.gateway.schemas_responses import ResponsesRequest
-from mindgate.gateway.state import Gateway
-from mindgate.gateway.wire import SSE_HEADERS
+from mindgate.gateway._openai_responses import items_to_messages, new_id, output_messages, response_object
+from mindgate.gateway._responses import EventStream, JSONBytes
+from mindgate.gateway._schemas_responses import ResponsesRequest
+from mindgate.gateway._state import Gateway
+from mindgate.gateway._wire import SSE_HEADERS
+from mindgate.pipeline._conversations import ResponseLog
 from mindgate.pipeline._passthrough import NativeRequest, NativeStream, Routed, complete, route, stream
-from mindgate.pipeline.conversations import ResponseLog
-from mindgate.providers.base import Message, Usage
+from mindgate.providers._base import Message, Usage
 
 log = logging.getLogger("mindgate.gateway")
 
@@ -141,11 +141,13 @@ def configured(gateway: Gateway) -> bool:
 
 @dataclass
 class Passed:
-    """A passed-through answer: the target it went to, the HTTP response, and (not streamed) its usage."""
+    """A passed-through answer: the target it went to, the HTTP response, and (not streamed) its usage and the
+    model that answered."""
 
     routed: Routed
     response: JSONBytes | EventStream
     usage: Usage | None = None
+    served_by: str | None = None
 
 
 async def pass_through(gateway: Gateway, turn: NativeTurn, request: NativeRequest,
@@ -169,7 +171,7 @@ async def pass_through(gateway: Gateway, turn: NativeTurn, request: NativeReques
         return Passed(routed, EventStream(frames, headers={**SSE_HEADERS, **headers}))
     shown = turn.shown(result.response)
     await turn.keep(gateway.responses, shown)
-    return Passed(routed, JSONBytes(shown, headers=headers), result.usage)
+    return Passed(routed, JSONBytes(shown, headers=headers), result.usage, str(shown.get("model") or ""))
 
 
 def _frame(event: dict[str, Any], sequence: int) -> bytes:

@@ -1,15 +1,15 @@
 """Model management: what models exist where (:class:`ModelCatalog`), loading and unloading them with a TTL
-(:class:`ModelManager`), the machine's free memory (:mod:`~mindgate.providers.management.resources`), and
-whether a model fits (:mod:`~mindgate.providers.management.fit`). The local engine's loaded models live in
+(:class:`ModelManager`), the machine's free memory (:mod:`~mindgate.providers.management._resources`), and
+whether a model fits (:mod:`~mindgate.providers.management._fit`). The local engine's loaded models live in
 :class:`LocalModelPool`. Each provider's driver lives with the provider (:mod:`mindgate.providers.management`).
 """
 
 from mindgate.errors import InsufficientMemoryError
-from mindgate.models.catalog import CatalogListing, ModelCatalog, endpoints_from_config
-from mindgate.models.manager import FitReport, LoadResult, ModelManager
+from mindgate.models._catalog import CatalogListing, ModelCatalog, endpoints_from_config
+from mindgate.models._manager import FitReport, LoadResult, ModelManager
 from mindgate.providers.local._pool import LocalInstance, LocalModelPool, default_pool
-from mindgate.providers.management.fit import MemoryEstimate
-from mindgate.providers.management.records import (
+from mindgate.providers.management._fit import MemoryEstimate
+from mindgate.providers.management._records import (
     Capabilities,
     Endpoint,
     EndpointStatus,
@@ -19,7 +19,7 @@ from mindgate.providers.management.records import (
     ModelState,
     ModelType,
 )
-from mindgate.providers.management.resources import Resources, snapshot
+from mindgate.providers.management._resources import Resources, snapshot
 
 __all__ = [
     "Capabilities", "CatalogListing", "Endpoint", "EndpointStatus", "FitReport", "InsufficientMemoryError",

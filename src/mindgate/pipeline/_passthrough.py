@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mindgate.errors import MindgateError, NativeResponsesUnavailable
-from mindgate.pipeline.scope import ChatScope
-from mindgate.providers.base import ChatModel, Message, Usage
+from mindgate.pipeline._scope import ChatScope
+from mindgate.providers._base import ChatModel, Message, Usage
 
 if TYPE_CHECKING:
-    from mindgate.pipeline.core import Pipeline, UsageSink
+    from mindgate.pipeline._core import Pipeline, UsageSink
 
 _CONTEXT_MARGIN = 1.1  # the estimate is rough: keep a tenth of the window in hand before trusting it
 
@@ -40,7 +40,7 @@ class NativeRequest:
 
     ``body`` is the Responses request as the upstream gets it (its ``model`` is replaced by each target's
     model id); ``messages`` the same conversation as chat messages (semantic routing, the size check);
-    ``scope`` and ``stage_options`` as in :class:`~mindgate.pipeline.core.ChatRequest` (any of them set
+    ``scope`` and ``stage_options`` as in :class:`~mindgate.pipeline._core.ChatRequest` (any of them set
     means mindgate's help is needed)."""
 
     model: str
@@ -106,21 +106,19 @@ def output_text(response: dict[str, Any]) -> str:
 
 @dataclass
 class NativeResult:
-    """A passed-through answer: the upstream's ``response`` object, its usage (``estimated`` when the upstream
-    reported none)."""
+    """A passed-through answer: the upstream's ``response`` object and its usage (the upstream's, else
+    estimated)."""
 
     response: dict[str, Any]
     usage: Usage
-    estimated: bool
 
 
-def _usage(pipeline: Pipeline, request: NativeRequest, response: dict[str, Any] | None,
-           text: str) -> tuple[Usage, bool]:
+def _usage(pipeline: Pipeline, request: NativeRequest, response: dict[str, Any] | None, text: str) -> Usage:
     reported = reported_usage(response)
     if reported is not None:
-        return reported, False
+        return reported
     return Usage(pipeline.estimator.prompt_tokens(request.messages),
-                 pipeline.estimator.text_tokens(text) if text else 0), True
+                 pipeline.estimator.text_tokens(text) if text else 0)
 
 
 def _count(pipeline: Pipeline, exc: BaseException) -> None:
@@ -137,10 +135,10 @@ async def complete(pipeline: Pipeline, request: NativeRequest, routed: Routed) -
     except MindgateError as exc:
         _count(pipeline, exc)
         raise
-    usage, estimated = _usage(pipeline, request, response, output_text(response))
+    usage = _usage(pipeline, request, response, output_text(response))
     if request.on_usage is not None:
         request.on_usage(routed.label, usage.prompt_tokens, usage.completion_tokens)
-    return NativeResult(response, usage, estimated)
+    return NativeResult(response, usage)
 
 
 class NativeStream:
@@ -205,7 +203,7 @@ class NativeStream:
         aclose = getattr(self._events, "aclose", None)
         if aclose is not None:
             await aclose()
-        self.usage, _ = _usage(self.pipeline, self.request, self.final, "".join(self._parts))
+        self.usage = _usage(self.pipeline, self.request, self.final, "".join(self._parts))
         if self.request.on_usage is not None:
             self.request.on_usage(self.routed.label, self.usage.prompt_tokens, self.usage.completion_tokens)
 

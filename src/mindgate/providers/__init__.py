@@ -1,4 +1,4 @@
-"""Providers: one module per backend, each exporting a :class:`~mindgate.providers.spec.ProviderSpec`.
+"""Providers: one module per backend, each exporting a :class:`~mindgate.providers._spec.ProviderSpec`.
 
 Providers are found through the ``mindgate.providers`` entry-point group (:mod:`mindgate._plugins`):
 mindgate's built-ins are declared there in its ``pyproject.toml`` exactly as a third-party package declares
@@ -16,9 +16,9 @@ from mindgate._plugins import load as _load_plugin
 from mindgate._plugins import provider_names
 from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError
-from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, EmbedderIdentity, Usage
+from mindgate.providers._base import ChatChunk, ChatModel, ChatResponse, Embedder, EmbedderIdentity, Usage
+from mindgate.providers._spec import ProviderSpec
 from mindgate.providers.openai_compat import openai_compatible_spec
-from mindgate.providers.spec import ProviderSpec
 
 __all__ = ["ChatChunk", "ChatModel", "ChatResponse", "Embedder", "EmbedderIdentity", "ProviderSpec", "Usage",
            "create_chat_model", "create_embedder", "openai_compatible_spec", "provider_names", "provider_spec"]
@@ -28,8 +28,8 @@ def provider_spec(provider: str) -> ProviderSpec:
     """The spec registered under ``provider`` (its module imported on first use), or ConfigurationError."""
     if provider == "auto":
         raise ConfigurationError("`auto` is a routing chain, not a provider",
-                                 hint="use mindgate.routing.chains.chat_model_for(section, config) or "
-                                      "mindgate.routing.auto.auto_router()")
+                                 hint="use mindgate.routing.chat_model_for(section, config) or "
+                                      "mindgate.routing.auto_router()")
     spec = _load_plugin(provider)
     if not isinstance(spec, ProviderSpec):
         raise ConfigurationError(f"provider {provider!r} is registered with a {type(spec).__name__}, "

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mindgate.providers.http_errors import finite_seconds, http_error, json_or_none
+from mindgate.providers._http_errors import finite_seconds, http_error, json_or_none
 from mindgate.providers.openai_compat import OpenAICompatClient, ServerProfile
 
 _AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_SERVICE_BLOCKED", "ACCESS_TOKEN_EXPIRED"})

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mindgate.providers.management.driver import Driver
-from mindgate.providers.management.http import request_json
-from mindgate.providers.management.records import ModelInfo
+from mindgate.providers.management._driver import Driver
+from mindgate.providers.management._http import request_json
+from mindgate.providers.management._records import ModelInfo
 
 
 class OpenAICompatDriver(Driver):

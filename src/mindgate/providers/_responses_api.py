@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from mindgate.config import ResponsesAPI
 from mindgate.errors import MindgateError, NativeResponsesUnavailable, NetworkError, ProviderError
+from mindgate.providers._http_errors import json_or_none, names_missing_model, server_message
 from mindgate.providers._upstream import TRANSPORT_ERRORS, lines, sse_events
-from mindgate.providers.http_errors import json_or_none, names_missing_model, server_message
 
 if TYPE_CHECKING:
     from mindgate.providers.openai_compat import OpenAICompatClient

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError, ModelNotFoundError, ProviderError
-from mindgate.providers.http_errors import error_code, server_message
+from mindgate.providers._http_errors import error_code, server_message
+from mindgate.providers._spec import ProviderSpec
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatClient,
@@ -30,7 +31,6 @@ from mindgate.providers.openai_compat import (
     ServerProfile,
     sampling_defaults,
 )
-from mindgate.providers.spec import ProviderSpec
 
 
 class AzureKwargs(BaseModel):

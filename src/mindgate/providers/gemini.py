@@ -17,13 +17,13 @@ import os
 from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError
 from mindgate.providers._google import GoogleClient
+from mindgate.providers._spec import ProviderSpec
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatEmbedder,
     ServerProfile,
     sampling_defaults,
 )
-from mindgate.providers.spec import ProviderSpec
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta/openai"
 DEFAULT_CHAT_MODEL = "gemini-2.5-flash"

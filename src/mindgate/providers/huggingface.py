@@ -24,6 +24,7 @@ from pydantic import Field
 
 from mindgate.config import BaseURLConfig, ProviderConfig
 from mindgate.errors import ConfigurationError, MindgateError
+from mindgate.providers._spec import ProviderSpec
 from mindgate.providers.local import SentenceTransformerEmbedder
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
@@ -32,7 +33,6 @@ from mindgate.providers.openai_compat import (
     ServerProfile,
     sampling_defaults,
 )
-from mindgate.providers.spec import ProviderSpec
 
 
 class HuggingFaceConfig(BaseURLConfig):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from mindgate.config import RESPONSES_API_DESCRIPTION, BaseURLConfig, ResponsesAPI
+from mindgate.providers._spec import ProviderSpec
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatEmbedder,
@@ -12,7 +13,6 @@ from mindgate.providers.openai_compat import (
     client_from_config,
     sampling_defaults,
 )
-from mindgate.providers.spec import ProviderSpec
 
 
 class OpenAIConfig(BaseURLConfig):

@@ -21,10 +21,7 @@ from pydantic import Field
 from mindgate._json import dumps, loads
 from mindgate.config import RESPONSES_API_DESCRIPTION, BaseURLConfig, ProviderConfig, ResponsesAPI, base_url_keys
 from mindgate.errors import ConfigurationError, MindgateError, NetworkError, ProviderError
-from mindgate.providers._openai_management import OpenAICompatDriver
-from mindgate.providers._responses_api import NativeResponses
-from mindgate.providers._upstream import TRANSPORT_ERRORS, Upstream, failure_kind, lines, proxy_for, sse_events
-from mindgate.providers.base import (
+from mindgate.providers._base import (
     ChatChunk,
     ChatModel,
     ChatResponse,
@@ -34,9 +31,12 @@ from mindgate.providers.base import (
     Vector,
     chatml_prompt,
 )
-from mindgate.providers.http_errors import http_error, is_missing_model, json_or_none, server_message
-from mindgate.providers.management.driver import Driver
-from mindgate.providers.spec import ProviderSpec
+from mindgate.providers._http_errors import http_error, is_missing_model, json_or_none, server_message
+from mindgate.providers._openai_management import OpenAICompatDriver
+from mindgate.providers._responses_api import NativeResponses
+from mindgate.providers._spec import ProviderSpec
+from mindgate.providers._upstream import TRANSPORT_ERRORS, Upstream, failure_kind, lines, proxy_for, sse_events
+from mindgate.providers.management._driver import Driver
 
 
 class OpenAICompatConfig(BaseURLConfig):
@@ -218,7 +218,7 @@ class OpenAICompatClient:
 
     async def raise_for_status(self, status: int, body: str, headers: Mapping[str, str], *,
                                model: str | None) -> None:
-        """Raise the error for a failed answer (:func:`mindgate.providers.http_errors.http_error`); for a missing
+        """Raise the error for a failed answer (:func:`mindgate.providers._http_errors.http_error`); for a missing
         model, with the models the server lists. Providers with their own error format override this."""
         available = await self._available_models() if model and is_missing_model(status, body) else None
         raise http_error(status, body, headers, provider=self.profile.provider,

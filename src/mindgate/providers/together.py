@@ -12,7 +12,8 @@ from collections.abc import Mapping
 
 from mindgate.config import ProviderConfig
 from mindgate.errors import ConfigurationError
-from mindgate.providers.http_errors import error_code, http_error
+from mindgate.providers._http_errors import error_code, http_error
+from mindgate.providers._spec import ProviderSpec
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatClient,
@@ -20,7 +21,6 @@ from mindgate.providers.openai_compat import (
     ServerProfile,
     sampling_defaults,
 )
-from mindgate.providers.spec import ProviderSpec
 
 DEFAULT_BASE_URL = "https://api.together.xyz/v1"
 DEFAULT_CHAT_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo"

@@ -31,10 +31,10 @@ from pydantic import Field
 
 from mindgate.config import BaseURLConfig
 from mindgate.errors import AuthenticationError, ConfigurationError, NetworkError, ProviderError
+from mindgate.providers._base import Embedder, Vector
 from mindgate.providers._google import GoogleClient
-from mindgate.providers.base import Embedder, Vector
+from mindgate.providers._spec import ProviderSpec
 from mindgate.providers.openai_compat import OpenAICompatChatModel, ServerProfile, sampling_defaults
-from mindgate.providers.spec import ProviderSpec
 
 
 class VertexConfig(BaseURLConfig):

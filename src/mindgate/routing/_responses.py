@@ -1,5 +1,5 @@
 """Responses API pass-through (``/v1/responses`` sent to a target's own route) over a
-:class:`~mindgate.routing.router.Router`'s chain.
+:class:`~mindgate.routing._router.Router`'s chain.
 
 The chain is walked in its order, with its circuit breakers and retry policy, as for chat: a target whose
 breaker is open is skipped; a target that passes Responses requests through (its provider config's
@@ -22,12 +22,12 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from mindgate.errors import MindgateError, NativeResponsesUnavailable, RoutingError, TargetTimeoutError
-from mindgate.routing.breaker import BreakerState
-from mindgate.routing.retry import classify
+from mindgate.routing._breaker import BreakerState
+from mindgate.routing._retry import classify
 
 if TYPE_CHECKING:
-    from mindgate.routing.admission import Slot
-    from mindgate.routing.router import Router
+    from mindgate.routing._admission import Slot
+    from mindgate.routing._router import Router
 
 
 def passes(router: Router) -> bool:

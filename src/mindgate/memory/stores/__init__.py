@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from mindgate.config import PgVectorStoreSection, SQLiteStoreSection
-from mindgate.memory.stores.base import MemoryStore
+from mindgate.memory.stores._base import MemoryStore
 
 
 def create_store(section: SQLiteStoreSection | PgVectorStoreSection) -> MemoryStore:
     """The store a ``vector_store`` config section names (imported on first use)."""
     if section.provider == "pgvector":
-        from mindgate.memory.stores.pgvector import PgVectorStore
+        from mindgate.memory.stores._pgvector import PgVectorStore
 
         return PgVectorStore(section.config)
-    from mindgate.memory.stores.sqlite import SQLiteStore
+    from mindgate.memory.stores._sqlite import SQLiteStore
 
     return SQLiteStore(section.config.resolved_path(), busy_timeout_ms=section.config.busy_timeout_ms)

@@ -1,7 +1,7 @@
 """Writing copied records and history into the SQLite store (the target side of ``mindgate migrate``).
 
 Records are upserted by id, history rows are inserted unless their id is already there, so a repeated or
-interrupted copy converges (the contract of :meth:`~mindgate.memory.stores.base.MemoryStore.import_records`).
+interrupted copy converges (the contract of :meth:`~mindgate.memory.stores._base.MemoryStore.import_records`).
 A soft-deleted record gets no vector and no full-text row, as in this store's own deletes.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import apsw
 
 from mindgate.errors import StoreError
+from mindgate.memory.stores._base import HistoryRecord, MemoryRecord
 from mindgate.memory.stores._sqlite_sql import iso, metadata_json, slot_range
-from mindgate.memory.stores.base import HistoryRecord, MemoryRecord
 
 Imported = tuple[MemoryRecord, bytes | None, bool]
 """A record, its vector as this store's blob (None: no vector), whether it is soft-deleted."""

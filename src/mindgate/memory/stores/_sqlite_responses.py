@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mindgate.memory.stores._base import StoredResponse
 from mindgate.memory.stores._sqlite_conn import Connections
-from mindgate.memory.stores.base import StoredResponse
 
 _COLUMNS = "id, owner, created_at, expires_at, response, input_items, context"
 
@@ -16,7 +16,7 @@ def _dump(value: Any) -> str:
 
 
 class SQLiteResponses:
-    """The stored-response methods of :class:`~mindgate.memory.stores.base.MemoryStore` over ``_db``."""
+    """The stored-response methods of :class:`~mindgate.memory.stores._base.MemoryStore` over ``_db``."""
 
     _db: Connections
 

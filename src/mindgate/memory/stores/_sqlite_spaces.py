@@ -8,7 +8,7 @@ from typing import Any
 
 import apsw
 
-from mindgate.providers.base import EmbedderIdentity
+from mindgate.providers._base import EmbedderIdentity
 
 CHUNK_SIZE = 64  # vec0 rows per chunk: small partitions stay small, a 1,000-row partition scans fast
 

@@ -1,7 +1,7 @@
 """SQL building blocks of the SQLite store: filters, scope predicates, full-text queries, row mapping.
 
 Filters compile to SQL over the JSON ``metadata`` column and agree with
-:func:`mindgate.memory.filters.matches` (the reference semantics): ``json_type`` tells JSON ``true``
+:func:`mindgate.memory._filters.matches` (the reference semantics): ``json_type`` tells JSON ``true``
 from the number 1 and a missing key from ``null``, and every leaf yields 0 or 1, never NULL, so
 ``NOT`` inverts exactly like Python's ``not``.
 """
@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mindgate.errors import InvalidRequestError
-from mindgate.memory.filters import And, Condition, Filter, Not, Or
-from mindgate.memory.stores.base import MemoryRecord, Scope
+from mindgate.memory._filters import And, Condition, Filter, Not, Or
+from mindgate.memory.stores._base import MemoryRecord, Scope
 
 RECORD_COLUMNS = "m.rowid, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, " \
                  "m.created_at, m.updated_at, m.key_context"

@@ -24,13 +24,15 @@
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from typing import Any
 
 import apsw
+import numpy as np
 
+from mindgate.memory.stores._base import MAX_SEARCH_TERMS
 from mindgate.memory.stores._sqlite_cache import CountsView
-from mindgate.memory.stores.base import MAX_SEARCH_TERMS
 
 K1 = 1.2
 B = 0.75
@@ -114,16 +116,19 @@ def register(conn: apsw.Connection) -> None:
     conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {VOCAB_TABLE} USING fts5vocab(main, memories_fts, row)")
 
 
-def _term_stats(api: apsw.FTS5ExtensionApi, *args: apsw.SQLiteValue) -> str:
-    # "<table average length> <row length> <tf of phrase skip> <tf of phrase skip+1> ..." (``skip``, the
-    # optional argument, leaves out the candidate-selecting phrases of ranked()); the average is the same
-    # for every row of a query, so it is formatted once per query (aux data).
-    average = api.aux_data
-    if average is None:
-        average = api.aux_data = str(api.column_total_size(0) / (api.row_count or 1))
-    skip = int(args[0]) if args else 0  # type: ignore[arg-type]
-    tfs = " ".join(str(len(api.phrase_column_offsets(i, 0))) for i in range(skip, api.phrase_count))
-    return f"{average} {api.column_size(0)} {tfs}"
+def _term_stats(api: apsw.FTS5ExtensionApi, *args: apsw.SQLiteValue) -> bytes:
+    # float64s packed: table average length, row length, tf of phrase skip, tf of phrase skip+1, ... (``skip``,
+    # the optional argument, leaves out the candidate-selecting phrases of ranked()); read by bm25() as one
+    # matrix. The average and the packer are the same for every row of a query, so they are made once per
+    # query (aux data).
+    made = api.aux_data
+    if made is None:
+        skip = int(args[0]) if args else 0  # type: ignore[arg-type]
+        average = api.column_total_size(0) / (api.row_count or 1)
+        made = api.aux_data = (average, range(skip, api.phrase_count),
+                               struct.Struct(f"={2 + api.phrase_count - skip}d"))
+    average, phrases, packer = made
+    return packer.pack(average, api.column_size(0), *[len(api.phrase_column_offsets(i, 0)) for i in phrases])
 
 
 def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
@@ -131,16 +136,23 @@ def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
     """The documents with rowid in ``[lo, hi]`` (one partition) that hold any of ``tokens``, by BM25, best
     first, as ``(rowid, score)``.
 
-    Cost is bounded by :data:`CANDIDATE_BUDGET` documents scored in Python: each word's document count in
-    the partition is read first (capped), and when all words together occur in more documents than the
-    budget, only the documents holding one of the rarest words (within the budget) are candidates; the
-    other words still count in their score (their frequency is read from the same rows, their document
-    frequency counted exactly). Documents holding only common words are then left out: their BM25 is low
-    (a common word's idf is small) and they would not make the top ``k``. When even the rarest word is in
+    Cost is bounded by :data:`CANDIDATE_BUDGET` documents scored in Python: the partition's documents
+    holding any of the words are counted first (capped; within the budget, they are all candidates),
+    then, past the budget, each word's document count (capped), and only the documents holding one of
+    the rarest words (within the budget) are candidates; the other words still count in their score
+    (their frequency is read from the same rows, their document frequency counted exactly). Documents
+    holding only common words are then left out: their BM25 is low (a common word's idf is small) and
+    they would not make the top ``k``. When even the rarest word is in
     more documents than the budget, the newest of them are the candidates. Counts are taken from
     ``cache`` where it has them.
     """
-    capped = {t: _count(conn, t, lo, hi, CANDIDATE_BUDGET + 1, cache) for t in tokens}
+    sql = (f"SELECT rowid, {STATS_FUNCTION}(memories_fts, ?) FROM memories_fts WHERE memories_fts MATCH ? "
+           "AND rowid BETWEEN ? AND ?")
+    if len(tokens) > 1 and _count(conn, tokens, lo, hi, CANDIDATE_BUDGET + 1, cache) <= CANDIDATE_BUDGET:
+        # all the words together are within the budget (one capped count, not one per word): every
+        # document holding any of them is a candidate
+        return bm25(_rows(conn, sql, (0, match_expression(tokens), lo, hi)), documents)
+    capped = {t: _count(conn, [t], lo, hi, CANDIDATE_BUDGET + 1, cache) for t in tokens}
     words = sorted((t for t in tokens if capped[t]), key=lambda t: (capped[t], t))
     if not words:
         return []
@@ -150,69 +162,63 @@ def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
             break
         chosen.append(word)
         total += capped[word]
-    sql = (f"SELECT rowid, {STATS_FUNCTION}(memories_fts, ?) FROM memories_fts WHERE memories_fts MATCH ? "
-           "AND rowid BETWEEN ? AND ?")
     if len(chosen) == len(words):
         return bm25(_rows(conn, sql, (0, match_expression(words), lo, hi)), documents)
     expression = f"({match_expression(chosen)}) AND ({match_expression(words)})"
     if total > CANDIDATE_BUDGET:
         sql += f" ORDER BY rowid DESC LIMIT {CANDIDATE_BUDGET}"
-    frequencies = [capped[w] if capped[w] <= CANDIDATE_BUDGET else _count(conn, w, lo, hi, None, cache)
+    frequencies = [capped[w] if capped[w] <= CANDIDATE_BUDGET else _count(conn, [w], lo, hi, None, cache)
                    for w in words]
     return bm25(_rows(conn, sql, (len(chosen), expression, lo, hi)), documents, frequencies)
 
 
-def _count(conn: apsw.Connection, token: str, lo: int, hi: int, cap: int | None,
+def _count(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int, cap: int | None,
            cache: CountsView | None = None) -> int:
-    """Documents of the partition holding ``token``; at most ``cap`` are counted."""
-    key = ("tf", token, lo, hi, cap)
+    """Documents of the partition holding any of ``tokens``; at most ``cap`` are counted."""
+    key = ("tf", tuple(tokens), lo, hi, cap)
     known = cache.get(key) if cache is not None else None
     if known is not None:
         return known
     inner = ("SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? AND rowid BETWEEN ? AND ?"
              + (f" LIMIT {int(cap)}" if cap is not None else ""))
-    row = conn.execute(f"SELECT count(*) FROM ({inner})", (match_expression([token]), lo, hi)).fetchone()
+    row = conn.execute(f"SELECT count(*) FROM ({inner})", (match_expression(tokens), lo, hi)).fetchone()
     count = int(row[0]) if row else 0
     if cache is not None:
         cache.put(key, count)
     return count
 
 
-def _rows(conn: apsw.Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[int, str]]:
-    return [(int(r[0]), str(r[1])) for r in conn.execute(sql, params)]
+def _rows(conn: apsw.Connection, sql: str, params: tuple[Any, ...]) -> tuple[list[int], np.ndarray]:
+    """The rowids and the stats matrix (one row of :func:`_term_stats` floats per candidate)."""
+    rows = conn.execute(sql, params).fetchall()
+    if not rows:
+        return [], np.empty((0, 2))
+    stats = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float64)  # type: ignore[misc]
+    return [int(r[0]) for r in rows], stats.reshape(len(rows), -1)  # type: ignore[arg-type]
 
 
-def bm25(candidates: Sequence[tuple[int, str]], documents: int,
+def bm25(candidates: tuple[Sequence[int], np.ndarray], documents: int,
          frequencies: Sequence[int] | None = None) -> list[tuple[int, float]]:
-    """BM25 of each candidate ``(rowid, stats)`` given ``documents`` in the partition; best first.
+    """BM25 of each candidate given ``documents`` in the partition; best first (ties: lower rowid first).
 
-    ``stats`` holds a term frequency per scored phrase of the query. Without ``frequencies`` (the
-    document frequency of each scored phrase), every document of the partition that holds a query word is a
-    candidate, so counting candidates per phrase gives the exact in-partition document frequency.
+    ``candidates`` are the rowids and their stats matrix: per row the table's average length, the row's
+    length and a term frequency per scored phrase of the query. Without ``frequencies`` (the document
+    frequency of each scored phrase), every document of the partition that holds a query word is a
+    candidate, so counting candidates per phrase gives the exact in-partition document frequency. Computed
+    over the whole matrix at once (numpy): no Python per candidate.
     """
-    if not candidates:
+    rowids, stats = candidates
+    if not len(rowids):
         return []
-    rows = [(rowid, stats.split()) for rowid, stats in candidates]
-    average = float(rows[0][1][0]) or 1.0
-    phrases = range(2, len(rows[0][1]))
-    if frequencies is not None:
-        df = dict(zip(phrases, frequencies, strict=True))
-    else:
-        df = dict.fromkeys(phrases, 0)
-        for _, fields in rows:
-            for i in phrases:
-                if fields[i] != "0":
-                    df[i] += 1
-    n = max(documents, len(rows), *df.values())
-    idf = {i: math.log(1.0 + (n - d + 0.5) / (d + 0.5)) for i, d in df.items()}
-    scored: list[tuple[int, float]] = []
-    for rowid, fields in rows:
-        norm = K1 * (1.0 - B + B * int(fields[1]) / average)
-        score = 0.0
-        for i in phrases:
-            if fields[i] != "0":
-                tf = int(fields[i])
-                score += idf[i] * tf * (K1 + 1.0) / (tf + norm)
-        scored.append((rowid, score))
-    scored.sort(key=lambda item: (-item[1], item[0]))
-    return scored
+    average = float(stats[0, 0]) or 1.0
+    tf = stats[:, 2:]
+    df = np.count_nonzero(tf, axis=0) if frequencies is None else np.asarray(frequencies, dtype=np.int64)
+    n = max(documents, len(rowids), int(df.max(initial=0)))
+    norm = K1 * (1.0 - B + B * stats[:, 1] / average)
+    scores = np.zeros(len(rowids))
+    for i, d in enumerate(df.tolist()):  # phrase by phrase, in order: the same sums as one row at a time
+        idf = math.log(1.0 + (n - d + 0.5) / (d + 0.5))
+        scores += idf * tf[:, i] * (K1 + 1.0) / (tf[:, i] + norm)
+    ids = np.asarray(rowids, dtype=np.int64)
+    order = np.lexsort((ids, -scores))
+    return list(zip(ids[order].tolist(), scores[order].tolist(), strict=True))

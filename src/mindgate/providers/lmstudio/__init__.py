@@ -9,7 +9,7 @@
 * mem0's path-style ids (``nomic-ai/nomic-embed-text-v1.5-GGUF/nomic-embed-text-v1.5.f16.gguf``) resolve to
   the listed key of the same model (``text-embedding-nomic-embed-text-v1.5``): by file path when the SDK
   lists paths, else by the file name without its quantization suffix.
-* No ``model`` configured: the model is detected at first use (:mod:`mindgate.providers.management.detect`): a
+* No ``model`` configured: the model is detected at first use (:mod:`mindgate.providers.management._detect`): a
   loaded LLM (embedding model, for the embedder), else the best downloaded one that fits.
 * Before a chat request, the model is made loaded through the management API, once for all concurrent
   requests (:func:`ensure_loaded`): with JIT loading, concurrent first requests would make LM Studio load
@@ -35,13 +35,14 @@ from pydantic import Field
 
 from mindgate.config import RESPONSES_API_DESCRIPTION, TTL_DESCRIPTION, BaseURLConfig, ProviderConfig, ResponsesAPI
 from mindgate.errors import MindgateError, ModelNotFoundError, NetworkError
-from mindgate.providers.base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, chatml_prompt
-from mindgate.providers.lazy import LazyChatModel, LazyEmbedder
+from mindgate.providers._base import ChatChunk, ChatModel, ChatResponse, Embedder, Message, chatml_prompt
+from mindgate.providers._lazy import LazyChatModel, LazyEmbedder
+from mindgate.providers._spec import ProviderSpec
 from mindgate.providers.lmstudio import _sdk as sdk
 from mindgate.providers.lmstudio._management import OPENAI, LMStudioDriver, single_flight
-from mindgate.providers.management.driver import matches
-from mindgate.providers.management.http import client_for
-from mindgate.providers.management.records import Endpoint, ModelInfo, ModelState
+from mindgate.providers.management._driver import matches
+from mindgate.providers.management._http import client_for
+from mindgate.providers.management._records import Endpoint, ModelInfo, ModelState
 from mindgate.providers.openai_compat import (
     OpenAICompatChatModel,
     OpenAICompatClient,
@@ -51,7 +52,6 @@ from mindgate.providers.openai_compat import (
     proxy_routes,
     sampling_defaults,
 )
-from mindgate.providers.spec import ProviderSpec
 
 
 class LMStudioConfig(BaseURLConfig):
@@ -294,7 +294,7 @@ def chat_model(config: LMStudioConfig) -> ChatModel:
         return build(config.model)
 
     async def detect() -> ChatModel:
-        from mindgate.providers.management.detect import pick
+        from mindgate.providers.management._detect import pick
 
         return build((await pick(endpoint, "chat")).id)
 
@@ -315,7 +315,7 @@ def embedder(config: LMStudioConfig) -> Embedder:
         return build(config.model)
 
     async def detect() -> Embedder:
-        from mindgate.providers.management.detect import pick
+        from mindgate.providers.management._detect import pick
 
         return build((await pick(endpoint, "embedding")).id)
 

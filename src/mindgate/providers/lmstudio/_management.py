@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 from mindgate.errors import ConfigurationError, ProviderError
 from mindgate.providers.lmstudio import _sdk as sdk
-from mindgate.providers.management.driver import Driver
-from mindgate.providers.management.http import Unsupported, request_json
-from mindgate.providers.management.records import (
+from mindgate.providers.management._driver import Driver
+from mindgate.providers.management._http import Unsupported, request_json
+from mindgate.providers.management._records import (
     NO_OPTIONS,
     OPENAI_LISTING,
     Capabilities,

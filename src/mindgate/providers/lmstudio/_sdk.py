@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from mindgate.errors import MindgateError, ModelNotFoundError, NetworkError, ProviderError
-from mindgate.providers.management.http import start_hint
-from mindgate.providers.management.records import (
+from mindgate.providers.management._http import start_hint
+from mindgate.providers.management._records import (
     Capabilities,
     Endpoint,
     LoadedInstance,

@@ -29,8 +29,7 @@ from mindgate._assets import (
 )
 from mindgate.config import TTL_DESCRIPTION, ProviderConfig
 from mindgate.errors import ConfigurationError, ContextOverflowError, InvalidRequestError, ProviderError
-from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex, vocabulary
-from mindgate.providers.base import (
+from mindgate.providers._base import (
     ChatChunk,
     ChatModel,
     ChatResponse,
@@ -40,11 +39,12 @@ from mindgate.providers.base import (
     Vector,
     message_text,
 )
+from mindgate.providers._json_constraint import SchemaConstraint, Unsupported, schema_regex, vocabulary
+from mindgate.providers._spec import ProviderSpec
 from mindgate.providers.local._management import LocalDriver
 from mindgate.providers.local._pool import LocalModelPool, default_pool
 from mindgate.providers.local._requests import check_logit_bias, check_options, prepare_messages
 from mindgate.providers.openai_compat import sampling_defaults
-from mindgate.providers.spec import ProviderSpec
 
 
 class LocalConfig(ProviderConfig):

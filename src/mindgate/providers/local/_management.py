@@ -16,9 +16,9 @@ import httpx
 from mindgate._assets import DEFAULT_CHAT_MODEL, default_gguf_path
 from mindgate.errors import ConfigurationError
 from mindgate.providers.local._pool import LocalModelPool, default_pool
-from mindgate.providers.management.driver import Driver, Shared
-from mindgate.providers.management.gguf_info import read_gguf_info
-from mindgate.providers.management.records import (
+from mindgate.providers.management._driver import Driver, Shared
+from mindgate.providers.management._gguf_info import read_gguf_info
+from mindgate.providers.management._records import (
     NO_OPTIONS,
     Capabilities,
     Endpoint,

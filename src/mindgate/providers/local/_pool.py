@@ -10,9 +10,9 @@ Contract (thread-safe; the async methods run the blocking work in a thread):
 * ``load`` / ``unload`` / ``instances`` manage and show what is loaded; loads are serialised.
 * Idle TTL: an instance unused for ``ttl`` seconds (per load or lease, the latest given wins, else the
   pool's ``default_ttl``; None = never) is unloaded by a background thread.
-* Before loading, the memory need (weights + KV cache + overhead, :mod:`mindgate.providers.management.fit`) is checked
+* Before loading, the memory need (weights + KV cache + overhead, :mod:`mindgate.providers.management._fit`) is checked
   against available RAM (plus free VRAM when layers are offloaded); a model that does not fit raises
-  :class:`~mindgate.providers.management.fit.InsufficientMemoryError` naming a context length that would fit.
+  :class:`~mindgate.providers.management._fit.InsufficientMemoryError` naming a context length that would fit.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import Any
 
 from mindgate._assets import default_gguf_path
 from mindgate.errors import ConfigurationError, ProviderError
-from mindgate.providers.management import fit, resources
-from mindgate.providers.management.gguf_info import read_gguf_info
+from mindgate.providers.management import _fit as fit
+from mindgate.providers.management import _resources as resources
+from mindgate.providers.management._gguf_info import read_gguf_info
 
 DEFAULT_N_CTX = 4096
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mindgate.errors import InvalidRequestError
-from mindgate.providers.base import CHAT_OPTIONS, Message
+from mindgate.providers._base import CHAT_OPTIONS, Message
 
 log = logging.getLogger("mindgate.providers")
 

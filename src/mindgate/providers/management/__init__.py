@@ -1,7 +1,7 @@
-"""What every provider's model-management driver shares: the records of managed models (records.py), the
-driver contract (driver.py), JSON over HTTP with the one error mapping (http.py), this machine's memory
-(resources.py), GGUF metadata (gguf_info.py), memory estimates (fit.py) and which model to use when the
-config names none (detect.py).
+"""What every provider's model-management driver shares: the records of managed models (_records.py), the
+driver contract (_driver.py), JSON over HTTP with the one error mapping (_http.py), this machine's memory
+(_resources.py), GGUF metadata (_gguf_info.py), memory estimates (fit.py) and which model to use when the
+config names none (_detect.py).
 
 A provider that manages its models names its driver class in its spec (``ProviderSpec.driver``) and keeps it
 in its own package (``providers/lmstudio/_management.py``, ``providers/ollama/_management.py``,

@@ -34,9 +34,7 @@ from pydantic import Field
 
 from mindgate.config import RESPONSES_API_DESCRIPTION, TTL_DESCRIPTION, BaseURLConfig, ProviderConfig, ResponsesAPI
 from mindgate.errors import InvalidRequestError, NetworkError, ProviderError
-from mindgate.providers._responses_api import NativeResponses
-from mindgate.providers._upstream import TRANSPORT_ERRORS, lines
-from mindgate.providers.base import (
+from mindgate.providers._base import (
     ChatChunk,
     ChatModel,
     ChatResponse,
@@ -44,9 +42,12 @@ from mindgate.providers.base import (
     Message,
     Vector,
 )
-from mindgate.providers.http_errors import http_error, json_or_none, server_message
-from mindgate.providers.lazy import LazyChatModel
-from mindgate.providers.management.records import Endpoint
+from mindgate.providers._http_errors import http_error, json_or_none, server_message
+from mindgate.providers._lazy import LazyChatModel
+from mindgate.providers._responses_api import NativeResponses
+from mindgate.providers._spec import ProviderSpec
+from mindgate.providers._upstream import TRANSPORT_ERRORS, lines
+from mindgate.providers.management._records import Endpoint
 from mindgate.providers.ollama._management import OllamaDriver
 from mindgate.providers.openai_compat import (
     OpenAICompatClient,
@@ -56,7 +57,6 @@ from mindgate.providers.openai_compat import (
     proxy_routes,
     sampling_defaults,
 )
-from mindgate.providers.spec import ProviderSpec
 
 
 class OllamaConfig(BaseURLConfig):
@@ -495,7 +495,7 @@ def endpoint_of(client: OllamaClient, config: ProviderConfig) -> Endpoint:
 def chat_model(config: OllamaConfig, *, prefer: str | None = None) -> ChatModel:
     """Ollama chat; without ``model``, the model is detected at first use: ``prefer`` when it is pulled (a
     model named for several servers, as ``auto``'s is), else a loaded chat model (``/api/ps``), else the
-    largest pulled one that fits free memory (:mod:`mindgate.providers.management.detect`)."""
+    largest pulled one that fits free memory (:mod:`mindgate.providers.management._detect`)."""
     top, options = _split_kwargs(config, _CHAT_TOP_LEVEL)
     client = _client(config)
 
@@ -507,7 +507,7 @@ def chat_model(config: OllamaConfig, *, prefer: str | None = None) -> ChatModel:
         return build(config.model)
 
     async def detect() -> ChatModel:
-        from mindgate.providers.management.detect import pick
+        from mindgate.providers.management._detect import pick
 
         return build((await pick(endpoint_of(client, config), "chat", prefer=prefer)).id)
 

@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 
 from mindgate.errors import ModelNotFoundError
-from mindgate.providers.management.driver import Driver, Shared
-from mindgate.providers.management.fit import ModelShape
-from mindgate.providers.management.gguf_info import EMBEDDING_ARCHITECTURES
-from mindgate.providers.management.http import request_json, stream_json_lines
-from mindgate.providers.management.records import (
+from mindgate.providers.management._driver import Driver, Shared
+from mindgate.providers.management._fit import ModelShape
+from mindgate.providers.management._gguf_info import EMBEDDING_ARCHITECTURES
+from mindgate.providers.management._http import request_json, stream_json_lines
+from mindgate.providers.management._records import (
     NO_OPTIONS,
     Capabilities,
     DownloadCallback,

@@ -1,0 +1,108 @@
+"""Connection limits uvicorn does not have: a header timeout and a bound on open connections.
+
+:func:`protocol_class` makes a subclass of uvicorn's httptools protocol that
+
+* gives every connection ``header_timeout_s`` from its opening (or from the first byte of each later
+  request on a kept-alive connection) to complete a request's headers; a connection that does not (it
+  connected and sent nothing, or trickles its headers) gets a 408 and is closed;
+* answers a request arriving while more than ``max_connections`` connections are open with a 503 in
+  OpenAI's error shape with ``Retry-After`` and ``Connection: close`` (instead of uvicorn's plain-text
+  503 without a hint).
+
+Idle keep-alive is uvicorn's own ``timeout_keep_alive``; the body's deadline is the guard's
+(:mod:`.guard`), because only the app knows whether it will read the body at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from mindgate.gateway._responses import error_body, error_response
+
+log = logging.getLogger("mindgate.gateway")
+
+
+def _timeout_response(seconds: float) -> bytes:
+    body = json.dumps(error_body(f"the request headers did not arrive within {seconds:g}s",
+                                 error_type="invalid_request_error", code="request_timeout")).encode()
+    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def overloaded_app(max_connections: int, retry_after: int) -> Any:
+    """The ASGI app that answers requests beyond the connection bound."""
+    response = error_response(503, f"the gateway has reached its limit of {max_connections} open connections",
+                              code="server_overloaded",
+                              headers={"Retry-After": str(retry_after), "Connection": "close"})
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await response(scope, receive, send)
+
+    return app
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header timeout and a connection bound (set by
+    :func:`protocol_class`)."""
+
+    header_timeout_s: float = 10.0
+    max_connections: int = 512
+    overloaded: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            log.info("closing a connection from %s: no complete request headers within %.1fs",
+                     self.client[0] if self.client else "?", self.header_timeout_s)
+            self.transport.write(_timeout_response(self.header_timeout_s))
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        if len(self.connections) <= self.max_connections:
+            super().on_headers_complete()
+            return
+        log.warning("%d connections open (limit %d): answering 503", len(self.connections), self.max_connections)
+        app, self.app = self.app, self.overloaded
+        try:
+            super().on_headers_complete()  # starts the request's task with self.app as it is now
+        finally:
+            self.app = app
+
+
+def protocol_class(*, header_timeout_s: float, max_connections: int,
+                   retry_after: int = 1) -> type[GuardedHttpToolsProtocol]:
+    """A protocol class for ``uvicorn.Config(http=...)`` with these limits."""
+    return type("MindgateHttpProtocol", (GuardedHttpToolsProtocol,),
+                {"header_timeout_s": header_timeout_s, "max_connections": max_connections,
+                 "overloaded": staticmethod(overloaded_app(max_connections, retry_after))})

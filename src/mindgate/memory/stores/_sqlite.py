@@ -1,0 +1,579 @@
+"""The embedded memory store: one SQLite file (apsw + sqlite-vec + FTS5), WAL, one transaction per write.
+
+Implements :class:`~mindgate.memory.stores._base.MemoryStore`; the semantics are in that module's
+docstring. Choices specific to this store:
+
+* **Layout.** ``memories`` holds every record (soft-deleted ones too); the vector (a sqlite-vec ``vec0``
+  table with the scope partition as its ``partition key`` and cosine distance) and the FTS5 row exist
+  only while a record is live, so searches never see deleted records and nothing orphaned remains.
+* **Vector spaces.** Each embedder identity gets its own ``vec0`` table (``memories_vec_<gen>``) sized
+  to its dims; ``vector_spaces`` names the active one. A reindex fills a *staging* space, resumably
+  (``memories.vec_gen`` records which space holds a record's newest vector), and swaps it in, in the
+  transaction that writes its last vector.
+* **Filtered vector search** is exact: the filtered rows of the partition (a plain SQL query on
+  ``memories``) are handed to the vec0 KNN as a ``rowid IN (...)`` constraint, so the k nearest of the
+  matching rows are found even when the filter is very selective (over-fetch + post-filter would not).
+  Cost is linear in the partition's size, like the unfiltered KNN (vec0 is brute force).
+* **Unfiltered vector search** of a partition of 2,048 vectors or more runs in numpy over an in-memory
+  copy of its vectors (``_sqlite_vectors``, bounded, dropped at any write), ~50x faster than vec0's
+  brute force at 5,000 vectors; smaller partitions and filtered searches use vec0.
+* **Full-text search** ORs the query's words, each a quoted FTS5 string (user text is never FTS5
+  syntax), inside the partition, ranked by ``bm25()``; the score is ``-bm25`` (higher is better).
+* **Dedupe of an UPDATE.** An UPDATE whose new text duplicates another live record in the same exact
+  scope cannot keep both (the unique constraint); the updated record is merged into the existing one:
+  it is soft-deleted (history: DELETE) and its result is ``DELETE``.
+* ``k`` above 4096 (sqlite-vec's KNN limit) is treated as 4096.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import apsw
+import numpy as np
+
+from mindgate.errors import EmbedderMismatchError, InvalidRequestError, NotFoundError, StoreError
+from mindgate.memory._filters import Filter
+from mindgate.memory.stores._base import (
+    AddChange,
+    Change,
+    ChangeResult,
+    ContextSummary,
+    DeleteChange,
+    HistoryRecord,
+    MemoryRecord,
+    MemoryStore,
+    Scope,
+    UpdateChange,
+    check_count,
+    check_identity,
+    check_vector,
+    content_hash,
+    keyset_pages,
+    utcnow,
+)
+from mindgate.memory.stores._sqlite_cache import Counts, Freshness
+from mindgate.memory.stores._sqlite_conn import Connections, validate_path
+from mindgate.memory.stores._sqlite_import import import_history, import_record
+from mindgate.memory.stores._sqlite_responses import SQLiteResponses
+from mindgate.memory.stores._sqlite_spaces import CHUNK_SIZE, Space, create_space, drop_space, drop_vectors, find_space
+from mindgate.memory.stores._sqlite_sql import (
+    RECORD_COLUMNS,
+    SCOPES_SQL,
+    filter_sql,
+    iso,
+    metadata_json,
+    scope_sql,
+    similarity,
+    slot_range,
+    to_record,
+)
+from mindgate.memory.stores._sqlite_text import content_words, prune, query_tokens
+from mindgate.memory.stores._sqlite_text import ranked as bm25_ranked
+from mindgate.memory.stores._sqlite_vectors import PartitionVectors
+from mindgate.providers._base import EmbedderIdentity, Vector
+
+MAX_K = 4096
+MAX_DIMS = 8192
+_HISTORY_INSERT = ("INSERT INTO history (id, memory_id, event, old_memory, new_memory, created_at, actor) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+@dataclass
+class _Txn:
+    """One apply() transaction: its connection, timestamp, vector spaces and partitions it created."""
+
+    conn: apsw.Connection
+    now: str
+    active: Space
+    staging: Space | None
+    new_slots: dict[str, int] = field(default_factory=dict)
+
+
+class SQLiteStore(SQLiteResponses, MemoryStore):
+    """A memory store in one SQLite file at ``path`` (its directory is created when missing).
+
+    ``busy_timeout_ms`` is how long a write waits for another writer's lock before failing with a
+    :class:`~mindgate.errors.StoreError`. Thread-safe: each thread gets its own connection.
+    """
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 30000) -> None:
+        if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
+            raise InvalidRequestError(f"busy_timeout_ms must be a non-negative integer, got {busy_timeout_ms!r}")
+        self.path = validate_path(path)
+        self._db = Connections(self.path, busy_timeout_ms)
+        self._identity: EmbedderIdentity | None = None
+        self._slots: dict[str, int] = {}
+        self._vectors = PartitionVectors(chunk_size=CHUNK_SIZE)
+        self._fresh = Freshness()
+        self._counts = Counts()
+        self._db.get()  # fail here, not at the first write, when the file cannot be opened or migrated
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path}>"
+
+    # -- identity --------------------------------------------------------------------------------
+
+    def open(self, identity: EmbedderIdentity) -> None:
+        check_identity(identity, MAX_DIMS)
+        with self._db.read() as conn:
+            active = find_space(conn, "active")
+        if active is None:
+            with self._db.write() as conn:
+                active = find_space(conn, "active") or create_space(conn, identity, "active")
+        if active.identity != identity:
+            raise self._mismatch(active.identity, identity)
+        self._identity = identity
+
+    def _mismatch(self, recorded: EmbedderIdentity, configured: EmbedderIdentity) -> EmbedderMismatchError:
+        return EmbedderMismatchError(
+            f"the memory store {self.path} holds vectors made by {recorded.describe()}, but the embedder "
+            f"now configured is {configured.describe()}",
+            hint="run `mindgate reindex` to re-embed every memory with the new embedder, "
+                 "or configure the old embedder again")
+
+    def _writable_space(self, conn: apsw.Connection) -> Space:
+        if self._identity is None:
+            raise StoreError(f"the memory store {self.path} was not opened",
+                             hint="call store.open(embedder_identity) before writing")
+        active = find_space(conn, "active")
+        if active is None:  # reset() dropped it: start again with this store's embedder
+            return create_space(conn, self._identity, "active")
+        if active.identity != self._identity:
+            raise self._mismatch(active.identity, self._identity)
+        return active
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def apply(self, changes: Sequence[Change]) -> builtins.list[ChangeResult]:
+        prepared = [self._prepare(change) for change in changes]
+        if not prepared:
+            return []
+        with self._db.write() as conn:
+            active = self._writable_space(conn)
+            txn = _Txn(conn, iso(utcnow()), active, find_space(conn, "staging"))
+            results = [self._apply_one(txn, change, blob) for change, blob in prepared]
+        self._slots.update(txn.new_slots)  # committed now; a rolled-back slot must never be cached
+        return results
+
+    def _prepare(self, change: Change) -> tuple[Change, bytes | None]:
+        if isinstance(change, AddChange):
+            rec = change.record
+            if not isinstance(rec.scope, Scope):
+                raise InvalidRequestError(f"record {rec.id!r} has no Scope")
+            if not isinstance(rec.id, str) or not rec.id or not isinstance(rec.memory, str):
+                raise InvalidRequestError(f"a memory needs a non-empty string id and string text, got {rec.id!r}")
+            metadata_json(rec.metadata)
+            return change, self._blob(change.vector)
+        if isinstance(change, UpdateChange):
+            if not isinstance(change.memory, str):
+                raise InvalidRequestError(f"the new text of memory {change.id!r} is not a string")
+            metadata_json(change.metadata)
+            return change, self._blob(change.vector)
+        if isinstance(change, DeleteChange):
+            return change, None
+        raise InvalidRequestError(f"unknown change {type(change).__name__}",
+                                  hint="pass AddChange, UpdateChange or DeleteChange objects")
+
+    def _blob(self, vector: Vector) -> bytes:
+        identity = self._identity
+        if identity is None:
+            raise StoreError(f"the memory store {self.path} was not opened",
+                             hint="call store.open(embedder_identity) before writing")
+        return _vector_blob(vector, identity.dims)
+
+    def _apply_one(self, txn: _Txn, change: Change, blob: bytes | None) -> ChangeResult:
+        conn, now, active, staging = txn.conn, txn.now, txn.active, txn.staging
+        if isinstance(change, AddChange):
+            assert blob is not None
+            return self._add(txn, change, blob)
+        assert isinstance(change, UpdateChange | DeleteChange)
+        where, params = scope_sql(change.scope)
+        row = _one(conn, f"SELECT m.rowid, m.memory, m.partition, m.scope_key FROM memories m "
+                           f"WHERE m.id = ? AND {where}", [change.id, *params])
+        if row is None:
+            raise NotFoundError(f"memory {change.id!r} not found in scope {change.scope.as_dict()}",
+                                hint="check the id and pass the scope it was stored under; nothing was changed")
+        rowid, old, partition, scope_key = row
+        if isinstance(change, UpdateChange):
+            new_hash = content_hash(change.memory)
+            clash = _one(conn, "SELECT 1 FROM memories WHERE scope_key = ? AND hash = ? AND "
+                                 "deleted_at IS NULL AND rowid != ?", (scope_key, new_hash, rowid))
+            if clash is None:
+                assert blob is not None
+                meta = None if change.metadata is None else metadata_json(change.metadata)
+                conn.execute("UPDATE memories SET memory = ?, hash = ?, metadata = coalesce(?, metadata), "
+                             "updated_at = ?, vec_gen = ? WHERE rowid = ?",
+                             (change.memory, new_hash, meta, now, active.gen, rowid))
+                drop_vectors(conn, rowid, active, staging)
+                conn.execute(f"INSERT INTO {active.table} (rowid, part, embedding) VALUES (?, ?, ?)",
+                             (rowid, partition, blob))
+                conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
+                conn.execute("INSERT INTO memories_fts (rowid, memory) VALUES (?, ?)", (rowid, change.memory))
+                conn.execute(_HISTORY_INSERT, (_new_id(), change.id, "UPDATE", old, change.memory, now,
+                                               change.actor))
+                return ChangeResult(change.id, change.memory, "UPDATE", previous_memory=old)
+        conn.execute("UPDATE memories SET deleted_at = ? WHERE rowid = ?", (now, rowid))
+        drop_vectors(conn, rowid, active, staging)
+        conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
+        conn.execute(_HISTORY_INSERT, (_new_id(), change.id, "DELETE", old, None, now, change.actor))
+        return ChangeResult(change.id, old, "DELETE")
+
+    def _add(self, txn: _Txn, change: AddChange, blob: bytes) -> ChangeResult:
+        conn, now, active = txn.conn, txn.now, txn.active
+        rec = change.record
+        scope = rec.scope
+        lo, hi = slot_range(self._write_slot(txn, scope.partition))
+        try:
+            inserted = _one(conn, "INSERT INTO memories (rowid, id, partition, scope_key, user_id, agent_id, run_id, "
+                                  "memory, hash, metadata, created_at, updated_at, vec_gen, key_context) "
+                                  "SELECT coalesce(max(rowid) + 1, ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                                  "FROM memories WHERE rowid BETWEEN ? AND ? "
+                                  "ON CONFLICT (scope_key, hash) WHERE deleted_at IS NULL DO NOTHING RETURNING rowid",
+                            (lo, rec.id, scope.partition, scope.key, scope.user_id, scope.agent_id, scope.run_id,
+                             rec.memory, rec.hash, metadata_json(rec.metadata), iso(rec.created_at),
+                             iso(rec.updated_at) if rec.updated_at else None, active.gen, rec.key_context, lo, hi))
+        except apsw.ConstraintError as exc:
+            raise InvalidRequestError(f"a memory with id {rec.id!r} already exists",
+                                      hint="give each new memory a fresh id; nothing was stored") from exc
+        if inserted is None:
+            existing = _one(conn, "SELECT id, memory FROM memories WHERE scope_key = ? AND hash = ? "
+                                    "AND deleted_at IS NULL", (scope.key, rec.hash))
+            return ChangeResult(existing[0], existing[1], "NONE")
+        rowid = inserted[0]
+        conn.execute(f"INSERT INTO {active.table} (rowid, part, embedding) VALUES (?, ?, ?)",
+                     (rowid, scope.partition, blob))
+        conn.execute("INSERT INTO memories_fts (rowid, memory) VALUES (?, ?)", (rowid, rec.memory))
+        conn.execute(_HISTORY_INSERT, (_new_id(), rec.id, "ADD", None, rec.memory, now, change.actor))
+        return ChangeResult(rec.id, rec.memory, "ADD")
+
+    def _slot(self, conn: apsw.Connection, partition: str) -> int | None:
+        """The partition's committed rowid slot, or None; slots are permanent, so they are cached."""
+        slot = self._slots.get(partition)
+        if slot is None:
+            row = _one(conn, "SELECT slot FROM partitions WHERE partition = ?", (partition,))
+            if row is None:
+                return None
+            slot = self._slots[partition] = int(row[0])
+        return slot
+
+    def _write_slot(self, txn: _Txn, partition: str) -> int:
+        """The partition's slot, created in this transaction when new (cached only after the commit)."""
+        slot = txn.new_slots.get(partition) or self._slot(txn.conn, partition)
+        if slot is None:
+            slot = int(_one(txn.conn, "INSERT INTO partitions (partition) VALUES (?) RETURNING slot",
+                            (partition,))[0])
+            txn.new_slots[partition] = slot
+        return slot
+
+    def delete_scope(self, scope: Scope, actor: str | None = None) -> int:
+        where, params = scope_sql(scope)
+        now = iso(utcnow())
+        with self._db.write() as conn:
+            rows = _all(conn, f"SELECT m.rowid, m.id, m.memory FROM memories m WHERE {where}",
+                                params)
+            conn.execute("DELETE FROM context_summaries WHERE partition = ?", (scope.partition,))
+            if not rows:
+                return 0
+            active, staging = find_space(conn, "active"), find_space(conn, "staging")
+            for table in [s.table for s in (active, staging) if s is not None]:
+                conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(r[0],) for r in rows])
+            conn.executemany("DELETE FROM memories_fts WHERE rowid = ?", [(r[0],) for r in rows])
+            conn.executemany("UPDATE memories SET deleted_at = ? WHERE rowid = ?", [(now, r[0]) for r in rows])
+            conn.executemany(_HISTORY_INSERT, [(_new_id(), r[1], "DELETE", r[2], None, now, actor) for r in rows])
+        return len(rows)
+
+    def reset(self) -> None:
+        with self._db.write() as conn:
+            for gen, in _all(conn, "SELECT gen FROM vector_spaces"):
+                conn.execute(f"DROP TABLE IF EXISTS memories_vec_{int(gen)}")
+            conn.execute("DELETE FROM vector_spaces; DELETE FROM memories; DELETE FROM history; "
+                         "DELETE FROM context_summaries; "
+                         "INSERT INTO memories_fts (memories_fts) VALUES ('delete-all')")
+
+    # -- the context-summary cache ---------------------------------------------------------------
+
+    def context_summaries(self, partition: str, conversation: str, kind: str, *,
+                          limit: int = 8) -> builtins.list[ContextSummary]:
+        check_count("limit", limit)
+        with self._db.read() as conn:
+            rows = _all(conn, "SELECT covered, prefix, kind, text, created_at FROM context_summaries WHERE "
+                              "partition = ? AND conversation = ? AND kind = ? ORDER BY covered DESC LIMIT ?",
+                        (partition, conversation, kind, limit))
+        return [ContextSummary(partition, conversation, int(r[0]), r[1], r[2], r[3], datetime.fromisoformat(r[4]))
+                for r in rows]
+
+    def put_context_summary(self, entry: ContextSummary) -> None:
+        with self._db.write() as conn:
+            conn.execute("INSERT OR REPLACE INTO context_summaries (partition, conversation, prefix, kind, covered, "
+                         "text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (entry.partition, entry.conversation, entry.prefix, entry.kind, entry.covered, entry.text,
+                          iso(entry.created_at)))
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get(self, memory_id: str, scope: Scope | None = None, *,
+            include_deleted: bool = False) -> MemoryRecord | None:
+        if scope is not None:
+            where, params = scope_sql(scope, include_deleted=include_deleted)
+        else:
+            where, params = ("1" if include_deleted else "m.deleted_at IS NULL"), []
+        with self._db.read() as conn:
+            row = _one(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.id = ? AND {where}",
+                               [memory_id, *params])
+        return to_record(row) if row else None
+
+    def list(self, scope: Scope, flt: Filter | None = None, *, limit: int = 100,
+             offset: int = 0) -> builtins.list[MemoryRecord]:
+        check_count("limit", limit)
+        check_count("offset", offset)
+        where, params = _where(scope, flt)
+        with self._db.read() as conn:
+            rows = _all(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE {where} "
+                                "ORDER BY m.created_at DESC, m.id LIMIT ? OFFSET ?",
+                                [*params, limit, offset])
+        return [to_record(r) for r in rows]
+
+    def count(self, scope: Scope, flt: Filter | None = None) -> int:
+        where, params = _where(scope, flt)
+        with self._db.read() as conn:
+            return int(_one(conn, f"SELECT count(*) FROM memories m WHERE {where}", params)[0])
+
+    def scopes(self, *, limit: int = 1000) -> builtins.list[tuple[str, str, int]]:
+        check_count("limit", limit)
+        with self._db.read() as conn:
+            rows = _all(conn, SCOPES_SQL, [limit])
+        return [(str(kind), str(scope_id), int(n)) for kind, scope_id, n in rows]
+
+    def vector_search(self, scope: Scope, vector: Vector, k: int,
+                      flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
+        check_count("k", k)
+        if k == 0:
+            return []
+        with self._db.read() as conn:
+            active = find_space(conn, "active")
+            if active is None:
+                return []
+            if self._identity is not None and active.identity != self._identity:
+                raise self._mismatch(active.identity, self._identity)
+            blob = _vector_blob(vector, active.identity.dims, what="query vector")
+            if flt is None and len(scope.as_dict()) == 1:
+                found = self._vectors.search(conn, active.table, active.identity.dims, scope.partition,
+                                             np.frombuffer(blob, dtype=np.float32), min(k, MAX_K),
+                                             self._fresh.generation(conn, self._db.writes))
+                if found is not None:
+                    records = _records_by_rowid(conn, [rowid for rowid, _ in found])
+                    return [(records[rowid], sim) for rowid, sim in found if rowid in records]
+            sql = (f"SELECT v.rowid, v.distance FROM {active.table} v WHERE v.embedding MATCH ? AND k = ? "
+                   "AND v.part = ?")
+            params: list[Any] = [blob, min(k, MAX_K), scope.partition]
+            if flt is not None or len(scope.as_dict()) > 1:
+                slot = self._slot(conn, scope.partition)
+                if slot is None:
+                    return []
+                # the partition's rows are contiguous: read them by rowid range, not through the
+                # partition index and one table lookup per row
+                where, extra = _where(scope, flt, partition_index=False)
+                sql += f" AND v.rowid IN (SELECT m.rowid FROM memories m WHERE m.rowid BETWEEN ? AND ? AND {where})"
+                params += [*slot_range(slot), *extra]
+            hits = _all(conn, sql, params)
+            records = _records_by_rowid(conn, [h[0] for h in hits])
+        return [(records[rowid], similarity(dist)) for rowid, dist in hits if rowid in records]
+
+    def text_search(self, scope: Scope, query: str, k: int,
+                    flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
+        check_count("k", k)
+        if not isinstance(query, str):
+            raise InvalidRequestError(f"a text query must be a string, got {type(query).__name__}")
+        if k == 0:
+            return []
+        with self._db.read() as conn:
+            tokens = query_tokens(conn, query)
+            slot = self._slot(conn, scope.partition)
+            if not tokens or slot is None:
+                return []
+            counts = self._counts.at(self._fresh.generation(conn, self._db.writes))
+            tokens = prune(conn, content_words(tokens), cache=counts)
+            if not tokens:
+                return []
+            documents = counts.get(("n", scope.partition))
+            if documents is None:
+                documents = int(_one(conn, "SELECT count(*) FROM memories m WHERE m.partition = ? AND "
+                                           "m.deleted_at IS NULL", (scope.partition,))[0])
+                counts.put(("n", scope.partition), documents)
+            ranked = bm25_ranked(conn, tokens, *slot_range(slot), documents, counts)
+            if not ranked:
+                return []
+            if flt is not None or len(scope.as_dict()) > 1:
+                where, params = _where(scope, flt)
+                allowed = {r[0] for r in _all(conn, f"SELECT m.rowid FROM memories m WHERE {where} AND m.rowid "
+                                                    "IN (SELECT value FROM json_each(?))",
+                                              [*params, json.dumps([r for r, _ in ranked])])}
+                ranked = [item for item in ranked if item[0] in allowed]
+            ranked = ranked[:k]
+            records = _records_by_rowid(conn, [r for r, _ in ranked])
+        return [(records[r], score) for r, score in ranked if r in records]
+
+    def history(self, memory_id: str) -> builtins.list[HistoryRecord]:
+        with self._db.read() as conn:
+            rows = _all(conn, "SELECT id, memory_id, event, old_memory, new_memory, created_at, actor "
+                                "FROM history WHERE memory_id = ? ORDER BY created_at, seq", (memory_id,))
+        return [_history(r) for r in rows]
+
+    def iter_records(self, *, include_deleted: bool = False,
+                     batch_size: int = 1000) -> Iterator[MemoryRecord]:
+        live = "" if include_deleted else "AND m.deleted_at IS NULL"
+        sql = f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.id > ? {live} ORDER BY m.id LIMIT ?"
+        return (to_record(r) for r in keyset_pages(self._reader(sql), batch_size, key=1))
+
+    def iter_history(self, *, batch_size: int = 1000) -> Iterator[HistoryRecord]:
+        sql = ("SELECT id, memory_id, event, old_memory, new_memory, created_at, actor FROM history WHERE id > ? "
+               "ORDER BY id LIMIT ?")
+        return (_history(r) for r in keyset_pages(self._reader(sql), batch_size))
+
+    def _reader(self, sql: str) -> Callable[[str, int], Any]:
+        """``fetch(after, limit)`` for :func:`keyset_pages`: one short read of ``sql`` per page."""
+        def fetch(after: str, limit: int) -> Any:
+            with self._db.read() as conn:
+                return _all(conn, sql, (after, limit))
+        return fetch
+
+    def recorded_identity(self) -> EmbedderIdentity | None:
+        with self._db.read() as conn:
+            active = find_space(conn, "active")
+        return active.identity if active else None
+
+    def iter_vectors(self, batch_size: int = 1000) -> Iterator[tuple[str, Vector]]:
+        """Live records' vectors of the active space (deleted records keep none), in id order."""
+        check_count("batch_size", batch_size, minimum=1)
+        with self._db.read() as conn:
+            active = find_space(conn, "active")
+        if active is None:
+            return iter(())
+        sql = (f"SELECT m.id, v.embedding FROM memories m JOIN {active.table} v ON v.rowid = m.rowid "
+               "WHERE m.id > ? ORDER BY m.id LIMIT ?")
+        return ((memory_id, np.frombuffer(blob, dtype=np.float32).copy())
+                for memory_id, blob in keyset_pages(self._reader(sql), batch_size))
+
+    # -- migration target ------------------------------------------------------------------------
+
+    def import_records(self, items: Sequence[tuple[MemoryRecord, Vector | None, bool]]) -> None:
+        prepared = [(rec, None if vector is None or deleted else self._blob(vector), deleted)
+                    for rec, vector, deleted in items]
+        with self._db.write() as conn:
+            active = self._writable_space(conn)
+            txn = _Txn(conn, iso(utcnow()), active, find_space(conn, "staging"))
+            tables = [s.table for s in (active, txn.staging) if s is not None]
+            for item in prepared:
+                import_record(conn, item, now=txn.now, tables=tables, active_table=active.table,
+                              active_gen=active.gen, slot_of=lambda partition: self._write_slot(txn, partition))
+        self._slots.update(txn.new_slots)
+
+    def import_history(self, items: Sequence[HistoryRecord]) -> None:
+        with self._db.write() as conn:
+            import_history(conn, items)
+
+    # -- reindex ---------------------------------------------------------------------------------
+
+    def reindex_pending(self, identity: EmbedderIdentity, *, limit: int) -> builtins.list[MemoryRecord]:
+        check_identity(identity, MAX_DIMS)
+        check_count("limit", limit, minimum=1)
+        with self._db.write() as conn:
+            active = find_space(conn, "active")
+            if active is None or active.identity == identity:
+                return []
+            staging = find_space(conn, "staging")
+            if staging is None or staging.identity != identity:
+                if staging is not None:
+                    drop_space(conn, staging)
+                staging = create_space(conn, identity, "staging")
+            rows = _all(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.deleted_at IS NULL AND "
+                                "m.vec_gen < ? ORDER BY m.vec_gen, m.rowid LIMIT ?",
+                                (staging.gen, limit))
+            if not rows:
+                self._swap(conn, active, staging)
+        return [to_record(r) for r in rows]
+
+    def write_vectors(self, identity: EmbedderIdentity, items: Sequence[tuple[str, Vector]]) -> None:
+        check_identity(identity, MAX_DIMS)
+        blobs = [(memory_id, _vector_blob(vec, identity.dims)) for memory_id, vec in items]
+        with self._db.write() as conn:
+            active, staging = find_space(conn, "active"), find_space(conn, "staging")
+            target = next((s for s in (active, staging) if s is not None and s.identity == identity), None)
+            if target is None:
+                raise StoreError(f"no reindex to {identity.describe()} is in progress in {self.path}",
+                                 hint="call reindex_pending(identity, limit=...) first")
+            for memory_id, blob in blobs:
+                row = _one(conn, "SELECT rowid, partition FROM memories WHERE id = ? AND deleted_at IS NULL",
+                                   (memory_id,))
+                if row is None:  # deleted since it was listed: nothing to embed
+                    continue
+                conn.execute(f"DELETE FROM {target.table} WHERE rowid = ?", (row[0],))
+                conn.execute(f"INSERT INTO {target.table} (rowid, part, embedding) VALUES (?, ?, ?)",
+                             (row[0], row[1], blob))
+                conn.execute("UPDATE memories SET vec_gen = ? WHERE rowid = ?", (target.gen, row[0]))
+            if target is staging and active is not None and _one(conn,
+                    "SELECT 1 FROM memories WHERE deleted_at IS NULL AND vec_gen < ? LIMIT 1",
+                    (staging.gen,)) is None:
+                self._swap(conn, active, staging)
+
+    def _swap(self, conn: apsw.Connection, active: Space, staging: Space) -> None:
+        drop_space(conn, active)
+        conn.execute("UPDATE vector_spaces SET state = 'active' WHERE gen = ?", (staging.gen,))
+        self._identity = staging.identity
+
+    def close(self) -> None:
+        self._vectors.clear()
+        self._db.close()
+
+
+def _one(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """The first row (a tuple) or None; typed Any because column types depend on the query."""
+    return conn.execute(sql, params).fetchone()
+
+
+def _all(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    return conn.execute(sql, params).fetchall()
+
+
+def _records_by_rowid(conn: apsw.Connection, rowids: Sequence[int]) -> dict[int, MemoryRecord]:
+    if not rowids:
+        return {}
+    marks = ",".join("?" * len(rowids))
+    rows = _all(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.rowid IN ({marks}) "
+                        "AND m.deleted_at IS NULL", list(rowids))
+    return {int(r[0]): to_record(r) for r in rows}
+
+
+def _where(scope: Scope, flt: Filter | None, *, partition_index: bool = True) -> tuple[str, list[Any]]:
+    where, params = scope_sql(scope, partition_index=partition_index)
+    if flt is not None:
+        fsql, fparams = filter_sql(flt)
+        where, params = f"{where} AND {fsql}", params + fparams
+    return where, params
+
+
+def _vector_blob(vector: Vector, dims: int, what: str = "vector") -> bytes:
+    return check_vector(vector, dims, f"the {what}").astype("<f4", copy=False).tobytes()
+
+
+def _history(row: Sequence[Any]) -> HistoryRecord:
+    return HistoryRecord(id=row[0], memory_id=row[1], event=row[2], old_memory=row[3], new_memory=row[4],
+                         created_at=datetime.fromisoformat(row[5]), actor=row[6])
+
+
+def _new_id() -> str:
+    """A UUIDv7 (time-ordered), so history ids sort in creation order across processes to the ms."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | (0x7 << 76) | (((rand >> 62) & 0xFFF) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
