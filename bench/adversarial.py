@@ -20,10 +20,15 @@ needs a model) and this prober. The probes (the defects of issue 18):
 * ``browser``: what a web page in the user's browser could send: a DNS-rebound ``Host`` and a foreign
   ``Origin`` (statuses, memories written), beside a plain client's request;
 * ``search``: a 64-word query over the user's memories: p50/p99 alone, and /healthz p99 while 4 such
-  searches run at once.
+  searches run at once, with the gateway's CPU time per search request (Linux). With ``--baseline-src``
+  (the ``src`` folder of another checkout, e.g. ``git worktree add /tmp/base main~3``), a second gateway
+  from that code serves the same store and the probe alternates between the two for ``--rounds`` rounds:
+  on a shared machine, old and new code see the same load, and the table gives both medians and their
+  ratio (new / baseline).
 
 Usage: python bench/adversarial.py [--memories 10000] [--gaps 3] [--loris 200] [--max-connections 256]
                                   [--embedder minilm|hash] [--probes search ...] [--json]
+       python bench/adversarial.py --probes search --baseline-src /tmp/base/src --rounds 3
        python bench/adversarial.py --memories 300 --gaps 1 --loris 8 --max-connections 24 --unauth-mb 1 \
            --seconds 1 --embedder hash --json                                (the CI setting)
 """
@@ -34,6 +39,7 @@ import argparse
 import asyncio
 import gzip
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -383,22 +389,89 @@ def _wait_up(base: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) -
     raise SystemExit("the gateway did not start")
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` (Linux's /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_search(base: str, pid: int, seconds: float, memories: int) -> dict[str, Any]:
+    """:func:`probe_search` plus the gateway's CPU milliseconds per search request it served."""
+    before = _cpu_seconds(pid)
+    result = asyncio.run(probe_search(base, seconds, memories))
+    after = _cpu_seconds(pid)
+    if before is not None and after is not None:
+        requests = result["concurrent_searches"] + 16  # the warm-up and the 15 timed alone
+        result["gateway_cpu_ms_per_search"] = round(1000 * (after - before) / requests, 2)
+    return result
+
+
+def _settle(pids: list[int], timeout: float = 90.0) -> None:
+    """Wait until none of ``pids`` used more than 5 % of a core over one second (start-up work such as
+    loading the embedder done), so that it is not counted in a measured round."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = [_cpu_seconds(pid) or 0.0 for pid in pids]
+        time.sleep(1.0)
+        if all((_cpu_seconds(pid) or 0.0) - b <= 0.05 for pid, b in zip(pids, before, strict=True)):
+            return
+
+
+def search_ab(args: argparse.Namespace, new: tuple[str, int], baseline: tuple[str, int]) -> dict[str, Any]:
+    """The search probe alternated between two gateways for ``args.rounds`` rounds: medians and ratios."""
+    import statistics
+
+    _settle([new[1], baseline[1]])
+    runs: dict[str, list[dict[str, Any]]] = {"new": [], "baseline": []}
+    for i in range(args.rounds):
+        order = [("new", new), ("baseline", baseline)] if i % 2 == 0 else [("baseline", baseline), ("new", new)]
+        for name, (base, pid) in order:
+            runs[name].append({**measured_search(base, pid, args.seconds, args.memories),
+                               "load": round(os.getloadavg()[0], 1)})
+    out: dict[str, Any] = {"rounds": args.rounds}
+    for name, results in runs.items():
+        out[name] = {key: round(statistics.median(r[key] for r in results), 2)
+                     for key in results[0] if isinstance(results[0][key], int | float)}
+        out[name + "_runs"] = results
+    out["ratio_new_to_baseline"] = {key: round(value / out["baseline"][key], 3)
+                                    for key, value in out["new"].items()
+                                    if key != "load" and out["baseline"].get(key)}
+    return out
+
+
+def _gateway(me: str, db: str, port: int, args: argparse.Namespace, log: Any, src: str | None) -> Any:
+    env = child_env()
+    if src is not None:
+        env["PYTHONPATH"] = src
+    return subprocess.Popen([sys.executable, me, "--child", "gateway", db, str(port), args.embedder,
+                             str(args.max_connections)], stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="mindgate-adversarial-"))
-    db = str(workdir / "memory.db")
+    db = args.db or str(workdir / "memory.db")
     me = str(Path(__file__).resolve())
     began = time.perf_counter()
-    subprocess.run([sys.executable, me, "--child", "fill", db, str(args.memories), args.embedder], check=True,
-                   env=child_env())
+    if not Path(db).exists():
+        subprocess.run([sys.executable, me, "--child", "fill", db, str(args.memories), args.embedder], check=True,
+                       env=child_env())
     filled = time.perf_counter() - began
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = (workdir / "gateway.log").open("wb")
-    proc = subprocess.Popen([sys.executable, me, "--child", "gateway", db, str(port), args.embedder,
-                             str(args.max_connections)],
-                            stdout=log, stderr=subprocess.STDOUT, env=child_env())
+    proc = _gateway(me, db, port, args, log, None)
+    old = None
+    old_log = (workdir / "baseline.log").open("wb")
+    if args.baseline_src:
+        old_port = free_port()
+        old = _gateway(me, db, old_port, args, old_log, args.baseline_src)
     try:
         _wait_up(base, proc)
+        if old is not None:
+            _wait_up(f"http://127.0.0.1:{old_port}", old)
         results: dict[str, Any] = {"memories": args.memories, "embedder": args.embedder,
                                    "fill_seconds": round(filled, 1)}
         probes: dict[str, Callable[[], Any]] = {
@@ -407,7 +480,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "filters": lambda: asyncio.run(probe_filters(base, str(workdir))),
             "unauth": lambda: asyncio.run(probe_unauth(base, args.unauth_mb, args.seconds)),
             "browser": lambda: asyncio.run(probe_browser(base, port)),
-            "search": lambda: asyncio.run(probe_search(base, args.seconds, args.memories)),
+            "search": lambda: (search_ab(args, (base, proc.pid), (f"http://127.0.0.1:{old_port}", old.pid))
+                               if old is not None else measured_search(base, proc.pid, args.seconds, args.memories)),
             "loris": lambda: probe_loris(port, args.loris),
             "overload": lambda: probe_overload(port, args.max_connections),
             "keepalive": lambda: asyncio.run(probe_keepalive(base, args.gaps)),
@@ -417,9 +491,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["gateway_alive"] = proc.poll() is None
         return results
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for child in (proc, old):
+            if child is not None:
+                child.terminate()
+                child.wait(timeout=30)
         log.close()
+        old_log.close()
 
 
 def table(results: dict[str, Any]) -> str:
@@ -452,6 +529,11 @@ def main() -> None:
     parser.add_argument("--embedder", choices=["minilm", "hash"], default="minilm")
     parser.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     parser.add_argument("--probes", nargs="+", choices=PROBES, help="run only these probes (default: all)")
+    parser.add_argument("--baseline-src", help="the src folder of a baseline checkout: the search probe "
+                                               "alternates between its gateway and this one")
+    parser.add_argument("--db", help="the store to probe: kept and reused when it exists (filled with --memories "
+                                     "memories of --embedder when it does not); default: a new temporary one")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the alternated search probe")
     args = parser.parse_args()
     if args.loris > args.max_connections - 8:
         parser.error(f"--loris must leave room under --max-connections (at most {args.max_connections - 8})")

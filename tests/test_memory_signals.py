@@ -317,6 +317,9 @@ def test_the_speaker_signal_prefers_the_turns_of_the_speaker_asked_about(tmp_pat
     ("Which mode of transport did I use most recently, a bus or a train?", ["a bus", "a train"]),
     ("Who did I have lunch with last Tuesday?", []),
     ("Do I prefer tea or coffee?", []),  # no comma before the alternatives: not read as a comparison
+    # a pasted paragraph that merely holds "between ... and": its "parts" are not compared things
+    ("You'll see the border between North and South Korea up close. " + "You'll also visit the museum. " * 4
+     + "The Imjingak tour takes you to the Peace Bell.", []),
 ])
 def test_comparison_parts_reads_the_two_compared_things(query: str, parts: list[str]) -> None:
     assert comparison_parts(query) == parts

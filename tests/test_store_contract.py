@@ -618,6 +618,23 @@ def test_reindex_to_another_embedder_is_resumable(store_factory: StoreFactory) -
     assert s.count(ALICE) == 9
 
 
+def test_a_store_reindexed_by_another_process_asks_the_running_one_to_restart(store_factory: StoreFactory) -> None:
+    running = store_factory()
+    running.open(IDENT)
+    running.apply([add("kept through the reindex", id="k1")])
+    other = reopen(store_factory, running)  # `mindgate reindex` in another process
+    new = EmbedderIdentity("test", "wider", 12)
+    other.write_vectors(new, [(r.id, vec(r.memory, 12)) for r in other.reindex_pending(new, limit=10)])
+    other.open(new)
+    with pytest.raises(EmbedderMismatchError, match="reindexed by another process") as searching:
+        running.vector_search(ALICE, vec(1), 5)
+    with pytest.raises(EmbedderMismatchError, match="reindexed by another process") as writing:
+        running.apply([add("written after it")])
+    for failure in (searching.value, writing.value):
+        assert failure.hint is not None and "restart" in failure.hint and "mindgate reindex" not in failure.hint
+    assert [r.id for r in other.list(ALICE)] == ["k1"]  # the refused write left nothing behind
+
+
 def test_reindex_of_an_empty_store_switches_identity(store: MemoryStore) -> None:
     new = EmbedderIdentity("test", "other", 4)
     assert store.reindex_pending(new, limit=10) == []

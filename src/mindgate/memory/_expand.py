@@ -7,6 +7,9 @@ reads the two compared things from the question ("between X and Y", "..., X or Y
 retrievers for each part too, fuses them the same way, and adds the best part score of each candidate with
 weight ``memory.expansion_weight`` (:func:`expand`), so the memories about each event rise together. Other
 queries are searched as before, and cost nothing more (a part's embedding is cached like any query's).
+A compared thing is a short phrase (at most :data:`MAX_PART_WORDS` words; LongMemEval's longest is 14): a
+long text that merely contains "between ... and" (a pasted paragraph as the query) is not expanded, since
+each part would cost a full hybrid search and an embedding of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ _PATTERNS = (
     re.compile(r",\s*(?:the |my )?(.+?)\s+or\s+(?:the |my )?(.+?)\s*[?.!]?$", re.IGNORECASE),
 )
 _QUOTES = " '\"‘’“”"
+MAX_PART_WORDS = 16
 
 
 def comparison_parts(query: str) -> list[str]:
@@ -29,7 +33,7 @@ def comparison_parts(query: str) -> list[str]:
     for pattern in _PATTERNS:
         if (match := pattern.search(text)) is not None:
             parts = [p.strip(_QUOTES) for p in match.groups()]
-            return parts if all(len(p) >= 2 for p in parts) else []
+            return parts if all(len(p) >= 2 and len(p.split()) <= MAX_PART_WORDS for p in parts) else []
     return []
 
 

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mindgate.errors import InvalidRequestError, ScopeError
+from mindgate.errors import EmbedderMismatchError, InvalidRequestError, ScopeError
 from mindgate.memory._filters import Filter
 from mindgate.providers._base import EmbedderIdentity, Vector
 
@@ -65,6 +65,16 @@ def check_identity(identity: EmbedderIdentity, max_dims: int) -> None:
             or not isinstance(identity.dims, int) or not 0 < identity.dims <= max_dims:
         raise InvalidRequestError(f"invalid embedder identity {identity!r}",
                                   hint=f"pass an EmbedderIdentity with 1 to {max_dims} dims")
+
+
+def reindexed_since_open(store: str, recorded: EmbedderIdentity, opened: EmbedderIdentity) -> EmbedderMismatchError:
+    """The error for a store whose keys changed under a running process (``mindgate reindex`` run elsewhere):
+    only a restart helps, so the hint says that rather than asking for another reindex."""
+    return EmbedderMismatchError(
+        f"{store} was reindexed by another process after this one opened it: it now holds vectors made by "
+        f"{recorded.describe()}, while this process embeds with {opened.describe()}",
+        hint="restart this process (the gateway, the MCP server or your Python program) so that it opens the "
+             "store as it is now; configure the same embedder and memory key settings the reindex used")
 
 
 def check_count(name: str, value: int, minimum: int = 0) -> None:

@@ -49,6 +49,7 @@ from mindgate.memory.stores._base import (
     check_vector,
     content_hash,
     keyset_pages,
+    reindexed_since_open,
     utcnow,
 )
 from mindgate.memory.stores._pg_connect import (
@@ -196,7 +197,7 @@ class PgVectorStore(PgResponses, MemoryStore):
                 schema.install_identity(conn, self._tables, identity, hnsw=self.config.hnsw)
                 return identity
         if current != identity:
-            raise self._mismatch(conn, current, identity)
+            raise reindexed_since_open(f"the {self.collection!r} collection", current, identity)
         return identity
 
     # -- writes --------------------------------------------------------------------------------------
@@ -371,7 +372,7 @@ class PgVectorStore(PgResponses, MemoryStore):
             if current is None:
                 return []
             if self._identity is not None and current != self._identity:
-                raise self._mismatch(cur.connection, current, self._identity)
+                raise reindexed_since_open(f"the {self.collection!r} collection", current, self._identity)
             query = check_vector(vector, current.dims, "the query vector")
             rows: list[Any] = []
             if self.config.hnsw and not self._small_partition(cur, scope):

@@ -59,6 +59,7 @@ from mindgate.memory.stores._base import (
     check_vector,
     content_hash,
     keyset_pages,
+    reindexed_since_open,
     utcnow,
 )
 from mindgate.memory.stores._sqlite_cache import Counts, Freshness
@@ -134,7 +135,10 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             raise self._mismatch(active.identity, identity)
         self._identity = identity
 
-    def _mismatch(self, recorded: EmbedderIdentity, configured: EmbedderIdentity) -> EmbedderMismatchError:
+    def _mismatch(self, recorded: EmbedderIdentity, configured: EmbedderIdentity, *,
+                  since_open: bool = False) -> EmbedderMismatchError:
+        if since_open:
+            return reindexed_since_open(f"the memory store {self.path}", recorded, configured)
         return EmbedderMismatchError(
             f"the memory store {self.path} holds vectors made by {recorded.describe()}, but the embedder "
             f"now configured is {configured.describe()}",
@@ -149,7 +153,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         if active is None:  # reset() dropped it: start again with this store's embedder
             return create_space(conn, self._identity, "active")
         if active.identity != self._identity:
-            raise self._mismatch(active.identity, self._identity)
+            raise self._mismatch(active.identity, self._identity, since_open=True)
         return active
 
     # -- writes ----------------------------------------------------------------------------------
@@ -364,7 +368,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             if active is None:
                 return []
             if self._identity is not None and active.identity != self._identity:
-                raise self._mismatch(active.identity, self._identity)
+                raise self._mismatch(active.identity, self._identity, since_open=True)
             blob = _vector_blob(vector, active.identity.dims, what="query vector")
             if flt is None and len(scope.as_dict()) == 1:
                 found = self._vectors.search(conn, active.table, active.identity.dims, scope.partition,
@@ -402,7 +406,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             if not tokens or slot is None:
                 return []
             counts = self._counts.at(self._fresh.generation(conn, self._db.writes))
-            tokens = prune(conn, content_words(tokens), cache=counts)
+            tokens = prune(conn, content_words(tokens), *slot_range(slot), cache=counts)
             if not tokens:
                 return []
             documents = counts.get(("n", scope.partition))

@@ -2,8 +2,8 @@
 
 * The query's words (the ``unicode61`` tokenizer's tokens, diacritics removed) become quoted FTS5 strings
   joined by ``OR``: user text is never FTS5 syntax. The stemmer (porter) applies once, inside FTS5.
-* A long query keeps only its :data:`MAX_SEARCH_TERMS` most selective words (fewest documents, read
-  from an ``fts5vocab`` table over the index): its cost stays bounded however many words it has.
+* A long query keeps only its :data:`MAX_SEARCH_TERMS` most selective words (fewest documents in the
+  partition, counted up to a cap): its cost stays bounded however many words it has.
 * The match is restricted to the partition's rowid range (see ``partitions`` in the schema), so it reads
   only that partition's postings.
 * English function words (:data:`STOPWORDS`: "i", "the", "what", ...) are left out of a query that has
@@ -15,8 +15,8 @@
   table on every query, which costs milliseconds per common word at a million rows. Per-partition
   statistics also fit the use: relevance among one user's memories. Average document length is the
   table's (constant enough and free to read).
-* The counts a search reads before it ranks (documents per word, in the index and in the partition;
-  live documents of the partition) are kept in a :class:`~._sqlite_cache.Counts` cache until the next
+* The counts a search reads before it ranks (documents per word in the partition, capped; live
+  documents of the partition) are kept in a :class:`~._sqlite_cache.Counts` cache until the next
   write: a repeated or similar query skips those index scans (at 10,000 memories a 64-word query's text
   search went from ~3 ms to ~0.8 ms of CPU).
 """
@@ -39,7 +39,6 @@ B = 0.75
 MAX_QUERY_TOKENS = 64
 CANDIDATE_BUDGET = 200  # documents scored in Python per text search (see ranked())
 STATS_FUNCTION = "mg_term_stats"
-VOCAB_TABLE = "temp.mg_fts_vocab"
 # as the unicode61 tokenizer yields them (lower case; "don't" gives "don" and "t")
 STOPWORDS = frozenset({
     "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as", "at",
@@ -70,39 +69,20 @@ def content_words(tokens: list[str]) -> list[str]:
     return kept or tokens
 
 
-def prune(conn: apsw.Connection, tokens: list[str], limit: int = MAX_SEARCH_TERMS,
+def prune(conn: apsw.Connection, tokens: list[str], lo: int, hi: int, limit: int = MAX_SEARCH_TERMS,
           cache: CountsView | None = None) -> list[str]:
-    """At most ``limit`` of ``tokens``: those in the fewest documents (the most selective, which also
-    weigh most in BM25); words in no document are dropped. Bounds a long query's cost, since every
-    document holding any query word is a candidate scored in Python. Document counts are the index's
-    (all partitions; reading one costs time in proportion to the word's documents, so they are taken
-    from ``cache`` where it has them): the order they give is what matters."""
+    """At most ``limit`` of ``tokens``: those in the fewest documents of the partition (rowids ``[lo, hi]``),
+    the most selective, which also weigh most in its BM25; words in none of its documents are dropped.
+    Bounds a long query's cost, since every document holding any query word is a candidate. Each word's
+    count is capped at ``CANDIDATE_BUDGET + 1`` (the counts :func:`ranked` reads next, shared through
+    ``cache``): a word in more documents than that is common in the partition, and such words are kept
+    longest first. Counting in the partition, capped, costs a bounded seek per word at any store size; the
+    index-wide counts this used before walked each word's whole document list (tens of ms for a long
+    query's first search at a million memories)."""
     if len(tokens) <= limit:
         return tokens
-    stemmer = conn.fts5_tokenizer("porter", ["unicode61", "remove_diacritics", "2"])
-    stems: dict[str, str] = {}
-    for token in tokens:
-        stemmed: Sequence[str] = stemmer(token.encode("utf-8"), apsw.FTS5_TOKENIZE_QUERY, None,
-                                         include_offsets=False, include_colocated=False)  # type: ignore[assignment]
-        stems[token] = stemmed[0] if stemmed else token
-    found: dict[str, int] = {}
-    missing: list[str] = []
-    for term in sorted(set(stems.values())):
-        known = cache.get(("df", term)) if cache is not None else None
-        if known is None:
-            missing.append(term)
-        else:
-            found[term] = known
-    if missing:
-        rows = conn.execute(f"SELECT term, doc FROM {VOCAB_TABLE} WHERE term IN ({','.join('?' * len(missing))})",
-                            missing).fetchall()
-        read = {str(term): int(doc) for term, doc in rows}  # type: ignore[arg-type]
-        for term in missing:
-            found[term] = read.get(term, 0)
-            if cache is not None:
-                cache.put(("df", term), found[term])
-    kept = sorted((t for t in tokens if found.get(stems[t], 0) > 0), key=lambda t: (found[stems[t]], t))
-    return kept[:limit]
+    counts = {t: _count(conn, [t], lo, hi, CANDIDATE_BUDGET + 1, cache) for t in tokens}
+    return sorted((t for t in tokens if counts[t]), key=lambda t: (counts[t], -len(t), t))[:limit]
 
 
 def match_expression(tokens: Sequence[str]) -> str:
@@ -113,7 +93,6 @@ def match_expression(tokens: Sequence[str]) -> str:
 def register(conn: apsw.Connection) -> None:
     """Install the auxiliary function that reports a row's length and per-phrase term frequencies."""
     conn.register_fts5_function(STATS_FUNCTION, _term_stats)
-    conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {VOCAB_TABLE} USING fts5vocab(main, memories_fts, row)")
 
 
 def _term_stats(api: apsw.FTS5ExtensionApi, *args: apsw.SQLiteValue) -> bytes:
