@@ -16,9 +16,10 @@ Targets (2 cores): p50 overhead <= 1 ms at 32 clients, throughput >= 80% of dire
 
 Usage: python bench/gateway.py [--requests 2000] [--rss-requests 5000] [--apis chat responses]
 [--baseline DIR] (``--rss-requests 50000`` for the full memory run, ``0`` to skip it). Prints a table, then
-JSON. ``--baseline DIR`` serves a second gateway from another source tree (``DIR/src``, e.g. ``git worktree
-add /tmp/base main``) measured in turn with the first in the same run: an A/B that a busy machine's
-drift hits alike; ``gw cpu/req`` and ``base cpu/req`` are each gateway's CPU time per request.
+JSON. ``--baseline DIR`` serves a second gateway from another source tree (``DIR/src`` and
+``DIR/pyproject.toml``, e.g. ``git worktree add /tmp/base main``), measured in turn with the first in the
+same run: an A/B that a busy machine's drift hits alike; ``gw cpu/req`` and ``base cpu/req`` are each
+gateway's CPU time per request.
 """
 
 from __future__ import annotations
@@ -197,9 +198,14 @@ def start_processes(workdir: Path, baseline: Path | None = None, responses_api: 
     }))
     processes = {"direct": upstream}
     bases = {"direct": f"http://127.0.0.1:{up_port}/v1"}
-    processes["gateway"], bases["gateway"] = start_gateway(workdir, config)
-    if baseline is not None:
-        processes["baseline"], bases["baseline"] = start_gateway(workdir, config, baseline)
+    try:
+        processes["gateway"], bases["gateway"] = start_gateway(workdir, config)
+        if baseline is not None:
+            processes["baseline"], bases["baseline"] = start_gateway(workdir, config, baseline)
+    except BaseException:
+        for process in processes.values():
+            process.terminate()
+        raise
     return processes, bases
 
 

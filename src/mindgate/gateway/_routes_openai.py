@@ -146,8 +146,9 @@ async def _relay(stream: ChatStream, rid: str | None, *, include_usage: bool) ->
             yield _frame(chunk)
         if include_usage and not stream.upstream_usage:
             await stream.aclose()
-            yield b"data: " + json_bytes(_usage_chunk(stream)) + b"\n\n"
-        yield SSE_DONE
+            yield b"data: " + json_bytes(_usage_chunk(stream)) + b"\n\n" + SSE_DONE
+        else:
+            yield SSE_DONE
     except Exception as exc:
         yield failed_stream_end(exc, rid, "stream")
     finally:

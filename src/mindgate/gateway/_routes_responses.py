@@ -221,20 +221,23 @@ async def _events(gateway: Gateway, turn: _Turn, stream: ChatStream, rid: str | 
     events = ResponseEvents(namespaces)
     model, finish_reason = turn.body.model, None
     started = turn.response(model, "in_progress", [], None)
-    yield events.event("response.created", response=started)
-    yield events.event("response.in_progress", response=started)
+    # the events of one upstream chunk go out in one write (the first chunk is already here: no delay)
+    pending = [events.event("response.created", response=started),
+               events.event("response.in_progress", response=started)]
     try:
         async for chunk in stream:
             model = str(chunk.raw.get("model") or model) if chunk.raw else model
             finish_reason = chunk.finish_reason or finish_reason
-            for frame in events.feed(chunk):
-                yield frame
-        for frame in events.finish(cut=finish_reason == "length"):
-            yield frame
+            pending.extend(events.feed(chunk))
+            if pending:
+                yield b"".join(pending)
+                pending = []
+        pending.extend(events.finish(cut=finish_reason == "length"))
         await stream.aclose()
         final = turn.response(model, "completed", events.output, stream.usage, finish_reason=finish_reason)
         await turn.keep(gateway.responses, final)
-        yield events.event(f"response.{final['status']}", response=final)
+        pending.append(events.event(f"response.{final['status']}", response=final))
+        yield b"".join(pending)
     except Exception as exc:
         if isinstance(exc, MindgateError):
             log.warning("response stream of request %s failed mid-way: %s", rid, exc)
@@ -244,7 +247,8 @@ async def _events(gateway: Gateway, turn: _Turn, stream: ChatStream, rid: str | 
             message = f"the stream failed: {type(exc).__name__}; request id {rid}"
         failed = turn.response(model, "failed", events.output, None,
                                error={"code": "server_error", "message": message})
-        yield events.event("response.failed", response=failed)
+        pending.append(events.event("response.failed", response=failed))
+        yield b"".join(pending)
     finally:
         await stream.aclose()
 
