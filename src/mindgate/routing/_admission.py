@@ -20,6 +20,7 @@ else a :class:`~mindgate.errors.RoutingError` naming each target's state. The ro
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from mindgate.context._tokens import TokenCounter
 from mindgate.errors import ConfigurationError, ContextOverflowError, MindgateError, RoutingError
 from mindgate.providers._base import ChatModel, Message
 from mindgate.routing._breaker import BreakerState, CircuitBreaker
-from mindgate.routing._retry import ErrorKind, Verdict, classify
+from mindgate.routing._retry import ErrorKind, RetryPolicy, Verdict, classify
 from mindgate.routing._tiers import Tier, TierPolicy
 from mindgate.routing._trace import current as current_trace
 
@@ -125,6 +126,22 @@ def note_skip(slot: Slot, reason: str) -> None:
     trace = current_trace()
     if trace is not None:
         trace.skipped.append((slot.target.name, reason))
+
+
+async def retry_or_move_on(slot: Slot, retry: RetryPolicy, exc: Exception, attempt: int) -> bool:
+    """Record a failed attempt on ``slot``'s breaker: True when the same target should be tried again (after
+    the backoff, already slept), False to move on to the next target. Raises ``exc`` itself when no other
+    target can help (a client error)."""
+    verdict = classify(exc)
+    slot.failed(verdict, exc)
+    if not verdict.fall_back:
+        raise exc
+    if verdict.retry:
+        delay = retry.delay(attempt, exc)
+        if delay is not None and slot.breaker.allow():
+            await asyncio.sleep(delay)
+            return True
+    return False
 
 
 def tier_policy(chain: str, slots: Sequence[Slot], placement: Placement | None, *, hysteresis: float,

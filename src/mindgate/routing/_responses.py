@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from mindgate.errors import MindgateError, NativeResponsesUnavailable, RoutingError, TargetTimeoutError
+from mindgate.routing._admission import retry_or_move_on
 from mindgate.routing._breaker import BreakerState
-from mindgate.routing._retry import classify
 
 if TYPE_CHECKING:
     from mindgate.routing._admission import Slot
@@ -39,17 +39,9 @@ def passes(router: Router) -> bool:
 
 
 async def _retry(router: Router, slot: Slot, exc: Exception, attempt: int, errors: list[str]) -> bool:
-    """Record a failed attempt (as the chat walk does); True to try the same target again after the backoff
-    (already slept), False to move on. Raises ``exc`` itself when no other target can help (a client error)."""
-    verdict = classify(exc)
-    slot.failed(verdict, exc)
-    if not verdict.fall_back:
-        raise exc
-    if verdict.retry:
-        delay = router.retry.delay(attempt, exc)
-        if delay is not None and slot.breaker.allow():
-            await asyncio.sleep(delay)
-            return True
+    """:func:`retry_or_move_on` as the chat walk does it; a failed attempt that moves on is named in ``errors``."""
+    if await retry_or_move_on(slot, router.retry, exc, attempt):
+        return True
     errors.append(f"{slot.target.name}: {type(exc).__name__}: {exc}")
     return False
 

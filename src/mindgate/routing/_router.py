@@ -42,7 +42,16 @@ from mindgate.context._fit import ContextFitter
 from mindgate.context._tokens import TokenCounter
 from mindgate.errors import ConfigurationError, MindgateError, StreamInterruptedError, TargetTimeoutError
 from mindgate.providers._base import ChatChunk, ChatModel, ChatResponse, Message
-from mindgate.routing._admission import Admission, HealthCheck, Outcome, Slot, Target, note_skip, tier_policy
+from mindgate.routing._admission import (
+    Admission,
+    HealthCheck,
+    Outcome,
+    Slot,
+    Target,
+    note_skip,
+    retry_or_move_on,
+    tier_policy,
+)
 from mindgate.routing._breaker import BreakerState, CircuitBreaker
 from mindgate.routing._fitted import FittedRouter
 from mindgate.routing._retry import ErrorKind, RetryPolicy, Verdict, classify
@@ -355,17 +364,9 @@ class Router(ChatModel):
 
     async def _retry_after_failure(self, slot: Slot, exc: Exception, attempt: int,
                                    outcomes: list[Outcome]) -> bool:
-        """Record a failed attempt; True when the same target should be tried again (after the backoff,
-        already slept), False to move on. Raises ``exc`` itself when no other target can help."""
-        verdict = classify(exc)
-        slot.failed(verdict, exc)
-        if not verdict.fall_back:
-            raise exc
-        if verdict.retry:
-            delay = self.retry.delay(attempt, exc)
-            if delay is not None and slot.breaker.allow():
-                await asyncio.sleep(delay)
-                return True
+        """:func:`retry_or_move_on`, and a failed attempt that moves on is recorded as the slot's outcome."""
+        if await retry_or_move_on(slot, self.retry, exc, attempt):
+            return True
         outcomes.append(Outcome(slot, "failed", f"{type(exc).__name__}: {exc}", exc=exc))
         note_skip(slot, f"failed with {type(exc).__name__}")
         return False
