@@ -115,9 +115,9 @@ def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
     """The documents with rowid in ``[lo, hi]`` (one partition) that hold any of ``tokens``, by BM25, best
     first, as ``(rowid, score)``.
 
-    Cost is bounded by :data:`CANDIDATE_BUDGET` documents scored in Python: the partition's documents
-    holding any of the words are counted first (capped; within the budget, they are all candidates),
-    then, past the budget, each word's document count (capped), and only the documents holding one of
+    Cost is bounded by :data:`CANDIDATE_BUDGET` documents scored: the partition's documents holding any
+    of the words are read first (at most one past the budget; within it, they are all candidates), then,
+    past the budget, each word's document count (capped), and only the documents holding one of
     the rarest words (within the budget) are candidates; the other words still count in their score
     (their frequency is read from the same rows, their document frequency counted exactly). Documents
     holding only common words are then left out: their BM25 is low (a common word's idf is small) and
@@ -127,10 +127,16 @@ def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
     """
     sql = (f"SELECT rowid, {STATS_FUNCTION}(memories_fts, ?) FROM memories_fts WHERE memories_fts MATCH ? "
            "AND rowid BETWEEN ? AND ?")
-    if len(tokens) > 1 and _count(conn, tokens, lo, hi, CANDIDATE_BUDGET + 1, cache) <= CANDIDATE_BUDGET:
-        # all the words together are within the budget (one capped count, not one per word): every
-        # document holding any of them is a candidate
-        return bm25(_rows(conn, sql, (0, match_expression(tokens), lo, hi)), documents)
+    union = ("tf", tuple(tokens), lo, hi, CANDIDATE_BUDGET + 1)  # _count()'s key for the same capped count
+    known = cache.get(union) if cache is not None else None
+    if known is None or known <= CANDIDATE_BUDGET:
+        # the documents holding any of the words, read at most one past the budget: within it (the usual
+        # case), they are all candidates, with no separate count before; past it, the count is remembered
+        rowids, stats = _rows(conn, f"{sql} LIMIT {CANDIDATE_BUDGET + 1}", (0, match_expression(tokens), lo, hi))
+        if cache is not None:
+            cache.put(union, len(rowids))
+        if len(rowids) <= CANDIDATE_BUDGET:
+            return bm25((rowids, stats), documents)
     capped = {t: _count(conn, [t], lo, hi, CANDIDATE_BUDGET + 1, cache) for t in tokens}
     words = sorted((t for t in tokens if capped[t]), key=lambda t: (capped[t], t))
     if not words:
