@@ -41,6 +41,7 @@ from mindgate.config import MemorySettings
 from mindgate.context._fit import FitReport
 from mindgate.context._tokens import DEFAULT_ESTIMATOR, TokenEstimator
 from mindgate.errors import MindgateError
+from mindgate.pipeline._events import count_upstream_error
 from mindgate.pipeline._recall import inject_memories
 from mindgate.pipeline._remember import LLMFor, MemoryWriter, new_turn
 from mindgate.pipeline._scope import Acting, ChatScope, RequestedScope, resolve_scope
@@ -274,7 +275,7 @@ class ChatStream:
             self._first = None
             self._end()
         except MindgateError as exc:
-            self._count(exc)
+            count_upstream_error(self.pipeline, exc)
             await self.aclose()
             raise
 
@@ -294,7 +295,7 @@ class ChatStream:
                 self._end()
                 raise
             except Exception as exc:
-                self._count(exc)
+                count_upstream_error(self.pipeline, exc)
                 raise
         if chunk.content:
             self._parts.append(chunk.content)
@@ -307,10 +308,6 @@ class ChatStream:
     def upstream_usage(self) -> bool:
         """Whether the upstream reported usage in the stream (so far)."""
         return self._reported is not None
-
-    def _count(self, exc: BaseException) -> None:
-        code = exc.code if isinstance(exc, MindgateError) else None
-        self.pipeline.counters.upstream_errors[code or type(exc).__name__] += 1
 
     def _end(self) -> None:
         self.finished = True

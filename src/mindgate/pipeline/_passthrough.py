@@ -20,11 +20,11 @@ storing the answer, too (``store``: the gateway keeps passed-through responses a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mindgate.errors import MindgateError, NativeResponsesUnavailable
+from mindgate.pipeline._events import UpstreamEvents, count_upstream_error
 from mindgate.pipeline._scope import ChatScope
 from mindgate.providers._base import ChatModel, Message, Usage
 
@@ -121,11 +121,6 @@ def _usage(pipeline: Pipeline, request: NativeRequest, response: dict[str, Any] 
                  pipeline.estimator.text_tokens(text) if text else 0)
 
 
-def _count(pipeline: Pipeline, exc: BaseException) -> None:
-    code = exc.code if isinstance(exc, MindgateError) else None
-    pipeline.counters.upstream_errors[code or type(exc).__name__] += 1
-
-
 async def complete(pipeline: Pipeline, request: NativeRequest, routed: Routed) -> NativeResult:
     """Call the target's ``/v1/responses``; :class:`NativeResponsesUnavailable` means: bridge it instead."""
     try:
@@ -133,7 +128,7 @@ async def complete(pipeline: Pipeline, request: NativeRequest, routed: Routed) -
     except NativeResponsesUnavailable:
         raise
     except MindgateError as exc:
-        _count(pipeline, exc)
+        count_upstream_error(pipeline, exc)
         raise
     usage = _usage(pipeline, request, response, output_text(response))
     if request.on_usage is not None:
@@ -141,68 +136,32 @@ async def complete(pipeline: Pipeline, request: NativeRequest, routed: Routed) -
     return NativeResult(response, usage)
 
 
-class NativeStream:
+class NativeStream(UpstreamEvents):
     """The target's Responses events, as dicts; :meth:`aclose` (always call it) closes the upstream and
-    reports usage once. After the terminal event ``final`` is the response object it carried."""
+    reports usage once. After the terminal event ``final`` is the response object it carried. A
+    :class:`NativeResponsesUnavailable` from :meth:`start` means nothing was served: the caller bridges (and
+    charges) instead."""
 
     def __init__(self, pipeline: Pipeline, request: NativeRequest, routed: Routed) -> None:
-        self.pipeline = pipeline
+        super().__init__(pipeline, routed.model.aresponses_stream(request.body))
         self.request = request
         self.routed = routed
-        self._events = aiter(routed.model.aresponses_stream(request.body))
-        self._first: dict[str, Any] | None = None
         self._parts: list[str] = []
         self.final: dict[str, Any] | None = None
         self.usage: Usage | None = None
-        self._closed = False
 
-    async def start(self) -> None:
-        """Await the first event: a failure before it raises here (an ordinary error response; with
-        :class:`NativeResponsesUnavailable` the caller bridges)."""
-        try:
-            self._first = await anext(self._events)
-        except StopAsyncIteration:
-            self._first = None
-        except NativeResponsesUnavailable:
-            self._closed = True  # nothing was served: the bridge answers (and charges) instead
-            raise
-        except MindgateError as exc:
-            _count(self.pipeline, exc)
-            await self.aclose()
-            raise
+    def _unserved(self, exc: MindgateError) -> bool:
+        return isinstance(exc, NativeResponsesUnavailable)
 
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        event = self._first
-        if event is not None:
-            self._first = None
-        elif self._closed:
-            raise StopAsyncIteration
-        else:
-            try:
-                event = await anext(self._events)
-            except StopAsyncIteration:
-                raise
-            except Exception as exc:
-                _count(self.pipeline, exc)
-                raise
+    def _seen(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "response.output_text.delta":
             self._parts.append(str(event.get("delta") or ""))
         elif isinstance(event.get("response"), dict) and kind in ("response.completed", "response.incomplete",
                                                                  "response.failed"):
             self.final = event["response"]
-        return event
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        aclose = getattr(self._events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    def _settle(self) -> None:
         self.usage = _usage(self.pipeline, self.request, self.final, "".join(self._parts))
         if self.request.on_usage is not None:
             self.request.on_usage(self.routed.label, self.usage.prompt_tokens, self.usage.completion_tokens)

@@ -4,11 +4,11 @@ context fitting: a raw prompt is not a conversation. Served where the routed tar
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from mindgate.errors import MindgateError
+from mindgate.pipeline._events import UpstreamEvents, count_upstream_error
 from mindgate.providers._base import ChatModel, Usage
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ async def complete_text(pipeline: Pipeline, request: TextRequest) -> dict[str, A
         try:
             body = await model.atext_complete(prompt, **request.options)
         except MindgateError as exc:
-            pipeline.counters.upstream_errors[exc.code or type(exc).__name__] += 1
+            count_upstream_error(pipeline, exc)
             raise
         usage = _reported(body) or Usage(pipeline.estimator.text_tokens(prompt),
                                          pipeline.estimator.text_tokens(_texts(body)))
@@ -76,61 +76,24 @@ async def complete_text(pipeline: Pipeline, request: TextRequest) -> dict[str, A
     return merged
 
 
-class TextStream:
+class TextStream(UpstreamEvents):
     """A streamed completion's ``text_completion`` chunks; :meth:`aclose` reports usage once."""
 
     def __init__(self, pipeline: Pipeline, request: TextRequest, model: ChatModel, label: str) -> None:
-        self.pipeline = pipeline
+        super().__init__(pipeline, model.atext_stream(request.prompts[0], **request.options))
         self.request = request
         self.label = label
-        self._events = aiter(model.atext_stream(request.prompts[0], **request.options))
-        self._first: dict[str, Any] | None = None
         self._parts: list[str] = []
         self.reported: Usage | None = None
         self.last: dict[str, Any] = {}
         self.usage: Usage | None = None
-        self._closed = False
 
-    async def start(self) -> None:
-        try:
-            self._first = await anext(self._events)
-        except StopAsyncIteration:
-            self._first = None
-        except MindgateError as exc:
-            self.pipeline.counters.upstream_errors[exc.code or type(exc).__name__] += 1
-            await self.aclose()
-            raise
-
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        event = self._first
-        if event is not None:
-            self._first = None
-        elif self._closed:
-            raise StopAsyncIteration
-        else:
-            try:
-                event = await anext(self._events)
-            except StopAsyncIteration:
-                raise
-            except Exception as exc:
-                code = exc.code if isinstance(exc, MindgateError) else None
-                self.pipeline.counters.upstream_errors[code or type(exc).__name__] += 1
-                raise
+    def _seen(self, event: dict[str, Any]) -> None:
         self._parts.append(_texts(event))
         self.reported = _reported(event) or self.reported
         self.last = event
-        return event
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        aclose = getattr(self._events, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    def _settle(self) -> None:
         estimator = self.pipeline.estimator
         text = "".join(self._parts)
         self.usage = self.reported or Usage(estimator.text_tokens(self.request.prompts[0]),
