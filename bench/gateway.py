@@ -168,14 +168,24 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 180.0
     raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
-def start_gateway(workdir: Path, config: Path, source: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """``mindgate serve`` on a free port with ``config``; ``source``: a source tree whose ``src`` is imported
-    instead of the installed mindgate (the ``--baseline`` gateway)."""
+def start_gateway(workdir: Path, upstream: str, responses_api: str,
+                  source: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """``mindgate serve`` on a free port in front of ``upstream``, with its own home and memory store under
+    ``workdir``; ``source``: a source tree whose ``src`` is imported instead of the installed mindgate (the
+    ``--baseline`` gateway, which may keep its store in another format)."""
     port = free_port()
-    env = {**os.environ, "MINDGATE_HOME": str(workdir), "HF_HUB_OFFLINE": "1"}
+    home = workdir / f"gateway-{port}"
+    home.mkdir()
+    config = home / "bench.yaml"
+    config.write_text(json.dumps({
+        "llm": {"provider": "openai_compatible",
+                "config": {"base_url": upstream, "model": "bench", "responses_api": responses_api}},
+        "vector_store": {"config": {"path": str(home / "memory.db")}},
+    }))
+    env = {**os.environ, "MINDGATE_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     if source is not None:
         env["PYTHONPATH"] = str(source / "src")
-    log = (workdir / f"gateway-{port}.log").open("wb")
+    log = (home / "gateway.log").open("wb")
     gateway = subprocess.Popen([sys.executable, "-m", "mindgate.cli", "serve", "--port", str(port),
                                 "--config", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
     wait_http(f"http://127.0.0.1:{port}/readyz", gateway)
@@ -189,19 +199,13 @@ def start_processes(workdir: Path, baseline: Path | None = None, responses_api: 
     upstream = subprocess.Popen([sys.executable, __file__, "--upstream", str(up_port)], stdout=subprocess.PIPE)
     assert upstream.stdout is not None
     upstream.stdout.readline()
-    config = workdir / "bench.yaml"
-    config.write_text(json.dumps({
-        "llm": {"provider": "openai_compatible",
-                "config": {"base_url": f"http://127.0.0.1:{up_port}/v1", "model": "bench",
-                           "responses_api": responses_api}},
-        "vector_store": {"config": {"path": str(workdir / "memory.db")}},
-    }))
     processes = {"direct": upstream}
     bases = {"direct": f"http://127.0.0.1:{up_port}/v1"}
     try:
-        processes["gateway"], bases["gateway"] = start_gateway(workdir, config)
+        processes["gateway"], bases["gateway"] = start_gateway(workdir, bases["direct"], responses_api)
         if baseline is not None:
-            processes["baseline"], bases["baseline"] = start_gateway(workdir, config, baseline)
+            processes["baseline"], bases["baseline"] = start_gateway(workdir, bases["direct"], responses_api,
+                                                                     baseline)
     except BaseException:
         for process in processes.values():
             process.terminate()

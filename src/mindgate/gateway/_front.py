@@ -19,7 +19,7 @@ through, in this order:
 
 One layer instead of eight nested middlewares (observability, host check, guard, and FastAPI's error,
 telemetry, body-limit, exception and exit-stack layers, then routing and dependency solving): the headers
-are scanned once and each response message passes one wrapper. See docs/architecture.md for the figures.
+are scanned once and each response message passes one wrapper. Figures: docs/openai-compat.md.
 """
 
 from __future__ import annotations
