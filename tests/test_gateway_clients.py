@@ -5,16 +5,13 @@ on the real llama.cpp server."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import openai
 import pytest
-from agents import Agent, RunConfig, Runner, function_tool
-from agents.models.openai_provider import OpenAIProvider
 from langchain_openai import ChatOpenAI
 
+from agents_helpers import run_weather_agent
 from fakes.scripted import ScriptedUpstream, ToolCall
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig
@@ -36,25 +33,7 @@ def test_an_openai_agents_run_calls_its_function_tool(serve_gateway: Serve, scri
                                                       memory_factory: MakeMemory) -> None:
     chat = OpenAICompatChatModel(OpenAICompatClient(f"{scripted.base_url}/v1"), "scripted")
     gateway = serve_gateway(create_app(MindgateConfig.from_dict({}), chat=chat, memory=memory_factory(None)))
-    called: list[str] = []
-
-    @function_tool
-    def get_weather(city: str) -> str:
-        """The current weather in a city."""
-        called.append(city)
-        return "sunny, 21 C"
-
-    async def run() -> Any:
-        client = openai.AsyncOpenAI(base_url=gateway.v1, api_key="unused", max_retries=0)
-        agent = Agent(name="weather", instructions="Answer with the weather tool.", tools=[get_weather],
-                      model="scripted")
-        config = RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True)
-        try:
-            return await Runner.run(agent, "What is the weather in Oslo?", run_config=config)
-        finally:
-            await client.close()
-
-    result = asyncio.run(run())
+    called, result = run_weather_agent(gateway.v1, "scripted")
     assert called == ["Oslo"] and result.final_output == "It is sunny in Oslo."
     # the SDK's second call carried the tool's result back as a tool message for the upstream
     second = scripted.chat_bodies()[1]["messages"]

@@ -14,9 +14,8 @@ from typing import Any
 
 import openai
 import pytest
-from agents import Agent, RunConfig, Runner, function_tool
-from agents.models.openai_provider import OpenAIProvider
 
+from agents_helpers import run_weather_agent
 from fakes import LMStudioFake
 from fakes.responses_api import ResponsesAPIFake
 from fakes.scripted import ScriptedUpstream
@@ -241,25 +240,7 @@ def test_an_openai_agents_run_passes_through_with_its_function_tool(fake: Respon
                                                                    start: Callable[..., GatewayServer]) -> None:
     fake.tool_calls, fake.reply = [WEATHER_CALL], "It is sunny in Oslo."
     gateway = start({"llm": _llm(fake)})
-    called: list[str] = []
-
-    @function_tool
-    def get_weather(city: str) -> str:
-        """The current weather in a city."""
-        called.append(city)
-        return "sunny, 21 C"
-
-    async def run() -> Any:
-        client = openai.AsyncOpenAI(base_url=gateway.v1, api_key="unused", max_retries=0)
-        agent = Agent(name="weather", instructions="Answer with the weather tool.", tools=[get_weather],
-                      model="gpt-4o-mini")
-        config = RunConfig(model_provider=OpenAIProvider(openai_client=client), tracing_disabled=True)
-        try:
-            return await Runner.run(agent, "What is the weather in Oslo?", run_config=config)
-        finally:
-            await client.close()
-
-    result = asyncio.run(run())
+    called, result = run_weather_agent(gateway.v1, "gpt-4o-mini")
     assert called == ["Oslo"] and result.final_output == "It is sunny in Oslo."
     first, second = fake.response_bodies()
     assert first["instructions"] == "Answer with the weather tool." and first["tools"][0]["name"] == "get_weather"
