@@ -166,7 +166,7 @@ class ContextFitter:
             return done[1]
         start, model_before = time.perf_counter(), self._model_seconds
         budget = None if window is None else token_budget(window, max_tokens, self.reserve)
-        if budget is None or byte_bound(messages, stop_above=budget) <= budget:
+        if window is None or budget is None or byte_bound(messages, stop_above=budget) <= budget:
             # the common case, sent as it is: the estimate is the report's count, no tokenizer is asked
             fitted = list(messages)
             report = FitReport(policy, target, kept=len(fitted) - leading_system(fitted), window=window,

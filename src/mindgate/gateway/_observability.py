@@ -162,7 +162,7 @@ def record(metrics: Metrics, scope: Scope, rid: str, status: int, sent: int, ela
             access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "(access)", 0, line, (), None))
 
 
-class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class LineHandler(logging.StreamHandler):
     """The gateway's log handler (``mindgate serve``): access-log records as their JSON line, everything else
     through its formatter. :func:`record` hands it access lines directly, without building a
     ``LogRecord``, when it is the only place they can go (see :func:`_line_handler`); the line written is

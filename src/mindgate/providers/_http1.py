@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import socket
 import zlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -49,7 +49,7 @@ class Response:
         self.connection = connection
         self.read_timeout = read_timeout
         self.status = 0
-        self.headers: CIMultiDict[str] = CIMultiDict()
+        self._headers: CIMultiDict[str] | None = None
         self.content = self
         self.head_done = False
         self.complete = False
@@ -67,12 +67,21 @@ class Response:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        """The response headers (decoded when first asked for: a successful call rarely reads them)."""
+        if self._headers is None:
+            self._headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw_headers)
+        return self._headers
+
     def _head(self, status: int) -> None:
         self.status = status
-        self.headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw_headers)
-        encoding = self.headers.get("content-encoding", "").strip().lower()
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
+        for name, value in self._raw_headers:
+            if name.lower() == b"content-encoding":
+                encoding = value.strip().lower()
+                if encoding in (b"gzip", b"x-gzip", b"deflate"):
+                    self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS if b"gzip" in encoding
+                                                       else zlib.MAX_WBITS)
         self.head_done = True
         self._wake()
 
@@ -145,6 +154,24 @@ class Response:
                 return
             else:
                 await self._wait()
+
+
+class LazyHeaders(Mapping[str, str]):
+    """A response's headers, decoded only if someone reads them (case-insensitive)."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+    def __getitem__(self, name: str) -> str:
+        return self.response.headers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.response.headers)
+
+    def __len__(self) -> int:
+        return len(self.response.headers)
 
 
 class Connection(asyncio.Protocol):

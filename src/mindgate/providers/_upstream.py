@@ -41,12 +41,15 @@ import certifi
 from yarl import URL
 
 from mindgate._json import dumps
-from mindgate.providers._http1 import Client, Response
+from mindgate.providers._http1 import Client, LazyHeaders, Response
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 """What :class:`Upstream` raises when the exchange itself fails (no HTTP status to speak of)."""
 
 FailureKind = Literal["connect_timeout", "timeout", "unreachable", "dropped"]
+
+Streamed = aiohttp.ClientResponse | Response
+"""An open streamed response: aiohttp's, or the lean client's (:mod:`._http1`) for plain-http upstreams."""
 
 _JSON_BODY = {"Content-Type": "application/json"}
 _KEEPALIVE_S = 4.0  # under the 5 s idle close of uvicorn, llama.cpp's server and most others
@@ -233,7 +236,7 @@ class Upstream:
             target, data, sent = self._lean_args(path, body, headers)
             async with self._lean.exchange(method, target, data, sent,
                                            self.timeout.sock_read if timeout is None else timeout) as answer:
-                return Answer(answer.status, answer.headers, await answer.read())
+                return Answer(answer.status, LazyHeaders(answer), await answer.read())
         async with self._session().request(method, self.url(path),
                                            **self._send_args(body, headers, timeout)) as response:
             data = await response.read()
@@ -241,7 +244,7 @@ class Upstream:
 
     @asynccontextmanager
     async def stream(self, method: str, path: str, body: Any = None, *,
-                     headers: Mapping[str, str] | None = None) -> AsyncIterator[aiohttp.ClientResponse | Response]:
+                     headers: Mapping[str, str] | None = None) -> AsyncIterator[Streamed]:
         """The open response, its body not yet read (``status``, ``headers``, ``read()``,
         ``content.iter_any()``); leaving the block releases the connection (back to the pool when the body
         was read to the end)."""
@@ -292,7 +295,7 @@ class _Lines:
         return [self.buffer.removesuffix(b"\r")] if self.buffer else []
 
 
-async def lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def lines(response: Streamed) -> AsyncIterator[bytes]:
     """The body's lines without their ends; a line ends at CRLF, LF or a lone CR (as event streams may)."""
     splitter = _Lines()
     async for chunk in response.content.iter_any():
@@ -337,7 +340,7 @@ class _Events:
         return None
 
 
-async def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[Event]:
+async def sse_events(response: Streamed) -> AsyncIterator[Event]:
     """The server-sent events of a ``text/event-stream`` body, parsed as the HTML standard says: ``data``
     fields of one event are joined with newlines, a space after the colon is dropped, comments (``:``) and
     unknown fields are ignored, a blank line dispatches, an event with no data is not dispatched, and an

@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import numpy as np
 from pydantic import Field
 
@@ -35,7 +34,7 @@ from mindgate.providers._http_errors import http_error, is_missing_model, json_o
 from mindgate.providers._openai_management import OpenAICompatDriver
 from mindgate.providers._responses_api import NativeResponses
 from mindgate.providers._spec import ProviderSpec
-from mindgate.providers._upstream import TRANSPORT_ERRORS, Upstream, failure_kind, proxy_for, sse_events
+from mindgate.providers._upstream import TRANSPORT_ERRORS, Streamed, Upstream, failure_kind, proxy_for, sse_events
 from mindgate.providers.management._driver import Driver
 
 
@@ -142,7 +141,7 @@ class OpenAICompatClient:
 
     @asynccontextmanager
     async def open_stream(self, path: str, body: Any, *, model: str | None = None,
-                          accept: str = "text/event-stream") -> AsyncIterator[aiohttp.ClientResponse]:
+                          accept: str = "text/event-stream") -> AsyncIterator[Streamed]:
         """POST ``body`` and hold the response open once its status says success (an error status raises
         through :meth:`raise_for_status`). Transport failures while reading inside the block are the
         caller's to map (:meth:`network_error`), because they surface where the body is read."""
