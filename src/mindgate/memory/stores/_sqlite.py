@@ -45,6 +45,7 @@ from mindgate.errors import EmbedderMismatchError, InvalidRequestError, NotFound
 from mindgate.memory._filters import Filter
 from mindgate.memory.stores._base import (
     AddChange,
+    Candidate,
     Change,
     ChangeResult,
     ContextSummary,
@@ -70,9 +71,11 @@ from mindgate.memory.stores._sqlite_spaces import CHUNK_SIZE, Space, create_spac
 from mindgate.memory.stores._sqlite_sql import (
     RECORD_COLUMNS,
     SCOPES_SQL,
+    candidates_by_rowid,
     filter_sql,
     iso,
     metadata_json,
+    records_by_rowid,
     scope_sql,
     similarity,
     slot_range,
@@ -360,6 +363,26 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
 
     def vector_search(self, scope: Scope, vector: Vector, k: int,
                       flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
+        return self._with_records(self.vector_candidates(scope, vector, k, flt))
+
+    def text_search(self, scope: Scope, query: str, k: int,
+                    flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
+        return self._with_records(self.text_candidates(scope, query, k, flt))
+
+    def _with_records(self, hits: builtins.list[tuple[Candidate, float]]) -> builtins.list[tuple[MemoryRecord, float]]:
+        found = self.records([c for c, _ in hits])
+        return [(found[c.id], score) for c, score in hits if c.id in found]
+
+    def records(self, candidates: Sequence[Candidate]) -> dict[str, MemoryRecord]:
+        if not candidates:
+            return {}
+        with self._db.read() as conn:
+            by_rowid = records_by_rowid(conn, [c.ref for c in candidates])
+        # a rowid names the same record until reset() empties the store: the id check covers that
+        return {c.id: r for c in candidates if (r := by_rowid.get(c.ref)) is not None and r.id == c.id}
+
+    def vector_candidates(self, scope: Scope, vector: Vector, k: int,
+                          flt: Filter | None = None) -> builtins.list[tuple[Candidate, float]]:
         check_count("k", k)
         if k == 0:
             return []
@@ -375,8 +398,8 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                                              np.frombuffer(blob, dtype=np.float32), min(k, MAX_K),
                                              self._fresh.generation(conn, self._db.writes))
                 if found is not None:
-                    records = _records_by_rowid(conn, [rowid for rowid, _ in found])
-                    return [(records[rowid], sim) for rowid, sim in found if rowid in records]
+                    known = candidates_by_rowid(conn, [rowid for rowid, _ in found])
+                    return [(known[rowid], sim) for rowid, sim in found if rowid in known]
             sql = (f"SELECT v.rowid, v.distance FROM {active.table} v WHERE v.embedding MATCH ? AND k = ? "
                    "AND v.part = ?")
             params: list[Any] = [blob, min(k, MAX_K), scope.partition]
@@ -390,11 +413,11 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                 sql += f" AND v.rowid IN (SELECT m.rowid FROM memories m WHERE m.rowid BETWEEN ? AND ? AND {where})"
                 params += [*slot_range(slot), *extra]
             hits = _all(conn, sql, params)
-            records = _records_by_rowid(conn, [h[0] for h in hits])
-        return [(records[rowid], similarity(dist)) for rowid, dist in hits if rowid in records]
+            known = candidates_by_rowid(conn, [h[0] for h in hits])
+        return [(known[rowid], similarity(dist)) for rowid, dist in hits if rowid in known]
 
-    def text_search(self, scope: Scope, query: str, k: int,
-                    flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
+    def text_candidates(self, scope: Scope, query: str, k: int,
+                        flt: Filter | None = None) -> builtins.list[tuple[Candidate, float]]:
         check_count("k", k)
         if not isinstance(query, str):
             raise InvalidRequestError(f"a text query must be a string, got {type(query).__name__}")
@@ -424,8 +447,8 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                                               [*params, json.dumps([r for r, _ in ranked])])}
                 ranked = [item for item in ranked if item[0] in allowed]
             ranked = ranked[:k]
-            records = _records_by_rowid(conn, [r for r, _ in ranked])
-        return [(records[r], score) for r, score in ranked if r in records]
+            known = candidates_by_rowid(conn, [r for r, _ in ranked])
+        return [(known[r], score) for r, score in ranked if r in known]
 
     def history(self, memory_id: str) -> builtins.list[HistoryRecord]:
         with self._db.read() as conn:
@@ -547,15 +570,6 @@ def _one(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
 
 def _all(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
     return conn.execute(sql, params).fetchall()
-
-
-def _records_by_rowid(conn: apsw.Connection, rowids: Sequence[int]) -> dict[int, MemoryRecord]:
-    if not rowids:
-        return {}
-    marks = ",".join("?" * len(rowids))
-    rows = _all(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.rowid IN ({marks}) "
-                        "AND m.deleted_at IS NULL", list(rowids))
-    return {int(r[0]): to_record(r) for r in rows}
 
 
 def _where(scope: Scope, flt: Filter | None, *, partition_index: bool = True) -> tuple[str, list[Any]]:

@@ -14,12 +14,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import apsw
+
 from mindgate.errors import InvalidRequestError
 from mindgate.memory._filters import And, Condition, Filter, Not, Or
-from mindgate.memory.stores._base import MemoryRecord, Scope
+from mindgate.memory.stores._base import Candidate, MemoryRecord, Scope
 
 RECORD_COLUMNS = "m.rowid, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, " \
                  "m.created_at, m.updated_at, m.key_context"
+CANDIDATE_COLUMNS = "m.rowid, m.id, m.created_at, m.updated_at, m.metadata"
 _NUMERIC = "('integer','real')"
 
 
@@ -156,6 +159,31 @@ def to_record(row: Sequence[Any]) -> MemoryRecord:
     return MemoryRecord(id=id_, memory=memory, hash=hash_, scope=_scope(user_id, agent_id, run_id),
                         metadata=_metadata(metadata), created_at=datetime.fromisoformat(created),
                         updated_at=datetime.fromisoformat(updated) if updated else None, key_context=key_context)
+
+
+def to_candidate(row: Sequence[Any]) -> Candidate:
+    """A search :class:`Candidate` (its ref: the rowid) from a row selected with :data:`CANDIDATE_COLUMNS`."""
+    rowid, id_, created, updated, metadata = row
+    return Candidate(id_, datetime.fromisoformat(created), datetime.fromisoformat(updated) if updated else None,
+                     rowid, raw_metadata=metadata)
+
+
+def records_by_rowid(conn: apsw.Connection, rowids: Sequence[int]) -> dict[int, MemoryRecord]:
+    if not rowids:
+        return {}
+    marks = ",".join("?" * len(rowids))
+    rows: Any = conn.execute(f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.rowid IN ({marks}) "
+                        "AND m.deleted_at IS NULL", list(rowids)).fetchall()
+    return {int(r[0]): to_record(r) for r in rows}
+
+
+def candidates_by_rowid(conn: apsw.Connection, rowids: Sequence[int]) -> dict[int, Candidate]:
+    if not rowids:
+        return {}
+    marks = ",".join("?" * len(rowids))
+    rows: Any = conn.execute(f"SELECT {CANDIDATE_COLUMNS} FROM memories m WHERE m.rowid IN ({marks}) "
+                        "AND m.deleted_at IS NULL", list(rowids)).fetchall()
+    return {int(r[0]): to_candidate(r) for r in rows}
 
 
 def similarity(distance: float) -> float:
