@@ -115,23 +115,10 @@ def fuse(vector_hits: Sequence[tuple[R, float]], text_hits: Sequence[tuple[R, fl
     """Fuse ranked lists into hits sorted by score, best first (ties: newer first, then id). ``when``: the
     query's time expressions (its windows add the time signal, its "recent" words the recency signal);
     ``speaker``: whose words the query asks about (memories stored from that role get the speaker signal)."""
-    hits: dict[str, Hit[R]] = {}
-    for ranked, kind in ((vector_hits, "vector"), (text_hits, "text")):
-        for rank, (record, raw) in enumerate(ranked, start=1):
-            hit = hits.setdefault(record.id, Hit(record, 0.0, method=fusion))
-            hit.parts[kind] = {"rank": rank, "raw": float(raw)}
-            if kind == "vector":
-                hit.vector_score = float(raw)
-            else:
-                hit.text_score = float(raw)
-    if not hits:
+    if not vector_hits and not text_hits:
         return []
-    if fusion == "convex":
-        _convex(hits, vector_hits, text_hits, alpha)
-        best = 1.0
-    else:
-        _rrf(hits, rrf_k)
-        best = float(sum(1 for ranked in (vector_hits, text_hits) if ranked))
+    hits = _convex(vector_hits, text_hits, alpha) if fusion == "convex" else _rrf(vector_hits, text_hits, rrf_k)
+    best = 1.0 if fusion == "convex" else float(sum(1 for ranked in (vector_hits, text_hits) if ranked))
     asks_recent = when is not None and when.recent and time_weight > 0
     if recency or asks_recent:
         weight = RECENCY_WEIGHT if recency else time_weight
@@ -146,37 +133,60 @@ def fuse(vector_hits: Sequence[tuple[R, float]], text_hits: Sequence[tuple[R, fl
             hit.parts["speaker"] = {"raw": float(said), "weight": speaker_weight,
                                     "contribution": speaker_weight * float(said)}
         best += speaker_weight
-    for hit in hits.values():
-        for part in hit.parts.values():
-            part["contribution"] /= best
-        hit.score = sum(part["contribution"] for part in hit.parts.values())
+    if fusion != "convex" or best != 1.0:  # else _convex's scores are final (its contributions sum to them)
+        for hit in hits.values():
+            for part in hit.parts.values():
+                part["contribution"] /= best
+            hit.score = sum(part["contribution"] for part in hit.parts.values())
     return sorted(hits.values(), key=lambda h: (-h.score, -(h.record.updated_at or h.record.created_at).timestamp(),
                                                 h.record.id))
 
 
-def _convex(hits: dict[str, Hit[R]], vector_hits: Sequence[tuple[R, float]],
-            text_hits: Sequence[tuple[R, float]], alpha: float) -> None:
+def _convex(vector_hits: Sequence[tuple[R, float]], text_hits: Sequence[tuple[R, float]],
+            alpha: float) -> dict[str, Hit[R]]:
+    """The hits by id, each signal's part complete and ``score`` the sum of their contributions (one pass
+    per list: a search fuses ~100 candidates)."""
     cosines = [float(s) for _, s in vector_hits]
     low_cos, top_cos = (min(cosines), max(cosines)) if cosines else (0.0, 0.0)
+    spread = max(top_cos - low_cos, MIN_COSINE_SPREAD)
     top_text = max((float(s) for _, s in text_hits), default=0.0)
     # With one list empty, the other carries the whole score (a text-only query still scores in [0, 1]).
-    weights = {"vector": alpha if text_hits else 1.0, "text": (1.0 - alpha) if vector_hits else 1.0}
-    for hit in hits.values():
-        for kind, part in hit.parts.items():
+    vector_weight, text_weight = (alpha if text_hits else 1.0), ((1.0 - alpha) if vector_hits else 1.0)
+    hits: dict[str, Hit[R]] = {}
+    for rank, (record, raw) in enumerate(vector_hits, start=1):
+        raw = float(raw)
+        norm = 1.0 - (top_cos - raw) / spread
+        part = {"rank": rank, "raw": raw, "normalized": norm, "weight": vector_weight,
+                "contribution": vector_weight * norm}
+        hits[record.id] = Hit(record, part["contribution"], raw, None, {"vector": part}, "convex")
+    for rank, (record, raw) in enumerate(text_hits, start=1):
+        raw = float(raw)
+        norm = raw / top_text if top_text > 0 else 0.0
+        part = {"rank": rank, "raw": raw, "normalized": norm, "weight": text_weight,
+                "contribution": text_weight * norm}
+        hit = hits.get(record.id)
+        if hit is None:
+            hits[record.id] = Hit(record, part["contribution"], None, raw, {"text": part}, "convex")
+        else:
+            hit.text_score = raw
+            hit.parts["text"] = part
+            hit.score = hit.parts["vector"]["contribution"] + part["contribution"]
+    return hits
+
+
+def _rrf(vector_hits: Sequence[tuple[R, float]], text_hits: Sequence[tuple[R, float]],
+         rrf_k: int) -> dict[str, Hit[R]]:
+    """The hits by id; each list's part contributes 1 / (rrf_k + rank), scaled so that rank 1 gives 1."""
+    hits: dict[str, Hit[R]] = {}
+    for ranked, kind in ((vector_hits, "vector"), (text_hits, "text")):
+        for rank, (record, raw) in enumerate(ranked, start=1):
+            hit = hits.setdefault(record.id, Hit(record, 0.0, method="rrf"))
+            hit.parts[kind] = {"rank": rank, "raw": float(raw), "contribution": (rrf_k + 1) / (rrf_k + rank)}
             if kind == "vector":
-                norm = 1.0 - (top_cos - part["raw"]) / max(top_cos - low_cos, MIN_COSINE_SPREAD)
+                hit.vector_score = float(raw)
             else:
-                norm = part["raw"] / top_text if top_text > 0 else 0.0
-            part["normalized"] = norm
-            part["weight"] = weights[kind]
-            part["contribution"] = weights[kind] * norm
-
-
-def _rrf(hits: dict[str, Hit[R]], rrf_k: int) -> None:
-    """Each list's 1 / (rrf_k + rank), scaled so that rank 1 gives 1."""
-    for hit in hits.values():
-        for part in hit.parts.values():
-            part["contribution"] = (rrf_k + 1) / (rrf_k + part["rank"])
+                hit.text_score = float(raw)
+    return hits
 
 
 def _recency(hits: dict[str, Hit[R]], fusion: Fusion, rrf_k: int, weight: float = RECENCY_WEIGHT,
