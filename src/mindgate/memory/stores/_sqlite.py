@@ -69,6 +69,7 @@ from mindgate.memory.stores._sqlite_import import import_history, import_record
 from mindgate.memory.stores._sqlite_responses import SQLiteResponses
 from mindgate.memory.stores._sqlite_spaces import CHUNK_SIZE, Space, create_space, drop_space, drop_vectors, find_space
 from mindgate.memory.stores._sqlite_sql import (
+    CANDIDATE_COLUMNS,
     RECORD_COLUMNS,
     SCOPES_SQL,
     candidates_by_rowid,
@@ -79,6 +80,7 @@ from mindgate.memory.stores._sqlite_sql import (
     scope_sql,
     similarity,
     slot_range,
+    to_candidate,
     to_record,
 )
 from mindgate.memory.stores._sqlite_text import content_words, prune, query_tokens
@@ -400,8 +402,10 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                 if found is not None:
                     known = candidates_by_rowid(conn, [rowid for rowid, _ in found])
                     return [(known[rowid], sim) for rowid, sim in found if rowid in known]
-            sql = (f"SELECT v.rowid, v.distance FROM {active.table} v WHERE v.embedding MATCH ? AND k = ? "
-                   "AND v.part = ?")
+            # each nearest vector's candidate columns read in the same statement (vec0 stays the outer loop,
+            # so the rows keep its nearest-first order)
+            sql = (f"SELECT {CANDIDATE_COLUMNS}, v.distance FROM {active.table} v JOIN memories m ON m.rowid = v.rowid "
+                   "WHERE v.embedding MATCH ? AND k = ? AND v.part = ? AND m.deleted_at IS NULL")
             params: list[Any] = [blob, min(k, MAX_K), scope.partition]
             if flt is not None or len(scope.as_dict()) > 1:
                 slot = self._slot(conn, scope.partition)
@@ -412,9 +416,8 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                 where, extra = _where(scope, flt, partition_index=False)
                 sql += f" AND v.rowid IN (SELECT m.rowid FROM memories m WHERE m.rowid BETWEEN ? AND ? AND {where})"
                 params += [*slot_range(slot), *extra]
-            hits = _all(conn, sql, params)
-            known = candidates_by_rowid(conn, [h[0] for h in hits])
-        return [(known[rowid], similarity(dist)) for rowid, dist in hits if rowid in known]
+            rows = _all(conn, sql, params)
+        return [(to_candidate(row), similarity(row[-1])) for row in rows]
 
     def text_candidates(self, scope: Scope, query: str, k: int,
                         flt: Filter | None = None) -> builtins.list[tuple[Candidate, float]]:

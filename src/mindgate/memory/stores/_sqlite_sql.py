@@ -162,8 +162,8 @@ def to_record(row: Sequence[Any]) -> MemoryRecord:
 
 
 def to_candidate(row: Sequence[Any]) -> Candidate:
-    """A search :class:`Candidate` (its ref: the rowid) from a row selected with :data:`CANDIDATE_COLUMNS`."""
-    rowid, id_, created, updated, metadata = row
+    """A search :class:`Candidate` (its ref: the rowid) from a row that starts with :data:`CANDIDATE_COLUMNS`."""
+    rowid, id_, created, updated, metadata = row[:5]
     return Candidate(id_, datetime.fromisoformat(created), datetime.fromisoformat(updated) if updated else None,
                      rowid, raw_metadata=metadata)
 
