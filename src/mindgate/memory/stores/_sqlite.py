@@ -437,8 +437,10 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                 return []
             documents = counts.get(("n", scope.partition))
             if documents is None:
-                documents = int(_one(conn, "SELECT count(*) FROM memories m WHERE m.partition = ? AND "
-                                           "m.deleted_at IS NULL", (scope.partition,))[0])
+                # the partition's live records: each has one FTS row, and FTS5's docsize table holds one small
+                # row per document (the partition index would read each record's table row: 5x slower)
+                documents = int(_one(conn, "SELECT count(*) FROM memories_fts_docsize WHERE id BETWEEN ? AND ?",
+                                     slot_range(slot))[0])
                 counts.put(("n", scope.partition), documents)
             ranked = bm25_ranked(conn, tokens, *slot_range(slot), documents, counts)
             if not ranked:
