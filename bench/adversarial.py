@@ -20,7 +20,8 @@ needs a model) and this prober. The probes (the defects of issue 18):
 * ``browser``: what a web page in the user's browser could send: a DNS-rebound ``Host`` and a foreign
   ``Origin`` (statuses, memories written), beside a plain client's request;
 * ``search``: a 64-word query over the user's memories: p50/p99 alone, and /healthz p99 while 4 such
-  searches run at once, with the gateway's CPU time per search request (Linux). With ``--baseline-src``
+  searches run at once (the /healthz prober is a process of its own, as an orchestrator's liveness probe
+  is), with the gateway's CPU time per search request (Linux). With ``--baseline-src``
   (the ``src`` folder of another checkout, e.g. ``git worktree add /tmp/base main~3``), a second gateway
   from that code serves the same store and the probe alternates between the two for ``--rounds`` rounds:
   on a shared machine, old and new code see the same load, and the table gives both medians and their
@@ -129,6 +130,24 @@ def fill_child(db: str, count: int, embedder_kind: str) -> None:
     if changes:
         store.apply(changes)
     store.close()
+
+
+def health_child(base: str) -> None:
+    """GET /healthz every 5 ms on one keep-alive connection: prints ``ready`` once connected, reads the
+    wall-clock time (``time.time()``) to stop at from stdin, then prints the latencies (s) as JSON."""
+    import httpx
+
+    out = []
+    with httpx.Client(base_url=base, timeout=60) as client:
+        client.get("/healthz")  # the connection opened before timing
+        print("ready", flush=True)
+        until = float(sys.stdin.readline())
+        while time.time() < until:
+            began = time.perf_counter()
+            client.get("/healthz")
+            out.append(time.perf_counter() - began)
+            time.sleep(0.005)
+    print(json.dumps(out))
 
 
 def gateway_child(db: str, port: int, embedder_kind: str, max_connections: int) -> None:
@@ -344,29 +363,28 @@ async def probe_search(base: str, seconds: float, memories: int) -> dict[str, An
             response = await http.post("/v1/memories/search", json=body)
             alone.append(time.perf_counter() - began)
         found = len(response.json()["results"])
-        stop = time.monotonic() + seconds
+        # the liveness prober is its own process, as an orchestrator's probe is: in this process its timings
+        # would include the waits of an event loop busy with the 4 searchers' responses
+        prober = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).resolve()), "--child", "health", base,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert prober.stdout is not None
+        await prober.stdout.readline()  # started and connected
+        stop = time.time() + seconds  # wall clock: the prober stops at the same moment
 
         async def searcher() -> int:
             n = 0
             async with httpx.AsyncClient(base_url=base, timeout=60, headers=_auth(ADMIN)) as own:
-                while time.monotonic() < stop:
+                while time.time() < stop:
                     await own.post("/v1/memories/search", json=body)
                     n += 1
             return n
 
-        async def health() -> list[float]:
-            out = []
-            async with httpx.AsyncClient(base_url=base, timeout=60) as own:
-                while time.monotonic() < stop:
-                    began = time.perf_counter()
-                    await own.get("/healthz")
-                    out.append(time.perf_counter() - began)
-                    await asyncio.sleep(0.005)
-            return out
-
-        *counts, healthz = await asyncio.gather(*(searcher() for _ in range(4)), health())
+        counts, (out, _) = await asyncio.gather(asyncio.gather(*(searcher() for _ in range(4))),
+                                                prober.communicate(f"{stop!r}\n".encode()))
+        healthz = json.loads(out)
     return {"query_words": 64, "results": found, "search_p50_ms": _ms(alone, 0.5), "search_p99_ms": _ms(alone, 0.99),
-            "concurrent_searches": sum(counts), "healthz_p50_ms": _ms(healthz, 0.5),
+            "concurrent_searches": sum(counts), "healthz_probes": len(healthz), "healthz_p50_ms": _ms(healthz, 0.5),
             "healthz_p99_ms_under_4_searches": _ms(healthz, 0.99)}
 
 
@@ -516,6 +534,8 @@ def main() -> None:
         kind, *rest = sys.argv[2:]
         if kind == "fill":
             fill_child(rest[0], int(rest[1]), rest[2])
+        elif kind == "health":
+            health_child(rest[0])
         else:
             gateway_child(rest[0], int(rest[1]), rest[2], int(rest[3]))
         return

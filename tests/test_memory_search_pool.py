@@ -46,11 +46,11 @@ class ObservedStore(SQLiteStore):
             with self._count:
                 self.running -= 1
 
-    def vector_search(self, *args: Any) -> Any:
-        return self._observe(super().vector_search, *args)
+    def vector_candidates(self, *args: Any) -> Any:
+        return self._observe(super().vector_candidates, *args)
 
-    def text_search(self, *args: Any) -> Any:
-        return self._observe(super().text_search, *args)
+    def text_candidates(self, *args: Any) -> Any:
+        return self._observe(super().text_candidates, *args)
 
 
 def test_the_pool_is_sized_from_the_cores_unless_configured() -> None:

@@ -423,6 +423,29 @@ def test_text_search_ranks_matches_and_ignores_scope_outsiders(store: MemoryStor
     assert store.text_search(ALICE, "zebra", 5) == [] and store.text_search(ALICE, "dog", 0) == []
 
 
+def test_candidates_are_the_search_hits_and_records_reads_them_back(store: MemoryStore) -> None:
+    store.apply([add(f"the garden fact {i}", id=f"g{i}", vector=vec(i), metadata={"role": "user", "i": i},
+                     created_at=datetime(2024, 1, 1 + i, tzinfo=UTC)) for i in range(12)])
+    store.apply([UpdateChange("g3", ALICE, "the garden fact three, edited", vec(3), {"role": "assistant"})])
+    q = vec(100)
+    text = "garden fact"
+    for candidates, hits in ((store.vector_candidates(ALICE, q, 8), store.vector_search(ALICE, q, 8)),
+                             (store.text_candidates(ALICE, text, 8), store.text_search(ALICE, text, 8))):
+        assert len(hits) == 8
+        assert [(c.id, s) for c, s in candidates] == [(r.id, s) for r, s in hits]
+        for (c, _), (r, _) in zip(candidates, hits, strict=True):  # what fusion reads, without the record
+            assert (c.created_at, c.updated_at, c.metadata) == (r.created_at, r.updated_at, r.metadata)
+        found = store.records([c for c, _ in candidates])
+        assert [found[c.id] for c, _ in candidates] == [r for r, _ in hits]
+    [(edited, _)] = [h for h in store.text_candidates(ALICE, "edited", 5)]
+    assert edited.id == "g3" and edited.updated_at is not None and edited.metadata["role"] == "assistant"
+    some = [c for c, _ in store.vector_candidates(ALICE, q, 4)]
+    store.apply([DeleteChange(some[0].id, ALICE)])
+    assert set(store.records(some)) == {c.id for c in some[1:]}  # deleted since the search: left out
+    assert store.records([]) == {} and store.vector_candidates(ALICE, q, 0) == []
+    assert store.text_candidates(Scope(user_id="nobody"), "garden", 5) == []
+
+
 @pytest.mark.parametrize("query", [
     'dog "', '"dog"', "dog AND", "OR dog", "NOT dog", "dog NEAR(rex park)", "dog*", "^dog", "memory: dog",
     "dog'); DROP TABLE memories; --", "dog\\", "{dog}", "dog + rex - park", "(dog", "dog)", "'dog'", "dog:rex",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mindgate.errors import NotFoundError
-from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, content_hash
+from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
 from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.memory.stores._sqlite_text import K1, B, bm25
 from mindgate.providers._base import EmbedderIdentity
@@ -43,6 +43,23 @@ def test_document_frequency_is_counted_inside_the_partition(store: SQLiteStore) 
     # globally "tea" is common and "coffee" rare; among alice's memories it is the other way round
     assert ranked(store, ALICE, "coffee tea")[0] == "green tea at night"
     assert ranked(store, BOB, "coffee tea")[0] == "coffee once"
+
+
+def test_the_partition_size_counts_live_memories_only(store: SQLiteStore, tmp_path: Path) -> None:
+    # idf uses the partition's document count: deleted and replaced memories must not count
+    put(store, ALICE, "kiwi smoothie recipe", "walk by the river", "old note one", "old note two", "draft text")
+    put(store, BOB, *[f"bob note {i}" for i in range(8)])
+    store.apply([DeleteChange(f"{ALICE.partition}-{i}-old note {w}", ALICE) for i, w in ((2, "one"), (3, "two"))])
+    store.apply([UpdateChange(f"{ALICE.partition}-4-draft text", ALICE, "a kiwi tart", np.ones(4, np.float32))])
+    fresh = SQLiteStore(tmp_path / "fresh.db")
+    fresh.open(EmbedderIdentity("test", "text", 4))
+    put(fresh, ALICE, "kiwi smoothie recipe", "walk by the river", "a kiwi tart")
+    put(fresh, BOB, *[f"bob note {i}" for i in range(8)])
+    got = {r.memory: s for r, s in store.text_search(ALICE, "kiwi river", 10)}
+    want = {r.memory: s for r, s in fresh.text_search(ALICE, "kiwi river", 10)}
+    fresh.close()
+    assert got.keys() == want.keys() == {"kiwi smoothie recipe", "walk by the river", "a kiwi tart"}
+    assert all(got[m] == pytest.approx(want[m], rel=1e-9) for m in want)
 
 
 def test_term_frequency_and_length_normalisation(store: SQLiteStore) -> None:

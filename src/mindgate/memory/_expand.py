@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from mindgate.memory._retrieval import Hit
+from mindgate.memory._retrieval import Hit, R
 
 _PATTERNS = (
     re.compile(r"\bbetween (?:the |my )?(.+?) and (?:the |my )?(.+?)\s*[?.!]?$", re.IGNORECASE),
@@ -37,12 +37,12 @@ def comparison_parts(query: str) -> list[str]:
     return []
 
 
-def expand(hits: Sequence[Hit], parts: Sequence[Sequence[Hit]], weight: float) -> list[Hit]:
+def expand(hits: Sequence[Hit[R]], parts: Sequence[Sequence[Hit[R]]], weight: float) -> list[Hit[R]]:
     """``hits`` (the query's fused ranking) with each candidate's best score among ``parts`` (each part's
     fused ranking) added with ``weight``: ``(score + weight * part) / (1 + weight)``, so scores stay in
     [0, 1]; the ``expansion`` signal shows it in explain. A memory only a part found joins with that share
     alone. Best first (ties: newer first, then id)."""
-    best: dict[str, Hit] = {}
+    best: dict[str, Hit[R]] = {}
     for ranking in parts:
         for hit in ranking:
             if hit.record.id not in best or hit.score > best[hit.record.id].score:

@@ -42,6 +42,7 @@ from mindgate.memory._timeinfo import TimeQuery, parse_time, query_windows
 from mindgate.memory.stores import create_store
 from mindgate.memory.stores._base import (
     AddChange,
+    Candidate,
     Change,
     ChangeResult,
     DeleteChange,
@@ -440,7 +441,7 @@ class AsyncMemory:
         return {"results": [h.to_result(explain) for h in hits[:limit]]}
 
     async def _search_hits(self, scope: Scope, query: str, flt: Any, limit: int, mode: SearchMode, *,
-                           timed: bool = False, reference: datetime | None = None) -> list[Hit]:
+                           timed: bool = False, reference: datetime | None = None) -> list[Hit[MemoryRecord]]:
         vector = await self._query_vector(query) if mode != "text" else None
         parts = comparison_parts(query) if mode == "hybrid" and self.settings.expansion_weight > 0 else []
         expansions = [(part, await self._query_vector(part)) for part in parts]
@@ -450,26 +451,33 @@ class AsyncMemory:
                                         expansions)
 
     def _hits(self, scope: Scope, query: str, vector: Any, flt: Any, limit: int, mode: SearchMode,
-              timed: bool, reference: datetime | None, expansions: list[tuple[str, Any]]) -> list[Hit]:
+              timed: bool, reference: datetime | None,
+              expansions: list[tuple[str, Any]]) -> list[Hit[MemoryRecord]]:
+        # the retrievers return candidates (what fusion needs); full records are read for the top limit only
         k = max(self.settings.candidates, limit)
         if mode == "text":
-            return single(self.store.text_search(scope, query, k, flt), "text")[:limit]
-        vector_hits = self.store.vector_search(scope, vector, k, flt)
+            return self._with_records(single(self.store.text_candidates(scope, query, k, flt), "text")[:limit])
+        vector_hits = self.store.vector_candidates(scope, vector, k, flt)
         if mode == "vector":
-            return single(vector_hits, "vector")[:limit]
+            return self._with_records(single(vector_hits, "vector")[:limit])
         when = query_windows(query, reference) if timed and self.settings.time_aware else None
 
-        def fused(text: str, vectors: list[tuple[MemoryRecord, float]], when: TimeQuery | None) -> list[Hit]:
-            return fuse(vectors, self.store.text_search(scope, text, k, flt), fusion=self.settings.fusion,
+        def fused(text: str, vectors: list[tuple[Candidate, float]], when: TimeQuery | None) -> list[Hit[Candidate]]:
+            return fuse(vectors, self.store.text_candidates(scope, text, k, flt), fusion=self.settings.fusion,
                         alpha=self.settings.fusion_alpha, rrf_k=self.settings.rrf_k, recency=self.settings.recency,
                         when=when, time_weight=self.settings.time_weight, speaker=query_speaker(query),
                         speaker_weight=self.settings.speaker_weight)
 
         hits = fused(query, vector_hits, when)
         if expansions:
-            parts = [fused(part, self.store.vector_search(scope, v, k, flt), None) for part, v in expansions]
+            parts = [fused(part, self.store.vector_candidates(scope, v, k, flt), None) for part, v in expansions]
             hits = expand(hits, parts, self.settings.expansion_weight)
-        return hits[:limit]
+        return self._with_records(hits[:limit])
+
+    def _with_records(self, hits: list[Hit[Candidate]]) -> list[Hit[MemoryRecord]]:
+        """The hits with their full records (one deleted since the search is left out)."""
+        found = self.store.records([h.record for h in hits])
+        return [h.with_record(found[h.record.id]) for h in hits if h.record.id in found]
 
     async def _query_vector(self, query: str) -> Any:
         vector = self._query_vectors.get(query)

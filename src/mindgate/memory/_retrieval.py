@@ -38,13 +38,30 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from mindgate.memory._speaker import Speaker
 from mindgate.memory._timeinfo import TimeQuery, event_time
 from mindgate.memory.stores._base import MemoryRecord
 from mindgate.providers._base import Vector
 
+
+class Rankable(Protocol):
+    """What fusion reads of a hit: a :class:`MemoryRecord`, or a store's lighter
+    :class:`~mindgate.memory.stores._base.Candidate` (the record read only for the fused top ``limit``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime | None: ...
+    @property
+    def metadata(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=Rankable)
+S = TypeVar("S", bound=Rankable)
 SearchMode = Literal["hybrid", "vector", "text"]
 Fusion = Literal["convex", "rrf"]
 RECENCY_WEIGHT = 0.5
@@ -52,8 +69,8 @@ MIN_COSINE_SPREAD = 0.2  # LongMemEval's 50 vector candidates spread 0.16-0.6 (m
 
 
 @dataclass
-class Hit:
-    record: MemoryRecord
+class Hit(Generic[R]):
+    record: R
     score: float
     vector_score: float | None = None
     text_score: float | None = None
@@ -63,7 +80,12 @@ class Hit:
     fused_rank: int | None = None
     reranker: str = ""
 
-    def to_result(self, explain: bool = False) -> dict[str, object]:
+    def with_record(self, record: S) -> Hit[S]:
+        """This fused hit for ``record`` (its candidate's full record)."""
+        return Hit(record, self.score, self.vector_score, self.text_score, self.parts, self.method,
+                   self.rerank_score, self.fused_rank, self.reranker)
+
+    def to_result(self: Hit[MemoryRecord], explain: bool = False) -> dict[str, object]:
         out = self.record.to_result(round(self.score, 6))
         out["vector_score"] = self.vector_score
         out["text_score"] = self.text_score
@@ -86,30 +108,17 @@ class Hit:
         return out
 
 
-def fuse(vector_hits: Sequence[tuple[MemoryRecord, float]], text_hits: Sequence[tuple[MemoryRecord, float]], *,
+def fuse(vector_hits: Sequence[tuple[R, float]], text_hits: Sequence[tuple[R, float]], *,
          fusion: Fusion = "rrf", alpha: float = 0.5, rrf_k: int = 60, recency: bool = False,
          when: TimeQuery | None = None, time_weight: float = 0.0, speaker: Speaker | None = None,
-         speaker_weight: float = 0.0) -> list[Hit]:
+         speaker_weight: float = 0.0) -> list[Hit[R]]:
     """Fuse ranked lists into hits sorted by score, best first (ties: newer first, then id). ``when``: the
     query's time expressions (its windows add the time signal, its "recent" words the recency signal);
     ``speaker``: whose words the query asks about (memories stored from that role get the speaker signal)."""
-    hits: dict[str, Hit] = {}
-    for ranked, kind in ((vector_hits, "vector"), (text_hits, "text")):
-        for rank, (record, raw) in enumerate(ranked, start=1):
-            hit = hits.setdefault(record.id, Hit(record, 0.0, method=fusion))
-            hit.parts[kind] = {"rank": rank, "raw": float(raw)}
-            if kind == "vector":
-                hit.vector_score = float(raw)
-            else:
-                hit.text_score = float(raw)
-    if not hits:
+    if not vector_hits and not text_hits:
         return []
-    if fusion == "convex":
-        _convex(hits, vector_hits, text_hits, alpha)
-        best = 1.0
-    else:
-        _rrf(hits, rrf_k)
-        best = float(sum(1 for ranked in (vector_hits, text_hits) if ranked))
+    hits = _convex(vector_hits, text_hits, alpha) if fusion == "convex" else _rrf(vector_hits, text_hits, rrf_k)
+    best = 1.0 if fusion == "convex" else float(sum(1 for ranked in (vector_hits, text_hits) if ranked))
     asks_recent = when is not None and when.recent and time_weight > 0
     if recency or asks_recent:
         weight = RECENCY_WEIGHT if recency else time_weight
@@ -124,44 +133,67 @@ def fuse(vector_hits: Sequence[tuple[MemoryRecord, float]], text_hits: Sequence[
             hit.parts["speaker"] = {"raw": float(said), "weight": speaker_weight,
                                     "contribution": speaker_weight * float(said)}
         best += speaker_weight
-    for hit in hits.values():
-        for part in hit.parts.values():
-            part["contribution"] /= best
-        hit.score = sum(part["contribution"] for part in hit.parts.values())
+    if fusion != "convex" or best != 1.0:  # else _convex's scores are final (its contributions sum to them)
+        for hit in hits.values():
+            for part in hit.parts.values():
+                part["contribution"] /= best
+            hit.score = sum(part["contribution"] for part in hit.parts.values())
     return sorted(hits.values(), key=lambda h: (-h.score, -(h.record.updated_at or h.record.created_at).timestamp(),
                                                 h.record.id))
 
 
-def _convex(hits: dict[str, Hit], vector_hits: Sequence[tuple[MemoryRecord, float]],
-            text_hits: Sequence[tuple[MemoryRecord, float]], alpha: float) -> None:
+def _convex(vector_hits: Sequence[tuple[R, float]], text_hits: Sequence[tuple[R, float]],
+            alpha: float) -> dict[str, Hit[R]]:
+    """The hits by id, each signal's part complete and ``score`` the sum of their contributions (one pass
+    per list: a search fuses ~100 candidates)."""
     cosines = [float(s) for _, s in vector_hits]
     low_cos, top_cos = (min(cosines), max(cosines)) if cosines else (0.0, 0.0)
+    spread = max(top_cos - low_cos, MIN_COSINE_SPREAD)
     top_text = max((float(s) for _, s in text_hits), default=0.0)
     # With one list empty, the other carries the whole score (a text-only query still scores in [0, 1]).
-    weights = {"vector": alpha if text_hits else 1.0, "text": (1.0 - alpha) if vector_hits else 1.0}
-    for hit in hits.values():
-        for kind, part in hit.parts.items():
+    vector_weight, text_weight = (alpha if text_hits else 1.0), ((1.0 - alpha) if vector_hits else 1.0)
+    hits: dict[str, Hit[R]] = {}
+    for rank, (record, raw) in enumerate(vector_hits, start=1):
+        raw = float(raw)
+        norm = 1.0 - (top_cos - raw) / spread
+        part = {"rank": rank, "raw": raw, "normalized": norm, "weight": vector_weight,
+                "contribution": vector_weight * norm}
+        hits[record.id] = Hit(record, part["contribution"], raw, None, {"vector": part}, "convex")
+    for rank, (record, raw) in enumerate(text_hits, start=1):
+        raw = float(raw)
+        norm = raw / top_text if top_text > 0 else 0.0
+        part = {"rank": rank, "raw": raw, "normalized": norm, "weight": text_weight,
+                "contribution": text_weight * norm}
+        hit = hits.get(record.id)
+        if hit is None:
+            hits[record.id] = Hit(record, part["contribution"], None, raw, {"text": part}, "convex")
+        else:
+            hit.text_score = raw
+            hit.parts["text"] = part
+            hit.score = hit.parts["vector"]["contribution"] + part["contribution"]
+    return hits
+
+
+def _rrf(vector_hits: Sequence[tuple[R, float]], text_hits: Sequence[tuple[R, float]],
+         rrf_k: int) -> dict[str, Hit[R]]:
+    """The hits by id; each list's part contributes 1 / (rrf_k + rank), scaled so that rank 1 gives 1."""
+    hits: dict[str, Hit[R]] = {}
+    for ranked, kind in ((vector_hits, "vector"), (text_hits, "text")):
+        for rank, (record, raw) in enumerate(ranked, start=1):
+            hit = hits.setdefault(record.id, Hit(record, 0.0, method="rrf"))
+            hit.parts[kind] = {"rank": rank, "raw": float(raw), "contribution": (rrf_k + 1) / (rrf_k + rank)}
             if kind == "vector":
-                norm = 1.0 - (top_cos - part["raw"]) / max(top_cos - low_cos, MIN_COSINE_SPREAD)
+                hit.vector_score = float(raw)
             else:
-                norm = part["raw"] / top_text if top_text > 0 else 0.0
-            part["normalized"] = norm
-            part["weight"] = weights[kind]
-            part["contribution"] = weights[kind] * norm
+                hit.text_score = float(raw)
+    return hits
 
 
-def _rrf(hits: dict[str, Hit], rrf_k: int) -> None:
-    """Each list's 1 / (rrf_k + rank), scaled so that rank 1 gives 1."""
-    for hit in hits.values():
-        for part in hit.parts.values():
-            part["contribution"] = (rrf_k + 1) / (rrf_k + part["rank"])
-
-
-def _recency(hits: dict[str, Hit], fusion: Fusion, rrf_k: int, weight: float = RECENCY_WEIGHT,
+def _recency(hits: dict[str, Hit[R]], fusion: Fusion, rrf_k: int, weight: float = RECENCY_WEIGHT,
              by_event_time: bool = False) -> None:
     """Newest first as a third list with ``weight`` (on the scale of the fusion's lists): by last change, or
     (for a query asking for recent things) by when the memory happened."""
-    def newest(h: Hit) -> datetime:
+    def newest(h: Hit[R]) -> datetime:
         if by_event_time:
             return event_time(h.record.metadata, h.record.created_at)
         return h.record.updated_at or h.record.created_at
@@ -173,7 +205,7 @@ def _recency(hits: dict[str, Hit], fusion: Fusion, rrf_k: int, weight: float = R
         hit.parts["recency"] = {"rank": rank, "contribution": weight * value}
 
 
-def _time(hits: dict[str, Hit], when: TimeQuery, weight: float) -> None:
+def _time(hits: dict[str, Hit[R]], when: TimeQuery, weight: float) -> None:
     """1 inside a window of ``when``, falling linearly to 0 at one window length (1 to 31 days) outside."""
     for hit in hits.values():
         happened = event_time(hit.record.metadata, hit.record.created_at)
@@ -184,7 +216,7 @@ def _time(hits: dict[str, Hit], when: TimeQuery, weight: float) -> None:
         hit.parts["time"] = {"raw": value, "weight": weight, "contribution": weight * value}
 
 
-def single(ranked: Sequence[tuple[MemoryRecord, float]], kind: Literal["vector", "text"]) -> list[Hit]:
+def single(ranked: Sequence[tuple[R, float]], kind: Literal["vector", "text"]) -> list[Hit[R]]:
     """One retriever's ranking as hits; ``score`` is its raw score (cosine, or text relevance)."""
     return [Hit(record, float(raw), float(raw) if kind == "vector" else None, float(raw) if kind == "text" else None,
                 parts={kind: {"rank": rank, "raw": float(raw), "contribution": float(raw)}}, method=kind)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import json
 import re
 import unicodedata
 from abc import ABC, abstractmethod
@@ -171,6 +172,37 @@ class MemoryRecord:
         return out
 
 
+@dataclass(slots=True, eq=False)
+class Candidate:
+    """A search hit before its record is read: what fusion needs (the id, the times for tie-breaking and
+    the recency and time signals, the metadata for the speaker and time signals). A store hands these out
+    so that search reads full records only for the fused top ``limit`` (:meth:`MemoryStore.records`).
+
+    ``ref`` is the store's own handle for reading the record (SQLite: the rowid); ``record`` is the
+    record itself when the store read it with the hit anyway; ``raw_metadata`` is the metadata as stored
+    JSON text, decoded on first use of :attr:`metadata` (most searches never ask for it)."""
+
+    id: str
+    created_at: datetime
+    updated_at: datetime | None
+    ref: Any = None
+    record: MemoryRecord | None = None
+    raw_metadata: str | None = None
+    _metadata: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, record: MemoryRecord) -> Candidate:
+        return cls(record.id, record.created_at, record.updated_at, record=record)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        if self.record is not None:
+            return self.record.metadata
+        if self._metadata is None:
+            self._metadata = json.loads(self.raw_metadata) if self.raw_metadata else {}
+        return self._metadata
+
+
 @dataclass
 class HistoryRecord:
     id: str
@@ -308,6 +340,29 @@ class MemoryStore(ABC):
                     flt: Filter | None = None) -> builtins.list[tuple[MemoryRecord, float]]:
         """Up to ``k`` live records by full-text relevance, best first. Query text is never parsed as
         query syntax (quotes, operators and SQL-looking text are searched as words)."""
+
+    def vector_candidates(self, scope: Scope, vector: Vector, k: int,
+                          flt: Filter | None = None) -> builtins.list[tuple[Candidate, float]]:
+        """:meth:`vector_search`'s hits as :class:`Candidate` s (same order and scores); a store that can
+        find hits without reading whole records overrides it (by default they carry their records)."""
+        return [(Candidate.of(record), score) for record, score in self.vector_search(scope, vector, k, flt)]
+
+    def text_candidates(self, scope: Scope, query: str, k: int,
+                        flt: Filter | None = None) -> builtins.list[tuple[Candidate, float]]:
+        """:meth:`text_search`'s hits as :class:`Candidate` s (same order and scores); see
+        :meth:`vector_candidates`."""
+        return [(Candidate.of(record), score) for record, score in self.text_search(scope, query, k, flt)]
+
+    def records(self, candidates: Sequence[Candidate]) -> dict[str, MemoryRecord]:
+        """The records of ``candidates`` (from this store's ``*_candidates``) by id; one deleted since it
+        was found is left out."""
+        out: dict[str, MemoryRecord] = {}
+        for candidate in candidates:
+            if candidate.record is None:
+                raise InvalidRequestError(f"candidate {candidate.id!r} carries no record and this store "
+                                          "cannot read one by reference")
+            out[candidate.id] = candidate.record
+        return out
 
     @abstractmethod
     def history(self, memory_id: str) -> builtins.list[HistoryRecord]:

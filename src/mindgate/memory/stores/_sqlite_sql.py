@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+import apsw
 
 from mindgate.errors import InvalidRequestError
 from mindgate.memory._filters import And, Condition, Filter, Not, Or
-from mindgate.memory.stores._base import MemoryRecord, Scope
+from mindgate.memory.stores._base import Candidate, HistoryRecord, MemoryRecord, Scope
 
 RECORD_COLUMNS = "m.rowid, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, " \
                  "m.created_at, m.updated_at, m.key_context"
+T = TypeVar("T")
+CANDIDATE_COLUMNS = "m.rowid, m.id, m.created_at, m.updated_at, m.metadata"
 _NUMERIC = "('integer','real')"
 
 
@@ -151,11 +156,55 @@ def _metadata(text: str) -> Any:
 
 
 def to_record(row: Sequence[Any]) -> MemoryRecord:
-    """A MemoryRecord from a row selected with :data:`RECORD_COLUMNS`."""
-    _rowid, id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated, key_context = row
+    """A MemoryRecord from a row that starts with :data:`RECORD_COLUMNS`."""
+    _rowid, id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated, key_context = row[:11]
     return MemoryRecord(id=id_, memory=memory, hash=hash_, scope=_scope(user_id, agent_id, run_id),
                         metadata=_metadata(metadata), created_at=datetime.fromisoformat(created),
                         updated_at=datetime.fromisoformat(updated) if updated else None, key_context=key_context)
+
+
+def to_candidate(row: Sequence[Any]) -> Candidate:
+    """A search :class:`Candidate` (its ref: the rowid) from a row that starts with :data:`CANDIDATE_COLUMNS`."""
+    rowid, id_, created, updated, metadata = row[:5]
+    return Candidate(id_, datetime.fromisoformat(created), datetime.fromisoformat(updated) if updated else None,
+                     rowid, raw_metadata=metadata)
+
+
+@dataclass(frozen=True)
+class RowReader(Generic[T]):
+    """What a search reads per hit: the ``columns`` of ``memories m`` (the rowid first) and how a row that
+    starts with them becomes a ``T``."""
+
+    columns: str
+    make: Callable[[Sequence[Any]], T]
+
+
+RECORDS = RowReader(RECORD_COLUMNS, to_record)
+CANDIDATES = RowReader(CANDIDATE_COLUMNS, to_candidate)
+
+
+def by_rowids(conn: apsw.Connection, read: RowReader[T], rowids: Sequence[int]) -> dict[int, T]:
+    """The live records with these rowids, as ``read`` makes them, by rowid."""
+    if not rowids:
+        return {}
+    marks = ",".join("?" * len(rowids))
+    rows: Any = conn.execute(f"SELECT {read.columns} FROM memories m WHERE m.rowid IN ({marks}) "
+                             "AND m.deleted_at IS NULL", list(rowids)).fetchall()
+    return {int(r[0]): read.make(r) for r in rows}
+
+
+def where_sql(scope: Scope, flt: Filter | None, *, partition_index: bool = True) -> tuple[str, list[Any]]:
+    """:func:`scope_sql` and, with ``flt``, :func:`filter_sql` joined by AND."""
+    where, params = scope_sql(scope, partition_index=partition_index)
+    if flt is not None:
+        fsql, fparams = filter_sql(flt)
+        where, params = f"{where} AND {fsql}", params + fparams
+    return where, params
+
+
+def to_history(row: Sequence[Any]) -> HistoryRecord:
+    return HistoryRecord(id=row[0], memory_id=row[1], event=row[2], old_memory=row[3], new_memory=row[4],
+                         created_at=datetime.fromisoformat(row[5]), actor=row[6])
 
 
 def similarity(distance: float) -> float:
