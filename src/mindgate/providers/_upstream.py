@@ -326,7 +326,12 @@ class _Events:
         if not raw:
             data, name = self.data, self.name
             self.name, self.data = "", []
-            return Event(name or "message", "\n".join(data)) if data else None
+            if not data:
+                return None
+            return Event(name or "message", data[0] if len(data) == 1 else "\n".join(data))
+        if raw.startswith(b"data: "):  # the usual line, taken without the general parse below
+            self.data.append(raw[6:].decode("utf-8", "replace"))
+            return None
         line = raw.decode("utf-8", "replace")
         field, colon, value = line.partition(":")
         if not field and colon:

@@ -261,6 +261,29 @@ def parse_chat_chunk(event: dict[str, Any], wire: bytes | None = None) -> ChatCh
                      raw=event, wire=wire)
 
 
+def _chunk(event: dict[str, Any], wire: bytes) -> ChatChunk | None:
+    """:func:`parse_chat_chunk` of a streamed event, or None when it is malformed (see :func:`_malformed`):
+    both in one pass over the event, which every chunk of every stream goes through."""
+    choices = event.get("choices") or []
+    usage = event.get("usage")
+    if not isinstance(choices, list) or not isinstance(usage or {}, dict):
+        return None
+    choice: dict[str, Any] = {}
+    for index, item in enumerate(choices):
+        if not isinstance(item, dict):
+            return None
+        inner = item.get("delta") or {}
+        if not isinstance(inner, dict) or not isinstance(inner.get("content") or "", str) \
+                or not isinstance(item.get("finish_reason") or "", str):
+            return None
+        if index == 0:
+            choice = item
+    delta = choice.get("delta") or {}
+    return ChatChunk(content=delta.get("content"), tool_calls=_items(delta.get("tool_calls")),
+                     finish_reason=choice.get("finish_reason"), usage=_usage(usage) if usage else None,
+                     raw=event, wire=wire)
+
+
 def _malformed(data: Any, part: str) -> bool:
     """Whether a completion (``part="message"``) or chunk (``"delta"``) is not OpenAI-shaped where the parsers
     look: ``choices`` a list of objects whose ``message``/``delta`` and ``usage`` are objects when present, and
@@ -337,10 +360,11 @@ class OpenAICompatChatModel(ChatModel):
     async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
         body = self._body(messages, options, stream=True)
         async for wire, event in self.client.stream_sse("/chat/completions", body, model=self.model):
-            if _malformed(event, "delta"):
+            chunk = _chunk(event, wire)
+            if chunk is None:
                 raise ProviderError(f"{self.client.profile.display} sent a malformed stream event: {wire[:200]!r}",
                                     provider=self.provider, retryable=True)
-            yield parse_chat_chunk(event, wire)
+            yield chunk
 
     @property
     def text_completions(self) -> bool:
