@@ -26,7 +26,7 @@ from mindgate.gateway._observability import annotate, request_id
 from mindgate.gateway._on_behalf import memory_writes
 from mindgate.gateway._responses import EventStream, JSONBytes
 from mindgate.gateway._schemas import ChatCompletionRequest, EmbeddingRequest
-from mindgate.gateway._scoping import requested_scope
+from mindgate.gateway._scoping import header_map, requested_scope
 from mindgate.gateway._state import gateway_of
 from mindgate.gateway._tool_options import tool_stage_options
 from mindgate.gateway._wire import SSE_DONE, SSE_HEADERS, charger, check_unicode, failed_stream_end, json_bytes
@@ -75,15 +75,16 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     if principal is not None:
         principal.check_model(body.model)
     pipeline = gateway.pipeline
-    scope = pipeline.scope(requested_scope(request.headers, body.user, body.memory), principal)
+    sent = header_map(request.scope)
+    scope = pipeline.scope(requested_scope(sent, body.user, body.memory), principal)
     gateway.admit(principal, uses_tokens=True)
     messages = body.message_dicts()
     options = body.chat_options()
     check_unicode("the request", [messages, options])
     headers: dict[str, str] = {}
     remember, memory_llm = memory_writes(gateway, principal, headers) if scope is not None else (False, None)
-    stage_options = tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope)
-    policy = requested_policy(request.headers.get(CONTEXT_HEADER), body.mindgate.context if body.mindgate else None)
+    stage_options = tool_stage_options(gateway, principal, body.mindgate, sent, body.model, scope)
+    policy = requested_policy(sent.get(CONTEXT_HEADER.lower()), body.mindgate.context if body.mindgate else None)
     if policy is not None:
         stage_options["fit"] = policy
     # with gateway-run tools, each model call of the loop is charged on behalf of the key as it happens

@@ -42,7 +42,7 @@ from mindgate.gateway._openai_responses_stream import ResponseEvents
 from mindgate.gateway._responses import EventStream, JSONBytes
 from mindgate.gateway._responses_native import NativeTurn, configured, conversation, pass_through, upstream_body
 from mindgate.gateway._schemas_responses import ResponsesRequest
-from mindgate.gateway._scoping import requested_scope
+from mindgate.gateway._scoping import header_map, requested_scope
 from mindgate.gateway._state import Gateway, gateway_of
 from mindgate.gateway._tool_options import tool_stage_options
 from mindgate.gateway._wire import SSE_HEADERS, charger, check_unicode
@@ -133,7 +133,8 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
         principal.check_model(body.model)
     if body.model_extra:
         log.debug("/v1/responses: ignoring unknown field(s) %s", ", ".join(sorted(body.model_extra)))
-    requested = requested_scope(request.headers, body.user, body.memory)
+    sent = header_map(request.scope)
+    requested = requested_scope(sent, body.user, body.memory)
     owner = acting_user(requested, principal)
     scope = gateway.pipeline.scope(requested, principal)
     gateway.admit(principal, uses_tokens=True)
@@ -142,8 +143,8 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
     if body.previous_response_id is not None:
         history = list((await _log_of(gateway).load(body.previous_response_id, owner)).context)
     headers: dict[str, str] = {}
-    policy = requested_policy(request.headers.get(CONTEXT_HEADER), body.mindgate.context if body.mindgate else None)
-    gateway_tools = tool_stage_options(gateway, principal, body.mindgate, request.headers, body.model, scope)
+    policy = requested_policy(sent.get(CONTEXT_HEADER.lower()), body.mindgate.context if body.mindgate else None)
+    gateway_tools = tool_stage_options(gateway, principal, body.mindgate, sent, body.model, scope)
     if configured(gateway):
         passed = await _pass_through(request, gateway, principal, body, scope, owner, items, history,
                                      {**gateway_tools, **({"fit": policy} if policy else {})}, headers)

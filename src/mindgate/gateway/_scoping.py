@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from mindgate.pipeline._scope import RequestedScope
 
@@ -14,6 +15,12 @@ RUN_HEADER = "x-mindgate-run"
 SWITCH_HEADER = "x-mindgate-memory"
 _OFF = {"off", "false", "0", "no", "disabled"}
 _NAMES = (USER_HEADER, AGENT_HEADER, RUN_HEADER)
+
+
+def header_map(scope: Mapping[str, Any]) -> dict[str, str]:
+    """An ASGI request's headers as a plain dict by (lower-case) name, the first of a repeated header winning
+    as in Starlette's ``Headers.get``: a route that reads several headers scans them once."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
 
 
 def requested_scope(headers: Mapping[str, str], body_user: str | None, body_memory: bool | None) -> RequestedScope:
