@@ -63,7 +63,8 @@ class ChatTargets:
     def label(self, name: str) -> str:
         """``name`` when it names a chain or a model served so far, else ``other``: a bounded metrics label
         (clients choose model names freely)."""
-        return name if name in self.all() else "other"
+        known = name == self.default_name or name in self.named or name in self._by_model or name in self._by_route
+        return name if known else "other"
 
     async def resolve(self, name: str, messages: Sequence[Message]) -> ChatModel:
         """The chat model for a request naming ``name`` (see the module docstring)."""
