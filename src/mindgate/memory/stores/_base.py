@@ -343,8 +343,9 @@ class MemoryStore(ABC):
 
     def vector_candidates(self, scope: Scope, vector: Vector, k: int,
                           flt: Filter | None = None) -> builtins.list[tuple[Candidate, float]]:
-        """:meth:`vector_search`'s hits as :class:`Candidate` s (same order and scores); a store that can
-        find hits without reading whole records overrides it (by default they carry their records)."""
+        """:meth:`vector_search`'s hits as :class:`Candidate` s (same order and scores). By default they carry
+        their records, read with the hits (PostgreSQL: a second round trip for the fused top costs more than
+        the rows it saves); the SQLite store overrides it to read only what fusion needs."""
         return [(Candidate.of(record), score) for record, score in self.vector_search(scope, vector, k, flt)]
 
     def text_candidates(self, scope: Scope, query: str, k: int,
@@ -354,8 +355,8 @@ class MemoryStore(ABC):
         return [(Candidate.of(record), score) for record, score in self.text_search(scope, query, k, flt)]
 
     def records(self, candidates: Sequence[Candidate]) -> dict[str, MemoryRecord]:
-        """The records of ``candidates`` (from this store's ``*_candidates``) by id; one deleted since it
-        was found is left out."""
+        """The records of ``candidates`` (from this store's ``*_candidates``) by id. Where the candidates
+        carry no record, they are read now, and one deleted since it was found is left out."""
         out: dict[str, MemoryRecord] = {}
         for candidate in candidates:
             if candidate.record is None:
