@@ -38,7 +38,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mindgate.context._summary import RollingSummary, StepCache, Summarizer, conversation_key, prefix_digests
 from mindgate.context._tokens import TokenCount, TokenCounter, byte_bound
-from mindgate.context._window import sliding_window, split_system, token_budget, trim_memories, turn_units
+from mindgate.context._window import (
+    leading_system,
+    sliding_window,
+    split_system,
+    token_budget,
+    trim_memories,
+    turn_units,
+)
 from mindgate.errors import ContextOverflowError, MindgateError
 from mindgate.memory.stores._base import ContextSummary
 from mindgate.providers._base import message_text
@@ -158,22 +165,26 @@ class ContextFitter:
             self.report = done[2]
             return done[1]
         start, model_before = time.perf_counter(), self._model_seconds
-        fitted, report = await self._fit(list(messages), window, max_tokens, model, target, policy)
-        own = time.perf_counter() - start - (self._model_seconds - model_before)
-        report = replace(report, fit_ms=round(own * 1000, 3))
+        budget = None if window is None else token_budget(window, max_tokens, self.reserve)
+        if window is None or budget is None or byte_bound(messages, stop_above=budget) <= budget:
+            # the common case, sent as it is: the estimate is the report's count, no tokenizer is asked
+            fitted = list(messages)
+            report = FitReport(policy, target, kept=len(fitted) - leading_system(fitted), window=window,
+                               tokens=self.counter.estimate(fitted),
+                               fit_ms=round((time.perf_counter() - start) * 1000, 3))
+        else:
+            fitted, report = await self._fit(list(messages), window, max_tokens, budget, model, target, policy)
+            own = time.perf_counter() - start - (self._model_seconds - model_before)
+            report = replace(report, fit_ms=round(own * 1000, 3))
         self._done[key] = (messages, fitted, report)
         self.report = report
         return fitted
 
-    async def _fit(self, messages: list[Message], window: int | None, max_tokens: int, model: ChatModel | None,
+    async def _fit(self, messages: list[Message], window: int, max_tokens: int, budget: int, model: ChatModel | None,
                    target: str, policy: Policy) -> tuple[list[Message], FitReport]:
+        """A conversation whose byte bound is over ``budget``: counted, then sent or cut by the policy."""
         system, rest = split_system(messages)
         whole = FitReport(policy, target, kept=len(rest), window=window)
-        if window is None:
-            return messages, replace(whole, tokens=self.counter.estimate(messages))
-        budget = token_budget(window, max_tokens, self.reserve)
-        if byte_bound(messages, stop_above=budget) <= budget:
-            return messages, replace(whole, tokens=self.counter.estimate(messages))
         counted = await self.counter.count(messages, model)
         if counted.tokens <= budget:
             return messages, replace(whole, tokens=counted.tokens, exact=counted.exact)

@@ -36,11 +36,17 @@ def token_budget(context_length: int, max_output_tokens: int, reserve: int = 64)
     return budget
 
 
-def split_system(messages: Sequence[Message]) -> tuple[list[Message], list[Message]]:
-    """(leading system/developer messages, the rest)."""
+def leading_system(messages: Sequence[Message]) -> int:
+    """How many messages at the start are system/developer messages."""
     i = 0
     while i < len(messages) and messages[i].get("role") in _SYSTEM_ROLES:
         i += 1
+    return i
+
+
+def split_system(messages: Sequence[Message]) -> tuple[list[Message], list[Message]]:
+    """(leading system/developer messages, the rest)."""
+    i = leading_system(messages)
     return list(messages[:i]), list(messages[i:])
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mindgate import __version__
 from mindgate.config import MindgateConfig
@@ -110,6 +110,19 @@ class GatewayApp(FastAPI):
     """The FastAPI app with the front door (:mod:`._front`) outside its middleware stack."""
 
     front_options: dict[str, Any]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """HTTP requests go straight to the front door, past FastAPI's per-request check for configured
+        OpenTelemetry providers: the gateway has its own metrics and access log, and the front door
+        already serves its hot routes outside FastAPI's stack. Lifespan and websockets take FastAPI's
+        own path."""
+        if scope["type"] != "http" or self.root_path:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        await self.middleware_stack(scope, receive, send)
 
     def build_middleware_stack(self) -> ASGIApp:
         gateway: Gateway = self.state.gateway

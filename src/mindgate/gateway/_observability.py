@@ -59,6 +59,7 @@ class Metrics(Collector):
         self.requests: Counter[tuple[str, str, int]] = Counter()
         self.latency = Histogram("mindgate_request_duration_seconds", "Time from request to last response byte.",
                                  ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self._latency_by_route: dict[str, Histogram] = {}
         self.tokens: Counter[tuple[str, str]] = Counter()
         self.chats: Counter[tuple[str, bool]] = Counter()
         self.memory_writes: Counter[str] = Counter()
@@ -71,7 +72,10 @@ class Metrics(Collector):
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests[(route, method, status)] += 1
-        self.latency.labels(route).observe(seconds)
+        child = self._latency_by_route.get(route)
+        if child is None:  # ``labels()`` validates and locks on every call: once per route template
+            child = self._latency_by_route[route] = self.latency.labels(route)
+        child.observe(seconds)
         for observer in self.observers:
             observer(route, method, status, seconds)
 
@@ -151,5 +155,40 @@ def record(metrics: Metrics, scope: Scope, rid: str, status: int, sent: int, ela
             line = dumps(entry).decode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate in an annotated field: escaped, not lost
             line = json.dumps(entry, separators=(",", ":"))
-        # handle() without Logger.info's caller lookup (the line names its route; a frame walk adds nothing)
-        access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "(access)", 0, line, (), None))
+        handler = _line_handler()
+        if handler is not None:
+            handler.write_line(line)
+        else:  # handle() without Logger.info's caller lookup (the line names its route; a frame walk adds nothing)
+            access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, "(access)", 0, line, (), None))
+
+
+class LineHandler(logging.StreamHandler):
+    """The gateway's log handler (``mindgate serve``): access-log records as their JSON line, everything else
+    through its formatter. :func:`record` hands it access lines directly, without building a
+    ``LogRecord``, when it is the only place they can go (see :func:`_line_handler`); the line written is
+    the same."""
+
+    def write_line(self, line: str) -> None:
+        """Write one access-log line, as :meth:`emit` would write a record whose message is ``line``."""
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self.stream.write(line + self.terminator)
+                self.flush()
+            except Exception:
+                self.handleError(logging.makeLogRecord({"name": access_log.name, "msg": line}))
+
+
+def _line_handler() -> LineHandler | None:
+    """The :class:`LineHandler` that every access-log record would reach and nothing else would see: the
+    ``mindgate.access`` logger has no handlers or filters of its own and hands its records to its parent
+    alone, whose one handler is a LineHandler without filters (the layout :func:`mindgate.gateway._server
+    .configure_logging` sets up). Any other logging configuration gets ordinary records."""
+    if access_log.handlers or access_log.filters or not access_log.propagate:
+        return None
+    parent = access_log.parent
+    if parent is None or parent.propagate or parent.filters or len(parent.handlers) != 1:
+        return None
+    handler = parent.handlers[0]
+    if type(handler) is not LineHandler or handler.filters or handler.level > logging.INFO:
+        return None
+    return handler

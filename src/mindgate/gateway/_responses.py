@@ -126,17 +126,17 @@ class EventStream(Response):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
         producer = asyncio.ensure_future(pump())
-        sender = asyncio.ensure_future(deliver())
         watch = asyncio.ensure_future(self._watch(receive))
+        # the client leaving stops the pulling; delivery (in this task) then ends as after a failure
+        watch.add_done_callback(lambda _: producer.cancel())
         try:
-            await asyncio.wait((sender, watch), return_when=asyncio.FIRST_COMPLETED)
+            await deliver()
         finally:
-            for task in (producer, sender, watch):
-                task.cancel()
-            await asyncio.gather(producer, sender, watch, return_exceptions=True)
-        for task in (producer, sender):
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            producer.cancel()
+            watch.cancel()
+            await asyncio.gather(producer, watch, return_exceptions=True)
+        if not producer.cancelled() and producer.exception() is not None:
+            raise producer.exception()  # type: ignore[misc]
         if self.background is not None:
             await self.background()
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from mindgate.config import MindgateConfig
 from mindgate.errors import ConfigurationError
+from mindgate.gateway._observability import LineHandler
 
 log = logging.getLogger("mindgate.gateway")
 
@@ -57,7 +58,7 @@ class _Formatter(logging.Formatter):
 
 
 def configure_logging(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineHandler(sys.stderr)
     handler.setFormatter(_Formatter())
     root = logging.getLogger("mindgate")
     root.handlers[:] = [handler]

@@ -311,8 +311,14 @@ class ToolLoopCall:
         return await complete_with_tools(lambda m, o: model.acomplete(m, **o), messages, options, box,
                                          self.settings)
 
-    async def stream(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
-                     request: ChatRequest) -> AsyncIterator[ChatChunk]:
+    def stream(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
+               request: ChatRequest) -> AsyncIterator[ChatChunk]:
+        if not isinstance(request.stage_options.get("tools"), ToolRequest):
+            return self.direct.stream(model, messages, options, request)  # no layer of its own per chunk
+        return self._stream_with_tools(model, messages, options, request)
+
+    async def _stream_with_tools(self, model: ChatModel, messages: list[Message], options: dict[str, Any],
+                                 request: ChatRequest) -> AsyncIterator[ChatChunk]:
         model, box = await self._toolbox(model, request, options)
         chunks = self.direct.stream(model, messages, options, request) if box is None else stream_with_tools(
             lambda m, o: model.astream(m, **o), messages, options, box, self.settings)

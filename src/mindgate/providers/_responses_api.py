@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mindgate.config import ResponsesAPI
 from mindgate.errors import MindgateError, NativeResponsesUnavailable, NetworkError, ProviderError
 from mindgate.providers._http_errors import json_or_none, names_missing_model, server_message
-from mindgate.providers._upstream import TRANSPORT_ERRORS, lines, sse_events
+from mindgate.providers._upstream import TRANSPORT_ERRORS, sse_events
 
 if TYPE_CHECKING:
     from mindgate.providers.openai_compat import OpenAICompatClient
@@ -116,7 +116,7 @@ class NativeResponses:
                     raise ProviderError(f"{self._where} did not answer {self.path} with an event stream: "
                                         f"{text[:200]!r}", provider=self.client.profile.provider, retryable=True)
                 ended = False
-                async for sse in sse_events(lines(response)):
+                async for sse in sse_events(response):
                     if ended or not sse.data or sse.data.strip() == "[DONE]":
                         continue  # after the end, read on so the connection goes back to the pool
                     event = json_or_none(sse.data)

@@ -33,7 +33,7 @@ import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -41,11 +41,15 @@ import certifi
 from yarl import URL
 
 from mindgate._json import dumps
+from mindgate.providers._http1 import Client, LazyHeaders, Response
 
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 """What :class:`Upstream` raises when the exchange itself fails (no HTTP status to speak of)."""
 
 FailureKind = Literal["connect_timeout", "timeout", "unreachable", "dropped"]
+
+Streamed = aiohttp.ClientResponse | Response
+"""An open streamed response: aiohttp's, or the lean client's (:mod:`._http1`) for plain-http upstreams."""
 
 _JSON_BODY = {"Content-Type": "application/json"}
 _KEEPALIVE_S = 4.0  # under the 5 s idle close of uvicorn, llama.cpp's server and most others
@@ -133,10 +137,14 @@ class _Pool(aiohttp.TCPConnector):
             super().__del__(_warnings)
 
 
-def _release(sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession]) -> None:
+def _release(sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession], lean: Client | None) -> None:
     """Close the pools of an :class:`Upstream` that was dropped without ``aclose()`` (or is still open at
     exit): on a running loop the close is scheduled there (and waited for, up to a second, from another
     thread); a pool whose loop has ended is only marked closed."""
+    for loop, pool in list(lean.pools.items()) if lean is not None else []:
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(pool.close)
     for loop, session in list(sessions.items()):
         if session.closed:
             continue
@@ -167,7 +175,12 @@ class Upstream:
         self.proxy = proxy or env_proxy(self.base_url)
         self._urls: dict[str, URL] = {}
         self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
-        weakref.finalize(self, _release, self._sessions)
+        self._lean: Client | None = None
+        target = URL(self.base_url)
+        if target.scheme == "http" and not self.proxy and target.host:
+            self._lean = Client(target.host, target.port or 80, headers=self.headers,
+                                connect_timeout=connect_timeout, keepalive=_KEEPALIVE_S)
+        weakref.finalize(self, _release, self._sessions, self._lean)
 
     def url(self, path: str) -> URL:
         """``base_url + path`` (plus the query), parsed once per path."""
@@ -208,9 +221,22 @@ class Upstream:
                                                     sock_connect=self.timeout.sock_connect)
         return args
 
+    def _lean_args(self, path: str, body: Any, headers: Mapping[str, str] | None
+                   ) -> tuple[str, bytes | None, Mapping[str, str] | None]:
+        """The request target, body bytes and per-request headers for the lean client."""
+        data = None if body is None else body if isinstance(body, bytes) else dumps(body)
+        if data is not None:
+            headers = {**_JSON_BODY, **headers} if headers else _JSON_BODY
+        return self.url(path).raw_path_qs, data, headers
+
     async def request(self, method: str, path: str, body: Any = None, *,
                       headers: Mapping[str, str] | None = None, timeout: float | None = None) -> Answer:
         """Send ``body`` (JSON-encoded unless it is bytes already) and read the whole answer."""
+        if self._lean is not None and not path.startswith(("http://", "https://")):
+            target, data, sent = self._lean_args(path, body, headers)
+            async with self._lean.exchange(method, target, data, sent,
+                                           self.timeout.sock_read if timeout is None else timeout) as answer:
+                return Answer(answer.status, LazyHeaders(answer), await answer.read())
         async with self._session().request(method, self.url(path),
                                            **self._send_args(body, headers, timeout)) as response:
             data = await response.read()
@@ -218,65 +244,115 @@ class Upstream:
 
     @asynccontextmanager
     async def stream(self, method: str, path: str, body: Any = None, *,
-                     headers: Mapping[str, str] | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
-        """The open response, its body not yet read; leaving the block releases the connection (back to
-        the pool when the body was read to the end)."""
+                     headers: Mapping[str, str] | None = None) -> AsyncIterator[Streamed]:
+        """The open response, its body not yet read (``status``, ``headers``, ``read()``,
+        ``content.iter_any()``); leaving the block releases the connection (back to the pool when the body
+        was read to the end)."""
+        if self._lean is not None and not path.startswith(("http://", "https://")):
+            target, data, sent = self._lean_args(path, body, headers)
+            async with self._lean.exchange(method, target, data, sent, self.timeout.sock_read) as answer:
+                yield answer
+            return
         async with self._session().request(method, self.url(path),
                                            **self._send_args(body, headers, None)) as response:
             yield response
 
     async def aclose(self) -> None:
         """Close the current event loop's pool (the others close with their loops)."""
-        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        loop = asyncio.get_running_loop()
+        if self._lean is not None:
+            pool = self._lean.pools.pop(loop, None)
+            if pool is not None:
+                pool.close()
+        session = self._sessions.pop(loop, None)
         if session is not None:
             await session.close()
 
 
-async def lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body's lines without their ends; a line ends at CRLF, LF or a lone CR (as event streams may)."""
-    buffer = b""
-    async for chunk in response.content.iter_any():
-        buffer += chunk
+class _Lines:
+    """Splits a body into lines as its chunks arrive (without their ends; a line ends at CRLF, LF or a lone
+    CR, as event streams may)."""
+
+    __slots__ = ("buffer", "held")
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.held = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The lines ``chunk`` completes."""
+        buffer = self.buffer + chunk if self.buffer else chunk
         held = False
         if b"\r" in buffer:
             held = buffer.endswith(b"\r")  # perhaps the first half of a CRLF: decide with the next chunk
             buffer = (buffer[:-1] if held else buffer).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         *complete, buffer = buffer.split(b"\n")
-        for line in complete:
+        self.buffer = buffer + b"\r" if held else buffer
+        return complete
+
+    def end(self) -> list[bytes]:
+        """The last line, when the body did not end with a line end."""
+        return [self.buffer.removesuffix(b"\r")] if self.buffer else []
+
+
+async def lines(response: Streamed) -> AsyncIterator[bytes]:
+    """The body's lines without their ends; a line ends at CRLF, LF or a lone CR (as event streams may)."""
+    splitter = _Lines()
+    async for chunk in response.content.iter_any():
+        for line in splitter.feed(chunk):
             yield line
-        if held:
-            buffer += b"\r"
-    if buffer:
-        yield buffer.removesuffix(b"\r")
+    for line in splitter.end():
+        yield line
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     """One server-sent event: its ``event`` name (``message`` when unnamed) and ``data`` (lines joined)."""
 
     event: str
     data: str
 
 
-async def sse_events(body_lines: AsyncIterator[bytes]) -> AsyncIterator[Event]:
-    """The server-sent events in the lines of a ``text/event-stream`` body (:func:`lines`), parsed as the
-    HTML standard says: ``data`` fields of one event are joined with newlines, a space after the colon is
-    dropped, comments (``:``) and unknown fields are ignored, a blank line dispatches, an event with no
-    data is not dispatched, and an event left unfinished when the body ends is dropped."""
-    name, data = "", list[str]()
-    async for raw in body_lines:
+class _Events:
+    """The server-sent event parser of :func:`sse_events`, fed line by line."""
+
+    __slots__ = ("data", "name")
+
+    def __init__(self) -> None:
+        self.name = ""
+        self.data: list[str] = []
+
+    def line(self, raw: bytes) -> Event | None:
+        """Take one line; the event it dispatches, if any."""
         if not raw:
-            if data:
-                yield Event(name or "message", "\n".join(data))
-            name, data = "", []
-            continue
+            data, name = self.data, self.name
+            self.name, self.data = "", []
+            return Event(name or "message", "\n".join(data)) if data else None
         line = raw.decode("utf-8", "replace")
         field, colon, value = line.partition(":")
         if not field and colon:
-            continue  # a comment (keep-alive)
+            return None  # a comment (keep-alive)
         if value.startswith(" "):
             value = value[1:]
         if field == "data":
-            data.append(value)
+            self.data.append(value)
         elif field == "event":
-            name = value
+            self.name = value
+        return None
+
+
+async def sse_events(response: Streamed) -> AsyncIterator[Event]:
+    """The server-sent events of a ``text/event-stream`` body, parsed as the HTML standard says: ``data``
+    fields of one event are joined with newlines, a space after the colon is dropped, comments (``:``) and
+    unknown fields are ignored, a blank line dispatches, an event with no data is not dispatched, and an
+    event left unfinished when the body ends is dropped. Lines are split as :func:`lines` splits them; the
+    events of one network read are parsed in one go."""
+    splitter, parser = _Lines(), _Events()
+    async for chunk in response.content.iter_any():
+        for raw in splitter.feed(chunk):
+            event = parser.line(raw)
+            if event is not None:
+                yield event
+    for raw in splitter.end():  # a held lone CR ends the body: the blank line that dispatches the last event
+        event = parser.line(raw)
+        if event is not None:
+            yield event

@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import numpy as np
 from pydantic import Field
 
@@ -35,7 +34,7 @@ from mindgate.providers._http_errors import http_error, is_missing_model, json_o
 from mindgate.providers._openai_management import OpenAICompatDriver
 from mindgate.providers._responses_api import NativeResponses
 from mindgate.providers._spec import ProviderSpec
-from mindgate.providers._upstream import TRANSPORT_ERRORS, Upstream, failure_kind, lines, proxy_for, sse_events
+from mindgate.providers._upstream import TRANSPORT_ERRORS, Streamed, Upstream, failure_kind, proxy_for, sse_events
 from mindgate.providers.management._driver import Driver
 
 
@@ -142,7 +141,7 @@ class OpenAICompatClient:
 
     @asynccontextmanager
     async def open_stream(self, path: str, body: Any, *, model: str | None = None,
-                          accept: str = "text/event-stream") -> AsyncIterator[aiohttp.ClientResponse]:
+                          accept: str = "text/event-stream") -> AsyncIterator[Streamed]:
         """POST ``body`` and hold the response open once its status says success (an error status raises
         through :meth:`raise_for_status`). Transport failures while reading inside the block are the
         caller's to map (:meth:`network_error`), because they surface where the body is read."""
@@ -168,7 +167,7 @@ class OpenAICompatClient:
                                         f"event stream (content type {content_type or 'none'!r})",
                                         provider=self.profile.provider, retryable=True)
                 done = False
-                async for sse in sse_events(lines(response)):
+                async for sse in sse_events(response):
                     if done or not sse.data:
                         continue  # after [DONE], read to the end so the connection goes back to the pool
                     if sse.data.strip() == "[DONE]":
@@ -269,10 +268,16 @@ def _malformed(data: Any, part: str) -> bool:
     if not isinstance(data, dict):
         return True
     choices = data.get("choices") or []
-    return not isinstance(choices, list) or not isinstance(data.get("usage") or {}, dict) or any(
-        not isinstance(c, dict) or not isinstance(c.get(part) or {}, dict)
-        or not isinstance((c.get(part) or {}).get("content") or "", str)
-        or not isinstance(c.get("finish_reason") or "", str) for c in choices)
+    if not isinstance(choices, list) or not isinstance(data.get("usage") or {}, dict):
+        return True
+    for choice in choices:  # a loop, not any(genexpr): this runs for every chunk of every stream
+        if not isinstance(choice, dict):
+            return True
+        inner = choice.get(part) or {}
+        if not isinstance(inner, dict) or not isinstance(inner.get("content") or "", str) \
+                or not isinstance(choice.get("finish_reason") or "", str):
+            return True
+    return False
 
 
 class OpenAICompatChatModel(ChatModel):

@@ -212,9 +212,10 @@ class Router(ChatModel):
                 try:
                     yield first
                     chunks = 1
+                    untimed = slot.target.timeout is None
                     while True:
                         try:
-                            chunk = await self._next(slot, stream, first=False)
+                            chunk = await (anext(stream) if untimed else self._next(slot, stream, first=False))
                         except StopAsyncIteration:
                             return
                         except Exception as error:
