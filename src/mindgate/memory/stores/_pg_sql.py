@@ -24,7 +24,6 @@ from mindgate.errors import InvalidRequestError
 from mindgate.memory._filters import And, Condition, Filter, Not, Or
 from mindgate.memory.stores._base import (
     AddChange,
-    Candidate,
     Change,
     DeleteChange,
     HistoryRecord,
@@ -36,7 +35,6 @@ from mindgate.providers._base import Vector
 
 COLUMNS = sql.SQL("m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, m.created_at, m.updated_at, "
                   "m.key_context")
-CANDIDATE_COLUMNS = sql.SQL("m.id, m.created_at, m.updated_at, m.metadata")
 HISTORY_COLUMNS = sql.SQL("id, memory_id, event, old_memory, new_memory, created_at, actor")
 MAX_DIMS = 16000  # pgvector's limit for the vector type
 _CMP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
@@ -191,14 +189,6 @@ def to_record(row: Sequence[Any]) -> MemoryRecord:
                         metadata=metadata if isinstance(metadata, dict) else {},
                         created_at=created.astimezone(UTC),
                         updated_at=updated.astimezone(UTC) if updated else None, key_context=key_context)
-
-
-def to_candidate(row: Sequence[Any]) -> Candidate:
-    """A search :class:`Candidate` from a row that starts with :data:`CANDIDATE_COLUMNS`."""
-    id_, created, updated, metadata = row[:4]
-    candidate = Candidate(id_, created.astimezone(UTC), updated.astimezone(UTC) if updated else None)
-    candidate._metadata = metadata if isinstance(metadata, dict) else {}
-    return candidate
 
 
 def to_history(row: Sequence[Any]) -> HistoryRecord:

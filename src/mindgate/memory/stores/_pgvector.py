@@ -35,7 +35,6 @@ from mindgate.memory._filters import Filter
 from mindgate.memory.stores import _pg_schema as schema
 from mindgate.memory.stores._base import (
     AddChange,
-    Candidate,
     Change,
     ChangeResult,
     ContextSummary,
@@ -62,7 +61,6 @@ from mindgate.memory.stores._pg_connect import (
 )
 from mindgate.memory.stores._pg_responses import PgResponses
 from mindgate.memory.stores._pg_sql import (
-    CANDIDATE_COLUMNS,
     COLUMNS,
     HISTORY_COLUMNS,
     MAX_DIMS,
@@ -73,7 +71,6 @@ from mindgate.memory.stores._pg_sql import (
     metadata_jsonb,
     scope_sql,
     similarity,
-    to_candidate,
     to_history,
     to_record,
     to_vector,
@@ -366,16 +363,6 @@ class PgVectorStore(PgResponses, MemoryStore):
 
     def vector_search(self, scope: Scope, vector: Vector, k: int,
                       flt: Filter | None = None) -> Scored:
-        return [(to_record(r), similarity(r[-1])) for r in self._vector_rows(COLUMNS, scope, vector, k, flt)]
-
-    def vector_candidates(self, scope: Scope, vector: Vector, k: int,
-                          flt: Filter | None = None) -> builtins.list[tuple[Candidate, float]]:
-        return [(to_candidate(r), similarity(r[-1]))
-                for r in self._vector_rows(CANDIDATE_COLUMNS, scope, vector, k, flt)]
-
-    def _vector_rows(self, columns: sql.Composable, scope: Scope, vector: Vector, k: int,
-                     flt: Filter | None) -> builtins.list[Any]:
-        """The k nearest live rows of ``columns`` and the cosine distance, nearest first."""
         check_count("k", k)
         if k == 0:
             return []
@@ -392,14 +379,14 @@ class PgVectorStore(PgResponses, MemoryStore):
                 cur.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(1000, max(40, 2 * k)))])
                 cur.execute(self._q("SELECT {}, m.embedding <=> %s FROM {memories} m WHERE {} "
                                     "AND m.embedding IS NOT NULL ORDER BY m.embedding <=> %s LIMIT %s",
-                                    columns, where), [query, *params, query, k])
+                                    COLUMNS, where), [query, *params, query, k])
                 rows = cur.fetchall()
             if len(rows) < k:  # exact: "+ 0" keeps the planner off the index, which cannot pre-filter
                 cur.execute(self._q("SELECT {}, m.embedding <=> %s FROM {memories} m WHERE {} "
                                     "AND m.embedding IS NOT NULL ORDER BY (m.embedding <=> %s) + 0, m.id LIMIT %s",
-                                    columns, where), [query, *params, query, k])
+                                    COLUMNS, where), [query, *params, query, k])
                 rows = cur.fetchall()
-        return rows
+        return [(to_record(r), similarity(r[-1])) for r in rows]
 
     def _small_partition(self, cur: psycopg.Cursor[Any], scope: Scope) -> bool:
         """Whether the scope's partition holds at most EXACT_SCAN_MAX live records (counted no further)."""
@@ -410,15 +397,6 @@ class PgVectorStore(PgResponses, MemoryStore):
 
     def text_search(self, scope: Scope, query: str, k: int,
                     flt: Filter | None = None) -> Scored:
-        return [(to_record(r), float(r[-1])) for r in self._text_rows(COLUMNS, scope, query, k, flt)]
-
-    def text_candidates(self, scope: Scope, query: str, k: int,
-                        flt: Filter | None = None) -> builtins.list[tuple[Candidate, float]]:
-        return [(to_candidate(r), float(r[-1])) for r in self._text_rows(CANDIDATE_COLUMNS, scope, query, k, flt)]
-
-    def _text_rows(self, columns: sql.Composable, scope: Scope, query: str, k: int,
-                   flt: Filter | None) -> builtins.list[Any]:
-        """The k best live rows of ``columns`` by text rank, and the rank."""
         check_count("k", k)
         if not isinstance(query, str):
             raise InvalidRequestError(f"a text query must be a string, got {type(query).__name__}")
@@ -432,16 +410,8 @@ class PgVectorStore(PgResponses, MemoryStore):
             cur.execute(self._q("SELECT {}, ts_rank_cd(m.tsv, q.q, 1) AS rank FROM {memories} m, "
                                 "(SELECT %s::tsquery AS q) q WHERE m.tsv @@ q.q AND {} "
                                 "ORDER BY rank DESC, m.id LIMIT %s",
-                                columns, where), [tsquery(terms), *params, k])
-            return cur.fetchall()
-
-    def records(self, candidates: Sequence[Candidate]) -> dict[str, MemoryRecord]:
-        if not candidates:
-            return {}
-        with self._tx() as cur:
-            cur.execute(self._q("SELECT {} FROM {memories} m WHERE m.id = ANY(%s) AND m.deleted_at IS NULL",
-                                COLUMNS), [[c.id for c in candidates]])
-            return {r.id: r for r in map(to_record, cur.fetchall())}
+                                COLUMNS, where), [tsquery(terms), *params, k])
+            return [(to_record(r), float(r[-1])) for r in cur.fetchall()]
 
     def history(self, memory_id: str) -> Histories:
         with self._tx() as cur:

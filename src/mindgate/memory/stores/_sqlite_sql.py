@@ -19,7 +19,7 @@ import apsw
 
 from mindgate.errors import InvalidRequestError
 from mindgate.memory._filters import And, Condition, Filter, Not, Or
-from mindgate.memory.stores._base import Candidate, HistoryRecord, MemoryRecord, Scope
+from mindgate.memory.stores._base import Candidate, HistoryRecord, MemoryRecord, Scope, decode_metadata
 
 RECORD_COLUMNS = "m.rowid, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, " \
                  "m.created_at, m.updated_at, m.key_context"
@@ -141,25 +141,11 @@ def _scope(user_id: str | None, agent_id: str | None, run_id: str | None) -> Sco
     return Scope(user_id=user_id, agent_id=agent_id, run_id=run_id)
 
 
-_DECODER = json.JSONDecoder()
-
-
-def _metadata(text: str) -> Any:
-    # a search builds ~100 records: the decoder's raw_decode skips json.loads' two wrapper layers (a third
-    # of a record's cost); text with surrounding white space (not written by metadata_json) takes the
-    # full path, which also refuses trailing data
-    try:
-        value, end = _DECODER.raw_decode(text)
-    except ValueError:
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
-
-
 def to_record(row: Sequence[Any]) -> MemoryRecord:
     """A MemoryRecord from a row that starts with :data:`RECORD_COLUMNS`."""
     _rowid, id_, memory, hash_, user_id, agent_id, run_id, metadata, created, updated, key_context = row[:11]
     return MemoryRecord(id=id_, memory=memory, hash=hash_, scope=_scope(user_id, agent_id, run_id),
-                        metadata=_metadata(metadata), created_at=datetime.fromisoformat(created),
+                        metadata=decode_metadata(metadata), created_at=datetime.fromisoformat(created),
                         updated_at=datetime.fromisoformat(updated) if updated else None, key_context=key_context)
 
 
