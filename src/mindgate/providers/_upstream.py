@@ -346,19 +346,42 @@ class _Events:
         return None
 
 
+class SSEParser:
+    """The server-sent event parser of :func:`sse_events`, fed by hand: :meth:`feed` takes a chunk of the
+    body and returns the events it completes, :meth:`end` those the end of the body completes."""
+
+    __slots__ = ("_events", "_lines")
+
+    def __init__(self) -> None:
+        self._lines = _Lines()
+        self._events = _Events()
+
+    def _dispatched(self, raw_lines: list[bytes]) -> list[Event]:
+        out = []
+        for raw in raw_lines:
+            event = self._events.line(raw)
+            if event is not None:
+                out.append(event)
+        return out
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        return self._dispatched(self._lines.feed(chunk))
+
+    def end(self) -> list[Event]:
+        """A held lone CR ending the body is the blank line that dispatches the last event; an event left
+        unfinished is dropped."""
+        return self._dispatched(self._lines.end())
+
+
 async def sse_events(response: Streamed) -> AsyncIterator[Event]:
     """The server-sent events of a ``text/event-stream`` body, parsed as the HTML standard says: ``data``
     fields of one event are joined with newlines, a space after the colon is dropped, comments (``:``) and
     unknown fields are ignored, a blank line dispatches, an event with no data is not dispatched, and an
     event left unfinished when the body ends is dropped. Lines are split as :func:`lines` splits them; the
     events of one network read are parsed in one go."""
-    splitter, parser = _Lines(), _Events()
+    parser = SSEParser()
     async for chunk in response.content.iter_any():
-        for raw in splitter.feed(chunk):
-            event = parser.line(raw)
-            if event is not None:
-                yield event
-    for raw in splitter.end():  # a held lone CR ends the body: the blank line that dispatches the last event
-        event = parser.line(raw)
-        if event is not None:
+        for event in parser.feed(chunk):
             yield event
+    for event in parser.end():
+        yield event

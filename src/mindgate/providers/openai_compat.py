@@ -9,10 +9,10 @@ streams SSE, and maps every failure to :mod:`mindgate.errors` with a message tha
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -34,8 +34,10 @@ from mindgate.providers._http_errors import http_error, is_missing_model, json_o
 from mindgate.providers._openai_management import OpenAICompatDriver
 from mindgate.providers._responses_api import NativeResponses
 from mindgate.providers._spec import ProviderSpec
-from mindgate.providers._upstream import TRANSPORT_ERRORS, Streamed, Upstream, failure_kind, proxy_for, sse_events
+from mindgate.providers._upstream import TRANSPORT_ERRORS, SSEParser, Streamed, Upstream, failure_kind, proxy_for
 from mindgate.providers.management._driver import Driver
+
+T = TypeVar("T")
 
 
 class OpenAICompatConfig(BaseURLConfig):
@@ -152,28 +154,42 @@ class OpenAICompatClient:
                 await self.raise_for_status(response.status, text, response.headers, model=model)
             yield response
 
-    async def stream_sse(self, path: str, body: Any, *, model: str | None = None
-                         ) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
+    def stream_sse(self, path: str, body: Any, *, model: str | None = None
+                   ) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
         """POST ``body`` and yield ``(data payload, decoded event)`` for each server-sent event until
         ``[DONE]``. Events are parsed as the SSE standard says (multi-line ``data:`` fields, comments, CR,
         LF or CRLF line ends); a payload that spanned several lines is re-serialised on one line so it can
         be forwarded as one SSE event. A connection cut before ``[DONE]`` raises :class:`NetworkError`
         (never a silent end)."""
+        return self.stream_events(path, lambda: body, _pair, model=model)
+
+    async def stream_events(self, path: str, body: Callable[[], Any], convert: Callable[[bytes, dict[str, Any]], T],
+                            *, model: str | None = None) -> AsyncIterator[T]:
+        """:meth:`stream_sse`, each ``(payload, event)`` turned into what the caller streams by ``convert``
+        (which raises on an event it cannot take), the body built by ``body()`` when the stream is first
+        read (so its errors surface where the stream's do). One generator from the socket to the caller:
+        every chunk of every stream passes here."""
         try:
-            async with self.open_stream(path, body, model=model) as response:
+            async with self.open_stream(path, body(), model=model) as response:
                 content_type = response.headers.get("content-type", "").partition(";")[0]
                 if "text/event-stream" not in content_type:
                     raise ProviderError(f"{self.profile.display} at {self.url(path)} did not answer with an "
                                         f"event stream (content type {content_type or 'none'!r})",
                                         provider=self.profile.provider, retryable=True)
                 done = False
-                async for sse in sse_events(response):
-                    if done or not sse.data:
-                        continue  # after [DONE], read to the end so the connection goes back to the pool
-                    if sse.data.strip() == "[DONE]":
-                        done = True
-                        continue
-                    yield self._stream_event(sse.data)
+                parser = SSEParser()
+                reads = response.content.iter_any()
+                while True:
+                    chunk = await anext(reads, None)
+                    for sse in parser.feed(chunk) if chunk is not None else parser.end():
+                        if done or not sse.data:
+                            continue  # after [DONE], read to the end so the connection goes back to the pool
+                        if sse.data.strip() == "[DONE]":
+                            done = True
+                            continue
+                        yield convert(*self._stream_event(sse.data))
+                    if chunk is None:
+                        break
                 if not done:
                     raise NetworkError(f"{self.profile.display} at {self.url(path)} ended the stream "
                                        "before [DONE]", url=self.url(path),
@@ -229,6 +245,10 @@ class OpenAICompatClient:
             return await self.list_models()
         except MindgateError:
             return []
+
+
+def _pair(wire: bytes, event: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    return wire, event
 
 
 def _usage(usage: Any) -> Usage:
@@ -357,14 +377,17 @@ class OpenAICompatChatModel(ChatModel):
                                 provider=self.provider, retryable=True)
         return parse_chat_response(data, self.model)
 
-    async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
-        body = self._body(messages, options, stream=True)
-        async for wire, event in self.client.stream_sse("/chat/completions", body, model=self.model):
-            chunk = _chunk(event, wire)
-            if chunk is None:
-                raise ProviderError(f"{self.client.profile.display} sent a malformed stream event: {wire[:200]!r}",
-                                    provider=self.provider, retryable=True)
-            yield chunk
+    def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
+        # the client's event generator itself, not a generator around it: one layer less for every chunk
+        return self.client.stream_events("/chat/completions", lambda: self._body(messages, options, stream=True),
+                                         self._chunk, model=self.model)
+
+    def _chunk(self, wire: bytes, event: dict[str, Any]) -> ChatChunk:
+        chunk = _chunk(event, wire)
+        if chunk is None:
+            raise ProviderError(f"{self.client.profile.display} sent a malformed stream event: {wire[:200]!r}",
+                                provider=self.provider, retryable=True)
+        return chunk
 
     @property
     def text_completions(self) -> bool:
