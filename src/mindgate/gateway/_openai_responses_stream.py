@@ -43,7 +43,10 @@ class ResponseEvents:
         return b"event: " + kind.encode() + b"\ndata: " + _json(data) + b"\n\n"
 
     def _index(self, item: Item) -> int:
-        return next(i for i, it in enumerate(self.output) if it is item)
+        for index, candidate in enumerate(self.output):  # a loop, not next(genexpr): once per streamed delta
+            if candidate is item:
+                return index
+        raise ValueError("not an output item of this response")
 
     def feed(self, chunk: ChatChunk) -> list[bytes]:
         out: list[bytes] = []

@@ -32,7 +32,7 @@ import urllib.request
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlencode, urlsplit
@@ -243,17 +243,19 @@ class Upstream:
             data = await response.read()
             return Answer(response.status, response.headers, data)
 
-    @asynccontextmanager
-    async def stream(self, method: str, path: str, body: Any = None, *,
-                     headers: Mapping[str, str] | None = None) -> AsyncIterator[Streamed]:
+    def stream(self, method: str, path: str, body: Any = None, *,
+               headers: Mapping[str, str] | None = None) -> AbstractAsyncContextManager[Streamed]:
         """The open response, its body not yet read (``status``, ``headers``, ``read()``,
         ``content.iter_any()``); leaving the block releases the connection (back to the pool when the body
         was read to the end)."""
         if self._lean is not None and not path.startswith(("http://", "https://")):
             target, data, sent = self._lean_args(path, body, headers)
-            async with self._lean.exchange(method, target, data, sent, self.timeout.sock_read) as answer:
-                yield answer
-            return
+            return self._lean.exchange(method, target, data, sent, self.timeout.sock_read)
+        return self._aiohttp_stream(method, path, body, headers)
+
+    @asynccontextmanager
+    async def _aiohttp_stream(self, method: str, path: str, body: Any,
+                              headers: Mapping[str, str] | None) -> AsyncIterator[Streamed]:
         async with self._session().request(method, self.url(path),
                                            **self._send_args(body, headers, None)) as response:
             yield response
