@@ -417,7 +417,9 @@ def _cpu_seconds(pid: int) -> float | None:
 
 
 def measured_search(base: str, pid: int, seconds: float, memories: int) -> dict[str, Any]:
-    """:func:`probe_search` plus the gateway's CPU milliseconds per search request it served."""
+    """:func:`probe_search` plus the gateway's CPU milliseconds per search request it served, once the
+    gateway's start-up work (loading the embedder) is over."""
+    _settle([pid])
     before = _cpu_seconds(pid)
     result = asyncio.run(probe_search(base, seconds, memories))
     after = _cpu_seconds(pid)

@@ -148,3 +148,46 @@ def test_liveness_is_answered_by_the_front_door_even_when_the_app_stack_is_stuck
     assert app.state.gateway.metrics.requests[("/healthz", "GET", 200)] == 1
     with pytest.raises(TimeoutError):  # the other routes do go through the (stuck) app stack
         asyncio.run(get("/readyz", 0.3))
+
+
+def test_memory_search_is_served_by_the_front_door_and_an_invalid_body_by_the_app_stack(
+        llama_proxy: RecordingProxy, memory_factory: MakeMemory) -> None:
+    memory = memory_factory()
+    app = create_app(MindgateConfig.from_dict({"gateway": {"memory": False}}),
+                     chat=llama_chat(f"{llama_proxy.base_url}/v1"), memory=memory)
+    front = app.build_middleware_stack()
+    stuck = asyncio.Event()
+
+    async def app_stack(scope: Any, receive: Any, send: Any) -> None:
+        await stuck.wait()  # never set: only what the front door serves itself answers
+
+    front.app = app_stack  # type: ignore[attr-defined]
+
+    async def post(body: dict[str, Any]) -> list[dict[str, Any]]:
+        raw = json.dumps(body).encode()
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": raw, "more_body": False}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/memories/search", "raw_path": b"/v1/memories/search",
+                 "query_string": b"", "client": ("127.0.0.1", 5), "server": ("127.0.0.1", 8000), "scheme": "http",
+                 "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
+                             (b"content-length", str(len(raw)).encode())],
+                 "http_version": "1.1", "root_path": "", "app": app}
+        await asyncio.wait_for(front(scope, receive, send), 10.0)
+        return sent
+
+    async def scenario() -> None:
+        await memory.add("My sister lives in Lisbon.", user_id="ana", infer=False)
+        start, body = await post({"query": "Where does my sister live?", "user_id": "ana"})
+        assert start["status"] == 200
+        assert [r["memory"] for r in json.loads(body["body"])["results"]] == ["My sister lives in Lisbon."]
+        assert app.state.gateway.metrics.requests[("/v1/memories/search", "POST", 200)] == 1
+        with pytest.raises(TimeoutError):  # limit 0 fails validation: FastAPI's stack (stuck here) gives the 400
+            await post({"query": "sister", "user_id": "ana", "limit": 0})
+
+    asyncio.run(scenario())

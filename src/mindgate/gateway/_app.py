@@ -36,7 +36,7 @@ from mindgate.gateway._guard import BodyLimits
 from mindgate.gateway._mcp_http import McpEndpoint
 from mindgate.gateway._observability import Metrics
 from mindgate.gateway._responses import install_error_handlers
-from mindgate.gateway._schemas import ChatCompletionRequest
+from mindgate.gateway._schemas import ChatCompletionRequest, MemorySearchRequest
 from mindgate.gateway._schemas_responses import ResponsesRequest
 from mindgate.gateway._state import Gateway
 from mindgate.mcp._client import ToolServers, list_all
@@ -127,7 +127,8 @@ class GatewayApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         gateway: Gateway = self.state.gateway
         hot = [HotRoute("/v1/chat/completions", ChatCompletionRequest, routes_openai.chat_completions),
-               HotRoute("/v1/responses", ResponsesRequest, routes_responses.create_response)]
+               HotRoute("/v1/responses", ResponsesRequest, routes_responses.create_response),
+               HotRoute("/v1/memories/search", MemorySearchRequest, routes_memory.search_memories)]
         return Front(super().build_middleware_stack(), gateway, hot=hot, **self.front_options)
 
 

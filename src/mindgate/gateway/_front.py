@@ -8,7 +8,8 @@ through, in this order:
 3. CORS (Starlette's middleware, only when ``gateway.cors_origins`` is set, so preflights pass unkeyed);
 4. **the guard** (:mod:`.guard`): authentication, the key's request and token limits, then the body read
    within its size and time limits, before any route sees a byte;
-5. **dispatch**: the hot routes (``POST /v1/chat/completions`` and ``POST /v1/responses``) are served
+5. **dispatch**: the hot routes (``POST /v1/chat/completions``, ``POST /v1/responses`` and
+   ``POST /v1/memories/search``, the one a busy agent calls on every turn) are served
    directly: the body validated once with the route's pydantic model (``model_validate_json`` on the raw
    bytes) and the route's handler called, its errors answered as the app's exception handlers answer them.
    Everything else goes to the FastAPI app's own stack, with the body already read; so does a hot request
