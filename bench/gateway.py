@@ -12,7 +12,12 @@ p50/p99 latency direct and through the gateway, the p50 overhead and the through
 gateway's RSS over a long run. Responses requests are sent with ``store: false`` (``--store`` keeps them,
 which adds a SQLite write per request).
 
-Targets (2 cores): p50 overhead <= 1 ms at 32 clients, throughput >= 80% of direct, RSS growth < 10%.
+Targets (2 cores): p50 overhead <= 1 ms, 32-client throughput >= 80% of direct, RSS growth < 10%. Read the
+1-client rows for the overhead: there the gateway's CPU per request is the difference. At 32 clients this
+single-process httpx load generator is itself the bottleneck (~200-300 requests/s on either side, against
+640-970 at 1 client), so the 32-client ratio measures the client. With a raw-socket client in 1-2
+processes the canned upstream serves 36-57k requests/s and the gateway ~2,000 (json) / ~1,000 (stream):
+a fair throughput ratio needs an upstream with a model-like service time (the notes of issue 12).
 
 Usage: python bench/gateway.py [--requests 2000] [--rss-requests 5000] [--apis chat responses]
 [--baseline DIR] (``--rss-requests 50000`` for the full memory run, ``0`` to skip it). Prints a table, then
