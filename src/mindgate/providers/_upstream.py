@@ -222,6 +222,10 @@ class Upstream:
                                                     sock_connect=self.timeout.sock_connect)
         return args
 
+    def _lean_for(self, path: str) -> Client | None:
+        """The lean client when it serves ``path`` (a path under the plain-http base URL, not an absolute URL)."""
+        return None if path.startswith(("http://", "https://")) else self._lean
+
     def _lean_args(self, path: str, body: Any, headers: Mapping[str, str] | None
                    ) -> tuple[str, bytes | None, Mapping[str, str] | None]:
         """The request target, body bytes and per-request headers for the lean client."""
@@ -233,9 +237,9 @@ class Upstream:
     async def request(self, method: str, path: str, body: Any = None, *,
                       headers: Mapping[str, str] | None = None, timeout: float | None = None) -> Answer:
         """Send ``body`` (JSON-encoded unless it is bytes already) and read the whole answer."""
-        if self._lean is not None and not path.startswith(("http://", "https://")):
+        if (lean := self._lean_for(path)) is not None:
             target, data, sent = self._lean_args(path, body, headers)
-            async with self._lean.exchange(method, target, data, sent,
+            async with lean.exchange(method, target, data, sent,
                                            self.timeout.sock_read if timeout is None else timeout) as answer:
                 return Answer(answer.status, LazyHeaders(answer), await answer.read())
         async with self._session().request(method, self.url(path),
@@ -248,9 +252,9 @@ class Upstream:
         """The open response, its body not yet read (``status``, ``headers``, ``read()``,
         ``content.iter_any()``); leaving the block releases the connection (back to the pool when the body
         was read to the end)."""
-        if self._lean is not None and not path.startswith(("http://", "https://")):
+        if (lean := self._lean_for(path)) is not None:
             target, data, sent = self._lean_args(path, body, headers)
-            return self._lean.exchange(method, target, data, sent, self.timeout.sock_read)
+            return lean.exchange(method, target, data, sent, self.timeout.sock_read)
         return self._aiohttp_stream(method, path, body, headers)
 
     @asynccontextmanager
