@@ -150,8 +150,8 @@ def test_text_search_scores_a_bounded_set_with_exhaustive_bm25(tmp_path: Path) -
             lo, hi = conn.execute("SELECT min(rowid), max(rowid) FROM memories").fetchone()
             bounded = dict(_sqlite_text.ranked(conn, tokens, lo, hi, n))
             full = dict(_sqlite_text.bm25(_sqlite_text._rows(
-                conn, f"SELECT rowid, {_sqlite_text.STATS_FUNCTION}(memories_fts, 0) FROM memories_fts "
-                      "WHERE memories_fts MATCH ?", (_sqlite_text.match_expression(tokens),)), n))
+                conn, f"SELECT {_sqlite_text.STATS_COLUMNS} FROM {_sqlite_text.STATS_FROM} WHERE memories_fts MATCH ?",
+                (0, _sqlite_text.match_expression(tokens))), n))
         assert len(bounded) <= _sqlite_text.CANDIDATE_BUDGET < len(full)
         assert all(bounded[r] == pytest.approx(full[r]) for r in bounded)
         assert set(bounded) == set(sorted(full, key=lambda r: -full[r])[:len(bounded)])
