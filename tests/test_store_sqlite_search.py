@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mindgate.config import SQLiteStoreConfig
+from mindgate.config import MindgateConfig, SQLiteStoreConfig
 from mindgate.errors import InvalidRequestError
-from mindgate.memory.stores import _sqlite_text, _sqlite_vectors
+from mindgate.memory.stores import _sqlite_text, _sqlite_vectors, create_store
 from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
 from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.providers._base import EmbedderIdentity
@@ -84,7 +84,8 @@ def test_only_partitions_of_min_vectors_or_more_are_copied_within_the_budget(tmp
         cache = store._vectors
         assert cache.bytes_used <= 2**20
         copied = [key[1] for key, entry in cache._entries.items() if entry is not _sqlite_vectors.SMALL]
-        assert copied == [scopes[1].partition, scopes[2].partition]  # the least recently used left first
+        assert copied == [scopes[0].partition, scopes[1].partition]  # the third did not fit: vec0 searched it
+        assert cache._full
     finally:
         store.close()
     off = SQLiteStore(tmp_path / "budget.db", vector_cache_mb=0)
@@ -104,6 +105,13 @@ def test_the_cache_budget_is_validated_and_defaults_to_a_share_of_memory(tmp_pat
     low, high = _sqlite_vectors.DEFAULT_BOUNDS_MB
     assert low <= _sqlite_vectors.default_cache_mb() <= high
     assert SQLiteStoreConfig().vector_cache_mb is None  # the default: sized from the machine's memory
+    config = MindgateConfig.model_validate({"vector_store": {"provider": "sqlite", "config": {
+        "path": str(tmp_path / "configured.db"), "vector_cache_mb": 64}}})
+    store = create_store(config.vector_store)
+    try:
+        assert store.vector_cache() == {"budget": 64.0, "held": 0.0}  # type: ignore[attr-defined]
+    finally:
+        store.close()
 
 
 def test_the_in_memory_copy_follows_writes_here_and_from_another_connection(big: SQLiteStore,

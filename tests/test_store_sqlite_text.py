@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from mindgate.errors import NotFoundError
+from mindgate.memory.stores import _sqlite_text
 from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
 from mindgate.memory.stores._sqlite import SQLiteStore
-from mindgate.memory.stores import _sqlite_text
 from mindgate.memory.stores._sqlite_text import K1, B, bm25
 from mindgate.providers._base import EmbedderIdentity
 

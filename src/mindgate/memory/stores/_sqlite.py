@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
-import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,6 +76,7 @@ from mindgate.memory.stores._sqlite_sql import (
     by_rowids,
     iso,
     metadata_json,
+    new_id,
     scope_sql,
     similarity,
     slot_range,
@@ -234,13 +232,13 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                              (rowid, partition, blob))
                 conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
                 conn.execute("INSERT INTO memories_fts (rowid, memory) VALUES (?, ?)", (rowid, change.memory))
-                conn.execute(_HISTORY_INSERT, (_new_id(), change.id, "UPDATE", old, change.memory, now,
+                conn.execute(_HISTORY_INSERT, (new_id(), change.id, "UPDATE", old, change.memory, now,
                                                change.actor))
                 return ChangeResult(change.id, change.memory, "UPDATE", previous_memory=old)
         conn.execute("UPDATE memories SET deleted_at = ? WHERE rowid = ?", (now, rowid))
         drop_vectors(conn, rowid, active, staging)
         conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
-        conn.execute(_HISTORY_INSERT, (_new_id(), change.id, "DELETE", old, None, now, change.actor))
+        conn.execute(_HISTORY_INSERT, (new_id(), change.id, "DELETE", old, None, now, change.actor))
         return ChangeResult(change.id, old, "DELETE")
 
     def _add(self, txn: _Txn, change: AddChange, blob: bytes) -> ChangeResult:
@@ -268,7 +266,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         conn.execute(f"INSERT INTO {active.table} (rowid, part, embedding) VALUES (?, ?, ?)",
                      (rowid, scope.partition, blob))
         conn.execute("INSERT INTO memories_fts (rowid, memory) VALUES (?, ?)", (rowid, rec.memory))
-        conn.execute(_HISTORY_INSERT, (_new_id(), rec.id, "ADD", None, rec.memory, now, change.actor))
+        conn.execute(_HISTORY_INSERT, (new_id(), rec.id, "ADD", None, rec.memory, now, change.actor))
         return ChangeResult(rec.id, rec.memory, "ADD")
 
     def _slot(self, conn: apsw.Connection, partition: str) -> int | None:
@@ -304,7 +302,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                 conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(r[0],) for r in rows])
             conn.executemany("DELETE FROM memories_fts WHERE rowid = ?", [(r[0],) for r in rows])
             conn.executemany("UPDATE memories SET deleted_at = ? WHERE rowid = ?", [(now, r[0]) for r in rows])
-            conn.executemany(_HISTORY_INSERT, [(_new_id(), r[1], "DELETE", r[2], None, now, actor) for r in rows])
+            conn.executemany(_HISTORY_INSERT, [(new_id(), r[1], "DELETE", r[2], None, now, actor) for r in rows])
         return len(rows)
 
     def reset(self) -> None:
@@ -575,6 +573,10 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         conn.execute("UPDATE vector_spaces SET state = 'active' WHERE gen = ?", (staging.gen,))
         self._identity = staging.identity
 
+    def vector_cache(self) -> dict[str, float]:
+        """The in-memory vector copies: ``budget`` (``vector_cache_mb``) and ``held``, in MiB."""
+        return {"budget": self._vectors.max_bytes / 2**20, "held": self._vectors.bytes_used / 2**20}
+
     def close(self) -> None:
         self._vectors.clear()
         self._db.close()
@@ -591,11 +593,3 @@ def _all(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
 
 def _vector_blob(vector: Vector, dims: int, what: str = "vector") -> bytes:
     return check_vector(vector, dims, f"the {what}").astype("<f4", copy=False).tobytes()
-
-
-def _new_id() -> str:
-    """A UUIDv7 (time-ordered), so history ids sort in creation order across processes to the ms."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | (0x7 << 76) | (((rand >> 62) & 0xFFF) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))

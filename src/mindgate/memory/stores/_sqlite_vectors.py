@@ -4,9 +4,12 @@ sqlite-vec's ``vec0`` KNN is brute force over the partition's chunks read throug
 ~1 ms for 1,000 vectors of 384 dimensions, ~10-20 ms at a few thousand on a loaded 2-core machine. The
 same search over a float32 matrix in memory costs ~0.15 ms. :class:`PartitionVectors` keeps such matrices
 for partitions of at least ``min_vectors`` vectors (smaller ones are about as fast in sqlite-vec), within
-``max_bytes`` (least recently used first out). A partition is copied on its *second* search between two
-writes (the copy costs about two vec0 KNNs, mostly fresh memory being mapped): a partition searched once
-per write, as a chat turn that searches then stores does, costs what it did without the cache.
+``max_bytes``. A partition is copied on its *second* search between two writes (the copy costs about two
+vec0 KNNs, mostly fresh memory being mapped): a partition searched once per write, as a chat turn that
+searches then stores does, costs what it did without the cache. Nothing is evicted: once a copy does not
+fit, partitions not copied yet are searched by vec0 until a write empties the cache. (With less budget
+than the partitions searched, least-recently-used eviction would reload a partition at most searches,
+each reload costing more than the vec0 search it replaces.)
 
 Scores and order are sqlite-vec's, bit for bit: vec0's cosine distance is ``1 - dot / (sqrt(|a|²) *
 sqrt(|b|²))`` with the three sums taken in float32, one element after the other, and the quotient in
@@ -28,7 +31,6 @@ surprise in the layout makes :meth:`PartitionVectors.search` answer None and the
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,8 +85,9 @@ class PartitionVectors:
         self.max_bytes = max_bytes
         self.min_vectors = min_vectors
         self.chunk_size = chunk_size
-        self._entries: OrderedDict[tuple[str, str], _Matrix | object] = OrderedDict()
+        self._entries: dict[tuple[str, str], _Matrix | object] = {}
         self._bytes = 0
+        self._full = False  # a copy did not fit: no more copies until a write empties the cache
         self._lock = threading.Lock()
         self._generation = 0
         self._seen: set[tuple[str, str]] = set()  # partitions searched once in this generation
@@ -106,10 +109,8 @@ class PartitionVectors:
         key = (table, partition)
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
         if entry is None:
-            if self._first_search(key):
+            if self._full or self._first_search(key):
                 return None  # a partition searched once between writes costs no more than before
             entry = self._load(conn, table, dims, partition)
             self._keep(key, entry, generation)
@@ -119,9 +120,13 @@ class PartitionVectors:
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
-            self._seen.clear()
-            self._bytes = 0
+            self._empty()
+
+    def _empty(self) -> None:
+        self._entries.clear()
+        self._seen.clear()
+        self._bytes = 0
+        self._full = False
 
     def _first_search(self, key: tuple[str, str]) -> bool:
         with self._lock:
@@ -135,22 +140,20 @@ class PartitionVectors:
     def _fresh(self, generation: int) -> bool:
         with self._lock:
             if generation > self._generation:
-                self._entries.clear()
-                self._seen.clear()
-                self._bytes = 0
+                self._empty()
                 self._generation = generation
             return generation == self._generation
 
     def _keep(self, key: tuple[str, str], entry: _Matrix | object, generation: int) -> None:
         size = entry.nbytes if isinstance(entry, _Matrix) else 0
         with self._lock:
-            if generation != self._generation or size > self.max_bytes:
-                return  # built from a snapshot that changed since, or too big to keep
+            if generation != self._generation:
+                return  # built from a snapshot that changed since
+            if self._bytes + size > self.max_bytes or len(self._entries) >= MAX_ENTRIES:
+                self._full = True  # no eviction (see the module docstring)
+                return
             self._entries[key] = entry
             self._bytes += size
-            while self._bytes > self.max_bytes or len(self._entries) > MAX_ENTRIES:
-                _, old = self._entries.popitem(last=False)
-                self._bytes -= old.nbytes if isinstance(old, _Matrix) else 0
 
     def _load(self, conn: apsw.Connection, table: str, dims: int, partition: str) -> _Matrix | object:
         layout = self._layouts.get(table)
