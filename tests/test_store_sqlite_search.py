@@ -33,11 +33,11 @@ def _records(texts: list[str], vectors: np.ndarray, scope: Scope = ALICE) -> lis
             for t, v in zip(texts, vectors, strict=True)]
 
 
-def _exact(store: SQLiteStore, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+def _exact(store: SQLiteStore, vector: np.ndarray, k: int, scope: Scope = ALICE) -> list[tuple[str, float]]:
     # a metadata filter that holds for every record sends the search through sqlite-vec's KNN
     from mindgate.memory._filters import parse_filters
 
-    hits = store.vector_search(ALICE, vector, k, parse_filters({"user_id": {"ne": "nobody"}}))
+    hits = store.vector_search(scope, vector, k, parse_filters({"user_id": {"ne": "nobody"}}))
     return [(r.id, s) for r, s in hits]
 
 
@@ -86,6 +86,8 @@ def test_only_partitions_of_min_vectors_or_more_are_copied_within_the_budget(tmp
         copied = [key[1] for key, entry in cache._entries.items() if entry is not _sqlite_vectors.SMALL]
         assert copied == [scopes[0].partition, scopes[1].partition]  # the third did not fit: vec0 searched it
         assert cache._full
+        for scope in scopes:  # copies of this size are read into populated mappings (_zeros): same answers
+            assert [(r.id, s) for r, s in store.vector_search(scope, query, 30)] == _exact(store, query, 30, scope)
     finally:
         store.close()
     off = SQLiteStore(tmp_path / "budget.db", vector_cache_mb=0)

@@ -4,12 +4,12 @@ sqlite-vec's ``vec0`` KNN is brute force over the partition's chunks read throug
 ~1 ms for 1,000 vectors of 384 dimensions, ~10-20 ms at a few thousand on a loaded 2-core machine. The
 same search over a float32 matrix in memory costs ~0.15 ms. :class:`PartitionVectors` keeps such matrices
 for partitions of at least ``min_vectors`` vectors (smaller ones are about as fast in sqlite-vec), within
-``max_bytes``. A partition is copied on its *second* search between two writes (the copy costs about two
-vec0 KNNs, mostly fresh memory being mapped): a partition searched once per write, as a chat turn that
-searches then stores does, costs what it did without the cache. Nothing is evicted: once a copy does not
-fit, partitions not copied yet are searched by vec0 until a write empties the cache. (With less budget
-than the partitions searched, least-recently-used eviction would reload a partition at most searches,
-each reload costing more than the vec0 search it replaces.)
+``max_bytes``. A partition is copied on its *second* search between two writes (the copy, read chunk by
+chunk into memory mapped up front, costs about one vec0 KNN more): a partition searched once per write,
+as a chat turn that searches then stores does, costs what it did without the cache. Nothing is evicted:
+once a copy does not fit, partitions not copied yet are searched by vec0 until a write empties the cache.
+(With less budget than the partitions searched, least-recently-used eviction would reload a partition at
+most searches, each reload costing more than the vec0 search it replaces.)
 
 Scores and order are sqlite-vec's, bit for bit: vec0's cosine distance is ``1 - dot / (sqrt(|a|²) *
 sqrt(|b|²))`` with the three sums taken in float32, one element after the other, and the quotient in
@@ -30,6 +30,7 @@ surprise in the layout makes :meth:`PartitionVectors.search` answer None and the
 
 from __future__ import annotations
 
+import mmap
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ MAX_ENTRIES = 100_000  # partitions remembered (small ones as a marker), whateve
 # how far (in cosine) the fast similarity may rank a vector from where vec0's float32 sums put it; the two
 # differ by < 1e-4 for unit-scale vectors of 8,192 dimensions (n * 2^-24 relative), so this is generous
 MARGIN = 1e-3
+POPULATE_MIN_BYTES = 256 * 2**10  # copies from this size up are mapped with their pages populated (_zeros)
 DEFAULT_FRACTION = 8  # default budget: this fraction of the machine's memory ...
 DEFAULT_BOUNDS_MB = (256, 4096)  # ... within these bounds
 
@@ -165,28 +167,37 @@ class PartitionVectors:
             layout = self._layouts[table] = bool(version) and str(version[0]).startswith("v0.1.")  # type: ignore[index]
         if not layout:
             return SMALL
-        # vec0 declares a column named "rowid" (no index): join on the real rowid, check the two agree
-        rows = conn.execute(f"SELECT c.chunk_id, v.rowid, c.size, c.validity, c.rowids, v.vectors "
-                            f"FROM {table}_chunks c JOIN {table}_vector_chunks00 v ON v._rowid_ = c.chunk_id "
-                            "WHERE c.partition00 = ? ORDER BY c.chunk_id", (partition,)).fetchall()
+        rows = conn.execute(f"SELECT chunk_id, size, validity, rowids FROM {table}_chunks WHERE partition00 = ? "
+                            "ORDER BY chunk_id", (partition,)).fetchall()
         if len(rows) * self.chunk_size < self.min_vectors:
             return SMALL
-        matrix = _matrix(rows, dims)
+        try:
+            matrix = _matrix(conn, f"{table}_vector_chunks00", rows, dims)
+        except apsw.SQLError:  # a chunk without its vectors row: not the layout this reads
+            matrix = None
         return SMALL if matrix is None or len(matrix.rowids) < self.min_vectors else matrix
 
 
-def _matrix(rows: list[Any], dims: int) -> _Matrix | None:
-    sizes = [int(size) for _, _, size, _, _, _ in rows]
-    for (chunk_id, declared, _, validity, rowids, blob), size in zip(rows, sizes, strict=True):
-        if chunk_id != declared or size % 8 or len(rowids) != 8 * size or len(blob) != 4 * dims * size \
-                or len(validity) * 8 != size:
+def _matrix(conn: apsw.Connection, vectors_table: str, rows: list[Any], dims: int) -> _Matrix | None:
+    sizes = [int(size) for _, size, _, _ in rows]
+    for (_, _, validity, rowids), size in zip(rows, sizes, strict=True):
+        if size % 8 or len(rowids) != 8 * size or len(validity) * 8 != size:
             return None  # not the layout this reads
     if not rows:
         return None
-    # the chunks side by side: one copy each of the ids, the validity bits and the vectors
-    valid = np.unpackbits(np.frombuffer(b"".join(r[3] for r in rows), dtype=np.uint8), bitorder="little")
-    ids = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.int64)
-    vectors = np.frombuffer(b"".join(r[5] for r in rows), dtype=np.float32).reshape(-1, dims)
+    valid = np.unpackbits(np.frombuffer(b"".join(r[2] for r in rows), dtype=np.uint8), bitorder="little")
+    ids = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.int64)
+    # each chunk's vectors straight from SQLite into their rows of the matrix (no bytes object between)
+    vectors, start = _zeros(sum(sizes), dims), 0
+    for (chunk_id, _, _, _), size in zip(rows, sizes, strict=True):
+        blob = conn.blob_open("main", vectors_table, "vectors", chunk_id, False)
+        try:
+            if blob.length() != 4 * dims * size:
+                return None
+            blob.read_into(vectors[start:start + size].data.cast("B"))
+        finally:
+            blob.close()
+        start += size
     count = int(np.count_nonzero(valid))
     if valid[:count].all():  # the usual layout: only the last chunk's tail is free (a view, no copy)
         ids, vectors = ids[:count], vectors[:count]
@@ -197,6 +208,23 @@ def _matrix(rows: list[Any], dims: int) -> _Matrix | None:
     if not len(ids) or not norms.all():
         return None  # a zero vector's cosine distance is NaN in vec0: leave its order to vec0
     return _Matrix(ids, vectors, (1.0 / norms).astype(np.float32))
+
+
+def _zeros(rows: int, dims: int) -> np.ndarray:
+    """A float32 ``rows`` x ``dims`` matrix in fresh memory. Where the OS can (Linux), a large one is mapped
+    with its pages populated in one system call: touching fresh pages one at a time (a fault per 4 KiB)
+    cost more than reading the vectors. Small ones (and a failed mapping) come from numpy's allocator,
+    which keeps the number of mappings well below the system's limit."""
+    size = rows * dims * 4
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if populate and size >= POPULATE_MIN_BYTES:
+        try:
+            memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+        except OSError:
+            pass
+        else:
+            return np.frombuffer(memory, dtype=np.float32).reshape(rows, dims)
+    return np.empty((rows, dims), dtype=np.float32)
 
 
 def _sequential_sums(columns: np.ndarray) -> np.ndarray:
