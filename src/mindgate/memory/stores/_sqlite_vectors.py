@@ -74,10 +74,7 @@ class _Matrix:
     rowids: np.ndarray  # int64
     vectors: np.ndarray  # float32, as stored
     inverse: np.ndarray  # float32, 1 / |row| (for the fast similarity only)
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.rowids.nbytes + self.vectors.nbytes + self.inverse.nbytes)
+    nbytes: int  # memory held, the free slots of the last chunk included
 
 
 class PartitionVectors:
@@ -149,8 +146,8 @@ class PartitionVectors:
     def _keep(self, key: tuple[str, str], entry: _Matrix | object, generation: int) -> None:
         size = entry.nbytes if isinstance(entry, _Matrix) else 0
         with self._lock:
-            if generation != self._generation:
-                return  # built from a snapshot that changed since
+            if generation != self._generation or key in self._entries:
+                return  # built from a snapshot that changed since, or by another thread meanwhile
             if self._bytes + size > self.max_bytes or len(self._entries) >= MAX_ENTRIES:
                 self._full = True  # no eviction (see the module docstring)
                 return
@@ -189,6 +186,7 @@ def _matrix(conn: apsw.Connection, vectors_table: str, rows: list[Any], dims: in
     ids = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.int64)
     # each chunk's vectors straight from SQLite into their rows of the matrix (no bytes object between)
     vectors, start = _zeros(sum(sizes), dims), 0
+    held = vectors.nbytes + ids.nbytes
     for (chunk_id, _, _, _), size in zip(rows, sizes, strict=True):
         blob = conn.blob_open("main", vectors_table, "vectors", chunk_id, False)
         try:
@@ -207,7 +205,8 @@ def _matrix(conn: apsw.Connection, vectors_table: str, rows: list[Any], dims: in
     norms = np.sqrt(np.vecdot(vectors, vectors))
     if not len(ids) or not norms.all():
         return None  # a zero vector's cosine distance is NaN in vec0: leave its order to vec0
-    return _Matrix(ids, vectors, (1.0 / norms).astype(np.float32))
+    inverse = (1.0 / norms).astype(np.float32)
+    return _Matrix(ids, vectors, inverse, held + inverse.nbytes)
 
 
 def _zeros(rows: int, dims: int) -> np.ndarray:
