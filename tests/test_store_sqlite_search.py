@@ -65,6 +65,20 @@ def test_a_large_partition_is_searched_in_memory_with_sqlite_vecs_answers(big: S
     assert len(big._vectors._entries) == 1  # the copy served these searches
 
 
+def test_threads_searching_one_partition_at_once_share_one_copy(big: SQLiteStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    queries = [rng.standard_normal(16).astype(np.float32) for _ in range(24)]
+    want = [_exact(big, q, 10) for q in queries]
+    big.vector_search(ALICE, queries[0], 10)  # the first search: sqlite-vec; the next ones copy, at once
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda q: [(r.id, s) for r, s in big.vector_search(ALICE, q, 10)], queries))
+    assert got == want
+    [copy] = big._vectors._entries.values()
+    assert big._vectors.bytes_used == copy.nbytes  # counted once, however many threads loaded it
+
+
 def test_only_partitions_of_min_vectors_or_more_are_copied_within_the_budget(tmp_path: Path) -> None:
     rng = np.random.default_rng(8)
     n = _sqlite_vectors.MIN_VECTORS
