@@ -113,12 +113,21 @@ def test_only_partitions_of_min_vectors_or_more_are_copied_within_the_budget(tmp
         off.close()
 
 
-def test_the_cache_budget_is_validated_and_defaults_to_a_share_of_memory(tmp_path: Path) -> None:
+def test_the_cache_budget_is_validated_and_defaults_to_a_share_of_memory(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidRequestError, match="vector_cache_mb"):
         SQLiteStore(tmp_path / "x.db", vector_cache_mb=-1)
     with pytest.raises(ValueError, match="vector_cache_mb"):
         SQLiteStoreConfig(vector_cache_mb=-5)
     low, high = _sqlite_vectors.DEFAULT_BOUNDS_MB
+    assert low <= _sqlite_vectors.default_cache_mb() <= high
+    limit = tmp_path / "memory.max"  # a container allowed 1 GiB: 1/8 of it is below the floor
+    limit.write_text(f"{2**30}\n")
+    monkeypatch.setattr(_sqlite_vectors, "CGROUP_LIMITS", (str(tmp_path / "absent"), str(limit)))
+    assert _sqlite_vectors.default_cache_mb() == low
+    limit.write_text(f"{24 * 2**30}\n")  # the machine's memory counts where it is lower than the limit
+    assert _sqlite_vectors.default_cache_mb() <= 24 * 1024 // 8
+    limit.write_text("max\n")  # cgroup v2: no limit
     assert low <= _sqlite_vectors.default_cache_mb() <= high
     assert SQLiteStoreConfig().vector_cache_mb is None  # the default: sized from the machine's memory
     config = MindgateConfig.model_validate({"vector_store": {"provider": "sqlite", "config": {

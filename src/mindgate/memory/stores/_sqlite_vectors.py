@@ -33,6 +33,7 @@ from __future__ import annotations
 import mmap
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import apsw
@@ -50,12 +51,26 @@ MARGIN = 1e-3
 POPULATE_MIN_BYTES = 256 * 2**10  # copies from this size up are mapped with their pages populated (_zeros)
 DEFAULT_FRACTION = 8  # default budget: this fraction of the machine's memory ...
 DEFAULT_BOUNDS_MB = (256, 4096)  # ... within these bounds
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
 def default_cache_mb() -> int:
-    """The default budget of the vector cache in MiB: 1/8 of the machine's memory, 256 MiB to 4 GiB."""
-    total = psutil.virtual_memory().total // 2**20 // DEFAULT_FRACTION
+    """The default budget of the vector cache in MiB: 1/8 of the memory this process may use (the machine's,
+    or a container's limit where it is lower), 256 MiB to 4 GiB."""
+    total = min(psutil.virtual_memory().total, _cgroup_limit() or 1 << 62) // 2**20 // DEFAULT_FRACTION
     return int(min(max(total, DEFAULT_BOUNDS_MB[0]), DEFAULT_BOUNDS_MB[1]))
+
+
+def _cgroup_limit() -> int | None:
+    """The memory limit of this process's cgroup (v2, then v1) in bytes; None when there is none to read."""
+    for path in CGROUP_LIMITS:
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            return int(text)
+    return None
 
 
 def cache_bytes(megabytes: int | None) -> int:
