@@ -1,7 +1,8 @@
 """The SQLite store's bounded-cost searches give the exhaustive answers.
 
-* Vector search of a partition of >= 2,048 vectors runs in numpy over an in-memory copy: same hits and
-  similarities as sqlite-vec's KNN, and fresh after writes by this store or by another connection.
+* Vector search of a partition of >= MIN_VECTORS vectors searched twice since the last write runs in numpy
+  over an in-memory copy: the same hits and bit-identical similarities as sqlite-vec's KNN, fresh after
+  writes by this store or by another connection, within the configured budget (vector_cache_mb).
 * Text search scores at most CANDIDATE_BUDGET documents: the words in many documents do not make every
   document a candidate, and the scores of the documents found equal exhaustive BM25.
 * The counts text search caches (documents per partition and per word) follow writes by this store and
@@ -16,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mindgate.memory.stores import _sqlite_text
+from mindgate.config import MindgateConfig, SQLiteStoreConfig
+from mindgate.errors import InvalidRequestError
+from mindgate.memory.stores import _sqlite_text, _sqlite_vectors, create_store
 from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
 from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.providers._base import EmbedderIdentity
@@ -30,11 +33,11 @@ def _records(texts: list[str], vectors: np.ndarray, scope: Scope = ALICE) -> lis
             for t, v in zip(texts, vectors, strict=True)]
 
 
-def _exact(store: SQLiteStore, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+def _exact(store: SQLiteStore, vector: np.ndarray, k: int, scope: Scope = ALICE) -> list[tuple[str, float]]:
     # a metadata filter that holds for every record sends the search through sqlite-vec's KNN
     from mindgate.memory._filters import parse_filters
 
-    hits = store.vector_search(ALICE, vector, k, parse_filters({"user_id": {"ne": "nobody"}}))
+    hits = store.vector_search(scope, vector, k, parse_filters({"user_id": {"ne": "nobody"}}))
     return [(r.id, s) for r, s in hits]
 
 
@@ -52,30 +55,113 @@ def big(tmp_path: Path) -> SQLiteStore:
 
 def test_a_large_partition_is_searched_in_memory_with_sqlite_vecs_answers(big: SQLiteStore) -> None:
     rng = np.random.default_rng(6)
-    for _ in range(5):
-        query = rng.standard_normal(16).astype(np.float32)
-        found = [(r.id, s) for r, s in big.vector_search(ALICE, query, 20)]
-        exact = _exact(big, query, 20)
-        assert [i for i, _ in found] == [i for i, _ in exact]
-        assert np.allclose([s for _, s in found], [s for _, s in exact], atol=1e-5)
+    big.vector_search(ALICE, rng.standard_normal(16).astype(np.float32), 5)
+    assert not big._vectors._entries  # searched once since the last write: sqlite-vec answered
+    for k in (1, 20, 3000):
+        for scale in (1.0, 1e-3, 50.0):  # the query's length changes the float32 sums, not the answer
+            query = rng.standard_normal(16).astype(np.float32) * np.float32(scale)
+            found = [(r.id, s) for r, s in big.vector_search(ALICE, query, k)]
+            assert found == _exact(big, query, k)  # the same hits, order and similarities, bit for bit
     assert len(big._vectors._entries) == 1  # the copy served these searches
+
+
+def test_threads_searching_one_partition_at_once_share_one_copy(big: SQLiteStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    queries = [rng.standard_normal(16).astype(np.float32) for _ in range(24)]
+    want = [_exact(big, q, 10) for q in queries]
+    big.vector_search(ALICE, queries[0], 10)  # the first search: sqlite-vec; the next ones copy, at once
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda q: [(r.id, s) for r, s in big.vector_search(ALICE, q, 10)], queries))
+    assert got == want
+    [copy] = big._vectors._entries.values()
+    assert big._vectors.bytes_used == copy.nbytes  # counted once, however many threads loaded it
+
+
+def test_only_partitions_of_min_vectors_or_more_are_copied_within_the_budget(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    n = _sqlite_vectors.MIN_VECTORS
+    store = SQLiteStore(tmp_path / "budget.db", vector_cache_mb=1)
+    store.open(EmbedderIdentity("test", "wide", 256))
+    scopes = [Scope(user_id=f"u{i}") for i in range(3)]
+    try:
+        for scope in scopes:  # 400 rows of 1024 + 8 + 4 bytes: a 1 MiB budget holds two partitions
+            store.apply(_records([f"{scope.user_id} {i}" for i in range(400)],
+                                 rng.standard_normal((400, 256)).astype(np.float32), scope))
+        store.apply(_records([f"small {i}" for i in range(n - 1)], rng.standard_normal((n - 1, 256)),
+                             Scope(user_id="small")))
+        query = rng.standard_normal(256).astype(np.float32)
+        for scope in [*scopes, Scope(user_id="small")]:
+            for _ in range(2):
+                assert len(store.vector_search(scope, query, 5)) == 5
+        cache = store._vectors
+        assert cache.bytes_used <= 2**20
+        copied = [key[1] for key, entry in cache._entries.items() if entry is not _sqlite_vectors.SMALL]
+        assert copied == [scopes[0].partition, scopes[1].partition]  # the third did not fit: vec0 searched it
+        assert cache._full
+        for scope in scopes:  # copies of this size are read into populated mappings (_zeros): same answers
+            assert [(r.id, s) for r, s in store.vector_search(scope, query, 30)] == _exact(store, query, 30, scope)
+    finally:
+        store.close()
+    off = SQLiteStore(tmp_path / "budget.db", vector_cache_mb=0)
+    try:
+        for _ in range(3):
+            off.vector_search(scopes[0], query, 5)
+        assert not off._vectors._entries
+    finally:
+        off.close()
+
+
+def test_the_cache_budget_is_validated_and_defaults_to_a_share_of_memory(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidRequestError, match="vector_cache_mb"):
+        SQLiteStore(tmp_path / "x.db", vector_cache_mb=-1)
+    with pytest.raises(ValueError, match="vector_cache_mb"):
+        SQLiteStoreConfig(vector_cache_mb=-5)
+    low, high = _sqlite_vectors.DEFAULT_BOUNDS_MB
+    assert low <= _sqlite_vectors.default_cache_mb() <= high
+    limit = tmp_path / "memory.max"  # a container allowed 1 GiB: 1/8 of it is below the floor
+    limit.write_text(f"{2**30}\n")
+    monkeypatch.setattr(_sqlite_vectors, "CGROUP_LIMITS", (str(tmp_path / "absent"), str(limit)))
+    assert _sqlite_vectors.default_cache_mb() == low
+    limit.write_text(f"{24 * 2**30}\n")  # the machine's memory counts where it is lower than the limit
+    assert _sqlite_vectors.default_cache_mb() <= 24 * 1024 // 8
+    limit.write_text("max\n")  # cgroup v2: no limit
+    assert low <= _sqlite_vectors.default_cache_mb() <= high
+    assert SQLiteStoreConfig().vector_cache_mb is None  # the default: sized from the machine's memory
+    config = MindgateConfig.model_validate({"vector_store": {"provider": "sqlite", "config": {
+        "path": str(tmp_path / "configured.db"), "vector_cache_mb": 64}}})
+    store = create_store(config.vector_store)
+    try:
+        assert store.vector_cache() == {"budget": 64.0, "held": 0.0}  # type: ignore[attr-defined]
+    finally:
+        store.close()
 
 
 def test_the_in_memory_copy_follows_writes_here_and_from_another_connection(big: SQLiteStore,
                                                                             tmp_path: Path) -> None:
     target = np.ones(16, dtype=np.float32)
-    big.vector_search(ALICE, target, 5)  # builds the copy
+    big.vector_search(ALICE, target, 5)
+    big.vector_search(ALICE, target, 5)  # the second search builds the copy
+    assert big._vectors._entries
     [added] = big.apply(_records(["the new nearest"], target[None, :]))
-    assert big.vector_search(ALICE, target, 1)[0][0].id == added.id
+    for _ in range(3):  # after the write: from sqlite-vec, then from a new copy
+        assert big.vector_search(ALICE, target, 1)[0][0].id == added.id
+    assert big._vectors._entries
     big.apply([UpdateChange(added.id, ALICE, "moved away", -target)])
-    assert big.vector_search(ALICE, target, 1)[0][0].id != added.id
+    for _ in range(3):
+        assert big.vector_search(ALICE, target, 1)[0][0].id != added.id
     other = SQLiteStore(tmp_path / "big.db")  # another connection (as another process would be)
     other.open(IDENTITY)
     try:
         [again] = other.apply(_records(["from elsewhere"], target[None, :]))
-        assert big.vector_search(ALICE, target, 1)[0][0].id == again.id
+        for _ in range(3):
+            assert big.vector_search(ALICE, target, 1)[0][0].id == again.id
         other.apply([DeleteChange(again.id, ALICE)])
-        assert all(r.id != again.id for r, _ in big.vector_search(ALICE, target, 50))
+        for _ in range(3):  # the copy of a partition with a hole (a deleted vector)
+            assert all(r.id != again.id for r, _ in big.vector_search(ALICE, target, 50))
+        assert big._vectors._entries
     finally:
         other.close()
     assert [r.memory for r, _ in big.vector_search(Scope(user_id="bob"), target, 5)] == ["bob's"]  # small: vec0
@@ -97,8 +183,8 @@ def test_text_search_scores_a_bounded_set_with_exhaustive_bm25(tmp_path: Path) -
             lo, hi = conn.execute("SELECT min(rowid), max(rowid) FROM memories").fetchone()
             bounded = dict(_sqlite_text.ranked(conn, tokens, lo, hi, n))
             full = dict(_sqlite_text.bm25(_sqlite_text._rows(
-                conn, f"SELECT rowid, {_sqlite_text.STATS_FUNCTION}(memories_fts, 0) FROM memories_fts "
-                      "WHERE memories_fts MATCH ?", (_sqlite_text.match_expression(tokens),)), n))
+                conn, f"SELECT {_sqlite_text.STATS_COLUMNS} FROM {_sqlite_text.STATS_FROM} WHERE memories_fts MATCH ?",
+                (0, _sqlite_text.match_expression(tokens))), n))
         assert len(bounded) <= _sqlite_text.CANDIDATE_BUDGET < len(full)
         assert all(bounded[r] == pytest.approx(full[r]) for r in bounded)
         assert set(bounded) == set(sorted(full, key=lambda r: -full[r])[:len(bounded)])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mindgate.errors import NotFoundError
+from mindgate.memory.stores import _sqlite_text
 from mindgate.memory.stores._base import AddChange, DeleteChange, MemoryRecord, Scope, UpdateChange, content_hash
 from mindgate.memory.stores._sqlite import SQLiteStore
 from mindgate.memory.stores._sqlite_text import K1, B, bm25
@@ -92,6 +93,22 @@ def test_bm25_matches_the_formula() -> None:
     for (_, a), (_, b) in zip(got, expected, strict=True):
         assert a == pytest.approx(b)
     assert bm25(([], np.empty((0, 2))), 5) == []
+
+
+def test_document_lengths_come_from_fts5s_docsize_rows_at_any_length(store: SQLiteStore) -> None:
+    # lengths of 128 tokens and more take two or more varint bytes in the docsize row
+    lengths = [3, 127, 128, 300, 17000]
+    put(store, ALICE, *[" ".join(["kiwi"] + [f"w{i}" for i in range(n - 1)]) for n in lengths])
+    with store._db.read() as conn:
+        conn.register_fts5_function("column_size", lambda api, *args: api.column_size(0))
+        want = conn.execute("SELECT rowid, column_size(memories_fts) FROM memories_fts WHERE memories_fts MATCH "
+                            "'kiwi' ORDER BY rowid").fetchall()
+        rowids, stats = _sqlite_text._rows(conn, f"SELECT {_sqlite_text.STATS_COLUMNS} FROM {_sqlite_text.STATS_FROM} "
+                                           "WHERE memories_fts MATCH 'kiwi' ORDER BY f.rowid", (0,))
+    assert [n for _, n in want] == lengths
+    assert list(zip(rowids, stats[:, 1].tolist(), strict=True)) == [(r, float(n)) for r, n in want]
+    assert stats[:, 2].tolist() == [1.0] * len(lengths)  # the term frequency of "kiwi"
+    assert _sqlite_text._varint(bytes([0x81, 0x00])) == 128 and _sqlite_text._varint(bytes([0x7F])) == 127
 
 
 def test_a_partition_created_in_a_rolled_back_batch_is_not_remembered(tmp_path: Path) -> None:

@@ -81,6 +81,10 @@ class SQLiteStoreConfig(_Strict):
     collection_name: str = Field(default="memory", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
     embedding_model_dims: int | None = Field(default=None, gt=0)
     busy_timeout_ms: int = Field(default=30_000, gt=0)
+    vector_cache_mb: int | None = Field(default=None, ge=0, description="memory (MiB) for in-memory copies of "
+                                        "searched scopes' vectors (exact search, ~0.6 ms less per search of a "
+                                        "1,000-memory scope); default 1/8 of RAM (or of a container's limit), "
+                                        "256 MiB..4 GiB; 0 = off")
 
     def resolved_path(self) -> Path:
         if self.path:

@@ -14,4 +14,5 @@ def create_store(section: SQLiteStoreSection | PgVectorStoreSection) -> MemorySt
         return PgVectorStore(section.config)
     from mindgate.memory.stores._sqlite import SQLiteStore
 
-    return SQLiteStore(section.config.resolved_path(), busy_timeout_ms=section.config.busy_timeout_ms)
+    return SQLiteStore(section.config.resolved_path(), busy_timeout_ms=section.config.busy_timeout_ms,
+                       vector_cache_mb=section.config.vector_cache_mb)

@@ -14,9 +14,10 @@ docstring. Choices specific to this store:
   ``memories``) are handed to the vec0 KNN as a ``rowid IN (...)`` constraint, so the k nearest of the
   matching rows are found even when the filter is very selective (over-fetch + post-filter would not).
   Cost is linear in the partition's size, like the unfiltered KNN (vec0 is brute force).
-* **Unfiltered vector search** of a partition of 2,048 vectors or more runs in numpy over an in-memory
-  copy of its vectors (``_sqlite_vectors``, bounded, dropped at any write), ~50x faster than vec0's
-  brute force at 5,000 vectors; smaller partitions and filtered searches use vec0.
+* **Unfiltered vector search** of a partition of 256 vectors or more, searched at least twice since the
+  last write, runs in numpy over an in-memory copy of its vectors (``_sqlite_vectors``, bounded by
+  ``vector_cache_mb``, dropped at any write) with vec0's exact scores: ~7x faster than vec0 at 1,000
+  vectors, ~50x at 5,000; other searches use vec0.
 * **Full-text search** ORs the query's words, each a quoted FTS5 string (user text is never FTS5
   syntax), inside the partition, ranked by ``bm25()``; the score is ``-bm25`` (higher is better).
 * **Dedupe of an UPDATE.** An UPDATE whose new text duplicates another live record in the same exact
@@ -29,9 +30,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
-import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,6 +76,7 @@ from mindgate.memory.stores._sqlite_sql import (
     by_rowids,
     iso,
     metadata_json,
+    new_id,
     scope_sql,
     similarity,
     slot_range,
@@ -87,7 +86,7 @@ from mindgate.memory.stores._sqlite_sql import (
 )
 from mindgate.memory.stores._sqlite_text import content_words, prune, query_tokens
 from mindgate.memory.stores._sqlite_text import ranked as bm25_ranked
-from mindgate.memory.stores._sqlite_vectors import PartitionVectors
+from mindgate.memory.stores._sqlite_vectors import PartitionVectors, cache_bytes
 from mindgate.providers._base import EmbedderIdentity, Vector
 
 MAX_K = 4096
@@ -111,17 +110,20 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
     """A memory store in one SQLite file at ``path`` (its directory is created when missing).
 
     ``busy_timeout_ms`` is how long a write waits for another writer's lock before failing with a
-    :class:`~mindgate.errors.StoreError`. Thread-safe: each thread gets its own connection.
+    :class:`~mindgate.errors.StoreError`. ``vector_cache_mb`` bounds the in-memory copies of searched
+    partitions' vectors (None: :func:`~._sqlite_vectors.default_cache_mb`; 0: none). Thread-safe: each
+    thread gets its own connection.
     """
 
-    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 30000) -> None:
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 30000, vector_cache_mb: int | None = None) -> None:
         if isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int) or busy_timeout_ms < 0:
             raise InvalidRequestError(f"busy_timeout_ms must be a non-negative integer, got {busy_timeout_ms!r}")
+        cache = cache_bytes(vector_cache_mb)
         self.path = validate_path(path)
         self._db = Connections(self.path, busy_timeout_ms)
         self._identity: EmbedderIdentity | None = None
         self._slots: dict[str, int] = {}
-        self._vectors = PartitionVectors(chunk_size=CHUNK_SIZE)
+        self._vectors = PartitionVectors(max_bytes=cache, chunk_size=CHUNK_SIZE)
         self._fresh = Freshness()
         self._counts = Counts()
         self._db.get()  # fail here, not at the first write, when the file cannot be opened or migrated
@@ -230,13 +232,13 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                              (rowid, partition, blob))
                 conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
                 conn.execute("INSERT INTO memories_fts (rowid, memory) VALUES (?, ?)", (rowid, change.memory))
-                conn.execute(_HISTORY_INSERT, (_new_id(), change.id, "UPDATE", old, change.memory, now,
+                conn.execute(_HISTORY_INSERT, (new_id(), change.id, "UPDATE", old, change.memory, now,
                                                change.actor))
                 return ChangeResult(change.id, change.memory, "UPDATE", previous_memory=old)
         conn.execute("UPDATE memories SET deleted_at = ? WHERE rowid = ?", (now, rowid))
         drop_vectors(conn, rowid, active, staging)
         conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
-        conn.execute(_HISTORY_INSERT, (_new_id(), change.id, "DELETE", old, None, now, change.actor))
+        conn.execute(_HISTORY_INSERT, (new_id(), change.id, "DELETE", old, None, now, change.actor))
         return ChangeResult(change.id, old, "DELETE")
 
     def _add(self, txn: _Txn, change: AddChange, blob: bytes) -> ChangeResult:
@@ -264,7 +266,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         conn.execute(f"INSERT INTO {active.table} (rowid, part, embedding) VALUES (?, ?, ?)",
                      (rowid, scope.partition, blob))
         conn.execute("INSERT INTO memories_fts (rowid, memory) VALUES (?, ?)", (rowid, rec.memory))
-        conn.execute(_HISTORY_INSERT, (_new_id(), rec.id, "ADD", None, rec.memory, now, change.actor))
+        conn.execute(_HISTORY_INSERT, (new_id(), rec.id, "ADD", None, rec.memory, now, change.actor))
         return ChangeResult(rec.id, rec.memory, "ADD")
 
     def _slot(self, conn: apsw.Connection, partition: str) -> int | None:
@@ -300,7 +302,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                 conn.executemany(f"DELETE FROM {table} WHERE rowid = ?", [(r[0],) for r in rows])
             conn.executemany("DELETE FROM memories_fts WHERE rowid = ?", [(r[0],) for r in rows])
             conn.executemany("UPDATE memories SET deleted_at = ? WHERE rowid = ?", [(now, r[0]) for r in rows])
-            conn.executemany(_HISTORY_INSERT, [(_new_id(), r[1], "DELETE", r[2], None, now, actor) for r in rows])
+            conn.executemany(_HISTORY_INSERT, [(new_id(), r[1], "DELETE", r[2], None, now, actor) for r in rows])
         return len(rows)
 
     def reset(self) -> None:
@@ -408,7 +410,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                                              self._fresh.generation(conn, self._db.writes))
                 if found is not None:
                     known = by_rowids(conn, read, [rowid for rowid, _ in found])
-                    return [(known[rowid], sim) for rowid, sim in found if rowid in known]
+                    return [(known[rowid], similarity(d)) for rowid, d in found if rowid in known]
             # each nearest vector's columns read in the same statement (vec0 stays the outer loop, so the
             # rows keep its nearest-first order)
             sql = (f"SELECT {read.columns}, v.distance FROM {active.table} v JOIN memories m ON m.rowid = v.rowid "
@@ -571,6 +573,10 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
         conn.execute("UPDATE vector_spaces SET state = 'active' WHERE gen = ?", (staging.gen,))
         self._identity = staging.identity
 
+    def vector_cache(self) -> dict[str, float]:
+        """The in-memory vector copies: ``budget`` (``vector_cache_mb``) and ``held``, in MiB."""
+        return {"budget": self._vectors.max_bytes / 2**20, "held": self._vectors.bytes_used / 2**20}
+
     def close(self) -> None:
         self._vectors.clear()
         self._db.close()
@@ -587,11 +593,3 @@ def _all(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
 
 def _vector_blob(vector: Vector, dims: int, what: str = "vector") -> bytes:
     return check_vector(vector, dims, f"the {what}").astype("<f4", copy=False).tobytes()
-
-
-def _new_id() -> str:
-    """A UUIDv7 (time-ordered), so history ids sort in creation order across processes to the ms."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms << 80) | (0x7 << 76) | (((rand >> 62) & 0xFFF) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))

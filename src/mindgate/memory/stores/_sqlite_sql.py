@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -203,3 +206,11 @@ SCOPES_SQL = " UNION ALL ".join(
     f"SELECT '{column}' AS kind, {column} AS sid, count(*) AS n FROM memories "
     f"WHERE deleted_at IS NULL AND {column} IS NOT NULL GROUP BY {column}"
     for column in ("user_id", "agent_id", "run_id")) + " ORDER BY n DESC, kind, sid LIMIT ?"
+
+
+def new_id() -> str:
+    """A UUIDv7 (time-ordered), so history ids sort in creation order across processes to the ms."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | (0x7 << 76) | (((rand >> 62) & 0xFFF) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))

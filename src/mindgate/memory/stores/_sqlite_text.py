@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import apsw
@@ -39,6 +39,9 @@ B = 0.75
 MAX_QUERY_TOKENS = 64
 CANDIDATE_BUDGET = 200  # documents scored in Python per text search (see ranked())
 STATS_FUNCTION = "mg_term_stats"
+# what ranked() selects per matching document (rowid, term frequencies, length) and from where
+STATS_COLUMNS = f"f.rowid, {STATS_FUNCTION}(memories_fts, ?), d.sz"
+STATS_FROM = "memories_fts f JOIN memories_fts_docsize d ON d.id = f.rowid"
 # as the unicode61 tokenizer yields them (lower case; "don't" gives "don" and "t")
 STOPWORDS = frozenset({
     "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as", "at",
@@ -96,18 +99,29 @@ def register(conn: apsw.Connection) -> None:
 
 
 def _term_stats(api: apsw.FTS5ExtensionApi, *args: apsw.SQLiteValue) -> bytes:
-    # float64s packed: table average length, row length, tf of phrase skip, tf of phrase skip+1, ... (``skip``,
-    # the optional argument, leaves out the candidate-selecting phrases of ranked()); read by bm25() as one
-    # matrix. The average and the packer are the same for every row of a query, so they are made once per
-    # query (aux data).
+    # float64s packed: table average length, tf of phrase skip, tf of phrase skip+1, ... (``skip``, the optional
+    # argument, leaves out the candidate-selecting phrases of ranked()); read by bm25() as one matrix. The
+    # row's length is not read here: FTS5's column_size() runs a docsize lookup per row (a third of the cost),
+    # the query joins the docsize row instead. The reader is made once per query (aux data).
     made = api.aux_data
     if made is None:
         skip = int(args[0]) if args else 0  # type: ignore[arg-type]
-        average = api.column_total_size(0) / (api.row_count or 1)
-        made = api.aux_data = (average, range(skip, api.phrase_count),
-                               struct.Struct(f"={2 + api.phrase_count - skip}d"))
-    average, phrases, packer = made
-    return packer.pack(average, api.column_size(0), *[len(api.phrase_column_offsets(i, 0)) for i in phrases])
+        made = api.aux_data = _stats_reader(api.column_total_size(0) / (api.row_count or 1),
+                                            range(skip, api.phrase_count))
+    return made(api)
+
+
+def _stats_reader(average: float, phrases: range) -> Callable[[apsw.FTS5ExtensionApi], bytes]:
+    """The per-row body of :func:`_term_stats` for these phrases; the usual one or two phrases are spelled
+    out (a comprehension per row costs as much as the FTS5 calls)."""
+    pack = struct.Struct(f"={1 + len(phrases)}d").pack
+    if len(phrases) == 1:
+        (a,) = phrases
+        return lambda api: pack(average, len(api.phrase_column_offsets(a, 0)))
+    if len(phrases) == 2:
+        a, b = phrases
+        return lambda api: pack(average, len(api.phrase_column_offsets(a, 0)), len(api.phrase_column_offsets(b, 0)))
+    return lambda api: pack(average, *[len(api.phrase_column_offsets(i, 0)) for i in phrases])
 
 
 def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
@@ -125,8 +139,7 @@ def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
     more documents than the budget, the newest of them are the candidates. Counts are taken from
     ``cache`` where it has them.
     """
-    sql = (f"SELECT rowid, {STATS_FUNCTION}(memories_fts, ?) FROM memories_fts WHERE memories_fts MATCH ? "
-           "AND rowid BETWEEN ? AND ?")
+    sql = f"SELECT {STATS_COLUMNS} FROM {STATS_FROM} WHERE memories_fts MATCH ? AND f.rowid BETWEEN ? AND ?"
     union = ("tf", tuple(tokens), lo, hi, CANDIDATE_BUDGET + 1)  # _count()'s key for the same capped count
     known = cache.get(union) if cache is not None else None
     if known is None or known <= CANDIDATE_BUDGET:
@@ -151,7 +164,7 @@ def ranked(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int,
         return bm25(_rows(conn, sql, (0, match_expression(words), lo, hi)), documents)
     expression = f"({match_expression(chosen)}) AND ({match_expression(words)})"
     if total > CANDIDATE_BUDGET:
-        sql += f" ORDER BY rowid DESC LIMIT {CANDIDATE_BUDGET}"
+        sql += f" ORDER BY f.rowid DESC LIMIT {CANDIDATE_BUDGET}"
     frequencies = [capped[w] if capped[w] <= CANDIDATE_BUDGET else _count(conn, [w], lo, hi, None, cache)
                    for w in words]
     return bm25(_rows(conn, sql, (len(chosen), expression, lo, hi)), documents, frequencies)
@@ -174,12 +187,32 @@ def _count(conn: apsw.Connection, tokens: Sequence[str], lo: int, hi: int, cap: 
 
 
 def _rows(conn: apsw.Connection, sql: str, params: tuple[Any, ...]) -> tuple[list[int], np.ndarray]:
-    """The rowids and the stats matrix (one row of :func:`_term_stats` floats per candidate)."""
+    """The rowids and the stats matrix of a query selecting :data:`STATS_COLUMNS`: per row the table's
+    average length, the row's length, then :func:`_term_stats`' term frequencies."""
     rows = conn.execute(sql, params).fetchall()
     if not rows:
         return [], np.empty((0, 2))
-    stats = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float64)  # type: ignore[misc]
-    return [int(r[0]) for r in rows], stats.reshape(len(rows), -1)  # type: ignore[arg-type]
+    found = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float64).reshape(len(rows), -1)  # type: ignore[misc]
+    stats = np.empty((len(rows), found.shape[1] + 1))
+    stats[:, 0] = found[:, 0]
+    stats[:, 2:] = found[:, 1:]
+    sizes = b"".join(r[2] for r in rows)  # type: ignore[misc]
+    # each docsize row is one varint (one column): one byte each while documents are under 128 tokens
+    if len(sizes) == len(rows):
+        stats[:, 1] = np.frombuffer(sizes, dtype=np.uint8)
+    else:
+        stats[:, 1] = [_varint(r[2]) for r in rows]  # type: ignore[arg-type]
+    return [int(r[0]) for r in rows], stats  # type: ignore[arg-type]
+
+
+def _varint(data: bytes) -> int:
+    """SQLite's variable-length integer (big-endian 7-bit groups, a 9th byte of 8), as FTS5 stores sizes."""
+    value = 0
+    for byte in data[:8]:
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value
+    return (value << 8) | data[8]
 
 
 def bm25(candidates: tuple[Sequence[int], np.ndarray], documents: int,

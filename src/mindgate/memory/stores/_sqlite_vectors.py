@@ -1,60 +1,119 @@
-"""Exact KNN of large partitions in numpy, from an in-memory copy of their vectors.
+"""Exact KNN of partitions in numpy, from an in-memory copy of their vectors, with sqlite-vec's own scores.
 
-sqlite-vec's ``vec0`` KNN is brute force over the partition's chunks read through SQLite; at a few
-thousand vectors it costs ~10-20 ms on a loaded 2-core machine, while the same exact search over a float32
-matrix in memory costs ~0.2 ms. :class:`PartitionVectors` keeps such matrices for partitions of at least
-``min_vectors`` vectors (smaller ones are fast in sqlite-vec and stay there), within ``max_bytes`` (least
-recently used first out).
+sqlite-vec's ``vec0`` KNN is brute force over the partition's chunks read through SQLite on every search:
+~1 ms for 1,000 vectors of 384 dimensions, ~10-20 ms at a few thousand on a loaded 2-core machine. The
+same search over a float32 matrix in memory costs ~0.15 ms. :class:`PartitionVectors` keeps such matrices
+for partitions of at least ``min_vectors`` vectors (smaller ones are about as fast in sqlite-vec), within
+``max_bytes``. A partition is copied on its *second* search between two writes (the copy, read chunk by
+chunk into memory mapped up front, costs about one vec0 KNN more): a partition searched once per write,
+as a chat turn that searches then stores does, costs what it did without the cache. Nothing is evicted:
+once a copy does not fit, partitions not copied yet are searched by vec0 until a write empties the cache.
+(With less budget than the partitions searched, least-recently-used eviction would reload a partition at
+most searches, each reload costing more than the vec0 search it replaces.)
+
+Scores and order are sqlite-vec's, bit for bit: vec0's cosine distance is ``1 - dot / (sqrt(|a|²) *
+sqrt(|b|²))`` with the three sums taken in float32, one element after the other, and the quotient in
+float64 rounded to float32. A fast (BLAS-order) similarity picks every vector within :data:`MARGIN` of
+the k-th best (the two ways of summing differ by far less), and only those are scored the way vec0
+scores them; the k best by (distance, rowid) are the answer. Exact ties in distance (one vector stored
+twice) are ordered by rowid, which vec0 may order otherwise.
 
 Freshness: every cached matrix is dropped as soon as anything may have changed the file (the store's
 generation, :class:`~mindgate.memory.stores._sqlite_cache.Freshness`: a write transaction of this
 process, or a commit by another connection or process). A matrix built from a snapshot older than the
-last drop is not kept. Results are the same as sqlite-vec's (cosine similarity, exact), up to
-the order of exact ties.
+last drop is not kept.
 
 The copy is read from vec0's own tables (chunks of ``rowids`` / ``validity`` / ``vectors``), whose layout
-is sqlite-vec 0.1's; a table created by another version, or any surprise in the layout, makes
-:meth:`PartitionVectors.search` answer None and the caller uses sqlite-vec's KNN.
+is sqlite-vec 0.1's; a table created by another version, a partition holding a zero vector, or any
+surprise in the layout makes :meth:`PartitionVectors.search` answer None and the caller uses sqlite-vec.
 """
 
 from __future__ import annotations
 
+import mmap
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import apsw
 import numpy as np
+import psutil
+
+from mindgate.errors import InvalidRequestError
 
 SMALL = object()  # marker: the partition is below min_vectors (or cannot be read); use sqlite-vec
+MIN_VECTORS = 256  # below this a vec0 KNN costs about what reading the partition into memory does
+MAX_ENTRIES = 100_000  # partitions remembered (small ones as a marker), whatever their bytes
+# how far (in cosine) the fast similarity may rank a vector from where vec0's float32 sums put it; the two
+# differ by < 1e-4 for unit-scale vectors of 8,192 dimensions (n * 2^-24 relative), so this is generous
+MARGIN = 1e-3
+POPULATE_MIN_BYTES = 256 * 2**10  # copies from this size up are mapped with their pages populated (_zeros)
+DEFAULT_FRACTION = 8  # default budget: this fraction of the machine's memory ...
+DEFAULT_BOUNDS_MB = (256, 4096)  # ... within these bounds
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def default_cache_mb() -> int:
+    """The default budget of the vector cache in MiB: 1/8 of the memory this process may use (the machine's,
+    or a container's limit where it is lower), 256 MiB to 4 GiB."""
+    total = min(psutil.virtual_memory().total, _cgroup_limit() or 1 << 62) // 2**20 // DEFAULT_FRACTION
+    return int(min(max(total, DEFAULT_BOUNDS_MB[0]), DEFAULT_BOUNDS_MB[1]))
+
+
+def _cgroup_limit() -> int | None:
+    """The memory limit of this process's cgroup (v2, then v1) in bytes; None when there is none to read."""
+    for path in CGROUP_LIMITS:
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            return int(text)
+    return None
+
+
+def cache_bytes(megabytes: int | None) -> int:
+    """``vector_cache_mb`` as bytes (None: :func:`default_cache_mb`; 0 turns the cache off)."""
+    if megabytes is None:
+        megabytes = default_cache_mb()
+    if isinstance(megabytes, bool) or not isinstance(megabytes, int) or megabytes < 0:
+        raise InvalidRequestError(f"vector_cache_mb must be a non-negative integer (MiB), got {megabytes!r}",
+                                  hint="set vector_store.config.vector_cache_mb to e.g. 2048, or 0 to turn the "
+                                       "in-memory vector copies off")
+    return megabytes * 2**20
 
 
 @dataclass
 class _Matrix:
     rowids: np.ndarray  # int64
-    unit: np.ndarray  # float32, rows scaled to length 1 (zero rows stay zero)
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.rowids.nbytes + self.unit.nbytes)
+    vectors: np.ndarray  # float32, as stored
+    inverse: np.ndarray  # float32, 1 / |row| (for the fast similarity only)
+    nbytes: int  # memory held, the free slots of the last chunk included
 
 
 class PartitionVectors:
     """A bounded LRU cache of partitions' vectors, used by the SQLite store's unfiltered vector search."""
 
-    def __init__(self, *, max_bytes: int = 256 * 2**20, min_vectors: int = 2048, chunk_size: int = 64) -> None:
+    def __init__(self, *, max_bytes: int = 256 * 2**20, min_vectors: int = MIN_VECTORS, chunk_size: int = 64) -> None:
         self.max_bytes = max_bytes
         self.min_vectors = min_vectors
         self.chunk_size = chunk_size
-        self._entries: OrderedDict[tuple[str, str], _Matrix | object] = OrderedDict()
+        self._entries: dict[tuple[str, str], _Matrix | object] = {}
         self._bytes = 0
+        self._full = False  # a copy did not fit: no more copies until a write empties the cache
         self._lock = threading.Lock()
         self._generation = 0
+        self._seen: set[tuple[str, str]] = set()  # partitions searched once in this generation
+        self._layouts: dict[str, bool] = {}  # table -> written by the sqlite-vec version this reads
+
+    @property
+    def bytes_used(self) -> int:
+        return self._bytes
 
     def search(self, conn: apsw.Connection, table: str, dims: int, partition: str, query: np.ndarray,
                k: int, generation: int) -> list[tuple[int, float]] | None:
-        """The ``k`` nearest ``(rowid, cosine similarity)`` of the partition, best first; None when the
+        """The ``k`` nearest ``(rowid, cosine distance)`` of the partition, nearest first; None when the
         partition is not cached here (the caller asks sqlite-vec). ``conn`` holds a read transaction;
         ``generation`` is the store's generation as that transaction saw it."""
         if self.max_bytes <= 0:
@@ -64,9 +123,9 @@ class PartitionVectors:
         key = (table, partition)
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
         if entry is None:
+            if self._full or self._first_search(key):
+                return None  # a partition searched once between writes costs no more than before
             entry = self._load(conn, table, dims, partition)
             self._keep(key, entry, generation)
         if not isinstance(entry, _Matrix):
@@ -75,73 +134,145 @@ class PartitionVectors:
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
-            self._bytes = 0
+            self._empty()
+
+    def _empty(self) -> None:
+        self._entries.clear()
+        self._seen.clear()
+        self._bytes = 0
+        self._full = False
+
+    def _first_search(self, key: tuple[str, str]) -> bool:
+        with self._lock:
+            if key in self._seen:
+                return False
+            if len(self._seen) >= MAX_ENTRIES:
+                self._seen.clear()
+            self._seen.add(key)
+            return True
 
     def _fresh(self, generation: int) -> bool:
         with self._lock:
             if generation > self._generation:
-                self._entries.clear()
-                self._bytes = 0
+                self._empty()
                 self._generation = generation
             return generation == self._generation
 
     def _keep(self, key: tuple[str, str], entry: _Matrix | object, generation: int) -> None:
         size = entry.nbytes if isinstance(entry, _Matrix) else 0
         with self._lock:
-            if generation != self._generation or size > self.max_bytes:
-                return  # built from a snapshot that changed since, or too big to keep
+            if generation != self._generation or key in self._entries:
+                return  # built from a snapshot that changed since, or by another thread meanwhile
+            if self._bytes + size > self.max_bytes or len(self._entries) >= MAX_ENTRIES:
+                self._full = True  # no eviction (see the module docstring)
+                return
             self._entries[key] = entry
             self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, old = self._entries.popitem(last=False)
-                self._bytes -= old.nbytes if isinstance(old, _Matrix) else 0
 
     def _load(self, conn: apsw.Connection, table: str, dims: int, partition: str) -> _Matrix | object:
+        layout = self._layouts.get(table)
+        if layout is None:
+            try:
+                version = conn.execute(f"SELECT value FROM {table}_info WHERE key = 'CREATE_VERSION'").fetchone()
+            except apsw.SQLError:
+                version = None
+            layout = self._layouts[table] = bool(version) and str(version[0]).startswith("v0.1.")  # type: ignore[index]
+        if not layout:
+            return SMALL
+        rows = conn.execute(f"SELECT chunk_id, size, validity, rowids FROM {table}_chunks WHERE partition00 = ? "
+                            "ORDER BY chunk_id", (partition,)).fetchall()
+        if len(rows) * self.chunk_size < self.min_vectors:
+            return SMALL
         try:
-            version = conn.execute(f"SELECT value FROM {table}_info WHERE key = 'CREATE_VERSION'").fetchone()
-            chunks = conn.execute(f"SELECT count(*) FROM {table}_chunks WHERE partition00 = ?",
-                                  (partition,)).fetchone()
-        except apsw.SQLError:
-            return SMALL
-        if not version or not str(version[0]).startswith("v0.1.") or not chunks or \
-                int(chunks[0]) * self.chunk_size < self.min_vectors:
-            return SMALL
-        # vec0 declares a column named "rowid" (no index): join on the real rowid, check the two agree
-        rows = conn.execute(f"SELECT c.chunk_id, v.rowid, c.size, c.validity, c.rowids, v.vectors "
-                            f"FROM {table}_chunks c JOIN {table}_vector_chunks00 v ON v._rowid_ = c.chunk_id "
-                            "WHERE c.partition00 = ? ORDER BY c.chunk_id", (partition,)).fetchall()
-        return _matrix(rows, dims) or SMALL
+            matrix = _matrix(conn, f"{table}_vector_chunks00", rows, dims)
+        except apsw.SQLError:  # a chunk without its vectors row: not the layout this reads
+            matrix = None
+        return SMALL if matrix is None or len(matrix.rowids) < self.min_vectors else matrix
 
 
-def _matrix(rows: list[Any], dims: int) -> _Matrix | None:
-    ids: list[np.ndarray] = []
-    vectors: list[np.ndarray] = []
-    for chunk_id, declared, size, validity, rowids, blob in rows:
-        size = int(size)
-        if chunk_id != declared or len(rowids) != 8 * size or len(blob) != 4 * dims * size \
-                or len(validity) * 8 < size:
+def _matrix(conn: apsw.Connection, vectors_table: str, rows: list[Any], dims: int) -> _Matrix | None:
+    sizes = [int(size) for _, size, _, _ in rows]
+    for (_, _, validity, rowids), size in zip(rows, sizes, strict=True):
+        if size % 8 or len(rowids) != 8 * size or len(validity) * 8 != size:
             return None  # not the layout this reads
-        valid = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")[:size].astype(bool)
-        ids.append(np.frombuffer(rowids, dtype=np.int64)[valid])
-        vectors.append(np.frombuffer(blob, dtype=np.float32).reshape(size, dims)[valid])
-    if not ids:
+    if not rows:
         return None
-    matrix = np.concatenate(vectors)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    unit = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
-    return _Matrix(np.concatenate(ids), np.ascontiguousarray(unit, dtype=np.float32))
+    valid = np.unpackbits(np.frombuffer(b"".join(r[2] for r in rows), dtype=np.uint8), bitorder="little")
+    ids = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.int64)
+    # each chunk's vectors straight from SQLite into their rows of the matrix (no bytes object between)
+    vectors, start = _zeros(sum(sizes), dims), 0
+    held = vectors.nbytes + ids.nbytes
+    for (chunk_id, _, _, _), size in zip(rows, sizes, strict=True):
+        blob = conn.blob_open("main", vectors_table, "vectors", chunk_id, False)
+        try:
+            if blob.length() != 4 * dims * size:
+                return None
+            blob.read_into(vectors[start:start + size].data.cast("B"))
+        finally:
+            blob.close()
+        start += size
+    count = int(np.count_nonzero(valid))
+    if valid[:count].all():  # the usual layout: only the last chunk's tail is free (a view, no copy)
+        ids, vectors = ids[:count], vectors[:count]
+    else:  # deleted vectors leave holes
+        keep = valid.astype(bool)
+        ids, vectors = ids[keep], vectors[keep]
+    norms = np.sqrt(np.vecdot(vectors, vectors))
+    if not len(ids) or not norms.all():
+        return None  # a zero vector's cosine distance is NaN in vec0: leave its order to vec0
+    inverse = (1.0 / norms).astype(np.float32)
+    return _Matrix(ids, vectors, inverse, held + inverse.nbytes)
 
 
-def _top(entry: _Matrix, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+def _zeros(rows: int, dims: int) -> np.ndarray:
+    """A float32 ``rows`` x ``dims`` matrix in fresh memory. Where the OS can (Linux), a large one is mapped
+    with its pages populated in one system call: touching fresh pages one at a time (a fault per 4 KiB)
+    cost more than reading the vectors. Small ones (and a failed mapping) come from numpy's allocator,
+    which keeps the number of mappings well below the system's limit."""
+    size = rows * dims * 4
+    populate = getattr(mmap, "MAP_POPULATE", 0)
+    if populate and size >= POPULATE_MIN_BYTES:
+        try:
+            memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
+        except OSError:
+            pass
+        else:
+            return np.frombuffer(memory, dtype=np.float32).reshape(rows, dims)
+    return np.empty((rows, dims), dtype=np.float32)
+
+
+def _sequential_sums(columns: np.ndarray) -> np.ndarray:
+    """Each column's sum in float32, added top to bottom, as sqlite-vec's loop adds (``columns`` is
+    C-contiguous, one row per dimension: numpy then adds row after row; along a contiguous axis it would
+    sum in pairs, and ``cumsum`` along it is ~5x slower). A single column is summed with ``cumsum``: numpy
+    would see one contiguous axis and sum it in pairs."""
+    if columns.shape[1] == 1:
+        return np.cumsum(columns[:, 0], dtype=np.float32)[-1:]
+    return np.add.reduce(columns, axis=0, dtype=np.float32)
+
+
+def _top(entry: _Matrix, query: np.ndarray, k: int) -> list[tuple[int, float]] | None:
     q = np.asarray(query, dtype=np.float32).reshape(-1)
-    norm = float(np.linalg.norm(q))
-    # einsum, not BLAS: a multi-threaded sgemv waits for a second core on a busy machine (p95 x50)
-    sims = np.einsum("ij,j->i", entry.unit, q / norm if norm > 0 else q)
-    n = len(sims)
-    if n == 0:
-        return []
+    column = q[:, None]
+    q_magnitude = float(_sequential_sums(column * column)[0])
+    if q_magnitude == 0.0:
+        return None
+    n = len(entry.rowids)
     k = min(k, n)
-    best = np.argpartition(-sims, k - 1)[:k] if k < n else np.arange(n)
-    best = best[np.lexsort((entry.rowids[best], -sims[best]))]
-    return [(int(entry.rowids[i]), max(-1.0, min(1.0, float(sims[i])))) for i in best]
+    if k <= 0:
+        return []
+    # not einsum (~2x slower here), not a matrix product (BLAS: a threaded sgemv waits for a second core on a
+    # busy machine, p95 x50): vecdot's per-row dot stays on this thread
+    fast = np.vecdot(entry.vectors, q / np.float32(np.sqrt(q_magnitude))) * entry.inverse
+    if k < n:
+        kth = np.partition(fast, n - k)[n - k]
+        pool = np.flatnonzero(fast >= kth - MARGIN)
+    else:
+        pool = np.arange(n)
+    vectors = entry.vectors[pool].T  # one row per dimension
+    dot = _sequential_sums(np.multiply(vectors, column, order="C")).astype(np.float64)
+    magnitude = _sequential_sums(np.multiply(vectors, vectors, order="C")).astype(np.float64)
+    distance = (1.0 - dot / (np.sqrt(magnitude) * np.sqrt(q_magnitude))).astype(np.float32)
+    rowids = entry.rowids[pool]
+    best = np.lexsort((rowids, distance))[:k]
+    return list(zip(rowids[best].tolist(), distance[best].tolist(), strict=True))
