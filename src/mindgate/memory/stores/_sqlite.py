@@ -33,7 +33,6 @@ import builtins
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,6 @@ from mindgate.memory.stores._base import (
     Candidate,
     Change,
     ChangeResult,
-    ContextSummary,
     DeleteChange,
     HistoryRecord,
     MemoryRecord,
@@ -85,6 +83,7 @@ from mindgate.memory.stores._sqlite_sql import (
     to_record,
     where_sql,
 )
+from mindgate.memory.stores._sqlite_summaries import SQLiteSummaries
 from mindgate.memory.stores._sqlite_text import content_words, prune, query_tokens
 from mindgate.memory.stores._sqlite_text import ranked as bm25_ranked
 from mindgate.memory.stores._sqlite_vectors import PartitionVectors, cache_bytes
@@ -107,7 +106,7 @@ class _Txn:
     new_slots: dict[str, int] = field(default_factory=dict)
 
 
-class SQLiteStore(SQLiteResponses, MemoryStore):
+class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
     """A memory store in one SQLite file at ``path`` (its directory is created when missing).
 
     ``busy_timeout_ms`` is how long a write waits for another writer's lock before failing with a
@@ -324,25 +323,6 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                          "UPDATE partitions SET version = version + 1")  # other processes' caches too
         self._fresh.advance()
         self._vectors.clear()
-
-    # -- the context-summary cache ---------------------------------------------------------------
-
-    def context_summaries(self, partition: str, conversation: str, kind: str, *,
-                          limit: int = 8) -> builtins.list[ContextSummary]:
-        check_count("limit", limit)
-        with self._db.read() as conn:
-            rows = _all(conn, "SELECT covered, prefix, kind, text, created_at FROM context_summaries WHERE "
-                              "partition = ? AND conversation = ? AND kind = ? ORDER BY covered DESC LIMIT ?",
-                        (partition, conversation, kind, limit))
-        return [ContextSummary(partition, conversation, int(r[0]), r[1], r[2], r[3], datetime.fromisoformat(r[4]))
-                for r in rows]
-
-    def put_context_summary(self, entry: ContextSummary) -> None:
-        with self._db.write() as conn:
-            conn.execute("INSERT OR REPLACE INTO context_summaries (partition, conversation, prefix, kind, covered, "
-                         "text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (entry.partition, entry.conversation, entry.prefix, entry.kind, entry.covered, entry.text,
-                          iso(entry.created_at)))
 
     # -- reads -----------------------------------------------------------------------------------
 
