@@ -51,7 +51,8 @@ class _Coalescing:
     response's head (written on ``http.response.start``) and its body (written on the next ASGI message,
     in the same step for every response that is not a stream) reach the client as one segment, one
     system call and one wake-up of the client instead of two. What is written goes out at the end of the
-    step at the latest; closing sends it first; everything else is the transport's own."""
+    step at the latest, and at once when the response is complete (:meth:`GuardedHttpToolsProtocol
+    .on_response_complete`); closing sends it first; everything else is the transport's own."""
 
     __slots__ = ("_loop", "_pending", "_transport")
 
@@ -63,17 +64,18 @@ class _Coalescing:
     def write(self, data: bytes) -> None:
         if self._pending is None:
             self._pending = [data]
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self.flush)
         else:
             self._pending.append(data)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Send what was written so far (the pending ``call_soon`` then finds nothing to send)."""
         pending, self._pending = self._pending, None
         if pending and not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._transport.close()
 
     def __getattr__(self, name: str) -> Any:
@@ -113,6 +115,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.transport = _Coalescing(transport, self.loop)  # type: ignore[assignment]
         self._arm()
+
+    def on_response_complete(self) -> None:
+        # the last byte leaves now, before the rest of the request's task step (the access-log line,
+        # metrics, background work) runs: that work is off the time the client waits for
+        transport = self.transport
+        if isinstance(transport, _Coalescing):
+            transport.flush()
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

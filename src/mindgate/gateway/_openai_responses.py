@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
+import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,9 +33,37 @@ Item = dict[str, Any]
 _MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 
 
+class _RandomHex:
+    """128-bit random ids from the OS's cryptographic source, read 64 ids at a time: one system call where a
+    Responses request makes three ids; each id still gets 16 bytes of its own."""
+
+    _BATCH = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)  # a forked child must not repeat the parent's ids
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._pool, self._at = b"", 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._at >= len(self._pool):
+                self._pool, self._at = os.urandom(16 * self._BATCH), 0
+            start = self._at
+            self._at = start + 16
+            return self._pool[start:start + 16].hex()
+
+
+_random_hex = _RandomHex()
+
+
 def new_id(prefix: str) -> str:
-    """An OpenAI-style id: ``resp_...``, ``msg_...``, ``fc_...``, ``call_...``."""
-    return f"{prefix}_{secrets.token_hex(16)}"
+    """An OpenAI-style id: ``resp_...``, ``msg_...``, ``fc_...``, ``call_...`` (32 random hex digits)."""
+    return f"{prefix}_{_random_hex()}"
 
 
 # -- request: input items -> chat messages ---------------------------------------------------------------

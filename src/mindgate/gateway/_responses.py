@@ -62,6 +62,14 @@ class JSONBytes(Response):
         return dumps(content)
 
 
+class LastFrame(bytes):
+    """A source's last frame for :class:`EventStream`: the response ends with it at once, and what the source
+    still runs afterwards (closing the upstream, usage, memory writes) runs after the client has the whole
+    answer. Anything the source yields after it is dropped."""
+
+    __slots__ = ()
+
+
 class EventStream(Response):
     """A ``text/event-stream`` response that stops pulling from ``source`` (closing it, so its cleanup runs)
     as soon as the client disconnects. Lighter than Starlette's StreamingResponse: plain asyncio tasks
@@ -70,8 +78,10 @@ class EventStream(Response):
     Frames that are ready together go out in one write: one task pulls ``source`` into a buffer, another
     sends what the buffer holds whenever it gets to run, so frames the upstream sent in one read (a fast
     upstream, or a burst) cost one write and one wake-up of the client instead of one each, while a frame
-    that arrives alone still goes out at once. The buffer is bounded (``BUFFERED`` frames): a client that
-    does not read stops the pulling, as a direct relay would."""
+    that arrives alone still goes out at once; frames ready when the response starts leave with its head.
+    The buffer is bounded (``BUFFERED`` frames): a client that does not read stops the pulling, as a direct
+    relay would. A :class:`LastFrame` ends the response as soon as it is sent; the source's own cleanup
+    then runs to its end (its errors logged), the client no longer waiting for it."""
 
     media_type = "text/event-stream"
     BUFFERED = 64
@@ -83,18 +93,22 @@ class EventStream(Response):
         self.init_headers(headers)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         buffer: list[bytes] = []
         ready, room = asyncio.Event(), asyncio.Event()
-        ended = failed = False
+        ended = failed = final = delivered = False
 
         async def pump() -> None:
-            nonlocal ended, failed
+            nonlocal ended, failed, final
             try:
                 async for chunk in self.source:
+                    if final:
+                        continue  # after the last frame: the source's cleanup, nothing more to send
                     buffer.append(chunk)
                     ready.set()
-                    if len(buffer) >= self.BUFFERED:
+                    if type(chunk) is LastFrame:
+                        final = True
+                        await asyncio.sleep(0)  # delivery sends it before the source's cleanup runs
+                    elif len(buffer) >= self.BUFFERED:
                         room.clear()
                         await room.wait()
             except BaseException:
@@ -108,6 +122,7 @@ class EventStream(Response):
                     await aclose()
 
         async def deliver() -> None:
+            nonlocal delivered
             while True:
                 if not buffer:
                     if ended:
@@ -116,27 +131,39 @@ class EventStream(Response):
                     await ready.wait()
                     continue
                 body = b"".join(buffer)
+                last = final or (ended and not failed)  # the end goes out with the last frames
                 buffer.clear()
                 room.set()
-                last = ended and not failed  # the end goes out with the last frames
                 await send({"type": "http.response.body", "body": body, "more_body": not last})
                 if last:
+                    delivered = True
                     return
             if not failed:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+        def stop(_: object) -> None:
+            if not delivered:  # the client left before the end: stop pulling
+                producer.cancel()
+
         producer = asyncio.ensure_future(pump())
         watch = asyncio.ensure_future(self._watch(receive))
-        # the client leaving stops the pulling; delivery (in this task) then ends as after a failure
-        watch.add_done_callback(lambda _: producer.cancel())
+        watch.add_done_callback(stop)
         try:
+            # the pump's first step runs before the head is written: frames that are ready at once (the first
+            # chunk is already here) leave in the same write as the head; a source that has to wait first
+            # gets its head sent now
+            await asyncio.sleep(0)
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             await deliver()
         finally:
-            producer.cancel()
+            if not delivered:
+                producer.cancel()
             watch.cancel()
             await asyncio.gather(producer, watch, return_exceptions=True)
         if not producer.cancelled() and producer.exception() is not None:
-            raise producer.exception()  # type: ignore[misc]
+            if not delivered:
+                raise producer.exception()  # type: ignore[misc]
+            log.error("a stream's cleanup after its last frame failed", exc_info=producer.exception())
         if self.background is not None:
             await self.background()
 

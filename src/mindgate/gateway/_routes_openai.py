@@ -24,7 +24,7 @@ from mindgate.context._tokens import DEFAULT_ESTIMATOR
 from mindgate.errors import InvalidRequestError, ModelNotServedError
 from mindgate.gateway._observability import annotate, request_id
 from mindgate.gateway._on_behalf import memory_writes
-from mindgate.gateway._responses import EventStream, JSONBytes
+from mindgate.gateway._responses import EventStream, JSONBytes, LastFrame
 from mindgate.gateway._schemas import ChatCompletionRequest, EmbeddingRequest
 from mindgate.gateway._scoping import header_map, requested_scope
 from mindgate.gateway._state import gateway_of
@@ -139,7 +139,8 @@ def _frame(chunk: ChatChunk) -> bytes:
 
 
 async def _relay(stream: ChatStream, rid: str | None, *, include_usage: bool) -> AsyncIterator[bytes]:
-    """The chunks as SSE frames and ``[DONE]``; a failure mid-way ends the stream with an error event.
+    """The chunks as SSE frames and ``[DONE]`` (the :class:`LastFrame`: closing the upstream and counting usage
+    run after the client has it); a failure mid-way ends the stream with an error event.
     With ``include_usage``, a usage chunk (OpenAI's: empty ``choices``) ends the answer when the upstream
     sent none: its counts are the upstream's when it reported them, else estimated."""
     try:
@@ -147,11 +148,11 @@ async def _relay(stream: ChatStream, rid: str | None, *, include_usage: bool) ->
             yield _frame(chunk)
         if include_usage and not stream.upstream_usage:
             await stream.aclose()
-            yield b"data: " + json_bytes(_usage_chunk(stream)) + b"\n\n" + SSE_DONE
+            yield LastFrame(b"data: " + json_bytes(_usage_chunk(stream)) + b"\n\n" + SSE_DONE)
         else:
-            yield SSE_DONE
+            yield LastFrame(SSE_DONE)
     except Exception as exc:
-        yield failed_stream_end(exc, rid, "stream")
+        yield LastFrame(failed_stream_end(exc, rid, "stream"))
     finally:
         await stream.aclose()
 

@@ -39,7 +39,7 @@ from mindgate.gateway._openai_responses import (
     text_format,
 )
 from mindgate.gateway._openai_responses_stream import ResponseEvents
-from mindgate.gateway._responses import EventStream, JSONBytes
+from mindgate.gateway._responses import EventStream, JSONBytes, LastFrame
 from mindgate.gateway._responses_native import NativeTurn, configured, conversation, pass_through, upstream_body
 from mindgate.gateway._schemas_responses import ResponsesRequest
 from mindgate.gateway._scoping import header_map, requested_scope
@@ -238,7 +238,7 @@ async def _events(gateway: Gateway, turn: _Turn, stream: ChatStream, rid: str | 
         final = turn.response(model, "completed", events.output, stream.usage, finish_reason=finish_reason)
         await turn.keep(gateway.responses, final)
         pending.append(events.event(f"response.{final['status']}", response=final))
-        yield b"".join(pending)
+        yield LastFrame(b"".join(pending))
     except Exception as exc:
         if isinstance(exc, MindgateError):
             log.warning("response stream of request %s failed mid-way: %s", rid, exc)
@@ -249,7 +249,7 @@ async def _events(gateway: Gateway, turn: _Turn, stream: ChatStream, rid: str | 
         failed = turn.response(model, "failed", events.output, None,
                                error={"code": "server_error", "message": message})
         pending.append(events.event("response.failed", response=failed))
-        yield b"".join(pending)
+        yield LastFrame(b"".join(pending))
     finally:
         await stream.aclose()
 

@@ -55,6 +55,12 @@ def tool_stage_options(gateway: Gateway, principal: Principal | None, options: M
     model call of the loop goes through :func:`~mindgate.gateway._on_behalf.on_behalf` (checked against the
     key's token bucket and charged as it happens)."""
     config = gateway.config
+    if (options is None or (not options.mcp_servers and options.memory_mode is None)) \
+            and MCP_HEADER not in headers and MEMORY_MODE_HEADER not in headers \
+            and (scope is None or config.memory.mode != "tool"):
+        chain = config.routing.chains.get(model)
+        if chain is None or not chain.mcp_servers:
+            return {}  # the common case, nothing asked for: what the full path below gives, for less
     requested = [*(options.mcp_servers or [] if options is not None else []), *_header_names(headers)]
     unknown = sorted({n for n in requested if n not in config.mcp_servers})
     if unknown:
