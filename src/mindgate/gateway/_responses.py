@@ -78,10 +78,10 @@ class EventStream(Response):
     Frames that are ready together go out in one write: one task pulls ``source`` into a buffer, another
     sends what the buffer holds whenever it gets to run, so frames the upstream sent in one read (a fast
     upstream, or a burst) cost one write and one wake-up of the client instead of one each, while a frame
-    that arrives alone still goes out at once; frames ready when the response starts leave with its head.
-    The buffer is bounded (``BUFFERED`` frames): a client that does not read stops the pulling, as a direct
-    relay would. A :class:`LastFrame` ends the response as soon as it is sent; the source's own cleanup
-    then runs to its end (its errors logged), the client no longer waiting for it."""
+    that arrives alone still goes out at once. The buffer is bounded (``BUFFERED`` frames): a client that
+    does not read stops the pulling, as a direct relay would. A :class:`LastFrame` ends the response as soon
+    as it is sent; the source's own cleanup then runs to its end (its errors logged), the client no longer
+    waiting for it."""
 
     media_type = "text/event-stream"
     BUFFERED = 64
@@ -93,6 +93,7 @@ class EventStream(Response):
         self.init_headers(headers)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         buffer: list[bytes] = []
         ready, room = asyncio.Event(), asyncio.Event()
         ended = failed = final = delivered = False
@@ -149,11 +150,6 @@ class EventStream(Response):
         watch = asyncio.ensure_future(self._watch(receive))
         watch.add_done_callback(stop)
         try:
-            # the pump's first step runs before the head is written: frames that are ready at once (the first
-            # chunk is already here) leave in the same write as the head; a source that has to wait first
-            # gets its head sent now
-            await asyncio.sleep(0)
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             await deliver()
         finally:
             if not delivered:

@@ -343,20 +343,41 @@ class Client:
                        read_timeout: float | None) -> AsyncIterator[Response]:
         """Send the request and hold its response open (its head read); leaving the block gives the connection
         back to the pool when the body was read to its end, else closes it."""
-        head = self._head(method, target, headers)
         pool = self.pool()
         connection = await pool.acquire()
         reusable = False
         try:
-            response = connection.response = Response(connection, read_timeout)
-            if body is None:
-                message = head + (b"Content-Length: 0\r\n\r\n" if method in ("POST", "PUT", "PATCH") else b"\r\n")
-            else:
-                message = b"%bContent-Length: %d\r\n\r\n%b" % (head, len(body), body)
-            assert connection.transport is not None
-            connection.transport.write(message)
+            response = self._send(connection, method, target, body, headers, read_timeout)
             await response._start()
             yield response
             reusable = response.complete and response.error is None and response.keep_alive
         finally:
             pool.release(connection, reusable=reusable)
+
+    async def fetch(self, method: str, target: str, body: bytes | None, headers: Mapping[str, str] | None,
+                    read_timeout: float | None) -> tuple[Response, bytes]:
+        """:meth:`exchange` with the whole body read: the response and its body (one coroutine, no context
+        manager, for the calls that read the whole answer)."""
+        pool = self.pool()
+        connection = await pool.acquire()
+        reusable = False
+        try:
+            response = self._send(connection, method, target, body, headers, read_timeout)
+            data = await response.read()
+            reusable = response.complete and response.error is None and response.keep_alive
+            return response, data
+        finally:
+            pool.release(connection, reusable=reusable)
+
+    def _send(self, connection: Connection, method: str, target: str, body: bytes | None,
+              headers: Mapping[str, str] | None, read_timeout: float | None) -> Response:
+        """Write the request on ``connection``; the response it will read."""
+        head = self._head(method, target, headers)
+        response = connection.response = Response(connection, read_timeout)
+        if body is None:
+            message = head + (b"Content-Length: 0\r\n\r\n" if method in ("POST", "PUT", "PATCH") else b"\r\n")
+        else:
+            message = b"%bContent-Length: %d\r\n\r\n%b" % (head, len(body), body)
+        assert connection.transport is not None
+        connection.transport.write(message)
+        return response

@@ -239,9 +239,9 @@ class Upstream:
         """Send ``body`` (JSON-encoded unless it is bytes already) and read the whole answer."""
         if (lean := self._lean_for(path)) is not None:
             target, data, sent = self._lean_args(path, body, headers)
-            async with lean.exchange(method, target, data, sent,
-                                           self.timeout.sock_read if timeout is None else timeout) as answer:
-                return Answer(answer.status, LazyHeaders(answer), await answer.read())
+            answer, whole = await lean.fetch(method, target, data, sent,
+                                             self.timeout.sock_read if timeout is None else timeout)
+            return Answer(answer.status, LazyHeaders(answer), whole)
         async with self._session().request(method, self.url(path),
                                            **self._send_args(body, headers, timeout)) as response:
             data = await response.read()
