@@ -124,3 +124,10 @@ def test_reset_here_or_elsewhere_leaves_nothing_cached_to_find(stores: tuple[SQL
         assert _search(here, B, query, "fruit") == _search(other, B, query, "fruit") != ([], [])
     other.reset()  # another connection's reset: this store's cached copy and counts of B are stale
     assert _search(here, B, query, "fruit") == ([], [])
+    other.apply(_adds([f"third {i} fruit" for i in range(N)], rng.standard_normal((N, 16)).astype(np.float32), B))
+    for _ in range(2):
+        _search(here, B, query, "fruit")
+    other.apply(_adds(["the nearest fruit kiwi"], query[None, :], B))  # versions still move after a reset
+    found = _search(here, B, query, "kiwi")
+    assert found == _search(other, B, query, "kiwi") and found[0][0] == "the nearest fruit kiwi"
+    assert found[1] == ["the nearest fruit kiwi"]

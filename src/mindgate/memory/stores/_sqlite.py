@@ -60,7 +60,7 @@ from mindgate.memory.stores._base import (
     reindexed_since_open,
     utcnow,
 )
-from mindgate.memory.stores._sqlite_cache import Counts, Freshness, partition_state
+from mindgate.memory.stores._sqlite_cache import Counts, Freshness, all_versions_moved, partition_state
 from mindgate.memory.stores._sqlite_conn import Connections, validate_path
 from mindgate.memory.stores._sqlite_import import import_history, import_record
 from mindgate.memory.stores._sqlite_responses import SQLiteResponses
@@ -317,10 +317,10 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         with self._db.write() as conn:
             for gen, in _all(conn, "SELECT gen FROM vector_spaces"):
                 conn.execute(f"DROP TABLE IF EXISTS memories_vec_{int(gen)}")
-            conn.execute("DELETE FROM vector_spaces; DELETE FROM memories; DELETE FROM history; "
-                         "DELETE FROM context_summaries; "
-                         "INSERT INTO memories_fts (memories_fts) VALUES ('delete-all'); "
-                         "UPDATE partitions SET version = version + 1")  # other processes' caches too
+            with all_versions_moved(conn):
+                conn.execute("DELETE FROM vector_spaces; DELETE FROM memories; DELETE FROM history; "
+                             "DELETE FROM context_summaries; "
+                             "INSERT INTO memories_fts (memories_fts) VALUES ('delete-all')")
         self._fresh.advance()
         self._vectors.clear()
 

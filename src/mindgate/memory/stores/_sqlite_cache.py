@@ -22,8 +22,9 @@ per query word), and while the partition does not change they do not either.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import apsw
@@ -33,6 +34,22 @@ def partition_state(conn: apsw.Connection, partition: str) -> tuple[int, int] | 
     """The partition's ``(slot, version)`` as ``conn``'s transaction sees them; None when it has none."""
     row: Any = conn.execute("SELECT slot, version FROM partitions WHERE partition = ?", (partition,)).fetchone()
     return None if row is None else (int(row[0]), int(row[1]))
+
+
+@contextlib.contextmanager
+def all_versions_moved(conn: apsw.Connection) -> Iterator[None]:
+    """For a bulk change of memories inside the caller's write transaction: the version triggers are set
+    aside during the block (they would update a partitions row per memories row: ``reset()`` of 20,000
+    memories took 13x longer) and every partition's version moves on once instead. An error rolls the
+    whole transaction back, the dropped triggers included."""
+    triggers: Any = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                                 "AND tbl_name = 'memories'").fetchall()
+    for name, _ in triggers:
+        conn.execute(f'DROP TRIGGER "{name}"')
+    yield
+    conn.execute("UPDATE partitions SET version = version + 1")
+    for _, sql in triggers:
+        conn.execute(sql)
 
 
 class Freshness:
