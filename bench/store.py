@@ -19,6 +19,12 @@ For each size (the store grows from one size to the next) it prints:
   searches with no write in between: the SQLite store then searches each scope's vectors from its
   in-memory copy (``vector_store.config.vector_cache_mb``; the budget and what it holds are printed;
   ``--vector-cache-mb`` sets it, 0 turns it off);
+* ``--writes-between N``: before each timed search (untimed), N single-memory adds to random *other*
+  scopes, as a gateway where other users' chat turns store memories between this user's searches: the
+  steady-state columns then show what the store's caches keep across writes to other scopes (the SQLite
+  store's are per scope: a write to one scope leaves the others' copies and counts valid). The writes
+  go to the searched scopes (so a scope searched later may have been written since its warm-up), or with
+  ``--write-scopes K`` to K scopes that are not searched (some users write, the others search);
 * add throughput with the embedding step included (the real MiniLM embedder): embed a batch, then
   ``apply()`` it, versus raw embedding of the same texts; the ratio is the target figure.
 
@@ -26,7 +32,8 @@ Targets on 2 cores: in-scope search p50 <= 2 ms at 1M stored (embedding excluded
 embedding >= 90% of raw embedding throughput.
 
 Usage: python bench/store.py [--sizes 10000,100000,1000000] [--store sqlite|pgvector] [--scopes 1000]
-       [--no-embedder] [--dir PATH] [--keep] [--existing] [--vector-cache-mb N]
+       [--no-embedder] [--dir PATH] [--keep] [--existing] [--vector-cache-mb N] [--writes-between N]
+       [--write-scopes K]
 A store is made by a small factory keyed by name (``STORES``); add one there to bench another backend.
 """
 
@@ -39,6 +46,7 @@ import shutil
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -189,7 +197,27 @@ def vector_cache(store: MemoryStore) -> dict[str, float] | None:
     return cache() if callable(cache) else None
 
 
-def search_latency(store: MemoryStore, scopes: int, queries: int, rng: np.random.Generator) -> dict[str, Any]:
+class OtherWrites:
+    """Single-memory adds to random scopes other than the one about to be searched (``--writes-between``)."""
+
+    def __init__(self, store: MemoryStore, scopes: int, per_search: int, first_id: int, writers: int = 0) -> None:
+        self.store, self.scopes, self.per_search, self.next_id = store, scopes, per_search, first_id
+        self.writers = writers  # 0: write to the searched scopes; else to this many scopes never searched
+
+    def before(self, scope: Scope, rng: np.random.Generator) -> None:
+        for _ in range(self.per_search):
+            other = scope
+            while other == scope and self.scopes > 1:
+                other = (Scope(user_id=f"writer-{int(rng.integers(0, self.writers)):05d}") if self.writers
+                         else scope_of(int(rng.integers(0, self.scopes)), self.scopes))
+            memory = text(self.next_id, rng)
+            record = MemoryRecord(id=f"w-{uuid.uuid4()}", memory=memory, hash=content_hash(memory), scope=other)
+            self.store.apply([AddChange(record, unit_vectors(rng, 1)[0])])
+            self.next_id += 1
+
+
+def search_latency(store: MemoryStore, scopes: int, queries: int, rng: np.random.Generator,
+                   writes: OtherWrites | None = None) -> dict[str, Any]:
     flt = parse_filters({"n": {"gte": 5}})
     hybrid = searcher(store)
     kinds: dict[str, Callable[[Scope, np.ndarray, str], object]] = {
@@ -208,6 +236,8 @@ def search_latency(store: MemoryStore, scopes: int, queries: int, rng: np.random
             scope = scope_of(int(rng.integers(0, scopes)), scopes)
             vec = unit_vectors(rng, 1)[0]
             query = query_text(rng)
+            if writes is not None:
+                writes.before(scope, rng)
             t0, c0 = time.perf_counter(), time.process_time()
             fn(scope, vec, query)
             if i >= 20:  # the first queries warm caches
@@ -295,6 +325,11 @@ def main() -> None:
                         "with --keep at the (single) size given: measure it without adding")
     parser.add_argument("--vector-cache-mb", type=int, default=None, help="sqlite: the vector_cache_mb setting "
                         "(default: the store's default, 1/8 of RAM within 256 MiB..4 GiB)")
+    parser.add_argument("--writes-between", type=int, default=0, metavar="N", help="before each timed search, N "
+                        "single-memory adds to random other scopes (untimed; they stay in the store)")
+    parser.add_argument("--write-scopes", type=int, default=0, metavar="K", help="with --writes-between: write "
+                        "to K scopes that are not searched (default: to the searched scopes, other than the one "
+                        "searched next)")
     args = parser.parse_args()
     if args.vector_cache_mb is not None:
         os.environ["MINDGATE_BENCH_VECTOR_CACHE_MB"] = str(args.vector_cache_mb)
@@ -316,8 +351,11 @@ def main() -> None:
                                    "add_per_s": round((size - stored) / seconds, 1) if seconds else None}
             stored = size
             warm = cold_and_warm(store, args.scopes, min(args.queries, args.scopes), rng)
+            writes = (OtherWrites(store, args.scopes, args.writes_between, 2 * extra, args.write_scopes)
+                      if args.writes_between else None)
             row["search"] = {"hybrid-first": warm.pop("hybrid-first"),
-                             **search_latency(store, args.scopes, args.queries, rng)}
+                             **search_latency(store, args.scopes, args.queries, rng, writes)}
+            row["writes_between"], row["write_scopes"] = args.writes_between, args.write_scopes
             row["warm_up_s"] = warm["warm_up_s"]
             row["vector_cache_mb"] = vector_cache(store)
             row["load_avg_1m"] = round(os.getloadavg()[0], 2)
@@ -358,8 +396,11 @@ def print_row(row: dict[str, Any], header: bool) -> None:
           f"{row['disk_mb']!s:>8} {row['load_avg_1m']:>5}   CPU ms per search: {cpu}", flush=True)
     cache = row.get("vector_cache_mb")
     held = f"; vector cache: budget {cache['budget']:.0f} MiB, {cache['held']:.0f} MiB held" if cache else ""
+    writers = f"{row['write_scopes']} unsearched" if row.get("write_scopes") else "other searched"
+    between = (f"; {row['writes_between']} single-memory add(s) to {writers} scopes before each timed search"
+               if row.get("writes_between") else "")
     print(f"{'':>9} hyb-first: each scope's first search; the other searches follow a {row['warm_up_s']} s warm-up "
-          f"(every scope searched twice: the steady state){held}", flush=True)
+          f"(every scope searched twice: the steady state){held}{between}", flush=True)
 
 
 if __name__ == "__main__":

@@ -137,6 +137,35 @@ def test_a_store_from_a_newer_mindgate_is_refused(tmp_path: Path) -> None:
     assert "upgrade mindgate" in str(err.value)
 
 
+def test_a_store_of_schema_4_gets_partition_versions(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    store = SQLiteStore(path)
+    store.open(IDENT)
+    store.apply([add("kept"), add("gone")])
+    store.close()
+    conn = raw(path)  # back to schema 4, as a store written by the previous mindgate is
+    conn.execute("DROP TRIGGER memories_added_version; DROP TRIGGER memories_changed_version; "
+                 "DROP TRIGGER memories_removed_version; ALTER TABLE partitions DROP COLUMN version; "
+                 "PRAGMA user_version = 4")
+    v4 = raw(tmp_path / "v4.db")
+    migrate(v4, tmp_path / "v4.db", 1000, available=migrations()[:4])
+    schema = ("SELECT type, name FROM sqlite_master WHERE name NOT LIKE '%memories_vec%' "
+              "AND name != 'sqlite_sequence' ORDER BY name")
+    assert conn.execute(schema).fetchall() == v4.execute(schema).fetchall()
+    v4.close()
+    conn.close()
+    again = SQLiteStore(path)
+    again.open(IDENT)
+    try:
+        assert raw(path).execute("SELECT partition, version FROM partitions").fetchall() == [(U.partition, 0)]
+        again.apply([DeleteChange("gone", U)])
+        assert raw(path).execute("SELECT version FROM partitions").fetchall() == [(1,)]
+        assert raw(path).execute("PRAGMA user_version").fetchall() == [(migrations()[-1][0],)]
+        assert [r.memory for r, _ in again.text_search(U, "kept gone", 5)] == ["kept"]
+    finally:
+        again.close()
+
+
 # -- misuse ----------------------------------------------------------------------------------------
 
 

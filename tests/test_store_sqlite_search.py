@@ -75,7 +75,7 @@ def test_threads_searching_one_partition_at_once_share_one_copy(big: SQLiteStore
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda q: [(r.id, s) for r, s in big.vector_search(ALICE, q, 10)], queries))
     assert got == want
-    [copy] = big._vectors._entries.values()
+    [(_, copy)] = big._vectors._entries.values()
     assert big._vectors.bytes_used == copy.nbytes  # counted once, however many threads loaded it
 
 
@@ -97,7 +97,7 @@ def test_only_partitions_of_min_vectors_or_more_are_copied_within_the_budget(tmp
                 assert len(store.vector_search(scope, query, 5)) == 5
         cache = store._vectors
         assert cache.bytes_used <= 2**20
-        copied = [key[1] for key, entry in cache._entries.items() if entry is not _sqlite_vectors.SMALL]
+        copied = [key for key, (_, entry) in cache._entries.items() if entry is not _sqlite_vectors.SMALL]
         assert copied == [scopes[0].partition, scopes[1].partition]  # the third did not fit: vec0 searched it
         assert cache._full
         for scope in scopes:  # copies of this size are read into populated mappings (_zeros): same answers

@@ -15,9 +15,10 @@ docstring. Choices specific to this store:
   matching rows are found even when the filter is very selective (over-fetch + post-filter would not).
   Cost is linear in the partition's size, like the unfiltered KNN (vec0 is brute force).
 * **Unfiltered vector search** of a partition of 256 vectors or more, searched at least twice since the
-  last write, runs in numpy over an in-memory copy of its vectors (``_sqlite_vectors``, bounded by
-  ``vector_cache_mb``, dropped at any write) with vec0's exact scores: ~7x faster than vec0 at 1,000
-  vectors, ~50x at 5,000; other searches use vec0.
+  last write to it, runs in numpy over an in-memory copy of its vectors (``_sqlite_vectors``, bounded
+  by ``vector_cache_mb``, valid for one version of the partition: a write to another partition, by any
+  process, keeps it) with vec0's exact scores: ~7x faster than vec0 at 1,000 vectors, ~50x at 5,000;
+  other searches use vec0.
 * **Full-text search** ORs the query's words, each a quoted FTS5 string (user text is never FTS5
   syntax), inside the partition, ranked by ``bm25()``; the score is ``-bm25`` (higher is better).
 * **Dedupe of an UPDATE.** An UPDATE whose new text duplicates another live record in the same exact
@@ -32,7 +33,6 @@ import builtins
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,6 @@ from mindgate.memory.stores._base import (
     Candidate,
     Change,
     ChangeResult,
-    ContextSummary,
     DeleteChange,
     HistoryRecord,
     MemoryRecord,
@@ -61,7 +60,7 @@ from mindgate.memory.stores._base import (
     reindexed_since_open,
     utcnow,
 )
-from mindgate.memory.stores._sqlite_cache import Counts, Freshness
+from mindgate.memory.stores._sqlite_cache import Counts, Freshness, all_versions_moved, partition_state
 from mindgate.memory.stores._sqlite_conn import Connections, validate_path
 from mindgate.memory.stores._sqlite_import import import_history, import_record
 from mindgate.memory.stores._sqlite_responses import SQLiteResponses
@@ -84,6 +83,7 @@ from mindgate.memory.stores._sqlite_sql import (
     to_record,
     where_sql,
 )
+from mindgate.memory.stores._sqlite_summaries import SQLiteSummaries
 from mindgate.memory.stores._sqlite_text import content_words, prune, query_tokens
 from mindgate.memory.stores._sqlite_text import ranked as bm25_ranked
 from mindgate.memory.stores._sqlite_vectors import PartitionVectors, cache_bytes
@@ -106,7 +106,7 @@ class _Txn:
     new_slots: dict[str, int] = field(default_factory=dict)
 
 
-class SQLiteStore(SQLiteResponses, MemoryStore):
+class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
     """A memory store in one SQLite file at ``path`` (its directory is created when missing).
 
     ``busy_timeout_ms`` is how long a write waits for another writer's lock before failing with a
@@ -176,7 +176,14 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             txn = _Txn(conn, iso(utcnow()), active, find_space(conn, "staging"))
             results = [self._apply_one(txn, change, blob) for change, blob in prepared]
         self._slots.update(txn.new_slots)  # committed now; a rolled-back slot must never be cached
+        self._written({(c.record.scope if isinstance(c, AddChange) else c.scope).partition for c, _ in prepared})
         return results
+
+    def _written(self, partitions: set[str]) -> None:
+        """Drop what is cached of partitions this store just wrote (their versions moved on in the file, so
+        it is stale anyway; dropping it now releases the memory)."""
+        self._vectors.drop(partitions)
+        self._counts.drop(partitions)
 
     def _prepare(self, change: Change) -> tuple[Change, bytes | None]:
         if isinstance(change, AddChange):
@@ -303,34 +310,19 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             conn.executemany("DELETE FROM memories_fts WHERE rowid = ?", [(r[0],) for r in rows])
             conn.executemany("UPDATE memories SET deleted_at = ? WHERE rowid = ?", [(now, r[0]) for r in rows])
             conn.executemany(_HISTORY_INSERT, [(new_id(), r[1], "DELETE", r[2], None, now, actor) for r in rows])
+        self._written({scope.partition})
         return len(rows)
 
     def reset(self) -> None:
         with self._db.write() as conn:
             for gen, in _all(conn, "SELECT gen FROM vector_spaces"):
                 conn.execute(f"DROP TABLE IF EXISTS memories_vec_{int(gen)}")
-            conn.execute("DELETE FROM vector_spaces; DELETE FROM memories; DELETE FROM history; "
-                         "DELETE FROM context_summaries; "
-                         "INSERT INTO memories_fts (memories_fts) VALUES ('delete-all')")
-
-    # -- the context-summary cache ---------------------------------------------------------------
-
-    def context_summaries(self, partition: str, conversation: str, kind: str, *,
-                          limit: int = 8) -> builtins.list[ContextSummary]:
-        check_count("limit", limit)
-        with self._db.read() as conn:
-            rows = _all(conn, "SELECT covered, prefix, kind, text, created_at FROM context_summaries WHERE "
-                              "partition = ? AND conversation = ? AND kind = ? ORDER BY covered DESC LIMIT ?",
-                        (partition, conversation, kind, limit))
-        return [ContextSummary(partition, conversation, int(r[0]), r[1], r[2], r[3], datetime.fromisoformat(r[4]))
-                for r in rows]
-
-    def put_context_summary(self, entry: ContextSummary) -> None:
-        with self._db.write() as conn:
-            conn.execute("INSERT OR REPLACE INTO context_summaries (partition, conversation, prefix, kind, covered, "
-                         "text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (entry.partition, entry.conversation, entry.prefix, entry.kind, entry.covered, entry.text,
-                          iso(entry.created_at)))
+            with all_versions_moved(conn):
+                conn.execute("DELETE FROM vector_spaces; DELETE FROM memories; DELETE FROM history; "
+                             "DELETE FROM context_summaries; "
+                             "INSERT INTO memories_fts (memories_fts) VALUES ('delete-all')")
+        self._fresh.advance()
+        self._vectors.clear()
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -405,9 +397,12 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                 raise self._mismatch(active.identity, self._identity, since_open=True)
             blob = _vector_blob(vector, active.identity.dims, what="query vector")
             if flt is None and len(scope.as_dict()) == 1:
+                state = partition_state(conn, scope.partition)
+                if state is None:
+                    return []  # nothing was ever stored in the partition
                 found = self._vectors.search(conn, active.table, active.identity.dims, scope.partition,
-                                             np.frombuffer(blob, dtype=np.float32), min(k, MAX_K),
-                                             self._fresh.generation(conn, self._db.writes))
+                                             np.frombuffer(blob, dtype=np.float32), min(k, MAX_K), state[1],
+                                             self._fresh.epoch(conn))
                 if found is not None:
                     known = by_rowids(conn, read, [rowid for rowid, _ in found])
                     return [(known[rowid], similarity(d)) for rowid, d in found if rowid in known]
@@ -438,10 +433,11 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
             return []
         with self._db.read() as conn:
             tokens = query_tokens(conn, query)
-            slot = self._slot(conn, scope.partition)
-            if not tokens or slot is None:
+            state = partition_state(conn, scope.partition) if tokens else None
+            if state is None:
                 return []
-            counts = self._counts.at(self._fresh.generation(conn, self._db.writes))
+            slot, version = state
+            counts = self._counts.at(scope.partition, version, self._fresh.epoch(conn))
             tokens = prune(conn, content_words(tokens), *slot_range(slot), cache=counts)
             if not tokens:
                 return []
@@ -519,6 +515,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                 import_record(conn, item, now=txn.now, tables=tables, active_table=active.table,
                               active_gen=active.gen, slot_of=lambda partition: self._write_slot(txn, partition))
         self._slots.update(txn.new_slots)
+        self._written({rec.scope.partition for rec, _, _ in prepared})
 
     def import_history(self, items: Sequence[HistoryRecord]) -> None:
         with self._db.write() as conn:
@@ -548,6 +545,7 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
     def write_vectors(self, identity: EmbedderIdentity, items: Sequence[tuple[str, Vector]]) -> None:
         check_identity(identity, MAX_DIMS)
         blobs = [(memory_id, _vector_blob(vec, identity.dims)) for memory_id, vec in items]
+        written: set[str] = set()
         with self._db.write() as conn:
             active, staging = find_space(conn, "active"), find_space(conn, "staging")
             target = next((s for s in (active, staging) if s is not None and s.identity == identity), None)
@@ -563,10 +561,12 @@ class SQLiteStore(SQLiteResponses, MemoryStore):
                 conn.execute(f"INSERT INTO {target.table} (rowid, part, embedding) VALUES (?, ?, ?)",
                              (row[0], row[1], blob))
                 conn.execute("UPDATE memories SET vec_gen = ? WHERE rowid = ?", (target.gen, row[0]))
+                written.add(row[1])
             if target is staging and active is not None and _one(conn,
                     "SELECT 1 FROM memories WHERE deleted_at IS NULL AND vec_gen < ? LIMIT 1",
                     (staging.gen,)) is None:
                 self._swap(conn, active, staging)
+        self._written(written)
 
     def _swap(self, conn: apsw.Connection, active: Space, staging: Space) -> None:
         drop_space(conn, active)

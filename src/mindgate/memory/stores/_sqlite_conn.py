@@ -104,7 +104,6 @@ class Connections:
         self._lock = threading.Lock()
         self._closed = False
         self._migrated = False
-        self.writes = 0  # committed write transactions (caches of what the file holds compare it)
 
     def get(self) -> apsw.Connection:
         if self._closed:
@@ -172,8 +171,6 @@ class Connections:
         try:
             yield conn
             conn.execute("COMMIT")
-            if operation == "write":
-                self.writes += 1
         except BaseException as exc:
             if conn.in_transaction:
                 with contextlib.suppress(apsw.Error):

@@ -16,9 +16,9 @@
   statistics also fit the use: relevance among one user's memories. Average document length is the
   table's (constant enough and free to read).
 * The counts a search reads before it ranks (documents per word in the partition, capped; live
-  documents of the partition) are kept in a :class:`~._sqlite_cache.Counts` cache until the next
-  write: a repeated or similar query skips those index scans (at 10,000 memories a 64-word query's text
-  search went from ~3 ms to ~0.8 ms of CPU).
+  documents of the partition) are kept in a :class:`~._sqlite_cache.Counts` cache until the partition
+  changes (a write to another partition keeps them): a repeated or similar query skips those index
+  scans (at 10,000 memories a 64-word query's text search went from ~3 ms to ~0.8 ms of CPU).
 """
 
 from __future__ import annotations

@@ -4,12 +4,13 @@ sqlite-vec's ``vec0`` KNN is brute force over the partition's chunks read throug
 ~1 ms for 1,000 vectors of 384 dimensions, ~10-20 ms at a few thousand on a loaded 2-core machine. The
 same search over a float32 matrix in memory costs ~0.15 ms. :class:`PartitionVectors` keeps such matrices
 for partitions of at least ``min_vectors`` vectors (smaller ones are about as fast in sqlite-vec), within
-``max_bytes``. A partition is copied on its *second* search between two writes (the copy, read chunk by
+``max_bytes``. A partition is copied on its *second* search at one version of it (the copy, read chunk by
 chunk into memory mapped up front, costs about one vec0 KNN more): a partition searched once per write,
 as a chat turn that searches then stores does, costs what it did without the cache. Nothing is evicted:
-once a copy does not fit, partitions not copied yet are searched by vec0 until a write empties the cache.
-(With less budget than the partitions searched, least-recently-used eviction would reload a partition at
-most searches, each reload costing more than the vec0 search it replaces.)
+once a copy does not fit, partitions not copied yet are searched by vec0 until room is released (a copy
+dropped because its partition changed). (With less budget than the partitions searched,
+least-recently-used eviction would reload a partition at most searches, each reload costing more than
+the vec0 search it replaces.)
 
 Scores and order are sqlite-vec's, bit for bit: vec0's cosine distance is ``1 - dot / (sqrt(|a|²) *
 sqrt(|b|²))`` with the three sums taken in float32, one element after the other, and the quotient in
@@ -18,10 +19,12 @@ the k-th best (the two ways of summing differ by far less), and only those are s
 scores them; the k best by (distance, rowid) are the answer. Exact ties in distance (one vector stored
 twice) are ordered by rowid, which vec0 may order otherwise.
 
-Freshness: every cached matrix is dropped as soon as anything may have changed the file (the store's
-generation, :class:`~mindgate.memory.stores._sqlite_cache.Freshness`: a write transaction of this
-process, or a commit by another connection or process). A matrix built from a snapshot older than the
-last drop is not kept.
+Freshness (see :mod:`._sqlite_cache`): a copy is stamped with its partition's version and serves only
+searches that read that version; a search that reads another version drops it (releasing its bytes) and
+counts as a first search. This store's own writes drop their partitions' copies at once
+(:meth:`PartitionVectors.drop`); a copy of a partition another process wrote stays held until that
+partition is searched again. A new epoch (``reset()``, a new connection) or a new vector space (another
+table) empties the cache; a copy built from an older snapshot than the one cached is not kept.
 
 The copy is read from vec0's own tables (chunks of ``rowids`` / ``validity`` / ``vectors``), whose layout
 is sqlite-vec 0.1's; a table created by another version, a partition holding a zero vector, or any
@@ -93,18 +96,21 @@ class _Matrix:
 
 
 class PartitionVectors:
-    """A bounded LRU cache of partitions' vectors, used by the SQLite store's unfiltered vector search."""
+    """A bounded cache of partitions' vectors, used by the SQLite store's unfiltered vector search. ``loads``
+    counts the copies read from the file."""
 
     def __init__(self, *, max_bytes: int = 256 * 2**20, min_vectors: int = MIN_VECTORS, chunk_size: int = 64) -> None:
         self.max_bytes = max_bytes
         self.min_vectors = min_vectors
         self.chunk_size = chunk_size
-        self._entries: dict[tuple[str, str], _Matrix | object] = {}
+        self.loads = 0
+        self._entries: dict[str, tuple[int, _Matrix | object]] = {}  # partition -> (version, copy or SMALL)
         self._bytes = 0
-        self._full = False  # a copy did not fit: no more copies until a write empties the cache
+        self._full = False  # a copy did not fit: no more copies until room is released
         self._lock = threading.Lock()
-        self._generation = 0
-        self._seen: set[tuple[str, str]] = set()  # partitions searched once in this generation
+        self._epoch = 0
+        self._table = ""  # the vector space the entries come from
+        self._seen: dict[str, int] = {}  # partition -> the version it was searched at once
         self._layouts: dict[str, bool] = {}  # table -> written by the sqlite-vec version this reads
 
     @property
@@ -112,25 +118,37 @@ class PartitionVectors:
         return self._bytes
 
     def search(self, conn: apsw.Connection, table: str, dims: int, partition: str, query: np.ndarray,
-               k: int, generation: int) -> list[tuple[int, float]] | None:
+               k: int, version: int, epoch: int) -> list[tuple[int, float]] | None:
         """The ``k`` nearest ``(rowid, cosine distance)`` of the partition, nearest first; None when the
         partition is not cached here (the caller asks sqlite-vec). ``conn`` holds a read transaction;
-        ``generation`` is the store's generation as that transaction saw it."""
+        ``version`` is the partition's version and ``epoch`` the store's epoch as that transaction saw them."""
         if self.max_bytes <= 0:
             return None
-        if not self._fresh(generation):
-            return None  # this reader's snapshot is older than the cache's
-        key = (table, partition)
         with self._lock:
-            entry = self._entries.get(key)
+            if not self._current(table, epoch):
+                return None  # this reader's epoch is older than the cache's
+            held = self._entries.get(partition)
+            if held is not None and held[0] < version:
+                self._release(partition)  # the partition changed since it was copied
+            if held is not None and held[0] == version:
+                entry = held[1]
+            elif self._full or self._first_search(partition, version):
+                return None  # a partition searched once per version costs no more than before
+            else:
+                entry = None
         if entry is None:
-            if self._full or self._first_search(key):
-                return None  # a partition searched once between writes costs no more than before
             entry = self._load(conn, table, dims, partition)
-            self._keep(key, entry, generation)
+            self._keep(table, partition, entry, version, epoch)
         if not isinstance(entry, _Matrix):
             return None
         return _top(entry, query, k)
+
+    def drop(self, partitions: set[str]) -> None:
+        """Drop these partitions' copies (they were just written), releasing their bytes."""
+        with self._lock:
+            for partition in partitions:
+                self._release(partition)
+                self._seen.pop(partition, None)
 
     def clear(self) -> None:
         with self._lock:
@@ -142,31 +160,40 @@ class PartitionVectors:
         self._bytes = 0
         self._full = False
 
-    def _first_search(self, key: tuple[str, str]) -> bool:
-        with self._lock:
-            if key in self._seen:
-                return False
-            if len(self._seen) >= MAX_ENTRIES:
-                self._seen.clear()
-            self._seen.add(key)
-            return True
+    def _release(self, partition: str) -> None:
+        held = self._entries.pop(partition, None)
+        if held is not None and isinstance(held[1], _Matrix):
+            self._bytes -= held[1].nbytes
+            self._full = False
 
-    def _fresh(self, generation: int) -> bool:
-        with self._lock:
-            if generation > self._generation:
-                self._empty()
-                self._generation = generation
-            return generation == self._generation
+    def _first_search(self, partition: str, version: int) -> bool:
+        if self._seen.get(partition) == version:
+            return False
+        if len(self._seen) >= MAX_ENTRIES:
+            self._seen.clear()
+        self._seen[partition] = version
+        return True
 
-    def _keep(self, key: tuple[str, str], entry: _Matrix | object, generation: int) -> None:
+    def _current(self, table: str, epoch: int) -> bool:
+        # under the lock: a newer epoch or another vector space empties the cache
+        if epoch > self._epoch or (epoch == self._epoch and table != self._table):
+            self._empty()
+            self._epoch, self._table = epoch, table
+        return epoch == self._epoch
+
+    def _keep(self, table: str, partition: str, entry: _Matrix | object, version: int, epoch: int) -> None:
         size = entry.nbytes if isinstance(entry, _Matrix) else 0
         with self._lock:
-            if generation != self._generation or key in self._entries:
-                return  # built from a snapshot that changed since, or by another thread meanwhile
+            self.loads += 1
+            held = self._entries.get(partition)
+            if epoch != self._epoch or table != self._table or (held is not None and held[0] >= version):
+                return  # built from a snapshot older than the cache's, or by another thread meanwhile
             if self._bytes + size > self.max_bytes or len(self._entries) >= MAX_ENTRIES:
                 self._full = True  # no eviction (see the module docstring)
                 return
-            self._entries[key] = entry
+            if held is not None:
+                self._release(partition)
+            self._entries[partition] = (version, entry)
             self._bytes += size
 
     def _load(self, conn: apsw.Connection, table: str, dims: int, partition: str) -> _Matrix | object:
