@@ -26,7 +26,7 @@ from mindgate.gateway._observability import annotate, request_id
 from mindgate.gateway._on_behalf import memory_writes
 from mindgate.gateway._responses import EventStream, JSONBytes, LastFrame
 from mindgate.gateway._schemas import ChatCompletionRequest, EmbeddingRequest
-from mindgate.gateway._scoping import header_map, requested_scope
+from mindgate.gateway._scoping import mindgate_headers, requested_scope
 from mindgate.gateway._state import gateway_of
 from mindgate.gateway._tool_options import tool_stage_options
 from mindgate.gateway._wire import SSE_DONE, SSE_HEADERS, charger, check_unicode, failed_stream_end, json_bytes
@@ -75,7 +75,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     if principal is not None:
         principal.check_model(body.model)
     pipeline = gateway.pipeline
-    sent = header_map(request.scope)
+    sent = mindgate_headers(request.scope)
     scope = pipeline.scope(requested_scope(sent, body.user, body.memory), principal)
     gateway.admit(principal, uses_tokens=True)
     messages = body.message_dicts()

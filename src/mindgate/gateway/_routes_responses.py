@@ -42,7 +42,7 @@ from mindgate.gateway._openai_responses_stream import ResponseEvents
 from mindgate.gateway._responses import EventStream, JSONBytes, LastFrame
 from mindgate.gateway._responses_native import NativeTurn, configured, conversation, pass_through, upstream_body
 from mindgate.gateway._schemas_responses import ResponsesRequest
-from mindgate.gateway._scoping import header_map, requested_scope
+from mindgate.gateway._scoping import mindgate_headers, requested_scope
 from mindgate.gateway._state import Gateway, gateway_of
 from mindgate.gateway._tool_options import tool_stage_options
 from mindgate.gateway._wire import SSE_HEADERS, charger, check_unicode
@@ -133,7 +133,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> Response:
         principal.check_model(body.model)
     if body.model_extra:
         log.debug("/v1/responses: ignoring unknown field(s) %s", ", ".join(sorted(body.model_extra)))
-    sent = header_map(request.scope)
+    sent = mindgate_headers(request.scope)
     requested = requested_scope(sent, body.user, body.memory)
     owner = acting_user(requested, principal)
     scope = gateway.pipeline.scope(requested, principal)

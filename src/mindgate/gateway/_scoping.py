@@ -17,10 +17,12 @@ _OFF = {"off", "false", "0", "no", "disabled"}
 _NAMES = (USER_HEADER, AGENT_HEADER, RUN_HEADER)
 
 
-def header_map(scope: Mapping[str, Any]) -> dict[str, str]:
-    """An ASGI request's headers as a plain dict by (lower-case) name, the first of a repeated header winning
-    as in Starlette's ``Headers.get``: a route that reads several headers scans them once."""
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])}
+def mindgate_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """An ASGI request's ``X-Mindgate-*`` headers (the only ones the chat and responses routes read) as a
+    plain dict by (lower-case) name, the first of a repeated header winning as in Starlette's
+    ``Headers.get``: a route that reads several scans the headers once and decodes only these."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])
+            if name.startswith(b"x-mindgate-")}
 
 
 def requested_scope(headers: Mapping[str, str], body_user: str | None, body_memory: bool | None) -> RequestedScope:
