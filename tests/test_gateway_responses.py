@@ -16,8 +16,10 @@ from fakes.scripted import CUT, ScriptedUpstream, ToolCall
 from fixtures_gateway import GatewayServer, RecordingProxy, llama_chat
 from mindgate.config import MindgateConfig
 from mindgate.gateway._app import create_app
+from mindgate.gateway._openai_responses_stream import ResponseEvents
 from mindgate.memory._memory import AsyncMemory
 from mindgate.pipeline import INJECT_HEADER
+from mindgate.providers._base import ChatChunk
 from mindgate.providers.openai_compat import OpenAICompatChatModel, OpenAICompatClient
 
 Serve = Callable[[Any], GatewayServer]
@@ -212,3 +214,22 @@ def test_what_cannot_be_served_is_a_clear_400(scripted_gateway: GatewayServer, e
         response = http.post("/v1/responses", json=body)
     assert response.status_code == 400, response.text
     assert words in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("delta", ["Hello", ' wörld "quoted" \\ \n\t\x01\u2028', "😀 emoji", "</script>"])
+def test_streamed_text_delta_is_the_generic_event_byte_for_byte(delta: str) -> None:
+    """The per-chunk fast path of ``response.output_text.delta`` writes exactly what the generic event
+    writer writes (same fields, order, escaping and sequence numbers), first and with its cached head."""
+    events = ResponseEvents()
+    events.feed(ChatChunk(content="first"))
+    item = events._text
+    assert item is not None
+    index = events._index(item)
+    for _ in range(2):
+        start = events.sequence
+        fast = events._text_delta(index, delta)
+        events.sequence = start
+        generic = events.event("response.output_text.delta", item_id=item["id"], output_index=index,
+                               content_index=0, delta=delta, logprobs=[])
+        assert fast == generic
+        assert events.sequence == start + 1

@@ -36,11 +36,27 @@ class ResponseEvents:
         self._text: Item | None = None
         self._text_parts: list[str] = []
         self._calls: dict[int, Item] = {}
+        self._delta_key: tuple[str, int] | None = None
+        self._delta_head = b""
 
     def event(self, kind: str, **fields: Any) -> bytes:
         data = {"type": kind, **fields, "sequence_number": self.sequence}
         self.sequence += 1
         return b"event: " + kind.encode() + b"\ndata: " + _json(data) + b"\n\n"
+
+    def _text_delta(self, index: int, delta: str) -> bytes:
+        """``event("response.output_text.delta", ...)`` byte for byte, with only the delta encoded per chunk:
+        the event of every streamed piece of text. The part before the delta is built once per item."""
+        assert self._text is not None
+        key = (self._text["id"], index)
+        if self._delta_key != key:
+            self._delta_key = key
+            self._delta_head = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+                                b'"item_id":' + _json(self._text["id"]) + b',"output_index":' + _json(index)
+                                + b',"content_index":0,"delta":')
+        sequence = self.sequence
+        self.sequence += 1
+        return b"%b%b,\"logprobs\":[],\"sequence_number\":%d}\n\n" % (self._delta_head, _json(delta), sequence)
 
     def _index(self, item: Item) -> int:
         for index, candidate in enumerate(self.output):  # a loop, not next(genexpr): once per streamed delta
@@ -64,9 +80,7 @@ class ResponseEvents:
                 out.append(self.event("response.content_part.added", item_id=self._text["id"],
                                       output_index=index, content_index=0, part=part))
             self._text_parts.append(chunk.content)
-            out.append(self.event("response.output_text.delta", item_id=self._text["id"],
-                                  output_index=self._index(self._text), content_index=0, delta=chunk.content,
-                                  logprobs=[]))
+            out.append(self._text_delta(self._index(self._text), chunk.content))
         for delta in chunk.tool_calls:
             out.extend(self._call_delta(delta))
         return out
