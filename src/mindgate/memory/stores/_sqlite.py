@@ -60,7 +60,7 @@ from mindgate.memory.stores._base import (
     reindexed_since_open,
     utcnow,
 )
-from mindgate.memory.stores._sqlite_cache import Counts, Freshness, all_versions_moved, partition_state
+from mindgate.memory.stores._sqlite_cache import Counts, all_versions_moved, partition_state
 from mindgate.memory.stores._sqlite_conn import Connections, validate_path
 from mindgate.memory.stores._sqlite_import import import_history, import_record
 from mindgate.memory.stores._sqlite_responses import SQLiteResponses
@@ -124,7 +124,6 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         self._identity: EmbedderIdentity | None = None
         self._slots: dict[str, int] = {}
         self._vectors = PartitionVectors(max_bytes=cache, chunk_size=CHUNK_SIZE)
-        self._fresh = Freshness()
         self._counts = Counts()
         self._db.get()  # fail here, not at the first write, when the file cannot be opened or migrated
 
@@ -321,8 +320,8 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
                 conn.execute("DELETE FROM vector_spaces; DELETE FROM memories; DELETE FROM history; "
                              "DELETE FROM context_summaries; "
                              "INSERT INTO memories_fts (memories_fts) VALUES ('delete-all')")
-        self._fresh.advance()
         self._vectors.clear()
+        self._counts.clear()
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -401,8 +400,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
                 if state is None:
                     return []  # nothing was ever stored in the partition
                 found = self._vectors.search(conn, active.table, active.identity.dims, scope.partition,
-                                             np.frombuffer(blob, dtype=np.float32), min(k, MAX_K), state[1],
-                                             self._fresh.epoch(conn))
+                                             np.frombuffer(blob, dtype=np.float32), min(k, MAX_K), state[1])
                 if found is not None:
                     known = by_rowids(conn, read, [rowid for rowid, _ in found])
                     return [(known[rowid], similarity(d)) for rowid, d in found if rowid in known]
@@ -437,7 +435,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
             if state is None:
                 return []
             slot, version = state
-            counts = self._counts.at(scope.partition, version, self._fresh.epoch(conn))
+            counts = self._counts.at(scope.partition, version)
             tokens = prune(conn, content_words(tokens), *slot_range(slot), cache=counts)
             if not tokens:
                 return []

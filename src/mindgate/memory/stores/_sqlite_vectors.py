@@ -23,8 +23,7 @@ Freshness (see :mod:`._sqlite_cache`): a copy is stamped with its partition's ve
 searches that read that version; a search that reads another version drops it (releasing its bytes) and
 counts as a first search. This store's own writes drop their partitions' copies at once
 (:meth:`PartitionVectors.drop`); a copy of a partition another process wrote stays held until that
-partition is searched again. A new epoch (``reset()``, a new connection) or a new vector space (another
-table) empties the cache; a copy built from an older snapshot than the one cached is not kept.
+partition is searched again. ``reset()`` and a new vector space (another table) empty the cache.
 
 The copy is read from vec0's own tables (chunks of ``rowids`` / ``validity`` / ``vectors``), whose layout
 is sqlite-vec 0.1's; a table created by another version, a partition holding a zero vector, or any
@@ -108,7 +107,6 @@ class PartitionVectors:
         self._bytes = 0
         self._full = False  # a copy did not fit: no more copies until room is released
         self._lock = threading.Lock()
-        self._epoch = 0
         self._table = ""  # the vector space the entries come from
         self._seen: dict[str, int] = {}  # partition -> the version it was searched at once
         self._layouts: dict[str, bool] = {}  # table -> written by the sqlite-vec version this reads
@@ -118,17 +116,18 @@ class PartitionVectors:
         return self._bytes
 
     def search(self, conn: apsw.Connection, table: str, dims: int, partition: str, query: np.ndarray,
-               k: int, version: int, epoch: int) -> list[tuple[int, float]] | None:
+               k: int, version: int) -> list[tuple[int, float]] | None:
         """The ``k`` nearest ``(rowid, cosine distance)`` of the partition, nearest first; None when the
         partition is not cached here (the caller asks sqlite-vec). ``conn`` holds a read transaction;
-        ``version`` is the partition's version and ``epoch`` the store's epoch as that transaction saw them."""
+        ``version`` is the partition's version as that transaction saw it."""
         if self.max_bytes <= 0:
             return None
         with self._lock:
-            if not self._current(table, epoch):
-                return None  # this reader's epoch is older than the cache's
+            if table != self._table:  # another vector space: every copy is of vectors no longer searched
+                self._empty()
+                self._table = table
             held = self._entries.get(partition)
-            if held is not None and held[0] < version:
+            if held is not None and held[0] != version:
                 self._release(partition)  # the partition changed since it was copied
             if held is not None and held[0] == version:
                 entry = held[1]
@@ -138,7 +137,7 @@ class PartitionVectors:
                 entry = None
         if entry is None:
             entry = self._load(conn, table, dims, partition)
-            self._keep(table, partition, entry, version, epoch)
+            self._keep(table, partition, entry, version)
         if not isinstance(entry, _Matrix):
             return None
         return _top(entry, query, k)
@@ -174,20 +173,13 @@ class PartitionVectors:
         self._seen[partition] = version
         return True
 
-    def _current(self, table: str, epoch: int) -> bool:
-        # under the lock: a newer epoch or another vector space empties the cache
-        if epoch > self._epoch or (epoch == self._epoch and table != self._table):
-            self._empty()
-            self._epoch, self._table = epoch, table
-        return epoch == self._epoch
-
-    def _keep(self, table: str, partition: str, entry: _Matrix | object, version: int, epoch: int) -> None:
+    def _keep(self, table: str, partition: str, entry: _Matrix | object, version: int) -> None:
         size = entry.nbytes if isinstance(entry, _Matrix) else 0
         with self._lock:
             self.loads += 1
             held = self._entries.get(partition)
-            if epoch != self._epoch or table != self._table or (held is not None and held[0] >= version):
-                return  # built from a snapshot older than the cache's, or by another thread meanwhile
+            if table != self._table or (held is not None and held[0] == version):
+                return  # of a vector space no longer searched, or loaded by another thread meanwhile
             if self._bytes + size > self.max_bytes or len(self._entries) >= MAX_ENTRIES:
                 self._full = True  # no eviction (see the module docstring)
                 return
