@@ -2,7 +2,8 @@
 
 * Vector search of a partition of >= MIN_VECTORS vectors searched twice since the last write runs in numpy
   over an in-memory copy: the same hits and bit-identical similarities as sqlite-vec's KNN, fresh after
-  writes by this store or by another connection, within the configured budget (vector_cache_mb).
+  writes by this store or by another connection, within the configured budget (vector_cache_mb). This
+  store's own writes patch the copy (no reload) when no other writer came between.
 * Text search scores at most CANDIDATE_BUDGET documents: the words in many documents do not make every
   document a candidate, and the scores of the documents found equal exhaustive BM25.
 * The counts text search caches (documents per partition and per word) follow writes by this store and
@@ -146,7 +147,7 @@ def test_the_in_memory_copy_follows_writes_here_and_from_another_connection(big:
     big.vector_search(ALICE, target, 5)  # the second search builds the copy
     assert big._vectors._entries
     [added] = big.apply(_records(["the new nearest"], target[None, :]))
-    for _ in range(3):  # after the write: from sqlite-vec, then from a new copy
+    for _ in range(3):  # after the write: from the copy, patched by it
         assert big.vector_search(ALICE, target, 1)[0][0].id == added.id
     assert big._vectors._entries
     big.apply([UpdateChange(added.id, ALICE, "moved away", -target)])
@@ -165,6 +166,56 @@ def test_the_in_memory_copy_follows_writes_here_and_from_another_connection(big:
     finally:
         other.close()
     assert [r.memory for r, _ in big.vector_search(Scope(user_id="bob"), target, 5)] == ["bob's"]  # small: vec0
+
+
+def test_this_stores_own_writes_patch_the_copy_instead_of_reading_it_again(big: SQLiteStore,
+                                                                          tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    queries = rng.standard_normal((4, 16)).astype(np.float32)
+
+    def same_as_vec0() -> None:
+        for query in queries:
+            for k in (1, 10, 3000):
+                assert [(r.id, s) for r, s in big.vector_search(ALICE, query, k)] == _exact(big, query, k)
+
+    big.vector_search(ALICE, queries[0], 5)
+    big.vector_search(ALICE, queries[0], 5)
+    loads = big._vectors.loads
+    # a search then a write, turn after turn (a chat with memory): every search after the first two is
+    # served by the copy, patched by each write, with sqlite-vec's answers bit for bit
+    for turn in range(70):  # more adds than the copy's free rows: it grows
+        said = rng.standard_normal((1, 16)).astype(np.float32)
+        [added] = big.apply(_records([f"turn {turn}"], said))
+        assert big.vector_search(ALICE, said[0], 1)[0][0].id == added.id
+    same_as_vec0()
+    ids = [r.id for r in big.list(ALICE, limit=3)]
+    big.apply([UpdateChange(ids[0], ALICE, "moved", -queries[1]), DeleteChange(ids[1], ALICE)])
+    [late] = big.apply(_records(["added then deleted in one write"], queries[2][None, :] * 3))
+    big.apply([*_records(["kept"], queries[3][None, :] * 2), DeleteChange(late.id, ALICE)])
+    same_as_vec0()
+    assert big._vectors.loads == loads  # nothing was read again
+    assert big.vector_search(ALICE, -queries[1], 1)[0][0].id == ids[0]
+
+    # a vector whose float32 length underflows to zero (vec0 scores it NaN): its order is left to vec0
+    [tiny] = big.apply(_records(["a vanishing vector"], np.full((1, 16), 1e-30, dtype=np.float32)))
+    assert not big._vectors.holds(ALICE.partition)
+    for _ in range(2):
+        big.vector_search(ALICE, queries[0], 5)
+    assert big._vectors.loads == loads + 1 and not big._vectors.holds(ALICE.partition)  # read, not copyable
+    big.apply([DeleteChange(tiny.id, ALICE)])
+    other = SQLiteStore(tmp_path / "big.db")
+    other.open(IDENTITY)
+    try:
+        for _ in range(2):
+            big.vector_search(ALICE, queries[0], 5)
+        assert big._vectors.holds(ALICE.partition)
+        [between] = other.apply(_records(["from elsewhere"], queries[0][None, :]))
+        big.apply(_records(["here, after another writer"], queries[1][None, :]))  # not patchable: dropped
+        assert not big._vectors.holds(ALICE.partition)
+        assert big.vector_search(ALICE, queries[0], 1)[0][0].id == between.id
+        same_as_vec0()
+    finally:
+        other.close()
 
 
 def test_text_search_scores_a_bounded_set_with_exhaustive_bm25(tmp_path: Path) -> None:

@@ -96,14 +96,33 @@ _HISTORY_INSERT = ("INSERT INTO history (id, memory_id, event, old_memory, new_m
 
 
 @dataclass
+class _Delta:
+    """What one apply() transaction did to a partition's active vectors, to patch the in-memory copy held
+    of it at version ``before`` (read before the transaction's first change of the partition)."""
+
+    before: int
+    removed: set[int] = field(default_factory=set)
+    added: list[tuple[int, np.ndarray]] = field(default_factory=list)
+
+    def add(self, rowid: int, blob: bytes) -> None:
+        self.added.append((rowid, np.frombuffer(blob, dtype=np.float32)))
+
+    def remove(self, rowid: int) -> None:
+        self.added = [(r, v) for r, v in self.added if r != rowid]
+        self.removed.add(rowid)
+
+
+@dataclass
 class _Txn:
-    """One apply() transaction: its connection, timestamp, vector spaces and partitions it created."""
+    """One apply() transaction: its connection, timestamp, vector spaces, partitions it created, and per
+    partition it changed, its vector delta (None: no copy of it is held, nothing to patch)."""
 
     conn: apsw.Connection
     now: str
     active: Space
     staging: Space | None
     new_slots: dict[str, int] = field(default_factory=dict)
+    deltas: dict[str, _Delta | None] = field(default_factory=dict)
 
 
 class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
@@ -174,9 +193,27 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
             active = self._writable_space(conn)
             txn = _Txn(conn, iso(utcnow()), active, find_space(conn, "staging"))
             results = [self._apply_one(txn, change, blob) for change, blob in prepared]
+            after = {partition: state[1] for partition, delta in txn.deltas.items()
+                     if delta is not None and (state := partition_state(conn, partition)) is not None}
         self._slots.update(txn.new_slots)  # committed now; a rolled-back slot must never be cached
-        self._written({(c.record.scope if isinstance(c, AddChange) else c.scope).partition for c, _ in prepared})
+        touched = set(txn.deltas) | {(c.record.scope if isinstance(c, AddChange) else c.scope).partition
+                                     for c, _ in prepared}
+        patched = set()
+        for partition, delta in txn.deltas.items():
+            if delta is not None and partition in after:
+                self._vectors.patch(active.table, partition, delta.before, after[partition], delta.removed,
+                                    delta.added)
+                patched.add(partition)
+        self._vectors.drop(touched - patched)
+        self._counts.drop(touched)
         return results
+
+    def _delta(self, txn: _Txn, partition: str) -> _Delta | None:
+        """The transaction's vector delta of ``partition``, begun before its first change there."""
+        if partition not in txn.deltas:
+            state = partition_state(txn.conn, partition) if self._vectors.holds(partition) else None
+            txn.deltas[partition] = None if state is None else _Delta(state[1])
+        return txn.deltas[partition]
 
     def _written(self, partitions: set[str]) -> None:
         """Drop what is cached of partitions this store just wrote (their versions moved on in the file, so
@@ -223,6 +260,9 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
             raise NotFoundError(f"memory {change.id!r} not found in scope {change.scope.as_dict()}",
                                 hint="check the id and pass the scope it was stored under; nothing was changed")
         rowid, old, partition, scope_key = row
+        delta = self._delta(txn, partition)
+        if delta is not None:
+            delta.remove(rowid)
         if isinstance(change, UpdateChange):
             new_hash = content_hash(change.memory)
             clash = _one(conn, "SELECT 1 FROM memories WHERE scope_key = ? AND hash = ? AND "
@@ -236,6 +276,8 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
                 drop_vectors(conn, rowid, active, staging)
                 conn.execute(f"INSERT INTO {active.table} (rowid, part, embedding) VALUES (?, ?, ?)",
                              (rowid, partition, blob))
+                if delta is not None:
+                    delta.add(rowid, blob)
                 conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
                 conn.execute("INSERT INTO memories_fts (rowid, memory) VALUES (?, ?)", (rowid, change.memory))
                 conn.execute(_HISTORY_INSERT, (new_id(), change.id, "UPDATE", old, change.memory, now,
@@ -252,6 +294,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         rec = change.record
         scope = rec.scope
         lo, hi = slot_range(self._write_slot(txn, scope.partition))
+        delta = self._delta(txn, scope.partition)
         try:
             inserted = _one(conn, "INSERT INTO memories (rowid, id, partition, scope_key, user_id, agent_id, run_id, "
                                   "memory, hash, metadata, created_at, updated_at, vec_gen, key_context) "
@@ -271,6 +314,8 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         rowid = inserted[0]
         conn.execute(f"INSERT INTO {active.table} (rowid, part, embedding) VALUES (?, ?, ?)",
                      (rowid, scope.partition, blob))
+        if delta is not None:
+            delta.add(rowid, blob)
         conn.execute("INSERT INTO memories_fts (rowid, memory) VALUES (?, ?)", (rowid, rec.memory))
         conn.execute(_HISTORY_INSERT, (new_id(), rec.id, "ADD", None, rec.memory, now, change.actor))
         return ChangeResult(rec.id, rec.memory, "ADD")

@@ -5,8 +5,9 @@ sqlite-vec's ``vec0`` KNN is brute force over the partition's chunks read throug
 same search over a float32 matrix in memory costs ~0.15 ms. :class:`PartitionVectors` keeps such matrices
 for partitions of at least ``min_vectors`` vectors (smaller ones are about as fast in sqlite-vec), within
 ``max_bytes``. A partition is copied on its *second* search at one version of it (the copy, read chunk by
-chunk into memory mapped up front, costs about one vec0 KNN more): a partition searched once per write,
-as a chat turn that searches then stores does, costs what it did without the cache. Nothing is evicted:
+chunk into memory mapped up front, costs about one vec0 KNN more): a partition searched once and never
+again costs what it did without the cache. This store's own writes patch the copy (see below), so a
+chat turn that searches then stores keeps its scope in memory. Nothing is evicted:
 once a copy does not fit, partitions not copied yet are searched by vec0 until room is released (a copy
 dropped because its partition changed). (With less budget than the partitions searched,
 least-recently-used eviction would reload a partition at most searches, each reload costing more than
@@ -21,9 +22,12 @@ twice) are ordered by rowid, which vec0 may order otherwise.
 
 Freshness (see :mod:`._sqlite_cache`): a copy is stamped with its partition's version and serves only
 searches that read that version; a search that reads another version drops it (releasing its bytes) and
-counts as a first search. This store's own writes drop their partitions' copies at once
-(:meth:`PartitionVectors.drop`); a copy of a partition another process wrote stays held until that
-partition is searched again. ``reset()`` and a new vector space (another table) empty the cache.
+counts as a first search. This store's own writes patch their partitions' copies in place of a reload
+(:meth:`PartitionVectors.patch`: the vectors it removed and added, the version before and after, read in
+its write transaction), so a scope that is searched then written, turn after turn, stays in memory; a
+write that cannot be patched (another writer came between, a zero vector) drops the copy. A copy of a
+partition another process wrote stays held until that partition is searched again. ``reset()`` and a new
+vector space (another table) empty the cache.
 
 The copy is read from vec0's own tables (chunks of ``rowids`` / ``validity`` / ``vectors``), whose layout
 is sqlite-vec 0.1's; a table created by another version, a partition holding a zero vector, or any
@@ -46,6 +50,7 @@ from mindgate.errors import InvalidRequestError
 
 SMALL = object()  # marker: the partition is below min_vectors (or cannot be read); use sqlite-vec
 MIN_VECTORS = 256  # below this a vec0 KNN costs about what reading the partition into memory does
+CHUNK_ROWS = 64  # free rows a grown copy keeps for vectors added later
 MAX_ENTRIES = 100_000  # partitions remembered (small ones as a marker), whatever their bytes
 # how far (in cosine) the fast similarity may rank a vector from where vec0's float32 sums put it; the two
 # differ by < 1e-4 for unit-scale vectors of 8,192 dimensions (n * 2^-24 relative), so this is generous
@@ -89,9 +94,35 @@ def cache_bytes(megabytes: int | None) -> int:
 @dataclass
 class _Matrix:
     rowids: np.ndarray  # int64
-    vectors: np.ndarray  # float32, as stored
+    vectors: np.ndarray  # float32, as stored: the first rows of ``buffer``
     inverse: np.ndarray  # float32, 1 / |row| (for the fast similarity only)
-    nbytes: int  # memory held, the free slots of the last chunk included
+    buffer: np.ndarray  # the allocation ``vectors`` views; rows past them are free for added vectors
+    nbytes: int  # memory held, the free rows included
+
+    def patched(self, removed: set[int], added: list[tuple[int, np.ndarray]]) -> _Matrix | None:
+        """This copy with the ``removed`` rowids taken out and the ``added`` (rowid, vector) put in; None
+        when an added vector is zero (vec0 scores it NaN). Added vectors go into the free rows of the
+        buffer when no row was removed: a reader of this copy sees only its own rows, so it is left intact."""
+        rowids, vectors, inverse, buffer = self.rowids, self.vectors, self.inverse, self.buffer
+        if removed:
+            keep = ~np.isin(rowids, np.fromiter(removed, dtype=np.int64, count=len(removed)))
+            rowids, vectors, inverse = rowids[keep], vectors[keep], inverse[keep]
+            buffer = vectors
+        if added:
+            new = np.stack([vector for _, vector in added]).astype(np.float32, copy=False)
+            norms = np.sqrt(np.vecdot(new, new))
+            if not norms.all():
+                return None
+            n, total = len(rowids), len(rowids) + len(added)
+            if buffer.shape[0] < total or not buffer.flags.writeable:
+                grown = np.empty((total + max(CHUNK_ROWS, total // 4), new.shape[1]), dtype=np.float32)
+                grown[:n] = vectors
+                buffer = grown
+            buffer[n:total] = new
+            vectors = buffer[:total]
+            rowids = np.concatenate([rowids, np.array([rowid for rowid, _ in added], dtype=np.int64)])
+            inverse = np.concatenate([inverse, (1.0 / norms).astype(np.float32)])
+        return _Matrix(rowids, vectors, inverse, buffer, buffer.nbytes + rowids.nbytes + inverse.nbytes)
 
 
 class PartitionVectors:
@@ -141,6 +172,34 @@ class PartitionVectors:
         if not isinstance(entry, _Matrix):
             return None
         return _top(entry, query, k)
+
+    def holds(self, partition: str) -> bool:
+        """Whether a copy of the partition is held (a write then reads its versions to patch it)."""
+        held = self._entries.get(partition)
+        return held is not None and isinstance(held[1], _Matrix)
+
+    def patch(self, table: str, partition: str, before: int, after: int, removed: set[int],
+              added: list[tuple[int, np.ndarray]]) -> None:
+        """Bring the partition's copy from version ``before`` to ``after`` by a committed write of the
+        store's own: the rowids it ``removed`` from ``table`` and the (rowid, vector) it ``added``. A copy of
+        another version (a writer came between), of another table, or that cannot be patched is dropped."""
+        with self._lock:
+            held = self._entries.get(partition)
+            if held is None or table != self._table or held[0] != before or not isinstance(held[1], _Matrix):
+                self._release(partition)
+                self._seen.pop(partition, None)
+                return
+            matrix = held[1].patched(removed, added)
+            self._release(partition)
+            if matrix is None or len(matrix.rowids) < self.min_vectors:
+                self._seen.pop(partition, None)
+                return
+            if self._bytes + matrix.nbytes > self.max_bytes:
+                self._full = True
+                return
+            self._entries[partition] = (after, matrix)
+            self._bytes += matrix.nbytes
+            self._seen[partition] = after
 
     def drop(self, partitions: set[str]) -> None:
         """Drop these partitions' copies (they were just written), releasing their bytes."""
@@ -231,16 +290,18 @@ def _matrix(conn: apsw.Connection, vectors_table: str, rows: list[Any], dims: in
             blob.close()
         start += size
     count = int(np.count_nonzero(valid))
+    buffer = vectors
     if valid[:count].all():  # the usual layout: only the last chunk's tail is free (a view, no copy)
         ids, vectors = ids[:count], vectors[:count]
     else:  # deleted vectors leave holes
         keep = valid.astype(bool)
         ids, vectors = ids[keep], vectors[keep]
+        buffer = vectors
     norms = np.sqrt(np.vecdot(vectors, vectors))
     if not len(ids) or not norms.all():
         return None  # a zero vector's cosine distance is NaN in vec0: leave its order to vec0
     inverse = (1.0 / norms).astype(np.float32)
-    return _Matrix(ids, vectors, inverse, held + inverse.nbytes)
+    return _Matrix(ids, vectors, inverse, buffer, held + inverse.nbytes)
 
 
 def _zeros(rows: int, dims: int) -> np.ndarray:
