@@ -24,7 +24,9 @@ For each size (the store grows from one size to the next) it prints:
   steady-state columns then show what the store's caches keep across writes to other scopes (the SQLite
   store's are per scope: a write to one scope leaves the others' copies and counts valid). The writes
   go to the searched scopes (so a scope searched later may have been written since its warm-up), or with
-  ``--write-scopes K`` to K scopes that are not searched (some users write, the others search);
+  ``--write-scopes K`` to K scopes that are not searched (some users write, the others search), or with
+  ``--write-scopes -1`` to the scope about to be searched (one user's chat: each turn stores what was
+  said, the next turn searches the same scope: what the store keeps across its own writes to a scope);
 * add throughput with the embedding step included (the real MiniLM embedder): embed a batch, then
   ``apply()`` it, versus raw embedding of the same texts; the ratio is the target figure.
 
@@ -33,7 +35,7 @@ embedding >= 90% of raw embedding throughput.
 
 Usage: python bench/store.py [--sizes 10000,100000,1000000] [--store sqlite|pgvector] [--scopes 1000]
        [--no-embedder] [--dir PATH] [--keep] [--existing] [--vector-cache-mb N] [--writes-between N]
-       [--write-scopes K]
+       [--write-scopes K|-1]
 A store is made by a small factory keyed by name (``STORES``); add one there to bench another backend.
 """
 
@@ -197,17 +199,19 @@ def vector_cache(store: MemoryStore) -> dict[str, float] | None:
     return cache() if callable(cache) else None
 
 
-class OtherWrites:
-    """Single-memory adds to random scopes other than the one about to be searched (``--writes-between``)."""
+class Writes:
+    """Single-memory adds before each timed search (``--writes-between``): to random scopes other than the one
+    about to be searched, or (``writers`` -1) to that one."""
 
     def __init__(self, store: MemoryStore, scopes: int, per_search: int, first_id: int, writers: int = 0) -> None:
         self.store, self.scopes, self.per_search, self.next_id = store, scopes, per_search, first_id
-        self.writers = writers  # 0: write to the searched scopes; else to this many scopes never searched
+        # 0: write to the other searched scopes; -1: to the scope searched next; K: to K scopes never searched
+        self.writers = writers
 
     def before(self, scope: Scope, rng: np.random.Generator) -> None:
         for _ in range(self.per_search):
             other = scope
-            while other == scope and self.scopes > 1:
+            while other == scope and self.scopes > 1 and self.writers >= 0:
                 other = (Scope(user_id=f"writer-{int(rng.integers(0, self.writers)):05d}") if self.writers
                          else scope_of(int(rng.integers(0, self.scopes)), self.scopes))
             memory = text(self.next_id, rng)
@@ -217,7 +221,7 @@ class OtherWrites:
 
 
 def search_latency(store: MemoryStore, scopes: int, queries: int, rng: np.random.Generator,
-                   writes: OtherWrites | None = None) -> dict[str, Any]:
+                   writes: Writes | None = None) -> dict[str, Any]:
     flt = parse_filters({"n": {"gte": 5}})
     hybrid = searcher(store)
     kinds: dict[str, Callable[[Scope, np.ndarray, str], object]] = {
@@ -329,7 +333,7 @@ def main() -> None:
                         "single-memory adds to random other scopes (untimed; they stay in the store)")
     parser.add_argument("--write-scopes", type=int, default=0, metavar="K", help="with --writes-between: write "
                         "to K scopes that are not searched (default: to the searched scopes, other than the one "
-                        "searched next)")
+                        "searched next; -1: to the scope searched next)")
     args = parser.parse_args()
     if args.vector_cache_mb is not None:
         os.environ["MINDGATE_BENCH_VECTOR_CACHE_MB"] = str(args.vector_cache_mb)
@@ -351,7 +355,7 @@ def main() -> None:
                                    "add_per_s": round((size - stored) / seconds, 1) if seconds else None}
             stored = size
             warm = cold_and_warm(store, args.scopes, min(args.queries, args.scopes), rng)
-            writes = (OtherWrites(store, args.scopes, args.writes_between, 2 * extra, args.write_scopes)
+            writes = (Writes(store, args.scopes, args.writes_between, 2 * extra, args.write_scopes)
                       if args.writes_between else None)
             row["search"] = {"hybrid-first": warm.pop("hybrid-first"),
                              **search_latency(store, args.scopes, args.queries, rng, writes)}
@@ -396,8 +400,9 @@ def print_row(row: dict[str, Any], header: bool) -> None:
           f"{row['disk_mb']!s:>8} {row['load_avg_1m']:>5}   CPU ms per search: {cpu}", flush=True)
     cache = row.get("vector_cache_mb")
     held = f"; vector cache: budget {cache['budget']:.0f} MiB, {cache['held']:.0f} MiB held" if cache else ""
-    writers = f"{row['write_scopes']} unsearched" if row.get("write_scopes") else "other searched"
-    between = (f"; {row['writes_between']} single-memory add(s) to {writers} scopes before each timed search"
+    writers = {0: "other searched scopes", -1: "the scope searched next"}.get(
+        row.get("write_scopes", 0), f"{row.get('write_scopes')} unsearched scopes")
+    between = (f"; {row['writes_between']} single-memory add(s) to {writers} before each timed search"
                if row.get("writes_between") else "")
     print(f"{'':>9} hyb-first: each scope's first search; the other searches follow a {row['warm_up_s']} s warm-up "
           f"(every scope searched twice: the steady state){held}{between}", flush=True)
