@@ -146,3 +146,48 @@ def test_the_limits_are_validated_config(key: str) -> None:
 
     with pytest.raises(ConfigurationError, match=key):
         MindgateConfig.from_dict({"gateway": {key: 0}})
+
+
+def test_the_server_freezes_its_heap_once_warmed_up_and_other_apps_do_not(serve_gateway: Serve,
+                                                                          memory_factory: MakeMemory) -> None:
+    """After its warm-up, the server moves what is alive out of the garbage collector's view (full
+    collections then scan only what requests made); an app built without ``freeze_heap`` leaves it alone."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    config = MindgateConfig.from_dict({})
+    plain_memory = memory_factory()
+    serve_gateway(create_app(config, chat=llama_chat(UNUSED_UPSTREAM), memory=plain_memory), config)
+    deadline = time.monotonic() + 60
+    while not plain_memory._opened:  # its warm-up opened the store
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert gc.get_freeze_count() == 0
+    try:
+        serve_gateway(create_app(config, chat=llama_chat(UNUSED_UPSTREAM), memory=memory_factory(),
+                                 freeze_heap=True), config)
+        while gc.get_freeze_count() == 0:
+            assert time.monotonic() < deadline, "the heap was not frozen after the warm-up"
+            time.sleep(0.05)
+        assert gc.get_freeze_count() > 10_000  # the modules, the app and its parts
+    finally:
+        gc.unfreeze()
+
+
+def test_mindgate_serve_builds_the_app_with_a_frozen_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from mindgate.gateway import _app, _server
+
+    built: dict[str, object] = {}
+    real = _app.create_app
+
+    def create_app(config: MindgateConfig, **options: object) -> object:
+        built.update(options)
+        return real(config, chat=llama_chat(UNUSED_UPSTREAM), warm_up=False)
+
+    monkeypatch.setattr(_app, "create_app", create_app)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)
+    _server.serve(MindgateConfig.from_dict({}), port=0)
+    assert built == {"freeze_heap": True}

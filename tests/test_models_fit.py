@@ -49,6 +49,80 @@ def test_gguf_errors(tmp_path: Path) -> None:
         read_gguf_info(junk)
 
 
+def _written_gguf(path: Path, endian: str) -> Path:
+    """A GGUF file written by the ``gguf`` package's own writer: per-layer numbers, long and nested arrays."""
+    import gguf
+    import numpy as np
+
+    order = gguf.GGUFEndian.BIG if endian == "big" else gguf.GGUFEndian.LITTLE
+    writer = gguf.GGUFWriter(path, "qwen3", endianess=order)
+    writer.add_name("tiny test model")
+    writer.add_context_length(32768)
+    writer.add_block_count(4)
+    writer.add_embedding_length(256)
+    writer.add_head_count(8)
+    writer.add_head_count_kv([2, 4, 2, 4])  # per layer, as hybrid models store it
+    writer.add_key_length(64)
+    writer.add_float32("qwen3.rope.freq_base", 1000000.0)
+    writer.add_bool("tokenizer.ggml.add_bos_token", True)
+    writer.add_array("tokenizer.ggml.tokens", [f"tok{i}" for i in range(20000)])
+    writer.add_array("tokenizer.ggml.scores", [float(i) for i in range(20000)])
+    writer.add_array("general.nested", [[1, 2], [3]])
+    writer.add_string("general.after_the_arrays", "still read")
+    writer.add_tensor("w", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("endian", ["little", "big"])
+def test_gguf_metadata_is_what_the_gguf_packages_reader_reads(tmp_path: Path, endian: str) -> None:
+    import gc
+
+    from gguf import GGUFReader, GGUFValueType
+
+    from mindgate.providers.management import _gguf_info
+
+    files = [_written_gguf(tmp_path / f"{endian}.gguf", endian)]
+    if endian == "little":
+        files.append(default_gguf_path())
+    for file in files:
+        before = len(gc.get_objects())
+        fields = _gguf_info._metadata(file)
+        assert len(gc.get_objects()) - before < 50  # not a numpy view per token (GGUFReader: ~500,000)
+        expected = {k: f for k, f in GGUFReader(str(file)).fields.items() if not k.startswith("GGUF.")}
+        assert fields.keys() == expected.keys()
+        for key, value in fields.items():
+            field = expected[key]
+            if value is _gguf_info.SKIPPED:  # arrays of strings or of arrays, and long numeric ones: stepped over
+                assert field.types[0] == GGUFValueType.ARRAY
+                assert field.types[1] in (GGUFValueType.STRING, GGUFValueType.ARRAY) or \
+                    len(field.contents()) > _gguf_info.MAX_LIST
+            elif isinstance(value, float):
+                assert value == pytest.approx(field.contents()), key
+            else:
+                assert value == field.contents(), key
+    info = read_gguf_info(files[0])
+    assert (info.architecture, info.name, info.context_length) == ("qwen3", "tiny test model", 32768)
+    assert (info.block_count, info.head_count, info.head_count_kv, info.key_length) == (4, 8, 4, 64)
+    assert info.value_length is None
+
+
+def test_a_truncated_gguf_file_is_a_clear_error(tmp_path: Path) -> None:
+    whole = _written_gguf(tmp_path / "whole.gguf", "little").read_bytes()
+    for cut in (3, 12, 40, len(whole) // 4):
+        part = tmp_path / f"cut{cut}.gguf"
+        part.write_bytes(whole[:cut])
+        with pytest.raises(ConfigurationError, match="not a readable GGUF file"):
+            read_gguf_info(part)
+    empty = tmp_path / "empty.gguf"
+    empty.write_bytes(b"")
+    with pytest.raises(ConfigurationError, match="not a readable GGUF file"):
+        read_gguf_info(empty)
+
+
 def test_kv_cache_formula() -> None:
     # Llama-3-8B: 32 layers, 8 KV heads of 128 dims, f16: 128 KiB per token -> 1 GiB at 8192 tokens
     assert fit.kv_cache_bytes(32, 8192, 8, 128) == 2**30

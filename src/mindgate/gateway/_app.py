@@ -13,6 +13,7 @@ responses) served without FastAPI's routing and dependency layers.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -88,9 +89,29 @@ def build_gateway(config: MindgateConfig, *, chat: ChatModel | ChatTargets | Non
                    embedders=embedders, owned=owned, memory_model=memory_model_name(config, targets))
 
 
-async def _warm_up(gateway: Gateway) -> None:
+async def _warm_up(gateway: Gateway, *, freeze_heap: bool = False) -> None:
     """Load the embedder, open the store, list the model catalog and start the MCP tool servers before the
-    first request (errors are logged and show in /readyz; a tool server that fails is tried again on use)."""
+    first request (errors are logged and show in /readyz; a tool server that fails is tried again on use).
+    With ``freeze_heap``, everything alive then is moved out of the garbage collector's view afterwards
+    (:func:`_freeze_heap`)."""
+    await _start_parts(gateway)
+    if freeze_heap:
+        _freeze_heap()
+
+
+def _freeze_heap() -> None:
+    """Collect, then freeze what survives (``gc.freeze``): a later full collection scans only what requests
+    made. With torch, transformers and the app loaded, the heap holds ~1M objects; under load a full
+    collection every few thousand requests then stopped every request for 0.3-0.45 s (``bench/gateway.py``
+    at 32 clients: stream p99 340 ms against p50 8 ms). A frozen object is still freed when its last
+    reference goes, but a reference cycle among frozen objects never is: so only the long-running server
+    does this, once, at start (tests build many apps in one process)."""
+    gc.collect()
+    gc.freeze()
+    log.debug("heap frozen after warm-up: %d objects out of the collector's view", gc.get_freeze_count())
+
+
+async def _start_parts(gateway: Gateway) -> None:
     caller = gateway.pipeline.caller
     servers = caller.servers if isinstance(caller, ToolLoopCall) else None
     starting = asyncio.get_running_loop().create_task(list_all(servers, sorted(servers.configs))) \
@@ -134,9 +155,11 @@ class GatewayApp(FastAPI):
 
 def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTargets | None = None,
                embedder: Embedder | None = None, memory: AsyncMemory | None = None,
-               warm_up: bool = True) -> GatewayApp:
+               warm_up: bool = True, freeze_heap: bool = False) -> GatewayApp:
     """The gateway as an ASGI app. ``chat`` may be one :class:`ChatModel` (serving every model name) or
-    :class:`ChatTargets`; anything not given is built from ``config`` (embedded defaults when None)."""
+    :class:`ChatTargets`; anything not given is built from ``config`` (embedded defaults when None).
+    ``freeze_heap`` (the server process, ``mindgate serve``): freeze the heap after the warm-up
+    (:func:`_freeze_heap`)."""
     config = config or MindgateConfig.load()
     gateway = build_gateway(config, chat=chat, embedder=embedder, memory=memory)
     mcp = McpEndpoint(gateway) if config.gateway.mcp else None
@@ -146,7 +169,7 @@ def create_app(config: MindgateConfig | None = None, *, chat: ChatModel | ChatTa
         if gateway.writer is not None:
             gateway.writer.start()
         if warm_up:
-            warm = asyncio.get_running_loop().create_task(_warm_up(gateway))
+            warm = asyncio.get_running_loop().create_task(_warm_up(gateway, freeze_heap=freeze_heap))
         try:
             async with AsyncExitStack() as stack:
                 if mcp is not None:

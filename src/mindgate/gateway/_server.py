@@ -97,7 +97,7 @@ def serve(config: MindgateConfig, *, host: str | None = None, port: int | None =
     port = config.gateway.port if port is None else port
     configure_logging(log_level)
     check_bind(config, host, allow_remote=allow_remote)
-    app = create_app(config)
+    app = create_app(config, freeze_heap=True)
     log.info("mindgate gateway on http://%s:%d/v1 (OpenAI-compatible), memory API at /v1/memories",
              host if ":" not in host else f"[{host}]", port)
     server = uvicorn.Server(uvicorn_config(app, config, host=host, port=port, log_level=log_level))
