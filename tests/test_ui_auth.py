@@ -20,13 +20,12 @@ from ui_harness import (
     dashboard,
     dashboard_config,
     get_json,
-    gguf_header_read,
     page_factory,
     screenshot,
     sign_in,
 )
 
-__all__ = ["browser", "dashboard", "gguf_header_read", "page_factory"]
+__all__ = ["browser", "dashboard", "page_factory"]
 
 PAGES = ["memories", "models", "routing", "traffic"]
 SMALL = "llama-3.2-1b-instruct@q4_k_m"
@@ -169,7 +168,7 @@ def test_user_bound_key(dashboard: Any, page_factory: Any, lmstudio_fake: Any) -
 
 
 @pytest.fixture
-def open_dashboard(lmstudio_fake: Any, memory_factory: Any, serve_gateway: Any, gguf_header_read: None) -> Any:
+def open_dashboard(lmstudio_fake: Any, memory_factory: Any, serve_gateway: Any) -> Any:
     from mindgate.gateway._app import create_app
 
     return serve_gateway(create_app(dashboard_config(lmstudio_fake, keys=False), memory=memory_factory()))

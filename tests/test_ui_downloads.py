@@ -9,9 +9,9 @@ import pytest
 from playwright.sync_api import expect
 
 from mindgate.providers.lmstudio import _management as _lmstudio_api
-from ui_harness import ALICE_KEY, browser, dashboard, get_json, gguf_header_read, page_factory, screenshot, sign_in
+from ui_harness import ALICE_KEY, browser, dashboard, get_json, page_factory, screenshot, sign_in
 
-__all__ = ["browser", "dashboard", "gguf_header_read", "page_factory"]
+__all__ = ["browser", "dashboard", "page_factory"]
 
 GRANITE = "ibm/granite-4-micro"
 

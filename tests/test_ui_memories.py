@@ -17,13 +17,12 @@ from ui_harness import (
     browser,
     dashboard,
     get_json,
-    gguf_header_read,
     page_factory,
     screenshot,
     sign_in,
 )
 
-__all__ = ["browser", "dashboard", "gguf_header_read", "page_factory"]
+__all__ = ["browser", "dashboard", "page_factory"]
 
 ALICE = [
     "Alice is allergic to peanuts",

@@ -14,9 +14,9 @@ from fakes.lmstudio import LMStudioModel
 from mindgate.gateway import _ui_api as ui_api
 from mindgate.providers.management._resources import GPUInfo, read_resources
 from mindgate.routing._placement import shared_placement
-from ui_harness import MOBILE, browser, dashboard, get_json, gguf_header_read, page_factory, screenshot, sign_in
+from ui_harness import MOBILE, browser, dashboard, get_json, page_factory, screenshot, sign_in
 
-__all__ = ["browser", "dashboard", "gguf_header_read", "page_factory"]
+__all__ = ["browser", "dashboard", "page_factory"]
 
 SMALL = "llama-3.2-1b-instruct@q4_k_m"
 

@@ -9,9 +9,9 @@ from playwright.sync_api import expect
 
 from mindgate.gateway._observability import Metrics
 from mindgate.gateway._ui_timeseries import SAMPLES_PER_MINUTE, TrafficSeries
-from ui_harness import MOBILE, browser, dashboard, gguf_header_read, page_factory, screenshot, sign_in
+from ui_harness import MOBILE, browser, dashboard, page_factory, screenshot, sign_in
 
-__all__ = ["browser", "dashboard", "gguf_header_read", "page_factory"]
+__all__ = ["browser", "dashboard", "page_factory"]
 
 T0 = 1_700_000_000 - 1_700_000_000 % 60  # a minute boundary
 

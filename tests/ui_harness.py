@@ -18,11 +18,9 @@ import pytest
 
 from fakes import LMStudioFake, OllamaFake
 from fixtures_gateway import GatewayServer
-from mindgate._assets import default_gguf_path
 from mindgate.config import MindgateConfig
 from mindgate.gateway._app import create_app
 from mindgate.memory._memory import AsyncMemory
-from mindgate.providers.management._gguf_info import read_gguf_info
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -101,16 +99,9 @@ def page_factory(browser: Any) -> Iterator[Callable[..., Any]]:
         context.close()
 
 
-@pytest.fixture(scope="session")
-def gguf_header_read() -> None:
-    """The shipped GGUF's header, read once (it is cached per file): the gateway's start-up catalog listing
-    does this in the background, and the first read takes seconds on 2 cores."""
-    read_gguf_info(default_gguf_path())
-
-
 @pytest.fixture
 def dashboard(lmstudio_fake: LMStudioFake, ollama_fake: OllamaFake, memory_factory: Callable[..., AsyncMemory],
-              serve_gateway: Callable[[Any], GatewayServer], gguf_header_read: None) -> GatewayServer:
+              serve_gateway: Callable[[Any], GatewayServer]) -> GatewayServer:
     """The gateway with keys on, the real MiniLM embedder and a fresh SQLite store, on loopback."""
     lmstudio_fake.load_delay = 1.0  # long enough for the page to show a load in progress
     config = dashboard_config(lmstudio_fake, ollama_fake)
@@ -154,4 +145,4 @@ def get_json(server: GatewayServer, path: str, key: str | None = ADMIN_KEY) -> A
 
 
 __all__ = ["ADMIN_KEY", "ALICE_KEY", "DESKTOP", "MOBILE", "add_memories", "browser", "dashboard",
-           "dashboard_config", "get_json", "gguf_header_read", "page_factory", "screenshot", "sign_in"]
+           "dashboard_config", "get_json", "page_factory", "screenshot", "sign_in"]
