@@ -132,6 +132,42 @@ def test_a_chunked_stream_arrives_chunk_by_chunk() -> None:
     assert asyncio.run(run()) == [b"data: 1\n\n", b"data: 2\n\n", b"data: [DONE]\n\n"]
 
 
+def test_a_streamed_body_read_slowly_holds_a_bounded_amount_in_memory() -> None:
+    """A fast upstream and a slow reader (a stalled client downstream): the socket pauses above HIGH_WATER,
+    so what the client holds stays bounded while every byte still arrives, in order."""
+    from mindgate.providers import _http1
+
+    total = 24 * 2**20
+    block = bytes(range(256)) * 256  # 64 KiB
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(total // len(block)):
+            writer.write(b"%x\r\n%b\r\n" % (len(block), block))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async def run() -> tuple[int, int]:
+        async with _server(handler) as (base, _):
+            upstream = _upstream(base)
+            received, largest = 0, 0
+            async with upstream.stream("POST", "/chat/completions", {"stream": True}) as response:
+                async for chunk in response.content.iter_any():
+                    assert chunk == (block * (len(chunk) // len(block) + 2))[received % len(block):][:len(chunk)]
+                    received += len(chunk)
+                    largest = max(largest, len(chunk))
+                    await asyncio.sleep(0.002)  # the slow reader
+            await upstream.aclose()
+            return received, largest
+
+    received, largest = asyncio.run(run())
+    assert received == total
+    assert largest <= _http1.HIGH_WATER + 2**20  # at most one socket read past the mark (without: megabytes)
+
+
 @pytest.mark.parametrize("case", ["refused", "silent", "cut"])
 def test_transport_failures_are_aiohttp_errors_of_the_right_kind(case: str) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -19,7 +19,10 @@ Contracts are :class:`~._upstream.Upstream`'s, and failures raise the same aioht
 Connections: at most ``limit`` at once per pool (more requests wait, as with aiohttp's connector), idle ones
 kept ``keepalive`` seconds (under the servers' own idle close) and reused last-in first-out; a connection
 whose answer was not read to its end, or that the server marked ``Connection: close``, is closed. Bodies
-sent with ``Content-Encoding`` gzip or deflate are decoded (the client asks for none).
+sent with ``Content-Encoding`` gzip or deflate are decoded (the client asks for none). A body read as a
+stream (``iter_any``) holds at most about :data:`HIGH_WATER` bytes that the caller has not taken: beyond
+that, reading from the socket pauses until the caller takes them (a slow client downstream slows the
+upstream, through TCP, instead of filling memory); a body read whole is not bounded.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from multidict import CIMultiDict
 
 _USER_AGENT = "mindgate"
 _HEAD_CACHE = 64
+HIGH_WATER = 256 * 1024  # bytes of a streamed body held before reading from the socket pauses
 
 
 class Response:
@@ -57,6 +61,9 @@ class Response:
         self.error: BaseException | None = None
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._chunks: list[bytes] = []
+        self._held = 0  # bytes in _chunks
+        self._streaming = False  # read by iter_any: the socket pauses above HIGH_WATER
+        self._paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._decoder: Any = None
 
@@ -94,6 +101,9 @@ class Response:
                 return
         if data:
             self._chunks.append(data)
+            self._held += len(data)
+            if self._streaming and not self._paused and self._held > HIGH_WATER:
+                self._paused = self.connection.pause_reading()
             self._wake()
 
     def _finish(self) -> None:
@@ -139,16 +149,24 @@ class Response:
         while not self.complete:
             await self._wait()
         body = b"".join(self._chunks)
-        self._chunks.clear()
+        self._taken()
         return body
+
+    def _taken(self) -> None:
+        self._chunks.clear()
+        self._held = 0
+        if self._paused:
+            self._paused = False
+            self.connection.resume_reading()
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive (what has arrived since the last chunk, joined)."""
+        self._streaming = True
         while True:
             chunks = self._chunks
             if chunks:
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
+                self._taken()
                 yield data
             elif self.complete:
                 return
@@ -214,6 +232,17 @@ class Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    def pause_reading(self) -> bool:
+        """Stop reading from the socket (True when it was paused)."""
+        if self.transport is None or self.closed:
+            return False
+        self.transport.pause_reading()
+        return True
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
