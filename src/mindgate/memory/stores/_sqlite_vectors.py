@@ -109,7 +109,8 @@ class _Matrix:
         if len(gone):  # the kept rows are copied once, run by run, into a buffer with room for the added ones
             kept = len(rowids) - len(gone)
             rows = kept + len(added) + (CHUNK_ROWS if added else 0)
-            buffer = np.empty((rows, vectors.shape[1]), dtype=np.float32)  # malloc's reused memory: no mmap here
+            # np.empty, not _zeros: a fresh populated mapping per write cost ~3 ms at 5,000 rows
+            buffer = np.empty((rows, vectors.shape[1]), dtype=np.float32)
             start = filled = 0
             for end in [*gone.tolist(), len(rowids)]:
                 buffer[filled:filled + end - start] = vectors[start:end]
