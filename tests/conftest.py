@@ -22,3 +22,12 @@ pytest_plugins = ["fixtures_servers", "fixtures_pg", "fixtures_fakes", "fixtures
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MINDGATE_HOME", str(tmp_path_factory.mktemp("mindgate_home")))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sdk_probes() -> None:
+    """The LM Studio SDK probe is cached per URL for 30 s; a port the OS hands again to another test's fake
+    server (one without the SDK) must not inherit the answer cached for the earlier one."""
+    from mindgate.providers.lmstudio import _sdk
+
+    _sdk._usable.clear()
