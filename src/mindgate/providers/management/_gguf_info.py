@@ -90,7 +90,7 @@ class _Metadata:
 
     def take(self, fmt: str) -> Any:
         value = struct.unpack_from(self.order + fmt, self.data, self.at)[0]
-        self.at += struct.calcsize(fmt)
+        self.at += struct.calcsize(self.order + fmt)
         return value
 
     def string(self) -> str:
@@ -114,7 +114,7 @@ class _Metadata:
             raise ValueError(f"unknown GGUF value type {kind}")
         kind, count = self.take("I"), self.take(self.size)
         if kind in _NUMBERS:
-            width = struct.calcsize(_NUMBERS[kind])
+            width = struct.calcsize(self.order + _NUMBERS[kind])
             if self.at + count * width > len(self.data):
                 raise ValueError("an array runs past the end of the file")
             if count <= MAX_LIST:
