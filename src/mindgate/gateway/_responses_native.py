@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mindgate._json import dumps
-from mindgate.config import MindgateConfig
 from mindgate.errors import InvalidRequestError, MindgateError, NativeResponsesUnavailable
 from mindgate.gateway._openai_responses import items_to_messages, new_id, output_messages, response_object
 from mindgate.gateway._responses import EventStream, JSONBytes
@@ -132,22 +131,11 @@ class NativeTurn:
             log.error("storing response %s failed (it cannot be retrieved or continued): %s", response["id"], exc)
 
 
-_CONFIGURED: dict[int, tuple[MindgateConfig, bool]] = {}
-
-
 def configured(gateway: Gateway) -> bool:
     """Whether any target of this gateway may pass Responses requests through (else none is tried). The
-    config's part is read once per config (it runs for every Responses request); the default model's is
-    asked each time (a lazily resolved model may change its answer)."""
-    config = gateway.config
-    known = _CONFIGURED.get(id(config))
-    if known is None or known[0] is not config:
-        if len(_CONFIGURED) >= 64:  # configs come and go in an embedding application's tests; few are live
-            _CONFIGURED.clear()
-        sections = [config.llm, *config.providers.values()]
-        known = _CONFIGURED[id(config)] = (
-            config, any(getattr(s.config, "responses_api", "bridge") != "bridge" for s in sections))
-    return known[1] or gateway.targets.default.passes_responses
+    config's part is read once per gateway; the default model is asked each time (a lazily resolved model
+    may change its answer)."""
+    return gateway.responses_api_configured or gateway.targets.default.passes_responses
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from fastapi import Request
@@ -42,6 +43,13 @@ class Gateway:
     owned: list[Any] = field(default_factory=list)
     # the model name memory extraction runs under: what a key must be allowed to use for infer=true
     memory_model: str = "auto"
+
+    @cached_property
+    def responses_api_configured(self) -> bool:
+        """Whether a provider section of the config asks for a server's own /v1/responses (``responses_api``
+        other than ``bridge``); read once, since every Responses request asks."""
+        sections = [self.config.llm, *self.config.providers.values()]
+        return any(getattr(s.config, "responses_api", "bridge") != "bridge" for s in sections)
 
     @property
     def writer(self) -> MemoryWriter | None:
