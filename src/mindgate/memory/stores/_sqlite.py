@@ -54,7 +54,6 @@ from mindgate.memory.stores._base import (
     UpdateChange,
     check_count,
     check_identity,
-    check_vector,
     content_hash,
     keyset_pages,
     reindexed_since_open,
@@ -63,8 +62,9 @@ from mindgate.memory.stores._base import (
 from mindgate.memory.stores._sqlite_cache import Counts, all_versions_moved, partition_state
 from mindgate.memory.stores._sqlite_conn import Connections, validate_path
 from mindgate.memory.stores._sqlite_import import import_history, import_record
+from mindgate.memory.stores._sqlite_reindex import SQLiteReindex
 from mindgate.memory.stores._sqlite_responses import SQLiteResponses
-from mindgate.memory.stores._sqlite_spaces import CHUNK_SIZE, Space, create_space, drop_space, drop_vectors, find_space
+from mindgate.memory.stores._sqlite_spaces import CHUNK_SIZE, MAX_DIMS, Space, create_space, drop_vectors, find_space
 from mindgate.memory.stores._sqlite_sql import (
     CANDIDATES,
     RECORD_COLUMNS,
@@ -72,15 +72,18 @@ from mindgate.memory.stores._sqlite_sql import (
     SCOPES_SQL,
     RowReader,
     T,
+    all_rows,
     by_rowids,
     iso,
     metadata_json,
     new_id,
+    one_row,
     scope_sql,
     similarity,
     slot_range,
     to_history,
     to_record,
+    vector_blob,
     where_sql,
 )
 from mindgate.memory.stores._sqlite_summaries import SQLiteSummaries
@@ -90,7 +93,6 @@ from mindgate.memory.stores._sqlite_vectors import PartitionVectors, cache_bytes
 from mindgate.providers._base import EmbedderIdentity, Vector
 
 MAX_K = 4096
-MAX_DIMS = 8192
 _HISTORY_INSERT = ("INSERT INTO history (id, memory_id, event, old_memory, new_memory, created_at, actor) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
@@ -125,7 +127,7 @@ class _Txn:
     deltas: dict[str, _Delta | None] = field(default_factory=dict)
 
 
-class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
+class SQLiteStore(SQLiteResponses, SQLiteSummaries, SQLiteReindex, MemoryStore):
     """A memory store in one SQLite file at ``path`` (its directory is created when missing).
 
     ``busy_timeout_ms`` is how long a write waits for another writer's lock before failing with a
@@ -204,8 +206,8 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
                 self._vectors.patch(active.table, partition, delta.before, after[partition], delta.removed,
                                     delta.added)
                 patched.add(partition)
-        self._vectors.drop(touched - patched)
-        self._counts.drop(touched)
+        self._written(touched - patched)
+        self._counts.drop(patched)  # a patched vector copy stays; the text counts are read again
         return results
 
     def _delta(self, txn: _Txn, partition: str) -> _Delta | None:
@@ -245,7 +247,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         if identity is None:
             raise StoreError(f"the memory store {self.path} was not opened",
                              hint="call store.open(embedder_identity) before writing")
-        return _vector_blob(vector, identity.dims)
+        return vector_blob(vector, identity.dims)
 
     def _apply_one(self, txn: _Txn, change: Change, blob: bytes | None) -> ChangeResult:
         conn, now, active, staging = txn.conn, txn.now, txn.active, txn.staging
@@ -254,7 +256,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
             return self._add(txn, change, blob)
         assert isinstance(change, UpdateChange | DeleteChange)
         where, params = scope_sql(change.scope)
-        row = _one(conn, f"SELECT m.rowid, m.memory, m.partition, m.scope_key FROM memories m "
+        row = one_row(conn, f"SELECT m.rowid, m.memory, m.partition, m.scope_key FROM memories m "
                            f"WHERE m.id = ? AND {where}", [change.id, *params])
         if row is None:
             raise NotFoundError(f"memory {change.id!r} not found in scope {change.scope.as_dict()}",
@@ -265,7 +267,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
             delta.remove(rowid)
         if isinstance(change, UpdateChange):
             new_hash = content_hash(change.memory)
-            clash = _one(conn, "SELECT 1 FROM memories WHERE scope_key = ? AND hash = ? AND "
+            clash = one_row(conn, "SELECT 1 FROM memories WHERE scope_key = ? AND hash = ? AND "
                                  "deleted_at IS NULL AND rowid != ?", (scope_key, new_hash, rowid))
             if clash is None:
                 assert blob is not None
@@ -296,19 +298,20 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         lo, hi = slot_range(self._write_slot(txn, scope.partition))
         delta = self._delta(txn, scope.partition)
         try:
-            inserted = _one(conn, "INSERT INTO memories (rowid, id, partition, scope_key, user_id, agent_id, run_id, "
-                                  "memory, hash, metadata, created_at, updated_at, vec_gen, key_context) "
-                                  "SELECT coalesce(max(rowid) + 1, ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
-                                  "FROM memories WHERE rowid BETWEEN ? AND ? "
-                                  "ON CONFLICT (scope_key, hash) WHERE deleted_at IS NULL DO NOTHING RETURNING rowid",
-                            (lo, rec.id, scope.partition, scope.key, scope.user_id, scope.agent_id, scope.run_id,
-                             rec.memory, rec.hash, metadata_json(rec.metadata), iso(rec.created_at),
-                             iso(rec.updated_at) if rec.updated_at else None, active.gen, rec.key_context, lo, hi))
+            inserted = one_row(
+                conn, "INSERT INTO memories (rowid, id, partition, scope_key, user_id, agent_id, run_id, "
+                      "memory, hash, metadata, created_at, updated_at, vec_gen, key_context) "
+                      "SELECT coalesce(max(rowid) + 1, ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                      "FROM memories WHERE rowid BETWEEN ? AND ? "
+                      "ON CONFLICT (scope_key, hash) WHERE deleted_at IS NULL DO NOTHING RETURNING rowid",
+                (lo, rec.id, scope.partition, scope.key, scope.user_id, scope.agent_id, scope.run_id,
+                 rec.memory, rec.hash, metadata_json(rec.metadata), iso(rec.created_at),
+                 iso(rec.updated_at) if rec.updated_at else None, active.gen, rec.key_context, lo, hi))
         except apsw.ConstraintError as exc:
             raise InvalidRequestError(f"a memory with id {rec.id!r} already exists",
                                       hint="give each new memory a fresh id; nothing was stored") from exc
         if inserted is None:
-            existing = _one(conn, "SELECT id, memory FROM memories WHERE scope_key = ? AND hash = ? "
+            existing = one_row(conn, "SELECT id, memory FROM memories WHERE scope_key = ? AND hash = ? "
                                     "AND deleted_at IS NULL", (scope.key, rec.hash))
             return ChangeResult(existing[0], existing[1], "NONE")
         rowid = inserted[0]
@@ -324,7 +327,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         """The partition's committed rowid slot, or None; slots are permanent, so they are cached."""
         slot = self._slots.get(partition)
         if slot is None:
-            row = _one(conn, "SELECT slot FROM partitions WHERE partition = ?", (partition,))
+            row = one_row(conn, "SELECT slot FROM partitions WHERE partition = ?", (partition,))
             if row is None:
                 return None
             slot = self._slots[partition] = int(row[0])
@@ -334,7 +337,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         """The partition's slot, created in this transaction when new (cached only after the commit)."""
         slot = txn.new_slots.get(partition) or self._slot(txn.conn, partition)
         if slot is None:
-            slot = int(_one(txn.conn, "INSERT INTO partitions (partition) VALUES (?) RETURNING slot",
+            slot = int(one_row(txn.conn, "INSERT INTO partitions (partition) VALUES (?) RETURNING slot",
                             (partition,))[0])
             txn.new_slots[partition] = slot
         return slot
@@ -343,7 +346,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         where, params = scope_sql(scope)
         now = iso(utcnow())
         with self._db.write() as conn:
-            rows = _all(conn, f"SELECT m.rowid, m.id, m.memory FROM memories m WHERE {where}",
+            rows = all_rows(conn, f"SELECT m.rowid, m.id, m.memory FROM memories m WHERE {where}",
                                 params)
             conn.execute("DELETE FROM context_summaries WHERE partition = ?", (scope.partition,))
             if not rows:
@@ -359,7 +362,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
 
     def reset(self) -> None:
         with self._db.write() as conn:
-            for gen, in _all(conn, "SELECT gen FROM vector_spaces"):
+            for gen, in all_rows(conn, "SELECT gen FROM vector_spaces"):
                 conn.execute(f"DROP TABLE IF EXISTS memories_vec_{int(gen)}")
             with all_versions_moved(conn):
                 conn.execute("DELETE FROM vector_spaces; DELETE FROM memories; DELETE FROM history; "
@@ -377,7 +380,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         else:
             where, params = ("1" if include_deleted else "m.deleted_at IS NULL"), []
         with self._db.read() as conn:
-            row = _one(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.id = ? AND {where}",
+            row = one_row(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.id = ? AND {where}",
                                [memory_id, *params])
         return to_record(row) if row else None
 
@@ -387,7 +390,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         check_count("offset", offset)
         where, params = where_sql(scope, flt)
         with self._db.read() as conn:
-            rows = _all(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE {where} "
+            rows = all_rows(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE {where} "
                                 "ORDER BY m.created_at DESC, m.id LIMIT ? OFFSET ?",
                                 [*params, limit, offset])
         return [to_record(r) for r in rows]
@@ -395,12 +398,12 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
     def count(self, scope: Scope, flt: Filter | None = None) -> int:
         where, params = where_sql(scope, flt)
         with self._db.read() as conn:
-            return int(_one(conn, f"SELECT count(*) FROM memories m WHERE {where}", params)[0])
+            return int(one_row(conn, f"SELECT count(*) FROM memories m WHERE {where}", params)[0])
 
     def scopes(self, *, limit: int = 1000) -> builtins.list[tuple[str, str, int]]:
         check_count("limit", limit)
         with self._db.read() as conn:
-            rows = _all(conn, SCOPES_SQL, [limit])
+            rows = all_rows(conn, SCOPES_SQL, [limit])
         return [(str(kind), str(scope_id), int(n)) for kind, scope_id, n in rows]
 
     def vector_search(self, scope: Scope, vector: Vector, k: int,
@@ -439,7 +442,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
                 return []
             if self._identity is not None and active.identity != self._identity:
                 raise self._mismatch(active.identity, self._identity, since_open=True)
-            blob = _vector_blob(vector, active.identity.dims, what="query vector")
+            blob = vector_blob(vector, active.identity.dims, what="query vector")
             if flt is None and len(scope.as_dict()) == 1:
                 state = partition_state(conn, scope.partition)
                 if state is None:
@@ -463,7 +466,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
                 where, extra = where_sql(scope, flt, partition_index=False)
                 sql += f" AND v.rowid IN (SELECT m.rowid FROM memories m WHERE m.rowid BETWEEN ? AND ? AND {where})"
                 params += [*slot_range(slot), *extra]
-            rows = _all(conn, sql, params)
+            rows = all_rows(conn, sql, params)
         return [(read.make(row), similarity(row[-1])) for row in rows]
 
     def _text(self, read: RowReader[T], scope: Scope, query: str, k: int,
@@ -488,7 +491,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
             if documents is None:
                 # the partition's live records: each has one FTS row, and FTS5's docsize table holds one small
                 # row per document (the partition index would read each record's table row: 5x slower)
-                documents = int(_one(conn, "SELECT count(*) FROM memories_fts_docsize WHERE id BETWEEN ? AND ?",
+                documents = int(one_row(conn, "SELECT count(*) FROM memories_fts_docsize WHERE id BETWEEN ? AND ?",
                                      slot_range(slot))[0])
                 counts.put(("n", scope.partition), documents)
             ranked = bm25_ranked(conn, tokens, *slot_range(slot), documents, counts)
@@ -496,7 +499,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
                 return []
             if flt is not None or len(scope.as_dict()) > 1:
                 where, params = where_sql(scope, flt)
-                allowed = {r[0] for r in _all(conn, f"SELECT m.rowid FROM memories m WHERE {where} AND m.rowid "
+                allowed = {r[0] for r in all_rows(conn, f"SELECT m.rowid FROM memories m WHERE {where} AND m.rowid "
                                                     "IN (SELECT value FROM json_each(?))",
                                               [*params, json.dumps([r for r, _ in ranked])])}
                 ranked = [item for item in ranked if item[0] in allowed]
@@ -506,7 +509,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
 
     def history(self, memory_id: str) -> builtins.list[HistoryRecord]:
         with self._db.read() as conn:
-            rows = _all(conn, "SELECT id, memory_id, event, old_memory, new_memory, created_at, actor "
+            rows = all_rows(conn, "SELECT id, memory_id, event, old_memory, new_memory, created_at, actor "
                                 "FROM history WHERE memory_id = ? ORDER BY created_at, seq", (memory_id,))
         return [to_history(r) for r in rows]
 
@@ -525,7 +528,7 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         """``fetch(after, limit)`` for :func:`keyset_pages`: one short read of ``sql`` per page."""
         def fetch(after: str, limit: int) -> Any:
             with self._db.read() as conn:
-                return _all(conn, sql, (after, limit))
+                return all_rows(conn, sql, (after, limit))
         return fetch
 
     def recorded_identity(self) -> EmbedderIdentity | None:
@@ -564,58 +567,6 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         with self._db.write() as conn:
             import_history(conn, items)
 
-    # -- reindex ---------------------------------------------------------------------------------
-
-    def reindex_pending(self, identity: EmbedderIdentity, *, limit: int) -> builtins.list[MemoryRecord]:
-        check_identity(identity, MAX_DIMS)
-        check_count("limit", limit, minimum=1)
-        with self._db.write() as conn:
-            active = find_space(conn, "active")
-            if active is None or active.identity == identity:
-                return []
-            staging = find_space(conn, "staging")
-            if staging is None or staging.identity != identity:
-                if staging is not None:
-                    drop_space(conn, staging)
-                staging = create_space(conn, identity, "staging")
-            rows = _all(conn, f"SELECT {RECORD_COLUMNS} FROM memories m WHERE m.deleted_at IS NULL AND "
-                                "m.vec_gen < ? ORDER BY m.vec_gen, m.rowid LIMIT ?",
-                                (staging.gen, limit))
-            if not rows:
-                self._swap(conn, active, staging)
-        return [to_record(r) for r in rows]
-
-    def write_vectors(self, identity: EmbedderIdentity, items: Sequence[tuple[str, Vector]]) -> None:
-        check_identity(identity, MAX_DIMS)
-        blobs = [(memory_id, _vector_blob(vec, identity.dims)) for memory_id, vec in items]
-        written: set[str] = set()
-        with self._db.write() as conn:
-            active, staging = find_space(conn, "active"), find_space(conn, "staging")
-            target = next((s for s in (active, staging) if s is not None and s.identity == identity), None)
-            if target is None:
-                raise StoreError(f"no reindex to {identity.describe()} is in progress in {self.path}",
-                                 hint="call reindex_pending(identity, limit=...) first")
-            for memory_id, blob in blobs:
-                row = _one(conn, "SELECT rowid, partition FROM memories WHERE id = ? AND deleted_at IS NULL",
-                                   (memory_id,))
-                if row is None:  # deleted since it was listed: nothing to embed
-                    continue
-                conn.execute(f"DELETE FROM {target.table} WHERE rowid = ?", (row[0],))
-                conn.execute(f"INSERT INTO {target.table} (rowid, part, embedding) VALUES (?, ?, ?)",
-                             (row[0], row[1], blob))
-                conn.execute("UPDATE memories SET vec_gen = ? WHERE rowid = ?", (target.gen, row[0]))
-                written.add(row[1])
-            if target is staging and active is not None and _one(conn,
-                    "SELECT 1 FROM memories WHERE deleted_at IS NULL AND vec_gen < ? LIMIT 1",
-                    (staging.gen,)) is None:
-                self._swap(conn, active, staging)
-        self._written(written)
-
-    def _swap(self, conn: apsw.Connection, active: Space, staging: Space) -> None:
-        drop_space(conn, active)
-        conn.execute("UPDATE vector_spaces SET state = 'active' WHERE gen = ?", (staging.gen,))
-        self._identity = staging.identity
-
     def vector_cache(self) -> dict[str, float]:
         """The in-memory vector copies: ``budget`` (``vector_cache_mb``) and ``held``, in MiB."""
         return {"budget": self._vectors.max_bytes / 2**20, "held": self._vectors.bytes_used / 2**20}
@@ -624,15 +575,3 @@ class SQLiteStore(SQLiteResponses, SQLiteSummaries, MemoryStore):
         self._vectors.clear()
         self._db.close()
 
-
-def _one(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-    """The first row (a tuple) or None; typed Any because column types depend on the query."""
-    return conn.execute(sql, params).fetchone()
-
-
-def _all(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
-    return conn.execute(sql, params).fetchall()
-
-
-def _vector_blob(vector: Vector, dims: int, what: str = "vector") -> bytes:
-    return check_vector(vector, dims, f"the {what}").astype("<f4", copy=False).tobytes()

@@ -10,6 +10,7 @@ import apsw
 
 from mindgate.providers._base import EmbedderIdentity
 
+MAX_DIMS = 8192  # the widest vectors a vector space takes
 CHUNK_SIZE = 64  # vec0 rows per chunk: small partitions stay small, a 1,000-row partition scans fast
 
 

@@ -22,7 +22,8 @@ import apsw
 
 from mindgate.errors import InvalidRequestError
 from mindgate.memory._filters import And, Condition, Filter, Not, Or
-from mindgate.memory.stores._base import Candidate, HistoryRecord, MemoryRecord, Scope, decode_metadata
+from mindgate.memory.stores._base import Candidate, HistoryRecord, MemoryRecord, Scope, check_vector, decode_metadata
+from mindgate.providers._base import Vector
 
 RECORD_COLUMNS = "m.rowid, m.id, m.memory, m.hash, m.user_id, m.agent_id, m.run_id, m.metadata, " \
                  "m.created_at, m.updated_at, m.key_context"
@@ -214,3 +215,17 @@ def new_id() -> str:
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms << 80) | (0x7 << 76) | (((rand >> 62) & 0xFFF) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
     return str(uuid.UUID(int=value))
+
+
+def one_row(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    """The first row (a tuple) or None; typed Any because column types depend on the query."""
+    return conn.execute(sql, params).fetchone()
+
+
+def all_rows(conn: apsw.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+    return conn.execute(sql, params).fetchall()
+
+
+def vector_blob(vector: Vector, dims: int, what: str = "vector") -> bytes:
+    """A vector as vec0 stores it (float32, little-endian), after the store's checks."""
+    return check_vector(vector, dims, f"the {what}").astype("<f4", copy=False).tobytes()
